@@ -1,0 +1,198 @@
+/**
+ * Whether and how a response is stored (RFC 9111 §3, RFC 9213, RFC 5861, the operator's rule), and what a stored
+ * entry allows when a request comes (§4). Pure: the engine passes headers and times in.
+ */
+import type { EdgeConfig, Rule } from "../config/edge-schema.ts";
+import { deltaSeconds, fieldNames, parseDirectives, type Directives } from "./directives.ts";
+import { correctedInitialAge, freshnessLifetime, UNDERSTOOD_STATUSES } from "./freshness.ts";
+import { currentAgeOf, type EntryMeta } from "./entry.ts";
+import { endToEnd, headerPairs } from "./headers.ts";
+import { varyFields } from "./key.ts";
+
+/** Headers the cache reads but never forwards downstream (RFC 9213: targeted fields are for this cache). */
+export const CDN_ONLY_HEADERS = ["cdn-cache-control"];
+
+/** The directives this cache obeys: CDN-Cache-Control when present (RFC 9213), else Cache-Control. */
+export function responseDirectives(headers: Headers, rule?: Rule): Directives {
+  const ignored = rule?.ignore_origin_headers ?? [];
+  if (ignored.includes("cache-control")) return new Map();
+  const targeted = headers.get("cdn-cache-control");
+  if (targeted !== null && !ignored.includes("cdn-cache-control")) return parseDirectives(targeted);
+  return parseDirectives(headers.get("cache-control"));
+}
+
+/** A request's directives; `Pragma: no-cache` counts as `no-cache` when there is no Cache-Control. */
+export function requestDirectives(headers: Headers): Directives {
+  const cc = headers.get("cache-control");
+  if (cc === null && /(^|,)\s*no-cache\s*(,|$)/i.test(headers.get("pragma") ?? "")) return new Map([["no-cache", true]]);
+  return parseDirectives(cc);
+}
+
+export interface StoreInput {
+  /** Primary key the entry will answer. */
+  key: string;
+  requestHeaders: Headers;
+  status: number;
+  statusText: string;
+  /** The origin's response headers. */
+  headers: Headers;
+  requestTime: number;
+  responseTime: number;
+  rule?: Rule;
+  edge: EdgeConfig;
+}
+
+export type StoreDecision =
+  | { store: false; reason: string }
+  | { store: true; meta: EntryMeta; varyFields: string[]; /** seconds the store must keep it */ physicalTtl: number };
+
+/** Decides storage and builds the entry's metadata. */
+export function decideStorage(input: StoreInput): StoreDecision {
+  const { status, rule, edge } = input;
+  const no = (reason: string): StoreDecision => ({ store: false, reason });
+  const ignored = new Set(rule?.ignore_origin_headers ?? []);
+  const headers = new Headers(input.headers);
+  if (!headers.has("date")) headers.set("date", new Date(input.responseTime).toUTCString());
+
+  if (status < 200 || status === 206 || status === 304) return no("status");
+  const reqCC = requestDirectives(input.requestHeaders);
+  if (reqCC.has("no-store")) return no("request no-store");
+
+  const cc = responseDirectives(headers, rule);
+  const understood = UNDERSTOOD_STATUSES.has(status);
+  if (cc.has("must-understand")) {
+    if (!understood) return no("must-understand");
+  } else if (cc.has("no-store")) return no("no-store");
+  if (cc.has("private") && fieldNames(cc.get("private")).length === 0) return no("private");
+  if (
+    input.requestHeaders.has("authorization") &&
+    !(cc.has("public") || cc.has("s-maxage") || cc.has("must-revalidate"))
+  )
+    return no("authorization");
+
+  const fields = ignored.has("vary") ? [] : varyFields(headers.get("vary"));
+  if (fields[0] === "*") return no("vary *");
+
+  const hasCookie = headers.has("set-cookie") && !ignored.has("set-cookie");
+  if (hasCookie && edge.set_cookie === "bypass") return no("set-cookie");
+
+  const defaultTtl = rule?.ttl?.[String(status)] ?? rule?.ttl?.["any"];
+  let lifetime: number;
+  if (rule?.force_ttl !== undefined) lifetime = rule.force_ttl;
+  else {
+    const f = freshnessLifetime(status, headers, cc, {
+      heuristicFraction: edge.heuristic_fraction,
+      heuristicMax: edge.heuristic_max,
+      defaultTtl,
+      ignoreExpires: ignored.has("expires"),
+    });
+    // A no-cache response is stored to be revalidated every time, even without freshness information.
+    if (f === undefined && !(cc.get("no-cache") === true && (headers.has("etag") || headers.has("last-modified"))))
+      return no("no freshness");
+    lifetime = f?.lifetime ?? 0;
+  }
+
+  const noCacheFields = fieldNames(cc.get("no-cache"));
+  const noCache = cc.has("no-cache") && noCacheFields.length === 0 && rule?.force_ttl === undefined;
+  const mustRevalidate =
+    noCache || cc.has("must-revalidate") || cc.has("proxy-revalidate") || cc.has("s-maxage");
+  const staleWhileRevalidate = mustRevalidate
+    ? 0
+    : Math.max(deltaSeconds(cc.get("stale-while-revalidate")) ?? 0, rule?.stale_while_revalidate ?? 0);
+  const staleIfError = mustRevalidate
+    ? 0
+    : Math.max(deltaSeconds(cc.get("stale-if-error")) ?? 0, rule?.stale_if_error ?? 0);
+
+  // Fields that must not be replayed from the cache: private="…", no-cache="…", cookies when stripping.
+  const drop = [...CDN_ONLY_HEADERS, ...fieldNames(cc.get("private")), ...noCacheFields];
+  if (hasCookie && edge.set_cookie === "strip") drop.push("set-cookie");
+  const stored = endToEnd(headers, drop);
+
+  const etag = headers.get("etag") ?? undefined;
+  const lastModified = headers.get("last-modified") ?? undefined;
+  const initialAge = correctedInitialAge(headers, input.requestTime, input.responseTime);
+  const meta: EntryMeta = {
+    kind: "entry",
+    key: input.key,
+    status,
+    statusText: input.statusText,
+    headers: headerPairs(stored),
+    requestTime: input.requestTime,
+    responseTime: input.responseTime,
+    initialAge,
+    lifetime,
+    staleWhileRevalidate,
+    staleIfError,
+    noCache,
+    mustRevalidate,
+    etag,
+    lastModified,
+    tags: cacheTags(headers),
+  };
+  const length = Number(headers.get("content-length"));
+  if (headers.has("content-length") && Number.isFinite(length)) {
+    if (length > edge.max_object_bytes) return no("too large");
+    meta.size = length;
+  }
+  const fresh = noCache ? 0 : Math.max(0, lifetime - initialAge);
+  const stale = Math.max(staleWhileRevalidate, staleIfError);
+  // Nothing could ever be served from an entry that is stale on arrival, may not be served stale and has no validators.
+  if (fresh === 0 && stale === 0 && !etag && !lastModified) return no("stale on arrival");
+  return { store: true, meta, varyFields: fields, physicalTtl: physicalTtl(fresh, stale, edge.keep) };
+}
+
+/**
+ * How long the store keeps an entry: its remaining freshness, its stale windows, then `keep` (nginx's `inactive`)
+ * so that a stale entry can still be revalidated, or be reported EXPIRED rather than MISS.
+ */
+export function physicalTtl(fresh: number, stale: number, keep: number): number {
+  return Math.max(1, Math.ceil(fresh + stale + keep));
+}
+
+/** Cache-Tag / Surrogate-Key values (comma- or space-separated), for purge by tag. */
+function cacheTags(headers: Headers): string[] {
+  const raw = [headers.get("cache-tag"), headers.get("surrogate-key")].filter(Boolean).join(",");
+  return [...new Set(raw.split(/[\s,]+/).filter(Boolean))];
+}
+
+/** How a stored entry stands for one request. */
+export type Verdict =
+  | { use: "fresh"; ttl: number }
+  /** stale, and stale-while-revalidate lets it be served while refreshing */
+  | { use: "stale-while-revalidate"; ttl: number }
+  /** stale within what the client's max-stale accepts */
+  | { use: "stale-ok"; ttl: number }
+  /** must go to the origin (conditionally when validators exist); `forced` when the client asked for it */
+  | { use: "revalidate"; ttl: number; forced: boolean };
+
+/** Judges a stored entry against the request's directives at `now`. */
+export function judge(meta: EntryMeta, reqCC: Directives, edge: EdgeConfig, now: number): Verdict {
+  const age = currentAgeOf(meta, now);
+  const ttl = Math.floor((meta.noCache ? 0 : meta.lifetime) - age);
+  const honourClient = edge.client_no_cache === "revalidate";
+  if (honourClient && reqCC.has("no-cache")) return { use: "revalidate", ttl, forced: true };
+  const clientMaxAge = honourClient ? deltaSeconds(reqCC.get("max-age")) : undefined;
+  if (clientMaxAge !== undefined && age > clientMaxAge) return { use: "revalidate", ttl, forced: true };
+  const minFresh = honourClient ? (deltaSeconds(reqCC.get("min-fresh")) ?? 0) : 0;
+  const remaining = meta.noCache ? 0 : meta.lifetime - age;
+  if (remaining > minFresh) return { use: "fresh", ttl };
+  if (remaining > 0) return { use: "revalidate", ttl, forced: true }; // fresh, but not as fresh as min-fresh asks
+  if (meta.mustRevalidate) return { use: "revalidate", ttl, forced: false };
+  if (reqCC.has("max-stale")) {
+    const maxStale = reqCC.get("max-stale") === true ? Infinity : deltaSeconds(reqCC.get("max-stale"));
+    if (maxStale !== undefined && -ttl <= maxStale) return { use: "stale-ok", ttl };
+  }
+  if (-ttl <= meta.staleWhileRevalidate) return { use: "stale-while-revalidate", ttl };
+  return { use: "revalidate", ttl, forced: false };
+}
+
+/** Whether stale-if-error lets this entry answer when the origin failed. */
+export function staleIfErrorAllows(meta: EntryMeta, now: number): boolean {
+  if (meta.mustRevalidate) return false;
+  return currentAgeOf(meta, now) - meta.lifetime <= meta.staleIfError;
+}
+
+/** Origin outcomes RFC 5861 counts as errors: no response, or 500, 502, 503, 504. */
+export function isOriginError(status: number | undefined): boolean {
+  return status === undefined || status === 500 || status === 502 || status === 503 || status === 504;
+}

@@ -1,0 +1,64 @@
+/** Schema of the edge cache's part of cdn.toml: the `[edge]` table and the ordered `[[rules]]`. */
+import { z } from "zod";
+
+const seconds = z.number().int().min(0).max(2 ** 31);
+const names = z.array(z.string().min(1)).default([]);
+
+/** Request conditions (nginx's proxy_cache_bypass / proxy_no_cache): any named item present and not "" or "0". */
+export const RequestConditionSchema = z
+  .object({ cookies: names, headers: names, args: names })
+  .strict();
+
+/** One operator rule; the first rule whose path, methods and hosts match a request applies. */
+export const RuleSchema = z
+  .object({
+    /** Path glob: `*` matches within a segment, `**` across segments. */
+    path: z.string().startsWith("/").default("/**"),
+    methods: z.array(z.string().regex(/^[A-Z]+$/, "methods are upper-case tokens")).optional(),
+    hosts: z.array(z.string().min(1)).optional(),
+    /** Freshness when the origin gives none (proxy_cache_valid), by status code or "any". */
+    ttl: z.record(z.string().regex(/^(\d{3}|any)$/, 'keys are status codes or "any"'), seconds).optional(),
+    /** Freshness that overrides whatever the origin says. */
+    force_ttl: seconds.optional(),
+    stale_while_revalidate: seconds.optional(),
+    stale_if_error: seconds.optional(),
+    bypass: RequestConditionSchema.optional(),
+    no_store: RequestConditionSchema.optional(),
+    /** Origin response headers the cache decides without (e.g. "cache-control", "expires", "set-cookie", "vary"). */
+    ignore_origin_headers: z.array(z.string().min(1).transform((s) => s.toLowerCase())).optional(),
+    /** Store an object only after this many requests for it (proxy_cache_min_uses). */
+    min_uses: z.number().int().min(1).optional(),
+    /** How the query string enters the cache key. */
+    query: z.enum(["keep", "sort", "drop"]).optional(),
+  })
+  .strict();
+
+export const EdgeSchema = z
+  .object({
+    /** This edge's name: the cache name in Cache-Status and Via. */
+    name: z.string().regex(/^[A-Za-z0-9._-]+$/, "letters, digits, '.', '_' and '-' only").default("edge"),
+    /** Where requests go. */
+    origin: z.url({ protocol: /^https?$/, error: "must be an http:// or https:// URL" }),
+    /** Time allowed for the origin to send response headers. */
+    origin_timeout_ms: z.number().int().min(1).max(600_000).default(30_000),
+    /** How long concurrent requests wait for another request's origin fetch (proxy_cache_lock_timeout). */
+    lock_timeout_ms: z.number().int().min(0).max(600_000).default(5_000),
+    /** Responses with Set-Cookie: "bypass" = never store, "strip" = store without the cookie, "store" = store it. */
+    set_cookie: z.enum(["bypass", "strip", "store"]).default("bypass"),
+    /** A client's `Cache-Control: no-cache` / `max-age=0`: "revalidate" with the origin, or "ignore" it. */
+    client_no_cache: z.enum(["revalidate", "ignore"]).default("revalidate"),
+    /** Heuristic freshness: this fraction of the time since Last-Modified, at most heuristic_max seconds. */
+    heuristic_fraction: z.number().min(0).max(1).default(0.1),
+    heuristic_max: seconds.default(86_400),
+    /** How long a stale entry with validators is kept for revalidation after its stale windows. */
+    keep: seconds.default(86_400),
+    /** Largest object stored, in bytes; larger ones are passed through. */
+    max_object_bytes: z.number().int().min(0).default(512 * 1024 * 1024),
+    /** Proxies (CIDRs) whose X-Forwarded-For is believed; nobody else's is. */
+    trusted_proxies: z.array(z.string()).default([]),
+  })
+  .strict();
+
+export type RequestCondition = z.infer<typeof RequestConditionSchema>;
+export type Rule = z.infer<typeof RuleSchema>;
+export type EdgeConfig = z.infer<typeof EdgeSchema>;

@@ -1,0 +1,605 @@
+/**
+ * The edge cache's request flow: look up, judge, serve or go to the origin, store, and label the answer with
+ * nginx's X-Cache-Status and RFC 9211's Cache-Status. It uses only standard fetch objects and an EntryStore, so the
+ * same code runs under Miniflare, bare workerd and Node (unit tests with a fake clock).
+ *
+ *   lookup ─┬─ nothing ──────────── (wait for a concurrent fetch of the key) ── origin ── MISS
+ *           ├─ fresh ────────────── HIT
+ *           ├─ stale, swr allows ── STALE (starts a background refresh) / UPDATING (one already runs)
+ *           └─ stale ────────────── (wait for a concurrent refresh) ── origin, conditional when it can:
+ *                                     304 → REVALIDATED · full → EXPIRED · failure → STALE if stale-if-error allows
+ */
+import type { EdgeConfig, Rule } from "../config/edge-schema.ts";
+import type { Directives } from "../cache/directives.ts";
+import { currentAgeOf, entryHeaders, type EntryMeta, type VaryMarker } from "../cache/entry.ts";
+import { endToEnd, headerPairs, mergeNotModified } from "../cache/headers.ts";
+import { primaryKey, variantKey, variantOf } from "../cache/key.ts";
+import {
+  CDN_ONLY_HEADERS,
+  decideStorage,
+  isOriginError,
+  judge,
+  physicalTtl,
+  requestDirectives,
+  staleIfErrorAllows,
+} from "../cache/policy.ts";
+import { conditionMatches, findRule } from "../cache/rules.ts";
+import { appendCacheStatus, cacheStatusMember, type CacheStatusParams, type XCacheStatus } from "../cache/status.ts";
+import { isNotModified, notModifiedHeaders } from "../cache/conditional.ts";
+import { ifRangeMatches, multipartByteranges, parseRange, sliceStream } from "../cache/range.ts";
+import { correctedInitialAge } from "../cache/freshness.ts";
+import type { EntryStore, StoredEntry } from "./store.ts";
+import { OriginTimeout, type OriginRequest } from "./origin.ts";
+
+export interface EngineOptions {
+  edge: EdgeConfig;
+  rules: Rule[];
+  store: EntryStore;
+  /** Forwards a client request to the origin (see origin.ts). */
+  origin: (client: Request, clientIp: string | undefined, req: OriginRequest) => Promise<Response>;
+  now?: () => number;
+}
+
+export interface RequestContext {
+  waitUntil(promise: Promise<unknown>): void;
+  clientIp?: string;
+}
+
+/** What the engine decided, before the per-request finishing (conditionals, ranges, HEAD, labels). */
+interface Outcome {
+  response: Response;
+  status: XCacheStatus;
+  cacheStatus: CacheStatusParams;
+  /** Age to send, for responses that come from the cache. */
+  age?: number;
+  /** Body size when known (ranges need it). */
+  size?: number;
+}
+
+interface Lookup {
+  /** Where the entry for this request lives (the variant's key under a Vary marker). */
+  storageKey: string;
+  entry: StoredEntry | null;
+  marker?: VaryMarker;
+}
+
+/** Request headers that would make the origin answer something other than the whole, storable response. */
+const PARTIAL_REQUEST_HEADERS = ["range", "if-range", "if-none-match", "if-modified-since", "if-match", "if-unmodified-since"];
+const NULL_BODY_STATUS = new Set([101, 103, 204, 205, 304]);
+const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS", "TRACE"]);
+/** Largest body assembled in memory for a multi-range answer; larger ones get the whole body. */
+const MULTIPART_LIMIT = 8 * 1024 * 1024;
+
+export class EdgeCache {
+  private readonly edge: EdgeConfig;
+  private readonly rules: Rule[];
+  private readonly store: EntryStore;
+  private readonly origin: EngineOptions["origin"];
+  private readonly now: () => number;
+  /** Keys with an origin fetch under way → resolvers of the requests waiting for it (request coalescing). */
+  private readonly inflight = new Map<string, Array<() => void>>();
+  /** Requests seen per key, for min_uses (bounded: cleared when it grows past 100k keys). */
+  private readonly uses = new Map<string, number>();
+
+  constructor(opts: EngineOptions) {
+    this.edge = opts.edge;
+    this.rules = opts.rules;
+    this.store = opts.store;
+    this.origin = opts.origin;
+    this.now = opts.now ?? Date.now;
+  }
+
+  /** Answers one client request. */
+  async handle(request: Request, ctx: RequestContext): Promise<Response> {
+    const url = new URL(request.url);
+    const rule = findRule(this.rules, request.method, url.host, url.pathname);
+    if (request.method !== "GET" && request.method !== "HEAD") return this.passThrough(request, url, rule, ctx);
+
+    const key = primaryKey(url, rule?.query);
+    const reqCC = requestDirectives(request.headers);
+    let outcome: Outcome;
+    if (conditionMatches(rule?.bypass, request, url)) {
+      outcome = await this.fetchToCache(request, ctx, rule, { storageKey: key, entry: null }, "BYPASS", { fwd: "bypass" });
+    } else {
+      outcome = await this.fromCacheOrOrigin(request, ctx, rule, key, reqCC);
+    }
+    return this.finish(request, outcome);
+  }
+
+  private async fromCacheOrOrigin(
+    request: Request,
+    ctx: RequestContext,
+    rule: Rule | undefined,
+    key: string,
+    reqCC: Directives,
+  ): Promise<Outcome> {
+    let found = await this.lookup(key, request.headers);
+    let collapsed = false;
+    if (!found.entry && this.inflight.has(found.storageKey)) {
+      await this.waitFor(found.storageKey);
+      found = await this.lookup(key, request.headers);
+      collapsed = true;
+    }
+    if (!found.entry || found.entry.meta.kind !== "entry") {
+      if (reqCC.has("only-if-cached")) return this.gatewayTimeout("only-if-cached and nothing stored");
+      this.countUse(found.storageKey);
+      return this.fetchToCache(request, ctx, rule, found, "MISS", {
+        fwd: found.marker ? "vary-miss" : "uri-miss",
+        collapsed,
+      });
+    }
+
+    let entry = found.entry as StoredEntry & { meta: EntryMeta };
+    let verdict = judge(entry.meta, reqCC, this.edge, this.now());
+    if (verdict.use === "revalidate" && !verdict.forced && this.inflight.has(found.storageKey)) {
+      // Someone is refreshing this entry right now: wait for it rather than stampede the origin.
+      await entry.body?.cancel();
+      await this.waitFor(found.storageKey);
+      const again = await this.lookup(key, request.headers);
+      if (again.entry?.meta.kind === "entry") {
+        found = again;
+        entry = again.entry as StoredEntry & { meta: EntryMeta };
+        verdict = judge(entry.meta, reqCC, this.edge, this.now());
+        collapsed = true;
+      } else {
+        return this.fetchToCache(request, ctx, rule, again, "MISS", { fwd: "uri-miss", collapsed: true });
+      }
+    }
+
+    switch (verdict.use) {
+      case "fresh":
+        return this.fromEntry(entry, "HIT", { hit: true, ttl: verdict.ttl, collapsed });
+      case "stale-ok":
+        return this.fromEntry(entry, "STALE", { hit: true, ttl: verdict.ttl, detail: "max-stale" });
+      case "stale-while-revalidate": {
+        if (this.inflight.has(found.storageKey)) {
+          return this.fromEntry(entry, "UPDATING", { hit: true, ttl: verdict.ttl, detail: "updating" });
+        }
+        const done = this.lock(found.storageKey);
+        ctx.waitUntil(this.refresh(request, ctx, rule, found, entry.meta).finally(done));
+        return this.fromEntry(entry, "STALE", { hit: true, ttl: verdict.ttl, detail: "updating" });
+      }
+      case "revalidate": {
+        if (reqCC.has("only-if-cached")) {
+          await entry.body?.cancel();
+          return this.gatewayTimeout("only-if-cached and the stored response is stale");
+        }
+        return this.revalidate(request, ctx, rule, found, entry, verdict.forced, verdict.ttl);
+      }
+    }
+  }
+
+  /** Goes to the origin for a stored entry that may not be reused as it is. */
+  private async revalidate(
+    request: Request,
+    ctx: RequestContext,
+    rule: Rule | undefined,
+    found: Lookup,
+    entry: StoredEntry & { meta: EntryMeta },
+    forced: boolean,
+    ttl: number,
+  ): Promise<Outcome> {
+    const done = this.lock(found.storageKey);
+    let result: RefreshResult;
+    try {
+      result = await this.conditionalFetch(request, ctx, entry.meta);
+    } catch (err) {
+      done();
+      throw err;
+    }
+    if (result.kind === "not-modified") {
+      const updated = this.updatedEntry(entry.meta, rule, result);
+      let served: StoredEntry = entry;
+      if (updated) {
+        const [client, toStore] = teeOrNull(entry.body);
+        ctx.waitUntil(this.putEntry(found, updated, toStore, this.physicalTtl(updated)).finally(done));
+        served = { meta: updated, body: client };
+      } else {
+        ctx.waitUntil(this.store.delete(found.storageKey).catch(() => undefined).finally(done));
+        served = { meta: { ...entry.meta, headers: headerPairs(mergeNotModified(entryHeaders(entry.meta), result.headers)) }, body: entry.body };
+      }
+      return this.fromEntry(served, "REVALIDATED", {
+        fwd: forced ? "request" : "stale",
+        fwdStatus: 304,
+        stored: true,
+      });
+    }
+    if (result.kind === "error" && staleIfErrorAllows(entry.meta, this.now())) {
+      done();
+      await result.response?.body?.cancel();
+      return this.fromEntry(entry, "STALE", {
+        fwd: "stale",
+        fwdStatus: result.response?.status ?? 504,
+        ttl,
+        detail: "stale-if-error",
+      });
+    }
+    await entry.body?.cancel();
+    if (result.kind === "error" && !result.response) {
+      done();
+      return this.originFailure(result.error, forced ? "BYPASS" : "EXPIRED");
+    }
+    // A full response: it replaces the entry.
+    return this.storeOutcome(request, ctx, rule, found, result.response!, result.requestTime, done, forced ? "BYPASS" : "EXPIRED", {
+      fwd: forced ? "request" : "stale",
+      fwdStatus: result.response!.status,
+    });
+  }
+
+  /** Background refresh for stale-while-revalidate: updates or replaces the entry, leaves it on failure. */
+  private async refresh(request: Request, ctx: RequestContext, rule: Rule | undefined, found: Lookup, meta: EntryMeta) {
+    const result = await this.conditionalFetch(request, ctx, meta).catch(() => undefined);
+    if (!result) return;
+    if (result.kind === "not-modified") {
+      const current = await this.store.get(found.storageKey);
+      if (current?.meta.kind !== "entry") return void (await current?.body?.cancel());
+      const updated = this.updatedEntry(current.meta, rule, result);
+      if (updated) await this.putEntry(found, updated, current.body, this.physicalTtl(updated));
+      else await Promise.all([current.body?.cancel(), this.store.delete(found.storageKey)]);
+    } else if (result.kind === "full") {
+      const outcome = await this.storeOutcome(request, ctx, rule, found, result.response, result.requestTime, () => {}, "EXPIRED", {});
+      await outcome.stored;
+      await outcome.response.body?.cancel();
+    } else {
+      await result.response?.body?.cancel();
+    }
+  }
+
+  /** The origin's answer to a conditional request built from the stored validators. */
+  private async conditionalFetch(request: Request, ctx: RequestContext, meta: EntryMeta): Promise<RefreshResult> {
+    const headers: Record<string, string> = {};
+    if (meta.etag) headers["if-none-match"] = meta.etag;
+    if (meta.lastModified) headers["if-modified-since"] = meta.lastModified;
+    const requestTime = this.now();
+    let response: Response;
+    try {
+      response = await this.origin(request, ctx.clientIp, { method: "GET", drop: PARTIAL_REQUEST_HEADERS, headers });
+    } catch (error) {
+      return { kind: "error", error, requestTime };
+    }
+    if (response.status === 304 && (meta.etag || meta.lastModified)) {
+      await response.body?.cancel();
+      return { kind: "not-modified", headers: response.headers, requestTime, responseTime: this.now() };
+    }
+    if (isOriginError(response.status)) return { kind: "error", response, requestTime };
+    return { kind: "full", response, requestTime };
+  }
+
+  /**
+   * RFC 9111 §3.2/§4.3.4: a 304 refreshes the stored headers and the freshness clock. `undefined` when the updated
+   * headers no longer allow storing (the entry is then dropped after this answer).
+   */
+  private updatedEntry(
+    meta: EntryMeta,
+    rule: Rule | undefined,
+    r: { headers: Headers; requestTime: number; responseTime: number },
+  ): EntryMeta | undefined {
+    const merged = mergeNotModified(entryHeaders(meta), r.headers);
+    const decision = decideStorage({
+      key: meta.key,
+      requestHeaders: new Headers(),
+      status: meta.status,
+      statusText: meta.statusText,
+      headers: merged,
+      requestTime: r.requestTime,
+      responseTime: r.responseTime,
+      rule,
+      edge: this.edge,
+    });
+    if (!decision.store) return undefined;
+    return { ...decision.meta, vary: meta.vary, size: meta.size ?? decision.meta.size };
+  }
+
+  private physicalTtl(meta: EntryMeta): number {
+    const fresh = meta.noCache ? 0 : Math.max(0, meta.lifetime - currentAgeOf(meta, this.now()));
+    return physicalTtl(fresh, Math.max(meta.staleWhileRevalidate, meta.staleIfError), this.edge.keep);
+  }
+
+  /** Fetches the whole response from the origin, stores it when allowed, and answers with it. */
+  private async fetchToCache(
+    request: Request,
+    ctx: RequestContext,
+    rule: Rule | undefined,
+    found: Lookup,
+    status: XCacheStatus,
+    cacheStatus: CacheStatusParams,
+  ): Promise<Outcome> {
+    const done = this.lock(found.storageKey);
+    const requestTime = this.now();
+    let response: Response;
+    try {
+      response = await this.origin(request, ctx.clientIp, { method: "GET", drop: PARTIAL_REQUEST_HEADERS });
+    } catch (error) {
+      done();
+      return this.originFailure(error, status, cacheStatus);
+    }
+    const outcome = await this.storeOutcome(request, ctx, rule, found, response, requestTime, done, status, cacheStatus);
+    return outcome;
+  }
+
+  /**
+   * Answers with an origin response and stores it when policy allows: the body is teed, one branch to the client,
+   * one to the store; `done` (the coalescing lock) is released once the store has it.
+   */
+  private async storeOutcome(
+    request: Request,
+    ctx: RequestContext,
+    rule: Rule | undefined,
+    found: Lookup,
+    response: Response,
+    requestTime: number,
+    done: () => void,
+    status: XCacheStatus,
+    cacheStatus: CacheStatusParams,
+  ): Promise<Outcome & { stored?: Promise<void> }> {
+    const url = new URL(request.url);
+    const decision = decideStorage({
+      key: found.entry?.meta.key ?? found.marker?.key ?? primaryKey(url, rule?.query),
+      requestHeaders: request.headers,
+      status: response.status,
+      statusText: response.statusText,
+      headers: response.headers,
+      requestTime,
+      responseTime: this.now(),
+      rule,
+      edge: this.edge,
+    });
+    const headers = endToEnd(response.headers, CDN_ONLY_HEADERS);
+    const size = lengthOf(headers);
+    const allowed =
+      decision.store &&
+      !conditionMatches(rule?.no_store, request, url) &&
+      this.usesReached(found.storageKey, rule?.min_uses ?? 1);
+    if (!allowed) {
+      done();
+      const body = NULL_BODY_STATUS.has(response.status) ? null : response.body;
+      return {
+        response: new Response(body, { status: response.status, statusText: response.statusText, headers }),
+        status,
+        cacheStatus: { ...cacheStatus, stored: false },
+        size,
+      };
+    }
+    const meta = decision.meta;
+    const [client, toStore] = teeOrNull(NULL_BODY_STATUS.has(response.status) ? null : response.body);
+    const limited = toStore && this.edge.max_object_bytes ? limitBytes(toStore, this.edge.max_object_bytes) : toStore;
+    const stored = this.putResponse(request, found, meta, decision.varyFields, limited, decision.physicalTtl)
+      .catch(() => undefined)
+      .finally(done);
+    ctx.waitUntil(stored);
+    return {
+      response: new Response(client, { status: response.status, statusText: response.statusText, headers }),
+      status,
+      cacheStatus: { ...cacheStatus, stored: true },
+      size,
+      stored,
+    };
+  }
+
+  /** Stores a new response, under a Vary marker when it varies. */
+  private async putResponse(
+    request: Request,
+    found: Lookup,
+    meta: EntryMeta,
+    fields: string[],
+    body: ReadableStream<Uint8Array> | null,
+    ttl: number,
+  ): Promise<void> {
+    const key = meta.key;
+    if (fields.length === 0) {
+      await this.store.put(key, meta, body, ttl);
+      return;
+    }
+    let marker = found.marker;
+    if (!marker || marker.fields.join() !== fields.join()) {
+      marker = { kind: "vary", key, fields, id: crypto.randomUUID().slice(0, 8) };
+    }
+    await this.store.put(key, marker, null, Math.max(ttl, this.edge.keep, 3600));
+    const variant = variantOf(fields, request.headers);
+    await this.store.put(variantKey(key, marker.id, variant), { ...meta, vary: variant }, body, ttl);
+  }
+
+  /** Rewrites an entry in place (after a 304). */
+  private async putEntry(found: Lookup, meta: EntryMeta, body: ReadableStream<Uint8Array> | null, ttl: number) {
+    await this.store.put(found.storageKey, meta, body, ttl).catch(() => undefined);
+  }
+
+  private async lookup(key: string, headers: Headers): Promise<Lookup> {
+    const primary = await this.store.get(key);
+    if (!primary) return { storageKey: key, entry: null };
+    if (primary.meta.kind !== "vary") return { storageKey: key, entry: primary };
+    const marker = primary.meta;
+    await primary.body?.cancel();
+    const storageKey = variantKey(key, marker.id, variantOf(marker.fields, headers));
+    const variant = await this.store.get(storageKey);
+    if (variant && variant.meta.kind !== "entry") {
+      await variant.body?.cancel();
+      return { storageKey, entry: null, marker };
+    }
+    return { storageKey, entry: variant, marker };
+  }
+
+  /** Methods other than GET/HEAD go straight through; unsafe ones that succeed invalidate (RFC 9111 §4.4). */
+  private async passThrough(request: Request, url: URL, rule: Rule | undefined, ctx: RequestContext): Promise<Response> {
+    let response: Response;
+    try {
+      response = await this.origin(request, ctx.clientIp, { method: request.method, body: request.body });
+    } catch (error) {
+      return this.finish(request, this.originFailure(error, "BYPASS", { fwd: "method" }));
+    }
+    if (!SAFE_METHODS.has(request.method) && response.status >= 200 && response.status < 400) {
+      const targets = [url.href, response.headers.get("location"), response.headers.get("content-location")];
+      const keys = new Set<string>();
+      for (const t of targets) {
+        if (!t) continue;
+        let target: URL;
+        try {
+          target = new URL(t, url);
+        } catch {
+          continue;
+        }
+        if (target.host !== url.host) continue; // only the same origin (RFC 9111 §4.4)
+        const r = findRule(this.rules, "GET", target.host, target.pathname);
+        keys.add(primaryKey(target, r?.query));
+      }
+      ctx.waitUntil(Promise.all([...keys].map((k) => this.store.delete(k).catch(() => undefined))));
+    }
+    const headers = endToEnd(response.headers, CDN_ONLY_HEADERS);
+    const body = NULL_BODY_STATUS.has(response.status) ? null : response.body;
+    return this.finish(request, {
+      response: new Response(body, { status: response.status, statusText: response.statusText, headers }),
+      status: "BYPASS",
+      cacheStatus: { fwd: "method" },
+    });
+  }
+
+  private fromEntry(entry: StoredEntry, status: XCacheStatus, cacheStatus: CacheStatusParams): Outcome {
+    const meta = entry.meta as EntryMeta;
+    const body = NULL_BODY_STATUS.has(meta.status) ? null : entry.body;
+    if (body !== entry.body) void entry.body?.cancel();
+    return {
+      response: new Response(body, { status: meta.status, statusText: meta.statusText, headers: entryHeaders(meta) }),
+      status,
+      cacheStatus,
+      age: currentAgeOf(meta, this.now()),
+      size: meta.size,
+    };
+  }
+
+  private originFailure(error: unknown, status: XCacheStatus, cacheStatus: CacheStatusParams = {}): Outcome {
+    const timeout = error instanceof OriginTimeout;
+    const code = timeout ? 504 : 502;
+    const text = timeout ? "origin timed out" : "origin unreachable";
+    return {
+      response: new Response(`${code} ${text}\n`, { status: code, headers: { "content-type": "text/plain; charset=utf-8" } }),
+      status,
+      cacheStatus: { ...cacheStatus, fwdStatus: undefined, detail: timeout ? "origin-timeout" : "origin-unreachable" },
+    };
+  }
+
+  private gatewayTimeout(reason: string): Outcome {
+    return {
+      response: new Response(`504 ${reason}\n`, { status: 504, headers: { "content-type": "text/plain; charset=utf-8" } }),
+      status: "MISS",
+      cacheStatus: { detail: "only-if-cached" },
+    };
+  }
+
+  /** Conditionals, ranges, HEAD, Age, Via and the two status headers: what every answer gets on the way out. */
+  private async finish(request: Request, o: Outcome): Promise<Response> {
+    let res = o.response;
+    const headers = new Headers(res.headers);
+    if (o.age !== undefined) headers.set("age", String(Math.floor(o.age)));
+    headers.set("via", headers.has("via") ? `${headers.get("via")}, 1.1 ${this.edge.name}` : `1.1 ${this.edge.name}`);
+    headers.set("x-cache-status", o.status);
+    headers.set("cache-status", appendCacheStatus(headers.get("cache-status"), cacheStatusMember(this.edge.name, o.cacheStatus)));
+    const isRead = request.method === "GET" || request.method === "HEAD";
+    let status = res.status;
+    let body = res.body;
+    if (isRead && status === 200 && isNotModified(request.headers, headers)) {
+      await body?.cancel();
+      return new Response(null, { status: 304, headers: notModifiedHeaders(headers) });
+    }
+    const size = o.size ?? lengthOf(headers);
+    if (isRead && status === 200 && size !== undefined) {
+      headers.set("accept-ranges", "bytes");
+      const ranges = request.method === "GET" && request.headers.has("range")
+        && ifRangeMatches(request.headers.get("if-range"), headers.get("etag"), headers.get("last-modified"))
+        ? parseRange(request.headers.get("range"), size)
+        : null;
+      if (ranges && ranges.length === 0) {
+        await body?.cancel();
+        headers.set("content-range", `bytes */${size}`);
+        headers.delete("content-length");
+        return new Response(null, { status: 416, headers });
+      }
+      if (ranges && ranges.length === 1 && body) {
+        const r = ranges[0]!;
+        headers.set("content-range", `bytes ${r.start}-${r.end}/${size}`);
+        headers.set("content-length", String(r.end - r.start + 1));
+        body = sliceStream(body, r.start, r.end);
+        status = 206;
+      } else if (ranges && ranges.length > 1 && body && size <= MULTIPART_LIMIT) {
+        const whole = new Uint8Array(await new Response(body).arrayBuffer());
+        const boundary = crypto.randomUUID().replace(/-/g, "");
+        const parts = multipartByteranges(whole, ranges, headers.get("content-type"), boundary);
+        headers.set("content-type", `multipart/byteranges; boundary=${boundary}`);
+        headers.set("content-length", String(parts.byteLength));
+        body = new Response(parts).body;
+        status = 206;
+      }
+    }
+    if (request.method === "HEAD") {
+      await body?.cancel();
+      body = null;
+    }
+    res = new Response(body, { status, statusText: status === res.status ? res.statusText : undefined, headers });
+    return res;
+  }
+
+  /** Marks `key` as being fetched; the returned function releases every request waiting on it. */
+  private lock(key: string): () => void {
+    if (!this.inflight.has(key)) this.inflight.set(key, []);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const waiters = this.inflight.get(key) ?? [];
+      this.inflight.delete(key);
+      for (const wake of waiters) wake();
+    };
+  }
+
+  /** Waits (at most lock_timeout_ms) for the fetch of `key` under way. */
+  private waitFor(key: string): Promise<void> {
+    const waiters = this.inflight.get(key);
+    if (!waiters) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, this.edge.lock_timeout_ms);
+      waiters.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
+  private countUse(key: string) {
+    if (this.uses.size > 100_000) this.uses.clear();
+    this.uses.set(key, (this.uses.get(key) ?? 0) + 1);
+  }
+
+  private usesReached(key: string, min: number): boolean {
+    return min <= 1 || (this.uses.get(key) ?? 0) >= min;
+  }
+}
+
+type RefreshResult =
+  | { kind: "not-modified"; headers: Headers; requestTime: number; responseTime: number }
+  | { kind: "full"; response: Response; requestTime: number }
+  | { kind: "error"; response?: Response; error?: unknown; requestTime: number };
+
+function teeOrNull(body: ReadableStream<Uint8Array> | null): [ReadableStream<Uint8Array> | null, ReadableStream<Uint8Array> | null] {
+  if (!body) return [null, null];
+  const [a, b] = body.tee();
+  return [a, b];
+}
+
+function lengthOf(headers: Headers): number | undefined {
+  const v = headers.get("content-length");
+  if (v === null || !/^\d+$/.test(v)) return undefined;
+  return Number(v);
+}
+
+/** Passes a body through, erroring (so the store keeps nothing) once it exceeds `max` bytes. */
+function limitBytes(body: ReadableStream<Uint8Array>, max: number): ReadableStream<Uint8Array> {
+  let seen = 0;
+  return body.pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      transform(chunk, controller) {
+        seen += chunk.byteLength;
+        if (seen > max) controller.error(new Error("object larger than max_object_bytes"));
+        else controller.enqueue(chunk);
+      },
+    }),
+  );
+}

@@ -1,0 +1,102 @@
+/**
+ * Where entries live. The engine speaks only this interface; `CacheApiStore` puts entries into the standard
+ * Workers Cache API (Miniflare, wrangler dev, workerd with a cacheApiOutbound service), `MemoryStore` keeps them in
+ * the isolate (tests with a fake clock).
+ */
+import type { StoredMeta } from "../cache/entry.ts";
+
+export interface StoredEntry {
+  meta: StoredMeta;
+  body: ReadableStream<Uint8Array> | null;
+}
+
+export interface EntryStore {
+  get(key: string): Promise<StoredEntry | null>;
+  /** Stores `meta` and the whole `body`; rejects (storing nothing) when the body fails midway. */
+  put(key: string, meta: StoredMeta, body: ReadableStream<Uint8Array> | null, ttlSeconds: number): Promise<void>;
+  delete(key: string): Promise<void>;
+}
+
+const META_HEADER = "x-parrot-meta";
+const KEY_ORIGIN = "https://parrot-cdn.cache";
+
+/**
+ * Entries in the runtime's Cache API. The stored response carries only our metadata header and a plain
+ * `Cache-Control: max-age` of the physical lifetime, so the runtime's own rules (it drops Set-Cookie, private,
+ * 206, Vary: * responses) never apply to what the origin sent: those decisions are the engine's.
+ */
+export class CacheApiStore implements EntryStore {
+  private readonly cache: Promise<Cache>;
+  constructor(cache: Cache | Promise<Cache>) {
+    this.cache = Promise.resolve(cache);
+  }
+
+  private url(key: string): string {
+    return `${KEY_ORIGIN}/${encodeURIComponent(key)}`;
+  }
+
+  async get(key: string): Promise<StoredEntry | null> {
+    const res = await (await this.cache).match(this.url(key));
+    if (!res) return null;
+    const raw = res.headers.get(META_HEADER);
+    let meta: StoredMeta | undefined;
+    try {
+      meta = raw ? (JSON.parse(decodeURIComponent(raw)) as StoredMeta) : undefined;
+    } catch {
+      meta = undefined;
+    }
+    if (!meta || meta.key === undefined) {
+      await res.body?.cancel();
+      return null;
+    }
+    return { meta, body: res.body };
+  }
+
+  async put(key: string, meta: StoredMeta, body: ReadableStream<Uint8Array> | null, ttlSeconds: number): Promise<void> {
+    const headers = new Headers({
+      "cache-control": `max-age=${Math.max(1, Math.ceil(ttlSeconds))}`,
+      [META_HEADER]: encodeURIComponent(JSON.stringify(meta)),
+    });
+    await (await this.cache).put(this.url(key), new Response(body, { status: 200, headers }));
+  }
+
+  async delete(key: string): Promise<void> {
+    await (await this.cache).delete(this.url(key));
+  }
+}
+
+/** Entries in a Map, bodies held as bytes, expiry on the injected clock. */
+export class MemoryStore implements EntryStore {
+  private readonly entries = new Map<string, { meta: StoredMeta; body: Uint8Array | null; expires: number }>();
+  private readonly now: () => number;
+  constructor(now: () => number = Date.now) {
+    this.now = now;
+  }
+
+  async get(key: string): Promise<StoredEntry | null> {
+    const e = this.entries.get(key);
+    if (!e) return null;
+    if (e.expires <= this.now()) {
+      this.entries.delete(key);
+      return null;
+    }
+    const body = e.body;
+    return {
+      meta: structuredClone(e.meta),
+      body: body === null ? null : new Response(body).body,
+    };
+  }
+
+  async put(key: string, meta: StoredMeta, body: ReadableStream<Uint8Array> | null, ttlSeconds: number) {
+    const bytes = body ? new Uint8Array(await new Response(body).arrayBuffer()) : null;
+    this.entries.set(key, { meta: structuredClone(meta), body: bytes, expires: this.now() + ttlSeconds * 1000 });
+  }
+
+  async delete(key: string) {
+    this.entries.delete(key);
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+}

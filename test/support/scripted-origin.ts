@@ -1,0 +1,100 @@
+/**
+ * A fake origin whose answers the tests script, path by path. It is a plain fetch handler, so it runs in-process
+ * (engine unit tests), behind node:http (real-process tests) and is steered over HTTP from inside workerd:
+ *   PUT  /__script/<path>   body: Script JSON      POST /__reset
+ *   GET  /__hits/<path>     → {"hits": n, "last": {headers}}
+ */
+import { DropConnection } from "../../src/node/serve-fetch.ts";
+
+export interface Script {
+  status?: number;
+  headers?: Record<string, string | string[]>;
+  body?: string;
+  /** Bytes of generated body (overrides body). */
+  size?: number;
+  /** Wait this long before answering. */
+  delayMs?: number;
+  /** "reset": close the connection without an answer. */
+  fail?: "reset";
+  /** Answer conditionals with 304 when they match (default true). */
+  conditional?: boolean;
+}
+
+export class ScriptedOrigin {
+  private scripts = new Map<string, Script>();
+  private hits = new Map<string, number>();
+  private last = new Map<string, Record<string, string>>();
+  private readonly now: () => number;
+  constructor(now: () => number = Date.now) {
+    this.now = now;
+  }
+
+  set(path: string, script: Script) {
+    this.scripts.set(path, script);
+  }
+  hitsOf(path: string): number {
+    return this.hits.get(path) ?? 0;
+  }
+  lastRequest(path: string): Record<string, string> | undefined {
+    return this.last.get(path);
+  }
+  reset() {
+    this.scripts.clear();
+    this.hits.clear();
+    this.last.clear();
+  }
+
+  handle = async (request: Request): Promise<Response> => {
+    const url = new URL(request.url);
+    if (url.pathname.startsWith("/__script/") && request.method === "PUT") {
+      this.set(url.pathname.slice("/__script".length) + url.search, (await request.json()) as Script);
+      return new Response("ok");
+    }
+    if (url.pathname.startsWith("/__hits/")) {
+      const path = url.pathname.slice("/__hits".length) + url.search;
+      return Response.json({ hits: this.hitsOf(path), last: this.lastRequest(path) ?? null });
+    }
+    if (url.pathname === "/__reset") {
+      this.reset();
+      return new Response("ok");
+    }
+    const path = url.pathname + url.search;
+    this.hits.set(path, this.hitsOf(path) + 1);
+    this.last.set(path, Object.fromEntries(request.headers));
+    if (request.body) await request.arrayBuffer();
+    const script = this.scripts.get(path) ?? this.scripts.get(url.pathname) ?? { status: 404, body: "not scripted\n" };
+    if (script.delayMs) await new Promise((r) => setTimeout(r, script.delayMs));
+    if (script.fail === "reset") throw new DropConnection("scripted reset");
+    const headers = new Headers();
+    for (const [name, value] of Object.entries(script.headers ?? {})) {
+      for (const v of Array.isArray(value) ? value : [value]) headers.append(name, v);
+    }
+    if (!headers.has("date")) headers.set("date", new Date(this.now()).toUTCString());
+    const status = script.status ?? 200;
+    if (script.conditional !== false && status === 200 && matchesConditional(request.headers, headers)) {
+      headers.delete("content-length");
+      return new Response(null, { status: 304, headers });
+    }
+    const body = script.size !== undefined ? pattern(script.size) : (script.body ?? "");
+    const noBody = request.method === "HEAD" || [204, 304].includes(status);
+    const length = typeof body === "string" ? new TextEncoder().encode(body).byteLength : body.byteLength;
+    if (!noBody && !headers.has("content-length")) headers.set("content-length", String(length));
+    return new Response(noBody ? null : body, { status, headers });
+  };
+}
+
+function matchesConditional(req: Headers, res: Headers): boolean {
+  const inm = req.get("if-none-match");
+  const etag = res.get("etag");
+  if (inm && etag) return inm.split(",").some((t) => t.trim().replace(/^W\//, "") === etag.replace(/^W\//, ""));
+  const ims = req.get("if-modified-since");
+  const lm = res.get("last-modified");
+  return !!ims && !!lm && Date.parse(lm) <= Date.parse(ims);
+}
+
+/** Deterministic bytes: byte i is i mod 251, so any slice can be checked. */
+export function pattern(size: number): Uint8Array {
+  const out = new Uint8Array(size);
+  for (let i = 0; i < size; i++) out[i] = i % 251;
+  return out;
+}

@@ -1,0 +1,54 @@
+import { defineConfig } from "vitest/config";
+import { cloudflareTest } from "@cloudflare/vitest-plugin";
+import { readFileSync } from "node:fs";
+
+/** Loads `*.toml` imports as text, as wrangler's Text rule and esbuild's text loader do for the bundles. */
+const tomlAsText = {
+  name: "toml-as-text",
+  load(id: string) {
+    if (id.endsWith(".toml")) return `export default ${JSON.stringify(readFileSync(id, "utf8"))};`;
+  },
+};
+
+export default defineConfig({
+  test: {
+    projects: [
+      {
+        // Pure logic: no runtime, fake clocks.
+        plugins: [tomlAsText],
+        test: { name: "unit", environment: "node", include: ["src/**/*.test.ts", "test/unit/**/*.test.ts"] },
+      },
+      {
+        // The edge worker inside Miniflare (workerd), against a scripted origin on a loopback port.
+        plugins: [
+          tomlAsText,
+          cloudflareTest(async ({ inject }) => ({
+            wrangler: { configPath: "./wrangler.toml" },
+            miniflare: {
+              cf: false,
+              bindings: { CDN_CONFIG: inject("workersEdgeConfig" as never) as unknown as string },
+            },
+          })),
+        ],
+        test: {
+          name: "workers",
+          include: ["test/workers/**/*.test.ts"],
+          globalSetup: ["test/support/workers-global-setup.ts"],
+          testTimeout: 20_000,
+        },
+      },
+      {
+        // Real processes (edge, DNS node, origins) and real clients over loopback.
+        plugins: [tomlAsText],
+        test: {
+          name: "e2e",
+          environment: "node",
+          include: ["test/e2e/**/*.test.ts"],
+          testTimeout: 60_000,
+          hookTimeout: 60_000,
+          fileParallelism: false,
+        },
+      },
+    ],
+  },
+});
