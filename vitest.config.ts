@@ -26,7 +26,7 @@ export default defineConfig({
             wrangler: { configPath: "./wrangler.toml" },
             miniflare: {
               cf: false,
-              bindings: { CDN_CONFIG: inject("workersEdgeConfig" as never) as unknown as string },
+              bindings: { CDN_CONFIG: inject("workersEdgeConfig") },
             },
           })),
         ],

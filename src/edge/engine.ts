@@ -76,8 +76,8 @@ export class EdgeCache {
   private readonly store: EntryStore;
   private readonly origin: EngineOptions["origin"];
   private readonly now: () => number;
-  /** Keys with an origin fetch under way → resolvers of the requests waiting for it (request coalescing). */
-  private readonly inflight = new Map<string, Array<() => void>>();
+  /** Keys with an origin fetch under way (request coalescing), each with its owner's token. */
+  private readonly inflight = new Map<string, object>();
   /** Requests seen per key, for min_uses (bounded: cleared when it grows past 100k keys). */
   private readonly uses = new Map<string, number>();
 
@@ -537,30 +537,28 @@ export class EdgeCache {
     return res;
   }
 
-  /** Marks `key` as being fetched; the returned function releases every request waiting on it. */
+  /** Marks `key` as being fetched; the returned function (idempotent) ends that. */
   private lock(key: string): () => void {
-    if (!this.inflight.has(key)) this.inflight.set(key, []);
-    let released = false;
+    const token = {};
+    if (!this.inflight.has(key)) this.inflight.set(key, token);
+    const owner = this.inflight.get(key);
     return () => {
-      if (released) return;
-      released = true;
-      const waiters = this.inflight.get(key) ?? [];
-      this.inflight.delete(key);
-      for (const wake of waiters) wake();
+      if (owner === token && this.inflight.get(key) === token) this.inflight.delete(key);
     };
   }
 
-  /** Waits (at most lock_timeout_ms) for the fetch of `key` under way. */
-  private waitFor(key: string): Promise<void> {
-    const waiters = this.inflight.get(key);
-    if (!waiters) return Promise.resolve();
-    return new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, this.edge.lock_timeout_ms);
-      waiters.push(() => {
-        clearTimeout(timer);
-        resolve();
-      });
-    });
+  /**
+   * Waits (at most lock_timeout_ms) for the fetch of `key` under way to end. It polls, as nginx's proxy_cache_lock
+   * does, rather than being woken: workerd may refuse to resume one request from another request's context.
+   */
+  private async waitFor(key: string): Promise<void> {
+    const deadline = this.now() + this.edge.lock_timeout_ms;
+    const started = Date.now();
+    let pause = 2;
+    while (this.inflight.has(key) && this.now() < deadline && Date.now() - started < this.edge.lock_timeout_ms) {
+      await new Promise((r) => setTimeout(r, pause));
+      pause = Math.min(pause * 2, 50);
+    }
   }
 
   private countUse(key: string) {

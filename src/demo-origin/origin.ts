@@ -1,0 +1,63 @@
+/**
+ * The demo origin `npm start` puts behind the edge: a few pages and an image whose headers exercise the cache
+ * (long-lived image, short-lived page with stale-while-revalidate and stale-if-error, a no-store API, a private page,
+ * an apt-style index that must be revalidated). A plain fetch handler; src/node/serve-fetch.ts serves it.
+ */
+
+const LOGO_PNG = Uint8Array.from(atob("iVBORw0KGgoAAAANSUhEUgAAABgAAAAYCAIAAABvFaqvAAAARklEQVR42mP4TyXAMHQM0tgShQuRYBAeU3CZxUCqEbiMo41BJJmCZhYDJaYgmzVq0KhB1DWIail7UGZaapZHVC4hB7LwBwAkKJtmFSNbvwAAAABJRU5ErkJggg=="), (c) => c.charCodeAt(0));
+const STARTED = new Date();
+
+interface Page {
+  type: string;
+  cacheControl: string;
+  body: () => string | Uint8Array;
+  /** Changes every `versionEvery` seconds (so revalidation finds news), else never. */
+  versionEvery?: number;
+}
+
+const pages: Record<string, Page> = {
+  "/": {
+    type: "text/html; charset=utf-8",
+    cacheControl: "public, max-age=60",
+    body: () =>
+      `<!doctype html><title>parrot-cdn demo</title><h1>parrot-cdn demo origin</h1>
+<p><img src="/img/logo.png" alt="logo"> <a href="/news.html">news</a> · <a href="/css/site.css">css</a></p>\n`,
+  },
+  "/img/logo.png": { type: "image/png", cacheControl: "public, max-age=3600", body: () => LOGO_PNG },
+  "/css/site.css": { type: "text/css", cacheControl: "public, max-age=300, stale-while-revalidate=60", body: () => "body{font-family:sans-serif}\n" },
+  "/news.html": {
+    type: "text/html; charset=utf-8",
+    cacheControl: "public, max-age=10, stale-while-revalidate=30, stale-if-error=86400",
+    versionEvery: 30,
+    body: () => `<!doctype html><title>news</title><p>news as of ${new Date().toISOString()}</p>\n`,
+  },
+  "/dists/parrot/InRelease": {
+    type: "text/plain",
+    cacheControl: "public, max-age=10, must-revalidate",
+    versionEvery: 3600,
+    body: () => "Origin: Parrot\nSuite: demo\n",
+  },
+  "/private.html": { type: "text/html; charset=utf-8", cacheControl: "private, max-age=60", body: () => "<p>only for you</p>\n" },
+};
+
+/** Answers the demo site; conditionals get 304 from the page's ETag. */
+export function demoOrigin(request: Request): Response {
+  const url = new URL(request.url);
+  if (url.pathname === "/api/time") {
+    return Response.json({ now: new Date().toISOString() }, { headers: { "cache-control": "no-store" } });
+  }
+  const page = pages[url.pathname];
+  if (!page) return new Response("not found\n", { status: 404, headers: { "content-type": "text/plain", "cache-control": "max-age=30" } });
+  const version = page.versionEvery ? Math.floor(Date.now() / 1000 / page.versionEvery) : 0;
+  const etag = `"${url.pathname.length.toString(16)}-${version}"`;
+  const headers = new Headers({
+    "content-type": page.type,
+    "cache-control": page.cacheControl,
+    etag,
+    "last-modified": STARTED.toUTCString(),
+  });
+  if (request.headers.get("if-none-match") === etag) return new Response(null, { status: 304, headers });
+  const body = page.body();
+  headers.set("content-length", String(typeof body === "string" ? new TextEncoder().encode(body).byteLength : body.byteLength));
+  return new Response(request.method === "HEAD" ? null : body, { headers });
+}

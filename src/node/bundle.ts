@@ -1,0 +1,27 @@
+/** Bundles a worker entry (TypeScript, npm dependencies, cdn.toml as text) into one ES module for workerd. */
+import { build } from "esbuild";
+import { mkdirSync } from "node:fs";
+import { dirname, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+
+/** Writes `dist/<name>.js` from `entry` (relative to the project root) and returns its path. */
+export async function bundleWorker(entry: string, name: string): Promise<string> {
+  const outfile = resolve(ROOT, "dist", `${name}.js`);
+  mkdirSync(dirname(outfile), { recursive: true });
+  await build({
+    entryPoints: [resolve(ROOT, entry)],
+    outfile,
+    bundle: true,
+    format: "esm",
+    platform: "neutral",
+    target: "es2022",
+    conditions: ["workerd", "worker", "browser"],
+    mainFields: ["module", "main"],
+    external: ["node:*", "cloudflare:*"],
+    loader: { ".toml": "text", ".mmdb": "binary" },
+    logLevel: "warning",
+  });
+  return outfile;
+}
