@@ -1,5 +1,6 @@
 /** Schema of the edge cache's part of cdn.toml: the `[edge]` table and the ordered `[[rules]]`. */
 import { z } from "zod";
+import { parseCidr } from "../net/ip.ts";
 
 const seconds = z.number().int().min(0).max(2 ** 31);
 const names = z.array(z.string().min(1)).default([]);
@@ -55,7 +56,7 @@ export const EdgeSchema = z
     /** Largest object stored, in bytes; larger ones are passed through. */
     max_object_bytes: z.number().int().min(0).default(512 * 1024 * 1024),
     /** Proxies (CIDRs) whose X-Forwarded-For is believed; nobody else's is. */
-    trusted_proxies: z.array(z.string()).default([]),
+    trusted_proxies: z.array(z.string().refine((c) => parseCidr(c) !== null, "not an IP address or CIDR")).default([]),
   })
   .strict();
 

@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# GeoDNS benchmark (not a test): dnsperf over UDP against our Node host and against PowerDNS 4.7's GeoIP backend,
+# same zone, same MaxMind test database, same machine, one after the other; then DoH requests/s with wrk (plain
+# HTTP/1.1) and h2load (TLS + HTTP/2). Needs: dnsperf pdns-server pdns-backend-geoip wrk nghttp2-client openssl.
+# Usage: scripts/bench/dns.sh [seconds per run, default 10]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+SECS=${1:-10}
+NODE=node_modules/.bin/node
+T=$(mktemp -d)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$T"; }
+trap cleanup EXIT
+CITY=$PWD/test/fixtures/GeoIP2-City-Test.mmdb
+ASN=$PWD/test/fixtures/GeoLite2-ASN-Test.mmdb
+TXT='ip %ip %af city %ci country %cc %co state %cn region %re name %na as %as'
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+P_OURS=$(free_port); P_HTTP=$(free_port); P_TLS=$(free_port); P_PDNS=$(free_port)
+
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=localhost \
+  -keyout "$T/key.pem" -out "$T/cert.pem" 2>/dev/null
+cat > "$T/cdn.toml" <<TOML
+[dns]
+zone = "geo.example.org"
+ttl = 30
+nameservers = ["ns1.example.org", "ns2.example.org"]
+hostmaster = "hostmaster.example.org"
+tls_cert = "cert.pem"
+tls_key = "key.pem"
+max_inflight = 4096
+[dns.director]
+name = "director"
+answers = 2
+txt = "$TXT"
+default = ["na"]
+[geoip]
+city = "$CITY"
+asn = "$ASN"
+[[edges]]
+name = "eu"
+ipv4 = "192.0.2.21"
+lat = 51.51
+lon = -0.13
+[[edges]]
+name = "na"
+ipv4 = "192.0.2.22"
+lat = 47.61
+lon = -122.33
+[[edges]]
+name = "as"
+ipv4 = "192.0.2.23"
+lat = 39.9
+lon = 116.4
+TOML
+
+# PowerDNS: the same zone, edges chosen by continent (its GeoIP backend has no distance ordering).
+cat > "$T/zone.yaml" <<YAML
+domains:
+- domain: geo.example.org
+  ttl: 30
+  records:
+    geo.example.org:
+      - soa: ns1.example.org hostmaster.example.org 1 3600 600 604800 30
+      - ns: ns1.example.org
+      - ns: ns2.example.org
+    eu.edge.geo.example.org:
+      - a: 192.0.2.21
+      - a: 192.0.2.22
+      - txt: "$TXT"
+    na.edge.geo.example.org:
+      - a: 192.0.2.22
+      - a: 192.0.2.21
+      - txt: "$TXT"
+    as.edge.geo.example.org:
+      - a: 192.0.2.23
+      - a: 192.0.2.22
+      - txt: "$TXT"
+    unknown.edge.geo.example.org:
+      - a: 192.0.2.22
+      - a: 192.0.2.21
+      - txt: "$TXT"
+  services:
+    director.geo.example.org: '%cn.edge.geo.example.org'
+YAML
+mkdir -p "$T/pdns"
+/usr/sbin/pdns_server --no-config --daemon=no --guardian=no --disable-syslog --write-pid=no --socket-dir="$T/pdns" \
+  --launch=geoip --geoip-zones-file="$T/zone.yaml" --geoip-database-files="mmdb:$CITY" \
+  --local-address="127.0.0.1:$P_PDNS" --edns-subnet-processing=yes --log-dns-queries=no --loglevel=3 \
+  > "$T/pdns.log" 2>&1 &
+PIDS+=($!); PDNS_PID=$!
+$NODE scripts/dns.ts --config "$T/cdn.toml" --dns-port "$P_OURS" --port "$P_HTTP" --tls-port "$P_TLS" > "$T/ours.log" 2>&1 &
+PIDS+=($!); OURS_PID=$!
+for i in $(seq 50); do
+  dig +short +time=1 +tries=1 @127.0.0.1 -p "$P_PDNS" director.geo.example.org A >/dev/null 2>&1 &&
+    dig +short +time=1 +tries=1 @127.0.0.1 -p "$P_OURS" director.geo.example.org A >/dev/null 2>&1 && break
+  sleep 0.2
+done
+echo "ours:   $(dig +short @127.0.0.1 -p "$P_OURS" +subnet=81.2.69.142/32 director.geo.example.org TXT)"
+echo "pdns:   $(dig +short @127.0.0.1 -p "$P_PDNS" +subnet=81.2.69.142/32 director.geo.example.org TXT | tail -1)"
+
+printf 'director.geo.example.org A\ndirector.geo.example.org TXT\nwww.geo.example.org A\ngeo.example.org SOA\n' > "$T/queries"
+# ECS 81.2.69.0/24 (family 1, source 24): option 8.
+ECS="-E 8:00011800510245"
+perf() { # name port extra
+  dnsperf -s 127.0.0.1 -p "$2" -d "$T/queries" -l "$SECS" -c 4 -q 200 $3 2>&1 | awk -v n="$1" '/Queries per second/ {print n, $4}'
+}
+rss() { awk '/VmRSS/ {print $2/1024 " MB"}' "/proc/$1/status"; }
+declare -A R
+for mode in plain ecs; do
+  extra=""; [ "$mode" = ecs ] && extra="$ECS"
+  R[ours-$mode]=$(perf ours "$P_OURS" "$extra" | awk '{print $2}')
+  R[pdns-$mode]=$(perf pdns "$P_PDNS" "$extra" | awk '{print $2}')
+done
+echo
+printf '%-22s %14s %14s %8s\n' "UDP queries/s" "parrot-dns" "PowerDNS 4.7" "ratio"
+for mode in plain ecs; do
+  printf '%-22s %14s %14s %8s\n' "$mode" "${R[ours-$mode]}" "${R[pdns-$mode]}" \
+    "$(awk -v a="${R[ours-$mode]}" -v b="${R[pdns-$mode]}" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "-" }')"
+done
+echo "RSS after UDP runs: parrot-dns $(rss $OURS_PID), PowerDNS $(rss $PDNS_PID)"
+
+Q=$(python3 -c 'import base64,struct; q=struct.pack(">HHHHHH",0,0x100,1,0,0,0)+b"".join(bytes([len(l)])+l for l in b"director.geo.example.org".split(b"."))+b"\0"+struct.pack(">HH",1,1); print(base64.urlsafe_b64encode(q).decode().rstrip("="))')
+echo
+echo "DoH plain HTTP/1.1 (wrk, 1 thread, 32 connections, GET):"
+wrk -t1 -c32 -d"${SECS}s" "http://127.0.0.1:$P_HTTP/dns-query?dns=$Q" | grep -E "Requests/sec|Non-2xx|errors" || true
+echo "DoH TLS + HTTP/2 (h2load, 8 connections x 16 streams, GET):"
+h2load -D "$SECS" -c 8 -m 16 "https://127.0.0.1:$P_TLS/dns-query?dns=$Q" 2>&1 | grep -E "^finished in|^requests:|status codes" || true
+echo "RSS at the end: parrot-dns $(rss $OURS_PID)"

@@ -1,0 +1,119 @@
+/**
+ * Schema of the GeoDNS part of cdn.toml: `[dns]`, `[dns.director]`, `[geoip]` and the `[[edges]]` list.
+ * Paths stay as written: the Node host resolves them from the config file's folder.
+ */
+import { z } from "zod";
+
+const label = z.string().regex(/^[A-Za-z0-9_*-][A-Za-z0-9_.-]*$|^@$/, "a DNS name relative to the zone, or @");
+const hostname = z
+  .string()
+  .regex(/^([A-Za-z0-9_-]{1,63}\.)*[A-Za-z0-9_-]{1,63}\.?$/, "a host name such as ns1.example.org");
+const ttl = z.number().int().min(0).max(2 ** 31 - 1);
+const country = z
+  .string()
+  .regex(/^[A-Za-z]{2}$/, "an ISO 3166 alpha-2 country code")
+  .transform((s) => s.toUpperCase());
+const continent = z
+  .string()
+  .regex(/^(AF|AN|AS|EU|NA|OC|SA)$/i, "a continent code: AF AN AS EU NA OC SA")
+  .transform((s) => s.toUpperCase());
+/** An IPv4 or IPv6 network in CIDR notation, or a single address. */
+const cidr = z.string().regex(/^[0-9A-Fa-f:.]+(\/\d{1,3})?$/, "an address or CIDR such as 10.0.0.0/8");
+
+const DEFAULT_TXT = "ip %ip %af city %ci country %cc %co state %cn region %re name %na as %as";
+
+export const DnsRecordSchema = z
+  .object({
+    name: label,
+    type: z.enum(["A", "AAAA", "CNAME", "TXT", "MX", "NS", "CAA", "SRV"]),
+    /** CNAME/NS/MX/SRV targets without a trailing dot are relative to the zone. */
+    value: z.string().min(1),
+    ttl: ttl.optional(),
+  })
+  .strict();
+
+export const DirectorSchema = z
+  .object({
+    /** The tailored name, relative to the zone (director → director.<zone>). */
+    name: label.default("director"),
+    /** Addresses per family in one answer. */
+    answers: z.number().int().min(1).max(16).default(2),
+    /** The debug TXT at the director name: PowerDNS GeoIP placeholders (%ip %af %ci %cc %co %cn %re %na %as …). */
+    txt: z.string().default(DEFAULT_TXT),
+    /** TTL of the director's records; [dns] ttl when absent. */
+    ttl: ttl.optional(),
+    /** Edge names answered when the client's location, country and continent match nothing. */
+    default: z.array(z.string().min(1)).default([]),
+    /** Edges within this fraction of the nearest edge's distance count as equally near: weights spread load. */
+    tie_margin: z.number().min(0).max(10).default(0.05),
+  })
+  .strict();
+
+export const DnsSchema = z
+  .object({
+    zone: hostname,
+    ttl: ttl.default(30),
+    nameservers: z.array(hostname).min(1),
+    hostmaster: hostname,
+    /** SOA serial; SOA refresh/retry/expire use common defaults unless given. */
+    serial: z.number().int().min(0).max(2 ** 32 - 1).default(1),
+    refresh: ttl.default(3600),
+    retry: ttl.default(600),
+    expire: ttl.default(604800),
+    /** SOA MINIMUM: the negative-answer TTL; [dns] ttl when absent. */
+    negative_ttl: ttl.optional(),
+    records: z.array(DnsRecordSchema).default([]),
+    director: DirectorSchema.default(DirectorSchema.parse({})),
+    /** Proxies (addresses or CIDRs) whose X-Forwarded-For / Forwarded header is believed for DoH; nobody else's is. */
+    trusted_proxies: z.array(cidr).default([]),
+    /** Largest UDP answer sent even when a client advertises more (EDNS payload size). */
+    max_udp_size: z.number().int().min(512).max(65535).default(1232),
+    /** Certificate and key (PEM) for DoH over TLS (HTTP/2 and HTTP/1.1); relative to the config file. */
+    tls_cert: z.string().min(1).optional(),
+    tls_key: z.string().min(1).optional(),
+    /** Address the Node host listens on; --host overrides. */
+    listen: z.string().min(1).default("127.0.0.1"),
+    /** Queries handled at once by the Node host; more UDP queries are dropped, more TCP connections refused. */
+    max_inflight: z.number().int().min(1).max(100_000).default(1024),
+    max_tcp_connections: z.number().int().min(1).max(100_000).default(512),
+  })
+  .strict()
+  .refine((d) => !d.tls_cert === !d.tls_key, { message: "tls_cert and tls_key go together" });
+
+export const GeoipSchema = z
+  .object({
+    /** City database: MaxMind GeoIP2/GeoLite2-City or ip-location-db city mmdb; serves IPv6 too when it is IPv6-capable. */
+    city: z.string().min(1).optional(),
+    /** ASN database: MaxMind GeoLite2-ASN mmdb, or an ip-location-db ASN mmdb/CSV. */
+    asn: z.string().min(1).optional(),
+    /** Separate IPv6 files (ip-location-db ships one file per family). */
+    city_v6: z.string().min(1).optional(),
+    asn_v6: z.string().min(1).optional(),
+    /** With no files named: use the embedded DB-IP/ip-location-db data installed with the project (false: no GeoIP). */
+    embedded: z.boolean().default(true),
+  })
+  .strict();
+
+export const EdgeNodeSchema = z
+  .object({
+    name: z.string().regex(/^[A-Za-z0-9._-]+$/),
+    ipv4: z.ipv4().optional(),
+    ipv6: z.ipv6().optional(),
+    lat: z.number().min(-90).max(90),
+    lon: z.number().min(-180).max(180),
+    /** Share of load among equally near edges; 0 takes the edge out of DNS answers. */
+    weight: z.number().min(0).max(1_000_000).default(1),
+    /** Where the edge is: the fallback for clients whose country or continent is known but not their coordinates. */
+    country: country.optional(),
+    continent: continent.optional(),
+    /** Pinning: clients in these countries / continents get this edge first, whatever the distance. */
+    countries: z.array(country).default([]),
+    continents: z.array(continent).default([]),
+  })
+  .loose();
+
+export type DnsRecordConfig = z.infer<typeof DnsRecordSchema>;
+export type DirectorConfig = z.infer<typeof DirectorSchema>;
+export type DnsConfig = z.infer<typeof DnsSchema>;
+export type GeoipConfig = z.infer<typeof GeoipSchema>;
+export type EdgeNode = z.infer<typeof EdgeNodeSchema>;

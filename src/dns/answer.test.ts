@@ -1,0 +1,140 @@
+import { Buffer } from "node:buffer";
+import * as dnsPacket from "dns-packet";
+import { describe, expect, it } from "vitest";
+import { parseIp } from "../net/ip.ts";
+import { answerQuery } from "./answer.ts";
+import { testServer } from "./test-zone.ts";
+
+const server = testServer();
+type Q = { name: string; type?: string; ecs?: [string, number]; edns?: boolean; id?: number; flags?: number };
+
+function query(q: Q): Uint8Array {
+  const additionals: unknown[] = [];
+  if (q.ecs || q.edns)
+    additionals.push({
+      name: ".",
+      type: "OPT",
+      udpPayloadSize: 4096,
+      flags: 0,
+      options: q.ecs ? [{ code: 8, ip: q.ecs[0], sourcePrefixLength: q.ecs[1], scopePrefixLength: 0 }] : [],
+    });
+  return dnsPacket.encode({
+    id: q.id ?? 4321,
+    type: "query",
+    flags: q.flags ?? dnsPacket.RECURSION_DESIRED,
+    questions: [{ name: q.name, type: (q.type ?? "A") as never }],
+    additionals: additionals as dnsPacket.Answer[],
+  });
+}
+
+function ask(q: Q | Uint8Array, client = "81.2.69.142") {
+  const a = answerQuery(q instanceof Uint8Array ? q : query(q), parseIp(client), server);
+  if (!a) throw new Error("dropped");
+  return { ...a, p: dnsPacket.decode(Buffer.from(a.bytes)) as dnsPacket.DecodedPacket & { rcode: string } };
+}
+const txt = (p: dnsPacket.DecodedPacket) => ((p.answers?.[0] as dnsPacket.TxtAnswer).data as Buffer[]).map(String).join("");
+const data = (p: dnsPacket.DecodedPacket, i = 0) => (p.answers![i] as { data: unknown }).data;
+const ecsOf = (p: dnsPacket.DecodedPacket) =>
+  ((p.additionals?.find((a) => a.type === "OPT") as unknown as { options: { scopePrefixLength: number; sourcePrefixLength: number }[] })
+    ?.options ?? [])[0];
+
+describe("answerQuery", () => {
+  it("fills the director TXT from City and ASN data for the ECS address", () => {
+    const { p, tailored } = ask({ name: "director.geo.example.org", type: "TXT", ecs: ["89.160.20.112", 28] });
+    expect(txt(p)).toBe("ip 89.160.20.112 v4 city linköping country se swe state eu region e name bredband2 ab as as29518");
+    expect(tailored).toBe(true);
+    expect(ecsOf(p).scopePrefixLength).toBeGreaterThan(0);
+  });
+
+  it("locates the connecting address without ECS, with unknown for missing values", () => {
+    const { p } = ask({ name: "director.geo.example.org", type: "TXT" }, "216.160.83.56");
+    expect(txt(p)).toBe("ip 216.160.83.56 v4 city milton country us usa state na region wa name unknown as as209");
+  });
+
+  it("answers the nearest edges first, per family", () => {
+    expect(ask({ name: "director.geo.example.org" }, "81.2.69.142").p.answers!.map((a) => (a as { data: unknown }).data)).toEqual(["192.0.2.21", "192.0.2.22"]);
+    expect(ask({ name: "director.geo.example.org" }, "175.16.199.1").p.answers!.map((a) => (a as { data: unknown }).data)).toEqual(["192.0.2.23", "192.0.2.22"]); // Changchun: Seattle 7,884 km, London 8,184 km
+    expect(ask({ name: "director.geo.example.org", type: "AAAA" }, "216.160.83.56").p.answers!.map((a) => (a as { data: unknown }).data)[0]).toBe("2001:db8:22::1");
+  });
+
+  it("uses the default set when the client cannot be located, and ECS /0 does not tailor", () => {
+    expect(ask({ name: "director.geo.example.org" }, "192.0.2.1").p.answers!.map((a) => (a as { data: unknown }).data)[0]).toBe("192.0.2.22");
+    const zero = ask({ name: "director.geo.example.org", ecs: ["0.0.0.0", 0] }, "81.2.69.142");
+    expect(zero.p.answers!.map((a) => (a as { data: unknown }).data)[0]).toBe("192.0.2.22");
+    expect(ecsOf(zero.p).scopePrefixLength).toBe(0);
+    expect(zero.tailored).toBe(false);
+  });
+
+  it("echoes ID, RD and the question's case, sets AA and not RA", () => {
+    const { p } = ask({ name: "DiReCtOr.GEO.example.ORG", id: 777 });
+    expect(p.id).toBe(777);
+    expect(p.questions![0].name).toBe("DiReCtOr.GEO.example.ORG");
+    expect(p.flag_aa && p.flag_rd && !p.flag_ra).toBe(true);
+  });
+
+  it("tells NXDOMAIN from NODATA (also empty non-terminals), both with the SOA", () => {
+    const nx = ask({ name: "nope.geo.example.org" });
+    expect(nx.p.rcode).toBe("NXDOMAIN");
+    expect(nx.p.authorities![0].type).toBe("SOA");
+    expect(nx.ttl).toBe(30);
+    for (const name of ["ns1.geo.example.org", "b.deep.geo.example.org", "deep.geo.example.org"]) {
+      const nodata = ask({ name, type: "AAAA" });
+      expect(nodata.p.rcode).toBe("NOERROR");
+      expect(nodata.p.answers).toHaveLength(0);
+      expect(nodata.p.authorities![0].type).toBe("SOA");
+    }
+  });
+
+  it("follows a CNAME into the director and marks the answer tailored", () => {
+    const { p, tailored } = ask({ name: "www.geo.example.org" });
+    expect(p.answers!.map((a) => a.type)).toEqual(["CNAME", "A", "A"]);
+    expect(tailored).toBe(true);
+  });
+
+  it("answers apex SOA, NS with in-zone glue, MX", () => {
+    expect(ask({ name: "geo.example.org", type: "SOA" }).p.answers![0].type).toBe("SOA");
+    const ns = ask({ name: "geo.example.org", type: "NS" }).p;
+    expect(ns.answers).toHaveLength(2);
+    expect((ns.additionals!.find((a) => a.type === "A") as { data: unknown } | undefined)?.data).toBe("192.0.2.53");
+    expect(ask({ name: "geo.example.org", type: "MX" }).p.answers!.map((a) => (a as { data: unknown }).data)[0]).toEqual({ preference: 10, exchange: "mail.geo.example.org" });
+  });
+
+  it("refuses names outside the zone without AA, and other classes", () => {
+    const r = ask({ name: "example.com" });
+    expect(r.p.rcode).toBe("REFUSED");
+    expect(r.p.flag_aa).toBe(false);
+    expect(ask({ name: "xgeo.example.org" }).p.rcode).toBe("REFUSED");
+  });
+
+  it("answers FORMERR, NOTIMP and BADVERS", () => {
+    const two = Buffer.from(query({ name: "director.geo.example.org" }));
+    two.writeUInt16BE(2, 4);
+    expect(ask(two).p.rcode).toBe("FORMERR");
+    const notify = Buffer.from(query({ name: "director.geo.example.org" }));
+    notify[2] = (notify[2] & 0x87) | (4 << 3);
+    expect(ask(notify).p.rcode).toBe("NOTIMP");
+    const v1 = Buffer.from(query({ name: "director.geo.example.org", edns: true }));
+    v1[v1.length - 5] = 1; // OPT TTL: version byte
+    const bad = ask(v1).p as unknown as { additionals: { extendedRcode: number }[]; rcode: string };
+    expect(bad.additionals[0].extendedRcode).toBe(1); // BADVERS = 16
+    const badEcs = Buffer.from(query({ name: "director.geo.example.org", ecs: ["81.2.69.0", 24] }));
+    badEcs[badEcs.length - 4] = 5; // SCOPE must be 0 in a query
+    expect(ask(badEcs).p.rcode).toBe("FORMERR");
+  });
+
+  it("drops responses and runts", () => {
+    const resp = Buffer.from(query({ name: "director.geo.example.org" }));
+    resp[2] |= 0x80;
+    expect(answerQuery(resp, null, server)).toBeNull();
+    expect(answerQuery(new Uint8Array(5), null, server)).toBeNull();
+  });
+
+  it("answers ANY with RFC 8482 HINFO", () => {
+    expect(ask({ name: "director.geo.example.org", type: "ANY" }).p.answers![0].type).toBe("HINFO");
+  });
+
+  it("splits a long TXT into 255-byte strings", () => {
+    const { p } = ask({ name: "big.geo.example.org", type: "TXT" });
+    expect(((p.answers![0] as dnsPacket.TxtAnswer).data as Buffer[]).map((b) => b.length)).toEqual([255, 255, 90]);
+  });
+});

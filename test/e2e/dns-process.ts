@@ -1,0 +1,124 @@
+/** For the DNS e2e tests: a real `node scripts/dns.ts` on free loopback ports with a temp config, and a client runner. */
+import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+
+const repo = resolve(import.meta.dirname, "../..");
+const fixtures = join(repo, "test/fixtures");
+
+export const ZONE_TOML = `
+[dns]
+zone = "geo.example.org"
+ttl = 30
+nameservers = ["ns1.example.org", "ns2.example.org"]
+hostmaster = "hostmaster.example.org"
+records = [ { name = "www", type = "CNAME", value = "director.geo.example.org." },
+            { name = "ns1", type = "A", value = "192.0.2.53" },
+            { name = "local", type = "A", value = "127.0.0.1" },
+            { name = "big", type = "TXT", value = "${"b".repeat(700)}" } ]
+
+[dns.director]
+name = "director"
+answers = 2
+txt = "ip %ip %af city %ci country %cc %co state %cn region %re name %na as %as"
+default = ["us-sea"]
+
+[geoip]
+city = "${fixtures}/GeoIP2-City-Test.mmdb"
+asn = "GeoLite2-ASN-Test.mmdb"
+
+[[edges]]
+name = "gb-lon"
+ipv4 = "192.0.2.21"
+ipv6 = "2001:db8:21::1"
+lat = 51.51
+lon = -0.13
+
+[[edges]]
+name = "us-sea"
+ipv4 = "192.0.2.22"
+ipv6 = "2001:db8:22::1"
+lat = 47.61
+lon = -122.33
+
+[[edges]]
+name = "cn-pek"
+ipv4 = "192.0.2.23"
+ipv6 = "2001:db8:23::1"
+lat = 39.9
+lon = 116.4
+`;
+
+export interface DnsNode {
+  dir: string;
+  cert?: string;
+  dnsPort: number;
+  httpPort: number;
+  tlsPort?: number;
+  child: ChildProcess;
+  stderr: () => string;
+  stop(): Promise<void>;
+}
+
+/** Runs a command; resolves with stdout+stderr and the exit code, never rejects. */
+export function run(cmd: string, args: string[], timeoutMs = 20_000): Promise<{ out: string; code: number }> {
+  return new Promise((done) => {
+    execFile(cmd, args, { timeout: timeoutMs, maxBuffer: 4 << 20 }, (err, stdout, stderr) => {
+      const code = err ? (typeof err.code === "number" ? err.code : 1) : 0;
+      done({ out: `${stdout}${stderr}`, code });
+    });
+  });
+}
+
+/** Starts the DNS node; with `tls`, makes a self-signed localhost certificate first. */
+export async function startDnsNode(opts: { tls?: boolean } = {}): Promise<DnsNode> {
+  const dir = mkdtempSync(join(tmpdir(), "parrot-dns-"));
+  // The ASN path is relative: the host resolves it from the config file's folder.
+  copyFileSync(join(fixtures, "GeoLite2-ASN-Test.mmdb"), join(dir, "GeoLite2-ASN-Test.mmdb"));
+  let toml = ZONE_TOML;
+  let cert: string | undefined;
+  if (opts.tls) {
+    cert = join(dir, "cert.pem");
+    const made = await run("openssl", [
+      "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
+      "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+      "-keyout", join(dir, "key.pem"), "-out", cert,
+    ]);
+    if (made.code !== 0) throw new Error(`openssl failed: ${made.out}`);
+    toml = toml.replace('hostmaster = "hostmaster.example.org"', 'hostmaster = "hostmaster.example.org"\ntls_cert = "cert.pem"\ntls_key = "key.pem"');
+  }
+  writeFileSync(join(dir, "cdn.toml"), toml);
+  const args = ["scripts/dns.ts", "--config", join(dir, "cdn.toml"), "--port", "0", "--dns-port", "0"];
+  if (opts.tls) args.push("--tls-port", "0");
+  const child = spawn(process.execPath, args, { cwd: repo, stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  let err = "";
+  child.stderr!.on("data", (d) => (err += d));
+  const want = opts.tls ? 3 : 2;
+  await new Promise<void>((ok, fail) => {
+    child.stdout!.on("data", (d) => {
+      out += d;
+      if ((out.match(/^dns (udp\+tcp|http|https) /gm) ?? []).length >= want) ok();
+    });
+    child.once("exit", (code) => fail(new Error(`dns node exited ${code}: ${out}${err}`)));
+  });
+  const port = (kind: string) => Number(new RegExp(`^dns ${kind} 127\\.0\\.0\\.1:(\\d+)`, "m").exec(out)?.[1]);
+  return {
+    dir,
+    cert,
+    dnsPort: port("udp\\+tcp"),
+    httpPort: port("http"),
+    tlsPort: opts.tls ? port("https") : undefined,
+    child,
+    stderr: () => err,
+    async stop() {
+      if (child.exitCode === null) {
+        const exited = new Promise((r) => child.once("exit", r));
+        child.kill("SIGTERM");
+        await exited;
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
