@@ -34,12 +34,33 @@ export const RuleSchema = z
   })
   .strict();
 
+const OriginUrl = z.url({ protocol: /^https?$/, error: "must be an http:// or https:// URL" });
+
+/** One origin of several. */
+export const OriginSchema = z
+  .object({
+    url: OriginUrl,
+    /** Lower numbers are preferred; an origin with a higher number is a backup. */
+    priority: z.number().int().min(0).default(0),
+    /** Share of requests among origins of the same priority. */
+    weight: z.number().int().min(1).default(1),
+  })
+  .strict();
+
 export const EdgeSchema = z
   .object({
     /** This edge's name: the cache name in Cache-Status and Via. */
     name: z.string().regex(/^[A-Za-z0-9._-]+$/, "letters, digits, '.', '_' and '-' only").default("edge"),
-    /** Where requests go. */
-    origin: z.url({ protocol: /^https?$/, error: "must be an http:// or https:// URL" }),
+    /** Where requests go: one origin, or several in `origins`. */
+    origin: OriginUrl.optional(),
+    /** Several origins: the lowest priority number with a healthy member serves (higher numbers are backups). */
+    origins: z.array(OriginSchema).min(1).optional(),
+    /** Passive origin health (nginx's max_fails / fail_timeout): this many failures in a row skip an origin... */
+    origin_max_fails: z.number().int().min(1).default(3),
+    /** ...for this many seconds. */
+    origin_fail_timeout: seconds.default(10),
+    /** Origin statuses that count as failures and move an idempotent request to the next origin (e.g. [502, 503]). */
+    origin_retry_status: z.array(z.number().int().min(500).max(599)).default([]),
     /** Time allowed for the origin to send response headers. */
     origin_timeout_ms: z.number().int().min(1).max(600_000).default(30_000),
     /** How long concurrent requests wait for another request's origin fetch (proxy_cache_lock_timeout). */
@@ -57,9 +78,35 @@ export const EdgeSchema = z
     max_object_bytes: z.number().int().min(0).default(512 * 1024 * 1024),
     /** Proxies (CIDRs) whose X-Forwarded-For is believed; nobody else's is. */
     trusted_proxies: z.array(z.string().refine((c) => parseCidr(c) !== null, "not an IP address or CIDR")).default([]),
+    /** Bare workerd: the directory of the disk cache store (created when missing; relative to the working directory). */
+    store_dir: z.string().min(1).default(".parrot/store"),
+    /** Bare workerd: bytes the disk store may hold (nginx's max_size); least recently used entries go first. */
+    store_max_bytes: z.number().int().min(1024 * 1024).default(10 * 1024 ** 3),
+    /** Bare workerd: entries unused this many seconds are deleted (nginx's inactive). */
+    store_inactive: seconds.default(7 * 86_400),
+    /** The in-isolate memory tier in front of the store: total bytes (0 = off) and largest object. */
+    hot_max_bytes: z.number().int().min(0).default(64 * 1024 * 1024),
+    hot_max_object_bytes: z.number().int().min(0).default(1024 * 1024),
+    /** Bare workerd: serve HTTPS with this certificate chain and private key (PEM files); both or neither. */
+    tls_cert: z.string().min(1).optional(),
+    tls_key: z.string().min(1).optional(),
   })
-  .strict();
+  .strict()
+  .refine((e) => e.origin !== undefined || e.origins !== undefined, {
+    message: "set `origin` (one URL) or `origins` (a list)",
+    path: ["origin"],
+  })
+  .refine((e) => !(e.origin !== undefined && e.origins !== undefined), {
+    message: "set either `origin` or `origins`, not both",
+    path: ["origins"],
+  });
 
 export type RequestCondition = z.infer<typeof RequestConditionSchema>;
 export type Rule = z.infer<typeof RuleSchema>;
 export type EdgeConfig = z.infer<typeof EdgeSchema>;
+export type OriginConfig = z.infer<typeof OriginSchema>;
+
+/** The origins of an edge, whichever way the file names them. */
+export function originsOf(edge: EdgeConfig): OriginConfig[] {
+  return edge.origins ?? [{ url: edge.origin!, priority: 0, weight: 1 }];
+}

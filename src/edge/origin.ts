@@ -3,7 +3,7 @@
  * the client's own, which would let it poison what the origin generates), CDN-Loop (RFC 8586) against loops,
  * redirects passed through rather than followed, and a time limit for the response headers.
  */
-import type { EdgeConfig } from "../config/edge-schema.ts";
+import { originsOf, type EdgeConfig, type OriginConfig } from "../config/edge-schema.ts";
 import { endToEnd } from "../cache/headers.ts";
 
 /** Client headers that must not reach the origin: forged forwarding data and URL/method overrides. */
@@ -48,43 +48,151 @@ export function originUrl(origin: string, clientUrl: URL): string {
   return `${base.protocol}//${base.host}${prefix}${clientUrl.pathname}${clientUrl.search}`;
 }
 
-/** Builds the function that forwards a client request to the origin. */
-export function originFetcher(edge: EdgeConfig, fetchImpl: FetchLike = fetch) {
+/**
+ * The origins of an edge and their passive health: an origin that fails `maxFails` times in a row (no response, a
+ * timeout, or a status in origin_retry_status) is skipped for `failTimeout` seconds. Among the healthy origins of
+ * the lowest priority number, one is picked by weight; when none is healthy, every origin is tried anyway.
+ */
+export class OriginPool {
+  private readonly origins: OriginConfig[];
+  private readonly fails: number[];
+  private readonly downUntil: number[];
+  private readonly maxFails: number;
+  private readonly failTimeoutMs: number;
+  private readonly now: () => number;
+  private readonly random: () => number;
+
+  constructor(edge: EdgeConfig, now: () => number = Date.now, random: () => number = Math.random) {
+    this.origins = originsOf(edge);
+    this.fails = this.origins.map(() => 0);
+    this.downUntil = this.origins.map(() => 0);
+    this.maxFails = edge.origin_max_fails;
+    this.failTimeoutMs = edge.origin_fail_timeout * 1000;
+    this.now = now;
+    this.random = random;
+  }
+
+  get size(): number {
+    return this.origins.length;
+  }
+
+  url(i: number): string {
+    return this.origins[i]!.url;
+  }
+
+  /** The origin to try next, not among `tried`; undefined when all were tried. */
+  pick(tried: Set<number>): number | undefined {
+    const now = this.now();
+    const untried = this.origins.map((_, i) => i).filter((i) => !tried.has(i));
+    if (!untried.length) return undefined;
+    const healthy = untried.filter((i) => this.downUntil[i]! <= now);
+    const pool = healthy.length ? healthy : untried;
+    const best = Math.min(...pool.map((i) => this.origins[i]!.priority));
+    const group = pool.filter((i) => this.origins[i]!.priority === best);
+    let ticket = this.random() * group.reduce((n, i) => n + this.origins[i]!.weight, 0);
+    for (const i of group) {
+      ticket -= this.origins[i]!.weight;
+      if (ticket < 0) return i;
+    }
+    return group[group.length - 1];
+  }
+
+  failed(i: number) {
+    this.fails[i]! += 1;
+    if (this.fails[i]! >= this.maxFails) {
+      this.downUntil[i] = this.now() + this.failTimeoutMs;
+      this.fails[i] = 0;
+    }
+  }
+
+  succeeded(i: number) {
+    this.fails[i] = 0;
+    this.downUntil[i] = 0;
+  }
+
+  /** Origins currently skipped, for metrics and logs. */
+  down(): string[] {
+    const now = this.now();
+    return this.origins.filter((_, i) => this.downUntil[i]! > now).map((o) => o.url);
+  }
+}
+
+/** Methods whose requests may be sent again to another origin (RFC 9110 §9.2.2), when they carry no body. */
+const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]);
+
+/**
+ * Builds the function that forwards a client request to the origins: one attempt per origin for idempotent
+ * requests without a body (connect errors, timeouts and origin_retry_status move on to the next), one attempt
+ * otherwise. When every attempt fails it throws, and the engine answers from the cache if stale-if-error allows.
+ */
+export function originFetcher(edge: EdgeConfig, fetchImpl: FetchLike = fetch, pool = new OriginPool(edge)) {
+  const retryStatus = new Set(edge.origin_retry_status);
   return async (client: Request, clientIp: string | undefined, req: OriginRequest): Promise<Response> => {
-    const url = new URL(client.url);
-    const headers = endToEnd(client.headers, [...UNTRUSTED_REQUEST_HEADERS, ...(req.drop ?? [])]);
-    if (clientIp) headers.set("x-forwarded-for", clientIp);
-    headers.set("x-forwarded-proto", url.protocol.replace(":", ""));
-    headers.set("x-forwarded-host", url.host);
-    appendList(headers, "via", `1.1 ${edge.name}`);
-    appendList(headers, "cdn-loop", edge.name);
-    for (const [name, value] of Object.entries(req.headers ?? {})) {
-      if (value === null) headers.delete(name);
-      else headers.set(name, value);
+    const headers = forwardedHeaders(edge, client, clientIp, req);
+    const retryable = IDEMPOTENT.has(req.method) && !req.body;
+    const tried = new Set<number>();
+    let lastError: unknown = new Error("no origin configured");
+    for (let i = pool.pick(tried); i !== undefined; i = retryable ? pool.pick(tried) : undefined) {
+      tried.add(i);
+      let response: Response;
+      try {
+        response = await fetchWithTimeout(fetchImpl, originUrl(pool.url(i), new URL(client.url)), {
+          method: req.method,
+          headers,
+          body: req.body ?? null,
+          redirect: "manual",
+        }, edge.origin_timeout_ms);
+      } catch (err) {
+        pool.failed(i);
+        lastError = err;
+        continue;
+      }
+      if (!retryStatus.has(response.status)) {
+        pool.succeeded(i);
+        return response;
+      }
+      pool.failed(i);
+      if (!retryable || tried.size === pool.size) return response;
+      await response.body?.cancel();
     }
-    const controller = new AbortController();
-    const timer = setTimeout(() => controller.abort(new OriginTimeout(edge.origin_timeout_ms)), edge.origin_timeout_ms);
-    try {
-      const init: RequestInit & { duplex?: string } = {
-        method: req.method,
-        headers,
-        body: req.body ?? null,
-        redirect: "manual",
-        signal: controller.signal,
-      };
-      if (req.body) init.duplex = "half";
-      // Race the abort too: not every fetch implementation gives up on headers the moment the signal fires.
-      const aborted = new Promise<never>((_, reject) =>
-        controller.signal.addEventListener("abort", () => reject(new OriginTimeout(edge.origin_timeout_ms))),
-      );
-      return await Promise.race([fetchImpl(originUrl(edge.origin, url), init), aborted]);
-    } catch (err) {
-      if (controller.signal.aborted) throw new OriginTimeout(edge.origin_timeout_ms);
-      throw err;
-    } finally {
-      clearTimeout(timer);
-    }
+    throw lastError;
   };
+}
+
+/** The request headers an origin gets (see the module comment). */
+function forwardedHeaders(edge: EdgeConfig, client: Request, clientIp: string | undefined, req: OriginRequest): Headers {
+  const url = new URL(client.url);
+  const headers = endToEnd(client.headers, [...UNTRUSTED_REQUEST_HEADERS, ...(req.drop ?? [])]);
+  if (clientIp) headers.set("x-forwarded-for", clientIp);
+  headers.set("x-forwarded-proto", url.protocol.replace(":", ""));
+  headers.set("x-forwarded-host", url.host);
+  appendList(headers, "via", `1.1 ${edge.name}`);
+  appendList(headers, "cdn-loop", edge.name);
+  for (const [name, value] of Object.entries(req.headers ?? {})) {
+    if (value === null) headers.delete(name);
+    else headers.set(name, value);
+  }
+  return headers;
+}
+
+/** fetch() that gives up (OriginTimeout) when the response headers take longer than `ms`. */
+async function fetchWithTimeout(fetchImpl: FetchLike, url: string, init: RequestInit, ms: number): Promise<Response> {
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(new OriginTimeout(ms)), ms);
+  const withSignal: RequestInit & { duplex?: string } = { ...init, signal: controller.signal };
+  if (init.body) withSignal.duplex = "half";
+  // Race the abort too: not every fetch implementation gives up on headers the moment the signal fires.
+  const aborted = new Promise<never>((_, reject) =>
+    controller.signal.addEventListener("abort", () => reject(new OriginTimeout(ms))),
+  );
+  try {
+    return await Promise.race([fetchImpl(url, withSignal), aborted]);
+  } catch (err) {
+    if (controller.signal.aborted) throw new OriginTimeout(ms);
+    throw err;
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 function appendList(headers: Headers, name: string, value: string) {

@@ -33,7 +33,10 @@ export function loadConfigFile(path: string): ConfigFile {
 export function withOverrides(file: ConfigFile, edge: { origin?: string; name?: string }): string {
   const raw = parseToml(file.text) as Record<string, Record<string, unknown>>;
   raw.edge ??= {};
-  if (edge.origin) raw.edge.origin = edge.origin;
+  if (edge.origin) {
+    raw.edge.origin = edge.origin;
+    delete raw.edge.origins;
+  }
   if (edge.name) raw.edge.name = edge.name;
   const text = stringifyToml(raw);
   try {
