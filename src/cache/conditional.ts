@@ -1,3 +1,5 @@
+import { parseHttpDate } from "./freshness.ts";
+
 /** Answering a client's conditional GET/HEAD from a response the cache holds (RFC 9110 §13.1, §13.2.2). */
 
 /** Whether If-None-Match / If-Modified-Since make this 200 a 304 for the client. */
@@ -10,10 +12,10 @@ export function isNotModified(request: Headers, response: Headers): boolean {
     const weak = (t: string) => t.trim().replace(/^W\//, "");
     return inm.split(",").some((t) => weak(t) === weak(etag));
   }
-  const ims = Date.parse(request.get("if-modified-since") ?? "");
-  if (Number.isNaN(ims)) return false;
-  const lastModified = Date.parse(response.get("last-modified") ?? response.get("date") ?? "");
-  return !Number.isNaN(lastModified) && lastModified <= ims;
+  const ims = parseHttpDate(request.get("if-modified-since"));
+  if (ims === undefined) return false;
+  const lastModified = parseHttpDate(response.get("last-modified") ?? response.get("date"));
+  return lastModified !== undefined && lastModified <= ims;
 }
 
 /** The fields a 304 carries (RFC 9110 §15.4.5), plus those a cache adds. */

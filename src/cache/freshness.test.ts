@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { parseDirectives } from "./directives.ts";
-import { correctedInitialAge, currentAge, freshnessLifetime, parseAge } from "./freshness.ts";
+import { correctedInitialAge, currentAge, freshnessLifetime, parseAge, parseHttpDate } from "./freshness.ts";
 
 const opts = { heuristicFraction: 0.1, heuristicMax: 86_400 };
 const at = (iso: string) => Date.parse(iso);
@@ -54,5 +54,32 @@ describe("age (RFC 9111 §4.2.3)", () => {
     const futureDate = new Headers({ date: "Thu, 01 Jan 2026 01:00:00 GMT" });
     expect(correctedInitialAge(futureDate, req, res)).toBe(2);
     expect(currentAge(10, res, res + 5_000)).toBe(15);
+  });
+});
+
+describe("HTTP-date parsing (RFC 9110 §5.6.7)", () => {
+  const now = Date.parse("2026-11-25T00:00:00Z");
+  it("reads the three forms", () => {
+    const t = Date.parse("2050-08-18T02:01:18Z");
+    expect(parseHttpDate("Thu, 18 Aug 2050 02:01:18 GMT", now)).toBe(t);
+    expect(parseHttpDate("Thursday, 18-Aug-50 02:01:18 GMT", now)).toBe(t);
+    expect(parseHttpDate("Thu Aug 18 02:01:18 2050", now)).toBe(t);
+    expect(parseHttpDate("Sunday, 06-Nov-94 08:49:37 GMT", now)).toBe(Date.parse("1994-11-06T08:49:37Z"));
+    expect(parseHttpDate("Sun Nov  6 08:49:37 1994", now)).toBe(Date.parse("1994-11-06T08:49:37Z"));
+  });
+
+  it("refuses everything else", () => {
+    for (const bad of [
+      "Thu, 18 Aug 2050 02:01:18 UTC",
+      "Thu 18 Aug 2050 02:01:18 GMT",
+      "Thu, 18  Aug  2050 02:01:18 GMT",
+      "Thu, 18-Aug-2050 02:01:18 GMT",
+      "Thu, 18 Aug 2050 2:01:18 GMT",
+      "Thu, 31 Feb 2050 02:01:18 GMT",
+      "0",
+      "2050-08-18T02:01:18Z",
+    ]) {
+      expect(parseHttpDate(bad, now), bad).toBeUndefined();
+    }
   });
 });

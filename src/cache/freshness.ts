@@ -12,11 +12,37 @@ export const UNDERSTOOD_STATUSES = new Set([
   200, 203, 204, 206, 300, 301, 302, 303, 307, 308, 400, 403, 404, 405, 410, 414, 451, 500, 501, 502, 503, 504,
 ]);
 
-/** Parses an HTTP-date; `undefined` when absent or invalid. */
-export function parseHttpDate(value: string | null): number | undefined {
+const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+// Names are matched case-insensitively: the form is strict, the case of "Thu" or "GMT" is not worth a miss.
+const IMF_FIXDATE = /^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), (\d{2}) ([a-z]{3}) (\d{4}) (\d{2}):(\d{2}):(\d{2}) GMT$/i;
+const RFC850 = /^(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday), (\d{2})-([a-z]{3})-(\d{2}) (\d{2}):(\d{2}):(\d{2}) GMT$/i;
+const ASCTIME = /^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) ([a-z]{3}) ([ \d]\d) (\d{2}):(\d{2}):(\d{2}) (\d{4})$/i;
+
+/**
+ * Parses an HTTP-date strictly (RFC 9110 §5.6.7: IMF-fixdate, or the obsolete RFC 850 and asctime forms);
+ * `undefined` when absent or in any other form — such an Expires means "already expired".
+ * `now` places RFC 850's two-digit years: never more than 50 years ahead.
+ */
+export function parseHttpDate(value: string | null, now = Date.now()): number | undefined {
   if (!value) return undefined;
-  const ms = Date.parse(value);
-  return Number.isNaN(ms) ? undefined : ms;
+  let parts: { day: string; mon: string; year: number; time: [string, string, string] } | undefined;
+  let m: RegExpExecArray | null;
+  if ((m = IMF_FIXDATE.exec(value))) {
+    parts = { day: m[1]!, mon: m[2]!, year: Number(m[3]), time: [m[4]!, m[5]!, m[6]!] };
+  } else if ((m = RFC850.exec(value))) {
+    const thisYear = new Date(now).getUTCFullYear();
+    let year = Math.floor(thisYear / 100) * 100 + Number(m[3]);
+    if (year > thisYear + 50) year -= 100;
+    parts = { day: m[1]!, mon: m[2]!, year, time: [m[4]!, m[5]!, m[6]!] };
+  } else if ((m = ASCTIME.exec(value))) {
+    parts = { day: m[2]!.trim(), mon: m[1]!, year: Number(m[6]), time: [m[3]!, m[4]!, m[5]!] };
+  }
+  if (!parts) return undefined;
+  const month = MONTHS.indexOf(parts.mon[0]!.toUpperCase() + parts.mon.slice(1).toLowerCase());
+  const [h, min, sec] = parts.time.map(Number) as [number, number, number];
+  if (month < 0 || h > 23 || min > 59 || sec > 60) return undefined;
+  const ms = Date.UTC(parts.year, month, Number(parts.day), h, min, sec);
+  return new Date(ms).getUTCDate() === Number(parts.day) ? ms : undefined;
 }
 
 /** The Age header's value in seconds (first of a list; invalid → 0; huge → 2^31). */

@@ -18,15 +18,19 @@ export function varyFields(vary: string | null): string[] {
   return fields.includes("*") ? ["*"] : fields.sort();
 }
 
-/** A request header's value normalised for variant matching: whitespace around commas and runs of it folded. */
-export function normaliseFieldValue(value: string | null): string {
+/** Fields whose values are case-insensitive (RFC 9110 §12.5): variants differing only in case are the same. */
+const CASE_INSENSITIVE = new Set(["accept", "accept-encoding", "accept-language", "accept-charset"]);
+
+/** A request header's value normalised for variant matching: whitespace folded, case folded where it means nothing. */
+export function normaliseFieldValue(value: string | null, field = ""): string {
   if (value === null) return "";
-  return value.replace(/\s*,\s*/g, ",").replace(/\s+/g, " ").trim();
+  const folded = value.replace(/\s*([,;=])\s*/g, "$1").replace(/\s+/g, " ").trim();
+  return CASE_INSENSITIVE.has(field) ? folded.toLowerCase() : folded;
 }
 
 /** The (name, normalised value) pairs of `request` that pick a variant. */
 export function variantOf(fields: string[], headers: Headers): [string, string][] {
-  return fields.map((f) => [f, normaliseFieldValue(headers.get(f))]);
+  return fields.map((f) => [f, normaliseFieldValue(headers.get(f), f)]);
 }
 
 /** The storage key of one variant under a Vary marker. */

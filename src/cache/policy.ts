@@ -4,7 +4,8 @@
  */
 import type { EdgeConfig, Rule } from "../config/edge-schema.ts";
 import { deltaSeconds, fieldNames, parseDirectives, type Directives } from "./directives.ts";
-import { correctedInitialAge, freshnessLifetime, UNDERSTOOD_STATUSES } from "./freshness.ts";
+import { parseSfDictionary } from "./structured.ts";
+import { correctedInitialAge, freshnessLifetime, parseHttpDate, UNDERSTOOD_STATUSES } from "./freshness.ts";
 import { currentAgeOf, type EntryMeta } from "./entry.ts";
 import { endToEnd, headerPairs } from "./headers.ts";
 import { varyFields } from "./key.ts";
@@ -17,8 +18,35 @@ export function responseDirectives(headers: Headers, rule?: Rule): Directives {
   const ignored = rule?.ignore_origin_headers ?? [];
   if (ignored.includes("cache-control")) return new Map();
   const targeted = headers.get("cdn-cache-control");
-  if (targeted !== null && !ignored.includes("cdn-cache-control")) return parseDirectives(targeted);
+  if (targeted !== null && !ignored.includes("cdn-cache-control")) {
+    const directives = targetedDirectives(targeted);
+    if (directives) return directives;
+  }
   return parseDirectives(headers.get("cache-control"));
+}
+
+/** Directives whose value must be an integer in a targeted field. */
+const INTEGER_DIRECTIVES = ["max-age", "s-maxage", "stale-while-revalidate", "stale-if-error"];
+
+/**
+ * A targeted field (RFC 9213 §2.1) is a Structured Fields dictionary: one that does not parse, or whose
+ * freshness directives are not integers, is ignored whole, and Cache-Control applies instead.
+ */
+function targetedDirectives(value: string): Directives | undefined {
+  const dict = parseSfDictionary(value);
+  if (!dict) return undefined;
+  const out: Directives = new Map();
+  for (const [name, item] of dict) {
+    if (INTEGER_DIRECTIVES.includes(name)) {
+      if (typeof item !== "number" || !Number.isInteger(item) || item < 0) return undefined;
+      out.set(name, String(item));
+    } else if (item === true) out.set(name, true);
+    else if (typeof item === "string") out.set(name, item);
+    else if (typeof item === "number") out.set(name, String(item));
+    else if (Array.isArray(item)) out.set(name, item.map((x) => (typeof x === "object" && "token" in x ? x.token : String(x))).join(", "));
+    else if (typeof item === "object" && "token" in item) out.set(name, item.token);
+  }
+  return out;
 }
 
 /** A request's directives; `Pragma: no-cache` counts as `no-cache` when there is no Cache-Control. */
@@ -52,7 +80,8 @@ export function decideStorage(input: StoreInput): StoreDecision {
   const no = (reason: string): StoreDecision => ({ store: false, reason });
   const ignored = new Set(rule?.ignore_origin_headers ?? []);
   const headers = new Headers(input.headers);
-  if (!headers.has("date")) headers.set("date", new Date(input.responseTime).toUTCString());
+  // A missing or invalid Date: the response time stands in (RFC 9110 §6.6.1 lets a recipient add one).
+  if (parseHttpDate(headers.get("date")) === undefined) headers.set("date", new Date(input.responseTime).toUTCString());
 
   if (status < 200 || status === 206 || status === 304) return no("status");
   const reqCC = requestDirectives(input.requestHeaders);

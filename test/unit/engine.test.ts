@@ -315,6 +315,21 @@ query = "sort"`);
     expect((await t.get("/cdn")).xcs).toBe("HIT");
   });
 
+  it("ignores a CDN-Cache-Control that is not a valid structured dictionary", async () => {
+    t.origin.set("/cdn-bad", { headers: { "cache-control": "no-store", "cdn-cache-control": 'max-age="60"' }, body: "c" });
+    await t.get("/cdn-bad");
+    expect((await t.get("/cdn-bad")).xcs).toBe("MISS");
+  });
+
+  it("treats an Expires that is not a strict HTTP-date as already expired", async () => {
+    t.origin.set("/exp", { headers: { expires: new Date(T0 + 3600_000).toUTCString().replace("GMT", "UTC") }, body: "e" });
+    await t.get("/exp");
+    expect((await t.get("/exp")).xcs).not.toBe("HIT");
+    t.origin.set("/exp2", { headers: { expires: new Date(T0 + 3600_000).toUTCString() }, body: "e" });
+    await t.get("/exp2");
+    expect((await t.get("/exp2")).xcs).toBe("HIT");
+  });
+
   it("does not store private, no-store, or Authorization responses without permission", async () => {
     t.origin.set("/p", { headers: { "cache-control": "private, max-age=60" }, body: "p" });
     t.origin.set("/ns", { headers: { "cache-control": "no-store, max-age=60" }, body: "n" });
