@@ -44,7 +44,13 @@ export interface VaryMarker {
   id: string;
 }
 
-export type StoredMeta = EntryMeta | VaryMarker;
+/** The purge log's own record (its body is the log as JSON). */
+export interface PurgeLogMeta {
+  kind: "purge-log";
+  key: string;
+}
+
+export type StoredMeta = EntryMeta | VaryMarker | PurgeLogMeta;
 
 /** Seconds the entry stays fresh from `now` (negative once stale). */
 export function remainingFreshness(meta: EntryMeta, now: number): number {

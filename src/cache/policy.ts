@@ -211,7 +211,7 @@ export function judge(meta: EntryMeta, reqCC: Directives, edge: EdgeConfig, now:
     const maxStale = reqCC.get("max-stale") === true ? Infinity : deltaSeconds(reqCC.get("max-stale"));
     if (maxStale !== undefined && -ttl <= maxStale) return { use: "stale-ok", ttl };
   }
-  if (-ttl <= meta.staleWhileRevalidate) return { use: "stale-while-revalidate", ttl };
+  if (meta.staleWhileRevalidate > 0 && -remaining <= meta.staleWhileRevalidate) return { use: "stale-while-revalidate", ttl };
   return { use: "revalidate", ttl, forced: false };
 }
 

@@ -1,7 +1,8 @@
 /**
- * Purging without scanning the store. A purge by prefix, tag, host or everything is a record "entries stored
- * before time T under this selector are gone (hard) or stale (soft)", checked when an entry is read; records are few
- * and survive restarts in the store. A purge by URL acts on the stored entry itself (see the engine).
+ * Purging without scanning the store. A purge is a record "entries stored before time T under this selector are
+ * gone (hard) or stale (soft)", checked when an entry is read: a lookup per URL, host and tag of the entry, plus one
+ * comparison per prefix record. The log lives in the store, so it survives restarts and reaches every process
+ * (and every process's memory tier) of an edge box.
  */
 import type { EntryMeta } from "./entry.ts";
 
@@ -13,6 +14,8 @@ export interface PurgeMark {
 
 export interface PurgeLog {
   all?: PurgeMark;
+  /** Primary cache keys (host + path + query), all variants. */
+  urls: Record<string, PurgeMark>;
   hosts: Record<string, PurgeMark>;
   /** Key prefixes (host + path prefix). */
   prefixes: Record<string, PurgeMark>;
@@ -30,26 +33,37 @@ export interface PurgeRequest {
 }
 
 export function emptyPurgeLog(): PurgeLog {
-  return { hosts: {}, prefixes: {}, tags: {} };
+  return { urls: {}, hosts: {}, prefixes: {}, tags: {} };
 }
 
 /** Most records a log keeps per selector kind; the oldest go first (their entries are long gone by then). */
 const MAX_RECORDS = 10_000;
 
-/** The log with a purge request's selectors recorded at `now` (URLs are not logged: the engine handles them). */
-export function recordPurge(log: PurgeLog, req: PurgeRequest, now: number, keyOf: (url: URL) => string): PurgeLog {
+/**
+ * The log with a purge request's selectors recorded at `now`. `keyOf` turns a URL into the primary cache key
+ * (with the query string as the rules keep it) and `prefixKeyOf` a prefix URL into a key prefix.
+ */
+export function recordPurge(
+  log: PurgeLog,
+  req: PurgeRequest,
+  now: number,
+  keyOf: (url: URL) => string,
+  prefixKeyOf: (url: URL) => string,
+): PurgeLog {
   const mark: PurgeMark = { at: now, soft: !!req.soft };
   const next: PurgeLog = {
     all: log.all,
+    urls: { ...log.urls },
     hosts: { ...log.hosts },
     prefixes: { ...log.prefixes },
     tags: { ...log.tags },
   };
   if (req.all) next.all = mark;
+  for (const u of req.urls ?? []) next.urls[keyOf(new URL(u))] = mark;
   for (const h of req.hosts ?? []) next.hosts[h.toLowerCase()] = mark;
-  for (const p of req.prefixes ?? []) next.prefixes[keyOf(new URL(p))] = mark;
+  for (const p of req.prefixes ?? []) next.prefixes[prefixKeyOf(new URL(p))] = mark;
   for (const t of req.tags ?? []) next.tags[t] = mark;
-  for (const kind of ["hosts", "prefixes", "tags"] as const) next[kind] = bounded(next[kind]);
+  for (const kind of ["urls", "hosts", "prefixes", "tags"] as const) next[kind] = bounded(next[kind]);
   return next;
 }
 
@@ -65,11 +79,12 @@ export function purgeEffect(log: PurgeLog, meta: EntryMeta): "hard" | "soft" | u
   const stored = meta.responseTime;
   let effect: "hard" | "soft" | undefined;
   const consider = (mark: PurgeMark | undefined) => {
-    if (!mark || stored > mark.at) return;
+    if (!mark || stored >= mark.at) return; // stored after (or as) the purge happened: untouched
     if (!mark.soft) effect = "hard";
     else if (effect === undefined) effect = "soft";
   };
   consider(log.all);
+  consider(log.urls[meta.key]);
   consider(log.hosts[hostOfKey(meta.key)]);
   for (const tag of meta.tags) consider(log.tags[tag]);
   for (const prefix in log.prefixes) if (meta.key.startsWith(prefix)) consider(log.prefixes[prefix]);
@@ -109,4 +124,27 @@ export function parsePurgeRequest(body: unknown): PurgeRequest | string {
     return "nothing to purge: give urls, prefixes, tags, hosts or all";
   }
   return req;
+}
+
+/** Two logs merged: for each selector the later mark (a hard one on ties), so no process loses another's purge. */
+export function mergePurgeLogs(a: PurgeLog, b: PurgeLog): PurgeLog {
+  const later = (x?: PurgeMark, y?: PurgeMark) =>
+    !x ? y : !y ? x : x.at > y.at ? x : y.at > x.at ? y : { at: x.at, soft: x.soft && y.soft };
+  const mergeMap = (x: Record<string, PurgeMark>, y: Record<string, PurgeMark>) => {
+    const out = { ...x };
+    for (const [k, v] of Object.entries(y)) out[k] = later(out[k], v)!;
+    return out;
+  };
+  return {
+    all: later(a.all, b.all),
+    urls: mergeMap(a.urls ?? {}, b.urls ?? {}),
+    hosts: mergeMap(a.hosts, b.hosts),
+    prefixes: mergeMap(a.prefixes, b.prefixes),
+    tags: mergeMap(a.tags, b.tags),
+  };
+}
+
+/** Whether `b` holds a mark `a` lacks or has older (then `a`'s holder should write the merge back). */
+export function purgeLogsDiffer(a: PurgeLog, b: PurgeLog): boolean {
+  return JSON.stringify(mergePurgeLogs(a, b)) !== JSON.stringify(a);
 }

@@ -6,6 +6,7 @@ import { parse as parseToml, TomlError } from "smol-toml";
 import { z } from "zod";
 import { EdgeSchema, RuleSchema } from "./edge-schema.ts";
 import { DnsSchema, EdgeNodeSchema, GeoipSchema } from "./dns-schema.ts";
+import { AdminSchema } from "./admin-schema.ts";
 
 export const CdnConfigSchema = z
   .object({
@@ -14,6 +15,7 @@ export const CdnConfigSchema = z
     dns: DnsSchema.optional(),
     geoip: GeoipSchema.prefault({}),
     edges: z.array(EdgeNodeSchema).default([]),
+    admin: AdminSchema.prefault({}),
   })
   .strict();
 

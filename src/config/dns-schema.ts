@@ -97,6 +97,8 @@ export const GeoipSchema = z
 export const EdgeNodeSchema = z
   .object({
     name: z.string().regex(/^[A-Za-z0-9._-]+$/),
+    /** The edge's own base URL (scheme, address, port): health probes and purge fan-out go there. */
+    url: z.url({ protocol: /^https?$/, error: "must be an http:// or https:// URL" }).optional(),
     ipv4: z.ipv4().optional(),
     ipv6: z.ipv6().optional(),
     lat: z.number().min(-90).max(90),

@@ -76,6 +76,8 @@ export const EdgeSchema = z
     keep: seconds.default(86_400),
     /** Largest object stored, in bytes; larger ones are passed through. */
     max_object_bytes: z.number().int().min(0).default(512 * 1024 * 1024),
+    /** One JSON line per request on stdout. */
+    access_log: z.boolean().default(true),
     /** Proxies (CIDRs) whose X-Forwarded-For is believed; nobody else's is. */
     trusted_proxies: z.array(z.string().refine((c) => parseCidr(c) !== null, "not an IP address or CIDR")).default([]),
     /** Bare workerd: the directory of the disk cache store (created when missing; relative to the working directory). */

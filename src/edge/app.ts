@@ -1,9 +1,15 @@
-/** The edge worker's HTTP surface (Hono): the health endpoint, then everything else through the cache engine. */
+/**
+ * The edge worker's HTTP surface (Hono): health, the operator endpoints (purge, metrics, trace), then everything
+ * else through the cache engine.
+ */
 import { Hono } from "hono";
 import type { CdnConfig } from "../config/config.ts";
 import { clientAddress, peerAddress } from "../net/client-address.ts";
 import { formatIp, parseCidr, type Cidr } from "../net/ip.ts";
+import { handleMetrics, handlePurge, handleTrace, METRICS_PATH, PURGE_PATH, TRACE_PATH } from "./admin.ts";
+import { isAuthorized } from "../net/admin-auth.ts";
 import { EdgeCache } from "./engine.ts";
+import { EdgeObserver } from "./observe.ts";
 import { isLoop, originFetcher, type FetchLike } from "./origin.ts";
 import type { EntryStore } from "./store.ts";
 
@@ -12,33 +18,46 @@ export interface EdgeAppOptions {
   store: EntryStore;
   fetch?: FetchLike;
   now?: () => number;
+  /** Where the client is, for the trace (GeoIP when the host provides it). */
+  locate?: (ip: string) => string | undefined;
+  log?: (line: string) => void;
 }
 
 /** Builds the edge application for one isolate. */
-export function createEdgeApp({ config, store, fetch: fetchImpl, now }: EdgeAppOptions) {
+export function createEdgeApp({ config, store, fetch: fetchImpl = (i, init) => fetch(i, init), now, locate = () => undefined, log }: EdgeAppOptions) {
   const edge = config.edge;
   if (!edge) throw new Error("cdn.toml has no [edge] table: this worker has no origin to serve");
-  const cache = new EdgeCache({ edge, rules: config.rules, store, origin: originFetcher(edge, fetchImpl), now });
+  const observer = new EdgeObserver(edge.name, edge.access_log, log);
+  const origin = observer.wrapOrigin(originFetcher(edge, fetchImpl));
+  const cache = new EdgeCache({ edge, rules: config.rules, store, origin, now });
   const trusted = edge.trusted_proxies.map((c) => parseCidr(c)).filter((c): c is Cidr => c !== null);
+  const clientIp = (request: Request) => {
+    const bytes = clientAddress(peerAddress(request), request.headers.get("x-forwarded-for"), trusted);
+    return bytes ? formatIp(bytes) : undefined;
+  };
   const app = new Hono();
 
   app.get("/.well-known/cdn/health", (c) => c.text(`ok ${edge.name}\n`, 200, { "cache-control": "no-store" }));
+  app.all(PURGE_PATH, (c) => handlePurge(c.req.raw, config, cache, fetchImpl));
+  // Metrics: always at the well-known path; at /metrics only with the token (else /metrics is the origin's page).
+  app.get(METRICS_PATH, (c) => handleMetrics(c.req.raw, config, observer));
+  app.get("/metrics", async (c, next) => {
+    if (await isAuthorized(c.req.raw, config.admin.token)) return handleMetrics(c.req.raw, config, observer);
+    await next();
+  });
+  app.get(TRACE_PATH, (c) => handleTrace(c.req.raw, config, clientIp(c.req.raw), locate));
 
   app.all("*", async (c) => {
     const request = c.req.raw;
     if (isLoop(request, edge.name)) {
       return c.text("508 loop detected: this request already passed through this edge\n", 508);
     }
-    const ctx = {
-      waitUntil: (p: Promise<unknown>) => c.executionCtx.waitUntil(p),
-      clientIp: clientIpText(clientAddress(peerAddress(request), request.headers.get("x-forwarded-for"), trusted)),
-    };
-    return cache.handle(request, ctx);
+    const started = Date.now();
+    const ip = clientIp(request);
+    const response = await cache.handle(request, { waitUntil: (p) => c.executionCtx.waitUntil(p), clientIp: ip });
+    observer.answered(request, response, ip, started);
+    return response;
   });
 
   return app;
-}
-
-function clientIpText(bytes: Uint8Array | null): string | undefined {
-  return bytes ? formatIp(bytes) : undefined;
 }

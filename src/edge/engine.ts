@@ -28,6 +28,15 @@ import { appendCacheStatus, cacheStatusMember, type CacheStatusParams, type XCac
 import { isNotModified, notModifiedHeaders } from "../cache/conditional.ts";
 import { ifRangeMatches, multipartByteranges, parseRange, sliceStream } from "../cache/range.ts";
 import { correctedInitialAge } from "../cache/freshness.ts";
+import {
+  emptyPurgeLog,
+  mergePurgeLogs,
+  purgeEffect,
+  purgeLogsDiffer,
+  recordPurge,
+  type PurgeLog,
+  type PurgeRequest,
+} from "../cache/purge.ts";
 import type { EntryStore, StoredEntry } from "./store.ts";
 import { OriginTimeout, type OriginRequest } from "./origin.ts";
 
@@ -67,6 +76,9 @@ interface Lookup {
 const PARTIAL_REQUEST_HEADERS = ["range", "if-range", "if-none-match", "if-modified-since", "if-match", "if-unmodified-since"];
 const NULL_BODY_STATUS = new Set([101, 103, 204, 205, 304]);
 const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS", "TRACE"]);
+/** Where the purge log lives in the store (no request key can start with a control character). */
+const PURGE_LOG_KEY = "\u0001purge-log";
+const PURGE_LOG_TTL = 365 * 86_400;
 /** Largest body assembled in memory for a multi-range answer; larger ones get the whole body. */
 const MULTIPART_LIMIT = 8 * 1024 * 1024;
 
@@ -80,6 +92,10 @@ export class EdgeCache {
   private readonly inflight = new Map<string, object>();
   /** Requests seen per key, for min_uses (bounded: cleared when it grows past 100k keys). */
   private readonly uses = new Map<string, number>();
+  /** Purges by prefix, tag, host or everything; synchronised with the store (restarts, other processes). */
+  private purgeLog: PurgeLog = emptyPurgeLog();
+  private purgeLogSyncedAt = -Infinity;
+  private purgeLogSync: Promise<void> | undefined;
 
   constructor(opts: EngineOptions) {
     this.edge = opts.edge;
@@ -91,6 +107,9 @@ export class EdgeCache {
 
   /** Answers one client request. */
   async handle(request: Request, ctx: RequestContext): Promise<Response> {
+    const sync = this.syncPurgeLog();
+    if (this.purgeLogSyncedAt === -Infinity) await sync; // the first request waits: purges survive restarts
+    else ctx.waitUntil(sync);
     const url = new URL(request.url);
     const rule = findRule(this.rules, request.method, url.host, url.pathname);
     if (request.method !== "GET" && request.method !== "HEAD") return this.passThrough(request, url, rule, ctx);
@@ -191,9 +210,9 @@ export class EdgeCache {
       const updated = this.updatedEntry(entry.meta, rule, result);
       let served: StoredEntry = entry;
       if (updated) {
-        const [client, toStore] = teeOrNull(entry.body);
-        ctx.waitUntil(this.putEntry(found, updated, toStore, this.physicalTtl(updated)).finally(done));
-        served = { meta: updated, body: client };
+        // The body is stored again from a fresh read: workerd cannot pipe a tee of a cached body into the cache.
+        ctx.waitUntil(this.restore(found, updated).finally(done));
+        served = { meta: updated, body: entry.body };
       } else {
         ctx.waitUntil(this.store.delete(found.storageKey).catch(() => undefined).finally(done));
         served = { meta: { ...entry.meta, headers: headerPairs(mergeNotModified(entryHeaders(entry.meta), result.headers)) }, body: entry.body };
@@ -231,11 +250,9 @@ export class EdgeCache {
     const result = await this.conditionalFetch(request, ctx, meta).catch(() => undefined);
     if (!result) return;
     if (result.kind === "not-modified") {
-      const current = await this.store.get(found.storageKey);
-      if (current?.meta.kind !== "entry") return void (await current?.body?.cancel());
-      const updated = this.updatedEntry(current.meta, rule, result);
-      if (updated) await this.putEntry(found, updated, current.body, this.physicalTtl(updated));
-      else await Promise.all([current.body?.cancel(), this.store.delete(found.storageKey)]);
+      const updated = this.updatedEntry(meta, rule, result);
+      if (updated) await this.restore(found, updated);
+      else await this.store.delete(found.storageKey).catch(() => undefined);
     } else if (result.kind === "full") {
       const outcome = await this.storeOutcome(request, ctx, rule, found, result.response, result.requestTime, () => {}, "EXPIRED", {});
       await outcome.stored;
@@ -399,15 +416,21 @@ export class EdgeCache {
     await this.store.put(variantKey(key, marker.id, variant), { ...meta, vary: variant }, body, ttl);
   }
 
-  /** Rewrites an entry in place (after a 304). */
-  private async putEntry(found: Lookup, meta: EntryMeta, body: ReadableStream<Uint8Array> | null, ttl: number) {
-    await this.store.put(found.storageKey, meta, body, ttl).catch(() => undefined);
+  /** Rewrites an entry in place with new metadata (after a 304): the body is read again from the store. */
+  private async restore(found: Lookup, meta: EntryMeta) {
+    const current = await this.store.get(found.storageKey).catch(() => null);
+    if (current?.meta.kind !== "entry") return void (await current?.body?.cancel());
+    await this.store.put(found.storageKey, meta, current.body, this.physicalTtl(meta)).catch(() => undefined);
   }
 
   private async lookup(key: string, headers: Headers): Promise<Lookup> {
     const primary = await this.store.get(key);
     if (!primary) return { storageKey: key, entry: null };
-    if (primary.meta.kind !== "vary") return { storageKey: key, entry: primary };
+    if (primary.meta.kind === "entry") return { storageKey: key, entry: await this.afterPurges(primary) };
+    if (primary.meta.kind !== "vary") {
+      await primary.body?.cancel();
+      return { storageKey: key, entry: null };
+    }
     const marker = primary.meta;
     await primary.body?.cancel();
     const storageKey = variantKey(key, marker.id, variantOf(marker.fields, headers));
@@ -416,7 +439,61 @@ export class EdgeCache {
       await variant.body?.cancel();
       return { storageKey, entry: null, marker };
     }
-    return { storageKey, entry: variant, marker };
+    return { storageKey, entry: variant ? await this.afterPurges(variant) : null, marker };
+  }
+
+  /** The entry as purges leave it: gone (hard), stale from now on (soft), or as it was. */
+  private async afterPurges(entry: StoredEntry): Promise<StoredEntry | null> {
+    const meta = entry.meta as EntryMeta;
+    const effect = purgeEffect(this.purgeLog, meta);
+    if (effect === "hard") {
+      await entry.body?.cancel();
+      return null;
+    }
+    if (effect === "soft") return { meta: { ...meta, lifetime: 0, noCache: false }, body: entry.body };
+    return entry;
+  }
+
+  /**
+   * Purges by URL (every variant), prefix, tag, host or everything: recorded in the purge log at once, and a hard
+   * URL purge also deletes the stored entry.
+   */
+  async purge(req: PurgeRequest): Promise<void> {
+    await this.syncPurgeLog();
+    const keyOf = (url: URL) => primaryKey(url, findRule(this.rules, "GET", url.host, url.pathname)?.query);
+    this.purgeLog = recordPurge(this.purgeLog, req, this.now(), keyOf, (url) => primaryKey(url, "drop"));
+    await this.writePurgeLog();
+    if (!req.soft) await Promise.all((req.urls ?? []).map((u) => this.store.delete(keyOf(new URL(u))).catch(() => undefined)));
+  }
+
+  /**
+   * Reads the stored purge log at most once a second and merges it with this isolate's: purges reach every process
+   * of the edge box within a second and survive restarts. A merge that adds marks is written back.
+   */
+  private syncPurgeLog(): Promise<void> {
+    if (Date.now() - this.purgeLogSyncedAt < 1000) return Promise.resolve();
+    this.purgeLogSync ??= (async () => {
+      try {
+        const stored = await this.store.get(PURGE_LOG_KEY);
+        let log = emptyPurgeLog();
+        if (stored?.meta.kind === "purge-log" && stored.body) log = JSON.parse(await new Response(stored.body).text()) as PurgeLog;
+        else await stored?.body?.cancel();
+        const mustWrite = purgeLogsDiffer(log, this.purgeLog);
+        this.purgeLog = mergePurgeLogs(this.purgeLog, log);
+        if (mustWrite) await this.writePurgeLog();
+      } catch {
+        // An unreadable log leaves the isolate's own; the next sync tries again.
+      } finally {
+        this.purgeLogSyncedAt = Date.now();
+        this.purgeLogSync = undefined;
+      }
+    })();
+    return this.purgeLogSync;
+  }
+
+  private async writePurgeLog() {
+    const body = new Response(JSON.stringify(this.purgeLog)).body;
+    await this.store.put(PURGE_LOG_KEY, { kind: "purge-log", key: PURGE_LOG_KEY }, body, PURGE_LOG_TTL);
   }
 
   /** Methods other than GET/HEAD go straight through; unsafe ones that succeed invalidate (RFC 9111 §4.4). */

@@ -384,3 +384,69 @@ query = "sort"`);
     expect((await t.get("/up")).cs).toBe("origin-cache; hit, t1; fwd=uri-miss; stored");
   });
 });
+
+describe("purge", () => {
+  async function stored(t: ReturnType<typeof setup>, path: string, headers: Record<string, string> = {}) {
+    t.origin.set(path, { headers: { "cache-control": "max-age=600", etag: `"${path}"`, ...headers }, body: path });
+    await t.get(path);
+    expect((await t.get(path)).xcs).toBe("HIT");
+  }
+
+  it("hard-purges a URL with all its variants", async () => {
+    const t = setup();
+    await stored(t, "/p/a", { vary: "accept-language" });
+    await t.get("/p/a", { "accept-language": "fr" });
+    t.clock.advance(1);
+    await t.cache.purge({ urls: ["http://www.example.org/p/a"] });
+    expect((await t.get("/p/a")).xcs).toBe("MISS");
+    expect((await t.get("/p/a", { "accept-language": "fr" })).xcs).toBe("MISS");
+  });
+
+  it("soft-purges: the entry turns stale and the next request revalidates", async () => {
+    const t = setup();
+    await stored(t, "/p/soft");
+    t.clock.advance(1);
+    await t.cache.purge({ urls: ["http://www.example.org/p/soft"], soft: true });
+    expect((await t.get("/p/soft")).xcs).toBe("REVALIDATED");
+    expect((await t.get("/p/soft")).xcs).toBe("HIT");
+  });
+
+  it("purges by prefix, tag, host and everything, leaving the rest", async () => {
+    const t = setup();
+    for (const p of ["/img/a", "/img/b", "/css/c"]) await stored(t, p);
+    await stored(t, "/tagged", { "cache-tag": "news, front" });
+    t.clock.advance(1);
+    await t.cache.purge({ prefixes: ["http://www.example.org/img/"] });
+    expect((await t.get("/img/a")).xcs).toBe("MISS");
+    expect((await t.get("/css/c")).xcs).toBe("HIT");
+    await t.cache.purge({ tags: ["front"] });
+    expect((await t.get("/tagged")).xcs).toBe("MISS");
+    expect((await t.get("/css/c")).xcs).toBe("HIT");
+    await t.cache.purge({ hosts: ["other.example.org"] });
+    expect((await t.get("/css/c")).xcs).toBe("HIT");
+    await t.cache.purge({ hosts: ["www.example.org"] });
+    expect((await t.get("/css/c")).xcs).toBe("MISS");
+    t.clock.advance(1);
+    await t.cache.purge({ all: true });
+    expect((await t.get("/css/c")).xcs).toBe("MISS");
+    // Entries stored after a purge are not affected by it.
+    expect((await t.get("/css/c")).xcs).toBe("HIT");
+  });
+
+  it("keeps purges across a restart: a new engine over the same store still honours them", async () => {
+    const t = setup();
+    await stored(t, "/r/x");
+    t.clock.advance(1);
+    await t.cache.purge({ prefixes: ["http://www.example.org/r/"], soft: true });
+    const config = parseConfig(`[edge]\nname = "t1"\norigin = "http://origin.test"`);
+    const restarted = new EdgeCache({
+      edge: config.edge!,
+      rules: [],
+      store: t.store,
+      origin: originFetcher(config.edge!, async (input, init) => t.origin.handle(new Request(input, init))),
+      now: t.clock.now,
+    });
+    const res = await restarted.handle(new Request("http://www.example.org/r/x"), t.ctx);
+    expect(res.headers.get("x-cache-status")).toBe("REVALIDATED");
+  });
+});

@@ -1,0 +1,80 @@
+/**
+ * What the edge tells its operator: Prometheus metrics and one JSON log line per request. The origin function is
+ * wrapped to time origin requests; request and origin facts meet through the client Request object.
+ */
+import { Registry } from "../metrics/registry.ts";
+import type { OriginRequest } from "./origin.ts";
+
+type OriginFn = (client: Request, clientIp: string | undefined, req: OriginRequest) => Promise<Response>;
+
+const ORIGIN_BOUNDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+
+export class EdgeObserver {
+  readonly metrics = new Registry();
+  private readonly origin = new WeakMap<Request, { status?: number; ms: number }>();
+  private readonly edgeName: string;
+  private readonly accessLog: boolean;
+  private readonly log: (line: string) => void;
+
+  constructor(edgeName: string, accessLog: boolean, log: (line: string) => void = (l) => console.log(l)) {
+    this.edgeName = edgeName;
+    this.accessLog = accessLog;
+    this.log = log;
+    this.metrics.onCollect(() => {
+      const total = this.metrics.sum("parrot_edge_requests_total");
+      const hits = this.metrics.sum("parrot_edge_requests_total", { cache_status: "HIT" });
+      this.metrics.set("parrot_edge_hit_ratio", "HIT answers over all answers since start.", {}, total ? hits / total : 0);
+    });
+  }
+
+  /** The origin function, timed: latency histogram, errors, and the facts the access log needs. */
+  wrapOrigin(origin: OriginFn): OriginFn {
+    return async (client, clientIp, req) => {
+      const started = Date.now();
+      try {
+        const res = await origin(client, clientIp, req);
+        const ms = Date.now() - started;
+        this.origin.set(client, { status: res.status, ms });
+        this.metrics.observe("parrot_edge_origin_seconds", "Time to the origin's response headers.", ORIGIN_BOUNDS, {}, ms / 1000);
+        if (res.status >= 500) this.metrics.inc("parrot_edge_origin_errors_total", "Origin failures.", { kind: "5xx" });
+        return res;
+      } catch (err) {
+        this.origin.set(client, { ms: Date.now() - started });
+        const kind = (err as Error)?.name === "OriginTimeout" ? "timeout" : "unreachable";
+        this.metrics.inc("parrot_edge_origin_errors_total", "Origin failures.", { kind });
+        throw err;
+      }
+    };
+  }
+
+  /** Counts and logs one answered request. */
+  answered(request: Request, response: Response, clientIp: string | undefined, started: number) {
+    const cacheStatus = response.headers.get("x-cache-status") ?? "NONE";
+    const bytes = Number(response.headers.get("content-length") ?? 0) || 0;
+    const klass = `${Math.floor(response.status / 100)}xx`;
+    this.metrics.inc("parrot_edge_requests_total", "Answers by cache status and status class.", { cache_status: cacheStatus, status_class: klass });
+    this.metrics.inc("parrot_edge_response_bytes_total", "Body bytes sent, by Content-Length.", {}, bytes);
+    if (response.headers.get("cache-status")?.includes("collapsed")) {
+      this.metrics.inc("parrot_edge_coalesced_total", "Requests answered from another request's origin fetch.");
+    }
+    if (!this.accessLog) return;
+    const url = new URL(request.url);
+    const origin = this.origin.get(request);
+    this.log(
+      JSON.stringify({
+        time: new Date(started).toISOString(),
+        edge: this.edgeName,
+        client: clientIp ?? null,
+        method: request.method,
+        host: url.host,
+        path: url.pathname + url.search,
+        status: response.status,
+        bytes,
+        duration_ms: Date.now() - started,
+        cache_status: cacheStatus,
+        origin_status: origin?.status ?? null,
+        origin_ms: origin?.ms ?? null,
+      }),
+    );
+  }
+}
