@@ -13,6 +13,11 @@ export interface PurgeMark {
 }
 
 export interface PurgeLog {
+  /**
+   * Not a purge: whether the edge is draining (leaving DNS answers while still serving), and since when. It rides in
+   * the same shared record so every process of the box agrees within a second.
+   */
+  drain?: { draining: boolean; at: number };
   all?: PurgeMark;
   /** Primary cache keys (host + path + query), all variants. */
   urls: Record<string, PurgeMark>;
@@ -52,6 +57,7 @@ export function recordPurge(
 ): PurgeLog {
   const mark: PurgeMark = { at: now, soft: !!req.soft };
   const next: PurgeLog = {
+    drain: log.drain,
     all: log.all,
     urls: { ...log.urls },
     hosts: { ...log.hosts },
@@ -135,7 +141,9 @@ export function mergePurgeLogs(a: PurgeLog, b: PurgeLog): PurgeLog {
     for (const [k, v] of Object.entries(y)) out[k] = later(out[k], v)!;
     return out;
   };
+  const drain = !a.drain ? b.drain : !b.drain ? a.drain : b.drain.at > a.drain.at ? b.drain : a.drain;
   return {
+    ...(drain ? { drain } : {}),
     all: later(a.all, b.all),
     urls: mergeMap(a.urls ?? {}, b.urls ?? {}),
     hosts: mergeMap(a.hosts, b.hosts),

@@ -76,6 +76,8 @@ export const EdgeSchema = z
     keep: seconds.default(86_400),
     /** Largest object stored, in bytes; larger ones are passed through. */
     max_object_bytes: z.number().int().min(0).default(512 * 1024 * 1024),
+    /** Start draining: the health endpoint says "draining", so DNS nodes leave this edge out of answers. */
+    draining: z.boolean().default(false),
     /** One JSON line per request on stdout. */
     access_log: z.boolean().default(true),
     /** Proxies (CIDRs) whose X-Forwarded-For is believed; nobody else's is. */

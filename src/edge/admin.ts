@@ -15,6 +15,7 @@ import type { FetchLike } from "./origin.ts";
 export const PURGE_PATH = "/.well-known/cdn/purge";
 export const TRACE_PATH = "/.well-known/cdn/trace";
 export const METRICS_PATH = "/.well-known/cdn/metrics";
+export const DRAIN_PATH = "/.well-known/cdn/drain";
 
 export interface PurgeResult {
   edge: string;
@@ -127,4 +128,19 @@ export function handleTrace(
     `ts=${(Date.now() / 1000).toFixed(3)}`,
   ];
   return new Response(lines.join("\n") + "\n", { headers: { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" } });
+}
+
+/** POST /.well-known/cdn/drain {"draining": true|false}: leave (or rejoin) DNS answers, still serving meanwhile. */
+export async function handleDrain(request: Request, config: CdnConfig, cache: EdgeCache): Promise<Response> {
+  if (!(await isAuthorized(request, config.admin.token))) return unauthorized(!!config.admin.token);
+  let body: unknown;
+  try {
+    body = await request.json();
+  } catch {
+    return json({ error: "the body must be JSON" }, 400);
+  }
+  const draining = (body as { draining?: unknown })?.draining;
+  if (typeof draining !== "boolean") return json({ error: '"draining" must be true or false' }, 400);
+  await cache.setDraining(draining);
+  return json({ edge: config.edge!.name, draining });
 }

@@ -6,7 +6,8 @@ import { Hono } from "hono";
 import type { CdnConfig } from "../config/config.ts";
 import { clientAddress, peerAddress } from "../net/client-address.ts";
 import { formatIp, parseCidr, type Cidr } from "../net/ip.ts";
-import { handleMetrics, handlePurge, handleTrace, METRICS_PATH, PURGE_PATH, TRACE_PATH } from "./admin.ts";
+import { DRAIN_PATH, handleDrain, handleMetrics, handlePurge, handleTrace, METRICS_PATH, PURGE_PATH, TRACE_PATH } from "./admin.ts";
+import { HEALTH_PATH } from "../health/monitor.ts";
 import { isAuthorized } from "../net/admin-auth.ts";
 import { EdgeCache } from "./engine.ts";
 import { EdgeObserver } from "./observe.ts";
@@ -37,7 +38,13 @@ export function createEdgeApp({ config, store, fetch: fetchImpl = (i, init) => f
   };
   const app = new Hono();
 
-  app.get("/.well-known/cdn/health", (c) => c.text(`ok ${edge.name}\n`, 200, { "cache-control": "no-store" }));
+  // Health for DNS nodes' probes: "ok", or "draining" (503) while the edge should leave DNS answers.
+  app.get(HEALTH_PATH, async (c) =>
+    (await cache.isDraining())
+      ? c.text(`draining ${edge.name}\n`, 503, { "cache-control": "no-store" })
+      : c.text(`ok ${edge.name}\n`, 200, { "cache-control": "no-store" }),
+  );
+  app.post(DRAIN_PATH, (c) => handleDrain(c.req.raw, config, cache));
   app.all(PURGE_PATH, (c) => handlePurge(c.req.raw, config, cache, fetchImpl));
   // Metrics: always at the well-known path; at /metrics only with the token (else /metrics is the origin's page).
   app.get(METRICS_PATH, (c) => handleMetrics(c.req.raw, config, observer));

@@ -491,6 +491,18 @@ export class EdgeCache {
     return this.purgeLogSync;
   }
 
+  /** Whether this edge is draining (operator call or config): its health endpoint then says so. */
+  async isDraining(): Promise<boolean> {
+    await this.syncPurgeLog();
+    return this.purgeLog.drain?.draining ?? this.edge.draining;
+  }
+
+  async setDraining(draining: boolean): Promise<void> {
+    await this.syncPurgeLog();
+    this.purgeLog = { ...this.purgeLog, drain: { draining, at: this.now() } };
+    await this.writePurgeLog();
+  }
+
   private async writePurgeLog() {
     const body = new Response(JSON.stringify(this.purgeLog)).body;
     await this.store.put(PURGE_LOG_KEY, { kind: "purge-log", key: PURGE_LOG_KEY }, body, PURGE_LOG_TTL);

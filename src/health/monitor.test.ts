@@ -1,0 +1,41 @@
+import { describe, expect, it } from "vitest";
+import { HealthMonitor } from "./monitor.ts";
+
+describe("health monitor", () => {
+  it("probes each edge's health endpoint and applies the answers", async () => {
+    const answers: Record<string, () => Response | Promise<Response>> = {
+      "http://a/.well-known/cdn/health": () => new Response("ok a\n"),
+      "http://b/.well-known/cdn/health": () => new Response("draining b\n", { status: 503 }),
+      "http://c/.well-known/cdn/health": () => Promise.reject(new TypeError("connection refused")),
+      "http://d/.well-known/cdn/health": () => new Promise<Response>(() => {}),
+    };
+    const m = new HealthMonitor(
+      [{ name: "a", url: "http://a" }, { name: "b", url: "http://b" }, { name: "c", url: "http://c" }, { name: "d", url: "http://d/" }, { name: "e" }],
+      { intervalMs: 1000, timeoutMs: 20, downAfter: 2, upAfter: 2, minUp: 1 },
+      async (url) => answers[url]!(),
+    );
+    await m.probeAll();
+    const states = Object.fromEntries(m.snapshot().map((s) => [s.name, s.state]));
+    expect(states).toEqual({ a: "up", b: "draining", c: "down", d: "down", e: "unknown" });
+    expect(m.snapshot().find((s) => s.name === "d")!.lastProbe!.detail).toBe("timed out");
+    const edges = ["a", "b", "c", "d", "e"].map((name) => ({ name }));
+    expect(m.answerable(edges).edges.map((e) => e.name)).toEqual(["a", "e"]);
+    m.setDrained("a", true);
+    expect(m.answerable(edges).edges.map((e) => e.name)).toEqual(["e"]);
+  });
+
+  it("runs at most one round per interval when asked from request handling", async () => {
+    let now = 0;
+    let probes = 0;
+    const m = new HealthMonitor([{ name: "a", url: "http://a" }], { intervalMs: 1000, timeoutMs: 50, downAfter: 1, upAfter: 1, minUp: 1 }, async () => {
+      probes++;
+      return new Response("ok");
+    }, () => now);
+    await Promise.all([m.maybeProbe(), m.maybeProbe()]);
+    await m.maybeProbe();
+    expect(probes).toBe(1);
+    now = 1000;
+    await m.maybeProbe();
+    expect(probes).toBe(2);
+  });
+});
