@@ -1,0 +1,23 @@
+import { describe, expect, it } from "vitest";
+import { renderStatusPage } from "./page.ts";
+
+describe("status page", () => {
+  it("lists every edge with its state, escapes names and warns on fail-open", () => {
+    const html = renderStatusPage({
+      zone: "geo.example.org",
+      node: "dns-1",
+      generatedAt: 60_000,
+      failOpen: true,
+      queries: 12,
+      edges: [
+        { name: "eu<lon>", lat: 51.5, lon: -0.1, state: "up", since: 0, drained: false, answers: 7, hitRatio: 0.5, requests: 10 },
+        { name: "na-sfo", lat: 37.8, lon: -122.4, state: "down", since: 30_000, detail: "timed out", drained: false, answers: 0 },
+      ],
+    });
+    expect(html).toContain('data-edge="eu&#60;lon&#62;" data-state="up"');
+    expect(html).toContain('data-edge="na-sfo" data-state="down"');
+    expect(html).toContain("50.0 %");
+    expect(html).toContain("fail-open");
+    expect(html).not.toMatch(/<script|https?:\/\/(?!www\.w3)/);
+  });
+});
