@@ -38,6 +38,24 @@ export default defineConfig({
         },
       },
       {
+        // The GeoDNS worker (wrangler.toml [env.dns]) inside Miniflare: a test zone and the MaxMind test databases.
+        plugins: [
+          tomlAsText,
+          cloudflareTest({
+            wrangler: { configPath: "./wrangler.toml", environment: "dns" },
+            miniflare: {
+              cf: false,
+              bindings: { CDN_CONFIG: readFileSync(new URL("./test/workers-dns/zone.toml", import.meta.url), "utf8") },
+              dataBlobBindings: {
+                GEOIP_CITY: new Uint8Array(readFileSync(new URL("./test/fixtures/GeoIP2-City-Test.mmdb", import.meta.url))),
+                GEOIP_ASN: new Uint8Array(readFileSync(new URL("./test/fixtures/GeoLite2-ASN-Test.mmdb", import.meta.url))),
+              },
+            },
+          }),
+        ],
+        test: { name: "workers-dns", include: ["test/workers-dns/**/*.test.ts"], testTimeout: 20_000 },
+      },
+      {
         // Real processes (edge, DNS node, origins) and real clients over loopback.
         plugins: [tomlAsText],
         test: {

@@ -1,20 +1,27 @@
 /**
  * The GeoDNS node: `npm run dns -- --config <file> --port <http-port> --dns-port <udp/tcp-port> [--tls-port <n>]
- * [--host <addr>]`. Serves classic DNS on UDP+TCP, DoH over plain HTTP, and DoH over TLS (HTTP/2 + HTTP/1.1) when
- * [dns] tls_cert/tls_key are set; all through the same fetch handler as the worker. Prints one line per listener.
+ * [--host <addr>] [--workers <n>]`. Serves classic DNS on UDP+TCP, DoH over plain HTTP, and DoH over TLS (HTTP/2 +
+ * HTTP/1.1) when [dns] tls_cert/tls_key are set; all through the same answer core as the worker (doh.ts answerWire).
+ * With --workers n > 1, n - 1 more processes (each with its own GeoIP copy) read from the same UDP socket. Prints one
+ * line per listener once everything serves.
  */
+import { fork, type ChildProcess } from "node:child_process";
+import type { Socket as UdpSocket } from "node:dgram";
 import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { parseConfig, ConfigError } from "../src/config/config.ts";
 import { parseCidr, type Cidr } from "../src/net/ip.ts";
-import { createDohHandler } from "../src/dns/doh.ts";
+import { answerWire, createDohHandler } from "../src/dns/doh.ts";
 import { buildZone } from "../src/dns/zone.ts";
 import { loadGeoIp } from "../src/node/dns-geoip.ts";
-import { startHost } from "../src/node/dns-host.ts";
+import { serveDnsSockets, startHost } from "../src/node/dns-host.ts";
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+/** Set in the extra processes that --workers starts: they answer on the parent's UDP socket only. */
+const isWorker = process.env.PARROT_DNS_WORKER === "1" && typeof process.send === "function";
+let stopping = false;
 
 function fail(message: string): never {
   process.stderr.write(`dns: ${message}\n`);
@@ -28,25 +35,29 @@ function port(name: string, v: string | undefined): number | undefined {
   return n;
 }
 
-let args;
-try {
-  args = parseArgs({
+function parseCli() {
+  return parseArgs({
     options: {
       config: { type: "string" },
       port: { type: "string" },
       "dns-port": { type: "string" },
       "tls-port": { type: "string" },
       host: { type: "string" },
+      workers: { type: "string" },
       help: { type: "boolean" },
     },
     strict: true,
   }).values;
+}
+let args: ReturnType<typeof parseCli>;
+try {
+  args = parseCli();
 } catch (err) {
   fail((err as Error).message);
 }
 if (args.help) {
   process.stdout.write(
-    "usage: npm run dns -- [--config cdn.toml] [--port 8053] [--dns-port 5353] [--tls-port 8443] [--host 127.0.0.1]\n",
+    "usage: npm run dns -- [--config cdn.toml] [--port 8053] [--dns-port 5353] [--tls-port 8443] [--host 127.0.0.1] [--workers 1]\n",
   );
   process.exit(0);
 }
@@ -61,50 +72,110 @@ try {
 }
 const dns = config.dns ?? fail(`${configPath} has no [dns] section`);
 
-let zone;
-let geoip;
+let zone: ReturnType<typeof buildZone>;
+let geoip: ReturnType<typeof loadGeoIp>;
 try {
   zone = buildZone(config);
-  geoip = loadGeoIp(config.geoip, baseDir, (line) => process.stdout.write(`${line}\n`));
+  geoip = loadGeoIp(config.geoip, baseDir, (line) => isWorker || process.stdout.write(`${line}\n`));
 } catch (err) {
   fail((err as Error).message);
 }
 const trusted = dns.trusted_proxies.map((c) => parseCidr(c) ?? fail(`dns.trusted_proxies: ${c} is not a CIDR`)) as Cidr[];
-const server = { zone, geoip, udpSize: dns.max_udp_size, random: Math.random };
+const server = { zone, geoip, udpSize: dns.max_udp_size };
 const fetch = createDohHandler(() => server, trusted);
-
-const tlsPort = port("tls-port", args["tls-port"]);
-let tls;
-if (dns.tls_cert && dns.tls_key) {
-  try {
-    tls = { cert: readFileSync(resolve(baseDir, dns.tls_cert)), key: readFileSync(resolve(baseDir, dns.tls_key)) };
-  } catch (err) {
-    fail(`dns.tls_cert/tls_key: ${(err as Error).message}`);
-  }
-} else if (tlsPort !== undefined) fail("--tls-port needs dns.tls_cert and dns.tls_key in the config");
+const answer = (msg: Uint8Array, peer: Uint8Array | null) => answerWire(msg, peer, server);
+const log = (line: string) => process.stderr.write(`${line}\n`);
+const workers = args.workers === undefined ? 1 : Number(args.workers);
+if (!Number.isInteger(workers) || workers < 1 || workers > 64) fail("--workers must be a whole number from 1 to 64");
 
 // Stay up whatever happens to one query.
 process.on("uncaughtException", (err) => process.stderr.write(`dns: uncaught: ${err.stack ?? err}\n`));
 process.on("unhandledRejection", (err) => process.stderr.write(`dns: unhandled: ${err}\n`));
 
-try {
-  const host = await startHost({
-    fetch,
-    host: args.host ?? dns.listen,
-    dnsPort: port("dns-port", args["dns-port"]) ?? 5353,
-    httpPort: port("port", args.port) ?? 8053,
-    tlsPort: tls ? (tlsPort ?? 8443) : undefined,
-    tls,
-    maxUdpSize: dns.max_udp_size,
-    maxInflight: dns.max_inflight,
-    maxTcpConnections: dns.max_tcp_connections,
-    log: (line) => process.stderr.write(`${line}\n`),
+if (isWorker) {
+  // An extra process: wait for the parent's UDP socket, serve it, leave with the parent.
+  process.on("message", (msg: { dns?: string }, handle: unknown) => {
+    if (msg?.dns !== "udp" || !handle) return;
+    const limits = { maxUdpSize: dns.max_udp_size, maxInflight: dns.max_inflight, maxTcpConnections: dns.max_tcp_connections };
+    serveDnsSockets(handle as UdpSocket, undefined, { answer, ...limits, log });
+    process.send!("serving");
   });
-  process.stdout.write(`dns zone ${zone.origin} director ${zone.director.key} edges ${zone.sites.length}\n`);
-  for (const line of host.addresses) process.stdout.write(`${line}\n`);
-  const stop = () => void host.close().then(() => process.exit(0));
+  process.on("disconnect", () => process.exit(0));
+  process.send!("loaded");
+} else await main();
+
+/** The primary process: all listeners, then the extra processes, then the address lines. */
+async function main() {
+  const tlsPort = port("tls-port", args["tls-port"]);
+  let tls;
+  if (dns.tls_cert && dns.tls_key) {
+    try {
+      tls = { cert: readFileSync(resolve(baseDir, dns.tls_cert)), key: readFileSync(resolve(baseDir, dns.tls_key)) };
+    } catch (err) {
+      fail(`dns.tls_cert/tls_key: ${(err as Error).message}`);
+    }
+  } else if (tlsPort !== undefined) fail("--tls-port needs dns.tls_cert and dns.tls_key in the config");
+
+  let host: Awaited<ReturnType<typeof startHost>>;
+  try {
+    host = await startHost({
+      fetch,
+      answer,
+      host: args.host ?? dns.listen,
+      dnsPort: port("dns-port", args["dns-port"]) ?? 5353,
+      httpPort: port("port", args.port) ?? 8053,
+      tlsPort: tls ? (tlsPort ?? 8443) : undefined,
+      tls,
+      maxUdpSize: dns.max_udp_size,
+      maxInflight: dns.max_inflight,
+      maxTcpConnections: dns.max_tcp_connections,
+      log,
+    });
+  } catch (err) {
+    fail(`cannot listen: ${(err as Error).message}`);
+  }
+  const children: ChildProcess[] = [];
+  const stop = () => {
+    stopping = true;
+    for (const c of children) c.kill();
+    void host.close().then(() => process.exit(0));
+  };
   process.on("SIGTERM", stop);
   process.on("SIGINT", stop);
-} catch (err) {
-  fail(`cannot listen: ${(err as Error).message}`);
+  if (workers > 1 && host.dnsSockets) {
+    try {
+      await startWorkers(workers, host.dnsSockets.udp, children);
+    } catch (err) {
+      stopping = true;
+      for (const c of children) c.kill();
+      fail(`cannot start workers: ${(err as Error).message}`);
+    }
+  }
+  const more = workers > 1 ? ` processes ${workers}` : "";
+  process.stdout.write(`dns zone ${zone.origin} director ${zone.director.key} edges ${zone.sites.length}${more}\n`);
+  for (const line of host.addresses) process.stdout.write(`${line}\n`);
+}
+
+/** Starts n - 1 extra processes on the UDP socket (each loads the config and GeoIP itself); resolves when all serve. */
+async function startWorkers(n: number, udp: UdpSocket, children: ChildProcess[]): Promise<void> {
+  const script = fileURLToPath(import.meta.url);
+  await Promise.all(
+    Array.from({ length: n - 1 }, () => {
+      const child = fork(script, process.argv.slice(2), {
+        env: { ...process.env, PARROT_DNS_WORKER: "1" },
+        stdio: ["ignore", "ignore", "inherit", "ipc"],
+      });
+      children.push(child);
+      return new Promise<void>((ok, no) => {
+        child.on("message", (m) => {
+          if (m === "loaded") child.send({ dns: "udp" }, udp);
+          if (m === "serving") ok();
+        });
+        child.once("exit", (code, signal) => {
+          no(new Error(`worker exited ${code ?? signal}`));
+          if (!stopping) log(`dns: worker ${child.pid} exited (${code ?? signal}); the other processes go on`);
+        });
+      });
+    }),
+  );
 }

@@ -2,10 +2,12 @@
 # GeoDNS benchmark (not a test): dnsperf over UDP against our Node host and against PowerDNS 4.7's GeoIP backend,
 # same zone, same MaxMind test database, same machine, one after the other; then DoH requests/s with wrk (plain
 # HTTP/1.1) and h2load (TLS + HTTP/2). Needs: dnsperf pdns-server pdns-backend-geoip wrk nghttp2-client openssl.
-# Usage: scripts/bench/dns.sh [seconds per run, default 10]
+# Besides queries/s (which moves with whatever else the machine runs), it prints each server's CPU time per answered
+# query, which does not. Usage: scripts/bench/dns.sh [seconds per run, default 10] [parrot-dns processes, default 1]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SECS=${1:-10}
+WORKERS=${2:-1}
 NODE=node_modules/.bin/node
 T=$(mktemp -d)
 PIDS=()
@@ -88,10 +90,10 @@ mkdir -p "$T/pdns"
   --local-address="127.0.0.1:$P_PDNS" --edns-subnet-processing=yes --log-dns-queries=no --loglevel=3 \
   > "$T/pdns.log" 2>&1 &
 PIDS+=($!); PDNS_PID=$!
-$NODE scripts/dns.ts --config "$T/cdn.toml" --dns-port "$P_OURS" --port "$P_HTTP" --tls-port "$P_TLS" > "$T/ours.log" 2>&1 &
+$NODE scripts/dns.ts --config "$T/cdn.toml" --dns-port "$P_OURS" --port "$P_HTTP" --tls-port "$P_TLS" --workers "$WORKERS" > "$T/ours.log" 2>&1 &
 PIDS+=($!); OURS_PID=$!
-for i in $(seq 50); do
-  dig +short +time=1 +tries=1 @127.0.0.1 -p "$P_PDNS" director.geo.example.org A >/dev/null 2>&1 &&
+for i in $(seq 100); do
+  grep -q "^dns http " "$T/ours.log" && dig +short +time=1 +tries=1 @127.0.0.1 -p "$P_PDNS" director.geo.example.org A >/dev/null 2>&1 &&
     dig +short +time=1 +tries=1 @127.0.0.1 -p "$P_OURS" director.geo.example.org A >/dev/null 2>&1 && break
   sleep 0.2
 done
@@ -101,22 +103,33 @@ echo "pdns:   $(dig +short @127.0.0.1 -p "$P_PDNS" +subnet=81.2.69.142/32 direct
 printf 'director.geo.example.org A\ndirector.geo.example.org TXT\nwww.geo.example.org A\ngeo.example.org SOA\n' > "$T/queries"
 # ECS 81.2.69.0/24 (family 1, source 24): option 8.
 ECS="-E 8:00011800510245"
-perf() { # name port extra
-  dnsperf -s 127.0.0.1 -p "$2" -d "$T/queries" -l "$SECS" -c 4 -q 200 $3 2>&1 | awk -v n="$1" '/Queries per second/ {print n, $4}'
+# A server's processes: the one started and its children (parrot-dns --workers).
+procs() { echo "$1"; ps --ppid "$1" -o pid= 2>/dev/null || true; }
+cpu_ticks() { local t=0 p; for p in $(procs "$1"); do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done; echo $t; }
+TICK=$(getconf CLK_TCK)
+perf() { # pid port extra → "queries/s µs-CPU-per-query"
+  local before after out
+  before=$(cpu_ticks "$1")
+  out=$(dnsperf -s 127.0.0.1 -p "$2" -d "$T/queries" -l "$SECS" -c 4 -q 200 $3 2>&1)
+  after=$(cpu_ticks "$1")
+  echo "$out" | awk -v t=$((after - before)) -v hz="$TICK" '/Queries completed/ {q=$3} /Queries per second/ {qps=$4}
+    END {printf "%s %.1f\n", qps, (q > 0 ? t / hz * 1e6 / q : 0)}'
 }
-rss() { awk '/VmRSS/ {print $2/1024 " MB"}' "/proc/$1/status"; }
-declare -A R
+rss() { local t=0 p; for p in $(procs "$1"); do t=$((t + $(awk '/VmRSS/ {print $2}' "/proc/$p/status"))); done; echo "$((t / 1024)) MB"; }
+declare -A R C
 for mode in plain ecs; do
   extra=""; [ "$mode" = ecs ] && extra="$ECS"
-  R[ours-$mode]=$(perf ours "$P_OURS" "$extra" | awk '{print $2}')
-  R[pdns-$mode]=$(perf pdns "$P_PDNS" "$extra" | awk '{print $2}')
+  read -r R[ours-$mode] C[ours-$mode] < <(perf "$OURS_PID" "$P_OURS" "$extra")
+  read -r R[pdns-$mode] C[pdns-$mode] < <(perf "$PDNS_PID" "$P_PDNS" "$extra")
 done
 echo
-printf '%-22s %14s %14s %8s\n' "UDP queries/s" "parrot-dns" "PowerDNS 4.7" "ratio"
+printf '%-10s %14s %14s %8s   %s\n' "UDP" "parrot-dns" "PowerDNS 4.7" "ratio" "server CPU µs/query (parrot-dns / PowerDNS)"
 for mode in plain ecs; do
-  printf '%-22s %14s %14s %8s\n' "$mode" "${R[ours-$mode]}" "${R[pdns-$mode]}" \
-    "$(awk -v a="${R[ours-$mode]}" -v b="${R[pdns-$mode]}" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "-" }')"
+  printf '%-10s %14s %14s %8s   %s / %s\n' "$mode" "${R[ours-$mode]}" "${R[pdns-$mode]}" \
+    "$(awk -v a="${R[ours-$mode]}" -v b="${R[pdns-$mode]}" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "-" }')" \
+    "${C[ours-$mode]}" "${C[pdns-$mode]}"
 done
+echo "parrot-dns processes: $WORKERS"
 echo "RSS after UDP runs: parrot-dns $(rss $OURS_PID), PowerDNS $(rss $PDNS_PID)"
 
 Q=$(python3 -c 'import base64,struct; q=struct.pack(">HHHHHH",0,0x100,1,0,0,0)+b"".join(bytes([len(l)])+l for l in b"director.geo.example.org".split(b"."))+b"\0"+struct.pack(">HH",1,1); print(base64.urlsafe_b64encode(q).decode().rstrip("="))')

@@ -137,4 +137,32 @@ describe("answerQuery", () => {
     const { p } = ask({ name: "big.geo.example.org", type: "TXT" });
     expect(((p.answers![0] as dnsPacket.TxtAnswer).data as Buffer[]).map((b) => b.length)).toEqual([255, 255, 90]);
   });
+
+  it("breaks ties the same way for A and AAAA and for every address of one client network", () => {
+    // 192.0.2.x and 198.51.100.x are not in the test database: the default set (us-sea), then a weighted draw.
+    const v6of = (a: unknown) => `2001:db8:${String(a).split(".")[3]}::1`;
+    const seconds = new Set<unknown>();
+    for (let net = 0; net < 64; net++) {
+      const client = `198.51.${net}.7`;
+      const a = ask({ name: "director.geo.example.org" }, client).p.answers!.map((x) => (x as { data: unknown }).data);
+      const aaaa = ask({ name: "director.geo.example.org", type: "AAAA" }, client).p.answers!.map((x) => (x as { data: unknown }).data);
+      expect(a[0]).toBe("192.0.2.22");
+      expect(aaaa).toEqual(a.map(v6of));
+      const neighbour = ask({ name: "director.geo.example.org" }, `198.51.${net}.200`).p.answers!.map((x) => (x as { data: unknown }).data);
+      expect(neighbour).toEqual(a);
+      seconds.add(a[1]);
+    }
+    expect(seconds).toEqual(new Set(["192.0.2.21", "192.0.2.23"])); // different networks spread
+  });
+
+  it("scopes an ECS answer to the client network when a draw decided it", () => {
+    const drawn = ask({ name: "director.geo.example.org", ecs: ["198.51.100.0", 24] });
+    expect(ecsOf(drawn.p).scopePrefixLength).toBe(24);
+    const short = ask({ name: "director.geo.example.org", ecs: ["198.51.0.0", 16] });
+    // The seed only used the /16 the client revealed (the rest is the database's own block for the address).
+    expect(ecsOf(short.p).scopePrefixLength).toBeGreaterThanOrEqual(16);
+    expect(ecsOf(short.p).scopePrefixLength).toBeLessThan(24);
+    const nearest = ask({ name: "director.geo.example.org", ecs: ["81.2.69.142", 32] });
+    expect(ecsOf(nearest.p).scopePrefixLength).toBe(31); // distance decided: the GeoIP block
+  });
 });

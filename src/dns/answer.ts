@@ -2,14 +2,18 @@
  * The authoritative answer to one DNS query in wire format: the whole protocol checklist (ID/opcode/RD/question
  * echoed byte for byte, AA, NXDOMAIN vs NODATA with the SOA, REFUSED outside the zone, FORMERR/NOTIMP/BADVERS,
  * EDNS and ECS) and the director's tailored A/AAAA/TXT. Pure: bytes and a client address in, bytes out.
+ *
+ * Hot path: everything that does not depend on the client is worked out once per (name, type) and kept as wire
+ * bytes (static records are encoded with dns-packet when first needed); the director's records are cached per
+ * located network. A reply is then a header, the query's question bytes and those pieces copied into one buffer.
  */
 import { Buffer } from "node:buffer";
 import * as dnsPacket from "dns-packet";
 import type { GeoIp } from "../geoip/geoip.ts";
-import { formatIp } from "../net/ip.ts";
+import { formatIp, maskIp, parseIPv4, parseIPv6 } from "../net/ip.ts";
 import type { GeoResult } from "../geoip/types.ts";
 import { ECS_CODE, encodeClientSubnet, parseClientSubnet, type ClientSubnet } from "./ecs.ts";
-import { selectEdges } from "./select.ts";
+import { networkSeed, selectEdgesDetailed, type Site } from "./select.ts";
 import { formatTxt, splitTxt } from "./txt.ts";
 import { AA, QR, RCODE, RD, asciiLower, counts, readQuestion, walkRecords, type RawQuestion } from "./wire.ts";
 import type { Zone, ZoneRecord } from "./zone.ts";
@@ -20,7 +24,6 @@ export interface Server {
   geoip: GeoIp;
   /** EDNS payload size we advertise. */
   udpSize: number;
-  random: () => number;
 }
 
 /** An answer and what HTTP caching needs to know about it. */
@@ -31,249 +34,525 @@ export interface Answer {
   ttl: number;
   /** Depends on the client's address (mark it private in HTTP). */
   tailored: boolean;
+  /** The UDP payload size the query allows: 512 without EDNS, else its OPT CLASS (at least 512). */
+  requestedSize: number;
 }
 
-const TYPE = { A: 1, NS: 2, CNAME: 5, SOA: 6, OPT: 41, IXFR: 251, AXFR: 252, ANY: 255 } as const;
+const TYPE = { A: 1, NS: 2, CNAME: 5, SOA: 6, TXT: 16, AAAA: 28, OPT: 41, IXFR: 251, AXFR: 252, ANY: 255 } as const;
 
-type Rec = dnsPacket.Answer;
+/** Client networks whose tie-breaks are alike: a /24 for IPv4, a /56 for IPv6 (one site or household). */
+export const SEED_PREFIX = { 4: 24, 6: 56 } as const;
 
 interface Edns {
   version: number;
+  size: number;
   options: { code: number; data: Uint8Array }[];
 }
+
+/** One resource record in wire form: owner name (null: the query's own name, case as sent) and the rest. */
+interface Part {
+  owner: Uint8Array | null;
+  /** TYPE, CLASS, TTL, RDLENGTH and RDATA. */
+  tail: Uint8Array;
+}
+
+/** What a (name, type) gets, apart from the director's client-dependent records. */
+interface Plan {
+  rcode: number;
+  answers: Part[];
+  /** Smallest TTL of `answers` (Infinity when none). */
+  minTtl: number;
+  /** The director's A/AAAA/TXT follow `answers`, with this owner (null: the query's name); undefined: none. */
+  director?: Uint8Array | null;
+  additionals: Part[];
+}
+
+/** The director's records for one located network and type. */
+interface DirectorAnswer {
+  tails: Uint8Array[];
+  tailored: boolean;
+  scope: number;
+}
+
+interface Located {
+  ip: string;
+  family: 4 | 6;
+  geo: GeoResult | null;
+  tailor: boolean;
+  /** Seeds the weighted choice among equally good edges. */
+  seed: number;
+  /** The prefix the seed was taken from (ECS scope when the seed decided something). */
+  seedPrefix: number;
+  a?: DirectorAnswer;
+  aaaa?: DirectorAnswer;
+  txt?: DirectorAnswer;
+}
+
+/** Per-server caches: static plans by name and type, director answers by located network, edge records. */
+interface Compiled {
+  plans: Map<string, Plan>;
+  nxdomain: Plan;
+  /** The zone's SOA, the authority section of negative answers. */
+  soa: Part[];
+  located: Map<number | string, Located>;
+  siteTails: Map<Site, { a?: Uint8Array; aaaa?: Uint8Array }>;
+}
+
+const MAX_PLANS = 4096;
+const MAX_LOCATED = 20_000;
+const compiledFor = new WeakMap<Server, Compiled>();
 
 /** Answers one query for `client` (the connecting address, bytes; null when unknown). Null: drop it (not a query). */
 export function answerQuery(query: Uint8Array, client: Uint8Array | null, server: Server): Answer | null {
   if (query.length < 12) return null;
-  const id = (query[0] << 8) | query[1];
   const flags = (query[2] << 8) | query[3];
   if (flags & QR) return null; // a response: never answer one (loops)
   const opcode = (flags >> 11) & 0xf;
-  const base = { id, flags: (opcode << 11) | (flags & RD), udpSize: server.udpSize };
   const c = counts(query);
   const q = c.qd === 1 ? readQuestion(query) : null;
-  const reply = (rcode: number, o: Partial<Reply> = {}) => encodeReply({ ...base, q, rcode, ...o });
+  const head = { query, flags: (opcode << 11) | (flags & RD), udpSize: server.udpSize, q };
+  let requestedSize = 512;
+  const reply = (rcode: number, edns?: OptOut, aa = false) => errorReply(head, rcode, edns, aa, requestedSize);
   if (opcode !== 0) return reply(RCODE.NOTIMP);
   if (!q) return reply(RCODE.FORMERR);
 
   // EDNS: at most one OPT, in the additional section, root owner.
-  const walked = walkRecords(query, q.end, c.an + c.ns + c.ar);
-  if (!walked) return reply(RCODE.FORMERR);
-  const opts = walked.records.filter((r) => r.type === TYPE.OPT);
   let edns: Edns | undefined;
-  if (opts.length > 1 || opts.some((r) => walked.records.indexOf(r) < c.an + c.ns || query[r.start] !== 0))
-    return reply(RCODE.FORMERR, { edns: opts.length ? { version: 0 } : undefined });
-  if (opts.length === 1) {
-    const r = opts[0];
-    const options: Edns["options"] = [];
-    for (let p = r.fixed + 10; p < r.end; ) {
-      if (p + 4 > r.end) return reply(RCODE.FORMERR, { edns: { version: 0 } });
-      const code = (query[p] << 8) | query[p + 1];
-      const len = (query[p + 2] << 8) | query[p + 3];
-      if (p + 4 + len > r.end) return reply(RCODE.FORMERR, { edns: { version: 0 } });
-      options.push({ code, data: query.subarray(p + 4, p + 4 + len) });
-      p += 4 + len;
+  const extra = c.an + c.ns + c.ar;
+  if (extra > 0) {
+    const walked = walkRecords(query, q.end, extra);
+    if (!walked) return reply(RCODE.FORMERR);
+    let opt = -1;
+    let count = 0;
+    let misplaced = false;
+    for (let i = 0; i < walked.records.length; i++) {
+      const r = walked.records[i];
+      if (r.type !== TYPE.OPT) continue;
+      count++;
+      opt = i;
+      if (i < c.an + c.ns || query[r.start] !== 0) misplaced = true;
     }
-    edns = { version: query[r.fixed + 5], options };
-    if (edns.version > 0) return reply(RCODE.BADVERS, { edns: { version: 0 } });
+    if (count > 1 || misplaced) return reply(RCODE.FORMERR, count ? { version: 0 } : undefined);
+    if (opt >= 0) {
+      const r = walked.records[opt];
+      const options: Edns["options"] = [];
+      for (let p = r.fixed + 10; p < r.end; ) {
+        if (p + 4 > r.end) return reply(RCODE.FORMERR, { version: 0 });
+        const code = (query[p] << 8) | query[p + 1];
+        const len = (query[p + 2] << 8) | query[p + 3];
+        if (p + 4 + len > r.end) return reply(RCODE.FORMERR, { version: 0 });
+        options.push({ code, data: query.subarray(p + 4, p + 4 + len) });
+        p += 4 + len;
+      }
+      edns = { version: query[r.fixed + 5], size: (query[r.fixed + 2] << 8) | query[r.fixed + 3], options };
+      requestedSize = Math.max(512, edns.size);
+      if (edns.version > 0) return reply(RCODE.BADVERS, { version: 0 });
+    }
   }
   let ecs: ClientSubnet | undefined;
-  const ecsOptions = edns?.options.filter((o) => o.code === ECS_CODE) ?? [];
-  if (ecsOptions.length > 1) return reply(RCODE.FORMERR, { edns });
-  if (ecsOptions.length === 1) {
-    const parsed = parseClientSubnet(ecsOptions[0].data);
-    if (parsed === "malformed") return reply(RCODE.FORMERR, { edns: { version: 0 } });
-    ecs = parsed;
+  if (edns) {
+    let found: Uint8Array | undefined;
+    for (const o of edns.options) {
+      if (o.code !== ECS_CODE) continue;
+      if (found) return reply(RCODE.FORMERR, { version: 0 });
+      found = o.data;
+    }
+    if (found) {
+      const parsed = parseClientSubnet(found);
+      if (parsed === "malformed") return reply(RCODE.FORMERR, { version: 0 });
+      ecs = parsed;
+    }
   }
-  const ednsOut = (scope: number) => (edns ? { version: 0, ecs, scope } : undefined);
+  const ednsOut = (scope: number): OptOut | undefined => (edns ? { version: 0, ecs, scope } : undefined);
 
-  if (q.qtype === TYPE.OPT) return reply(RCODE.FORMERR, { edns: ednsOut(0) });
-  if (q.qclass !== 1) return reply(RCODE.REFUSED, { edns: ednsOut(0) });
+  if (q.qtype === TYPE.OPT) return reply(RCODE.FORMERR, ednsOut(0));
+  if (q.qclass !== 1) return reply(RCODE.REFUSED, ednsOut(0));
 
   // In the zone? Compare labels from the right, ASCII case-insensitively.
   const zone = server.zone;
-  const ol = zone.originLabels;
-  const labels = q.labels;
-  if (labels.length < ol.length) return reply(RCODE.REFUSED, { edns: ednsOut(0) });
-  for (let i = 1; i <= ol.length; i++)
-    if (asciiLower(labels[labels.length - i]) !== ol[ol.length - i]) return reply(RCODE.REFUSED, { edns: ednsOut(0) });
-  if (q.qtype === TYPE.AXFR || q.qtype === TYPE.IXFR) return reply(RCODE.REFUSED, { edns: ednsOut(0) });
-  if (q.qtype >= 128 && q.qtype !== TYPE.ANY) return reply(RCODE.NOTIMP, { edns: ednsOut(0), aa: true });
+  const key = textKey(q.bytes); // null when a label cannot be written as text (then it is in no zone name)
+  if (key !== null) {
+    if (key !== zone.origin && !key.endsWith(zone.dotOrigin)) return reply(RCODE.REFUSED, ednsOut(0));
+  } else {
+    const ol = zone.originLabels;
+    const labels = q.labels;
+    if (labels.length < ol.length) return reply(RCODE.REFUSED, ednsOut(0));
+    for (let i = 1; i <= ol.length; i++)
+      if (asciiLower(labels[labels.length - i]) !== ol[ol.length - i]) return reply(RCODE.REFUSED, ednsOut(0));
+  }
+  if (q.qtype === TYPE.AXFR || q.qtype === TYPE.IXFR) return reply(RCODE.REFUSED, ednsOut(0));
+  if (q.qtype >= 128 && q.qtype !== TYPE.ANY) return reply(RCODE.NOTIMP, ednsOut(0), true);
 
-  // Labels that cannot be written as text cannot be in the zone.
-  const safe = labels.every((l) => /^[\x21-\x2d\x2f-\x7e]+$/.test(l));
-  const owner = safe ? labels.join(".") : "";
-  let key = safe ? asciiLower(owner) : "";
+  const compiled = compile(server);
+  const plan = key === null ? compiled.nxdomain : planFor(compiled, zone, key, q.qtype);
+  let director: DirectorAnswer | undefined;
+  if (plan.director !== undefined) director = directorAnswer(compiled, server, q.qtype, ecs, client);
 
-  const answers: Rec[] = [];
-  const additionals: Rec[] = [];
-  let tailored = false;
-  let scope = 0;
+  const answerCount = plan.answers.length + (director?.tails.length ?? 0);
+  const positive = answerCount > 0 && plan.rcode === RCODE.NOERROR;
+  const tailored = director?.tailored ?? false;
+  const scope = tailored ? director!.scope : 0;
+  let ttl = zone.negativeTtl;
+  if (positive) ttl = Math.min(plan.minTtl, director?.tails.length ? zone.director.ttl : Infinity);
+  return assemble(head, {
+    rcode: plan.rcode,
+    aa: true,
+    answers: plan.answers,
+    director: director?.tails,
+    directorOwner: plan.director ?? null,
+    authorities: positive ? NONE : compiled.soa,
+    additionals: plan.additionals,
+    edns: ednsOut(scope),
+    ttl,
+    tailored,
+    requestedSize,
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Static plans: what a name and type get, worked out once.
+
+function compile(server: Server): Compiled {
+  let c = compiledFor.get(server);
+  if (c) return c;
+  const zone = server.zone;
+  const soa = [staticPart(encodeName(zone.origin), zone.soa)];
+  c = {
+    plans: new Map(),
+    nxdomain: { rcode: RCODE.NXDOMAIN, answers: [], minTtl: Infinity, additionals: [] },
+    soa,
+    located: new Map(),
+    siteTails: new Map(),
+  };
+  compiledFor.set(server, c);
+  return c;
+}
+
+/**
+ * The question's name as lowercase dotted text (no trailing dot; "" for the root), or null when a label holds a byte
+ * outside printable ASCII or a dot: such a name cannot be written in the zone file, so it is in no zone.
+ */
+function textKey(question: Uint8Array): string | null {
+  let key = "";
+  let p = 0;
+  for (;;) {
+    const len = question[p++];
+    if (len === 0) return key;
+    if (p > 1) key += ".";
+    for (const end = p + len; p < end; p++) {
+      let b = question[p];
+      if (b < 0x21 || b > 0x7e || b === 0x2e) return null;
+      if (b >= 0x41 && b <= 0x5a) b += 32;
+      key += String.fromCharCode(b);
+    }
+  }
+}
+
+function planFor(c: Compiled, zone: Zone, key: string, qtype: number): Plan {
+  if (!zone.names.has(key)) return c.nxdomain;
+  const cacheKey = `${qtype} ${key}`;
+  let plan = c.plans.get(cacheKey);
+  if (!plan) {
+    plan = buildPlan(zone, key, qtype);
+    if (c.plans.size >= MAX_PLANS) c.plans.clear();
+    c.plans.set(cacheKey, plan);
+  }
+  return plan;
+}
+
+function buildPlan(zone: Zone, start: string, qtype: number): Plan {
+  const answers: Part[] = [];
+  const ttls: number[] = [];
+  const additionals: Part[] = [];
   let rcode: number = RCODE.NOERROR;
-  let name = owner;
-  const located = new Lazy(() => locate(ecs, client, server.geoip));
+  let director: Uint8Array | null | undefined;
+  let owner: Uint8Array | null = null; // the query's name until a CNAME leads elsewhere
+  let key = start;
+  const push = (o: Uint8Array | null, r: ZoneRecord) => {
+    answers.push(staticPart(o, r));
+    ttls.push(r.ttl);
+  };
   for (let hop = 0; hop < 8; hop++) {
     if (key === zone.director.key) {
-      const added = directorRecords(q.qtype, name, server, located.get());
-      answers.push(...added.records);
-      if (added.tailored) {
-        tailored = true;
-        scope = Math.max(scope, added.scope);
-      }
+      const d = zone.director;
+      if (qtype === TYPE.ANY) push(owner, rfc8482(d.ttl));
+      else if (qtype === TYPE.A || qtype === TYPE.AAAA || qtype === TYPE.TXT) director = owner;
       break;
     }
-    const node = key ? zone.nodes.get(key) : undefined;
+    const node = zone.nodes.get(key);
     if (!node) {
-      if (!key || !zone.names.has(key)) rcode = RCODE.NXDOMAIN;
+      if (!zone.names.has(key)) rcode = RCODE.NXDOMAIN;
       break;
     }
     const cname = node.get("CNAME");
-    if (cname && q.qtype !== TYPE.CNAME && q.qtype !== TYPE.ANY) {
-      answers.push(toRec(name, cname[0]));
+    if (cname && qtype !== TYPE.CNAME && qtype !== TYPE.ANY) {
+      push(owner, cname[0]);
       const t = cname[0].data as string;
       const tk = asciiLower(t);
       if (tk !== zone.origin && !tk.endsWith(`.${zone.origin}`)) break;
-      name = t;
+      owner = encodeName(t);
       key = tk;
       continue;
     }
-    if (q.qtype === TYPE.ANY) {
-      answers.push(rfc8482(name, Math.min(...[...node.values()].flat().map((r) => r.ttl))));
+    if (qtype === TYPE.ANY) {
+      push(owner, rfc8482(Math.min(...[...node.values()].flat().map((r) => r.ttl))));
       break;
     }
-    const type = typeName(q.qtype);
-    for (const r of (type && node.get(type)) || []) answers.push(toRec(name, r));
+    const type = TYPE_NAMES[qtype];
+    for (const r of (type && node.get(type)) || []) push(owner, r);
     if (type === "NS") for (const r of node.get("NS") ?? []) additionals.push(...glue(r.data as string, zone));
     break;
   }
-  const authorities: Rec[] = [];
-  const positive = answers.length > 0 && rcode === RCODE.NOERROR;
-  if (!positive) authorities.push(toRec(zone.origin, zone.soa));
-  const ttl = positive ? Math.min(...answers.map((a) => (a as { ttl: number }).ttl)) : zone.negativeTtl;
-  return encodeReply({
-    ...base,
-    q,
-    rcode,
-    aa: true,
-    answers,
-    authorities,
-    additionals,
-    edns: edns ? { version: 0, ecs, scope: tailored ? scope : 0 } : undefined,
-    ttl,
-    tailored,
-  });
-}
-
-/** Where the client is: the ECS address if given (SOURCE 0: nowhere), else the connecting address. */
-function locate(ecs: ClientSubnet | undefined, client: Uint8Array | null, geoip: GeoIp) {
-  if (ecs && ecs.source === 0) return { ip: ecs.family === 1 ? "0.0.0.0" : "::", family: (ecs.family === 1 ? 4 : 6) as 4 | 6, geo: null, tailor: false };
-  const bytes = ecs ? ecs.address.subarray(0, ecs.family === 1 ? 4 : 16) : client;
-  if (!bytes) return { ip: "0.0.0.0", family: 4 as const, geo: null, tailor: false };
-  const geo: GeoResult | null = geoip.lookup(bytes);
-  return { ip: formatIp(bytes), family: (bytes.length === 4 ? 4 : 6) as 4 | 6, geo, tailor: true };
-}
-
-function directorRecords(qtype: number, name: string, server: Server, loc: ReturnType<typeof locate>) {
-  const d = server.zone.director;
-  const records: Rec[] = [];
-  const place = loc.geo?.info ?? null;
-  const pick = (family: 4 | 6) =>
-    selectEdges(server.zone.sites, place, {
-      count: d.answers,
-      family,
-      tieMargin: d.tieMargin,
-      defaults: d.defaults,
-      random: server.random,
-    });
-  if (qtype === TYPE.ANY) return { records: [rfc8482(name, d.ttl)], tailored: false, scope: 0 };
-  if (qtype === 1) for (const s of pick(4)) records.push({ name, type: "A", ttl: d.ttl, data: s.ipv4! });
-  else if (qtype === 28) for (const s of pick(6)) records.push({ name, type: "AAAA", ttl: d.ttl, data: s.ipv6! });
-  else if (qtype === 16) {
-    const text = formatTxt(d.txt, { ip: loc.ip, family: loc.family, info: loc.geo?.info ?? {} });
-    records.push({ name, type: "TXT", ttl: d.ttl, data: splitTxt(text).map((b) => Buffer.from(b)) });
-    return { records, tailored: loc.tailor, scope: loc.geo?.prefix ?? 0 };
-  } else return { records, tailored: false, scope: 0 };
-  return { records, tailored: loc.tailor, scope: loc.geo?.locationPrefix ?? 0 };
+  return { rcode, answers, minTtl: Math.min(Infinity, ...ttls), director, additionals };
 }
 
 /** RFC 8482: a small HINFO instead of everything. */
-function rfc8482(name: string, ttl: number): Rec {
-  return { name, type: "HINFO", ttl, data: { cpu: "RFC8482", os: "" } };
+function rfc8482(ttl: number): ZoneRecord {
+  return { type: "HINFO", ttl, data: { cpu: "RFC8482", os: "" } };
 }
 
-function glue(target: string, zone: Zone): Rec[] {
+function glue(target: string, zone: Zone): Part[] {
   const node = zone.nodes.get(asciiLower(target));
   if (!node) return [];
-  return [...(node.get("A") ?? []), ...(node.get("AAAA") ?? [])].map((r) => toRec(target, r));
+  const owner = encodeName(target);
+  return [...(node.get("A") ?? []), ...(node.get("AAAA") ?? [])].map((r) => staticPart(owner, r));
 }
 
-function toRec(name: string, r: ZoneRecord): Rec {
+/** A zone record in wire form through dns-packet (owner encoded separately). */
+function staticPart(owner: Uint8Array | null, r: ZoneRecord): Part {
   const data = r.type === "TXT" ? (r.data as Uint8Array[]).map((b) => Buffer.from(b)) : r.data;
-  return { name, type: r.type, ttl: r.ttl, data } as Rec;
+  const rr = dnsPacket.encode({ type: "response", answers: [{ name: ".", type: r.type, ttl: r.ttl, data } as dnsPacket.Answer] });
+  // 12 header bytes, then the root owner (one zero byte), then the rest of the record.
+  return { owner, tail: new Uint8Array(rr.subarray(13)) };
+}
+
+/** A name in wire form, uncompressed (as dns-packet writes it). */
+function encodeName(name: string): Uint8Array {
+  const rr = dnsPacket.encode({ type: "response", answers: [{ name, type: "A", ttl: 0, data: "0.0.0.0" }] });
+  return new Uint8Array(rr.subarray(12, rr.length - 14));
 }
 
 const TYPE_NAMES: Record<number, string> = { 1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 15: "MX", 16: "TXT", 28: "AAAA", 33: "SRV", 257: "CAA" };
-function typeName(qtype: number): string | undefined {
-  return TYPE_NAMES[qtype];
-}
 
-class Lazy<T> {
-  #f: () => T;
-  #v: { value: T } | undefined;
-  constructor(f: () => T) {
-    this.#f = f;
-  }
-  get(): T {
-    this.#v ??= { value: this.#f() };
-    return this.#v.value;
-  }
-}
+// ---------------------------------------------------------------------------------------------------------------
+// The director: tailored records, cached per located network.
 
-interface Reply {
-  id: number;
-  udpSize: number;
-  flags: number;
-  q: RawQuestion | null;
-  rcode: number;
-  aa?: boolean;
-  answers?: Rec[];
-  authorities?: Rec[];
-  additionals?: Rec[];
-  edns?: { version: number; ecs?: ClientSubnet; scope?: number };
-  ttl?: number;
-  tailored?: boolean;
-}
-
-/** Encodes with dns-packet, then puts the query's question bytes back in unchanged. */
-function encodeReply(r: Reply): Answer {
-  const additionals: Rec[] = [...(r.additionals ?? [])];
-  if (r.edns) {
-    const options = r.edns.ecs ? [{ code: ECS_CODE, data: Buffer.from(encodeClientSubnet(r.edns.ecs, r.edns.scope ?? 0)) }] : [];
-    additionals.push({
-      name: ".",
-      type: "OPT",
-      udpPayloadSize: r.udpSize,
-      extendedRcode: r.rcode >> 4,
-      ednsVersion: 0,
-      flags: 0,
-      options,
-    } as unknown as Rec);
+function directorAnswer(c: Compiled, server: Server, qtype: number, ecs: ClientSubnet | undefined, client: Uint8Array | null): DirectorAnswer {
+  const loc = locate(c, ecs, client, server.geoip);
+  const d = server.zone.director;
+  if (qtype === TYPE.TXT) {
+    if (!loc.txt) {
+      const text = formatTxt(d.txt, { ip: loc.ip, family: loc.family, info: loc.geo?.info ?? {} });
+      loc.txt = { tails: [txtTail(splitTxt(text), d.ttl)], tailored: loc.tailor, scope: loc.geo?.prefix ?? 0 };
+    }
+    return loc.txt;
   }
-  const body = dnsPacket.encode({
-    id: r.id,
-    type: "response",
-    flags: r.flags | (r.aa ? AA : 0) | (r.rcode & 0xf),
-    questions: [],
-    answers: r.answers ?? [],
-    authorities: r.authorities ?? [],
-    additionals,
+  const family = qtype === TYPE.A ? 4 : 6;
+  const cached = family === 4 ? loc.a : loc.aaaa;
+  if (cached) return cached;
+  const picked = selectEdgesDetailed(server.zone.sites, loc.geo?.info ?? null, {
+    count: d.answers,
+    family,
+    tieMargin: d.tieMargin,
+    defaults: d.defaults,
+    seed: loc.seed,
   });
-  const qb = r.q?.bytes ?? new Uint8Array(0);
-  const out = new Uint8Array(body.length + qb.length);
-  out.set(body.subarray(0, 12), 0);
-  out.set(qb, 12);
-  out.set(body.subarray(12), 12 + qb.length);
-  out[5] = r.q ? 1 : 0;
-  const errorRcode = r.rcode !== RCODE.NOERROR && r.rcode !== RCODE.NXDOMAIN;
-  return { bytes: out, rcode: r.rcode, ttl: errorRcode ? 0 : (r.ttl ?? 0), tailored: r.tailored ?? false };
+  let scope = loc.geo?.locationPrefix ?? 0;
+  // When the seed chose among equally good edges, the answer holds for the seed's network only.
+  if (picked.tieBroken && loc.tailor) scope = Math.max(scope, loc.seedPrefix);
+  const answer = { tails: picked.sites.map((s) => siteTail(c, s, family, d.ttl)), tailored: loc.tailor, scope };
+  if (family === 4) loc.a = answer;
+  else loc.aaaa = answer;
+  return answer;
+}
+
+/** Where the client is: the ECS address if given (SOURCE 0: nowhere), else the connecting address. Cached. */
+function locate(c: Compiled, ecs: ClientSubnet | undefined, client: Uint8Array | null, geoip: GeoIp): Located {
+  let bytes: Uint8Array | null;
+  let seedPrefix: number;
+  if (ecs) {
+    if (ecs.source === 0) bytes = null;
+    else bytes = ecs.address.subarray(0, ecs.family === 1 ? 4 : 16);
+    seedPrefix = Math.min(ecs.source, ecs.family === 1 ? SEED_PREFIX[4] : SEED_PREFIX[6]);
+  } else {
+    bytes = client;
+    seedPrefix = client && client.length === 16 ? SEED_PREFIX[6] : SEED_PREFIX[4];
+  }
+  const key: number | string = bytes ? locationKey(bytes, seedPrefix) : ecs?.family === 2 ? "none6" : "none4";
+  let loc = c.located.get(key);
+  if (loc) return loc;
+  if (!bytes) {
+    const v6 = ecs?.family === 2;
+    loc = { ip: v6 ? "::" : "0.0.0.0", family: v6 ? 6 : 4, geo: null, tailor: false, seed: 0, seedPrefix: 0 };
+  } else {
+    loc = {
+      ip: formatIp(bytes),
+      family: bytes.length === 4 ? 4 : 6,
+      geo: geoip.lookup(bytes),
+      tailor: true,
+      seed: networkSeed(maskIp(bytes, seedPrefix)),
+      seedPrefix,
+    };
+  }
+  if (c.located.size >= MAX_LOCATED) c.located.clear();
+  c.located.set(key, loc);
+  return loc;
+}
+
+/** A cache key for an address and seed prefix: a number for IPv4, hex text for IPv6. */
+function locationKey(b: Uint8Array, prefix: number): number | string {
+  if (b.length === 4) return (((b[0] << 24) | (b[1] << 16) | (b[2] << 8) | b[3]) >>> 0) * 64 + prefix;
+  let s = "";
+  for (let i = 0; i < 16; i++) s += (b[i] < 16 ? "0" : "") + b[i].toString(16);
+  return `${s}/${prefix}`;
+}
+
+function siteTail(c: Compiled, s: Site, family: 4 | 6, ttl: number): Uint8Array {
+  let t = c.siteTails.get(s);
+  if (!t) c.siteTails.set(s, (t = {}));
+  if (family === 4) return (t.a ??= rrTail(TYPE.A, ttl, parseIPv4(s.ipv4!)!));
+  return (t.aaaa ??= rrTail(TYPE.AAAA, ttl, parseIPv6(s.ipv6!)!));
+}
+
+function txtTail(strings: Uint8Array[], ttl: number): Uint8Array {
+  let len = 0;
+  for (const s of strings) len += 1 + s.length;
+  const rdata = new Uint8Array(len);
+  let p = 0;
+  for (const s of strings) {
+    rdata[p++] = s.length;
+    rdata.set(s, p);
+    p += s.length;
+  }
+  return rrTail(TYPE.TXT, ttl, rdata);
+}
+
+/** TYPE, CLASS IN, TTL, RDLENGTH, RDATA. */
+function rrTail(type: number, ttl: number, rdata: Uint8Array): Uint8Array {
+  const out = new Uint8Array(10 + rdata.length);
+  out[0] = type >> 8;
+  out[1] = type;
+  out[3] = 1;
+  out[4] = ttl >>> 24;
+  out[5] = ttl >>> 16;
+  out[6] = ttl >>> 8;
+  out[7] = ttl;
+  out[8] = rdata.length >> 8;
+  out[9] = rdata.length;
+  out.set(rdata, 10);
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Assembly: header, the question as sent, the records, the OPT.
+
+interface Head {
+  query: Uint8Array;
+  /** Opcode and RD as received. */
+  flags: number;
+  udpSize: number;
+  q: RawQuestion | null;
+}
+
+interface OptOut {
+  version: number;
+  ecs?: ClientSubnet;
+  scope?: number;
+}
+
+interface Body {
+  rcode: number;
+  aa: boolean;
+  answers: Part[];
+  director?: Uint8Array[];
+  directorOwner: Uint8Array | null;
+  authorities: Part[];
+  additionals: Part[];
+  edns?: OptOut;
+  ttl: number;
+  tailored: boolean;
+  requestedSize: number;
+}
+
+const NONE: Part[] = [];
+
+function errorReply(head: Head, rcode: number, edns: OptOut | undefined, aa: boolean, requestedSize: number): Answer {
+  return assemble(head, { rcode, aa, answers: NONE, directorOwner: null, authorities: NONE, additionals: NONE, edns, ttl: 0, tailored: false, requestedSize });
+}
+
+function assemble(head: Head, b: Body): Answer {
+  const qb = head.q?.bytes;
+  const qnameLen = qb ? qb.length - 4 : 0;
+  const partLen = (p: Part) => (p.owner ? p.owner.length : qnameLen) + p.tail.length;
+  let len = 12 + (qb?.length ?? 0);
+  for (const p of b.answers) len += partLen(p);
+  const dOwnerLen = b.directorOwner ? b.directorOwner.length : qnameLen;
+  if (b.director) for (const t of b.director) len += dOwnerLen + t.length;
+  for (const p of b.authorities) len += partLen(p);
+  for (const p of b.additionals) len += partLen(p);
+  let ecsData: Uint8Array | undefined;
+  if (b.edns) {
+    len += 11;
+    if (b.edns.ecs) {
+      ecsData = encodeClientSubnet(b.edns.ecs, b.edns.scope ?? 0);
+      len += 4 + ecsData.length;
+    }
+  }
+  const out = new Uint8Array(len);
+  const id0 = head.query[0];
+  const id1 = head.query[1];
+  const flags = QR | head.flags | (b.aa ? AA : 0) | (b.rcode & 0xf);
+  out[0] = id0;
+  out[1] = id1;
+  out[2] = flags >> 8;
+  out[3] = flags;
+  out[5] = qb ? 1 : 0;
+  const an = b.answers.length + (b.director?.length ?? 0);
+  const ar = b.additionals.length + (b.edns ? 1 : 0);
+  out[6] = an >> 8;
+  out[7] = an;
+  out[8] = b.authorities.length >> 8;
+  out[9] = b.authorities.length;
+  out[10] = ar >> 8;
+  out[11] = ar;
+  let p = 12;
+  if (qb) {
+    out.set(qb, 12);
+    p += qb.length;
+  }
+  const qname = qb ? qb.subarray(0, qnameLen) : new Uint8Array(0);
+  const write = (owner: Uint8Array | null, tail: Uint8Array) => {
+    const o = owner ?? qname;
+    out.set(o, p);
+    p += o.length;
+    out.set(tail, p);
+    p += tail.length;
+  };
+  for (const x of b.answers) write(x.owner, x.tail);
+  if (b.director) for (const t of b.director) write(b.directorOwner, t);
+  for (const x of b.authorities) write(x.owner, x.tail);
+  for (const x of b.additionals) write(x.owner, x.tail);
+  if (b.edns) {
+    // OPT: root owner, TYPE 41, CLASS = our payload size, TTL = extended RCODE, version, flags; then the options.
+    p++; // root
+    out[p++] = 0;
+    out[p++] = TYPE.OPT;
+    out[p++] = head.udpSize >> 8;
+    out[p++] = head.udpSize;
+    out[p++] = b.rcode >> 4;
+    out[p++] = b.edns.version;
+    p += 2; // flags 0
+    const rdlen = ecsData ? 4 + ecsData.length : 0;
+    out[p++] = rdlen >> 8;
+    out[p++] = rdlen;
+    if (ecsData) {
+      out[p++] = 0;
+      out[p++] = ECS_CODE;
+      out[p++] = ecsData.length >> 8;
+      out[p++] = ecsData.length;
+      out.set(ecsData, p);
+    }
+  }
+  const errorRcode = b.rcode !== RCODE.NOERROR && b.rcode !== RCODE.NXDOMAIN;
+  return { bytes: out, rcode: b.rcode, ttl: errorRcode ? 0 : b.ttl, tailored: b.tailored, requestedSize: b.requestedSize };
 }

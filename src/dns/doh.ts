@@ -2,9 +2,12 @@
  * The DNS-over-HTTPS handler (RFC 8484) on itty-router: GET ?dns= and POST application/dns-message at /dns-query,
  * the JSON API at /resolve (and /dns-query with ?name=). Every DNS answer is HTTP 200; bad HTTP input is 400/405/415.
  * No runtime globals beyond the Fetch API: the workers and the Node host share it.
+ *
+ * `answerWire` is the answer core behind every route: the Node host's UDP/TCP listeners call it directly with the
+ * peer address (no Request/Response per query), so only the HTTP framing differs between DoH and classic DNS.
  */
 import { Router } from "itty-router";
-import type { Cidr } from "../net/ip.ts";
+import type { Cidr, IpBytes } from "../net/ip.ts";
 import { answerQuery, type Answer, type Server } from "./answer.ts";
 import { clientAddress, peerAddress } from "../net/client-address.ts";
 import { jsonAnswer, jsonQuery } from "./json.ts";
@@ -29,6 +32,14 @@ export function decodeBase64Url(s: string): Uint8Array | null {
   return out;
 }
 
+/**
+ * One DNS message in wire format for a client address (null when unknown): the answer, or null when it must be
+ * dropped (a response, a runt). Shared by the DoH routes here and the classic UDP/TCP host.
+ */
+export function answerWire(query: Uint8Array, client: IpBytes | null, server: Server): Answer | null {
+  return answerQuery(query, client, server);
+}
+
 function cacheControl(a: Answer): string {
   return a.tailored ? `private, max-age=${a.ttl}` : `max-age=${a.ttl}`;
 }
@@ -39,7 +50,7 @@ export function createDohHandler(getServer: () => Server | Promise<Server>, trus
   const one = (v: string | string[] | undefined) => (Array.isArray(v) ? v[0] : v);
 
   async function wire(req: DohRequest, query: Uint8Array): Promise<Response> {
-    const answer = answerQuery(query, client(req), await getServer());
+    const answer = answerWire(query, client(req), await getServer());
     if (!answer) return plain(400, "not a DNS query");
     return new Response(answer.bytes, {
       status: 200,
@@ -51,7 +62,7 @@ export function createDohHandler(getServer: () => Server | Promise<Server>, trus
     const q = req.query ?? {};
     const built = jsonQuery(one(q.name), one(q.type), one(q.edns_client_subnet));
     if (typeof built === "string") return plain(400, built);
-    const answer = answerQuery(built, client(req), await getServer());
+    const answer = answerWire(built, client(req), await getServer());
     if (!answer) return plain(400, "not a DNS query");
     return new Response(JSON.stringify(jsonAnswer(answer.bytes)), {
       status: 200,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { distanceKm, selectEdges, type Site } from "./select.ts";
+import { distanceKm, networkSeed, seededDraw, selectEdges, selectEdgesDetailed, type Site } from "./select.ts";
 
 const site = (name: string, lat: number, lon: number, extra: Partial<Site> = {}): Site => ({
   name, ipv4: `192.0.2.${name.length}`, ipv6: "2001:db8::1", lat, lon, weight: 1, countries: [], continents: [], ...extra,
@@ -55,5 +55,59 @@ describe("selectEdges", () => {
     expect(new Set(names(selectEdges(all, { country: "FR", continent: "EU" }, opts)))).toEqual(new Set(["lon", "fra"]));
     expect(names(selectEdges(all, null, opts))[0]).toBe("sfo");
     expect(names(selectEdges(all, { country: "ZZ" }, { ...opts, count: 1 }))).toEqual(["sfo"]);
+  });
+
+  describe("deterministic per client network", () => {
+    // Unknown place: everything is a weighted draw among all edges.
+    const edges = [
+      site("a", 0, 0, { weight: 1, ipv6: "2001:db8::a" }),
+      site("b", 0, 0, { weight: 2, ipv6: "2001:db8::b" }),
+      site("c", 0, 0, { weight: 5, ipv6: "2001:db8::c" }),
+    ];
+    const seeded = { count: 2, family: 4 as const, tieMargin: 0.05, defaults: [] };
+    const net = (i: number) => networkSeed(new Uint8Array([10, (i >> 8) & 255, i & 255, 0]));
+
+    it("gives one client network the same edges every time and for A and AAAA alike", () => {
+      for (let i = 0; i < 200; i++) {
+        const seed = net(i);
+        const a = names(selectEdges(edges, null, { ...seeded, seed }));
+        expect(names(selectEdges(edges, null, { ...seeded, seed }))).toEqual(a);
+        expect(names(selectEdges(edges, null, { ...seeded, seed, family: 6 }))).toEqual(a);
+        // Also when the client is located but nothing is nearer than anything else.
+        expect(names(selectEdges(edges, { lat: 40, lon: 40 }, { ...seeded, seed }))).toEqual(a);
+      }
+    });
+
+    it("keeps the other edges' order when one edge lacks the family", () => {
+      const noV6 = edges.map((e) => (e.name === "c" ? { ...e, ipv6: undefined } : e));
+      for (let i = 0; i < 200; i++) {
+        const seed = net(i);
+        const v4 = names(selectEdges(noV6, null, { ...seeded, count: 3, seed })).filter((n) => n !== "c");
+        expect(names(selectEdges(noV6, null, { ...seeded, count: 3, seed, family: 6 }))).toEqual(v4);
+      }
+    });
+
+    it("spreads different client networks by weight", () => {
+      const first = { a: 0, b: 0, c: 0 } as Record<string, number>;
+      const N = 8000;
+      for (let i = 0; i < N; i++) first[selectEdges(edges, null, { ...seeded, count: 1, seed: net(i) })[0].name]++;
+      // Efraimidis–Spirakis: P(first) = weight / total = 1/8, 2/8, 5/8.
+      expect(first.a / N).toBeCloseTo(1 / 8, 1);
+      expect(first.b / N).toBeCloseTo(2 / 8, 1);
+      expect(first.c / N).toBeCloseTo(5 / 8, 1);
+    });
+
+    it("draws uniformly in (0, 1) and reports when a draw decided the answer", () => {
+      let sum = 0;
+      for (let i = 0; i < 10000; i++) {
+        const u = seededDraw(net(i), "x");
+        expect(u > 0 && u < 1).toBe(true);
+        sum += u;
+      }
+      expect(sum / 10000).toBeCloseTo(0.5, 1);
+      expect(selectEdgesDetailed(edges, null, { ...seeded, seed: 1 }).tieBroken).toBe(true);
+      expect(selectEdgesDetailed(all, { lat: 48.85, lon: 2.35 }, { ...seeded, seed: 1 }).tieBroken).toBe(false);
+      expect(selectEdgesDetailed(all, null, { ...seeded, count: 1, defaults: ["sfo"], seed: 1 }).tieBroken).toBe(false);
+    });
   });
 });

@@ -51,5 +51,5 @@ const fixture = (name: string) => readFileSync(new URL(`../../test/fixtures/${na
 /** A server over TEST_TOML (or `toml`) with the MaxMind City and ASN test databases. */
 export function testServer(toml = TEST_TOML): Server {
   const geoip = createGeoIp([mmdbSource(fixture("GeoIP2-City-Test.mmdb")), mmdbSource(fixture("GeoLite2-ASN-Test.mmdb"))]);
-  return { zone: buildZone(parseConfig(toml)), geoip, udpSize: 1232, random: () => 0.5 };
+  return { zone: buildZone(parseConfig(toml)), geoip, udpSize: 1232 };
 }

@@ -134,5 +134,8 @@ export function truncateAnswer(answer: Uint8Array, limit: number): Uint8Array {
 
 /** Lowercases ASCII letters only (DNS names compare case-insensitively over ASCII, RFC 4343). */
 export function asciiLower(s: string): string {
+  let upper = false;
+  for (let i = 0; i < s.length && !upper; i++) upper = s.charCodeAt(i) >= 65 && s.charCodeAt(i) <= 90;
+  if (!upper) return s;
   return s.replace(/[A-Z]/g, (c) => String.fromCharCode(c.charCodeAt(0) + 32));
 }

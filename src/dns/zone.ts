@@ -30,6 +30,8 @@ export interface Zone {
   /** Lowercase origin without the trailing dot. */
   origin: string;
   originLabels: string[];
+  /** "." + origin: names inside the zone end with it. */
+  dotOrigin: string;
   ttl: number;
   /** min(SOA TTL, SOA MINIMUM): the TTL of negative answers. */
   negativeTtl: number;
@@ -167,5 +169,5 @@ export function buildZone(config: CdnConfig): Zone {
   }
   for (const name of director.defaults)
     if (!seen.has(name)) throw new Error(`dns.director.default: no edge named ${name}`);
-  return { origin, originLabels: origin.split("."), ttl: dns.ttl, negativeTtl, soa, nodes, names, director, sites };
+  return { origin, originLabels: origin.split("."), dotOrigin: `.${origin}`, ttl: dns.ttl, negativeTtl, soa, nodes, names, director, sites };
 }

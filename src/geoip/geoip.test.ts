@@ -6,6 +6,7 @@ import { createGeoIp } from "./geoip.ts";
 import { formatIp, inCidr, parseCidr, parseIp } from "../net/ip.ts";
 import { mmdbSource, normalizeRecord } from "./mmdb.ts";
 import { asnCsvSource, blockPrefix, splitCsvLine } from "./ranges.ts";
+import { isMmdb, openGeoBytes } from "./open.ts";
 
 const fixture = (n: string) => readFileSync(new URL(`../../test/fixtures/${n}`, import.meta.url));
 
@@ -43,6 +44,44 @@ describe("GeoIP", () => {
     expect(geo.lookup("1.0.3.1")).toBeNull();
     expect(splitCsvLine('a,"b ""c"", d",e')).toEqual(["a", 'b "c", d', "e"]);
     expect(blockPrefix(5n, 4n, 7n, 32)).toBe(30);
+  });
+
+  it("reads IPv6 ASN ranges from bytes, unsorted lines and odd lines included", () => {
+    const csv = [
+      "2001:db8:100::,2001:db8:1ff:ffff:ffff:ffff:ffff:ffff,64500,Later Net",
+      '2001:db8::,2001:db8::ffff,64501,"Quoted, ""Org"""',
+      "1.2.3.0,1.2.3.255,1,wrong family",
+      "::,::ff,64502,Low",
+      "2001:DB8:0:0:0:0:1:0,2001:db8::1:ff,,No Number",
+      "garbage,,,",
+    ].join("\r\n");
+    const src = asnCsvSource(new TextEncoder().encode(csv));
+    expect(src.size).toBe(4);
+    expect([...src.families]).toEqual([6]);
+    const geo = createGeoIp([src]);
+    expect(geo.lookup("2001:db8::10")).toMatchObject({ info: { asn: 64501, asOrg: 'Quoted, "Org"' }, prefix: 112 });
+    expect(geo.lookup("2001:db8:180::1")).toMatchObject({ info: { asn: 64500, asOrg: "Later Net" }, prefix: 40 });
+    expect(geo.lookup("::7")).toMatchObject({ info: { asn: 64502 }, prefix: 120 });
+    expect(geo.lookup("2001:db8::1:7")!.info).toEqual({ asOrg: "No Number" });
+    expect(geo.lookup("2001:db8:200::1")).toBeNull();
+    expect(geo.lookup("1.2.3.4")).toBeNull();
+  });
+
+  it("loads the embedded ip-location-db ASN table compactly", () => {
+    const require = createRequire(import.meta.url);
+    const src = asnCsvSource(readFileSync(require.resolve("@ip-location-db/asn/asn-ipv4.csv")));
+    expect(src.size).toBeGreaterThan(100_000);
+    expect(createGeoIp([src]).lookup("8.8.8.8")!.info).toMatchObject({ asn: 15169, asOrg: "Google LLC" });
+  });
+
+  it("opens bytes by content, as the worker and the Node host both do", () => {
+    const city = fixture("GeoIP2-City-Test.mmdb");
+    expect(isMmdb(city)).toBe(true);
+    expect(createGeoIp([openGeoBytes(city)]).lookup("81.2.69.142")!.info.city).toBe("London");
+    const csv = new TextEncoder().encode("1.0.0.0,1.0.0.255,13335,Cloudflare\n");
+    expect(isMmdb(csv)).toBe(false);
+    expect(createGeoIp([openGeoBytes(csv.buffer as ArrayBuffer)]).lookup("1.0.0.1")!.info.asn).toBe(13335);
+    expect(() => openGeoBytes(new TextEncoder().encode("<html>not data</html>"))).toThrow(/neither/);
   });
 
   it("parses and formats addresses and CIDRs", () => {

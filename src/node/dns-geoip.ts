@@ -8,18 +8,16 @@ import { createRequire } from "node:module";
 import { dirname, resolve } from "node:path";
 import type { GeoipConfig } from "../config/dns-schema.ts";
 import { createGeoIp, type GeoIp } from "../geoip/geoip.ts";
-import { mmdbSource } from "../geoip/mmdb.ts";
-import { asnCsvSource } from "../geoip/ranges.ts";
+import { openGeoBytes } from "../geoip/open.ts";
 import type { GeoSource } from "../geoip/types.ts";
 
 /** Attribution the embedded data's licence (CC-BY-4.0) asks for. */
 export const EMBEDDED_ATTRIBUTION =
   "GeoIP: IP Geolocation by DB-IP (https://db-ip.com, CC-BY-4.0); ASN: RouteViews (routeviews.org) and DB-IP, via ip-location-db (CC-BY-4.0)";
 
-/** Opens one file: `.csv` is an ip-location-db ASN table, anything else an mmdb. */
+/** Opens one file: an mmdb (either schema) or an ip-location-db ASN CSV table, told apart by content as the worker does. */
 export function openSource(path: string): GeoSource {
-  const bytes = readFileSync(path);
-  return path.endsWith(".csv") ? asnCsvSource(bytes.toString("utf8")) : mmdbSource(bytes);
+  return openGeoBytes(readFileSync(path));
 }
 
 /** The embedded files, found through the npm packages. */

@@ -1,17 +1,24 @@
 /**
- * Node host for the GeoDNS fetch handler: classic DNS over UDP and TCP (workerd has no UDP), plain-HTTP DoH, and DoH
- * over TLS with HTTP/2 + HTTP/1.1. Every query goes to the same fetch handler with the peer as `cf.clientIp`.
+ * Node host for the GeoDNS handler: classic DNS over UDP and TCP (workerd has no UDP), plain-HTTP DoH, and DoH over
+ * TLS with HTTP/2 + HTTP/1.1. HTTP requests go to the fetch handler with the peer as `cf.clientIp`; UDP and TCP
+ * messages go straight to the same answer core (doh.ts `answerWire`) with the peer address, without building a
+ * Request/Response per query. Extra worker processes can serve the same UDP socket and TCP listener (serveDnsSockets).
  */
 import { createSocket, type RemoteInfo, type Socket as UdpSocket } from "node:dgram";
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from "node:http";
 import { createSecureServer, type Http2ServerRequest, type Http2ServerResponse } from "node:http2";
 import { createServer as createTcpServer, isIPv6, type Server as TcpServer, type Socket } from "node:net";
-import { requestedUdpSize, truncateAnswer } from "../dns/wire.ts";
+import type { Answer } from "../dns/answer.ts";
+import { truncateAnswer } from "../dns/wire.ts";
+import { parseIp, type IpBytes } from "../net/ip.ts";
 
 export type FetchHandler = (request: Request) => Promise<Response>;
+/** The answer core: one DNS message and the peer's address in, the answer (or null: drop) out. */
+export type AnswerCore = (message: Uint8Array, peer: IpBytes | null) => Answer | null;
 
 export interface HostOptions {
   fetch: FetchHandler;
+  answer: AnswerCore;
   host: string;
   /** Port numbers; 0 picks a free one (the UDP and TCP DNS ports are the same number). */
   dnsPort?: number;
@@ -20,6 +27,7 @@ export interface HostOptions {
   tls?: { cert: Buffer | string; key: Buffer | string };
   /** Largest UDP answer whatever the client advertises. */
   maxUdpSize: number;
+  /** UDP answers queued in the kernel/libuv before new queries are dropped; TCP frames pending per process. */
   maxInflight: number;
   maxTcpConnections: number;
   log?: (line: string) => void;
@@ -29,110 +37,110 @@ export interface Host {
   /** Listener lines, e.g. "dns udp+tcp 127.0.0.1:5353". */
   addresses: string[];
   ports: { dns?: number; http?: number; tls?: number };
+  /** The bound DNS sockets, to hand to worker processes (serveDnsSockets there). */
+  dnsSockets?: { udp: UdpSocket; tcp: TcpServer };
   close(): Promise<void>;
 }
 
+export type DnsSocketOptions = Pick<HostOptions, "answer" | "maxUdpSize" | "maxInflight" | "maxTcpConnections" | "log">;
+
 const MAX_MESSAGE = 65535;
 const TCP_IDLE_MS = 10_000;
-const TCP_PIPELINE = 32;
 
 const hostPort = (host: string, port: number) => (isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`);
 
-/** Starts the listeners; resolves once all are bound. */
-export async function startHost(o: HostOptions): Promise<Host> {
-  let inflight = 0;
-  const log = o.log ?? (() => {});
-
-  /** One DNS message through the fetch handler; null when it answered with an HTTP error (drop). */
-  async function ask(msg: Uint8Array, peer: string, port: number): Promise<Uint8Array | null> {
-    const req = new Request("http://dns.local/dns-query", {
-      method: "POST",
-      headers: { "content-type": "application/dns-message" },
-      body: msg,
-    });
-    Object.defineProperty(req, "cf", { value: { clientIp: hostPort(peer, port) } });
-    const res = await o.fetch(req);
-    if (res.status !== 200) {
-      await res.body?.cancel();
-      return null;
+/** Peer address text → bytes, remembered (a busy server sees the same resolvers again and again). */
+function peerParser(): (address: string) => IpBytes | null {
+  const seen = new Map<string, IpBytes | null>();
+  return (address) => {
+    let b = seen.get(address);
+    if (b === undefined) {
+      b = parseIp(address);
+      if (seen.size >= 10_000) seen.clear();
+      seen.set(address, b);
     }
-    return new Uint8Array(await res.arrayBuffer());
+    return b;
+  };
+}
+
+/** Serves classic DNS on a bound UDP socket and a listening TCP server (this process's, or a parent's UDP socket). */
+export function serveDnsSockets(udp: UdpSocket, tcp: TcpServer | undefined, o: DnsSocketOptions): void {
+  const log = o.log ?? (() => {});
+  const peer = peerParser();
+
+  function answer(msg: Uint8Array, address: string, transport: string): Answer | null {
+    try {
+      return o.answer(msg, peer(address));
+    } catch (err) {
+      log(`dns ${transport}: ${(err as Error).message}`);
+      return null; // drop it; the process stays up
+    }
   }
 
-  const closers: (() => Promise<void>)[] = [];
-  const addresses: string[] = [];
-  const ports: Host["ports"] = {};
-
-  if (o.dnsPort !== undefined) {
-    const { udp, tcp, port } = await bindDns(o.host, o.dnsPort);
-    ports.dns = port;
-    udp.on("message", (msg: Buffer, rinfo: RemoteInfo) => {
-      if (inflight >= o.maxInflight || msg.length < 12) return; // shed load / not DNS: drop
-      inflight++;
-      ask(msg, rinfo.address, rinfo.port)
-        .then((answer) => {
-          if (!answer) return;
-          const limit = Math.min(requestedUdpSize(msg), o.maxUdpSize);
-          udp.send(truncateAnswer(answer, limit), rinfo.port, rinfo.address);
-        })
-        .catch((err) => log(`dns udp: ${(err as Error).message}`))
-        .finally(() => inflight--);
-    });
-    udp.on("error", (err) => log(`dns udp: ${err.message}`));
+  udp.on("message", (msg: Buffer, rinfo: RemoteInfo) => {
+    // Shed load when answers pile up unsent; a runt is not DNS: drop.
+    if (msg.length < 12 || udp.getSendQueueCount() >= o.maxInflight) return;
+    const a = answer(msg, rinfo.address, "udp");
+    if (!a) return;
+    udp.send(truncateAnswer(a.bytes, Math.min(a.requestedSize, o.maxUdpSize)), rinfo.port, rinfo.address);
+  });
+  udp.on("error", (err) => log(`dns udp: ${err.message}`));
+  if (tcp) {
     tcp.maxConnections = o.maxTcpConnections;
     tcp.on("connection", (sock) => serveTcp(sock));
     tcp.on("error", (err) => log(`dns tcp: ${err.message}`));
-    addresses.push(`dns udp+tcp ${hostPort(o.host, port)}`);
-    closers.push(
-      () => new Promise<void>((r) => udp.close(() => r())),
-      () => new Promise<void>((r) => tcp.close(() => r())),
-    );
   }
 
   function serveTcp(sock: Socket) {
     let buf = Buffer.alloc(0);
-    let pending = 0;
-    let ended = false;
-    // The client may half-close after its last query: answer everything, then close.
-    sock.on("end", () => {
-      ended = true;
-      if (pending === 0) sock.end();
-    });
+    // The client may half-close after its last query: every complete query is answered at once, so end then.
+    sock.on("end", () => sock.end());
     sock.setNoDelay(true);
     sock.setTimeout(TCP_IDLE_MS, () => sock.destroy());
     sock.on("error", () => sock.destroy());
-    const peer = sock.remoteAddress ?? "";
-    const port = sock.remotePort ?? 0;
+    sock.on("drain", () => sock.resume());
+    const address = sock.remoteAddress ?? "";
     sock.on("data", (chunk: Buffer) => {
       buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
+      let out: Buffer[] | undefined;
       while (buf.length >= 2) {
         const len = buf.readUInt16BE(0);
         if (buf.length < 2 + len) break;
         const msg = buf.subarray(2, 2 + len);
         buf = buf.subarray(2 + len);
         if (len < 12) continue; // not a DNS message: skip it (the framing is intact)
-        pending++;
-        inflight++;
-        if (pending >= TCP_PIPELINE) sock.pause();
-        ask(Buffer.from(msg), peer, port)
-          .then((answer) => {
-            if (!answer || sock.destroyed) return;
-            const frame = Buffer.allocUnsafe(2 + answer.length);
-            frame.writeUInt16BE(answer.length, 0);
-            frame.set(answer, 2);
-            sock.write(frame);
-          })
-          .catch((err) => {
-            log(`dns tcp: ${(err as Error).message}`);
-            sock.destroy();
-          })
-          .finally(() => {
-            inflight--;
-            if (--pending < TCP_PIPELINE && sock.isPaused()) sock.resume();
-            if (pending === 0 && ended) sock.end();
-          });
+        const a = answer(msg, address, "tcp");
+        if (!a) continue;
+        const frame = Buffer.allocUnsafe(2 + a.bytes.length);
+        frame.writeUInt16BE(a.bytes.length, 0);
+        frame.set(a.bytes, 2);
+        (out ??= []).push(frame);
       }
+      if (buf.length) buf = Buffer.from(buf); // do not pin the whole chunk for a partial frame
+      // Answers of one chunk go out in one write; a client that does not read is paused (pipelining bound).
+      if (out && !sock.destroyed && !sock.write(out.length === 1 ? out[0] : Buffer.concat(out))) sock.pause();
     });
+  }
+}
+
+/** Starts the listeners; resolves once all are bound. */
+export async function startHost(o: HostOptions): Promise<Host> {
+  const log = o.log ?? (() => {});
+  const closers: (() => Promise<void>)[] = [];
+  const addresses: string[] = [];
+  const ports: Host["ports"] = {};
+  let dnsSockets: Host["dnsSockets"];
+
+  if (o.dnsPort !== undefined) {
+    const { udp, tcp, port } = await bindDns(o.host, o.dnsPort);
+    ports.dns = port;
+    dnsSockets = { udp, tcp };
+    serveDnsSockets(udp, tcp, o);
+    addresses.push(`dns udp+tcp ${hostPort(o.host, port)}`);
+    closers.push(
+      () => new Promise<void>((r) => udp.close(() => r())),
+      () => new Promise<void>((r) => tcp.close(() => r())),
+    );
   }
 
   /** Node request → Fetch Request → fetch handler → Node response. */
@@ -210,6 +218,7 @@ export async function startHost(o: HostOptions): Promise<Host> {
   return {
     addresses,
     ports,
+    dnsSockets,
     async close() {
       await Promise.all(closers.map((c) => c().catch(() => {})));
     },

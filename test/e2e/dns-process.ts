@@ -72,7 +72,7 @@ export function run(cmd: string, args: string[], timeoutMs = 20_000): Promise<{ 
 }
 
 /** Starts the DNS node; with `tls`, makes a self-signed localhost certificate first. */
-export async function startDnsNode(opts: { tls?: boolean } = {}): Promise<DnsNode> {
+export async function startDnsNode(opts: { tls?: boolean; workers?: number } = {}): Promise<DnsNode> {
   const dir = mkdtempSync(join(tmpdir(), "parrot-dns-"));
   // The ASN path is relative: the host resolves it from the config file's folder.
   copyFileSync(join(fixtures, "GeoLite2-ASN-Test.mmdb"), join(dir, "GeoLite2-ASN-Test.mmdb"));
@@ -91,6 +91,7 @@ export async function startDnsNode(opts: { tls?: boolean } = {}): Promise<DnsNod
   writeFileSync(join(dir, "cdn.toml"), toml);
   const args = ["scripts/dns.ts", "--config", join(dir, "cdn.toml"), "--port", "0", "--dns-port", "0"];
   if (opts.tls) args.push("--tls-port", "0");
+  if (opts.workers) args.push("--workers", String(opts.workers));
   const child = spawn(process.execPath, args, { cwd: repo, stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
   let err = "";

@@ -1,0 +1,79 @@
+/** `--workers 2`: a second process answers on the same UDP socket, and goes away with the first. */
+import { createSocket } from "node:dgram";
+import { existsSync } from "node:fs";
+import * as dnsPacket from "dns-packet";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { run, startDnsNode, type DnsNode } from "./dns-process.ts";
+
+let node: DnsNode;
+beforeAll(async () => {
+  node = await startDnsNode({ workers: 2 });
+});
+afterAll(async () => {
+  if (node && node.child.exitCode === null && node.child.signalCode === null) {
+    process.kill(node.child.pid!, "SIGCONT");
+    await node.stop();
+  }
+});
+
+/** Sends `n` queries over UDP, 50 at a time; resolves with how many were answered (the TXT of the last one too). */
+async function burst(port: number, n: number): Promise<{ answered: number; txt: string }> {
+  const sock = createSocket("udp4");
+  const waiting = new Map<number, () => void>();
+  let answered = 0;
+  let txt = "";
+  sock.on("message", (msg) => {
+    const p = dnsPacket.decode(msg);
+    const done = waiting.get(p.id!);
+    if (!done) return;
+    answered++;
+    txt = String(((p.answers?.[0] as dnsPacket.TxtAnswer | undefined)?.data as Buffer[] | undefined)?.[0] ?? "");
+    waiting.delete(p.id!);
+    done();
+  });
+  for (let i = 0; i < n; i += 50) {
+    await Promise.all(
+      Array.from({ length: Math.min(50, n - i) }, (_, k) => {
+        const id = i + k + 1;
+        return new Promise<void>((resolve) => {
+          const timer = setTimeout(() => {
+            waiting.delete(id);
+            resolve();
+          }, 2000);
+          waiting.set(id, () => {
+            clearTimeout(timer);
+            resolve();
+          });
+          sock.send(dnsPacket.encode({ type: "query", id, questions: [{ name: "director.geo.example.org", type: "TXT" }] }), port, "127.0.0.1");
+        });
+      }),
+    );
+  }
+  sock.close();
+  return { answered, txt };
+}
+
+it("serves UDP from both processes; the worker alone while the first is stopped", async () => {
+  const children = (await run("ps", ["--ppid", String(node.child.pid), "-o", "pid="])).out.split("\n").map((s) => s.trim()).filter(Boolean);
+  expect(children).toHaveLength(1);
+  const all = await burst(node.dnsPort, 1000);
+  expect(all.answered).toBe(1000);
+  expect(all.txt).toBe("ip 127.0.0.1 v4 city unknown country unknown unknown state unknown region unknown name unknown as unknown");
+  // Stop the first process: only the worker can answer now.
+  process.kill(node.child.pid!, "SIGSTOP");
+  try {
+    const alone = await burst(node.dnsPort, 300);
+    expect(alone.answered).toBe(300);
+  } finally {
+    process.kill(node.child.pid!, "SIGCONT");
+  }
+  // TCP and DoH stay with the first process.
+  const tcp = await run("dig", ["@127.0.0.1", "-p", String(node.dnsPort), "+tcp", "+short", "+time=5", "+tries=1", "director.geo.example.org", "A"]);
+  expect(tcp.out.trim().split("\n")).toEqual(["192.0.2.22", expect.stringMatching(/^192\.0\.2\.2[13]$/)]);
+  const doh = await fetch(`http://127.0.0.1:${node.httpPort}/resolve?name=director.geo.example.org&type=A`);
+  expect(doh.status).toBe(200);
+
+  await node.stop();
+  for (let i = 0; i < 50 && existsSync(`/proc/${children[0]}`); i++) await new Promise((r) => setTimeout(r, 100));
+  expect(existsSync(`/proc/${children[0]}`)).toBe(false);
+});
