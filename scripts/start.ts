@@ -1,15 +1,16 @@
 /**
- * npm start: the whole CDN on this machine from the embedded default cdn.toml — the demo origin, an edge in front
- * of it, and the DNS node — then the seed's "how to test the CDN" checks, adapted to it. Ctrl-C stops everything.
+ * npm start: the whole CDN on this machine from the embedded default cdn.toml — the demo origin, one edge per
+ * [[edges]] entry with a loopback url (127.0.0.2, .3, .4 on one port), and the DNS node — then the seed's
+ * "how to test the CDN" checks, adapted to it. Ctrl-C stops everything.
  */
-import { spawn } from "node:child_process";
-import { once } from "node:events";
-import { resolve } from "node:path";
-import { createInterface } from "node:readline";
+import { randomBytes } from "node:crypto";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { parse as parseToml, stringify as stringifyToml } from "smol-toml";
 import { demoOrigin } from "../src/demo-origin/origin.ts";
-import { loadConfigFile, withOverrides } from "../src/node/config-file.ts";
-import { startEdgeMiniflare } from "../src/node/edge-host.ts";
+import { ROOT, startNodeScript, type Running } from "../src/node/children.ts";
+import { loadConfigFile } from "../src/node/config-file.ts";
 import { serveFetch } from "../src/node/serve-fetch.ts";
 
 const { values } = parseArgs({
@@ -19,65 +20,101 @@ const { values } = parseArgs({
     "origin-port": { type: "string", default: "8080" },
     "dns-port": { type: "string", default: "5353" },
     "doh-port": { type: "string", default: "8053" },
+    "state-dir": { type: "string", default: join(ROOT, ".parrot/start") },
   },
 });
 
 const file = loadConfigFile(values.config!);
-const origin = await serveFetch(demoOrigin, { port: Number(values["origin-port"]) });
-console.log(`demo origin  ${origin.url}`);
-const edge = await startEdgeMiniflare({ configText: withOverrides(file, { origin: origin.url }), port: Number(values.port) });
-console.log(`edge         ${edge.url}  (origin ${origin.url})`);
-
-// The DNS node is its own process, as on a real DNS box.
-const dns = spawn(
-  process.execPath,
-  [resolve(import.meta.dirname, "dns.ts"), "--config", file.path, "--port", values["doh-port"]!, "--dns-port", values["dns-port"]!],
-  { stdio: ["ignore", "pipe", "inherit"] },
-);
-let dnsAddress = "";
-for await (const line of createInterface({ input: dns.stdout! })) {
-  const udp = /^dns udp\+tcp (\S+):(\d+)$/.exec(line);
-  if (udp) dnsAddress = `@${udp[1]} -p ${udp[2]}`;
-  if (/^dns http /.test(line)) {
-    console.log(`dns node     ${line.replace(/^dns /, "")}, udp+tcp ${dnsAddress.replace("@", "").replace(" -p ", ":")}`);
-    break;
-  }
-  if (line.startsWith("GeoIP:")) console.log(line);
-}
-dns.stdout!.resume();
-const zone = file.config.dns?.zone ?? "geo.example.org";
-const director = `${file.config.dns?.director.name ?? "director"}.${zone}`;
-
-console.log(`
-Test how the CDN sees your requests (from here you are 127.0.0.1; +subnet asks as another client would):
-  dig -t txt ${dnsAddress} ${director} | grep country
-  dig -t txt ${dnsAddress} +subnet=185.178.92.254/32 ${director} | grep country
-
-Test how the CDN resolves for you:
-  dig ${dnsAddress} +short ${director} A ${director} AAAA
-
-Test how the CDN caches content (run it twice: MISS, then HIT):
-  curl -sI ${edge.url}/img/logo.png | grep -i X-Cache-Status
-
-Ctrl-C stops everything.`);
-
+const stateDir = resolve(values["state-dir"]!);
+mkdirSync(stateDir, { recursive: true });
+const children: Running[] = [];
 let stopping = false;
-async function stop() {
+async function stop(code = 0) {
   if (stopping) return;
   stopping = true;
-  const dnsExited = dns.exitCode === null ? once(dns, "exit") : Promise.resolve();
-  dns.kill("SIGTERM");
-  const force = setTimeout(() => dns.kill("SIGKILL"), 3000);
-  await Promise.allSettled([edge.stop(), origin.close(), dnsExited]);
-  clearTimeout(force);
-  process.exit(0);
+  await Promise.allSettled([...children.map((c) => c.stop()), origin?.close()]);
+  process.exit(code);
 }
-process.on("exit", () => dns.kill("SIGKILL"));
-process.on("SIGINT", stop);
-process.on("SIGTERM", stop);
-dns.once("exit", (code) => {
-  if (!stopping) {
-    console.error(`the DNS node stopped (${code}); stopping everything`);
-    void stop();
+process.on("SIGINT", () => void stop());
+process.on("SIGTERM", () => void stop());
+
+const origin = await serveFetch(demoOrigin, { port: Number(values["origin-port"]) });
+console.log(`demo origin  ${origin.url}`);
+
+// The effective config: the demo origin, the chosen port on every loopback edge, an admin token for this run.
+const raw = parseToml(file.text) as {
+  edge?: Record<string, unknown>;
+  admin?: Record<string, unknown>;
+  edges?: Array<Record<string, unknown>>;
+};
+raw.edge = { ...raw.edge, origin: origin.url };
+delete raw.edge.origins;
+raw.admin = { ...raw.admin, token: (raw.admin?.token as string | undefined) ?? randomBytes(18).toString("base64url") };
+const local: { name: string; host: string; url: string }[] = [];
+for (const e of raw.edges ?? []) {
+  if (typeof e.url !== "string") continue;
+  const u = new URL(e.url);
+  if (!u.hostname.startsWith("127.")) continue;
+  u.port = values.port!;
+  e.url = u.origin;
+  local.push({ name: e.name as string, host: u.hostname, url: u.origin });
+}
+const effective = join(stateDir, "cdn.toml");
+writeFileSync(effective, `# Written by npm start from ${file.path}; rewritten at every start.\n${stringifyToml(raw)}`, { mode: 0o600 });
+if (!local.length) {
+  console.error(`${file.path}: no [[edges]] with a loopback url (http://127.0.0.x:port) to run here`);
+  await stop(2);
+}
+
+try {
+  const edges = await Promise.all(
+    local.map((e) =>
+      startNodeScript(
+        "scripts/edge.ts",
+        ["--config", effective, "--name", e.name, "--host", e.host, "--port", values.port!, "--store", join(stateDir, e.name)],
+        /edge ready: (\S+)/,
+        60_000,
+        join(stateDir, `${e.name}.log`),
+      ),
+    ),
+  );
+  children.push(...edges);
+  edges.forEach((e, i) => console.log(`edge         ${e.match[1]}  ${local[i]!.name}`));
+  const dns = await startNodeScript(
+    "scripts/dns.ts",
+    ["--config", effective, "--port", values["doh-port"]!, "--dns-port", values["dns-port"]!],
+    /dns http (\S+)/,
+    60_000,
+    join(stateDir, "dns.log"),
+  );
+  children.push(dns);
+  const udp = /dns udp\+tcp (\S+):(\d+)/.exec(dns.output())!;
+  console.log(`dns node     udp+tcp ${udp[1]}:${udp[2]}, DoH http://${dns.match[1]}/dns-query`);
+  const at = `@${udp[1]} -p ${udp[2]}`;
+  const director = `${file.config.dns?.director.name ?? "director"}.${file.config.dns?.zone ?? "geo.example.org"}`;
+  console.log(`
+Test how the CDN sees your requests (from here you are 127.0.0.1; +subnet asks as another client would):
+  dig -t txt ${at} ${director} | grep country
+  dig -t txt ${at} +subnet=185.178.92.254/32 ${director} | grep country
+
+Test how the CDN resolves for you:
+  dig ${at} +short ${director} A ${director} AAAA
+
+Test how the CDN caches content, at the edge the director gives you (run it twice: MISS, then HIT):
+  curl -sI http://$(dig ${at} +short ${director} A | head -1):${values.port}/img/logo.png | grep -i X-Cache-Status
+
+Admin token for this run (purge, metrics, drain): ${raw.admin.token}
+Logs and state: ${stateDir}
+Ctrl-C stops everything.`);
+  for (const c of children) {
+    c.proc.once("exit", (code) => {
+      if (!stopping) {
+        console.error(`a child process stopped (${code}); stopping everything`);
+        void stop(1);
+      }
+    });
   }
-});
+} catch (err) {
+  console.error((err as Error).message);
+  await stop(1);
+}

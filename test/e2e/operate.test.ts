@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 // @ts-expect-error: the package ships no types
 import parsePrometheusTextFormat from "parse-prometheus-text-format";
 import { serveFetch, type Served } from "../../src/node/serve-fetch.ts";
-import { ROOT, startNodeScript, type Running } from "../support/processes.ts";
+import { ROOT, startNodeScript, type Running } from "../../src/node/children.ts";
 import { ScriptedOrigin } from "../support/scripted-origin.ts";
 
 const TOKEN = "test-admin-token-0123456789";

@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { serveFetch, type Served } from "../../src/node/serve-fetch.ts";
-import { startNodeScript, type Running } from "../support/processes.ts";
+import { startNodeScript, type Running } from "../../src/node/children.ts";
 import { ScriptedOrigin } from "../support/scripted-origin.ts";
 
 const primary = new ScriptedOrigin();

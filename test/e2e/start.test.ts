@@ -4,19 +4,30 @@
  */
 import { execFileSync, spawnSync } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ROOT, startNodeScript, type Running } from "../support/processes.ts";
+import { ROOT, startNodeScript, type Running } from "../../src/node/children.ts";
 
 let cdn: Running;
 
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer().listen(0, "127.0.0.1", () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
 beforeAll(async () => {
+  const state = mkdtempSync(join(tmpdir(), "parrot-start-"));
   cdn = await startNodeScript(
     "scripts/start.ts",
-    ["--port", "0", "--origin-port", "0", "--dns-port", "0", "--doh-port", "0"],
+    ["--port", String(await freePort()), "--origin-port", "0", "--dns-port", "0", "--doh-port", "0", "--state-dir", state],
     /Ctrl-C stops everything/,
-    60_000,
+    90_000,
   );
 });
 afterAll(async () => cdn?.stop());
@@ -49,7 +60,7 @@ describe("npm start", () => {
     expect(out.filter((l) => /^2001:db8:2[123]::1$/.test(l))).toHaveLength(2);
   });
 
-  it("prints a curl check that shows MISS, then HIT", () => {
+  it("prints a curl check, at a director address, that shows MISS, then HIT", () => {
     const line = printed("curl -sI")[0]!;
     expect(sh(line).trim()).toBe("x-cache-status: MISS");
     expect(sh(line).trim()).toBe("x-cache-status: HIT");

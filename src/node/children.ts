@@ -1,5 +1,9 @@
-/** Starting the project's own commands as real processes for tests, and stopping them (whole process groups). */
+/**
+ * The project's own commands as child processes (npm start's edges and DNS node; the tests' real processes):
+ * started with Node 22, ready when their output says so, stopped as whole process groups.
+ */
 import { spawn, type ChildProcess } from "node:child_process";
+import { createWriteStream } from "node:fs";
 import { resolve } from "node:path";
 
 export const ROOT = resolve(import.meta.dirname, "../..");
@@ -12,14 +16,25 @@ export interface Running {
   stop(): Promise<void>;
 }
 
-/** Runs `node <script> ...args` (Node 22 from node_modules) and waits until stdout matches `ready`. */
-export function startNodeScript(script: string, args: string[], ready: RegExp, timeoutMs = 30_000): Promise<Running> {
+/**
+ * Runs `node <script> ...args` (this Node) and waits until stdout matches `ready`. Output is kept in memory for
+ * `output()`, or, with `logFile`, appended to that file instead (long-running children).
+ */
+export function startNodeScript(
+  script: string,
+  args: string[],
+  ready: RegExp,
+  timeoutMs = 30_000,
+  logFile?: string,
+): Promise<Running> {
   const proc = spawn(process.execPath, [resolve(ROOT, script), ...args], {
     cwd: ROOT,
     detached: true,
     stdio: ["ignore", "pipe", "pipe"],
   });
+  const log = logFile ? createWriteStream(logFile, { flags: "a" }) : undefined;
   let out = "";
+  let readyYet = false;
   return new Promise((resolveReady, reject) => {
     const timer = setTimeout(() => fail(new Error(`${script} not ready within ${timeoutMs} ms:\n${out}`)), timeoutMs);
     const fail = (err: Error) => {
@@ -27,17 +42,25 @@ export function startNodeScript(script: string, args: string[], ready: RegExp, t
       killGroup(proc);
       reject(err);
     };
+    const keep = (chunk: Buffer) => {
+      log?.write(chunk);
+      if (!log || !readyYet) out += chunk.toString();
+    };
     const onData = (chunk: Buffer) => {
-      out += chunk.toString();
-      const match = out.match(ready);
+      keep(chunk);
+      const match = readyYet ? null : out.match(ready);
       if (match) {
+        readyYet = true;
         clearTimeout(timer);
         resolveReady({ proc, match, output: () => out, stop: () => stopProcess(proc) });
       }
     };
     proc.stdout!.on("data", onData);
-    proc.stderr!.on("data", (c: Buffer) => void (out += c.toString()));
-    proc.once("exit", (code) => fail(new Error(`${script} exited (${code}) before it was ready:\n${out}`)));
+    proc.stderr!.on("data", keep);
+    proc.once("exit", (code) => {
+      log?.end();
+      if (!readyYet) fail(new Error(`${script} exited (${code}) before it was ready:\n${out}`));
+    });
   });
 }
 
