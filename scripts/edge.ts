@@ -1,11 +1,16 @@
 /**
- * npm run edge -- [--config cdn.toml] [--origin URL] [--port 8787] [--host 127.0.0.1] [--persist DIR]
+ * npm run edge -- [--config cdn.toml] [--origin URL] [--port 8787] [--host 127.0.0.1] [--name NAME]
+ *                 [--runtime workerd|miniflare] [--store DIR] [--persist DIR]
  * Puts the edge cache in front of an origin and prints its address when ready.
+ *   workerd (default): bare workerd with the project's disk store ([edge] store_dir, or --store DIR)
+ *   miniflare: the edge under Miniflare, its Cache API in memory or in --persist DIR
  */
 import { parseArgs } from "node:util";
 import { loadConfigFile, withOverrides } from "../src/node/config-file.ts";
 import { parseConfig } from "../src/config/config.ts";
-import { startEdgeMiniflare } from "../src/node/edge-host.ts";
+import { originsOf } from "../src/config/edge-schema.ts";
+import { startEdgeMiniflare, type RunningEdge } from "../src/node/edge-host.ts";
+import { startEdgeWorkerd } from "../src/node/workerd-host.ts";
 
 const { values } = parseArgs({
   options: {
@@ -14,21 +19,42 @@ const { values } = parseArgs({
     port: { type: "string", default: "8787" },
     host: { type: "string", default: "127.0.0.1" },
     persist: { type: "string" },
+    store: { type: "string" },
     name: { type: "string" },
+    runtime: { type: "string", default: "workerd" },
   },
 });
 
+if (values.runtime !== "workerd" && values.runtime !== "miniflare") {
+  console.error(`--runtime must be workerd or miniflare, not ${values.runtime}`);
+  process.exit(2);
+}
 const file = loadConfigFile(values.config!);
 const configText = withOverrides(file, { origin: values.origin, name: values.name });
-const edge = await startEdgeMiniflare({
-  configText,
-  host: values.host,
-  port: Number(values.port),
-  persistDir: values.persist,
-});
-const origin = parseConfig(configText).edge!.origin;
-console.log(`edge ready: ${edge.url} -> origin ${origin}`);
+const origin = originsOf(parseConfig(configText).edge!).map((o) => o.url).join(", ");
+let edge: RunningEdge;
+let stopping = false;
+if (values.runtime === "miniflare") {
+  edge = await startEdgeMiniflare({ configText, host: values.host, port: Number(values.port), persistDir: values.persist });
+} else {
+  const w = await startEdgeWorkerd({
+    configText,
+    host: values.host,
+    port: Number(values.port),
+    storeDir: values.store ?? values.persist,
+  });
+  w.proc.once("exit", (code, signal) => {
+    if (stopping) return;
+    console.error(`workerd exited (${code ?? signal})`);
+    process.exit(1);
+  });
+  console.log(`store: ${w.storeDir} (${w.recovered.entries} entries, ${w.recovered.removed} files removed at start)`);
+  console.log(`workerd pid: ${w.proc.pid}`);
+  edge = w;
+}
+console.log(`edge ready: ${edge.url} -> origin ${origin} (${values.runtime})`);
 const stop = async () => {
+  stopping = true;
   await edge.stop();
   process.exit(0);
 };

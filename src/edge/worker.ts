@@ -2,6 +2,7 @@
 import { parseConfig } from "../config/config.ts";
 import { embeddedConfigText } from "../config/embedded.ts";
 import { createEdgeApp } from "./app.ts";
+import { HotTier } from "./hot-tier.ts";
 import { CacheApiStore } from "./store.ts";
 
 export interface Env {
@@ -15,7 +16,14 @@ function appFor(env: Env) {
   const text = env.CDN_CONFIG || embeddedConfigText;
   if (built?.text !== text) {
     try {
-      built = { text, app: createEdgeApp({ config: parseConfig(text), store: new CacheApiStore(caches.default) }) };
+      const config = parseConfig(text);
+      const edge = config.edge;
+      // The hot tier (off when hot_max_bytes = 0) in front of the Cache API: the disk store on bare workerd.
+      const store = new HotTier(new CacheApiStore(caches.default), {
+        maxBytes: edge?.hot_max_bytes ?? 0,
+        maxObjectBytes: edge?.hot_max_object_bytes ?? 0,
+      });
+      built = { text, app: createEdgeApp({ config, store }) };
     } catch (error) {
       built = { text, error: error as Error };
     }

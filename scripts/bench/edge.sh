@@ -1,0 +1,160 @@
+#!/usr/bin/env bash
+# Edge benchmark (not a test). One server core (taskset -c 0) for the server under test, the load (wrk) and the
+# origin on the other (-c 1). Side by side, 1 KB and 100 KB objects, wrk -t1 -c32:
+#   const    a bare workerd worker answering a constant response of that size (the ceiling for anything on workerd)
+#   edge     this edge on bare workerd: HIT (hot tier), HIT from the disk store (hot tier off), MISS (unique URLs)
+#   nginx    proxy_cache HIT
+# then a 1 GB object through a cold and a warm cache (edge vs nginx, MB/s) and the edge's peak RSS.
+# Needs: wrk nginx curl python3 (apt-get install wrk nginx). Usage: scripts/bench/edge.sh [seconds per run, default 8]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+SECS=${1:-8}
+NODE=$PWD/node_modules/.bin/node
+WORKERD=$PWD/node_modules/workerd/bin/workerd
+export PATH=$PWD/node_modules/.bin:$PATH
+T=$(mktemp -d)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; sleep 0.5; rm -rf "$T"; }
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_http() { for _ in $(seq 1 200); do curl -sfk -o /dev/null "$1" && return 0; sleep 0.1; done; echo "not up: $1" >&2; return 1; }
+P_ORIGIN=$(free_port); P_CONST=$(free_port); P_EDGE=$(free_port); P_DISK=$(free_port); P_NGINX=$(free_port)
+BIG=$((1000 * 1000 * 1000))
+
+# --- origin (load core): /obj/<size>/<anything> → <size> bytes, cacheable for an hour ------------------------------
+cat > "$T/origin.mjs" <<'JS'
+import http from "node:http";
+const chunk = Buffer.alloc(1 << 20, 120);
+http.createServer((req, res) => {
+  const m = /^\/(?:obj|miss)\/(\d+)/.exec(req.url);
+  if (!m) { res.writeHead(404).end(); return; }
+  const size = Number(m[1]);
+  res.writeHead(200, { "content-length": size, "cache-control": "max-age=3600", "content-type": "application/octet-stream" });
+  let sent = 0;
+  const go = () => { while (sent < size) { const n = Math.min(chunk.length, size - sent); sent += n; if (!res.write(chunk.subarray(0, n))) return res.once("drain", go); } res.end(); };
+  go();
+}).listen(Number(process.argv[2]), "127.0.0.1");
+JS
+taskset -c 1 "$NODE" "$T/origin.mjs" "$P_ORIGIN" & PIDS+=($!)
+wait_http "http://127.0.0.1:$P_ORIGIN/obj/1"
+
+# --- constant workerd worker (server core) -------------------------------------------------------------------------
+cat > "$T/const.js" <<'JS'
+const k1 = new Uint8Array(1024).fill(120), k100 = new Uint8Array(102400).fill(120);
+export default { fetch(req) { const b = new URL(req.url).pathname.includes("102400") ? k100 : k1; return new Response(b, { headers: { "content-type": "application/octet-stream", "cache-control": "max-age=3600" } }); } };
+JS
+DATE=$(sed -n 's/^compatibility_date *= *"\(.*\)"/\1/p' wrangler.toml)
+cat > "$T/const.capnp" <<CAPNP
+using Workerd = import "/workerd/workerd.capnp";
+const config :Workerd.Config = (
+  services = [(name = "main", worker = (modules = [(name = "const.js", esModule = embed "const.js")], compatibilityDate = "$DATE"))],
+  sockets = [(name = "http", address = "127.0.0.1:$P_CONST", http = (), service = "main")],
+);
+CAPNP
+(cd "$T" && exec taskset -c 0 "$WORKERD" serve const.capnp) & PIDS+=($!)
+wait_http "http://127.0.0.1:$P_CONST/"
+
+# --- the edge, twice: hot tier on (default) and off (every HIT read from the disk store) ---------------------------
+edge() { # port store hot_max_bytes
+  cat > "$T/cdn-$1.toml" <<TOML
+[edge]
+name = "bench"
+origin = "http://127.0.0.1:$P_ORIGIN"
+max_object_bytes = 2000000000
+store_max_bytes = 8000000000
+hot_max_bytes = $3
+access_log = false
+TOML
+  taskset -c 0 "$NODE" scripts/edge.ts --config "$T/cdn-$1.toml" --port "$1" --store "$2" > "$T/edge-$1.log" 2>&1 & PIDS+=($!)
+  for _ in $(seq 1 300); do grep -qs "edge ready" "$T/edge-$1.log" && break; sleep 0.1; done
+  grep -q "edge ready" "$T/edge-$1.log" || { cat "$T/edge-$1.log"; exit 1; }
+}
+edge "$P_EDGE" "$T/store-hot" 67108864
+edge "$P_DISK" "$T/store-disk" 0
+EDGE_PID=$(sed -n 's/^workerd pid: //p' "$T/edge-$P_EDGE.log")
+
+# --- nginx proxy_cache (server core) -------------------------------------------------------------------------------
+mkdir -p "$T/nginx/cache" "$T/nginx/tmp" "$T/nginx/logs"
+cat > "$T/nginx/nginx.conf" <<NGINX
+worker_processes 1;
+user $(id -un);
+daemon off;
+pid $T/nginx/nginx.pid;
+error_log $T/nginx/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $T/nginx/tmp/body; proxy_temp_path $T/nginx/tmp/proxy; fastcgi_temp_path $T/nginx/tmp/fcgi;
+  uwsgi_temp_path $T/nginx/tmp/uwsgi; scgi_temp_path $T/nginx/tmp/scgi;
+  proxy_cache_path $T/nginx/cache levels=1:2 keys_zone=edge:64m max_size=8g inactive=1h use_temp_path=off;
+  upstream origin { server 127.0.0.1:$P_ORIGIN; keepalive 32; }
+  server {
+    listen 127.0.0.1:$P_NGINX;
+    location / {
+      proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection "";
+      proxy_cache edge; proxy_cache_lock on; proxy_max_temp_file_size 0;
+      add_header X-Cache-Status \$upstream_cache_status;
+    }
+  }
+}
+NGINX
+taskset -c 0 nginx -p "$T/nginx" -c "$T/nginx/nginx.conf" -e "$T/nginx/logs/error.log" & PIDS+=($!)
+wait_http "http://127.0.0.1:$P_NGINX/obj/1" || { cat "$T/nginx/logs/error.log"; exit 1; }
+
+# --- wrk runs (load core) ------------------------------------------------------------------------------------------
+cat > "$T/miss.lua" <<'LUA'
+local n = 0
+local size = os.getenv("SIZE")
+request = function() n = n + 1; return wrk.format("GET", "/miss/" .. size .. "/" .. n .. "-" .. math.random(1, 1e9)) end
+LUA
+ROWS=()
+run() { # label url [lua]
+  local out; out=$(SIZE=${4:-0} taskset -c 1 wrk -t1 -c32 -d"${SECS}s" --latency ${3:+-s "$3"} "$2")
+  local rps p50 p99
+  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  p50=$(awk '$1=="50%" {print $2}' <<<"$out"); p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+  ROWS+=("$1|$rps|$p50|$p99")
+  printf '%-34s %10s req/s  p50 %-9s p99 %s\n' "$1" "$rps" "$p50" "$p99"
+}
+for size in 1024 102400; do
+  label=$([ "$size" = 1024 ] && echo "1 KB" || echo "100 KB")
+  for url in "http://127.0.0.1:$P_EDGE/obj/$size/x" "http://127.0.0.1:$P_DISK/obj/$size/x" "http://127.0.0.1:$P_NGINX/obj/$size/x"; do
+    curl -s -o /dev/null "$url"; curl -s -o /dev/null "$url" # stored, then warm
+  done
+  run "const workerd $label" "http://127.0.0.1:$P_CONST/obj/$size"
+  run "edge HIT (hot tier) $label" "http://127.0.0.1:$P_EDGE/obj/$size/x"
+  run "edge HIT (disk store) $label" "http://127.0.0.1:$P_DISK/obj/$size/x"
+  run "edge MISS $label" "http://127.0.0.1:$P_EDGE/" "$T/miss.lua" "$size"
+  run "nginx proxy_cache HIT $label" "http://127.0.0.1:$P_NGINX/obj/$size/x"
+done
+curl -s -D - -o /dev/null "http://127.0.0.1:$P_EDGE/obj/1024/x" | grep -i x-cache-status
+curl -s -D - -o /dev/null "http://127.0.0.1:$P_NGINX/obj/1024/x" | grep -i x-cache-status
+
+# --- 1 GB object: cold (origin → cache → client) and warm (cache → client) ----------------------------------------
+speed() { taskset -c 1 curl -s -o /dev/null -w '%{speed_download}' "$1" | awk '{printf "%.0f", $1/1e6}'; }
+E_COLD=$(speed "http://127.0.0.1:$P_EDGE/obj/$BIG/big"); sleep 2
+E_WARM=$(speed "http://127.0.0.1:$P_EDGE/obj/$BIG/big")
+N_COLD=$(speed "http://127.0.0.1:$P_NGINX/obj/$BIG/big"); sleep 2
+N_WARM=$(speed "http://127.0.0.1:$P_NGINX/obj/$BIG/big")
+RSS=$(awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$EDGE_PID/status")
+
+# --- table ---------------------------------------------------------------------------------------------------------
+echo
+echo "| setup | req/s | p50 | p99 | vs const workerd | vs nginx HIT |"
+echo "|---|---|---|---|---|---|"
+for size in "1 KB" "100 KB"; do
+  c=""; n=""
+  for r in "${ROWS[@]}"; do IFS='|' read -r l v _ _ <<<"$r"; [[ "$l" == "const workerd $size" ]] && c=$v; [[ "$l" == "nginx proxy_cache HIT $size" ]] && n=$v; done
+  for r in "${ROWS[@]}"; do
+    IFS='|' read -r l v p50 p99 <<<"$r"
+    [[ "$l" == *" $size" ]] || continue
+    echo "| $l | $v | $p50 | $p99 | $(awk -v a="$v" -v b="$c" 'BEGIN{printf "%.2f", a/b}') | $(awk -v a="$v" -v b="$n" 'BEGIN{printf "%.2f", a/b}') |"
+  done
+done
+echo
+echo "| 1 GB object | edge MB/s | nginx MB/s | edge / nginx |"
+echo "|---|---|---|---|"
+echo "| cold (MISS, stored) | $E_COLD | $N_COLD | $(awk -v a="$E_COLD" -v b="$N_COLD" 'BEGIN{printf "%.2f", a/b}') |"
+echo "| warm (HIT) | $E_WARM | $N_WARM | $(awk -v a="$E_WARM" -v b="$N_WARM" 'BEGIN{printf "%.2f", a/b}') |"
+echo
+echo "edge workerd peak RSS (VmHWM, whole run incl. wrk phases): $RSS MB"

@@ -1,0 +1,211 @@
+/**
+ * The hot tier: a bounded in-isolate memory copy of small entries, in front of another EntryStore (the Cache API).
+ * Every Cache API call is a subrequest; a hit here is none. It keeps exactly what the store below keeps — the same
+ * meta, the same physical lifetime — so the engine still judges freshness, variants and validators on every read;
+ * puts and deletes go through to the store below and replace or evict the copy here.
+ *
+ * Bounds: total bytes (bodies plus an estimate of the meta) and bytes per object; least recently used goes first.
+ */
+import type { StoredMeta } from "../cache/entry.ts";
+import type { EntryStore, StoredEntry } from "./store.ts";
+
+export interface HotTierOptions {
+  maxBytes: number;
+  maxObjectBytes: number;
+  now?: () => number;
+}
+
+interface Held {
+  meta: StoredMeta;
+  body: Uint8Array | null;
+  expires: number;
+  bytes: number;
+  /** Bumped on every put/delete of the key: a fill started before it must not land. */
+  generation: number;
+}
+
+export class HotTier implements EntryStore {
+  private readonly inner: EntryStore;
+  private readonly maxBytes: number;
+  private readonly maxObjectBytes: number;
+  private readonly now: () => number;
+  private readonly held = new Map<string, Held>();
+  private readonly generations = new Map<string, number>();
+  private bytes = 0;
+  hits = 0;
+  misses = 0;
+
+  constructor(inner: EntryStore, opts: HotTierOptions) {
+    this.inner = inner;
+    this.maxBytes = opts.maxBytes;
+    this.maxObjectBytes = Math.min(opts.maxObjectBytes, opts.maxBytes);
+    this.now = opts.now ?? Date.now;
+  }
+
+  get totalBytes(): number {
+    return this.bytes;
+  }
+  get size(): number {
+    return this.held.size;
+  }
+  has(key: string): boolean {
+    return this.held.has(key);
+  }
+
+  async get(key: string): Promise<StoredEntry | null> {
+    if (!cacheable(key)) return this.inner.get(key);
+    const h = this.held.get(key);
+    if (h) {
+      if (h.expires > this.now()) {
+        this.held.delete(key);
+        this.held.set(key, h);
+        this.hits++;
+        // The held meta is deep-frozen and handed out as is: a copy per hit costs ~15% of HIT throughput, and the
+        // engine builds new metas rather than changing the ones it reads (a change would throw, not corrupt).
+        return { meta: h.meta, body: h.body === null ? null : bytesStream(h.body) };
+      }
+      this.drop(key);
+    }
+    this.misses++;
+    const gen = this.generation(key);
+    const entry = await this.inner.get(key);
+    if (!entry) return null;
+    if (!holdable(entry.meta)) return entry; // shared records (the purge log) are never held here
+    const size = entry.meta.kind === "entry" ? entry.meta.size : 0;
+    if (entry.body && (size === undefined || size > this.maxObjectBytes)) return entry;
+    // Small: read it once, keep a copy, hand out a stream of the copy.
+    const body = entry.body ? await readAtMost(entry.body, this.maxObjectBytes) : null;
+    if (entry.body && !body) return null; // the body failed or was not the size its meta said
+    const ttl = ttlOf(entry.meta, this.now());
+    if (ttl > 0) this.hold(key, entry.meta, body, this.now() + ttl, gen);
+    return { meta: entry.meta, body: body === null ? null : bytesStream(body) };
+  }
+
+  async put(key: string, meta: StoredMeta, body: ReadableStream<Uint8Array> | null, ttlSeconds: number): Promise<void> {
+    const gen = this.bump(key);
+    this.drop(key);
+    const size = meta.kind === "entry" ? meta.size : 0;
+    // The purge log is shared with the box's other processes: always read it from the store.
+    if (!cacheable(key) || !holdable(meta)) return this.inner.put(key, meta, body, ttlSeconds);
+    if (!body || (size !== undefined && size > this.maxObjectBytes) || this.maxBytes === 0) {
+      await this.inner.put(key, meta, body, ttlSeconds);
+      if (!body && this.maxBytes > 0) this.hold(key, meta, null, this.now() + ttlSeconds * 1000, gen);
+      return;
+    }
+    // Tee: one branch to the store below, one collected here while it stays small.
+    const [down, copy] = body.tee();
+    const collected = readAtMost(copy, this.maxObjectBytes);
+    await this.inner.put(key, meta, down, ttlSeconds);
+    const bytes = await collected;
+    if (bytes && (size === undefined || bytes.byteLength === size)) {
+      this.hold(key, meta, bytes, this.now() + ttlSeconds * 1000, gen);
+    }
+  }
+
+  async delete(key: string): Promise<void> {
+    this.bump(key);
+    this.drop(key);
+    await this.inner.delete(key);
+  }
+
+  private hold(key: string, meta: StoredMeta, body: Uint8Array | null, expires: number, gen: number) {
+    if (this.generation(key) !== gen) return;
+    const bytes = (body?.byteLength ?? 0) + metaBytes(meta);
+    if (bytes > this.maxObjectBytes + 4096 || bytes > this.maxBytes) return;
+    this.drop(key);
+    this.held.set(key, { meta: deepFreeze(structuredClone(meta)), body, expires, bytes, generation: gen });
+    this.bytes += bytes;
+    for (const [k] of this.held) {
+      if (this.bytes <= this.maxBytes) break;
+      this.drop(k);
+    }
+  }
+
+  private drop(key: string) {
+    const h = this.held.get(key);
+    if (!h) return;
+    this.held.delete(key);
+    this.bytes -= h.bytes;
+  }
+
+  private generation(key: string): number {
+    return this.generations.get(key) ?? 0;
+  }
+
+  private bump(key: string): number {
+    if (this.generations.size > 100_000) this.generations.clear();
+    const g = this.generation(key) + 1;
+    this.generations.set(key, g);
+    return g;
+  }
+}
+
+/**
+ * Only responses and Vary markers are held. Records the engine shares through the store (the purge log: keys that
+ * start with a control character, other meta kinds) always go to the store below, so every process sees the same.
+ */
+function cacheable(key: string): boolean {
+  return key.charCodeAt(0) >= 0x20;
+}
+function holdable(meta: StoredMeta): boolean {
+  return meta.kind === "entry" || meta.kind === "vary";
+}
+
+/**
+ * Remaining physical lifetime (ms) of an entry read from below: the store below only returns live entries, so the
+ * copy may live as long as the engine's own physical ttl would allow — bounded here by the freshness and stale
+ * windows plus the keep window the engine used. Without that knowledge, a short default keeps the copy honest.
+ */
+function ttlOf(meta: StoredMeta, now: number): number {
+  if (meta.kind !== "entry") return 60_000;
+  const age = meta.initialAge * 1000 + Math.max(0, now - meta.responseTime);
+  const window = (meta.lifetime + Math.max(meta.staleWhileRevalidate, meta.staleIfError)) * 1000;
+  return Math.max(0, Math.min(window - age, 3_600_000));
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === "object" && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
+}
+
+function metaBytes(meta: StoredMeta): number {
+  if (meta.kind !== "entry") return 128 + (meta.key?.length ?? 0) * 2;
+  let n = 256 + meta.key.length * 2;
+  for (const [a, b] of meta.headers) n += (a.length + b.length) * 2;
+  return n;
+}
+
+function bytesStream(bytes: Uint8Array): ReadableStream<Uint8Array> {
+  return new Response(bytes).body!;
+}
+
+/** The whole stream as bytes when it ends within `max` bytes; null when longer or failing (the stream is cancelled). */
+async function readAtMost(stream: ReadableStream<Uint8Array>, max: number): Promise<Uint8Array | null> {
+  const reader = stream.getReader();
+  const chunks: Uint8Array[] = [];
+  let n = 0;
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      n += value.byteLength;
+      if (n > max) {
+        await reader.cancel().catch(() => undefined);
+        return null;
+      }
+      chunks.push(value);
+    }
+  } catch {
+    return null;
+  }
+  const out = new Uint8Array(n);
+  let o = 0;
+  for (const c of chunks) {
+    out.set(c, o);
+    o += c.byteLength;
+  }
+  return out;
+}

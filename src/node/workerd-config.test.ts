@@ -1,0 +1,55 @@
+/** The bare workerd config generator: config in, capnp text out. */
+import { describe, expect, it } from "vitest";
+import { parseConfig } from "../config/config.ts";
+import { capnpString, originIsPrivate, workerdEdgeConfig } from "./workerd-config.ts";
+
+function gen(edgeToml: string, extra: Partial<Parameters<typeof workerdEdgeConfig>[0]> = {}) {
+  const text = `[edge]\nname = "e1"\n${edgeToml}\n`;
+  return workerdEdgeConfig({
+    compatibilityDate: "2026-11-01",
+    compatibilityFlags: ["nodejs_compat"],
+    edge: parseConfig(text).edge!,
+    configText: text,
+    files: { edge: "edge.js", store: "store.js", index: "index.json" },
+    storeDir: "/var/cache/parrot",
+    store: { maxBytes: 1 << 30, inactiveSeconds: 3600 },
+    ...extra,
+  });
+}
+
+describe("workerd config", () => {
+  it("a public origin: only public addresses, cache API to the store, no cfBlobHeader", () => {
+    const c = gen('origin = "https://origin.example.org"', { address: "0.0.0.0:80" });
+    expect(c).toContain('network = (allow = ["public"]');
+    expect(c).toContain('cacheApiOutbound = "store"');
+    expect(c).toContain('globalOutbound = "origin-net"');
+    expect(c).toContain('compatibilityDate = "2026-11-01"');
+    expect(c).toContain('compatibilityFlags = ["nodejs_compat"]');
+    expect(c).toContain('(name = "http", address = "0.0.0.0:80", http = (), service = "edge")');
+    expect(c).toContain('disk = (path = "/var/cache/parrot", writable = true)');
+    expect(c).toContain('(name = "STORE", json = "{\\"maxBytes\\":1073741824,\\"inactiveSeconds\\":3600}")');
+    expect(c).not.toMatch(/cfBlobHeader/);
+  });
+
+  it("a loopback or private origin also allows private addresses", () => {
+    for (const o of ["http://127.0.0.1:8080", "http://10.1.2.3", "http://[::1]:81", "http://localhost:8080", "http://192.168.1.1"]) {
+      expect(gen(`origin = "${o}"`)).toContain('allow = ["public", "private"]');
+    }
+    expect(originIsPrivate("http://8.8.8.8")).toBe(false);
+    const several = '[[edge.origins]]\nurl = "https://a.example"\n[[edge.origins]]\nurl = "http://10.0.0.9"\npriority = 1';
+    expect(gen(several)).toContain('allow = ["public", "private"]');
+    expect(gen('[[edge.origins]]\nurl = "https://a.example"')).toContain('allow = ["public"]');
+    expect(originIsPrivate("http://[2001:db8::1]")).toBe(false);
+  });
+
+  it("HTTPS with the configured keypair; the socket can come from --socket-fd", () => {
+    const c = gen('origin = "https://o.example"', { files: { edge: "edge.js", store: "store.js", index: "index.json", tlsCert: "tls.crt", tlsKey: "tls.key" } });
+    expect(c).toContain('(name = "http", https = (options = (), tlsOptions = (keypair = (privateKey = embed "tls.key", certificateChain = embed "tls.crt"))), service = "edge")');
+  });
+
+  it("quotes the config text safely", () => {
+    expect(capnpString('a"b\\c\nd\u0001')).toBe('"a\\"b\\\\c\\nd\\x01"');
+    const c = gen('origin = "https://o.example"\n# "quoted" \\ back');
+    expect(c).toContain('\\"quoted\\" \\\\ back');
+  });
+});

@@ -1,0 +1,159 @@
+/**
+ * The on-disk format of one cache entry, and the pieces of workerd's cache protocol that are pure text handling.
+ *
+ * One file per stored response, never rewritten in place:
+ *
+ *   [head: JSON {status, statusText, headers}] [body bytes] [trailer: 128 bytes]
+ *
+ * The trailer (`encodeTrailer`) is written only after the whole body arrived with the length it announced, so a file
+ * without a valid trailer — a write cut short, an upload the disk service committed on abort — is never an entry.
+ * Files are named `<2 hex>/<key hash>-<write id>`: each write creates a new file, the index (or, after a restart,
+ * the newest valid trailer) says which one answers the key.
+ */
+
+export const TRAILER_LEN = 128;
+const MAGIC = "\nPARROT-STORE-1\n";
+
+/** What the trailer records: head length, body length, expiry (ms), write time (ms). */
+export interface Trailer {
+  h: number;
+  b: number;
+  e: number;
+  w: number;
+}
+
+export interface StoredHead {
+  status: number;
+  statusText: string;
+  headers: [string, string][];
+}
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+export function encodeTrailer(t: Trailer): Uint8Array {
+  const json = JSON.stringify({ h: t.h, b: t.b, e: t.e, w: t.w });
+  const room = TRAILER_LEN - MAGIC.length;
+  if (json.length > room) throw new Error("trailer too long");
+  return enc.encode(json.padEnd(room, " ") + MAGIC);
+}
+
+/** The trailer of a file whose last TRAILER_LEN bytes are `bytes`, or null when they are not one. */
+export function decodeTrailer(bytes: Uint8Array): Trailer | null {
+  if (bytes.byteLength !== TRAILER_LEN) return null;
+  const text = dec.decode(bytes);
+  if (!text.endsWith(MAGIC)) return null;
+  try {
+    const t = JSON.parse(text.slice(0, TRAILER_LEN - MAGIC.length).trimEnd()) as Trailer;
+    const ok = [t.h, t.b, t.e, t.w].every((n) => Number.isSafeInteger(n) && n >= 0);
+    return ok ? t : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Index of the blank line (`\r\n\r\n`) that ends an HTTP head, or -1. */
+export function findHeadEnd(buf: Uint8Array): number {
+  for (let i = 0; i + 3 < buf.length; i++) {
+    if (buf[i] === 13 && buf[i + 1] === 10 && buf[i + 2] === 13 && buf[i + 3] === 10) return i;
+  }
+  return -1;
+}
+
+const STATUS_LINE = /^HTTP\/\d(?:\.\d)? (\d{3})(?: (.*))?$/;
+
+/** Parses the serialized `HTTP/1.1` response head workerd sends on a cache PUT. */
+export function parseHttpHead(text: string): StoredHead | null {
+  const [statusLine, ...lines] = text.split("\r\n");
+  const m = STATUS_LINE.exec(statusLine ?? "");
+  if (!m) return null;
+  const headers: [string, string][] = [];
+  for (const line of lines) {
+    if (!line) continue;
+    const i = line.indexOf(":");
+    if (i <= 0) return null;
+    headers.push([line.slice(0, i).trim().toLowerCase(), line.slice(i + 1).trim()]);
+  }
+  return { status: Number(m[1]), statusText: m[2] ?? "", headers };
+}
+
+/** Headers that describe the framing of the upload, not the stored response. */
+export const FRAMING_HEADERS = new Set(["content-length", "transfer-encoding", "connection", "keep-alive"]);
+
+export function encodeHead(head: StoredHead): Uint8Array {
+  return enc.encode(
+    JSON.stringify({
+      status: head.status,
+      statusText: head.statusText,
+      headers: head.headers.filter(([n]) => !FRAMING_HEADERS.has(n)),
+    }),
+  );
+}
+
+export function decodeHead(bytes: Uint8Array): StoredHead | null {
+  try {
+    const h = JSON.parse(dec.decode(bytes)) as StoredHead;
+    return typeof h.status === "number" && Array.isArray(h.headers) ? h : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * How long the store keeps a response (seconds), from its own headers as a shared cache reads them:
+ * `s-maxage` > `max-age` > `Expires` − `Date`. Null when it must not be stored (no-store, private, no lifetime).
+ */
+export function lifetimeSeconds(headers: [string, string][], now: number): number | null {
+  const get = (name: string) => headers.filter(([n]) => n === name).map(([, v]) => v).join(", ");
+  const cc = get("cache-control").toLowerCase();
+  const directives = new Map<string, string>();
+  for (const part of cc.split(",")) {
+    const [k, v] = part.trim().split("=", 2) as [string, string | undefined];
+    if (k) directives.set(k, (v ?? "").replace(/^"|"$/g, ""));
+  }
+  if (directives.has("no-store") || directives.has("private")) return null;
+  for (const d of ["s-maxage", "max-age"]) {
+    const v = directives.get(d);
+    if (v !== undefined && /^\d+$/.test(v)) return Number(v) > 0 ? Number(v) : null;
+  }
+  const expires = get("expires");
+  if (expires) {
+    const e = Date.parse(expires);
+    const date = Date.parse(get("date")) || now;
+    if (!Number.isNaN(e) && e > date) return Math.floor((e - date) / 1000);
+    return null;
+  }
+  return null;
+}
+
+/** A single `bytes=a-b` / `bytes=a-` / `bytes=-n` range over `size` bytes; undefined = none or several; null = unsatisfiable. */
+export function singleRange(header: string | null, size: number): { start: number; end: number } | null | undefined {
+  if (!header) return undefined;
+  const m = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
+  if (!m || (m[1] === "" && m[2] === "")) return undefined;
+  if (m[1] === "") {
+    const n = Number(m[2]);
+    if (n === 0) return null;
+    return { start: Math.max(0, size - n), end: size - 1 };
+  }
+  const start = Number(m[1]);
+  const end = m[2] === "" ? size - 1 : Math.min(Number(m[2]), size - 1);
+  if (start >= size || end < start) return null;
+  return { start, end };
+}
+
+export function fileName(hash: string, writeId: string): string {
+  return `${hash.slice(0, 2)}/${hash}-${writeId}`;
+}
+
+/** `<hash>-<write id>` → its parts; null for names the store did not write. */
+export function parseFileName(base: string): { hash: string; writeId: string } | null {
+  const m = /^([0-9a-f]{32})-([0-9a-z]+)$/.exec(base);
+  return m ? { hash: m[1]!, writeId: m[2]! } : null;
+}
+
+/** The key hash: 128 bits of SHA-256 over the cache namespace and the URL. */
+export async function keyHash(namespace: string, url: string): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", enc.encode(`${namespace}\n${url}`));
+  return [...new Uint8Array(digest, 0, 16)].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
