@@ -379,7 +379,8 @@ export class EdgeCache {
     }
     const meta = decision.meta;
     const [client, toStore] = teeOrNull(NULL_BODY_STATUS.has(response.status) ? null : response.body);
-    const limited = toStore && this.edge.max_object_bytes ? limitBytes(toStore, this.edge.max_object_bytes) : toStore;
+    // A known length was checked against max_object_bytes already; only unknown lengths need counting on the way.
+    const limited = toStore && size === undefined ? limitBytes(toStore, this.edge.max_object_bytes) : toStore;
     const stored = this.putResponse(request, found, meta, decision.varyFields, limited, decision.physicalTtl)
       .catch(() => undefined)
       .finally(done);
