@@ -107,9 +107,11 @@ export class EdgeCache {
 
   /** Answers one client request. */
   async handle(request: Request, ctx: RequestContext): Promise<Response> {
-    const sync = this.syncPurgeLog();
-    if (this.purgeLogSyncedAt === -Infinity) await sync; // the first request waits: purges survive restarts
-    else ctx.waitUntil(sync);
+    if (Date.now() - this.purgeLogSyncedAt >= 1000) {
+      const sync = this.syncPurgeLog();
+      if (this.purgeLogSyncedAt === -Infinity) await sync; // the first request waits: purges survive restarts
+      else ctx.waitUntil(sync);
+    }
     const url = new URL(request.url);
     const rule = findRule(this.rules, request.method, url.host, url.pathname);
     if (request.method !== "GET" && request.method !== "HEAD") return this.passThrough(request, url, rule, ctx);
@@ -577,8 +579,8 @@ export class EdgeCache {
 
   /** Conditionals, ranges, HEAD, Age, Via and the two status headers: what every answer gets on the way out. */
   private async finish(request: Request, o: Outcome): Promise<Response> {
-    let res = o.response;
-    const headers = new Headers(res.headers);
+    const res = o.response;
+    const headers = res.headers; // every Outcome's Response was built here, so its headers are ours to change
     if (o.age !== undefined) headers.set("age", String(Math.floor(o.age)));
     headers.set("via", headers.has("via") ? `${headers.get("via")}, 1.1 ${this.edge.name}` : `1.1 ${this.edge.name}`);
     headers.set("x-cache-status", o.status);
@@ -623,8 +625,8 @@ export class EdgeCache {
       await body?.cancel();
       body = null;
     }
-    res = new Response(body, { status, statusText: status === res.status ? res.statusText : undefined, headers });
-    return res;
+    if (status === res.status && body === res.body) return res;
+    return new Response(body, { status, statusText: status === res.status ? res.statusText : undefined, headers });
   }
 
   /** Marks `key` as being fetched; the returned function (idempotent) ends that. */

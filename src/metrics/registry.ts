@@ -14,11 +14,12 @@ interface Family {
   bounds?: number[];
 }
 
-const labelKey = (labels: Labels) =>
-  Object.keys(labels)
-    .sort()
-    .map((k) => `${k}=${labels[k]}`)
-    .join(",");
+/** Series identity: label values in the order given (call sites always pass one family's labels in one order). */
+const labelKey = (labels: Labels) => {
+  let key = "";
+  for (const k in labels) key += `${k}=${labels[k]}\u0000`;
+  return key;
+};
 
 const escapeLabel = (v: string) => v.replace(/\\/g, "\\\\").replace(/\n/g, "\\n").replace(/"/g, '\\"');
 const renderLabels = (labels: Labels, extra?: [string, string]) => {
