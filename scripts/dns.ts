@@ -4,8 +4,14 @@
  * HTTP/1.1) when [dns] tls_cert/tls_key are set; all through the same answer core as the worker (doh.ts answerWire).
  * With --workers n > 1, n - 1 more processes (each with its own GeoIP copy) read from the same UDP socket. Prints one
  * line per listener once everything serves.
+ *
+ * The primary process probes the edges ([dns.health], `HealthMonitor.start`) and passes every change of state on to
+ * the extra processes; they report their query counts back every second, so /metrics and /status cover them all.
+ * The HTTP listener also serves the operator endpoints (src/dns/operator.ts). Query log lines ([dns] query_log) go
+ * to stdout, one JSON object per line.
  */
 import { fork, type ChildProcess } from "node:child_process";
+import { hostname } from "node:os";
 import type { Socket as UdpSocket } from "node:dgram";
 import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
@@ -13,10 +19,12 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { parseConfig, ConfigError } from "../src/config/config.ts";
 import { parseCidr, type Cidr } from "../src/net/ip.ts";
-import { answerWire, createDohHandler } from "../src/dns/doh.ts";
-import { buildZone } from "../src/dns/zone.ts";
+import { answerWire } from "../src/dns/doh.ts";
+import { createDnsNode } from "../src/dns/node.ts";
+import type { StatsDelta } from "../src/dns/observe.ts";
+import type { EdgeHealth } from "../src/health/health.ts";
 import { loadGeoIp } from "../src/node/dns-geoip.ts";
-import { serveDnsSockets, startHost } from "../src/node/dns-host.ts";
+import { lineSink, serveDnsSockets, startHost } from "../src/node/dns-host.ts";
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 /** Set in the extra processes that --workers starts: they answer on the parent's UDP socket only. */
@@ -64,7 +72,7 @@ if (args.help) {
 
 const configPath = resolve(args.config ?? resolve(repo, "cdn.toml"));
 const baseDir = dirname(configPath);
-let config;
+let config: ReturnType<typeof parseConfig>;
 try {
   config = parseConfig(readFileSync(configPath, "utf8"), configPath);
 } catch (err) {
@@ -72,18 +80,19 @@ try {
 }
 const dns = config.dns ?? fail(`${configPath} has no [dns] section`);
 
-let zone: ReturnType<typeof buildZone>;
-let geoip: ReturnType<typeof loadGeoIp>;
+const trusted = dns.trusted_proxies.map((c) => parseCidr(c) ?? fail(`dns.trusted_proxies: ${c} is not a CIDR`)) as Cidr[];
+const sink = lineSink((chunk) => process.stdout.write(chunk));
+let node: ReturnType<typeof createDnsNode>;
 try {
-  zone = buildZone(config);
-  geoip = loadGeoIp(config.geoip, baseDir, (line) => isWorker || process.stdout.write(`${line}\n`));
+  const geoip = loadGeoIp(config.geoip, baseDir, (line) => isWorker || process.stdout.write(`${line}\n`));
+  node = createDnsNode(config, { geoip, trusted, write: sink.line, node: hostname() });
 } catch (err) {
   fail((err as Error).message);
 }
-const trusted = dns.trusted_proxies.map((c) => parseCidr(c) ?? fail(`dns.trusted_proxies: ${c} is not a CIDR`)) as Cidr[];
-const server = { zone, geoip, udpSize: dns.max_udp_size };
-const fetch = createDohHandler(() => server, trusted);
-const answer = (msg: Uint8Array, peer: Uint8Array | null) => answerWire(msg, peer, server);
+const { server, monitor, observer, fetch } = node;
+const zone = server.zone;
+const answer = (msg: Uint8Array, peer: Uint8Array | null, transport: "udp" | "tcp" | "doh") => answerWire(msg, peer, server, transport);
+process.on("exit", () => sink.flush());
 const log = (line: string) => process.stderr.write(`${line}\n`);
 const workers = args.workers === undefined ? 1 : Number(args.workers);
 if (!Number.isInteger(workers) || workers < 1 || workers > 64) fail("--workers must be a whole number from 1 to 64");
@@ -94,12 +103,18 @@ process.on("unhandledRejection", (err) => process.stderr.write(`dns: unhandled: 
 
 if (isWorker) {
   // An extra process: wait for the parent's UDP socket, serve it, leave with the parent.
-  process.on("message", (msg: { dns?: string }, handle: unknown) => {
+  // Health comes from the primary (one prober per node); query counts go back to it every second.
+  process.on("message", (msg: { dns?: string; health?: Array<{ name: string } & EdgeHealth> }, handle: unknown) => {
+    if (msg?.health) return monitor.replace(msg.health);
     if (msg?.dns !== "udp" || !handle) return;
     const limits = { maxUdpSize: dns.max_udp_size, maxInflight: dns.max_inflight, maxTcpConnections: dns.max_tcp_connections };
     serveDnsSockets(handle as UdpSocket, undefined, { answer, ...limits, log });
     process.send!("serving");
   });
+  setInterval(() => {
+    const delta = observer.takeDelta();
+    if (delta && process.connected) process.send!({ stats: delta });
+  }, 1000).unref();
   process.on("disconnect", () => process.exit(0));
   process.send!("loaded");
 } else await main();
@@ -135,8 +150,14 @@ async function main() {
     fail(`cannot listen: ${(err as Error).message}`);
   }
   const children: ChildProcess[] = [];
+  const stopProbes = monitor.start();
+  monitor.onChange(() => {
+    const health = monitor.snapshot();
+    for (const c of children) if (c.connected) c.send({ health });
+  });
   const stop = () => {
     stopping = true;
+    stopProbes();
     for (const c of children) c.kill();
     void host.close().then(() => process.exit(0));
   };
@@ -153,6 +174,11 @@ async function main() {
   }
   const more = workers > 1 ? ` processes ${workers}` : "";
   process.stdout.write(`dns zone ${zone.origin} director ${zone.director.key} edges ${zone.sites.length}${more}\n`);
+  const h = monitor.settings;
+  const probed = config.edges.filter((e) => e.url).length;
+  process.stdout.write(
+    `dns health ${probed} of ${zone.sites.length} edges probed every ${h.intervalMs} ms (timeout ${h.timeoutMs} ms, down after ${h.downAfter}, up after ${h.upAfter}, min up ${h.minUp}); query log ${dns.query_log ? "on" : "off"}\n`,
+  );
   for (const line of host.addresses) process.stdout.write(`${line}\n`);
 }
 
@@ -163,13 +189,17 @@ async function startWorkers(n: number, udp: UdpSocket, children: ChildProcess[])
     Array.from({ length: n - 1 }, () => {
       const child = fork(script, process.argv.slice(2), {
         env: { ...process.env, PARROT_DNS_WORKER: "1" },
-        stdio: ["ignore", "ignore", "inherit", "ipc"],
+        stdio: ["ignore", "inherit", "inherit", "ipc"], // stdout: their query log lines
       });
       children.push(child);
       return new Promise<void>((ok, no) => {
-        child.on("message", (m) => {
-          if (m === "loaded") child.send({ dns: "udp" }, udp);
+        child.on("message", (m: string | { stats?: StatsDelta }) => {
+          if (m === "loaded") {
+            child.send({ health: monitor.snapshot() });
+            child.send({ dns: "udp" }, udp);
+          }
           if (m === "serving") ok();
+          if (typeof m === "object" && m?.stats) observer.absorb(m.stats);
         });
         child.once("exit", (code, signal) => {
           no(new Error(`worker exited ${code ?? signal}`));

@@ -4,9 +4,12 @@
 # HTTP/1.1) and h2load (TLS + HTTP/2). Needs: dnsperf pdns-server pdns-backend-geoip wrk nghttp2-client openssl.
 # Besides queries/s (which moves with whatever else the machine runs), it prints each server's CPU time per answered
 # query, which does not. Usage: scripts/bench/dns.sh [seconds per run, default 10] [parrot-dns processes, default 1]
+# The query log is off ([dns] query_log = false) unless QUERY_LOG=1: then every query's JSON line goes to a file,
+# to see what logging costs. Edges have no url here, so no health probes run.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SECS=${1:-10}
+QUERY_LOG=$([ "${QUERY_LOG:-0}" = 1 ] && echo true || echo false)
 WORKERS=${2:-1}
 NODE=node_modules/.bin/node
 T=$(mktemp -d)
@@ -30,6 +33,7 @@ hostmaster = "hostmaster.example.org"
 tls_cert = "cert.pem"
 tls_key = "key.pem"
 max_inflight = 4096
+query_log = $QUERY_LOG
 [dns.director]
 name = "director"
 answers = 2
@@ -90,7 +94,15 @@ mkdir -p "$T/pdns"
   --local-address="127.0.0.1:$P_PDNS" --edns-subnet-processing=yes --log-dns-queries=no --loglevel=3 \
   > "$T/pdns.log" 2>&1 &
 PIDS+=($!); PDNS_PID=$!
-$NODE scripts/dns.ts --config "$T/cdn.toml" --dns-port "$P_OURS" --port "$P_HTTP" --tls-port "$P_TLS" --workers "$WORKERS" > "$T/ours.log" 2>&1 &
+if [ "$QUERY_LOG" = true ]; then
+  # Log lines go through a pipe (as to a log shipper) and are dropped; the rest is kept in ours.log.
+  mkfifo "$T/out"
+  grep --line-buffered -v '^{' < "$T/out" > "$T/ours.log" &
+  PIDS+=($!)
+  $NODE scripts/dns.ts --config "$T/cdn.toml" --dns-port "$P_OURS" --port "$P_HTTP" --tls-port "$P_TLS" --workers "$WORKERS" > "$T/out" 2>&1 &
+else
+  $NODE scripts/dns.ts --config "$T/cdn.toml" --dns-port "$P_OURS" --port "$P_HTTP" --tls-port "$P_TLS" --workers "$WORKERS" > "$T/ours.log" 2>&1 &
+fi
 PIDS+=($!); OURS_PID=$!
 for i in $(seq 100); do
   grep -q "^dns http " "$T/ours.log" && dig +short +time=1 +tries=1 @127.0.0.1 -p "$P_PDNS" director.geo.example.org A >/dev/null 2>&1 &&
@@ -129,7 +141,7 @@ for mode in plain ecs; do
     "$(awk -v a="${R[ours-$mode]}" -v b="${R[pdns-$mode]}" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "-" }')" \
     "${C[ours-$mode]}" "${C[pdns-$mode]}"
 done
-echo "parrot-dns processes: $WORKERS"
+echo "parrot-dns processes: $WORKERS, query log: $QUERY_LOG"
 echo "RSS after UDP runs: parrot-dns $(rss $OURS_PID), PowerDNS $(rss $PDNS_PID)"
 
 Q=$(python3 -c 'import base64,struct; q=struct.pack(">HHHHHH",0,0x100,1,0,0,0)+b"".join(bytes([len(l)])+l for l in b"director.geo.example.org".split(b"."))+b"\0"+struct.pack(">HH",1,1); print(base64.urlsafe_b64encode(q).decode().rstrip("="))')

@@ -49,6 +49,23 @@ export const DirectorSchema = z
   })
   .strict();
 
+/** `[dns.health]`: how this DNS node probes the edges (gdnsd-style hysteresis). */
+export const HealthSchema = z
+  .object({
+    /** Time between probe rounds; each edge with a `url` gets GET <url>/.well-known/cdn/health once per round. */
+    interval_ms: z.number().int().min(50).max(3_600_000).default(10_000),
+    /** A probe without an answer (status and body) within this counts as failed. At most interval_ms. */
+    timeout_ms: z.number().int().min(10).max(600_000).default(3_000),
+    /** Failed probes in a row before an up edge goes down (leaves answers). */
+    down_after: z.number().int().min(1).max(1000).default(3),
+    /** Good probes in a row before a down edge comes back. */
+    up_after: z.number().int().min(1).max(1000).default(3),
+    /** Fewer edges in service than this (per address family): answer with all of them (fail-open). */
+    min_up: z.number().int().min(1).max(1000).default(1),
+  })
+  .strict()
+  .refine((h) => h.timeout_ms <= h.interval_ms, { message: "timeout_ms must not exceed interval_ms", path: ["timeout_ms"] });
+
 export const DnsSchema = z
   .object({
     zone: hostname,
@@ -76,6 +93,10 @@ export const DnsSchema = z
     /** Queries handled at once by the Node host; more UDP queries are dropped, more TCP connections refused. */
     max_inflight: z.number().int().min(1).max(100_000).default(1024),
     max_tcp_connections: z.number().int().min(1).max(100_000).default(512),
+    /** Edge health probes and fail-open. */
+    health: HealthSchema.prefault({}),
+    /** One JSON line per DNS query on stdout (time, transport, client, qname, qtype, rcode, answers, ecs, duration_us). */
+    query_log: z.boolean().default(true),
   })
   .strict()
   .refine((d) => !d.tls_cert === !d.tls_key, { message: "tls_cert and tls_key go together" });
@@ -111,11 +132,14 @@ export const EdgeNodeSchema = z
     /** Pinning: clients in these countries / continents get this edge first, whatever the distance. */
     countries: z.array(country).default([]),
     continents: z.array(continent).default([]),
+    /** Operator drain: out of DNS answers whatever its probes say (it keeps serving what reaches it). */
+    drain: z.boolean().default(false),
   })
   .loose();
 
 export type DnsRecordConfig = z.infer<typeof DnsRecordSchema>;
 export type DirectorConfig = z.infer<typeof DirectorSchema>;
 export type DnsConfig = z.infer<typeof DnsSchema>;
+export type HealthConfig = z.infer<typeof HealthSchema>;
 export type GeoipConfig = z.infer<typeof GeoipSchema>;
 export type EdgeNode = z.infer<typeof EdgeNodeSchema>;

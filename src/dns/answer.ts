@@ -18,12 +18,32 @@ import { formatTxt, splitTxt } from "./txt.ts";
 import { AA, QR, RCODE, RD, asciiLower, counts, readQuestion, walkRecords, type RawQuestion } from "./wire.ts";
 import type { Zone, ZoneRecord } from "./zone.ts";
 
+/** Which edges the director may name now (health/monitor.ts HealthMonitor is one). */
+export interface DirectorHealth {
+  /** Changes whenever the answerable edges may have changed: director answers cached under another are redone. */
+  readonly version: number;
+  answerable<T extends { name: string }>(edges: T[]): { edges: T[]; failOpen: boolean };
+}
+
+/** Told about every answered query (doh.ts answerWire calls it): metrics, query log. */
+export interface QueryObserver {
+  /** True when `answered` wants the time the query took (then `clock` is read before and after). */
+  readonly timed: boolean;
+  clock(): number;
+  answered(answer: Answer, client: Uint8Array | null, transport: Transport, started: number): void;
+}
+
+export type Transport = "udp" | "tcp" | "doh";
+
 /** What the handler needs besides the query. */
 export interface Server {
   zone: Zone;
   geoip: GeoIp;
   /** EDNS payload size we advertise. */
   udpSize: number;
+  /** Edge health; without it every edge is answerable. */
+  health?: DirectorHealth;
+  observer?: QueryObserver;
 }
 
 /** An answer and what HTTP caching needs to know about it. */
@@ -36,6 +56,13 @@ export interface Answer {
   tailored: boolean;
   /** The UDP payload size the query allows: 512 without EDNS, else its OPT CLASS (at least 512). */
   requestedSize: number;
+  /** For metrics and logs: the question's type (-1: none), the question (labels as sent), the ECS option, */
+  qtype: number;
+  question: RawQuestion | null;
+  ecs: ClientSubnet | undefined;
+  /** the edges the director named, and the static answers' data (addresses, targets; else the record type). */
+  edges: readonly Site[] | undefined;
+  records: readonly string[] | undefined;
 }
 
 const TYPE = { A: 1, NS: 2, CNAME: 5, SOA: 6, TXT: 16, AAAA: 28, OPT: 41, IXFR: 251, AXFR: 252, ANY: 255 } as const;
@@ -62,6 +89,8 @@ interface Plan {
   answers: Part[];
   /** Smallest TTL of `answers` (Infinity when none). */
   minTtl: number;
+  /** `answers` as text, for the query log. */
+  texts: string[];
   /** The director's A/AAAA/TXT follow `answers`, with this owner (null: the query's name); undefined: none. */
   director?: Uint8Array | null;
   additionals: Part[];
@@ -72,6 +101,19 @@ interface DirectorAnswer {
   tails: Uint8Array[];
   tailored: boolean;
   scope: number;
+  /** The edges named (A/AAAA), and the health version they were chosen under. */
+  sites?: Site[];
+  version?: number;
+}
+
+/** The edges the director may name, per address family, under one health version. */
+export interface ServiceSets {
+  version: number;
+  v4: Site[];
+  v6: Site[];
+  /** Too few edges of a family are in service: that family answers with all of them. */
+  failOpen4: boolean;
+  failOpen6: boolean;
 }
 
 interface Located {
@@ -96,6 +138,7 @@ interface Compiled {
   soa: Part[];
   located: Map<number | string, Located>;
   siteTails: Map<Site, { a?: Uint8Array; aaaa?: Uint8Array }>;
+  service?: ServiceSets;
 }
 
 const MAX_PLANS = 4096;
@@ -206,6 +249,9 @@ export function answerQuery(query: Uint8Array, client: Uint8Array | null, server
     ttl,
     tailored,
     requestedSize,
+    ecs,
+    edges: director?.sites,
+    texts: plan.answers.length ? plan.texts : undefined,
   });
 }
 
@@ -219,7 +265,7 @@ function compile(server: Server): Compiled {
   const soa = [staticPart(encodeName(zone.origin), zone.soa)];
   c = {
     plans: new Map(),
-    nxdomain: { rcode: RCODE.NXDOMAIN, answers: [], minTtl: Infinity, additionals: [] },
+    nxdomain: { rcode: RCODE.NXDOMAIN, answers: [], minTtl: Infinity, texts: [], additionals: [] },
     soa,
     located: new Map(),
     siteTails: new Map(),
@@ -262,6 +308,7 @@ function planFor(c: Compiled, zone: Zone, key: string, qtype: number): Plan {
 
 function buildPlan(zone: Zone, start: string, qtype: number): Plan {
   const answers: Part[] = [];
+  const texts: string[] = [];
   const ttls: number[] = [];
   const additionals: Part[] = [];
   let rcode: number = RCODE.NOERROR;
@@ -270,6 +317,7 @@ function buildPlan(zone: Zone, start: string, qtype: number): Plan {
   let key = start;
   const push = (o: Uint8Array | null, r: ZoneRecord) => {
     answers.push(staticPart(o, r));
+    texts.push(typeof r.data === "string" ? r.data : r.type);
     ttls.push(r.ttl);
   };
   for (let hop = 0; hop < 8; hop++) {
@@ -303,7 +351,7 @@ function buildPlan(zone: Zone, start: string, qtype: number): Plan {
     if (type === "NS") for (const r of node.get("NS") ?? []) additionals.push(...glue(r.data as string, zone));
     break;
   }
-  return { rcode, answers, minTtl: Math.min(Infinity, ...ttls), director, additionals };
+  return { rcode, answers, minTtl: Math.min(Infinity, ...ttls), texts, director, additionals };
 }
 
 /** RFC 8482: a small HINFO instead of everything. */
@@ -348,9 +396,10 @@ function directorAnswer(c: Compiled, server: Server, qtype: number, ecs: ClientS
     return loc.txt;
   }
   const family = qtype === TYPE.A ? 4 : 6;
+  const service = serviceSetsOf(c, server);
   const cached = family === 4 ? loc.a : loc.aaaa;
-  if (cached) return cached;
-  const picked = selectEdgesDetailed(server.zone.sites, loc.geo?.info ?? null, {
+  if (cached && cached.version === service.version) return cached;
+  const picked = selectEdgesDetailed(family === 4 ? service.v4 : service.v6, loc.geo?.info ?? null, {
     count: d.answers,
     family,
     tieMargin: d.tieMargin,
@@ -360,10 +409,40 @@ function directorAnswer(c: Compiled, server: Server, qtype: number, ecs: ClientS
   let scope = loc.geo?.locationPrefix ?? 0;
   // When the seed chose among equally good edges, the answer holds for the seed's network only.
   if (picked.tieBroken && loc.tailor) scope = Math.max(scope, loc.seedPrefix);
-  const answer = { tails: picked.sites.map((s) => siteTail(c, s, family, d.ttl)), tailored: loc.tailor, scope };
+  const answer: DirectorAnswer = {
+    tails: picked.sites.map((s) => siteTail(c, s, family, d.ttl)),
+    tailored: loc.tailor,
+    scope,
+    sites: picked.sites,
+    version: service.version,
+  };
   if (family === 4) loc.a = answer;
   else loc.aaaa = answer;
   return answer;
+}
+
+/**
+ * The edges the director may name now, per family: every edge with an address of the family and a weight, less
+ * those health takes out (fail-open per family when too few are left). Worked out once per health version.
+ */
+export function serviceSets(server: Server): ServiceSets {
+  return serviceSetsOf(compile(server), server);
+}
+
+function serviceSetsOf(c: Compiled, server: Server): ServiceSets {
+  const h = server.health;
+  const version = h ? h.version : 0;
+  if (c.service && c.service.version === version) return c.service;
+  const sites = server.zone.sites;
+  const of = (family: 4 | 6) => {
+    const eligible = sites.filter((s) => s.weight > 0 && (family === 4 ? s.ipv4 : s.ipv6));
+    if (!h || eligible.length === 0) return { edges: eligible, failOpen: false };
+    return h.answerable(eligible);
+  };
+  const v4 = of(4);
+  const v6 = of(6);
+  c.service = { version, v4: v4.edges, v6: v6.edges, failOpen4: v4.failOpen, failOpen6: v6.failOpen };
+  return c.service;
 }
 
 /** Where the client is: the ECS address if given (SOURCE 0: nowhere), else the connecting address. Cached. */
@@ -472,12 +551,27 @@ interface Body {
   ttl: number;
   tailored: boolean;
   requestedSize: number;
+  ecs?: ClientSubnet;
+  edges?: Site[];
+  texts?: string[];
 }
 
 const NONE: Part[] = [];
 
 function errorReply(head: Head, rcode: number, edns: OptOut | undefined, aa: boolean, requestedSize: number): Answer {
-  return assemble(head, { rcode, aa, answers: NONE, directorOwner: null, authorities: NONE, additionals: NONE, edns, ttl: 0, tailored: false, requestedSize });
+  return assemble(head, {
+    rcode,
+    aa,
+    answers: NONE,
+    directorOwner: null,
+    authorities: NONE,
+    additionals: NONE,
+    edns,
+    ttl: 0,
+    tailored: false,
+    requestedSize,
+    ecs: edns?.ecs,
+  });
 }
 
 function assemble(head: Head, b: Body): Answer {
@@ -554,5 +648,16 @@ function assemble(head: Head, b: Body): Answer {
     }
   }
   const errorRcode = b.rcode !== RCODE.NOERROR && b.rcode !== RCODE.NXDOMAIN;
-  return { bytes: out, rcode: b.rcode, ttl: errorRcode ? 0 : b.ttl, tailored: b.tailored, requestedSize: b.requestedSize };
+  return {
+    bytes: out,
+    rcode: b.rcode,
+    ttl: errorRcode ? 0 : b.ttl,
+    tailored: b.tailored,
+    requestedSize: b.requestedSize,
+    qtype: head.q ? head.q.qtype : -1,
+    question: head.q,
+    ecs: b.ecs,
+    edges: b.edges,
+    records: b.texts,
+  };
 }

@@ -8,7 +8,7 @@
  */
 import { Router } from "itty-router";
 import type { Cidr, IpBytes } from "../net/ip.ts";
-import { answerQuery, type Answer, type Server } from "./answer.ts";
+import { answerQuery, type Answer, type Server, type Transport } from "./answer.ts";
 import { clientAddress, peerAddress } from "../net/client-address.ts";
 import { jsonAnswer, jsonQuery } from "./json.ts";
 
@@ -36,8 +36,13 @@ export function decodeBase64Url(s: string): Uint8Array | null {
  * One DNS message in wire format for a client address (null when unknown): the answer, or null when it must be
  * dropped (a response, a runt). Shared by the DoH routes here and the classic UDP/TCP host.
  */
-export function answerWire(query: Uint8Array, client: IpBytes | null, server: Server): Answer | null {
-  return answerQuery(query, client, server);
+export function answerWire(query: Uint8Array, client: IpBytes | null, server: Server, transport: Transport = "doh"): Answer | null {
+  const o = server.observer;
+  if (!o) return answerQuery(query, client, server);
+  const started = o.timed ? o.clock() : 0;
+  const answer = answerQuery(query, client, server);
+  if (answer) o.answered(answer, client, transport, started);
+  return answer;
 }
 
 function cacheControl(a: Answer): string {

@@ -30,9 +30,9 @@ function embedded(env: DnsEnv): DnsEnv {
 }
 
 export default {
-  fetch(request: Request, env: DnsEnv): Promise<Response> {
+  fetch(request: Request, env: DnsEnv, ctx?: { waitUntil(p: Promise<unknown>): void }): Promise<Response> {
     if (new URL(request.url).pathname === "/attribution")
       return Promise.resolve(new Response(`${EMBEDDED_ATTRIBUTION}\n`, { headers: { "content-type": "text/plain; charset=utf-8" } }));
-    return worker.fetch(request, embedded(env));
+    return worker.fetch(request, embedded(env), ctx);
   },
 };

@@ -39,3 +39,39 @@ describe("health monitor", () => {
     expect(probes).toBe(2);
   });
 });
+
+describe("health monitor versions and sharing", () => {
+  it("bumps its version on every change of state or drain, not on probes that change nothing", async () => {
+    let ok = true;
+    const m = new HealthMonitor([{ name: "a", url: "http://a" }], { intervalMs: 1000, timeoutMs: 50, downAfter: 1, upAfter: 1, minUp: 1 }, async () =>
+      ok ? new Response("ok") : Promise.reject(new TypeError("refused")),
+    );
+    let changes = 0;
+    m.onChange(() => changes++);
+    await m.probeAll();
+    const v = m.version;
+    await m.probeAll();
+    expect([m.version, changes]).toEqual([v, 1]);
+    ok = false;
+    await m.probeAll();
+    expect(m.version).toBe(v + 1);
+    m.setDrained("a", true);
+    expect(m.version).toBe(v + 2);
+    const copy = new HealthMonitor([{ name: "a", url: "http://a" }], m.settings, async () => new Response("ok"));
+    copy.replace(m.snapshot());
+    expect(copy.health("a")).toMatchObject({ state: "down", drained: true });
+  });
+
+  it("starts by probing and then probes on a fixed cadence", async () => {
+    let probes = 0;
+    const m = new HealthMonitor([{ name: "a", url: "http://a" }], { intervalMs: 20, timeoutMs: 10, downAfter: 1, upAfter: 1, minUp: 1 }, async () => {
+      probes++;
+      return new Response("ok");
+    });
+    const stop = m.start();
+    expect(probes).toBe(1);
+    for (let i = 0; i < 100 && probes < 3; i++) await new Promise((r) => setTimeout(r, 10));
+    stop();
+    expect(probes).toBeGreaterThanOrEqual(3);
+  });
+});

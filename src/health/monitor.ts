@@ -29,6 +29,9 @@ export class HealthMonitor {
   private readonly now: () => number;
   private lastRound = -Infinity;
   private running: Promise<void> | undefined;
+  private readonly listeners: (() => void)[] = [];
+  /** Bumped whenever an edge's state or drain changes: answers cached under an older version are stale. */
+  version = 0;
 
   constructor(edges: MonitoredEdge[], settings: MonitorSettings, fetchImpl: FetchLike, now: () => number = Date.now) {
     this.edges = edges;
@@ -51,8 +54,30 @@ export class HealthMonitor {
   setDrained(name: string, drained: boolean): boolean {
     const h = this.states.get(name);
     if (!h) return false;
-    this.states.set(name, { ...h, drained });
+    this.update(name, { ...h, drained });
     return true;
+  }
+
+  /** Runs `fn` after every change of an edge's state or drain (e.g. to pass the states on to other processes). */
+  onChange(fn: () => void): void {
+    this.listeners.push(fn);
+  }
+
+  /**
+   * Takes the states another process's monitor worked out (its snapshot): for processes that answer queries but
+   * leave the probing to one monitor. Edges not named keep their state.
+   */
+  replace(states: Array<{ name: string } & EdgeHealth>): void {
+    for (const { name, state, streak, since, lastProbe, drained } of states)
+      if (this.states.has(name)) this.update(name, { state, streak, since, lastProbe, drained });
+  }
+
+  private update(name: string, h: EdgeHealth): void {
+    const before = this.states.get(name);
+    this.states.set(name, h);
+    if (before && before.state === h.state && before.drained === h.drained) return;
+    this.version++;
+    for (const fn of this.listeners) fn();
   }
 
   /** Every edge's state, for metrics and the status page. */
@@ -75,7 +100,7 @@ export class HealthMonitor {
         .filter((e) => e.url)
         .map(async (e) => {
           const result = await this.probe(e.url!);
-          this.states.set(e.name, afterProbe(this.states.get(e.name)!, result, this.settings, this.now()));
+          this.update(e.name, afterProbe(this.states.get(e.name)!, result, this.settings, this.now()));
         }),
     ).then(
       () => void (this.running = undefined),
@@ -84,19 +109,17 @@ export class HealthMonitor {
     return this.running;
   }
 
-  /** Runs rounds every intervalMs until the returned function is called (Node hosts). */
+  /**
+   * Runs a round now and then one every intervalMs (a fixed cadence: a slow round does not push the next ones back;
+   * a round still running when the next is due is not doubled) until the returned function is called (Node hosts).
+   */
   start(): () => void {
-    let stopped = false;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const loop = async () => {
-      await this.probeAll();
-      if (!stopped) timer = setTimeout(loop, this.settings.intervalMs);
-    };
-    void loop();
-    return () => {
-      stopped = true;
-      if (timer) clearTimeout(timer);
-    };
+    void this.probeAll();
+    const timer = setInterval(() => {
+      if (!this.running) void this.probeAll();
+    }, this.settings.intervalMs);
+    (timer as { unref?: () => void }).unref?.();
+    return () => clearInterval(timer);
   }
 
   private async probe(baseUrl: string): Promise<ProbeResult> {

@@ -8,13 +8,13 @@ import { createSocket, type RemoteInfo, type Socket as UdpSocket } from "node:dg
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from "node:http";
 import { createSecureServer, type Http2ServerRequest, type Http2ServerResponse } from "node:http2";
 import { createServer as createTcpServer, isIPv6, type Server as TcpServer, type Socket } from "node:net";
-import type { Answer } from "../dns/answer.ts";
+import type { Answer, Transport } from "../dns/answer.ts";
 import { truncateAnswer } from "../dns/wire.ts";
 import { parseIp, type IpBytes } from "../net/ip.ts";
 
 export type FetchHandler = (request: Request) => Promise<Response>;
-/** The answer core: one DNS message and the peer's address in, the answer (or null: drop) out. */
-export type AnswerCore = (message: Uint8Array, peer: IpBytes | null) => Answer | null;
+/** The answer core: one DNS message, the peer's address and the transport in, the answer (or null: drop) out. */
+export type AnswerCore = (message: Uint8Array, peer: IpBytes | null, transport: Transport) => Answer | null;
 
 export interface HostOptions {
   fetch: FetchHandler;
@@ -68,9 +68,9 @@ export function serveDnsSockets(udp: UdpSocket, tcp: TcpServer | undefined, o: D
   const log = o.log ?? (() => {});
   const peer = peerParser();
 
-  function answer(msg: Uint8Array, address: string, transport: string): Answer | null {
+  function answer(msg: Uint8Array, address: string, transport: "udp" | "tcp"): Answer | null {
     try {
-      return o.answer(msg, peer(address));
+      return o.answer(msg, peer(address), transport);
     } catch (err) {
       log(`dns ${transport}: ${(err as Error).message}`);
       return null; // drop it; the process stays up
@@ -258,4 +258,43 @@ async function bindDns(host: string, port: number): Promise<{ udp: UdpSocket; tc
       if (port !== 0 || attempt >= 20) throw err;
     }
   }
+}
+
+/**
+ * Batches log lines for a stream (stdout): lines written in one turn of the event loop go out together, in writes of
+ * at most about `maxChunk` bytes cut at line ends (pipe writes up to PIPE_BUF, 4096, are atomic: several processes may
+ * share the stream without tearing lines). `flush()` writes what is pending at once (before exit).
+ */
+export function lineSink(write: (chunk: string) => void, maxChunk = 3500): { line: (line: string) => void; flush: () => void } {
+  let pending: string[] = [];
+  let size = 0;
+  let scheduled = false;
+  const flush = () => {
+    scheduled = false;
+    if (!pending.length) return;
+    const lines = pending;
+    pending = [];
+    size = 0;
+    let chunk = "";
+    for (const l of lines) {
+      if (chunk.length && chunk.length + l.length + 1 > maxChunk) {
+        write(chunk);
+        chunk = "";
+      }
+      chunk += l + "\n";
+    }
+    if (chunk) write(chunk);
+  };
+  return {
+    line(line: string) {
+      pending.push(line);
+      size += line.length + 1;
+      if (size >= 65536) flush();
+      else if (!scheduled) {
+        scheduled = true;
+        setImmediate(flush);
+      }
+    },
+    flush,
+  };
 }

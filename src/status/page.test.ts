@@ -11,13 +11,15 @@ describe("status page", () => {
       queries: 12,
       edges: [
         { name: "eu<lon>", lat: 51.5, lon: -0.1, state: "up", since: 0, drained: false, answers: 7, hitRatio: 0.5, requests: 10 },
-        { name: "na-sfo", lat: 37.8, lon: -122.4, state: "down", since: 30_000, detail: "timed out", drained: false, answers: 0 },
+        { name: "na-sfo", url: "http://na", lat: 37.8, lon: -122.4, state: "down", since: 30_000, detail: "timed out", drained: false, answers: 0, inAnswers: false },
       ],
     });
     expect(html).toContain('data-edge="eu&#60;lon&#62;" data-state="up"');
     expect(html).toContain('data-edge="na-sfo" data-state="down"');
     expect(html).toContain("50.0 %");
     expect(html).toContain("fail-open");
+    expect(html).toContain("not probed (no url)"); // eu<lon> has no url
+    expect(html).toContain('<td class="in">no</td>');
     expect(html).not.toMatch(/<script|https?:\/\/(?!www\.w3)/);
   });
 });

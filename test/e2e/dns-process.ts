@@ -72,7 +72,7 @@ export function run(cmd: string, args: string[], timeoutMs = 20_000): Promise<{ 
 }
 
 /** Starts the DNS node; with `tls`, makes a self-signed localhost certificate first. */
-export async function startDnsNode(opts: { tls?: boolean; workers?: number } = {}): Promise<DnsNode> {
+export async function startDnsNode(opts: { tls?: boolean; workers?: number; extraToml?: string } = {}): Promise<DnsNode> {
   const dir = mkdtempSync(join(tmpdir(), "parrot-dns-"));
   // The ASN path is relative: the host resolves it from the config file's folder.
   copyFileSync(join(fixtures, "GeoLite2-ASN-Test.mmdb"), join(dir, "GeoLite2-ASN-Test.mmdb"));
@@ -88,7 +88,7 @@ export async function startDnsNode(opts: { tls?: boolean; workers?: number } = {
     if (made.code !== 0) throw new Error(`openssl failed: ${made.out}`);
     toml = toml.replace('hostmaster = "hostmaster.example.org"', 'hostmaster = "hostmaster.example.org"\ntls_cert = "cert.pem"\ntls_key = "key.pem"');
   }
-  writeFileSync(join(dir, "cdn.toml"), toml);
+  writeFileSync(join(dir, "cdn.toml"), toml + (opts.extraToml ?? ""));
   const args = ["scripts/dns.ts", "--config", join(dir, "cdn.toml"), "--port", "0", "--dns-port", "0"];
   if (opts.tls) args.push("--tls-port", "0");
   if (opts.workers) args.push("--workers", String(opts.workers));

@@ -1,4 +1,7 @@
-/** `--workers 2`: a second process answers on the same UDP socket, and goes away with the first. */
+/**
+ * `--workers 2`: a second process answers on the same UDP socket, follows the first one's edge health (here an
+ * operator drain), reports its query counts to the first one's /metrics, and goes away with the first.
+ */
 import { createSocket } from "node:dgram";
 import { existsSync } from "node:fs";
 import * as dnsPacket from "dns-packet";
@@ -6,8 +9,9 @@ import { afterAll, beforeAll, expect, it } from "vitest";
 import { run, startDnsNode, type DnsNode } from "./dns-process.ts";
 
 let node: DnsNode;
+const TOKEN = "workers-admin-token-0123456789";
 beforeAll(async () => {
-  node = await startDnsNode({ workers: 2 });
+  node = await startDnsNode({ workers: 2, extraToml: `\n[admin]\ntoken = "${TOKEN}"\n` });
 });
 afterAll(async () => {
   if (node && node.child.exitCode === null && node.child.signalCode === null) {
@@ -52,6 +56,58 @@ async function burst(port: number, n: number): Promise<{ answered: number; txt: 
   sock.close();
   return { answered, txt };
 }
+
+/** The A answer for director over UDP, from whichever process reads the query. */
+async function directorA(port: number): Promise<string[]> {
+  const sock = createSocket("udp4");
+  try {
+    const answer = new Promise<Buffer>((resolve) => sock.once("message", resolve));
+    sock.send(dnsPacket.encode({ type: "query", id: 7, questions: [{ name: "director.geo.example.org", type: "A" }] }), port, "127.0.0.1");
+    const p = dnsPacket.decode(await answer);
+    return (p.answers ?? []).map((a) => String((a as { data: unknown }).data));
+  } finally {
+    sock.close();
+  }
+}
+
+const metrics = async () =>
+  (await fetch(`http://127.0.0.1:${node.httpPort}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } })).text();
+const udpQueries = (text: string) =>
+  [...text.matchAll(/^parrot_dns_queries_total\{transport="udp"[^}]*\} (\d+)$/gm)].reduce((n, m) => n + Number(m[1]), 0);
+
+it("the worker process follows the first one's health and its queries show in the first one's metrics", async () => {
+  const before = udpQueries(await metrics());
+  const drain = (draining: boolean) =>
+    fetch(`http://127.0.0.1:${node.httpPort}/admin/drain`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${TOKEN}` },
+      body: JSON.stringify({ edge: "us-sea", draining }),
+    });
+  expect((await drain(true)).status).toBe(200);
+  // The state travels to the worker over IPC: ask it alone (the first process stopped) until it has arrived.
+  let alone: string[] = [];
+  for (let i = 0; i < 50; i++) {
+    process.kill(node.child.pid!, "SIGSTOP");
+    try {
+      alone = await directorA(node.dnsPort);
+    } finally {
+      process.kill(node.child.pid!, "SIGCONT");
+    }
+    if (!alone.includes("192.0.2.22")) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  expect(alone).not.toContain("192.0.2.22");
+  expect(alone).toHaveLength(2);
+  expect((await drain(false)).status).toBe(200);
+  await burst(node.dnsPort, 200);
+  // Worker processes report every second.
+  let after = 0;
+  for (let i = 0; i < 40 && after < before + 201; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    after = udpQueries(await metrics());
+  }
+  expect(after).toBeGreaterThanOrEqual(before + 201);
+});
 
 it("serves UDP from both processes; the worker alone while the first is stopped", async () => {
   const children = (await run("ps", ["--ppid", String(node.child.pid), "-o", "pid="])).out.split("\n").map((s) => s.trim()).filter(Boolean);

@@ -1,0 +1,198 @@
+/** The director under edge health, the query observer and the operator endpoints: pure, with fake probes. */
+import { Buffer } from "node:buffer";
+import * as dnsPacket from "dns-packet";
+import { describe, expect, it } from "vitest";
+// @ts-expect-error: the package ships no types
+import parsePrometheusTextFormat from "parse-prometheus-text-format";
+import { parseConfig } from "../config/config.ts";
+import { createGeoIp } from "../geoip/geoip.ts";
+import { mmdbSource } from "../geoip/mmdb.ts";
+import { parseIp } from "../net/ip.ts";
+import { readFileSync } from "node:fs";
+import { answerWire } from "./doh.ts";
+import { createDnsNode } from "./node.ts";
+import { parseEdgeFigures } from "./operator.ts";
+import { TEST_TOML } from "./test-zone.ts";
+
+const TOKEN = "unit-admin-token-0123456789";
+const TOML = `${TEST_TOML.replace('answers = 2', 'answers = 3')
+  .replace('lon = -0.13', 'lon = -0.13\nurl = "http://lon.test"')
+  .replace('lon = -122.33', 'lon = -122.33\nurl = "http://sea.test"')
+  .replace('lon = 116.4', 'lon = 116.4\nurl = "http://pek.test"')}
+[dns.health]
+interval_ms = 1000
+timeout_ms = 100
+down_after = 2
+up_after = 2
+min_up = 1
+
+[admin]
+token = "${TOKEN}"
+`;
+
+const fixture = (name: string) => readFileSync(new URL(`../../test/fixtures/${name}`, import.meta.url));
+const geoip = createGeoIp([mmdbSource(fixture("GeoIP2-City-Test.mmdb")), mmdbSource(fixture("GeoLite2-ASN-Test.mmdb"))]);
+
+/** A node whose probes answer from `alive`: true → "ok", false → connection refused, "draining" → 503. */
+function node(toml = TOML) {
+  const alive: Record<string, boolean | "draining"> = { "lon.test": true, "sea.test": true, "pek.test": true };
+  const lines: string[] = [];
+  let now = 0;
+  const parts = createDnsNode(parseConfig(toml), {
+    geoip,
+    node: "unit",
+    write: (l) => lines.push(l),
+    now: () => now,
+    fetchImpl: async (url) => {
+      const u = new URL(url);
+      if (u.pathname === "/.well-known/cdn/metrics") {
+        if (u.host === "lon.test") return new Response('parrot_edge_requests_total{cache_status="HIT",status_class="2xx"} 3\nparrot_edge_requests_total{cache_status="MISS",status_class="2xx"} 1\nparrot_edge_hit_ratio 0.75\n');
+        throw new TypeError("connection refused");
+      }
+      const a = alive[u.host];
+      if (a === "draining") return new Response(`draining ${u.host}\n`, { status: 503 });
+      if (!a) throw new TypeError("connection refused");
+      return new Response(`ok ${u.host}\n`);
+    },
+  });
+  const round = async () => {
+    now += 1000;
+    await parts.monitor.probeAll();
+  };
+  return { ...parts, alive, lines, round };
+}
+
+function ask(server: ReturnType<typeof node>["server"], client: string, type = "A", transport: "udp" | "tcp" | "doh" = "udp") {
+  const q = dnsPacket.encode({ type: "query", id: 1, flags: dnsPacket.RECURSION_DESIRED, questions: [{ name: "director.geo.example.org", type: type as never }] });
+  const a = answerWire(q, parseIp(client), server, transport)!;
+  return (dnsPacket.decode(Buffer.from(a.bytes)).answers ?? []).map((x) => (x as { data: string }).data);
+}
+
+const LONDON = "81.2.69.142";
+
+describe("the director under edge health", () => {
+  it("leaves a down edge out at once (cached answers included), brings it back after up_after, fails open", async () => {
+    const n = node();
+    expect(ask(n.server, LONDON)).toEqual(["192.0.2.21", "192.0.2.22", "192.0.2.23"]); // before any probe: all up
+    await n.round();
+    n.alive["lon.test"] = false;
+    await n.round();
+    expect(ask(n.server, LONDON)[0]).toBe("192.0.2.21"); // one failure: still up (down_after 2)
+    await n.round();
+    expect(ask(n.server, LONDON)).toEqual(["192.0.2.22", "192.0.2.23"]); // the same cached network, answered anew
+    expect(ask(n.server, LONDON, "AAAA")).toEqual(["2001:db8:22::1", "2001:db8:23::1"]);
+    n.alive["lon.test"] = true;
+    await n.round();
+    expect(ask(n.server, LONDON)).toHaveLength(2);
+    await n.round();
+    expect(ask(n.server, LONDON)[0]).toBe("192.0.2.21");
+    for (const k of Object.keys(n.alive)) n.alive[k] = false;
+    await n.round();
+    await n.round();
+    expect(ask(n.server, LONDON)).toEqual(["192.0.2.21", "192.0.2.22", "192.0.2.23"]); // fail-open
+    const metrics = await (await n.fetch(new Request("http://dns/metrics", { headers: { authorization: `Bearer ${TOKEN}` } }))).text();
+    expect(metrics).toContain("parrot_dns_fail_open 1");
+  });
+
+  it("drains: edges saying so, and the operator's authenticated call", async () => {
+    const n = node();
+    n.alive["lon.test"] = "draining";
+    await n.round();
+    expect(ask(n.server, LONDON)).toEqual(["192.0.2.22", "192.0.2.23"]);
+    n.alive["lon.test"] = true;
+    await n.round();
+    expect(ask(n.server, LONDON)[0]).toBe("192.0.2.21");
+    const drain = (body: unknown, token?: string) =>
+      n.fetch(new Request("http://dns/admin/drain", { method: "POST", headers: token ? { authorization: `Bearer ${token}` } : {}, body: JSON.stringify(body) }));
+    expect((await drain({ edge: "gb-lon", draining: true })).status).toBe(401);
+    expect((await drain({ edge: "gb-lon", draining: true }, "wrong-token-wrong-token")).status).toBe(401);
+    expect(ask(n.server, LONDON)[0]).toBe("192.0.2.21");
+    expect((await drain({ edge: "nope", draining: true }, TOKEN)).status).toBe(404);
+    expect((await drain({ edge: "gb-lon" }, TOKEN)).status).toBe(400);
+    const res = await drain({ edge: "gb-lon", draining: true }, TOKEN);
+    expect(await res.json()).toEqual({ edge: "gb-lon", draining: true, state: "up" });
+    expect(ask(n.server, LONDON)).toEqual(["192.0.2.22", "192.0.2.23"]);
+    await drain({ edge: "gb-lon", draining: false }, TOKEN);
+    expect(ask(n.server, LONDON)[0]).toBe("192.0.2.21");
+  });
+
+  it("keeps config-drained edges out from the start", () => {
+    const n = node(TOML.replace('url = "http://lon.test"', 'url = "http://lon.test"\ndrain = true'));
+    expect(ask(n.server, LONDON)).toEqual(["192.0.2.22", "192.0.2.23"]);
+  });
+});
+
+describe("observing queries", () => {
+  it("logs one JSON line per query with every field", async () => {
+    const n = node();
+    ask(n.server, LONDON, "A", "tcp");
+    const q = dnsPacket.encode({
+      type: "query",
+      id: 2,
+      questions: [{ name: "WWW.geo.example.org", type: "A" }],
+      additionals: [{ name: ".", type: "OPT", udpPayloadSize: 1232, flags: 0, options: [{ code: 8, ip: "89.160.20.0", sourcePrefixLength: 24, scopePrefixLength: 0 }] } as never],
+    });
+    answerWire(q, parseIp("127.0.0.1"), n.server, "doh");
+    const [a, b] = n.lines.map((l) => JSON.parse(l));
+    expect(a).toMatchObject({ transport: "tcp", client: LONDON, qname: "director.geo.example.org.", qtype: "A", rcode: "NOERROR", answers: ["gb-lon", "us-sea", "cn-pek"], ecs: null });
+    expect(b).toMatchObject({ transport: "doh", client: "127.0.0.1", qname: "WWW.geo.example.org.", ecs: "89.160.20.0/24" });
+    expect(b.answers[0]).toBe("director.geo.example.org"); // the CNAME, then the edges
+    expect([...b.answers.slice(1)].sort()).toEqual(["cn-pek", "gb-lon", "us-sea"]);
+    for (const l of [a, b]) {
+      expect(Object.keys(l)).toEqual(["time", "transport", "client", "qname", "qtype", "rcode", "answers", "ecs", "duration_us"]);
+      expect(new Date(l.time).getTime()).toBeGreaterThan(0);
+      expect(l.duration_us).toBeGreaterThanOrEqual(0);
+    }
+  });
+
+  it("logs nothing with query_log = false, and still counts", async () => {
+    const n = node(TOML.replace('hostmaster = "hostmaster.example.org"', 'hostmaster = "hostmaster.example.org"\nquery_log = false'));
+    ask(n.server, LONDON);
+    expect(n.lines).toEqual([]);
+    expect(n.observer.totalQueries()).toBe(1);
+  });
+
+  it("exposes the DNS families in Prometheus text a parser reads back", async () => {
+    const n = node();
+    await n.round();
+    ask(n.server, LONDON);
+    ask(n.server, LONDON, "TXT", "doh");
+    answerWire(dnsPacket.encode({ type: "query", id: 3, questions: [{ name: "nope.geo.example.org", type: "AAAA" }] }), null, n.server, "tcp");
+    expect((await n.fetch(new Request("http://dns/metrics"))).status).toBe(401);
+    const text = await (await n.fetch(new Request("http://dns/metrics", { headers: { authorization: `Bearer ${TOKEN}` } }))).text();
+    const parsed = parsePrometheusTextFormat(text) as Array<{ name: string; type: string; metrics: Array<{ labels: Record<string, string>; value: string }> }>;
+    const f = Object.fromEntries(parsed.map((x) => [x.name, x]));
+    expect(f.parrot_dns_queries_total!.type).toBe("COUNTER");
+    expect(f.parrot_dns_queries_total!.metrics).toContainEqual({ labels: { transport: "udp", qtype: "A", rcode: "NOERROR" }, value: "1" });
+    expect(f.parrot_dns_queries_total!.metrics).toContainEqual({ labels: { transport: "doh", qtype: "TXT", rcode: "NOERROR" }, value: "1" });
+    expect(f.parrot_dns_queries_total!.metrics).toContainEqual({ labels: { transport: "tcp", qtype: "AAAA", rcode: "NXDOMAIN" }, value: "1" });
+    expect(f.parrot_dns_answers_total!.metrics).toContainEqual({ labels: { edge: "gb-lon" }, value: "1" });
+    expect(f.parrot_dns_edge_health!.metrics).toContainEqual({ labels: { edge: "gb-lon", state: "up" }, value: "1" });
+    expect(f.parrot_dns_edge_health!.metrics).toContainEqual({ labels: { edge: "gb-lon", state: "down" }, value: "0" });
+    expect(f.parrot_dns_fail_open!.metrics[0]!.value).toBe("0");
+    expect(f.parrot_dns_edge_in_answers!.metrics).toHaveLength(3);
+  });
+});
+
+describe("status", () => {
+  it("lists the edges with health, answers and the edge's own figures (– when they cannot be read)", async () => {
+    const n = node();
+    n.alive["pek.test"] = false;
+    await n.round();
+    ask(n.server, LONDON);
+    const s = (await (await n.fetch(new Request("http://dns/status.json"))).json()) as { edges: Array<Record<string, unknown>> };
+    expect(s.edges.map((e) => [e.name, e.state, e.answers, e.hitRatio, e.requests, e.inAnswers])).toEqual([
+      ["gb-lon", "up", 1, 0.75, 4, true],
+      ["us-sea", "up", 1, undefined, undefined, true],
+      ["cn-pek", "down", 0, undefined, undefined, false],
+    ]);
+    const html = await (await n.fetch(new Request("http://dns/status"))).text();
+    expect(html).toContain('data-edge="cn-pek" data-state="down"');
+    expect(html).toContain("75.0 %");
+  });
+
+  it("reads an edge's figures from its metrics text", () => {
+    expect(parseEdgeFigures("# HELP x\nparrot_edge_hit_ratio 0.5\nparrot_edge_requests_total{a=\"b\"} 2\nparrot_edge_requests_total{a=\"c\"} 3\n")).toEqual({ hitRatio: 0.5, requests: 5 });
+    expect(parseEdgeFigures("garbage")).toEqual({});
+  });
+});

@@ -1,0 +1,137 @@
+/**
+ * What the DNS node tells its operator about queries: counters for /metrics (queries by transport, type and rcode;
+ * answers by edge) and, when asked, one JSON line per query. Kept cheap for the UDP path: counters are integers in
+ * maps keyed by numbers, the log line is concatenated by hand (no object, no JSON.stringify of a whole record), the
+ * timestamp text is reused within a millisecond. Runtime-agnostic: the line goes to an injected `write`.
+ */
+import { formatIp } from "../net/ip.ts";
+import type { Answer, QueryObserver, Transport } from "./answer.ts";
+
+export const TRANSPORTS: readonly Transport[] = ["udp", "tcp", "doh"];
+const TRANSPORT_INDEX: Record<Transport, number> = { udp: 0, tcp: 1, doh: 2 };
+
+const TYPE_NAMES: Record<number, string> = {
+  1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 12: "PTR", 15: "MX", 16: "TXT", 28: "AAAA", 33: "SRV", 35: "NAPTR", 41: "OPT",
+  43: "DS", 46: "RRSIG", 47: "NSEC", 48: "DNSKEY", 64: "SVCB", 65: "HTTPS", 99: "SPF", 251: "IXFR", 252: "AXFR",
+  255: "ANY", 257: "CAA",
+};
+const RCODE_NAMES: Record<number, string> = {
+  0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED", 16: "BADVERS",
+};
+
+export const qtypeName = (t: number): string => (t < 0 ? "NONE" : (TYPE_NAMES[t] ?? `TYPE${t}`));
+export const rcodeName = (r: number): string => RCODE_NAMES[r] ?? `RCODE${r}`;
+
+/** Counts to move between processes (a worker process's since its last report). */
+export interface StatsDelta {
+  /** [key, count]: key = (transport × 32 + rcode) × 65536 + qtype (qtype -1 counted as 65535). */
+  queries: [number, number][];
+  answers: [string, number][];
+}
+
+export interface QueryCount {
+  transport: Transport;
+  qtype: string;
+  rcode: string;
+  count: number;
+}
+
+export class DnsObserver implements QueryObserver {
+  readonly timed: boolean;
+  private readonly queries = new Map<number, number>();
+  private readonly answers = new Map<string, number>();
+  private readonly write: ((line: string) => void) | undefined;
+  private readonly now: () => number;
+  private readonly wallClock: () => number;
+  private isoMs = -1;
+  private iso = "";
+  /** Client address text by bytes object (the Node host hands the same object for the same peer again). */
+  private readonly clientText = new WeakMap<Uint8Array, string>();
+
+  /**
+   * `write`: where query log lines go (undefined: no query log). `clock`: a monotonic clock in ms with sub-ms
+   * precision (performance.now); `wallClock`: Date.now.
+   */
+  constructor(opts: { write?: (line: string) => void; clock?: () => number; wallClock?: () => number } = {}) {
+    this.write = opts.write;
+    this.timed = !!opts.write;
+    this.now = opts.clock ?? (() => performance.now());
+    this.wallClock = opts.wallClock ?? Date.now;
+  }
+
+  clock(): number {
+    return this.now();
+  }
+
+  answered(a: Answer, client: Uint8Array | null, transport: Transport, started: number): void {
+    const key = ((TRANSPORT_INDEX[transport] * 32 + (a.rcode & 31)) * 65536 + (a.qtype < 0 ? 65535 : a.qtype));
+    this.queries.set(key, (this.queries.get(key) ?? 0) + 1);
+    const edges = a.edges;
+    if (edges) for (let i = 0; i < edges.length; i++) this.answers.set(edges[i].name, (this.answers.get(edges[i].name) ?? 0) + 1);
+    if (this.write) this.write(this.line(a, client, transport, started));
+  }
+
+  /** The query log line (no trailing newline). */
+  line(a: Answer, client: Uint8Array | null, transport: Transport, started: number): string {
+    const us = Math.max(0, Math.round((this.now() - started) * 1000));
+    const ms = this.wallClock();
+    if (ms !== this.isoMs) {
+      this.isoMs = ms;
+      this.iso = new Date(ms).toISOString();
+    }
+    const q = a.question;
+    const qname = q ? (q.labels.length ? q.labels.join(".") + "." : ".") : "";
+    let answers = "";
+    if (a.records) for (const r of a.records) answers += (answers ? "," : "") + JSON.stringify(r);
+    if (a.edges) for (const e of a.edges) answers += (answers ? ',"' : '"') + e.name + '"'; // names are [A-Za-z0-9._-]
+    const ecs = a.ecs ? `"${a.ecs.ip}/${a.ecs.source}"` : "null";
+    return (
+      `{"time":"${this.iso}","transport":"${transport}","client":${client ? `"${this.clientIp(client)}"` : "null"},` +
+      `"qname":${JSON.stringify(qname)},"qtype":"${qtypeName(a.qtype)}","rcode":"${rcodeName(a.rcode)}",` +
+      `"answers":[${answers}],"ecs":${ecs},"duration_us":${us}}`
+    );
+  }
+
+  private clientIp(b: Uint8Array): string {
+    let t = this.clientText.get(b);
+    if (t === undefined) this.clientText.set(b, (t = formatIp(b)));
+    return t;
+  }
+
+  /** Queries by transport, type and rcode since the start (this process's and absorbed ones). */
+  queryCounts(): QueryCount[] {
+    const out: QueryCount[] = [];
+    for (const [key, count] of this.queries) {
+      const qtype = key % 65536;
+      const rest = Math.floor(key / 65536);
+      out.push({ transport: TRANSPORTS[Math.floor(rest / 32)], rcode: rcodeName(rest % 32), qtype: qtypeName(qtype === 65535 ? -1 : qtype), count });
+    }
+    return out;
+  }
+
+  /** Answers that named each edge. */
+  answerCounts(): Map<string, number> {
+    return this.answers;
+  }
+
+  totalQueries(): number {
+    let n = 0;
+    for (const c of this.queries.values()) n += c;
+    return n;
+  }
+
+  /** Everything counted since the last call, and resets (a worker process reporting to its parent). */
+  takeDelta(): StatsDelta | undefined {
+    if (this.queries.size === 0 && this.answers.size === 0) return undefined;
+    const delta: StatsDelta = { queries: [...this.queries], answers: [...this.answers] };
+    this.queries.clear();
+    this.answers.clear();
+    return delta;
+  }
+
+  /** Adds another process's counts. */
+  absorb(d: StatsDelta): void {
+    for (const [k, n] of d.queries) this.queries.set(k, (this.queries.get(k) ?? 0) + n);
+    for (const [k, n] of d.answers) this.answers.set(k, (this.answers.get(k) ?? 0) + n);
+  }
+}

@@ -1,0 +1,187 @@
+/**
+ * The DNS node's operator endpoints, next to DoH on its HTTP listener (Node host and worker alike):
+ *   POST /admin/drain {"edge": name, "draining": bool}   take an edge out of (or back into) answers; token required
+ *   GET  /metrics        Prometheus text: queries, answers by edge, edge health, fail-open; token unless metrics_public
+ *   GET  /status         the status page (status/page.ts); GET /status.json the same data as JSON
+ * The status page shows each edge's hit ratio and requests, read from the edge's own metrics with the [admin] token.
+ */
+import type { CdnConfig } from "../config/config.ts";
+import type { HealthMonitor } from "../health/monitor.ts";
+import { Registry, PROMETHEUS_CONTENT_TYPE } from "../metrics/registry.ts";
+import { isAuthorized, unauthorized } from "../net/admin-auth.ts";
+import { renderStatusPage, type EdgeStatus, type StatusData } from "../status/page.ts";
+import { serviceSets, type Server } from "./answer.ts";
+import type { DnsObserver } from "./observe.ts";
+
+export const EDGE_METRICS_PATH = "/.well-known/cdn/metrics";
+const STATES = ["unknown", "up", "down", "draining"] as const;
+const SCRAPE_TIMEOUT_MS = 2_000;
+
+type FetchLike = (input: string, init?: RequestInit) => Promise<Response>;
+
+export interface OperatorOptions {
+  config: CdnConfig;
+  server: Server;
+  monitor: HealthMonitor;
+  observer: DnsObserver;
+  /** This DNS node's name on the status page. */
+  node: string;
+  fetchImpl?: FetchLike;
+  now?: () => number;
+}
+
+/** An edge's own figures, from its metrics. */
+export interface EdgeFigures {
+  hitRatio?: number;
+  requests?: number;
+}
+
+export interface StatusJson extends StatusData {
+  edges: Array<EdgeStatus & { inAnswers: boolean }>;
+}
+
+const json = (body: unknown, status = 200) =>
+  new Response(JSON.stringify(body, null, 2) + "\n", {
+    status,
+    headers: { "content-type": "application/json", "cache-control": "no-store" },
+  });
+
+/** Reads parrot_edge_hit_ratio and the sum of parrot_edge_requests_total from Prometheus text. */
+export function parseEdgeFigures(text: string): EdgeFigures {
+  const out: EdgeFigures = {};
+  for (const line of text.split("\n")) {
+    const m = /^(parrot_edge_hit_ratio|parrot_edge_requests_total)(?:\{[^}]*\})?\s+(\S+)/.exec(line);
+    if (!m) continue;
+    const v = Number(m[2]);
+    if (!Number.isFinite(v)) continue;
+    if (m[1] === "parrot_edge_hit_ratio") out.hitRatio = v;
+    else out.requests = (out.requests ?? 0) + v;
+  }
+  return out;
+}
+
+/** The operator handler: a Response for its paths, undefined for any other (DoH's). */
+export function createOperator(o: OperatorOptions): (request: Request) => Promise<Response> | undefined {
+  const fetchImpl = o.fetchImpl ?? ((input, init) => fetch(input, init));
+  const now = o.now ?? Date.now;
+  const token = o.config.admin.token;
+  const sites = new Map(o.server.zone.sites.map((s) => [s.name, s]));
+  const urls = new Map(o.config.edges.map((e) => [e.name, e.url]));
+  let scraping: Promise<Map<string, EdgeFigures>> | undefined;
+
+  async function scrapeOne(url: string): Promise<EdgeFigures> {
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(), SCRAPE_TIMEOUT_MS);
+    try {
+      const res = await fetchImpl(new URL(EDGE_METRICS_PATH, url).href, {
+        headers: token ? { authorization: `Bearer ${token}` } : {},
+        signal: controller.signal,
+      });
+      const text = await res.text();
+      return res.ok ? parseEdgeFigures(text) : {};
+    } catch {
+      return {};
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Every edge's figures (those without a url or that fail: none); requests meanwhile share one scrape. */
+  function figures(): Promise<Map<string, EdgeFigures>> {
+    if (scraping) return scraping;
+    const all = Promise.all(
+      [...urls].map(async ([name, url]) => [name, url ? await scrapeOne(url) : {}] as const),
+    ).then((pairs) => new Map(pairs));
+    scraping = all.finally(() => void (scraping = undefined));
+    return scraping;
+  }
+
+  async function status(): Promise<StatusJson> {
+    const figs = await figures();
+    const service = serviceSets(o.server);
+    const answering = new Set([...service.v4, ...service.v6].map((s) => s.name));
+    const answers = o.observer.answerCounts();
+    return {
+      zone: o.server.zone.origin,
+      node: o.node,
+      generatedAt: now(),
+      failOpen: service.failOpen4 || service.failOpen6,
+      queries: o.observer.totalQueries(),
+      edges: o.monitor.snapshot().map((h) => {
+        const site = sites.get(h.name);
+        const f = figs.get(h.name) ?? {};
+        return {
+          name: h.name,
+          url: h.url,
+          ipv4: site?.ipv4,
+          ipv6: site?.ipv6,
+          lat: site?.lat ?? 0,
+          lon: site?.lon ?? 0,
+          state: h.state,
+          since: h.since,
+          detail: h.lastProbe?.detail,
+          drained: h.drained,
+          inAnswers: answering.has(h.name),
+          answers: answers.get(h.name) ?? 0,
+          hitRatio: f.hitRatio,
+          requests: f.requests,
+        };
+      }),
+    };
+  }
+
+  function metrics(): string {
+    const r = new Registry();
+    for (const q of o.observer.queryCounts())
+      r.inc("parrot_dns_queries_total", "DNS queries answered, by transport, query type and response code.", { transport: q.transport, qtype: q.qtype, rcode: q.rcode }, q.count);
+    const answers = o.observer.answerCounts();
+    const service = serviceSets(o.server);
+    const answering = new Set([...service.v4, ...service.v6].map((s) => s.name));
+    for (const h of o.monitor.snapshot()) {
+      r.inc("parrot_dns_answers_total", "Director answers (A/AAAA) that named the edge.", { edge: h.name }, answers.get(h.name) ?? 0);
+      for (const state of STATES)
+        r.set("parrot_dns_edge_health", "Edge health as this DNS node's probes see it: 1 for the current state.", { edge: h.name, state }, h.state === state ? 1 : 0);
+      r.set("parrot_dns_edge_drained", "1 when the operator drained the edge (config or /admin/drain).", { edge: h.name }, h.drained ? 1 : 0);
+      r.set("parrot_dns_edge_in_answers", "1 when the director may name the edge now (fail-open included).", { edge: h.name }, answering.has(h.name) ? 1 : 0);
+    }
+    r.set("parrot_dns_fail_open", "1 when too few edges are in service and the director answers with all of them.", {}, service.failOpen4 || service.failOpen6 ? 1 : 0);
+    return r.expose();
+  }
+
+  async function drain(request: Request): Promise<Response> {
+    if (!(await isAuthorized(request, token))) return unauthorized(!!token);
+    if (request.method !== "POST") return new Response("405 use POST\n", { status: 405, headers: { allow: "POST" } });
+    let body: { edge?: unknown; draining?: unknown };
+    try {
+      body = (await request.json()) as typeof body;
+    } catch {
+      return json({ error: "the body must be JSON" }, 400);
+    }
+    if (typeof body?.edge !== "string") return json({ error: '"edge" must be an edge name' }, 400);
+    if (typeof body.draining !== "boolean") return json({ error: '"draining" must be true or false' }, 400);
+    if (!o.monitor.setDrained(body.edge, body.draining)) return json({ error: `no edge named ${body.edge}` }, 404);
+    const h = o.monitor.health(body.edge)!;
+    return json({ edge: body.edge, draining: h.drained, state: h.state });
+  }
+
+  return (request) => {
+    const path = new URL(request.url).pathname;
+    switch (path) {
+      case "/admin/drain":
+        return drain(request);
+      case "/metrics":
+        return (async () => {
+          if (!o.config.admin.metrics_public && !(await isAuthorized(request, token))) return unauthorized(!!token);
+          return new Response(metrics(), { headers: { "content-type": PROMETHEUS_CONTENT_TYPE, "cache-control": "no-store" } });
+        })();
+      case "/status":
+        return status().then(
+          (d) => new Response(renderStatusPage(d), { headers: { "content-type": "text/html; charset=utf-8", "cache-control": "no-store" } }),
+        );
+      case "/status.json":
+        return status().then((d) => json(d));
+      default:
+        return undefined;
+    }
+  };
+}
