@@ -1,7 +1,9 @@
 /**
- * The demo origin `npm start` puts behind the edge: a few pages and an image whose headers exercise the cache
- * (long-lived image, short-lived page with stale-while-revalidate and stale-if-error, a no-store API, a private page,
- * an apt-style index that must be revalidated). A plain fetch handler; src/node/serve-fetch.ts serves it.
+ * The demo origin `npm start` puts behind the edge: a few pages and an image whose headers show every cache state
+ * (README, "Put the edge in front of any origin"): a long-lived image (MISS, HIT), a slow page with
+ * stale-while-revalidate (STALE, UPDATING), an apt-style index that must be revalidated (REVALIDATED), a clock
+ * without validators (EXPIRED), a page with stale-if-error (STALE when the origin is down), a no-store API and a
+ * private page. A plain fetch handler; src/node/serve-fetch.ts serves it.
  */
 
 const LOGO_PNG = Uint8Array.from(atob("iVBORw0KGgoAAAANSUhEUgAAABgAAAAYCAIAAABvFaqvAAAARklEQVR42mP4TyXAMHQM0tgShQuRYBAeU3CZxUCqEbiMo41BJJmCZhYDJaYgmzVq0KhB1DWIail7UGZaapZHVC4hB7LwBwAkKJtmFSNbvwAAAABJRU5ErkJggg=="), (c) => c.charCodeAt(0));
@@ -13,6 +15,10 @@ interface Page {
   body: () => string | Uint8Array;
   /** Changes every `versionEvery` seconds (so revalidation finds news), else never. */
   versionEvery?: number;
+  /** Answers this late (a slow origin: UPDATING shows while a refresh waits for it). */
+  delayMs?: number;
+  /** Send ETag and Last-Modified (default): without them a stale copy cannot be revalidated, only replaced. */
+  validators?: boolean;
 }
 
 const pages: Record<string, Page> = {
@@ -37,26 +43,39 @@ const pages: Record<string, Page> = {
     versionEvery: 3600,
     body: () => "Origin: Parrot\nSuite: demo\n",
   },
+  "/slow.html": {
+    type: "text/html; charset=utf-8",
+    cacheControl: "public, max-age=5, stale-while-revalidate=60",
+    versionEvery: 5,
+    delayMs: 2000,
+    body: () => `<!doctype html><title>slow</title><p>took two seconds, at ${new Date().toISOString()}</p>\n`,
+  },
+  "/clock.txt": {
+    type: "text/plain",
+    cacheControl: "public, max-age=5",
+    validators: false,
+    body: () => `${new Date().toISOString()}\n`,
+  },
   "/private.html": { type: "text/html; charset=utf-8", cacheControl: "private, max-age=60", body: () => "<p>only for you</p>\n" },
 };
 
 /** Answers the demo site; conditionals get 304 from the page's ETag. */
-export function demoOrigin(request: Request): Response {
+export async function demoOrigin(request: Request): Promise<Response> {
   const url = new URL(request.url);
   if (url.pathname === "/api/time") {
     return Response.json({ now: new Date().toISOString() }, { headers: { "cache-control": "no-store" } });
   }
   const page = pages[url.pathname];
   if (!page) return new Response("not found\n", { status: 404, headers: { "content-type": "text/plain", "cache-control": "max-age=30" } });
+  if (page.delayMs) await new Promise((r) => setTimeout(r, page.delayMs));
   const version = page.versionEvery ? Math.floor(Date.now() / 1000 / page.versionEvery) : 0;
   const etag = `"${url.pathname.length.toString(16)}-${version}"`;
-  const headers = new Headers({
-    "content-type": page.type,
-    "cache-control": page.cacheControl,
-    etag,
-    "last-modified": STARTED.toUTCString(),
-  });
-  if (request.headers.get("if-none-match") === etag) return new Response(null, { status: 304, headers });
+  const headers = new Headers({ "content-type": page.type, "cache-control": page.cacheControl });
+  if (page.validators !== false) {
+    headers.set("etag", etag);
+    headers.set("last-modified", STARTED.toUTCString());
+    if (request.headers.get("if-none-match") === etag) return new Response(null, { status: 304, headers });
+  }
   const body = page.body();
   headers.set("content-length", String(typeof body === "string" ? new TextEncoder().encode(body).byteLength : body.byteLength));
   return new Response(request.method === "HEAD" ? null : body, { headers });
