@@ -1,8 +1,9 @@
 /**
  * npm run edge -- [--config cdn.toml] [--origin URL] [--port 8787] [--host 127.0.0.1] [--name NAME]
- *                 [--runtime workerd|miniflare] [--store DIR] [--persist DIR]
+ *                 [--runtime workerd|miniflare] [--store DIR] [--persist DIR] [--processes N]
  * Puts the edge cache in front of an origin and prints its address when ready.
- *   workerd (default): bare workerd with the project's disk store ([edge] store_dir, or --store DIR)
+ *   workerd (default): bare workerd with the project's disk store ([edge] store_dir, or --store DIR); --processes N
+ *     (or [edge] processes) runs N edge workerd processes sharing the socket and one store process
  *   miniflare: the edge under Miniflare, its Cache API in memory or in --persist DIR
  */
 import { parseArgs } from "node:util";
@@ -22,11 +23,17 @@ const { values } = parseArgs({
     store: { type: "string" },
     name: { type: "string" },
     runtime: { type: "string", default: "workerd" },
+    processes: { type: "string" },
   },
 });
 
 if (values.runtime !== "workerd" && values.runtime !== "miniflare") {
   console.error(`--runtime must be workerd or miniflare, not ${values.runtime}`);
+  process.exit(2);
+}
+const processes = values.processes === undefined ? undefined : Number(values.processes);
+if (processes !== undefined && !(Number.isInteger(processes) && processes >= 1 && processes <= 256)) {
+  console.error(`--processes must be a whole number from 1 to 256, not ${values.processes}`);
   process.exit(2);
 }
 const file = loadConfigFile(values.config!);
@@ -42,14 +49,18 @@ if (values.runtime === "miniflare") {
     host: values.host,
     port: Number(values.port),
     storeDir: values.store ?? values.persist,
+    processes,
   });
-  w.proc.once("exit", (code, signal) => {
-    if (stopping) return;
-    console.error(`workerd exited (${code ?? signal})`);
-    process.exit(1);
-  });
+  for (const p of [w.proc, ...w.supervisors]) {
+    p.once("exit", (code, signal) => {
+      if (stopping) return;
+      console.error(`${p === w.proc ? "workerd" : "edge supervisor"} exited (${code ?? signal})`);
+      void w.stop().finally(() => process.exit(1));
+    });
+  }
   console.log(`store: ${w.storeDir} (${w.recovered.entries} entries, ${w.recovered.removed} files removed at start)`);
   console.log(`workerd pid: ${w.proc.pid}`);
+  if (w.supervisors.length) console.log(`edge processes: ${w.supervisors.length} (workerd pids ${w.edgePids().join(" ")})`);
   edge = w;
 }
 console.log(`edge ready: ${edge.url} -> origin ${origin} (${values.runtime})`);

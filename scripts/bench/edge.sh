@@ -2,7 +2,9 @@
 # Edge benchmark (not a test). One server core (taskset -c 0) for the server under test, the load (wrk) and the
 # origin on the other (-c 1). Side by side, 1 KB and 100 KB objects, wrk -t1 -c32:
 #   const    a bare workerd worker answering a constant response of that size (the ceiling for anything on workerd)
-#   edge     this edge on bare workerd: HIT (hot tier), HIT from the disk store (hot tier off), MISS (unique URLs)
+#   edge     this edge on bare workerd: HIT (hot tier), HIT from the disk store (hot tier off), MISS (unique URLs),
+#            HIT with --processes 2 (two edge processes + the store process, all on the same server core: the cost
+#            of the split, not the gain of a second core, which this 2-core machine cannot show with wrk on the other)
 #   nginx    proxy_cache HIT
 # then a 1 GB object through a cold and a warm cache (edge vs nginx, MB/s) and the edge's peak RSS.
 # Needs: wrk nginx curl python3 (apt-get install wrk nginx). Usage: scripts/bench/edge.sh [seconds per run, default 8]
@@ -18,7 +20,7 @@ cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; sleep
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_http() { for _ in $(seq 1 200); do curl -sfk -o /dev/null "$1" && return 0; sleep 0.1; done; echo "not up: $1" >&2; return 1; }
-P_ORIGIN=$(free_port); P_CONST=$(free_port); P_EDGE=$(free_port); P_DISK=$(free_port); P_NGINX=$(free_port)
+P_ORIGIN=$(free_port); P_CONST=$(free_port); P_EDGE=$(free_port); P_DISK=$(free_port); P_NGINX=$(free_port); P_MULTI=$(free_port); P_BIG=$(free_port)
 BIG=$((1000 * 1000 * 1000))
 
 # --- origin (load core): /obj/<size>/<anything> → <size> bytes, cacheable for an hour ------------------------------
@@ -55,7 +57,7 @@ CAPNP
 wait_http "http://127.0.0.1:$P_CONST/"
 
 # --- the edge, twice: hot tier on (default) and off (every HIT read from the disk store) ---------------------------
-edge() { # port store hot_max_bytes
+edge() { # port store hot_max_bytes [more edge.ts args]
   cat > "$T/cdn-$1.toml" <<TOML
 [edge]
 name = "bench"
@@ -65,12 +67,15 @@ store_max_bytes = 8000000000
 hot_max_bytes = $3
 access_log = false
 TOML
-  taskset -c 0 "$NODE" scripts/edge.ts --config "$T/cdn-$1.toml" --port "$1" --store "$2" > "$T/edge-$1.log" 2>&1 & PIDS+=($!)
+  taskset -c 0 "$NODE" scripts/edge.ts --config "$T/cdn-$1.toml" --port "$1" --store "$2" "${@:4}" > "$T/edge-$1.log" 2>&1 & PIDS+=($!)
   for _ in $(seq 1 300); do grep -qs "edge ready" "$T/edge-$1.log" && break; sleep 0.1; done
   grep -q "edge ready" "$T/edge-$1.log" || { cat "$T/edge-$1.log"; exit 1; }
 }
 edge "$P_EDGE" "$T/store-hot" 67108864
 edge "$P_DISK" "$T/store-disk" 0
+edge "$P_MULTI" "$T/store-multi" 67108864 --processes 2
+edge "$P_BIG" "$T/store-big" 67108864 # a fresh edge for the 1 GB object, so its peak RSS is that object's alone
+BIG_PID=$(sed -n 's/^workerd pid: //p' "$T/edge-$P_BIG.log")
 EDGE_PID=$(sed -n 's/^workerd pid: //p' "$T/edge-$P_EDGE.log")
 
 # --- nginx proxy_cache (server core) -------------------------------------------------------------------------------
@@ -121,9 +126,12 @@ for size in 1024 102400; do
   for url in "http://127.0.0.1:$P_EDGE/obj/$size/x" "http://127.0.0.1:$P_DISK/obj/$size/x" "http://127.0.0.1:$P_NGINX/obj/$size/x"; do
     curl -s -o /dev/null "$url"; curl -s -o /dev/null "$url" # stored, then warm
   done
+  # Each process has its own hot tier: enough requests on fresh connections to warm both.
+  for _ in $(seq 1 8); do curl -s -o /dev/null "http://127.0.0.1:$P_MULTI/obj/$size/x"; done
   run "const workerd $label" "http://127.0.0.1:$P_CONST/obj/$size"
   run "edge HIT (hot tier) $label" "http://127.0.0.1:$P_EDGE/obj/$size/x"
   run "edge HIT (disk store) $label" "http://127.0.0.1:$P_DISK/obj/$size/x"
+  run "edge HIT (hot, --processes 2) $label" "http://127.0.0.1:$P_MULTI/obj/$size/x"
   run "edge MISS $label" "http://127.0.0.1:$P_EDGE/" "$T/miss.lua" "$size"
   run "nginx proxy_cache HIT $label" "http://127.0.0.1:$P_NGINX/obj/$size/x"
 done
@@ -132,11 +140,12 @@ curl -s -D - -o /dev/null "http://127.0.0.1:$P_NGINX/obj/1024/x" | grep -i x-cac
 
 # --- 1 GB object: cold (origin → cache → client) and warm (cache → client) ----------------------------------------
 speed() { taskset -c 1 curl -s -o /dev/null -w '%{speed_download}' "$1" | awk '{printf "%.0f", $1/1e6}'; }
-E_COLD=$(speed "http://127.0.0.1:$P_EDGE/obj/$BIG/big"); sleep 2
-E_WARM=$(speed "http://127.0.0.1:$P_EDGE/obj/$BIG/big")
+E_COLD=$(speed "http://127.0.0.1:$P_BIG/obj/$BIG/big"); sleep 2
+E_WARM=$(speed "http://127.0.0.1:$P_BIG/obj/$BIG/big")
 N_COLD=$(speed "http://127.0.0.1:$P_NGINX/obj/$BIG/big"); sleep 2
 N_WARM=$(speed "http://127.0.0.1:$P_NGINX/obj/$BIG/big")
 RSS=$(awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$EDGE_PID/status")
+BIG_RSS=$(awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$BIG_PID/status")
 
 # --- table ---------------------------------------------------------------------------------------------------------
 echo
@@ -157,4 +166,4 @@ echo "|---|---|---|---|"
 echo "| cold (MISS, stored) | $E_COLD | $N_COLD | $(awk -v a="$E_COLD" -v b="$N_COLD" 'BEGIN{printf "%.2f", a/b}') |"
 echo "| warm (HIT) | $E_WARM | $N_WARM | $(awk -v a="$E_WARM" -v b="$N_WARM" 'BEGIN{printf "%.2f", a/b}') |"
 echo
-echo "edge workerd peak RSS (VmHWM, whole run incl. wrk phases): $RSS MB"
+echo "edge workerd peak RSS (VmHWM): 1 GB object cold + warm through a fresh edge $BIG_RSS MB; the edge of the wrk runs (hot tier, 1 KB/100 KB HIT and MISS phases) $RSS MB"

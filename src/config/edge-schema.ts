@@ -91,6 +91,11 @@ export const EdgeSchema = z
     /** The in-isolate memory tier in front of the store: total bytes (0 = off) and largest object. */
     hot_max_bytes: z.number().int().min(0).default(64 * 1024 * 1024),
     hot_max_object_bytes: z.number().int().min(0).default(1024 * 1024),
+    /**
+     * Bare workerd: edge processes sharing the listening socket (one per core); above 1 the store runs in a process
+     * of its own that every edge process reaches over a unix socket (and that holds the coalescing locks).
+     */
+    processes: z.number().int().min(1).max(256).default(1),
     /** Bare workerd: serve HTTPS with this certificate chain and private key (PEM files); both or neither. */
     tls_cert: z.string().min(1).optional(),
     tls_key: z.string().min(1).optional(),

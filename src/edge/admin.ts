@@ -9,7 +9,7 @@ import { findRule } from "../cache/rules.ts";
 import { isAuthorized, unauthorized } from "../net/admin-auth.ts";
 import { PROMETHEUS_CONTENT_TYPE } from "../metrics/registry.ts";
 import type { EdgeCache } from "./engine.ts";
-import type { EdgeObserver } from "./observe.ts";
+import type { EdgeObserver, EdgeStoreStats } from "./observe.ts";
 import type { FetchLike } from "./origin.ts";
 
 export const PURGE_PATH = "/.well-known/cdn/purge";
@@ -94,10 +94,17 @@ export async function purgeAt(
 }
 
 /** GET /metrics in Prometheus text format. */
-export async function handleMetrics(request: Request, config: CdnConfig, observer: EdgeObserver): Promise<Response> {
+export async function handleMetrics(
+  request: Request,
+  config: CdnConfig,
+  observer: EdgeObserver,
+  stats?: () => Promise<EdgeStoreStats | undefined>,
+): Promise<Response> {
   if (!config.admin.metrics_public && !(await isAuthorized(request, config.admin.token))) {
     return unauthorized(!!config.admin.token);
   }
+  const s = await stats?.().catch(() => undefined);
+  if (s) observer.storeStats(s);
   return new Response(observer.metrics.expose(), { headers: { "content-type": PROMETHEUS_CONTENT_TYPE, "cache-control": "no-store" } });
 }
 

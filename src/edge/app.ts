@@ -9,8 +9,8 @@ import { formatIp, parseCidr, type Cidr } from "../net/ip.ts";
 import { DRAIN_PATH, handleDrain, handleMetrics, handlePurge, handleTrace, METRICS_PATH, PURGE_PATH, TRACE_PATH } from "./admin.ts";
 import { HEALTH_PATH } from "../health/monitor.ts";
 import { isAuthorized } from "../net/admin-auth.ts";
-import { EdgeCache } from "./engine.ts";
-import { EdgeObserver } from "./observe.ts";
+import { EdgeCache, type KeyLocks } from "./engine.ts";
+import { EdgeObserver, type EdgeStoreStats } from "./observe.ts";
 import { isLoop, originFetcher, type FetchLike } from "./origin.ts";
 import type { EntryStore } from "./store.ts";
 
@@ -22,15 +22,19 @@ export interface EdgeAppOptions {
   /** Where the client is, for the trace (GeoIP when the host provides it). */
   locate?: (ip: string) => string | undefined;
   log?: (line: string) => void;
+  /** Coalescing locks shared by the processes of an edge box (bare workerd: held by the store process). */
+  locks?: KeyLocks;
+  /** Store and hot-tier stats for the metrics (bare workerd). */
+  stats?: () => Promise<EdgeStoreStats | undefined>;
 }
 
 /** Builds the edge application for one isolate. */
-export function createEdgeApp({ config, store, fetch: fetchImpl = (i, init) => fetch(i, init), now, locate = () => undefined, log }: EdgeAppOptions) {
+export function createEdgeApp({ config, store, fetch: fetchImpl = (i, init) => fetch(i, init), now, locate = () => undefined, log, locks, stats }: EdgeAppOptions) {
   const edge = config.edge;
   if (!edge) throw new Error("cdn.toml has no [edge] table: this worker has no origin to serve");
   const observer = new EdgeObserver(edge.name, edge.access_log, log);
   const origin = observer.wrapOrigin(originFetcher(edge, fetchImpl));
-  const cache = new EdgeCache({ edge, rules: config.rules, store, origin, now });
+  const cache = new EdgeCache({ edge, rules: config.rules, store, origin, now, locks });
   const trusted = edge.trusted_proxies.map((c) => parseCidr(c)).filter((c): c is Cidr => c !== null);
   const clientIp = (request: Request) => {
     const bytes = clientAddress(peerAddress(request), request.headers.get("x-forwarded-for"), trusted);
@@ -47,9 +51,9 @@ export function createEdgeApp({ config, store, fetch: fetchImpl = (i, init) => f
   app.post(DRAIN_PATH, (c) => handleDrain(c.req.raw, config, cache));
   app.all(PURGE_PATH, (c) => handlePurge(c.req.raw, config, cache, fetchImpl));
   // Metrics: always at the well-known path; at /metrics only with the token (else /metrics is the origin's page).
-  app.get(METRICS_PATH, (c) => handleMetrics(c.req.raw, config, observer));
+  app.get(METRICS_PATH, (c) => handleMetrics(c.req.raw, config, observer, stats));
   app.get("/metrics", async (c, next) => {
-    if (await isAuthorized(c.req.raw, config.admin.token)) return handleMetrics(c.req.raw, config, observer);
+    if (await isAuthorized(c.req.raw, config.admin.token)) return handleMetrics(c.req.raw, config, observer, stats);
     await next();
   });
   app.get(TRACE_PATH, (c) => handleTrace(c.req.raw, config, clientIp(c.req.raw), locate));

@@ -47,6 +47,17 @@ export interface EngineOptions {
   /** Forwards a client request to the origin (see origin.ts). */
   origin: (client: Request, clientIp: string | undefined, req: OriginRequest) => Promise<Response>;
   now?: () => number;
+  /**
+   * Coalescing locks shared by the processes of an edge box (the store holds them): without them, an in-isolate map
+   * only. `acquire` takes a free (or expired) lock for lock_timeout_ms and says whether it got it.
+   */
+  locks?: KeyLocks;
+}
+
+export interface KeyLocks {
+  acquire(key: string): Promise<boolean>;
+  release(key: string): Promise<void>;
+  held(key: string): Promise<boolean>;
 }
 
 export interface RequestContext {
@@ -88,6 +99,7 @@ export class EdgeCache {
   private readonly store: EntryStore;
   private readonly origin: EngineOptions["origin"];
   private readonly now: () => number;
+  private readonly locks: KeyLocks | undefined;
   /** Keys with an origin fetch under way (request coalescing), each with its owner's token. */
   private readonly inflight = new Map<string, object>();
   /** Requests seen per key, for min_uses (bounded: cleared when it grows past 100k keys). */
@@ -103,6 +115,7 @@ export class EdgeCache {
     this.store = opts.store;
     this.origin = opts.origin;
     this.now = opts.now ?? Date.now;
+    this.locks = opts.locks;
   }
 
   /** Answers one client request. */
@@ -136,23 +149,30 @@ export class EdgeCache {
   ): Promise<Outcome> {
     let found = await this.lookup(key, request.headers);
     let collapsed = false;
-    if (!found.entry && this.inflight.has(found.storageKey)) {
-      await this.waitFor(found.storageKey);
-      found = await this.lookup(key, request.headers);
-      collapsed = true;
+    let claimed: (() => void) | null = null;
+    if (!found.entry) {
+      claimed = await this.claim(found.storageKey, ctx);
+      if (!claimed) {
+        await this.waitFor(found.storageKey);
+        found = await this.lookup(key, request.headers);
+        collapsed = true;
+      }
     }
     if (!found.entry || found.entry.meta.kind !== "entry") {
-      if (reqCC.has("only-if-cached")) return this.gatewayTimeout("only-if-cached and nothing stored");
+      if (reqCC.has("only-if-cached")) {
+        claimed?.();
+        return this.gatewayTimeout("only-if-cached and nothing stored");
+      }
       this.countUse(found.storageKey);
       return this.fetchToCache(request, ctx, rule, found, "MISS", {
         fwd: found.marker ? "vary-miss" : "uri-miss",
         collapsed,
-      });
+      }, claimed ?? undefined);
     }
 
     let entry = found.entry as StoredEntry & { meta: EntryMeta };
     let verdict = judge(entry.meta, reqCC, this.edge, this.now());
-    if (verdict.use === "revalidate" && !verdict.forced && this.inflight.has(found.storageKey)) {
+    if (verdict.use === "revalidate" && !verdict.forced && !(claimed = await this.claim(found.storageKey, ctx))) {
       // Someone is refreshing this entry right now: wait for it rather than stampede the origin.
       await entry.body?.cancel();
       await this.waitFor(found.storageKey);
@@ -173,19 +193,20 @@ export class EdgeCache {
       case "stale-ok":
         return this.fromEntry(entry, "STALE", { hit: true, ttl: verdict.ttl, detail: "max-stale" });
       case "stale-while-revalidate": {
-        if (this.inflight.has(found.storageKey)) {
+        const done = await this.claim(found.storageKey, ctx);
+        if (!done) {
           return this.fromEntry(entry, "UPDATING", { hit: true, ttl: verdict.ttl, detail: "updating" });
         }
-        const done = this.lock(found.storageKey);
         ctx.waitUntil(this.refresh(request, ctx, rule, found, entry.meta).finally(done));
         return this.fromEntry(entry, "STALE", { hit: true, ttl: verdict.ttl, detail: "updating" });
       }
       case "revalidate": {
         if (reqCC.has("only-if-cached")) {
+          claimed?.();
           await entry.body?.cancel();
           return this.gatewayTimeout("only-if-cached and the stored response is stale");
         }
-        return this.revalidate(request, ctx, rule, found, entry, verdict.forced, verdict.ttl);
+        return this.revalidate(request, ctx, rule, found, entry, verdict.forced, verdict.ttl, claimed ?? undefined);
       }
     }
   }
@@ -199,8 +220,9 @@ export class EdgeCache {
     entry: StoredEntry & { meta: EntryMeta },
     forced: boolean,
     ttl: number,
+    held?: () => void,
   ): Promise<Outcome> {
-    const done = this.lock(found.storageKey);
+    const done = held ?? this.lock(found.storageKey);
     let result: RefreshResult;
     try {
       result = await this.conditionalFetch(request, ctx, entry.meta);
@@ -322,8 +344,9 @@ export class EdgeCache {
     found: Lookup,
     status: XCacheStatus,
     cacheStatus: CacheStatusParams,
+    held?: () => void,
   ): Promise<Outcome> {
-    const done = this.lock(found.storageKey);
+    const done = held ?? this.lock(found.storageKey);
     const requestTime = this.now();
     let response: Response;
     try {
@@ -640,6 +663,38 @@ export class EdgeCache {
   }
 
   /**
+   * Takes the coalescing lock of `key` for this request: here (the in-isolate map) and, with shared locks, in the
+   * store too. Null when another request (of any process) holds it. The returned function (idempotent) releases.
+   */
+  private async claim(key: string, ctx: RequestContext): Promise<(() => void) | null> {
+    if (this.inflight.has(key)) return null;
+    const done = this.lock(key);
+    if (!this.locks) return done;
+    let got: boolean;
+    try {
+      got = await this.locks.acquire(key);
+    } catch {
+      got = true; // the store cannot be asked: coalesce within this process only
+    }
+    if (!got) {
+      done();
+      return null;
+    }
+    let released = false;
+    return () => {
+      done();
+      if (released) return;
+      released = true;
+      ctx.waitUntil(this.locks!.release(key).catch(() => undefined));
+    };
+  }
+
+  private async isHeld(key: string): Promise<boolean> {
+    if (this.inflight.has(key)) return true;
+    return this.locks ? this.locks.held(key).catch(() => false) : false;
+  }
+
+  /**
    * Waits (at most lock_timeout_ms) for the fetch of `key` under way to end. It polls, as nginx's proxy_cache_lock
    * does, rather than being woken: workerd may refuse to resume one request from another request's context.
    */
@@ -647,7 +702,7 @@ export class EdgeCache {
     const deadline = this.now() + this.edge.lock_timeout_ms;
     const started = Date.now();
     let pause = 2;
-    while (this.inflight.has(key) && this.now() < deadline && Date.now() - started < this.edge.lock_timeout_ms) {
+    while ((await this.isHeld(key)) && this.now() < deadline && Date.now() - started < this.edge.lock_timeout_ms) {
       await new Promise((r) => setTimeout(r, pause));
       pause = Math.min(pause * 2, 50);
     }

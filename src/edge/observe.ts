@@ -4,6 +4,13 @@
  */
 import { Registry } from "../metrics/registry.ts";
 import type { OriginRequest } from "./origin.ts";
+import type { StoreStats } from "../store/worker.ts";
+
+/** The store process's stats and this isolate's hot tier, for the metrics (bare workerd only). */
+export interface EdgeStoreStats {
+  store?: StoreStats;
+  hot?: { bytes: number; entries: number; hits: number; misses: number };
+}
 
 type OriginFn = (client: Request, clientIp: string | undefined, req: OriginRequest) => Promise<Response>;
 
@@ -15,6 +22,8 @@ export class EdgeObserver {
   private readonly edgeName: string;
   private readonly accessLog: boolean;
   private readonly log: (line: string) => void;
+  /** Last absolute value seen of each counter that is read from elsewhere (store stats, hot tier). */
+  private readonly seen = new Map<string, number>();
 
   constructor(edgeName: string, accessLog: boolean, log: (line: string) => void = (l) => console.log(l)) {
     this.edgeName = edgeName;
@@ -45,6 +54,34 @@ export class EdgeObserver {
         throw err;
       }
     };
+  }
+
+  /** Sets the store's gauges and counters from its stats (absent under Miniflare, which has no store binding). */
+  storeStats(stats: EdgeStoreStats) {
+    const m = this.metrics;
+    const { store, hot } = stats;
+    if (store) {
+      m.set("parrot_edge_store_bytes", "Bytes of the entries in the disk store.", {}, store.bytes);
+      m.set("parrot_edge_store_max_bytes", "The disk store's bound (store_max_bytes).", {}, store.maxBytes);
+      m.set("parrot_edge_store_entries", "Entries in the disk store.", {}, store.entries);
+      for (const reason of ["lru", "inactive", "expired"] as const) {
+        this.counterFrom("parrot_edge_store_evictions_total", "Entries the disk store removed: lru (size bound), inactive (store_inactive), expired.", { reason }, store.evictions[reason]);
+      }
+    }
+    if (hot) {
+      m.set("parrot_edge_store_hot_bytes", "Bytes held by this process's hot memory tier.", {}, hot.bytes);
+      m.set("parrot_edge_store_hot_entries", "Entries held by this process's hot memory tier.", {}, hot.entries);
+      this.counterFrom("parrot_edge_store_hot_hits_total", "Reads answered by this process's hot memory tier.", {}, hot.hits);
+      this.counterFrom("parrot_edge_store_hot_misses_total", "Reads the hot memory tier passed to the store.", {}, hot.misses);
+    }
+  }
+
+  /** A counter that follows an absolute count kept elsewhere (a smaller count means that side restarted). */
+  private counterFrom(name: string, help: string, labels: Record<string, string>, value: number) {
+    const id = name + JSON.stringify(labels);
+    const last = this.seen.get(id) ?? 0;
+    this.seen.set(id, value);
+    this.metrics.inc(name, help, labels, value >= last ? value - last : value);
   }
 
   /** Counts and logs one answered request. */

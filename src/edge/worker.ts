@@ -4,10 +4,41 @@ import { embeddedConfigText } from "../config/embedded.ts";
 import { createEdgeApp } from "./app.ts";
 import { HotTier } from "./hot-tier.ts";
 import { CacheApiStore } from "./store.ts";
+import { createGeoIp, type GeoIp } from "../geoip/geoip.ts";
+import { openGeoBytes } from "../geoip/open.ts";
+import type { GeoInfo } from "../geoip/types.ts";
+import { storeLocks, storeStats } from "../store/client.ts";
 
 export interface Env {
   /** cdn.toml's text; empty means the embedded default. */
   CDN_CONFIG?: string;
+  /** Bare workerd: the cache store service (locks shared by the box's processes, stats). Absent under Miniflare. */
+  STORE?: Fetcher;
+  /** Several edge processes share the store: coalescing locks are taken there (one process: in the isolate). */
+  STORE_LOCKS?: boolean;
+  /** GeoIP databases for the trace (the [geoip] files the host binds); the embedded default is never loaded here. */
+  GEOIP_CITY?: ArrayBuffer | Uint8Array;
+  GEOIP_CITY_V6?: ArrayBuffer | Uint8Array;
+  GEOIP_ASN?: ArrayBuffer | Uint8Array;
+  GEOIP_ASN_V6?: ArrayBuffer | Uint8Array;
+}
+
+/** `GB London (ENG) AS29518`: what the GeoIP knows, most general first; undefined when nothing. */
+export function describeLocation(info: GeoInfo): string | undefined {
+  const parts: string[] = [];
+  if (info.country) parts.push(info.country);
+  else if (info.continent) parts.push(info.continent);
+  if (info.city) parts.push(info.city);
+  if (info.region) parts.push(`(${info.region})`);
+  if (info.asn !== undefined) parts.push(`AS${info.asn}`);
+  return parts.length ? parts.join(" ") : undefined;
+}
+
+function geoFrom(env: Env): GeoIp | undefined {
+  const sources = [env.GEOIP_CITY, env.GEOIP_CITY_V6, env.GEOIP_ASN, env.GEOIP_ASN_V6]
+    .filter((b): b is ArrayBuffer | Uint8Array => !!b && b.byteLength > 0)
+    .map((b) => openGeoBytes(b));
+  return sources.length ? createGeoIp(sources) : undefined;
 }
 
 let built: { text: string; app: ReturnType<typeof createEdgeApp> } | { text: string; error: Error } | undefined;
@@ -23,7 +54,29 @@ function appFor(env: Env) {
         maxBytes: edge?.hot_max_bytes ?? 0,
         maxObjectBytes: edge?.hot_max_object_bytes ?? 0,
       });
-      built = { text, app: createEdgeApp({ config, store }) };
+      const hot = store;
+      const geo = geoFrom(env);
+      const storeService = env.STORE;
+      built = {
+        text,
+        app: createEdgeApp({
+          config,
+          store,
+          locks: storeService && env.STORE_LOCKS && edge ? storeLocks(storeService, edge.lock_timeout_ms) : undefined,
+          stats: storeService
+            ? async () => ({
+                store: await storeStats(storeService),
+                hot: { bytes: hot.totalBytes, entries: hot.size, hits: hot.hits, misses: hot.misses },
+              })
+            : undefined,
+          locate: geo
+            ? (ip) => {
+                const found = geo.lookup(ip);
+                return found ? describeLocation(found.info) : undefined;
+              }
+            : undefined,
+        }),
+      };
     } catch (error) {
       built = { text, error: error as Error };
     }

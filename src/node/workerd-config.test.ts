@@ -1,7 +1,7 @@
 /** The bare workerd config generator: config in, capnp text out. */
 import { describe, expect, it } from "vitest";
 import { parseConfig } from "../config/config.ts";
-import { capnpString, originIsPrivate, workerdEdgeConfig } from "./workerd-config.ts";
+import { capnpString, originIsPrivate, workerdEdgeConfig, workerdStoreConfig } from "./workerd-config.ts";
 
 function gen(edgeToml: string, extra: Partial<Parameters<typeof workerdEdgeConfig>[0]> = {}) {
   const text = `[edge]\nname = "e1"\n${edgeToml}\n`;
@@ -51,5 +51,37 @@ describe("workerd config", () => {
     expect(capnpString('a"b\\c\nd\u0001')).toBe('"a\\"b\\\\c\\nd\\x01"');
     const c = gen('origin = "https://o.example"\n# "quoted" \\ back');
     expect(c).toContain('\\"quoted\\" \\\\ back');
+  });
+
+  it("one process: the edge's STORE binding is the in-process store; GeoIP files become Data bindings", () => {
+    const c = gen('origin = "https://o.example"', { geoip: { GEOIP_CITY: "geoip_city.bin", GEOIP_ASN: "geoip_asn.bin" } });
+    expect(c).toContain('(name = "store", worker = .storeWorker)');
+    expect(c).toContain('(name = "STORE", service = "store")');
+    expect(c).toContain('(name = "GEOIP_CITY", data = embed "geoip_city.bin")');
+    expect(c).toContain('(name = "GEOIP_ASN", data = embed "geoip_asn.bin")');
+    expect(c).not.toContain("GEOIP_CITY_V6");
+    expect(c).not.toContain("STORE_LOCKS");
+    expect(gen('origin = "https://o.example"')).not.toContain("GEOIP");
+  });
+
+  it("several processes: the edges reach the store process over its socket; the store config listens there only", () => {
+    const c = gen('origin = "https://o.example"', { storeAddress: "unix:/var/cache/parrot/.run/store.sock" });
+    expect(c).toContain('(name = "store", external = (address = "unix:/var/cache/parrot/.run/store.sock", http = ()))');
+    expect(c).toContain('cacheApiOutbound = "store"');
+    expect(c).toContain('(name = "STORE", service = "store")');
+    expect(c).toContain('(name = "STORE_LOCKS", json = "true")');
+    expect(c).not.toContain("storeWorker");
+    expect(c).not.toContain("disk =");
+    const s = workerdStoreConfig({
+      compatibilityDate: "2026-11-01",
+      files: { edge: "edge.js", store: "store.js", index: "index.json" },
+      store: { maxBytes: 1 << 30, inactiveSeconds: 3600 },
+      storeDir: "/var/cache/parrot",
+      address: "unix:/var/cache/parrot/.run/store.sock",
+    });
+    expect(s).toContain('(name = "store", address = "unix:/var/cache/parrot/.run/store.sock", http = (), service = "store")');
+    expect(s).toContain('disk = (path = "/var/cache/parrot", writable = true)');
+    expect(s).toContain('(name = "STORE_INDEX", json = embed "index.json")');
+    expect(s).not.toContain("edgeWorker");
   });
 });

@@ -7,6 +7,12 @@
  * The index lives in this isolate: loaded from the STORE_INDEX binding that the host builds from the directory at
  * start (scan.ts), kept in memory, its use order saved to `lru.json` now and then.
  * Bodies stream both ways; a single Range is answered from the file.
+ *
+ * POST (never part of the cache protocol) carries the edge's own calls through its STORE service binding:
+ *   /lock?key=K&ttl=MS  → 200 + a token when taken (free or expired), 409 when held: request coalescing across the
+ *                         edge processes of a box (each process asks before it goes to the origin)
+ *   /unlock?key=K&token=T → 200 (only the holder's token releases)      /locked?key=K → 200 held, 404 free
+ *   /stats → JSON: bytes, entries, max bytes, evictions by reason, locks held
  */
 import {
   TRAILER_LEN,
@@ -55,6 +61,18 @@ interface State {
   writes: number;
   /** Recent purges (key hash → time): a write that started before the purge of its key is dropped when it ends. */
   purged: Map<string, number>;
+  /** Entries removed to stay within the bound, unused for store_inactive, or expired. */
+  evicted: { lru: number; inactive: number; expired: number };
+  /** Coalescing locks: key → holder's token and expiry (ms). */
+  locks: Map<string, { token: string; expires: number }>;
+}
+
+export interface StoreStats {
+  bytes: number;
+  entries: number;
+  maxBytes: number;
+  evictions: { lru: number; inactive: number; expired: number };
+  locks: number;
 }
 
 let state: State | undefined;
@@ -65,7 +83,7 @@ function stateFor(env: StoreEnv): State {
   for (const [hash, file, headLen, bodyLen, expires, written, lastAccess] of env.STORE_INDEX ?? []) {
     index.add({ hash, file, headLen, bodyLen, expires, written, lastAccess });
   }
-  state = { index, settings: env.STORE, lastSweep: Date.now(), lastSave: Date.now(), dirty: false, writes: 0, purged: new Map() };
+  state = { index, settings: env.STORE, lastSweep: Date.now(), lastSave: Date.now(), dirty: false, writes: 0, purged: new Map(), evicted: { lru: 0, inactive: 0, expired: 0 }, locks: new Map() };
   return state;
 }
 
@@ -94,6 +112,8 @@ export default {
       case "PURGE":
       case "DELETE":
         return purge(s, env, ctx, request);
+      case "POST":
+        return control(s, request);
       default:
         return new Response(null, { status: 405 });
     }
@@ -107,6 +127,10 @@ function housekeeping(s: State, env: StoreEnv, ctx: ExecutionContext) {
   if (now - s.lastSweep >= every) {
     s.lastSweep = now;
     const gone = s.index.sweep(now, now - s.settings.inactiveSeconds * 1000);
+    for (const e of gone) {
+      if (e.expires <= now) s.evicted.expired++;
+      else s.evicted.inactive++;
+    }
     if (gone.length) {
       s.dirty = true;
       ctx.waitUntil(deleteFiles(env, gone.map((e) => e.file)));
@@ -126,6 +150,8 @@ async function match(s: State, env: StoreEnv, ctx: ExecutionContext, request: Re
   const e = s.index.get(hash);
   if (!e) return miss();
   if (e.expires <= now || e.lastAccess < now - s.settings.inactiveSeconds * 1000) {
+    if (e.expires <= now) s.evicted.expired++;
+    else s.evicted.inactive++;
     s.index.remove(hash);
     s.dirty = true;
     ctx.waitUntil(deleteFiles(env, [e.file]));
@@ -299,6 +325,7 @@ async function put(s: State, env: StoreEnv, ctx: ExecutionContext, request: Requ
   const reservation = s.index.reserve(headBytes.byteLength + TRAILER_LEN + (declared ?? 0));
   const makeRoom = () => {
     const evicted = s.index.evictToFit(max);
+    s.evicted.lru += evicted.length;
     if (evicted.length) {
       s.dirty = true;
       ctx.waitUntil(deleteFiles(env, evicted.map((e) => e.file)));
@@ -399,6 +426,7 @@ async function put(s: State, env: StoreEnv, ctx: ExecutionContext, request: Requ
   const entry: IndexEntry = { hash, file, headLen: headBytes.byteLength, bodyLen: count, expires, written, lastAccess: Date.now() };
   const stale = s.index.add(entry);
   const over = s.index.evictToFit(max);
+  s.evicted.lru += over.length;
   s.dirty = true;
   const drop = [...(stale ? [stale] : []), ...over.map((e) => e.file)];
   if (drop.length) ctx.waitUntil(deleteFiles(env, drop));
@@ -416,3 +444,44 @@ async function purge(s: State, env: StoreEnv, ctx: ExecutionContext, request: Re
   return new Response(null, { status: 200 });
 }
 
+
+const LOCK_MAX_TTL = 600_000;
+
+/** The edge's calls (POST): coalescing locks and stats. */
+function control(s: State, request: Request): Response {
+  const url = new URL(request.url);
+  const now = Date.now();
+  const key = url.searchParams.get("key") ?? "";
+  switch (url.pathname) {
+    case "/lock": {
+      const held = s.locks.get(key);
+      if (held && held.expires > now) return new Response(null, { status: 409 });
+      if (s.locks.size >= 10_000) for (const [k, l] of s.locks) if (l.expires <= now) s.locks.delete(k);
+      const ttl = Math.min(LOCK_MAX_TTL, Math.max(1, Number(url.searchParams.get("ttl")) || 5_000));
+      const token = crypto.randomUUID();
+      s.locks.set(key, { token, expires: now + ttl });
+      return new Response(token);
+    }
+    case "/unlock": {
+      const held = s.locks.get(key);
+      if (held && held.token === url.searchParams.get("token")) s.locks.delete(key);
+      return new Response(null, { status: 200 });
+    }
+    case "/locked": {
+      const held = s.locks.get(key);
+      return new Response(null, { status: held && held.expires > now ? 200 : 404 });
+    }
+    case "/stats": {
+      const stats: StoreStats = {
+        bytes: s.index.total,
+        entries: s.index.size,
+        maxBytes: s.settings.maxBytes,
+        evictions: { ...s.evicted },
+        locks: s.locks.size,
+      };
+      return Response.json(stats);
+    }
+    default:
+      return new Response(null, { status: 404 });
+  }
+}

@@ -1,0 +1,140 @@
+/**
+ * A bare workerd edge box with several processes (`processes = 2`): one store process and two edge processes sharing
+ * the listening socket. Request coalescing holds across the processes (the store holds the locks), the metrics show
+ * the store's size, entries and evictions and the hot tier, the trace locates the client with the configured GeoIP
+ * file, and a kill -9 of one edge process leaves the box serving while its supervisor starts it again.
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+// @ts-expect-error: the package ships no types
+import parsePrometheusTextFormat from "parse-prometheus-text-format";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { serveFetch, type Served } from "../../src/node/serve-fetch.ts";
+import { startEdgeWorkerd, type RunningWorkerdEdge } from "../../src/node/workerd-host.ts";
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const TOKEN = "processes-test-token-0123456789";
+const MMDB = resolve(import.meta.dirname, "../fixtures/GeoIP2-City-Test.mmdb");
+
+let originRequests = new Map<string, number>();
+let served: Served;
+let edge: RunningWorkerdEdge;
+let dir: string;
+
+beforeAll(async () => {
+  served = await serveFetch(async (req) => {
+    const path = new URL(req.url).pathname;
+    originRequests.set(path, (originRequests.get(path) ?? 0) + 1);
+    await sleep(150); // long enough for every concurrent request to arrive while the first is at the origin
+    return new Response(`body of ${path}\n`.repeat(20), { headers: { "cache-control": "max-age=600" } });
+  });
+  dir = mkdtempSync(join(tmpdir(), "parrot-processes-e2e-"));
+  const configText = `[edge]
+name = "multi"
+origin = "${served.url}"
+access_log = false
+processes = 2
+trusted_proxies = ["127.0.0.1"]
+[admin]
+token = "${TOKEN}"
+[geoip]
+city = ${JSON.stringify(MMDB)}
+`;
+  edge = await startEdgeWorkerd({ configText, storeDir: join(dir, "store"), log: () => {} });
+}, 60_000);
+
+afterAll(async () => {
+  await edge?.stop();
+  await served?.close();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+describe("an edge box with two workerd processes", () => {
+  it("runs one store process and two edge processes", () => {
+    expect(edge.supervisors).toHaveLength(2);
+    expect(new Set(edge.edgePids()).size).toBe(2);
+  });
+
+  it("200 concurrent misses of one key make one origin request, across the processes", async () => {
+    // Separate connections (no keep-alive pool sharing), so the kernel spreads them over both processes.
+    const answers = await Promise.all(
+      Array.from({ length: 200 }, () =>
+        fetch(`${edge.url}/coalesce/one`, { headers: { connection: "close" } }).then(async (r) => ({
+          status: r.status,
+          xcs: r.headers.get("x-cache-status"),
+          body: await r.text(),
+        })),
+      ),
+    );
+    expect(answers.every((a) => a.status === 200 && a.body.startsWith("body of /coalesce/one"))).toBe(true);
+    expect(originRequests.get("/coalesce/one")).toBe(1);
+    expect(answers.filter((a) => a.xcs === "MISS")).toHaveLength(1);
+  });
+
+  it("the metrics carry the store's size, entries, evictions and the hot tier", async () => {
+    await fetch(`${edge.url}/metrics-entry`).then((r) => r.text());
+    await fetch(`${edge.url}/metrics-entry`).then((r) => r.text());
+    const res = await fetch(`${edge.url}/.well-known/cdn/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } });
+    expect(res.status).toBe(200);
+    const families = parsePrometheusTextFormat(await res.text()) as Array<{
+      name: string;
+      type: string;
+      metrics: Array<{ value: string; labels?: Record<string, string> }>;
+    }>;
+    const fam = (name: string) => families.find((f) => f.name === name);
+    expect(Number(fam("parrot_edge_store_bytes")?.metrics[0]?.value)).toBeGreaterThan(0);
+    expect(Number(fam("parrot_edge_store_entries")?.metrics[0]?.value)).toBeGreaterThanOrEqual(2);
+    expect(fam("parrot_edge_store_max_bytes")?.type).toBe("GAUGE");
+    const evictions = fam("parrot_edge_store_evictions_total");
+    expect(evictions?.type).toBe("COUNTER");
+    expect(evictions?.metrics.map((m) => m.labels?.reason).sort()).toEqual(["expired", "inactive", "lru"]);
+    expect(fam("parrot_edge_store_hot_bytes")?.type).toBe("GAUGE");
+    expect(fam("parrot_edge_store_hot_entries")).toBeDefined();
+    expect(fam("parrot_edge_store_hot_hits_total")?.type).toBe("COUNTER");
+  });
+
+  it("the trace believes the trusted proxy's X-Forwarded-For and locates the client with the GeoIP file", async () => {
+    const text = await (await fetch(`${edge.url}/.well-known/cdn/trace`, { headers: { "x-forwarded-for": "81.2.69.142" } })).text();
+    expect(text).toContain("ip=81.2.69.142\n");
+    const loc = /^loc=(.*)$/m.exec(text)?.[1];
+    expect(loc).toMatch(/^GB London/);
+    // An address the test database does not know.
+    const unknown = await (await fetch(`${edge.url}/.well-known/cdn/trace`, { headers: { "x-forwarded-for": "192.0.2.1" } })).text();
+    expect(unknown).toContain("loc=unknown\n");
+  });
+
+  it("kill -9 of one edge process: the box keeps serving and the process is started again", async () => {
+    const [victim, other] = edge.edgePids();
+    process.kill(victim!, "SIGKILL");
+    // Connections the killed process had accepted are lost with it; once it is gone, nothing else may fail.
+    const alive = (pid: number) => {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    for (let i = 0; i < 200 && alive(victim!); i++) await sleep(10);
+    expect(alive(victim!)).toBe(false);
+    let ok = 0;
+    for (let i = 0; i < 100; i++) {
+      const r = await fetch(`${edge.url}/after-kill/${i % 5}`, { headers: { connection: "close" } }).catch(() => null);
+      if (r?.status === 200) ok++;
+      await r?.text();
+    }
+    expect(ok).toBe(100);
+    let pids = edge.edgePids();
+    for (let i = 0; i < 100 && !pids.some((p) => p !== victim && p !== other); i++) {
+      await sleep(50);
+      pids = edge.edgePids();
+    }
+    expect(pids).toContain(other);
+    expect(pids).not.toContain(victim);
+    expect(pids).toHaveLength(2);
+    const r = await fetch(`${edge.url}/.well-known/cdn/health`);
+    expect(r.status).toBe(200);
+    await r.text();
+  });
+});
