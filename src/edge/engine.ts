@@ -543,21 +543,14 @@ export class EdgeCache {
       return this.finish(request, this.originFailure(error, "BYPASS", { fwd: "method" }));
     }
     if (!SAFE_METHODS.has(request.method) && response.status >= 200 && response.status < 400) {
-      const targets = [url.href, response.headers.get("location"), response.headers.get("content-location")];
-      const keys = new Set<string>();
-      for (const t of targets) {
-        if (!t) continue;
-        let target: URL;
-        try {
-          target = new URL(t, url);
-        } catch {
-          continue;
-        }
-        if (target.host !== url.host) continue; // only the same origin (RFC 9111 §4.4)
-        const r = findRule(this.rules, "GET", target.host, target.pathname);
-        keys.add(primaryKey(target, r?.query));
+      const urls = new Set<string>();
+      for (const t of [url.href, response.headers.get("location"), response.headers.get("content-location")]) {
+        if (!t || !URL.canParse(t, url)) continue;
+        const target = new URL(t, url);
+        if (target.host === url.host) urls.add(target.href); // only the same origin (RFC 9111 §4.4)
       }
-      ctx.waitUntil(Promise.all([...keys].map((k) => this.store.delete(k).catch(() => undefined))));
+      // A hard purge of those URLs: deleted from the store, and recorded so every process's memory tier obeys too.
+      await this.purge({ urls: [...urls] }).catch(() => undefined);
     }
     const headers = endToEnd(response.headers, CDN_ONLY_HEADERS);
     const body = NULL_BODY_STATUS.has(response.status) ? null : response.body;
