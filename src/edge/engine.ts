@@ -156,6 +156,15 @@ export class EdgeCache {
         await this.waitFor(found.storageKey);
         found = await this.lookup(key, request.headers);
         collapsed = true;
+      } else {
+        // Another request may have stored it between our lookup and our lock: look once more before the origin.
+        const again = await this.lookup(key, request.headers);
+        if (again.entry) {
+          claimed();
+          claimed = null;
+          found = again;
+          collapsed = true;
+        }
       }
     }
     if (!found.entry || found.entry.meta.kind !== "entry") {
@@ -172,7 +181,20 @@ export class EdgeCache {
 
     let entry = found.entry as StoredEntry & { meta: EntryMeta };
     let verdict = judge(entry.meta, reqCC, this.edge, this.now());
-    if (verdict.use === "revalidate" && !verdict.forced && !(claimed = await this.claim(found.storageKey, ctx))) {
+    if (verdict.use === "revalidate" && !verdict.forced && (claimed = await this.claim(found.storageKey, ctx))) {
+      // Another request may have refreshed it between our lookup and our lock: look once more before the origin.
+      const again = await this.lookup(key, request.headers);
+      const fresher = again.entry?.meta.kind === "entry" ? judge(again.entry.meta, reqCC, this.edge, this.now()) : undefined;
+      if (fresher?.use === "fresh") {
+        claimed();
+        claimed = null;
+        await entry.body?.cancel();
+        found = again;
+        entry = again.entry as StoredEntry & { meta: EntryMeta };
+        verdict = fresher;
+        collapsed = true;
+      } else await again.entry?.body?.cancel();
+    } else if (verdict.use === "revalidate" && !verdict.forced) {
       // Someone is refreshing this entry right now: wait for it rather than stampede the origin.
       await entry.body?.cancel();
       await this.waitFor(found.storageKey);
