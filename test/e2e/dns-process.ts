@@ -3,6 +3,7 @@ import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { TEST_EDGES_TOML } from "../../src/dns/test-zone.ts";
 
 const repo = resolve(import.meta.dirname, "../..");
 const fixtures = join(repo, "test/fixtures");
@@ -28,27 +29,7 @@ default = ["us-sea"]
 city = "${fixtures}/GeoIP2-City-Test.mmdb"
 asn = "GeoLite2-ASN-Test.mmdb"
 
-[[edges]]
-name = "gb-lon"
-ipv4 = "192.0.2.21"
-ipv6 = "2001:db8:21::1"
-lat = 51.51
-lon = -0.13
-
-[[edges]]
-name = "us-sea"
-ipv4 = "192.0.2.22"
-ipv6 = "2001:db8:22::1"
-lat = 47.61
-lon = -122.33
-
-[[edges]]
-name = "cn-pek"
-ipv4 = "192.0.2.23"
-ipv6 = "2001:db8:23::1"
-lat = 39.9
-lon = 116.4
-`;
+${TEST_EDGES_TOML}`;
 
 export interface DnsNode {
   dir: string;
