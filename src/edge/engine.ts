@@ -28,15 +28,8 @@ import { appendCacheStatus, cacheStatusMember, type CacheStatusParams, type XCac
 import { isNotModified, notModifiedHeaders } from "../cache/conditional.ts";
 import { ifRangeMatches, multipartByteranges, parseRange, sliceStream } from "../cache/range.ts";
 import { correctedInitialAge } from "../cache/freshness.ts";
-import {
-  emptyPurgeLog,
-  mergePurgeLogs,
-  purgeEffect,
-  purgeLogsDiffer,
-  recordPurge,
-  type PurgeLog,
-  type PurgeRequest,
-} from "../cache/purge.ts";
+import { purgeEffect, recordPurge, type PurgeRequest } from "../cache/purge.ts";
+import { SharedLog } from "./shared-log.ts";
 import type { EntryStore, StoredEntry } from "./store.ts";
 import { OriginTimeout, type OriginRequest } from "./origin.ts";
 
@@ -87,9 +80,6 @@ interface Lookup {
 const PARTIAL_REQUEST_HEADERS = ["range", "if-range", "if-none-match", "if-modified-since", "if-match", "if-unmodified-since"];
 const NULL_BODY_STATUS = new Set([101, 103, 204, 205, 304]);
 const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS", "TRACE"]);
-/** Where the purge log lives in the store (no request key can start with a control character). */
-const PURGE_LOG_KEY = "\u0001purge-log";
-const PURGE_LOG_TTL = 365 * 86_400;
 /** Largest body assembled in memory for a multi-range answer; larger ones get the whole body. */
 const MULTIPART_LIMIT = 8 * 1024 * 1024;
 
@@ -104,10 +94,8 @@ export class EdgeCache {
   private readonly inflight = new Map<string, object>();
   /** Requests seen per key, for min_uses (bounded: cleared when it grows past 100k keys). */
   private readonly uses = new Map<string, number>();
-  /** Purges by prefix, tag, host or everything; synchronised with the store (restarts, other processes). */
-  private purgeLog: PurgeLog = emptyPurgeLog();
-  private purgeLogSyncedAt = -Infinity;
-  private purgeLogSync: Promise<void> | undefined;
+  /** The purge log and drain flag, shared with the store (restarts, the box's other processes). */
+  private readonly shared: SharedLog;
 
   constructor(opts: EngineOptions) {
     this.edge = opts.edge;
@@ -116,14 +104,14 @@ export class EdgeCache {
     this.origin = opts.origin;
     this.now = opts.now ?? Date.now;
     this.locks = opts.locks;
+    this.shared = new SharedLog(opts.store);
   }
 
   /** Answers one client request. */
   async handle(request: Request, ctx: RequestContext): Promise<Response> {
-    if (Date.now() - this.purgeLogSyncedAt >= 1000) {
-      const sync = this.syncPurgeLog();
-      if (this.purgeLogSyncedAt === -Infinity) await sync; // the first request waits: purges survive restarts
-      else ctx.waitUntil(sync);
+    if (this.shared.due) {
+      if (this.shared.neverSynced) await this.shared.sync(); // the first request waits: purges survive restarts
+      else ctx.waitUntil(this.shared.sync());
     }
     const url = new URL(request.url);
     const rule = findRule(this.rules, request.method, url.host, url.pathname);
@@ -493,7 +481,7 @@ export class EdgeCache {
   /** The entry as purges leave it: gone (hard), stale from now on (soft), or as it was. */
   private async afterPurges(entry: StoredEntry): Promise<StoredEntry | null> {
     const meta = entry.meta as EntryMeta;
-    const effect = purgeEffect(this.purgeLog, meta);
+    const effect = purgeEffect(this.shared.current, meta);
     if (effect === "hard") {
       await entry.body?.cancel();
       return null;
@@ -507,53 +495,19 @@ export class EdgeCache {
    * URL purge also deletes the stored entry.
    */
   async purge(req: PurgeRequest): Promise<void> {
-    await this.syncPurgeLog();
     const keyOf = (url: URL) => primaryKey(url, findRule(this.rules, "GET", url.host, url.pathname)?.query);
-    this.purgeLog = recordPurge(this.purgeLog, req, this.now(), keyOf, (url) => primaryKey(url, "drop"));
-    await this.writePurgeLog();
+    await this.shared.update((log) => recordPurge(log, req, this.now(), keyOf, (url) => primaryKey(url, "drop")));
     if (!req.soft) await Promise.all((req.urls ?? []).map((u) => this.store.delete(keyOf(new URL(u))).catch(() => undefined)));
-  }
-
-  /**
-   * Reads the stored purge log at most once a second and merges it with this isolate's: purges reach every process
-   * of the edge box within a second and survive restarts. A merge that adds marks is written back.
-   */
-  private syncPurgeLog(): Promise<void> {
-    if (Date.now() - this.purgeLogSyncedAt < 1000) return Promise.resolve();
-    this.purgeLogSync ??= (async () => {
-      try {
-        const stored = await this.store.get(PURGE_LOG_KEY);
-        let log = emptyPurgeLog();
-        if (stored?.meta.kind === "purge-log" && stored.body) log = JSON.parse(await new Response(stored.body).text()) as PurgeLog;
-        else await stored?.body?.cancel();
-        const mustWrite = purgeLogsDiffer(log, this.purgeLog);
-        this.purgeLog = mergePurgeLogs(this.purgeLog, log);
-        if (mustWrite) await this.writePurgeLog();
-      } catch {
-        // An unreadable log leaves the isolate's own; the next sync tries again.
-      } finally {
-        this.purgeLogSyncedAt = Date.now();
-        this.purgeLogSync = undefined;
-      }
-    })();
-    return this.purgeLogSync;
   }
 
   /** Whether this edge is draining (operator call or config): its health endpoint then says so. */
   async isDraining(): Promise<boolean> {
-    await this.syncPurgeLog();
-    return this.purgeLog.drain?.draining ?? this.edge.draining;
+    await this.shared.sync();
+    return this.shared.current.drain?.draining ?? this.edge.draining;
   }
 
   async setDraining(draining: boolean): Promise<void> {
-    await this.syncPurgeLog();
-    this.purgeLog = { ...this.purgeLog, drain: { draining, at: this.now() } };
-    await this.writePurgeLog();
-  }
-
-  private async writePurgeLog() {
-    const body = new Response(JSON.stringify(this.purgeLog)).body;
-    await this.store.put(PURGE_LOG_KEY, { kind: "purge-log", key: PURGE_LOG_KEY }, body, PURGE_LOG_TTL);
+    await this.shared.update((log) => ({ ...log, drain: { draining, at: this.now() } }));
   }
 
   /** Methods other than GET/HEAD go straight through; unsafe ones that succeed invalidate (RFC 9111 §4.4). */

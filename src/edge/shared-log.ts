@@ -1,0 +1,71 @@
+/**
+ * The edge box's shared control record — the purge log and the drain flag — kept in the entry store, so it
+ * survives restarts and every process of the box reads it. Each isolate holds a copy, re-read at most once a second
+ * and merged (a merge that adds marks is written back, so no process loses another's purge).
+ */
+import { emptyPurgeLog, mergePurgeLogs, purgeLogsDiffer, type PurgeLog } from "../cache/purge.ts";
+import type { EntryStore } from "./store.ts";
+
+/** Where the record lives in the store (no request key can start with a control character). */
+const KEY = "\u0001purge-log";
+const TTL_SECONDS = 365 * 86_400;
+const REFRESH_MS = 1000;
+
+export class SharedLog {
+  private readonly store: EntryStore;
+  private log: PurgeLog = emptyPurgeLog();
+  private syncedAt = -Infinity;
+  private syncing: Promise<void> | undefined;
+
+  constructor(store: EntryStore) {
+    this.store = store;
+  }
+
+  /** This isolate's copy (as of the last sync). */
+  get current(): PurgeLog {
+    return this.log;
+  }
+
+  /** Whether a re-read is due; before the first one, requests should wait for it (purges survive restarts). */
+  get due(): boolean {
+    return Date.now() - this.syncedAt >= REFRESH_MS;
+  }
+
+  get neverSynced(): boolean {
+    return this.syncedAt === -Infinity;
+  }
+
+  /** Re-reads and merges the stored record when due; one sync at a time. */
+  sync(): Promise<void> {
+    if (!this.due) return Promise.resolve();
+    this.syncing ??= (async () => {
+      try {
+        const stored = await this.store.get(KEY);
+        let log = emptyPurgeLog();
+        if (stored?.meta.kind === "purge-log" && stored.body) log = JSON.parse(await new Response(stored.body).text()) as PurgeLog;
+        else await stored?.body?.cancel();
+        const mustWrite = purgeLogsDiffer(log, this.log);
+        this.log = mergePurgeLogs(this.log, log);
+        if (mustWrite) await this.write();
+      } catch {
+        // An unreadable record leaves this isolate's copy; the next sync tries again.
+      } finally {
+        this.syncedAt = Date.now();
+        this.syncing = undefined;
+      }
+    })();
+    return this.syncing;
+  }
+
+  /** Applies `change` to the freshest copy and stores the result. */
+  async update(change: (log: PurgeLog) => PurgeLog): Promise<void> {
+    await this.sync();
+    this.log = change(this.log);
+    await this.write();
+  }
+
+  private async write() {
+    const body = new Response(JSON.stringify(this.log)).body;
+    await this.store.put(KEY, { kind: "purge-log", key: KEY }, body, TTL_SECONDS);
+  }
+}
