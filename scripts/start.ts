@@ -90,6 +90,19 @@ try {
   children.push(dns);
   const udp = /dns udp\+tcp (\S+):(\d+)/.exec(dns.output())!;
   console.log(`dns node     udp+tcp ${udp[1]}:${udp[2]}, DoH http://${dns.match[1]}/dns-query`);
+  // Wait for the DNS node's first probe round, so the director's answers do not change under the printed checks.
+  const status = `http://${dns.match[1]}/status.json`;
+  for (let tries = 0; tries < 100; tries++) {
+    const edges = await fetch(status)
+      .then((r) => r.json() as Promise<{ edges: { name: string; state: string; detail?: string }[] }>)
+      .then((j) => j.edges)
+      .catch(() => undefined);
+    if (edges && edges.every((e) => e.state !== "unknown")) {
+      for (const e of edges.filter((e) => e.state !== "up")) console.log(`note: edge ${e.name} is ${e.state} (${e.detail ?? ""})`);
+      break;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
   const at = `@${udp[1]} -p ${udp[2]}`;
   const director = `${file.config.dns?.director.name ?? "director"}.${file.config.dns?.zone ?? "geo.example.org"}`;
   console.log(`
