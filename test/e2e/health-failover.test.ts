@@ -8,7 +8,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CLIENT, DIRECTOR, THREE_EDGES, TOKEN, pollUntil, startCdn, type Cdn } from "./dns-cdn.ts";
 
-const HEALTH = { interval_ms: 500, timeout_ms: 400, down_after: 2, up_after: 2 };
+// Probes get most of a round to answer: on a loaded CI machine a short timeout would mark healthy edges down.
+const HEALTH = { interval_ms: 1000, timeout_ms: 800, down_after: 2, up_after: 2 };
 const DOWN_DEADLINE = HEALTH.interval_ms * HEALTH.down_after + 1000;
 const UP_DEADLINE = HEALTH.interval_ms * HEALTH.up_after + 1000;
 const EU = "127.0.0.2";
@@ -100,10 +101,13 @@ describe("edge health in DNS answers", () => {
     expect((await london()).addresses).toEqual([EU, NA, AS]);
   }, 90_000);
 
+  /** Waits (bounded) until London is the first answer: the previous case may have left an edge coming back. */
+  const nearestIsLondon = () => pollUntil(async () => ((await london()).addresses[0] === EU ? true : undefined), UP_DEADLINE);
+
   it("drain at the edge: out of DNS answers, still serving HTTP; refused without the token", async () => {
     expect((await edgeDrain("eu-lon", true, null)).status).toBe(401);
     expect((await edgeDrain("eu-lon", true, "wrong-token-wrong-token")).status).toBe(401);
-    expect((await london()).addresses[0]).toBe(EU);
+    expect(await nearestIsLondon(), "eu-lon is not the nearest edge to start with").toBeDefined();
     const drained = performance.now();
     expect((await edgeDrain("eu-lon", true)).status).toBe(200);
     const out = await pollUntil(async () => ((await london()).addresses.includes(EU) ? undefined : true), HEALTH.interval_ms + 1000);
@@ -121,7 +125,7 @@ describe("edge health in DNS answers", () => {
   it("drain at the DNS node: out at once, authenticated only", async () => {
     expect((await dnsDrain("eu-lon", true, null)).status).toBe(401);
     expect((await dnsDrain("eu-lon", true, "wrong-token-wrong-token")).status).toBe(401);
-    expect((await london()).addresses[0]).toBe(EU);
+    expect(await nearestIsLondon(), "eu-lon is not the nearest edge to start with").toBeDefined();
     const res = await dnsDrain("eu-lon", true);
     expect(res.status).toBe(200);
     expect(await res.json()).toEqual({ edge: "eu-lon", draining: true, state: "up" });
