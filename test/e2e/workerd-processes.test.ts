@@ -26,7 +26,8 @@ beforeAll(async () => {
   served = await serveFetch(async (req) => {
     const path = new URL(req.url).pathname;
     originRequests.set(path, (originRequests.get(path) ?? 0) + 1);
-    await sleep(150); // long enough for every concurrent request to arrive while the first is at the origin
+    // The coalesced key is slow: long enough for every concurrent request to arrive while the first is at the origin.
+    if (path.startsWith("/coalesce/")) await sleep(1500);
     return new Response(`body of ${path}\n`.repeat(20), { headers: { "cache-control": "max-age=600" } });
   });
   dir = mkdtempSync(join(tmpdir(), "parrot-processes-e2e-"));

@@ -146,7 +146,7 @@ export function edgeScenarios(harness: () => EdgeHarness) {
     it("coalesces 200 concurrent misses into one origin request", async () => {
       const h = harness();
       const p = unique("coalesce");
-      await h.script(p, { headers: { "cache-control": "max-age=60" }, body: "one", delayMs: 300 });
+      await h.script(p, { headers: { "cache-control": "max-age=60" }, body: "one", delayMs: 1500 }); // long enough for all 200 to arrive first
       const all = await Promise.all(Array.from({ length: 200 }, () => status(h, p)));
       expect(await h.hits(p)).toBe(1);
       expect(all.every((r) => r.body === "one")).toBe(true);
