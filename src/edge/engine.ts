@@ -67,6 +67,8 @@ interface Outcome {
   age?: number;
   /** Body size when known (ranges need it). */
   size?: number;
+  /** Reads a byte range of the same stored body from the store (large objects: a seek instead of a skip). */
+  readRange?: (start: number, end: number) => Promise<ReadableStream<Uint8Array> | null>;
 }
 
 interface Lookup {
@@ -80,6 +82,8 @@ interface Lookup {
 const PARTIAL_REQUEST_HEADERS = ["range", "if-range", "if-none-match", "if-modified-since", "if-match", "if-unmodified-since"];
 const NULL_BODY_STATUS = new Set([101, 103, 204, 205, 304]);
 const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS", "TRACE"]);
+/** From this size on, a single Range is read by the store (a seek) rather than skipped through in the body. */
+const RANGE_FROM_STORE_MIN = 1024 * 1024;
 /** Largest body assembled in memory for a multi-range answer; larger ones get the whole body. */
 const MULTIPART_LIMIT = 8 * 1024 * 1024;
 
@@ -199,16 +203,16 @@ export class EdgeCache {
 
     switch (verdict.use) {
       case "fresh":
-        return this.fromEntry(entry, "HIT", { hit: true, ttl: verdict.ttl, collapsed });
+        return this.fromEntry(entry, "HIT", { hit: true, ttl: verdict.ttl, collapsed }, found.storageKey);
       case "stale-ok":
-        return this.fromEntry(entry, "STALE", { hit: true, ttl: verdict.ttl, detail: "max-stale" });
+        return this.fromEntry(entry, "STALE", { hit: true, ttl: verdict.ttl, detail: "max-stale" }, found.storageKey);
       case "stale-while-revalidate": {
         const done = await this.claim(found.storageKey, ctx);
         if (!done) {
-          return this.fromEntry(entry, "UPDATING", { hit: true, ttl: verdict.ttl, detail: "updating" });
+          return this.fromEntry(entry, "UPDATING", { hit: true, ttl: verdict.ttl, detail: "updating" }, found.storageKey);
         }
         ctx.waitUntil(this.refresh(request, ctx, rule, found, entry.meta).finally(done));
-        return this.fromEntry(entry, "STALE", { hit: true, ttl: verdict.ttl, detail: "updating" });
+        return this.fromEntry(entry, "STALE", { hit: true, ttl: verdict.ttl, detail: "updating" }, found.storageKey);
       }
       case "revalidate": {
         if (reqCC.has("only-if-cached")) {
@@ -537,16 +541,31 @@ export class EdgeCache {
     });
   }
 
-  private fromEntry(entry: StoredEntry, status: XCacheStatus, cacheStatus: CacheStatusParams): Outcome {
+  /** An answer from a stored entry; with its storage key, a Range can be read by the store itself (see finish). */
+  private fromEntry(entry: StoredEntry, status: XCacheStatus, cacheStatus: CacheStatusParams, storageKey?: string): Outcome {
     const meta = entry.meta as EntryMeta;
     const body = NULL_BODY_STATUS.has(meta.status) ? null : entry.body;
     if (body !== entry.body) void entry.body?.cancel();
+    const store = this.store;
+    const readRange =
+      storageKey !== undefined && store.getRange
+        ? async (start: number, end: number) => {
+            const part = await store.getRange!(storageKey, start, end);
+            if (!part) return null;
+            const m = part.meta;
+            // Only the very entry that was judged: it may have been replaced since.
+            if (m.kind === "entry" && m.responseTime === meta.responseTime && m.etag === meta.etag) return part.body;
+            await part.body?.cancel();
+            return null;
+          }
+        : undefined;
     return {
       response: new Response(body, { status: meta.status, statusText: meta.statusText, headers: entryHeaders(meta) }),
       status,
       cacheStatus,
       age: currentAgeOf(meta, this.now()),
       size: meta.size,
+      readRange,
     };
   }
 
@@ -601,7 +620,11 @@ export class EdgeCache {
         const r = ranges[0]!;
         headers.set("content-range", `bytes ${r.start}-${r.end}/${size}`);
         headers.set("content-length", String(r.end - r.start + 1));
-        body = sliceStream(body, r.start, r.end);
+        const fromStore = o.readRange && size >= RANGE_FROM_STORE_MIN ? await o.readRange(r.start, r.end).catch(() => null) : null;
+        if (fromStore) {
+          await body.cancel();
+          body = fromStore;
+        } else body = sliceStream(body, r.start, r.end);
         status = 206;
       } else if (ranges && ranges.length > 1 && body && size <= MULTIPART_LIMIT) {
         const whole = new Uint8Array(await new Response(body).arrayBuffer());

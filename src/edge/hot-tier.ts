@@ -81,6 +81,14 @@ export class HotTier implements EntryStore {
     return { meta: entry.meta, body: body === null ? null : bytesStream(body) };
   }
 
+  async getRange(key: string, start: number, end: number): Promise<StoredEntry | null> {
+    const h = this.held.get(key);
+    if (h?.body && h.expires > this.now() && end < h.body.byteLength) {
+      return { meta: h.meta, body: bytesStream(h.body.subarray(start, end + 1)) };
+    }
+    return (await this.inner.getRange?.(key, start, end)) ?? null;
+  }
+
   async put(key: string, meta: StoredMeta, body: ReadableStream<Uint8Array> | null, ttlSeconds: number): Promise<void> {
     const gen = this.bump(key);
     this.drop(key);

@@ -12,6 +12,11 @@ export interface StoredEntry {
 
 export interface EntryStore {
   get(key: string): Promise<StoredEntry | null>;
+  /**
+   * Bytes `start`..`end` (inclusive) of an entry's body, read by the store itself (a disk seek rather than a read
+   * from the start): null when the store cannot, or has nothing there. Optional: the engine slices the body otherwise.
+   */
+  getRange?(key: string, start: number, end: number): Promise<StoredEntry | null>;
   /** Stores `meta` and the whole `body`; rejects (storing nothing) when the body fails midway. */
   put(key: string, meta: StoredMeta, body: ReadableStream<Uint8Array> | null, ttlSeconds: number): Promise<void>;
   delete(key: string): Promise<void>;
@@ -38,14 +43,19 @@ export class CacheApiStore implements EntryStore {
   async get(key: string): Promise<StoredEntry | null> {
     const res = await (await this.cache).match(this.url(key));
     if (!res) return null;
-    const raw = res.headers.get(META_HEADER);
-    let meta: StoredMeta | undefined;
-    try {
-      meta = raw ? (JSON.parse(decodeURIComponent(raw)) as StoredMeta) : undefined;
-    } catch {
-      meta = undefined;
+    const meta = parseMeta(res.headers.get(META_HEADER));
+    if (!meta) {
+      await res.body?.cancel();
+      return null;
     }
-    if (!meta || meta.key === undefined) {
+    return { meta, body: res.body };
+  }
+
+  async getRange(key: string, start: number, end: number): Promise<StoredEntry | null> {
+    const res = await (await this.cache).match(new Request(this.url(key), { headers: { range: `bytes=${start}-${end}` } }));
+    if (!res) return null;
+    const meta = res.status === 206 ? parseMeta(res.headers.get(META_HEADER)) : undefined;
+    if (!meta || res.headers.get("content-range")?.startsWith(`bytes ${start}-${end}/`) !== true) {
       await res.body?.cancel();
       return null;
     }
@@ -62,6 +72,15 @@ export class CacheApiStore implements EntryStore {
 
   async delete(key: string): Promise<void> {
     await (await this.cache).delete(this.url(key));
+  }
+}
+
+function parseMeta(raw: string | null): StoredMeta | undefined {
+  try {
+    const meta = raw ? (JSON.parse(decodeURIComponent(raw)) as StoredMeta) : undefined;
+    return meta?.key === undefined ? undefined : meta;
+  } catch {
+    return undefined;
   }
 }
 
@@ -85,6 +104,12 @@ export class MemoryStore implements EntryStore {
       meta: structuredClone(e.meta),
       body: body === null ? null : new Response(body).body,
     };
+  }
+
+  async getRange(key: string, start: number, end: number): Promise<StoredEntry | null> {
+    const e = this.entries.get(key);
+    if (!e?.body || e.expires <= this.now() || end >= e.body.byteLength) return null;
+    return { meta: structuredClone(e.meta), body: new Response(e.body.slice(start, end + 1)).body };
   }
 
   async put(key: string, meta: StoredMeta, body: ReadableStream<Uint8Array> | null, ttlSeconds: number) {

@@ -4,7 +4,7 @@
  * scenario sees another's entries. Time-dependent ones use real seconds (max-age=1, then a 2.2 s wait).
  */
 import { describe, expect, it } from "vitest";
-import type { Script } from "./scripted-origin.ts";
+import { pattern, type Script } from "./scripted-origin.ts";
 
 export interface EdgeHarness {
   /** A request to the edge; `path` is relative to the edge's root. */
@@ -130,6 +130,22 @@ export function edgeScenarios(harness: () => EdgeHarness) {
       expect(r.res.headers.get("content-range")).toBe("bytes 2-5/10");
       const bad = await status(h, p, { headers: { range: "bytes=20-" } });
       expect(bad.res.status).toBe(416);
+      expect(await h.hits(p)).toBe(1);
+    });
+
+    it("answers a Range deep inside a large stored object with the right bytes", async () => {
+      const h = harness();
+      const p = unique("large");
+      const size = 3 * 1024 * 1024 + 7;
+      await h.script(p, { headers: { "cache-control": "max-age=60", etag: '"big"' }, size });
+      expect((await status(h, p)).xcs).toBe("MISS");
+      const res = await h.edge(p, { headers: { range: `bytes=${size - 1000}-${size - 11}` } });
+      expect([res.status, res.headers.get("x-cache-status"), res.headers.get("content-range")]).toEqual([
+        206,
+        "HIT",
+        `bytes ${size - 1000}-${size - 11}/${size}`,
+      ]);
+      expect(new Uint8Array(await res.arrayBuffer())).toEqual(pattern(size).subarray(size - 1000, size - 10));
       expect(await h.hits(p)).toBe(1);
     });
 
