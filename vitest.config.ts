@@ -16,7 +16,7 @@ export default defineConfig({
       {
         // Pure logic: no runtime, fake clocks.
         plugins: [tomlAsText],
-        test: { name: "unit", environment: "node", include: ["src/**/*.test.ts", "test/unit/**/*.test.ts"] },
+        test: { name: "unit", environment: "node", include: ["src/**/*.test.ts"] },
       },
       {
         // The edge worker inside Miniflare (workerd), against a scripted origin on a loopback port.

@@ -10,12 +10,8 @@ import { isAuthorized, unauthorized } from "../net/admin-auth.ts";
 import { PROMETHEUS_CONTENT_TYPE } from "../metrics/registry.ts";
 import type { EdgeCache } from "./engine.ts";
 import type { EdgeObserver, EdgeStoreStats } from "./observe.ts";
-import type { FetchLike } from "./origin.ts";
-
-export const PURGE_PATH = "/.well-known/cdn/purge";
-export const TRACE_PATH = "/.well-known/cdn/trace";
-export const METRICS_PATH = "/.well-known/cdn/metrics";
-export const DRAIN_PATH = "/.well-known/cdn/drain";
+import type { FetchLike } from "../contracts/fetch.ts";
+import { PURGE_PATH } from "../contracts/well-known.ts";
 
 export interface PurgeResult {
   edge: string;

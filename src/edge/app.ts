@@ -6,12 +6,14 @@ import { Hono } from "hono";
 import type { CdnConfig } from "../config/config.ts";
 import { clientAddress, peerAddress } from "../net/client-address.ts";
 import { formatIp, parseCidr, type Cidr } from "../net/ip.ts";
-import { DRAIN_PATH, handleDrain, handleMetrics, handlePurge, handleTrace, METRICS_PATH, PURGE_PATH, TRACE_PATH } from "./admin.ts";
-import { HEALTH_PATH } from "../health/monitor.ts";
+import { handleDrain, handleMetrics, handlePurge, handleTrace } from "./admin.ts";
+import type { FetchLike } from "../contracts/fetch.ts";
+import type { SharedLocks } from "../contracts/store.ts";
+import { DRAIN_PATH, HEALTH_PATH, METRICS_PATH, PURGE_PATH, TRACE_PATH } from "../contracts/well-known.ts";
 import { isAuthorized } from "../net/admin-auth.ts";
-import { EdgeCache, type KeyLocks } from "./engine.ts";
+import { EdgeCache } from "./engine.ts";
 import { EdgeObserver, type EdgeStoreStats } from "./observe.ts";
-import { isLoop, originFetcher, type FetchLike } from "./origin.ts";
+import { isLoop, originFetcher } from "./origin.ts";
 import type { EntryStore } from "./store.ts";
 
 export interface EdgeAppOptions {
@@ -23,7 +25,7 @@ export interface EdgeAppOptions {
   locate?: (ip: string) => string | undefined;
   log?: (line: string) => void;
   /** Coalescing locks shared by the processes of an edge box (bare workerd: held by the store process). */
-  locks?: KeyLocks;
+  locks?: SharedLocks;
   /** Store and hot-tier stats for the metrics (bare workerd). */
   stats?: () => Promise<EdgeStoreStats | undefined>;
 }

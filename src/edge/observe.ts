@@ -4,7 +4,7 @@
  */
 import { Registry } from "../metrics/registry.ts";
 import type { OriginRequest } from "./origin.ts";
-import type { StoreStats } from "../store/worker.ts";
+import type { StoreStats } from "../contracts/store.ts";
 
 /** The store process's stats and this isolate's hot tier, for the metrics (bare workerd only). */
 export interface EdgeStoreStats {
@@ -64,6 +64,7 @@ export class EdgeObserver {
       m.set("parrot_edge_store_bytes", "Bytes of the entries in the disk store.", {}, store.bytes);
       m.set("parrot_edge_store_max_bytes", "The disk store's bound (store_max_bytes).", {}, store.maxBytes);
       m.set("parrot_edge_store_entries", "Entries in the disk store.", {}, store.entries);
+      m.set("parrot_edge_store_locks", "Coalescing locks held in the store (origin fetches under way for the box).", {}, store.locks);
       for (const reason of ["lru", "inactive", "expired"] as const) {
         this.counterFrom("parrot_edge_store_evictions_total", "Entries the disk store removed: lru (size bound), inactive (store_inactive), expired.", { reason }, store.evictions[reason]);
       }

@@ -5,6 +5,7 @@
  */
 import { originsOf, type EdgeConfig, type OriginConfig } from "../config/edge-schema.ts";
 import { endToEnd } from "../cache/headers.ts";
+import type { FetchLike } from "../contracts/fetch.ts";
 
 /** Client headers that must not reach the origin: forged forwarding data and URL/method overrides. */
 const UNTRUSTED_REQUEST_HEADERS = [
@@ -39,7 +40,6 @@ export interface OriginRequest {
   drop?: string[];
 }
 
-export type FetchLike = (input: Request | string, init?: RequestInit) => Promise<Response>;
 
 /** The origin URL for a client URL: the configured origin's scheme, host and path prefix + the client's path. */
 export function originUrl(origin: string, clientUrl: URL): string {

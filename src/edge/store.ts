@@ -4,6 +4,7 @@
  * the isolate (tests with a fake clock).
  */
 import type { StoredMeta } from "../cache/entry.ts";
+import { cacheUrl } from "../contracts/store.ts";
 
 export interface StoredEntry {
   meta: StoredMeta;
@@ -23,7 +24,6 @@ export interface EntryStore {
 }
 
 const META_HEADER = "x-parrot-meta";
-const KEY_ORIGIN = "https://parrot-cdn.cache";
 
 /**
  * Entries in the runtime's Cache API. The stored response carries only our metadata header and a plain
@@ -36,12 +36,8 @@ export class CacheApiStore implements EntryStore {
     this.cache = Promise.resolve(cache);
   }
 
-  private url(key: string): string {
-    return `${KEY_ORIGIN}/${encodeURIComponent(key)}`;
-  }
-
   async get(key: string): Promise<StoredEntry | null> {
-    const res = await (await this.cache).match(this.url(key));
+    const res = await (await this.cache).match(cacheUrl(key));
     if (!res) return null;
     const meta = parseMeta(res.headers.get(META_HEADER));
     if (!meta) {
@@ -52,7 +48,7 @@ export class CacheApiStore implements EntryStore {
   }
 
   async getRange(key: string, start: number, end: number): Promise<StoredEntry | null> {
-    const res = await (await this.cache).match(new Request(this.url(key), { headers: { range: `bytes=${start}-${end}` } }));
+    const res = await (await this.cache).match(new Request(cacheUrl(key), { headers: { range: `bytes=${start}-${end}` } }));
     if (!res) return null;
     const meta = res.status === 206 ? parseMeta(res.headers.get(META_HEADER)) : undefined;
     if (!meta || res.headers.get("content-range")?.startsWith(`bytes ${start}-${end}/`) !== true) {
@@ -67,11 +63,11 @@ export class CacheApiStore implements EntryStore {
       "cache-control": `max-age=${Math.max(1, Math.ceil(ttlSeconds))}`,
       [META_HEADER]: encodeURIComponent(JSON.stringify(meta)),
     });
-    await (await this.cache).put(this.url(key), new Response(body, { status: 200, headers }));
+    await (await this.cache).put(cacheUrl(key), new Response(body, { status: 200, headers }));
   }
 
   async delete(key: string): Promise<void> {
-    await (await this.cache).delete(this.url(key));
+    await (await this.cache).delete(cacheUrl(key));
   }
 }
 

@@ -4,7 +4,8 @@
  */
 import { afterProbe, answerable, initialHealth, type EdgeHealth, type HealthSettings, type ProbeResult } from "./health.ts";
 
-export const HEALTH_PATH = "/.well-known/cdn/health";
+export { HEALTH_PATH } from "../contracts/well-known.ts";
+import { HEALTH_PATH } from "../contracts/well-known.ts";
 
 export interface MonitoredEdge {
   name: string;

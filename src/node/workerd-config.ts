@@ -12,7 +12,7 @@
  */
 import { originsOf, type EdgeConfig } from "../config/edge-schema.ts";
 import { parseIp } from "../net/ip.ts";
-import type { StoreSettings } from "../store/worker.ts";
+import type { StoreSettings } from "../contracts/store.ts";
 
 export interface WorkerdEdgeConfigInput {
   compatibilityDate: string;

@@ -1,37 +1,47 @@
 /**
- * The edge worker's side of the store's own calls (POST, see worker.ts) through its STORE service binding:
- * coalescing locks shared by every edge process of a box, and the store's stats for the metrics.
+ * The edge worker's side of the store's own calls (POST, see src/contracts/store.ts) through its STORE service
+ * binding: coalescing locks shared by every edge process of a box, and the store's stats for the metrics.
  */
-import type { KeyLocks } from "../edge/engine.ts";
-import type { StoreStats } from "./worker.ts";
+import {
+  CHANGED_HEADER,
+  LOCKED_PATH,
+  LOCK_PATH,
+  STATS_PATH,
+  STORE_CALL_BASE,
+  UNLOCK_PATH,
+  cacheUrl,
+  type SharedLocks,
+  type StoreStats,
+} from "../contracts/store.ts";
 
-const BASE = "http://store";
-
-async function call(store: Fetcher, path: string, params: Record<string, string> = {}): Promise<Response> {
+function call(store: Fetcher, path: string, params: Record<string, string> = {}): Promise<Response> {
   const q = new URLSearchParams(params).toString();
-  return store.fetch(`${BASE}${path}${q ? `?${q}` : ""}`, { method: "POST" });
+  return store.fetch(`${STORE_CALL_BASE}${path}${q ? `?${q}` : ""}`, { method: "POST" });
 }
 
 /** Locks held in the store process; the tokens of the ones this isolate took stay here. */
-export function storeLocks(store: Fetcher, ttlMs: number): KeyLocks {
+export function storeLocks(store: Fetcher, ttlMs: number): SharedLocks {
   const tokens = new Map<string, string>();
   return {
-    async acquire(key) {
-      const res = await call(store, "/lock", { key, ttl: String(Math.max(1, ttlMs)) });
+    async acquire(key, since) {
+      const params: Record<string, string> = { url: cacheUrl(key), ttl: String(Math.max(1, ttlMs)) };
+      if (since !== undefined) params.since = String(since);
+      const res = await call(store, LOCK_PATH, params);
       const token = await res.text();
-      if (res.status !== 200) return false;
+      if (res.status !== 200) return "held";
+      if (res.headers.has(CHANGED_HEADER)) return "changed";
       tokens.set(key, token);
-      return true;
+      return "taken";
     },
     async release(key) {
       const token = tokens.get(key);
       if (token === undefined) return;
       tokens.delete(key);
-      const res = await call(store, "/unlock", { key, token });
+      const res = await call(store, UNLOCK_PATH, { url: cacheUrl(key), token });
       await res.body?.cancel();
     },
     async held(key) {
-      const res = await call(store, "/locked", { key });
+      const res = await call(store, LOCKED_PATH, { url: cacheUrl(key) });
       await res.body?.cancel();
       return res.status === 200;
     },
@@ -41,7 +51,7 @@ export function storeLocks(store: Fetcher, ttlMs: number): KeyLocks {
 /** The store's stats, or undefined when it cannot say. */
 export async function storeStats(store: Fetcher): Promise<StoreStats | undefined> {
   try {
-    const res = await call(store, "/stats");
+    const res = await call(store, STATS_PATH);
     if (!res.ok) {
       await res.body?.cancel();
       return undefined;

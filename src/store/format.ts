@@ -11,6 +11,10 @@
  * the newest valid trailer) says which one answers the key.
  */
 
+import { parseDirectives } from "../cache/directives.ts";
+import { freshnessLifetime } from "../cache/freshness.ts";
+import { parseRange, type ByteRange } from "../cache/range.ts";
+
 export const TRAILER_LEN = 128;
 const MAGIC = "\nPARROT-STORE-1\n";
 
@@ -100,46 +104,23 @@ export function decodeHead(bytes: Uint8Array): StoredHead | null {
 }
 
 /**
- * How long the store keeps a response (seconds), from its own headers as a shared cache reads them:
- * `s-maxage` > `max-age` > `Expires` − `Date`. Null when it must not be stored (no-store, private, no lifetime).
+ * How long the store keeps a response (seconds), from its own headers as a shared cache reads them (the edge sends
+ * a plain `max-age` of the entry's physical lifetime). Null when it must not be stored (no-store, private, none).
  */
-export function lifetimeSeconds(headers: [string, string][], now: number): number | null {
-  const get = (name: string) => headers.filter(([n]) => n === name).map(([, v]) => v).join(", ");
-  const cc = get("cache-control").toLowerCase();
-  const directives = new Map<string, string>();
-  for (const part of cc.split(",")) {
-    const [k, v] = part.trim().split("=", 2) as [string, string | undefined];
-    if (k) directives.set(k, (v ?? "").replace(/^"|"$/g, ""));
-  }
-  if (directives.has("no-store") || directives.has("private")) return null;
-  for (const d of ["s-maxage", "max-age"]) {
-    const v = directives.get(d);
-    if (v !== undefined && /^\d+$/.test(v)) return Number(v) > 0 ? Number(v) : null;
-  }
-  const expires = get("expires");
-  if (expires) {
-    const e = Date.parse(expires);
-    const date = Date.parse(get("date")) || now;
-    if (!Number.isNaN(e) && e > date) return Math.floor((e - date) / 1000);
-    return null;
-  }
-  return null;
+export function lifetimeSeconds(pairs: [string, string][]): number | null {
+  const headers = new Headers();
+  for (const [name, value] of pairs) headers.append(name, value);
+  const cc = parseDirectives(headers.get("cache-control"));
+  if (cc.has("no-store") || cc.has("private")) return null;
+  const f = freshnessLifetime(200, headers, cc, { heuristicFraction: 0, heuristicMax: 0 });
+  return f && f.explicit && f.lifetime > 0 ? f.lifetime : null;
 }
 
-/** A single `bytes=a-b` / `bytes=a-` / `bytes=-n` range over `size` bytes; undefined = none or several; null = unsatisfiable. */
-export function singleRange(header: string | null, size: number): { start: number; end: number } | null | undefined {
-  if (!header) return undefined;
-  const m = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
-  if (!m || (m[1] === "" && m[2] === "")) return undefined;
-  if (m[1] === "") {
-    const n = Number(m[2]);
-    if (n === 0) return null;
-    return { start: Math.max(0, size - n), end: size - 1 };
-  }
-  const start = Number(m[1]);
-  const end = m[2] === "" ? size - 1 : Math.min(Number(m[2]), size - 1);
-  if (start >= size || end < start) return null;
-  return { start, end };
+/** A single satisfiable range of `size` bytes; undefined = none, several or invalid (whole body); null = 416. */
+export function singleRange(header: string | null, size: number): ByteRange | null | undefined {
+  const ranges = parseRange(header, size);
+  if (ranges === null || ranges.length > 1) return undefined;
+  return ranges.length === 1 ? ranges[0]! : null;
 }
 
 export function fileName(hash: string, writeId: string): string {

@@ -8,7 +8,7 @@
 import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, readdirSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { TRAILER_LEN, decodeTrailer, parseFileName } from "./format.ts";
-import type { IndexRow } from "./worker.ts";
+import type { IndexRow } from "../contracts/store.ts";
 
 export interface ScanResult {
   rows: IndexRow[];

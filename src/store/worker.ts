@@ -8,11 +8,8 @@
  * start (scan.ts), kept in memory, its use order saved to `lru.json` now and then.
  * Bodies stream both ways; a single Range is answered from the file.
  *
- * POST (never part of the cache protocol) carries the edge's own calls through its STORE service binding:
- *   /lock?key=K&ttl=MS  → 200 + a token when taken (free or expired), 409 when held: request coalescing across the
- *                         edge processes of a box (each process asks before it goes to the origin)
- *   /unlock?key=K&token=T → 200 (only the holder's token releases)      /locked?key=K → 200 held, 404 free
- *   /stats → JSON: bytes, entries, max bytes, evictions by reason, locks held
+ * POST (never part of the cache protocol) carries the edge's own calls through its STORE service binding: the
+ * coalescing locks of the box's edge processes and the stats (src/contracts/store.ts).
  */
 import {
   TRAILER_LEN,
@@ -28,18 +25,16 @@ import {
   type StoredHead,
 } from "./format.ts";
 import { StoreIndex, type IndexEntry } from "./lru.ts";
-
-export interface StoreSettings {
-  /** Bytes the files may take. */
-  maxBytes: number;
-  /** Entries unused this long (seconds) are deleted. */
-  inactiveSeconds: number;
-  /** Seconds between saves of the use order. */
-  saveEverySeconds?: number;
-}
-
-/** [hash, file, headLen, bodyLen, expires, written, lastAccess], oldest use first. */
-export type IndexRow = [string, string, number, number, number, number, number];
+import {
+  CHANGED_HEADER,
+  LOCKED_PATH,
+  LOCK_PATH,
+  STATS_PATH,
+  UNLOCK_PATH,
+  type IndexRow,
+  type StoreSettings,
+  type StoreStats,
+} from "../contracts/store.ts";
 
 export interface StoreEnv {
   DISK: Fetcher;
@@ -63,16 +58,8 @@ interface State {
   purged: Map<string, number>;
   /** Entries removed to stay within the bound, unused for store_inactive, or expired. */
   evicted: { lru: number; inactive: number; expired: number };
-  /** Coalescing locks: key → holder's token and expiry (ms). */
+  /** Coalescing locks: cache URL hash → holder's token and expiry (ms); a PUT of the URL releases its lock. */
   locks: Map<string, { token: string; expires: number }>;
-}
-
-export interface StoreStats {
-  bytes: number;
-  entries: number;
-  maxBytes: number;
-  evictions: { lru: number; inactive: number; expired: number };
-  locks: number;
 }
 
 let state: State | undefined;
@@ -311,7 +298,7 @@ async function put(s: State, env: StoreEnv, ctx: ExecutionContext, request: Requ
   const parsed = parseHttpHead(new TextDecoder().decode(buf.subarray(0, end)));
   if (!parsed) return refuse();
   const written = Date.now();
-  const lifetime = lifetimeSeconds(parsed.headers, written);
+  const lifetime = lifetimeSeconds(parsed.headers);
   if (lifetime === null) return refuse();
   const cl = parsed.headers.find(([n]) => n === "content-length")?.[1];
   const declared = cl !== undefined && /^\d+$/.test(cl) ? Number(cl) : undefined;
@@ -419,6 +406,7 @@ async function put(s: State, env: StoreEnv, ctx: ExecutionContext, request: Requ
     await request.body?.cancel().catch(() => undefined);
     return new Response(null, { status: 413 });
   }
+  s.locks.delete(hash); // whoever waits for this key finds it now
   if ((s.purged.get(hash) ?? -1) >= written) {
     ctx.waitUntil(deleteFiles(env, [file]));
     return new Response(null, { status: 204 });
@@ -447,31 +435,38 @@ async function purge(s: State, env: StoreEnv, ctx: ExecutionContext, request: Re
 
 const LOCK_MAX_TTL = 600_000;
 
-/** The edge's calls (POST): coalescing locks and stats. */
-function control(s: State, request: Request): Response {
+/** The edge's calls (POST, src/contracts/store.ts): coalescing locks and stats. */
+async function control(s: State, request: Request): Promise<Response> {
   const url = new URL(request.url);
   const now = Date.now();
-  const key = url.searchParams.get("key") ?? "";
+  // workerd sends the default cache's requests to this worker as http:// URLs: hash the URL the same way.
+  const target = url.searchParams.get("url")?.replace(/^https:/, "http:");
+  const hash = target === undefined ? "" : await keyHash("", target);
   switch (url.pathname) {
-    case "/lock": {
-      const held = s.locks.get(key);
+    case LOCK_PATH: {
+      const since = Number(url.searchParams.get("since"));
+      const e = s.index.get(hash);
+      if (Number.isFinite(since) && url.searchParams.has("since") && e && e.written > since) {
+        return new Response(null, { headers: { [CHANGED_HEADER]: "1" } });
+      }
+      const held = s.locks.get(hash);
       if (held && held.expires > now) return new Response(null, { status: 409 });
       if (s.locks.size >= 10_000) for (const [k, l] of s.locks) if (l.expires <= now) s.locks.delete(k);
       const ttl = Math.min(LOCK_MAX_TTL, Math.max(1, Number(url.searchParams.get("ttl")) || 5_000));
       const token = crypto.randomUUID();
-      s.locks.set(key, { token, expires: now + ttl });
+      s.locks.set(hash, { token, expires: now + ttl });
       return new Response(token);
     }
-    case "/unlock": {
-      const held = s.locks.get(key);
-      if (held && held.token === url.searchParams.get("token")) s.locks.delete(key);
+    case UNLOCK_PATH: {
+      const held = s.locks.get(hash);
+      if (held && held.token === url.searchParams.get("token")) s.locks.delete(hash);
       return new Response(null, { status: 200 });
     }
-    case "/locked": {
-      const held = s.locks.get(key);
+    case LOCKED_PATH: {
+      const held = s.locks.get(hash);
       return new Response(null, { status: held && held.expires > now ? 200 : 404 });
     }
-    case "/stats": {
+    case STATS_PATH: {
       const stats: StoreStats = {
         bytes: s.index.total,
         entries: s.index.size,

@@ -87,6 +87,8 @@ describe("an edge box with two workerd processes", () => {
     expect(Number(fam("parrot_edge_store_bytes")?.metrics[0]?.value)).toBeGreaterThan(0);
     expect(Number(fam("parrot_edge_store_entries")?.metrics[0]?.value)).toBeGreaterThanOrEqual(2);
     expect(fam("parrot_edge_store_max_bytes")?.type).toBe("GAUGE");
+    // Every origin fetch is over and stored: no coalescing lock is left behind (a store of a key releases it).
+    expect(Number(fam("parrot_edge_store_locks")?.metrics[0]?.value)).toBe(0);
     const evictions = fam("parrot_edge_store_evictions_total");
     expect(evictions?.type).toBe("COUNTER");
     expect(evictions?.metrics.map((m) => m.labels?.reason).sort()).toEqual(["expired", "inactive", "lru"]);

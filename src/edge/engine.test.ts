@@ -3,11 +3,11 @@
  * and talks to a scripted origin through the real origin fetcher (headers, timeouts), no network.
  */
 import { beforeEach, describe, expect, it } from "vitest";
-import { parseConfig } from "../../src/config/config.ts";
-import { EdgeCache } from "../../src/edge/engine.ts";
-import { originFetcher } from "../../src/edge/origin.ts";
-import { MemoryStore } from "../../src/edge/store.ts";
-import { pattern, ScriptedOrigin } from "../support/scripted-origin.ts";
+import { parseConfig } from "../config/config.ts";
+import { EdgeCache } from "./engine.ts";
+import { originFetcher } from "./origin.ts";
+import { MemoryStore } from "./store.ts";
+import { pattern, ScriptedOrigin } from "../../test/support/scripted-origin.ts";
 
 const T0 = Date.parse("2026-01-01T00:00:00Z");
 

@@ -1,0 +1,65 @@
+/**
+ * The edge ↔ store contract on bare workerd. The store process (src/store/worker.ts) is the edge's
+ * `cacheApiOutbound`, so entries travel through the standard Cache API (workerd's cache protocol: GET with
+ * `Cache-Control: only-if-cached` = match, PUT = store, PURGE = delete). Beside it the edge reaches the same worker
+ * through its STORE service binding with POST calls that are not part of the cache protocol:
+ *
+ *   /lock?url=U&ttl=MS[&since=T] → 200 + token: the coalescing lock of cache URL U is now the caller's;
+ *                                  409: another request holds it;
+ *                                  200 + `x-parrot-changed: 1`, no token: U was stored after T (ms) — look again
+ *   /unlock?url=U&token=T        → 200 (only the holder's token releases; a PUT of U releases it too)
+ *   /locked?url=U                → 200 held, 404 free
+ *   /stats                       → StoreStats as JSON
+ *
+ * and the host (Node) hands the store worker its settings and the index it recovered from the directory.
+ */
+
+/** Where an entry of `key` lives in the runtime's Cache API: one URL per storage key. */
+export function cacheUrl(key: string): string {
+  return `https://parrot-cdn.cache/${encodeURIComponent(key)}`;
+}
+
+export const STORE_CALL_BASE = "http://store";
+export const LOCK_PATH = "/lock";
+export const UNLOCK_PATH = "/unlock";
+export const LOCKED_PATH = "/locked";
+export const STATS_PATH = "/stats";
+/** Set on a /lock answer when the entry was stored after `since`: the caller should look it up again. */
+export const CHANGED_HEADER = "x-parrot-changed";
+
+/** The store's bounds, from [edge] (store_max_bytes, store_inactive). */
+export interface StoreSettings {
+  /** Bytes the files may take. */
+  maxBytes: number;
+  /** Entries unused this long (seconds) are deleted. */
+  inactiveSeconds: number;
+  /** Seconds between saves of the use order. */
+  saveEverySeconds?: number;
+}
+
+/** One recovered entry, as the host's scan hands it to the store worker: [hash, file, headLen, bodyLen, expires, written, lastAccess], oldest use first. */
+export type IndexRow = [string, string, number, number, number, number, number];
+
+/** What /stats answers. */
+export interface StoreStats {
+  bytes: number;
+  entries: number;
+  maxBytes: number;
+  evictions: { lru: number; inactive: number; expired: number };
+  locks: number;
+}
+
+/**
+ * Coalescing locks shared by the edge processes of a box (held by the store process). The engine asks before it
+ * goes to the origin for a key that it found missing or stale.
+ */
+export interface SharedLocks {
+  /**
+   * Takes the lock of storage key `key` unless another request holds it ("held"). With `since`, answers "changed"
+   * (and takes nothing) when the entry under `key` was stored after that time: it is worth looking at again.
+   */
+  acquire(key: string, since?: number): Promise<"taken" | "held" | "changed">;
+  /** Releases a lock this isolate took (a store of the key released it already: then nothing happens). */
+  release(key: string): Promise<void>;
+  held(key: string): Promise<boolean>;
+}

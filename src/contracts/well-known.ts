@@ -1,0 +1,10 @@
+/**
+ * The edge's own paths under `/.well-known/cdn/` (RFC 8615): DNS nodes probe health, operators and the purge CLI call
+ * the rest. One list, imported by the edge, the DNS node's prober and the CLIs.
+ */
+export const WELL_KNOWN_PREFIX = "/.well-known/cdn/";
+export const HEALTH_PATH = "/.well-known/cdn/health";
+export const PURGE_PATH = "/.well-known/cdn/purge";
+export const DRAIN_PATH = "/.well-known/cdn/drain";
+export const METRICS_PATH = "/.well-known/cdn/metrics";
+export const TRACE_PATH = "/.well-known/cdn/trace";

@@ -1,0 +1,105 @@
+/**
+ * Request coalescing (nginx's proxy_cache_lock): of the concurrent requests that find a key missing or stale, one
+ * goes to the origin and the others wait for it, then read what it stored. Locks live in this isolate and, on an
+ * edge box with several processes, also in the store process (SharedLocks), so the whole box makes one origin
+ * request per key.
+ *
+ * A lookup takes a mark first; a claim made after it answers "changed" when the key was stored (in this isolate, or
+ * by the store's clock in another process) since that mark, so the caller looks again instead of fetching twice.
+ */
+import type { SharedLocks } from "../contracts/store.ts";
+
+/** A held lock. `release` is idempotent; `stored: true` says a store of the key already released the shared lock. */
+export interface Claim {
+  release(opts?: { stored?: boolean }): void;
+}
+
+export type ClaimResult = Claim | "held" | "changed";
+
+export interface LookupMark {
+  mark: number;
+  /** Date.now() at the mark. */
+  at: number;
+}
+
+export class Coalescer {
+  private readonly inflight = new Map<string, object>();
+  /** Key → the mark current when its last lock ended (bounded: cleared past 100k keys). */
+  private readonly ended = new Map<string, number>();
+  private seq = 0;
+  private readonly shared: SharedLocks | undefined;
+  private readonly timeoutMs: number;
+
+  constructor(opts: { shared?: SharedLocks; timeoutMs: number }) {
+    this.shared = opts.shared;
+    this.timeoutMs = opts.timeoutMs;
+  }
+
+  /** Taken before a lookup, given to claim() after it. */
+  mark(): LookupMark {
+    return { mark: this.seq, at: Date.now() };
+  }
+
+  /**
+   * Takes the lock of `key`. "held" when another request holds it, "changed" when the key was stored since `since`
+   * (nothing taken in both cases). `waitUntil` carries the shared lock's release past the answer.
+   */
+  async claim(key: string, since: LookupMark, waitUntil: (p: Promise<unknown>) => void): Promise<ClaimResult> {
+    if (this.inflight.has(key)) return "held";
+    if ((this.ended.get(key) ?? -1) > since.mark) return "changed";
+    const local = this.local(key);
+    if (!this.shared) return local;
+    let got: "taken" | "held" | "changed";
+    try {
+      got = await this.shared.acquire(key, since.at);
+    } catch {
+      got = "taken"; // the store cannot be asked: coalesce within this process only
+    }
+    if (got !== "taken") {
+      local.release();
+      return got;
+    }
+    const shared = this.shared;
+    let released = false;
+    return {
+      release: (opts) => {
+        local.release();
+        if (released) return;
+        released = true;
+        if (!opts?.stored) waitUntil(shared.release(key).catch(() => undefined));
+      },
+    };
+  }
+
+  /** A lock in this isolate only (background refreshes and bypass fetches mark their key this way). */
+  local(key: string): Claim {
+    const token = {};
+    if (!this.inflight.has(key)) this.inflight.set(key, token);
+    return {
+      release: () => {
+        if (this.inflight.get(key) !== token) return;
+        this.inflight.delete(key);
+        if (this.ended.size > 100_000) this.ended.clear();
+        this.ended.set(key, ++this.seq);
+      },
+    };
+  }
+
+  /**
+   * Waits (at most lock_timeout_ms) for the fetch of `key` under way to end. It polls, as nginx's proxy_cache_lock
+   * does, rather than being woken: workerd may refuse to resume one request from another request's context.
+   */
+  async wait(key: string): Promise<void> {
+    const started = Date.now();
+    let pause = 2;
+    while (Date.now() - started < this.timeoutMs && (await this.held(key))) {
+      await new Promise((r) => setTimeout(r, pause));
+      pause = Math.min(pause * 2, 50);
+    }
+  }
+
+  private async held(key: string): Promise<boolean> {
+    if (this.inflight.has(key)) return true;
+    return this.shared ? this.shared.held(key).catch(() => false) : false;
+  }
+}

@@ -1,0 +1,124 @@
+/**
+ * Step "fetch and store": the whole response from the origin, stored when policy allows (RFC 9111 §3 via
+ * decideStorage, the rule's no_store and min_uses), the body teed to the client and the store. The request's
+ * coalescing lock ends once the store has the response (or at once when nothing is stored).
+ */
+import { variantKey, variantOf, primaryKey } from "../cache/key.ts";
+import type { EntryMeta } from "../cache/entry.ts";
+import { endToEnd } from "../cache/headers.ts";
+import { CDN_ONLY_HEADERS, decideStorage } from "../cache/policy.ts";
+import { conditionMatches } from "../cache/rules.ts";
+import type { CacheStatusParams, XCacheStatus } from "../cache/status.ts";
+import { lengthOf, originFailure } from "./deliver.ts";
+import { NULL_BODY_STATUS, type Engine, type Outcome, type Transaction } from "./transaction.ts";
+
+/** Request headers that would make the origin answer something other than the whole, storable response. */
+export const PARTIAL_REQUEST_HEADERS = ["range", "if-range", "if-none-match", "if-modified-since", "if-match", "if-unmodified-since"];
+
+/** Fetches the whole response for `tx`, stores it when allowed, and answers with it. */
+export async function fetchAndStore(e: Engine, tx: Transaction, status: XCacheStatus, cacheStatus: CacheStatusParams): Promise<Outcome> {
+  tx.claim ??= e.coalescer.local(tx.found.storageKey);
+  const requestTime = e.now();
+  let response: Response;
+  try {
+    response = await e.origin(tx.request, tx.ctx.clientIp, { method: "GET", drop: PARTIAL_REQUEST_HEADERS });
+  } catch (error) {
+    release(tx);
+    return originFailure(error, status, cacheStatus);
+  }
+  return storeResponse(e, tx, response, requestTime, status, cacheStatus);
+}
+
+/**
+ * Answers with an origin response and stores it when policy allows. `stored` settles when the store has it (or
+ * refused it); the lock `tx.claim` is released then.
+ */
+export async function storeResponse(
+  e: Engine,
+  tx: Transaction,
+  response: Response,
+  requestTime: number,
+  status: XCacheStatus,
+  cacheStatus: CacheStatusParams,
+): Promise<Outcome & { stored?: Promise<void> }> {
+  const { request, url, rule, found } = tx;
+  const decision = decideStorage({
+    key: found.entry?.meta.key ?? found.marker?.key ?? primaryKey(url, rule?.query),
+    requestHeaders: request.headers,
+    status: response.status,
+    statusText: response.statusText,
+    headers: response.headers,
+    requestTime,
+    responseTime: e.now(),
+    rule,
+    edge: e.edge,
+  });
+  const headers = endToEnd(response.headers, CDN_ONLY_HEADERS);
+  const size = lengthOf(headers);
+  const body = NULL_BODY_STATUS.has(response.status) ? null : response.body;
+  const answer = (b: ReadableStream<Uint8Array> | null) =>
+    new Response(b, { status: response.status, statusText: response.statusText, headers });
+  const allowed =
+    decision.store && !conditionMatches(rule?.no_store, request, url) && e.uses.reached(found.storageKey, rule?.min_uses ?? 1);
+  if (!allowed) {
+    release(tx);
+    return { response: answer(body), status, cacheStatus: { ...cacheStatus, stored: false }, size };
+  }
+  const [client, toStore] = body ? body.tee() : [null, null];
+  // A known length was checked against max_object_bytes already; only unknown lengths need counting on the way.
+  const limited = toStore && size === undefined ? limitBytes(toStore, e.edge.max_object_bytes) : toStore;
+  const stored = putResponse(e, tx, decision.meta, decision.varyFields, limited, decision.physicalTtl).then(
+    (keys) => release(tx, keys.includes(found.storageKey)),
+    () => release(tx),
+  );
+  tx.ctx.waitUntil(stored);
+  return { response: answer(client), status, cacheStatus: { ...cacheStatus, stored: true }, size, stored };
+}
+
+/**
+ * Stores a new response, under a Vary marker when it varies (the variant first, so a waiter woken by the marker
+ * finds both). Resolves to the keys written.
+ */
+async function putResponse(
+  e: Engine,
+  tx: Transaction,
+  meta: EntryMeta,
+  fields: string[],
+  body: ReadableStream<Uint8Array> | null,
+  ttl: number,
+): Promise<string[]> {
+  const key = meta.key;
+  if (fields.length === 0) {
+    await e.store.put(key, meta, body, ttl);
+    return [key];
+  }
+  let marker = tx.found.marker;
+  if (!marker || marker.fields.join() !== fields.join()) {
+    marker = { kind: "vary", key, fields, id: crypto.randomUUID().slice(0, 8) };
+  }
+  const variant = variantOf(fields, tx.request.headers);
+  const storageKey = variantKey(key, marker.id, variant);
+  await e.store.put(storageKey, { ...meta, vary: variant }, body, ttl);
+  await e.store.put(key, marker, null, Math.max(ttl, e.edge.keep, 3600));
+  return [storageKey, key];
+}
+
+/** Ends the request's lock; `stored`: a store of the key released the shared lock already. */
+export function release(tx: Transaction, stored = false) {
+  tx.claim?.release({ stored });
+  tx.claim = null;
+}
+
+/** Passes a body through, erroring (so the store keeps nothing) once it exceeds `max` bytes. */
+function limitBytes(body: ReadableStream<Uint8Array>, max: number): ReadableStream<Uint8Array> {
+  let seen = 0;
+  return body.pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      transform(chunk, controller) {
+        seen += chunk.byteLength;
+        if (seen > max) controller.error(new Error("object larger than max_object_bytes"));
+        else controller.enqueue(chunk);
+      },
+    }),
+  );
+}

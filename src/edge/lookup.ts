@@ -1,0 +1,43 @@
+/**
+ * Step "lookup": the stored entry for a request. The primary key holds either the response or a Vary marker naming
+ * the request headers that pick a variant's key. Purges apply on the way out: hard → nothing, soft → stale.
+ */
+import type { EntryMeta } from "../cache/entry.ts";
+import { variantKey, variantOf } from "../cache/key.ts";
+import { purgeEffect } from "../cache/purge.ts";
+import type { StoredEntry } from "./store.ts";
+import type { Engine, Lookup } from "./transaction.ts";
+
+export async function lookup(e: Engine, key: string, headers: Headers): Promise<Lookup> {
+  const { mark, at } = e.coalescer.mark();
+  const primary = await e.store.get(key);
+  if (!primary) return { storageKey: key, entry: null, mark, at };
+  if (primary.meta.kind === "entry") return { storageKey: key, entry: await afterPurges(e, primary), mark, at };
+  await primary.body?.cancel();
+  if (primary.meta.kind !== "vary") return { storageKey: key, entry: null, mark, at };
+  const marker = primary.meta;
+  const storageKey = variantKey(key, marker.id, variantOf(marker.fields, headers));
+  const variant = await e.store.get(storageKey);
+  if (variant && variant.meta.kind !== "entry") {
+    await variant.body?.cancel();
+    return { storageKey, entry: null, marker, mark, at };
+  }
+  return { storageKey, entry: variant ? await afterPurges(e, variant) : null, marker, mark, at };
+}
+
+/** The entry of a lookup that holds a response (not a marker), or null. */
+export function storedResponse(found: Lookup): (StoredEntry & { meta: EntryMeta }) | null {
+  return found.entry?.meta.kind === "entry" ? (found.entry as StoredEntry & { meta: EntryMeta }) : null;
+}
+
+/** The entry as purges leave it: gone (hard), stale from now on (soft), or as it was. */
+async function afterPurges(e: Engine, entry: StoredEntry): Promise<StoredEntry | null> {
+  const meta = entry.meta as EntryMeta;
+  const effect = purgeEffect(e.shared.current, meta);
+  if (effect === "hard") {
+    await entry.body?.cancel();
+    return null;
+  }
+  if (effect === "soft") return { meta: { ...meta, lifetime: 0, noCache: false }, body: entry.body };
+  return entry;
+}

@@ -1,0 +1,37 @@
+/**
+ * Step "pass": methods other than GET and HEAD go straight to the origin, unstored. An unsafe method that succeeds
+ * invalidates the request URL and its Location / Content-Location of the same origin (RFC 9111 §4.4).
+ */
+import { endToEnd } from "../cache/headers.ts";
+import { CDN_ONLY_HEADERS } from "../cache/policy.ts";
+import { originFailure } from "./deliver.ts";
+import { NULL_BODY_STATUS, type Engine, type Outcome, type Transaction } from "./transaction.ts";
+
+const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS", "TRACE"]);
+
+/** `invalidate` purges URLs (hard) in the store and every process's memory tier. */
+export async function pass(e: Engine, tx: Transaction, invalidate: (urls: string[]) => Promise<void>): Promise<Outcome> {
+  const { request, url } = tx;
+  let response: Response;
+  try {
+    response = await e.origin(request, tx.ctx.clientIp, { method: request.method, body: request.body });
+  } catch (error) {
+    return originFailure(error, "BYPASS", { fwd: "method" });
+  }
+  if (!SAFE_METHODS.has(request.method) && response.status >= 200 && response.status < 400) {
+    const urls = new Set<string>();
+    for (const t of [url.href, response.headers.get("location"), response.headers.get("content-location")]) {
+      if (!t || !URL.canParse(t, url)) continue;
+      const target = new URL(t, url);
+      if (target.host === url.host) urls.add(target.href); // only the same origin (RFC 9111 §4.4)
+    }
+    await invalidate([...urls]).catch(() => undefined);
+  }
+  const headers = endToEnd(response.headers, CDN_ONLY_HEADERS);
+  const body = NULL_BODY_STATUS.has(response.status) ? null : response.body;
+  return {
+    response: new Response(body, { status: response.status, statusText: response.statusText, headers }),
+    status: "BYPASS",
+    cacheStatus: { fwd: "method" },
+  };
+}
