@@ -1,21 +1,21 @@
 /**
- * npm run edge -- [--config cdn.toml] [--origin URL] [--port 8787] [--host 127.0.0.1] [--name NAME]
+ * npm run edge -- (--origin URL | --config cdn.toml) [--port 8787] [--host 127.0.0.1] [--name NAME]
  *                 [--runtime workerd|miniflare] [--store DIR] [--persist DIR] [--processes N]
- * Puts the edge cache in front of an origin and prints its address when ready.
+ * Puts the edge cache in front of an origin and prints its address when ready. With --origin alone it is a plain
+ * RFC 9111 cache (no operator rules); a config file brings rules, origins and the rest (--origin overrides its origin).
  *   workerd (default): bare workerd with the project's disk store ([edge] store_dir, or --store DIR); --processes N
- *     (or [edge] processes) runs N edge workerd processes sharing the socket and one store process
+ *     (or [edge] processes) runs N edge workerd processes and one store process
  *   miniflare: the edge under Miniflare, its Cache API in memory or in --persist DIR
  */
 import { parseArgs } from "node:util";
-import { loadConfigFile, withOverrides } from "../src/node/config-file.ts";
-import { parseConfig } from "../src/config/config.ts";
 import { originsOf } from "../src/config/edge-schema.ts";
+import { configFromText, exitOnConfigError, loadConfigFile, withOverrides } from "../src/node/config-file.ts";
 import { startEdgeMiniflare, type RunningEdge } from "../src/node/edge-host.ts";
 import { startEdgeWorkerd } from "../src/node/workerd-host.ts";
 
 const { values } = parseArgs({
   options: {
-    config: { type: "string", default: "cdn.toml" },
+    config: { type: "string" },
     origin: { type: "string" },
     port: { type: "string", default: "8787" },
     host: { type: "string", default: "127.0.0.1" },
@@ -27,45 +27,49 @@ const { values } = parseArgs({
   },
 });
 
-if (values.runtime !== "workerd" && values.runtime !== "miniflare") {
-  console.error(`--runtime must be workerd or miniflare, not ${values.runtime}`);
+function usage(message: string): never {
+  console.error(`edge: ${message}`);
   process.exit(2);
 }
+if (values.runtime !== "workerd" && values.runtime !== "miniflare") usage(`--runtime must be workerd or miniflare, not ${values.runtime}`);
 const processes = values.processes === undefined ? undefined : Number(values.processes);
 if (processes !== undefined && !(Number.isInteger(processes) && processes >= 1 && processes <= 256)) {
-  console.error(`--processes must be a whole number from 1 to 256, not ${values.processes}`);
-  process.exit(2);
+  usage(`--processes must be a whole number from 1 to 256, not ${values.processes}`);
 }
-const file = loadConfigFile(values.config!);
-const configText = withOverrides(file, { origin: values.origin, name: values.name });
-const origin = originsOf(parseConfig(configText).edge!).map((o) => o.url).join(", ");
+if (!values.config && !values.origin) usage("give the origin (--origin URL) or a config file (--config cdn.toml)");
+
+let file;
+try {
+  const base = values.config
+    ? loadConfigFile(values.config)
+    : configFromText(`[edge]\norigin = ${JSON.stringify(values.origin)}\n`, process.cwd(), "--origin");
+  file = withOverrides(base, { origin: values.origin, name: values.name });
+} catch (err) {
+  exitOnConfigError(err);
+}
+const origin = originsOf(file.config.edge!).map((o) => o.url).join(", ");
 let edge: RunningEdge;
-let stopping = false;
-if (values.runtime === "miniflare") {
-  edge = await startEdgeMiniflare({ configText, host: values.host, port: Number(values.port), persistDir: values.persist });
-} else {
-  const w = await startEdgeWorkerd({
-    configText,
-    host: values.host,
-    port: Number(values.port),
-    storeDir: values.store ?? values.persist,
-    processes,
-  });
-  for (const p of [w.proc, ...w.supervisors]) {
-    p.once("exit", (code, signal) => {
-      if (stopping) return;
-      console.error(`${p === w.proc ? "workerd" : "edge supervisor"} exited (${code ?? signal})`);
-      void w.stop().finally(() => process.exit(1));
+try {
+  if (values.runtime === "miniflare") {
+    edge = await startEdgeMiniflare({ configText: file.text, host: values.host, port: Number(values.port), persistDir: values.persist });
+  } else {
+    const w = await startEdgeWorkerd({
+      configText: file.text,
+      configDir: file.dir,
+      host: values.host,
+      port: Number(values.port),
+      storeDir: values.store ?? values.persist,
+      processes,
     });
+    console.log(`store: ${w.storeDir} (${w.recovered.entries} entries, ${w.recovered.removed} files removed at start)`);
+    console.log(`workerd pids: ${w.edgePids().join(" ")}${w.edgePids().includes(w.storePid()) ? "" : ` (store ${w.storePid()})`}`);
+    edge = w;
   }
-  console.log(`store: ${w.storeDir} (${w.recovered.entries} entries, ${w.recovered.removed} files removed at start)`);
-  console.log(`workerd pid: ${w.proc.pid}`);
-  if (w.supervisors.length) console.log(`edge processes: ${w.supervisors.length} (workerd pids ${w.edgePids().join(" ")})`);
-  edge = w;
+} catch (err) {
+  usage((err as Error).message);
 }
 console.log(`edge ready: ${edge.url} -> origin ${origin} (${values.runtime})`);
 const stop = async () => {
-  stopping = true;
   await edge.stop();
   process.exit(0);
 };

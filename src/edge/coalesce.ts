@@ -9,9 +9,12 @@
  */
 import type { SharedLocks } from "../contracts/store.ts";
 
-/** A held lock. `release` is idempotent; `stored: true` says a store of the key already released the shared lock. */
+/**
+ * A held lock. `release` is idempotent; `stored: true` says a store of the key already released the shared lock,
+ * `fetched: false` that nothing went to the origin under it (so nothing can have been stored).
+ */
 export interface Claim {
-  release(opts?: { stored?: boolean }): void;
+  release(opts?: { stored?: boolean; fetched?: boolean }): void;
 }
 
 export type ClaimResult = Claim | "held" | "changed";
@@ -56,7 +59,7 @@ export class Coalescer {
       got = "taken"; // the store cannot be asked: coalesce within this process only
     }
     if (got !== "taken") {
-      local.release();
+      local.release({ fetched: false });
       return got;
     }
     const shared = this.shared;
@@ -76,9 +79,10 @@ export class Coalescer {
     const token = {};
     if (!this.inflight.has(key)) this.inflight.set(key, token);
     return {
-      release: () => {
+      release: (opts) => {
         if (this.inflight.get(key) !== token) return;
         this.inflight.delete(key);
+        if (opts?.fetched === false) return; // never went to the origin: nothing can have been stored
         if (this.ended.size > 100_000) this.ended.clear();
         this.ended.set(key, ++this.seq);
       },

@@ -131,7 +131,7 @@ export class EdgeCache {
    */
   private async claimMissing(tx: Transaction) {
     const e = this.e;
-    for (let attempt = 0; attempt < 2 && !tx.found.entry; attempt++) {
+    for (let attempt = 0; attempt < 5 && !tx.found.entry; attempt++) {
       const claim = await e.coalescer.claim(tx.found.storageKey, tx.found, tx.ctx.waitUntil.bind(tx.ctx));
       if (typeof claim === "object") {
         tx.claim = claim;

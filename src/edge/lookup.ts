@@ -8,16 +8,17 @@ import { purgeEffect } from "../cache/purge.ts";
 import type { StoredEntry } from "./store.ts";
 import type { Engine, Lookup } from "./transaction.ts";
 
+/** A store that cannot answer (its process restarting) counts as having nothing: the origin answers meanwhile. */
 export async function lookup(e: Engine, key: string, headers: Headers): Promise<Lookup> {
   const { mark, at } = e.coalescer.mark();
-  const primary = await e.store.get(key);
+  const primary = await e.store.get(key).catch(() => null);
   if (!primary) return { storageKey: key, entry: null, mark, at };
   if (primary.meta.kind === "entry") return { storageKey: key, entry: await afterPurges(e, primary), mark, at };
   await primary.body?.cancel();
   if (primary.meta.kind !== "vary") return { storageKey: key, entry: null, mark, at };
   const marker = primary.meta;
   const storageKey = variantKey(key, marker.id, variantOf(marker.fields, headers));
-  const variant = await e.store.get(storageKey);
+  const variant = await e.store.get(storageKey).catch(() => null);
   if (variant && variant.meta.kind !== "entry") {
     await variant.body?.cancel();
     return { storageKey, entry: null, marker, mark, at };

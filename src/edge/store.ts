@@ -44,6 +44,9 @@ export class CacheApiStore implements EntryStore {
       await res.body?.cancel();
       return null;
     }
+    // A body that arrived without Content-Length was counted by the store: its size is known from here on.
+    const length = res.headers.get("content-length");
+    if (meta.kind === "entry" && meta.size === undefined && length !== null && /^\d+$/.test(length)) meta.size = Number(length);
     return { meta, body: res.body };
   }
 

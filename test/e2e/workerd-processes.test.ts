@@ -2,9 +2,13 @@
  * A bare workerd edge box with several processes (`processes = 2`): one store process and two edge processes sharing
  * the listening socket. Request coalescing holds across the processes (the store holds the locks), the metrics show
  * the store's size, entries and evictions and the hot tier, the trace locates the client with the configured GeoIP
- * file, and a kill -9 of one edge process leaves the box serving while its supervisor starts it again.
+ * file, connections are spread over both processes, a kill -9 of one edge process leaves the box serving while its
+ * loop starts it again, and a kill -9 of the store process leaves the edges answering (memory tier, origin) until
+ * the store is recovered and started again.
  */
+import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
+import { Agent, get as httpGet } from "node:http";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 // @ts-expect-error: the package ships no types
@@ -14,6 +18,25 @@ import { serveFetch, type Served } from "../../src/node/serve-fetch.ts";
 import { startEdgeWorkerd, type RunningWorkerdEdge } from "../../src/node/workerd-host.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** A GET on a connection of its own (no keep-alive): the kernel picks the edge process for each. */
+function onNewConnection(path: string): Promise<{ status: number; xcs: string | null; body: string }> {
+  return new Promise((done, fail) => {
+    httpGet(`${edge.url}${path}`, { agent: false }, (res) => {
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (c: string) => (body += c));
+      res.on("end", () => done({ status: res.statusCode!, xcs: (res.headers["x-cache-status"] as string) ?? null, body }));
+    }).on("error", fail);
+  });
+}
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
 const TOKEN = "processes-test-token-0123456789";
 const MMDB = resolve(import.meta.dirname, "../fixtures/GeoIP2-City-Test.mmdb");
 
@@ -53,8 +76,8 @@ afterAll(async () => {
 
 describe("an edge box with two workerd processes", () => {
   it("runs one store process and two edge processes", () => {
-    expect(edge.supervisors).toHaveLength(2);
     expect(new Set(edge.edgePids()).size).toBe(2);
+    expect(edge.edgePids()).not.toContain(edge.storePid());
   });
 
   it("200 concurrent misses of one key make one origin request, across the processes", async () => {
@@ -111,14 +134,6 @@ describe("an edge box with two workerd processes", () => {
     const [victim, other] = edge.edgePids();
     process.kill(victim!, "SIGKILL");
     // Connections the killed process had accepted are lost with it; once it is gone, nothing else may fail.
-    const alive = (pid: number) => {
-      try {
-        process.kill(pid, 0);
-        return true;
-      } catch {
-        return false;
-      }
-    };
     for (let i = 0; i < 200 && alive(victim!); i++) await sleep(10);
     expect(alive(victim!)).toBe(false);
     let ok = 0;
@@ -139,5 +154,57 @@ describe("an edge box with two workerd processes", () => {
     const r = await fetch(`${edge.url}/.well-known/cdn/health`);
     expect(r.status).toBe(200);
     await r.text();
+  });
+
+  it("spreads keep-alive connections over both edge processes (each has its own SO_REUSEPORT socket)", async () => {
+    const port = new URL(edge.url).port;
+    const agent = new Agent({ keepAlive: true, maxSockets: 20 });
+    const clientPorts = new Set<number>();
+    const once = (path: string) =>
+      new Promise<number>((done, fail) => {
+        httpGet({ host: "127.0.0.1", port, path, agent }, (res) => {
+          clientPorts.add(res.socket.localPort!);
+          res.resume();
+          res.on("end", () => done(res.statusCode!));
+        }).on("error", fail);
+      });
+    const statuses = await Promise.all(Array.from({ length: 20 }, (_, i) => once(`/spread/${i % 4}`)));
+    expect(statuses.every((s) => s === 200)).toBe(true);
+    expect(clientPorts.size).toBe(20);
+    // Which workerd owns the server side of each of our 20 connections (still open: keep-alive).
+    const owners = execFileSync("ss", ["-Htnp", "state", "established", `( sport = :${port} )`], { encoding: "utf8" })
+      .split("\n")
+      .filter((line) => clientPorts.has(Number(/:(\d+)\s+users:/.exec(line)?.[1])))
+      .map((line) => /pid=(\d+)/.exec(line)?.[1])
+      .filter((pid): pid is string => !!pid);
+    agent.destroy();
+    const perProcess = new Map<string, number>();
+    for (const pid of owners) perProcess.set(pid, (perProcess.get(pid) ?? 0) + 1);
+    expect(owners.length).toBe(20);
+    expect([...perProcess.keys()].sort()).toEqual(edge.edgePids().map(String).sort());
+    expect(Math.min(...perProcess.values())).toBeGreaterThanOrEqual(3);
+  });
+
+  it("kill -9 of the store process: the edges keep answering, and the store is recovered and started again", async () => {
+    // Warm: in the store and in both processes' memory tiers (a new connection each time lands on either).
+    for (let i = 0; i < 30; i++) await onNewConnection("/survives");
+    const victim = edge.storePid();
+    process.kill(victim, "SIGKILL");
+    for (let i = 0; i < 200 && alive(victim); i++) await sleep(10);
+    const during: { status: number; xcs: string | null; body: string }[] = [];
+    for (let i = 0; i < 20; i++) during.push(await onNewConnection(i % 2 ? "/survives" : `/while-down/${i}`));
+    expect(during.every((d) => d.status === 200 && d.body.startsWith("body of /"))).toBe(true);
+    expect(during.filter((_, i) => i % 2).map((d) => d.xcs)).toEqual(Array(10).fill("HIT")); // the memory tiers answered
+    for (let i = 0; i < 200 && (edge.storePid() === victim || !alive(edge.storePid())); i++) await sleep(50);
+    expect(edge.storePid()).not.toBe(victim);
+    // Back: what the disk store held before the kill is still there.
+    let xcs: string | null = null;
+    for (let i = 0; i < 100 && xcs !== "HIT"; i++) {
+      const r = await fetch(`${edge.url}/metrics-entry`, { headers: { connection: "close" } });
+      xcs = r.headers.get("x-cache-status");
+      await r.text();
+      if (xcs !== "HIT") await sleep(50);
+    }
+    expect(xcs).toBe("HIT");
   });
 });
