@@ -47,5 +47,11 @@ if (!edges.length) {
   process.exit(2);
 }
 const results = await Promise.all(edges.map((e) => purgeAt(e.name, e.url!, req, token)));
-for (const r of results) console.log(`${r.ok ? "ok  " : "FAIL"} ${r.edge}${r.ok ? "" : `: ${r.status ?? ""} ${r.error ?? ""}`}`);
+const urls = req.urls?.length ?? 0;
+const here = (r: { stored?: number }) => (urls && r.stored !== undefined ? ` (${r.stored} of ${urls} URL${urls > 1 ? "s" : ""} stored here)` : "");
+for (const r of results) console.log(`${r.ok ? "ok  " : "FAIL"} ${r.edge}${r.ok ? here(r) : `: ${r.status ?? ""} ${r.error ?? ""}`}`);
+if (urls && results.every((r) => r.ok && r.stored === 0)) {
+  console.log("note: no edge held any of these URLs. A cache key is host + path + query: purge with the host (and port)");
+  console.log("      clients use, or by --prefix, --tag (the origin's Cache-Tag) or --host.");
+}
 process.exit(results.every((r) => r.ok) ? 0 : 1);

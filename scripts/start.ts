@@ -38,7 +38,14 @@ async function stop(code = 0) {
 process.on("SIGINT", () => void stop());
 process.on("SIGTERM", () => void stop());
 
-const origin = await serveFetch(demoOrigin, { port: Number(values["origin-port"]) });
+const origin = await serveFetch(demoOrigin, { port: Number(values["origin-port"]) }).catch((err: NodeJS.ErrnoException) => {
+  console.error(
+    err.code === "EADDRINUSE"
+      ? `start: port ${values["origin-port"]} on 127.0.0.1 is in use (another npm start?): stop it, or pass --origin-port N`
+      : `start: the demo origin cannot listen: ${err.message}`,
+  );
+  process.exit(2);
+});
 console.log(`demo origin  ${origin.url}`);
 
 // The effective config: the demo origin, the chosen port on every loopback edge, an admin token for this run.
@@ -116,7 +123,10 @@ Test how the CDN resolves for you:
 Test how the CDN caches content, at the edge the director gives you (run it twice: MISS, then HIT):
   curl -sI http://$(dig ${at} +short ${director} A | head -1):${values.port}/img/logo.png | grep -i X-Cache-Status
 
-Admin token for this run (purge, metrics, drain): ${raw.admin.token}
+Admin token for this run (purge, metrics, drain), in ${effective}:
+  export PARROT_ADMIN_TOKEN=${raw.admin.token}
+  npm run purge -- --config ${effective} --tag img   # the logo, at every edge
+  curl -H "Authorization: Bearer $PARROT_ADMIN_TOKEN" http://${local[0]!.host}:${values.port}/.well-known/cdn/metrics
 Logs and state: ${stateDir}
 Ctrl-C stops everything.`);
   for (const c of children) {

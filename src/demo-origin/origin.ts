@@ -19,6 +19,8 @@ interface Page {
   delayMs?: number;
   /** Send ETag and Last-Modified (default): without them a stale copy cannot be revalidated, only replaced. */
   validators?: boolean;
+  /** Cache-Tag: purge by tag (`npm run purge -- --tag img`) reaches it at every edge, whatever host it was cached under. */
+  tag?: string;
 }
 
 const pages: Record<string, Page> = {
@@ -29,7 +31,7 @@ const pages: Record<string, Page> = {
       `<!doctype html><title>parrot-cdn demo</title><h1>parrot-cdn demo origin</h1>
 <p><img src="/img/logo.png" alt="logo"> <a href="/news.html">news</a> · <a href="/css/site.css">css</a></p>\n`,
   },
-  "/img/logo.png": { type: "image/png", cacheControl: "public, max-age=3600", body: () => LOGO_PNG },
+  "/img/logo.png": { type: "image/png", cacheControl: "public, max-age=3600", body: () => LOGO_PNG, tag: "img" },
   "/css/site.css": { type: "text/css", cacheControl: "public, max-age=300, stale-while-revalidate=60", body: () => "body{font-family:sans-serif}\n" },
   "/news.html": {
     type: "text/html; charset=utf-8",
@@ -71,6 +73,7 @@ export async function demoOrigin(request: Request): Promise<Response> {
   const version = page.versionEvery ? Math.floor(Date.now() / 1000 / page.versionEvery) : 0;
   const etag = `"${url.pathname.length.toString(16)}-${version}"`;
   const headers = new Headers({ "content-type": page.type, "cache-control": page.cacheControl });
+  if (page.tag) headers.set("cache-tag", page.tag);
   if (page.validators !== false) {
     headers.set("etag", etag);
     headers.set("last-modified", STARTED.toUTCString());

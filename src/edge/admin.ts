@@ -18,6 +18,8 @@ export interface PurgeResult {
   ok: boolean;
   status?: number;
   error?: string;
+  /** URL purges: how many of the URLs had an entry at that edge. */
+  stored?: number;
 }
 
 const json = (body: unknown, status = 200) =>
@@ -47,8 +49,8 @@ export async function handlePurge(
   const self = config.edge!.name;
   const results: PurgeResult[] = [];
   try {
-    await cache.purge(req);
-    results.push({ edge: self, ok: true });
+    const { stored } = await cache.purge(req);
+    results.push({ edge: self, ok: true, ...(req.urls ? { stored } : {}) });
   } catch (err) {
     results.push({ edge: self, ok: false, error: (err as Error).message });
   }
@@ -81,7 +83,9 @@ export async function purgeAt(
       signal: controller.signal,
     });
     const text = await res.text();
-    return res.ok ? { edge: name, ok: true, status: res.status } : { edge: name, ok: false, status: res.status, error: text.trim().slice(0, 200) };
+    if (!res.ok) return { edge: name, ok: false, status: res.status, error: text.trim().slice(0, 200) };
+    const stored = (JSON.parse(text) as { results?: PurgeResult[] }).results?.[0]?.stored;
+    return { edge: name, ok: true, status: res.status, ...(stored !== undefined ? { stored } : {}) };
   } catch (err) {
     return { edge: name, ok: false, error: controller.signal.aborted ? "timed out" : (err as Error).message };
   } finally {

@@ -72,7 +72,7 @@ export class EdgeCache {
   private async route(tx: Transaction): Promise<Outcome> {
     const e = this.e;
     const { request, rule, reqCC } = tx;
-    if (request.method !== "GET" && request.method !== "HEAD") return pass(e, tx, (urls) => this.purge({ urls }));
+    if (request.method !== "GET" && request.method !== "HEAD") return pass(e, tx, async (urls) => void (await this.purge({ urls })));
     if (conditionMatches(rule?.bypass, request, tx.url)) return fetchAndStore(e, tx, "BYPASS", { fwd: "bypass" });
 
     tx.found = await lookup(e, tx.key, request.headers);
@@ -146,13 +146,24 @@ export class EdgeCache {
 
   /**
    * Purges by URL (every variant), prefix, tag, host or everything: recorded in the purge log at once, and a hard
-   * URL purge also deletes the stored entry.
+   * URL purge also deletes the stored entry. Says how many of the URLs had an entry here (a key is host + path +
+   * query: a URL with another host or port than the clients use matches nothing).
    */
-  async purge(req: PurgeRequest): Promise<void> {
+  async purge(req: PurgeRequest): Promise<{ urls: number; stored: number }> {
     const { rules, store, shared, now } = this.e;
     const keyOf = (url: URL) => primaryKey(url, findRule(rules, "GET", url.host, url.pathname)?.query);
     await shared.update((log) => recordPurge(log, req, now(), keyOf, (url) => primaryKey(url, "drop")));
-    if (!req.soft) await Promise.all((req.urls ?? []).map((u) => store.delete(keyOf(new URL(u))).catch(() => undefined)));
+    const urls = req.urls ?? [];
+    const found = await Promise.all(
+      urls.map(async (u) => {
+        const key = keyOf(new URL(u));
+        if (!req.soft) return store.delete(key).catch(() => false);
+        const entry = await store.get(key).catch(() => null);
+        await entry?.body?.cancel();
+        return entry !== null;
+      }),
+    );
+    return { urls: urls.length, stored: found.filter(Boolean).length };
   }
 
   /** Whether this edge is draining (operator call or config): its health endpoint then says so. */

@@ -110,10 +110,10 @@ export class HotTier implements EntryStore {
     }
   }
 
-  async delete(key: string): Promise<void> {
+  async delete(key: string): Promise<boolean> {
     this.bump(key);
     this.drop(key);
-    await this.inner.delete(key);
+    return this.inner.delete(key);
   }
 
   private hold(key: string, meta: StoredMeta, body: Uint8Array | null, expires: number, gen: number) {

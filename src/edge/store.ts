@@ -20,7 +20,8 @@ export interface EntryStore {
   getRange?(key: string, start: number, end: number): Promise<StoredEntry | null>;
   /** Stores `meta` and the whole `body`; rejects (storing nothing) when the body fails midway. */
   put(key: string, meta: StoredMeta, body: ReadableStream<Uint8Array> | null, ttlSeconds: number): Promise<void>;
-  delete(key: string): Promise<void>;
+  /** Removes the entry; true when there was one. */
+  delete(key: string): Promise<boolean>;
 }
 
 const META_HEADER = "x-parrot-meta";
@@ -69,8 +70,8 @@ export class CacheApiStore implements EntryStore {
     await (await this.cache).put(cacheUrl(key), new Response(body, { status: 200, headers }));
   }
 
-  async delete(key: string): Promise<void> {
-    await (await this.cache).delete(cacheUrl(key));
+  async delete(key: string): Promise<boolean> {
+    return (await this.cache).delete(cacheUrl(key));
   }
 }
 
@@ -117,7 +118,7 @@ export class MemoryStore implements EntryStore {
   }
 
   async delete(key: string) {
-    this.entries.delete(key);
+    return this.entries.delete(key);
   }
 
   get size(): number {

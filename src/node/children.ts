@@ -5,6 +5,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { createWriteStream } from "node:fs";
 import { resolve } from "node:path";
+import { endWithThisProcess, stopProcess } from "./process.ts";
 
 export const ROOT = resolve(import.meta.dirname, "../..");
 
@@ -32,6 +33,7 @@ export function startNodeScript(
     detached: true,
     stdio: ["ignore", "pipe", "pipe"],
   });
+  endWithThisProcess(proc, true);
   const log = logFile ? createWriteStream(logFile, { flags: "a" }) : undefined;
   let out = "";
   let readyYet = false;
@@ -39,7 +41,7 @@ export function startNodeScript(
     const timer = setTimeout(() => fail(new Error(`${script} not ready within ${timeoutMs} ms:\n${out}`)), timeoutMs);
     const fail = (err: Error) => {
       clearTimeout(timer);
-      killGroup(proc);
+      void stopProcess(proc, { group: true });
       reject(err);
     };
     const keep = (chunk: Buffer) => {
@@ -52,7 +54,7 @@ export function startNodeScript(
       if (match) {
         readyYet = true;
         clearTimeout(timer);
-        resolveReady({ proc, match, output: () => out, stop: () => stopProcess(proc) });
+        resolveReady({ proc, match, output: () => out, stop: () => stopProcess(proc, { group: true }) });
       }
     };
     proc.stdout!.on("data", onData);
@@ -62,21 +64,4 @@ export function startNodeScript(
       if (!readyYet) fail(new Error(`${script} exited (${code}) before it was ready:\n${out}`));
     });
   });
-}
-
-function killGroup(proc: ChildProcess, signal: NodeJS.Signals = "SIGTERM") {
-  try {
-    process.kill(-proc.pid!, signal);
-  } catch {
-    /* already gone */
-  }
-}
-
-async function stopProcess(proc: ChildProcess): Promise<void> {
-  if (proc.exitCode !== null || proc.signalCode !== null) return;
-  const exited = new Promise<void>((r) => proc.once("exit", () => r()));
-  killGroup(proc, "SIGTERM");
-  const timer = setTimeout(() => killGroup(proc, "SIGKILL"), 5_000);
-  await exited;
-  clearTimeout(timer);
 }
