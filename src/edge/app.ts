@@ -9,11 +9,12 @@ import { formatIp, parseCidr, type Cidr } from "../net/ip.ts";
 import { handleDrain, handleMetrics, handlePurge, handleTrace } from "./admin.ts";
 import type { FetchLike } from "../contracts/fetch.ts";
 import type { SharedLocks } from "../contracts/store.ts";
-import { DRAIN_PATH, HEALTH_PATH, METRICS_PATH, PURGE_PATH, TRACE_PATH } from "../contracts/well-known.ts";
+import { DRAIN_PATH, HEALTH_PATH, METRICS_PATH, PURGE_PATH, TRACE_PATH, WELL_KNOWN_PREFIX } from "../contracts/well-known.ts";
 import { isAuthorized } from "../net/admin-auth.ts";
 import { EdgeCache } from "./engine.ts";
 import { EdgeObserver, type EdgeStoreStats } from "./observe.ts";
 import { isLoop, originFetcher } from "./origin.ts";
+import { textResponse } from "./transaction.ts";
 import type { EntryStore } from "./store.ts";
 
 export interface EdgeAppOptions {
@@ -30,8 +31,13 @@ export interface EdgeAppOptions {
   stats?: () => Promise<EdgeStoreStats | undefined>;
 }
 
+/** The edge for one isolate: `fetch` answers every request (the CDN's own paths first, then the cache). */
+export interface EdgeApp {
+  fetch(request: Request, env: unknown, ctx: { waitUntil(p: Promise<unknown>): void }): Response | Promise<Response>;
+}
+
 /** Builds the edge application for one isolate. */
-export function createEdgeApp({ config, store, fetch: fetchImpl = (i, init) => fetch(i, init), now, locate = () => undefined, log, locks, stats }: EdgeAppOptions) {
+export function createEdgeApp({ config, store, fetch: fetchImpl = (i, init) => fetch(i, init), now, locate = () => undefined, log, locks, stats }: EdgeAppOptions): EdgeApp {
   const edge = config.edge;
   if (!edge) throw new Error("cdn.toml has no [edge] table: this worker has no origin to serve");
   const observer = new EdgeObserver(edge.name, edge.access_log, log);
@@ -42,35 +48,44 @@ export function createEdgeApp({ config, store, fetch: fetchImpl = (i, init) => f
     const bytes = clientAddress(peerAddress(request), request.headers.get("x-forwarded-for"), trusted);
     return bytes ? formatIp(bytes) : undefined;
   };
-  const app = new Hono();
 
-  // Health for DNS nodes' probes: "ok", or "draining" (503) while the edge should leave DNS answers.
-  app.get(HEALTH_PATH, async (c) =>
+  /** Everything that is not one of the CDN's own paths: through the cache. */
+  const serve = async (request: Request, ctx: { waitUntil(p: Promise<unknown>): void }): Promise<Response> => {
+    if (isLoop(request, edge.name)) return textResponse(508, "508 loop detected: this request already passed through this edge\n");
+    const started = Date.now();
+    const ip = clientIp(request);
+    const waitUntil = (p: Promise<unknown>) => ctx.waitUntil(p);
+    const response = await cache.handle(request, { waitUntil, clientIp: ip });
+    observer.answered(request, response, ip, started, waitUntil);
+    return response;
+  };
+
+  // The CDN's own paths (Hono): health for DNS nodes' probes ("draining", 503, while the edge should leave DNS
+  // answers), the operator calls, metrics and the trace.
+  const own = new Hono();
+  own.get(HEALTH_PATH, async (c) =>
     (await cache.isDraining())
       ? c.text(`draining ${edge.name}\n`, 503, { "cache-control": "no-store" })
       : c.text(`ok ${edge.name}\n`, 200, { "cache-control": "no-store" }),
   );
-  app.post(DRAIN_PATH, (c) => handleDrain(c.req.raw, config, cache));
-  app.all(PURGE_PATH, (c) => handlePurge(c.req.raw, config, cache, fetchImpl));
-  // Metrics: always at the well-known path; at /metrics only with the token (else /metrics is the origin's page).
-  app.get(METRICS_PATH, (c) => handleMetrics(c.req.raw, config, observer, stats));
-  app.get("/metrics", async (c, next) => {
+  own.post(DRAIN_PATH, (c) => handleDrain(c.req.raw, config, cache));
+  own.all(PURGE_PATH, (c) => handlePurge(c.req.raw, config, cache, fetchImpl));
+  own.get(METRICS_PATH, (c) => handleMetrics(c.req.raw, config, observer, stats));
+  own.get(TRACE_PATH, (c) => handleTrace(c.req.raw, config, clientIp(c.req.raw), locate));
+  // Metrics also at /metrics with the token; without it /metrics is the origin's page.
+  own.get("/metrics", async (c) => {
     if (await isAuthorized(c.req.raw, config.admin.token)) return handleMetrics(c.req.raw, config, observer, stats);
-    await next();
+    return serve(c.req.raw, c.executionCtx);
   });
-  app.get(TRACE_PATH, (c) => handleTrace(c.req.raw, config, clientIp(c.req.raw), locate));
+  own.all("*", (c) => serve(c.req.raw, c.executionCtx));
 
-  app.all("*", async (c) => {
-    const request = c.req.raw;
-    if (isLoop(request, edge.name)) {
-      return c.text("508 loop detected: this request already passed through this edge\n", 508);
-    }
-    const started = Date.now();
-    const ip = clientIp(request);
-    const response = await cache.handle(request, { waitUntil: (p) => c.executionCtx.waitUntil(p), clientIp: ip });
-    observer.answered(request, response, ip, started);
-    return response;
-  });
-
-  return app;
+  return {
+    fetch(request, env, ctx) {
+      // Decided on the URL string, once: the hot path never builds a router context.
+      const url = request.url;
+      const path = url.indexOf("/", url.indexOf("//") + 2);
+      if (path >= 0 && (url.startsWith(WELL_KNOWN_PREFIX, path) || url.startsWith("/metrics", path))) return own.fetch(request, env, ctx as never);
+      return serve(request, ctx);
+    },
+  };
 }

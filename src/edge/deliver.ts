@@ -25,52 +25,51 @@ export async function deliver(e: Engine, request: Request, o: Outcome): Promise<
   headers.set("via", via ? `${via}, 1.1 ${name}` : `1.1 ${name}`);
   headers.set("x-cache-status", o.status);
   headers.set("cache-status", appendCacheStatus(headers.get("cache-status"), cacheStatusMember(name, o.cacheStatus)));
-  const isRead = request.method === "GET" || request.method === "HEAD";
-  let status = res.status;
-  let body = res.body;
+  const method = request.method;
+  const isRead = method === "GET" || method === "HEAD";
+  const status = res.status;
+  // An in-memory body is never turned into a stream unless an answer needs part of it.
+  const drop = () => (o.bytes ? undefined : res.body?.cancel());
   if (isRead && status === 200 && isNotModified(request.headers, headers)) {
-    await body?.cancel();
+    await drop();
     return new Response(null, { status: 304, headers: notModifiedHeaders(headers) });
   }
-  const size = o.size ?? lengthOf(headers);
+  const size = o.size ?? o.bytes?.byteLength ?? lengthOf(headers);
   if (isRead && status === 200 && size !== undefined) {
     headers.set("accept-ranges", "bytes");
-    const range = request.method === "GET" ? request.headers.get("range") : null;
+    const range = method === "GET" ? request.headers.get("range") : null;
     const ranges = range !== null && ifRangeMatches(request.headers.get("if-range"), headers.get("etag"), headers.get("last-modified"))
       ? parseRange(range, size)
       : null;
     if (ranges && ranges.length === 0) {
-      await body?.cancel();
+      await drop();
       headers.set("content-range", `bytes */${size}`);
       headers.delete("content-length");
       return new Response(null, { status: 416, headers });
     }
-    if (ranges && ranges.length === 1 && body) {
+    if (ranges && ranges.length === 1 && (o.bytes || res.body)) {
       const r = ranges[0]!;
       headers.set("content-range", `bytes ${r.start}-${r.end}/${size}`);
       headers.set("content-length", String(r.end - r.start + 1));
-      const fromStore = o.readRange && size >= RANGE_FROM_STORE_MIN ? await o.readRange(r.start, r.end).catch(() => null) : null;
-      if (fromStore) {
-        await body.cancel();
-        body = fromStore;
-      } else body = sliceStream(body, r.start, r.end);
-      status = 206;
-    } else if (ranges && ranges.length > 1 && body && size <= MULTIPART_LIMIT) {
-      const whole = new Uint8Array(await new Response(body).arrayBuffer());
+      let part: ReadableStream<Uint8Array> | Uint8Array | null = o.bytes ? o.bytes.subarray(r.start, r.end + 1) : null;
+      if (!part && o.readRange && size >= RANGE_FROM_STORE_MIN) part = await o.readRange(r.start, r.end).catch(() => null);
+      if (part && !o.bytes) await res.body?.cancel();
+      return new Response(part ?? sliceStream(res.body!, r.start, r.end), { status: 206, headers });
+    }
+    if (ranges && ranges.length > 1 && (o.bytes || res.body) && size <= MULTIPART_LIMIT) {
+      const whole = o.bytes ?? new Uint8Array(await new Response(res.body).arrayBuffer());
       const boundary = crypto.randomUUID().replace(/-/g, "");
       const parts = multipartByteranges(whole, ranges, headers.get("content-type"), boundary);
       headers.set("content-type", `multipart/byteranges; boundary=${boundary}`);
       headers.set("content-length", String(parts.byteLength));
-      body = new Response(parts).body;
-      status = 206;
+      return new Response(parts, { status: 206, headers });
     }
   }
-  if (request.method === "HEAD") {
-    await body?.cancel();
-    body = null;
+  if (method === "HEAD") {
+    await drop();
+    return new Response(null, { status, statusText: res.statusText, headers });
   }
-  if (status === res.status && body === res.body) return res;
-  return new Response(body, { status, statusText: status === res.status ? res.statusText : undefined, headers });
+  return res;
 }
 
 /** An answer from a stored entry; with its storage key, a Range can be read by the store itself (see deliver). */
@@ -82,8 +81,10 @@ export function fromEntry(
   storageKey?: string,
 ): Outcome {
   const meta = entry.meta as EntryMeta;
-  const body = NULL_BODY_STATUS.has(meta.status) ? null : entry.body;
-  if (body !== entry.body) void entry.body?.cancel();
+  const noBody = NULL_BODY_STATUS.has(meta.status);
+  const bytes = noBody ? undefined : entry.bytes;
+  const body = noBody ? null : (bytes ?? entry.body);
+  if (noBody && !entry.bytes) void entry.body?.cancel();
   const store = e.store;
   const readRange =
     storageKey !== undefined && store.getRange
@@ -103,6 +104,7 @@ export function fromEntry(
     cacheStatus,
     age: currentAgeOf(meta, e.now()),
     size: meta.size,
+    bytes,
     readRange,
   };
 }

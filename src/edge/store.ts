@@ -9,6 +9,8 @@ import { cacheUrl } from "../contracts/store.ts";
 export interface StoredEntry {
   meta: StoredMeta;
   body: ReadableStream<Uint8Array> | null;
+  /** The whole body, when a memory tier holds it: answered as it is, without a stream. */
+  bytes?: Uint8Array;
 }
 
 export interface EntryStore {

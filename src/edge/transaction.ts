@@ -71,6 +71,8 @@ export interface Outcome {
   age?: number;
   /** Body size when known (ranges need it). */
   size?: number;
+  /** The response's whole body when it is in memory (the memory tier): ranges slice it, nothing streams. */
+  bytes?: Uint8Array;
   /** Reads a byte range of the same stored body from the store (large objects: a seek instead of a skip). */
   readRange?: (start: number, end: number) => Promise<ReadableStream<Uint8Array> | null>;
 }

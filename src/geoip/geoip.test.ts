@@ -72,7 +72,7 @@ describe("GeoIP", () => {
     const src = asnCsvSource(readFileSync(require.resolve("@ip-location-db/asn/asn-ipv4.csv")));
     expect(src.size).toBeGreaterThan(100_000);
     expect(createGeoIp([src]).lookup("8.8.8.8")!.info).toMatchObject({ asn: 15169, asOrg: "Google LLC" });
-  });
+  }, 30_000); // a 20 MB CSV: seconds on a loaded machine
 
   it("opens bytes by content, as the worker and the Node host both do", () => {
     const city = fixture("GeoIP2-City-Test.mmdb");

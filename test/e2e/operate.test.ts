@@ -175,8 +175,10 @@ describe("metrics, logs and trace", () => {
   it("writes one JSON line per request with every field", async () => {
     origin.set("/logged", { headers: { "cache-control": "max-age=60" }, body: "l" });
     await xcs("a", "/logged?x=1");
-    await new Promise((r) => setTimeout(r, 300));
-    const line = edges.a!.output().split("\n").reverse().find((l) => l.includes('"/logged?x=1"'));
+    // Lines are written in batches, at least every 250 ms.
+    const logged = () => edges.a!.output().split("\n").reverse().find((l) => l.includes('"/logged?x=1"'));
+    for (let i = 0; i < 60 && !logged(); i++) await new Promise((r) => setTimeout(r, 50));
+    const line = logged();
     expect(line).toBeDefined();
     const entry = JSON.parse(line!.slice(line!.indexOf("{")));
     expect(Object.keys(entry).sort()).toEqual(
