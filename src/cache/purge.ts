@@ -59,16 +59,16 @@ export function recordPurge(
   const next: PurgeLog = {
     drain: log.drain,
     all: log.all,
-    urls: { ...log.urls },
-    hosts: { ...log.hosts },
-    prefixes: { ...log.prefixes },
-    tags: { ...log.tags },
+    urls: Object.fromEntries(Object.entries(log.urls)),
+    hosts: Object.fromEntries(Object.entries(log.hosts)),
+    prefixes: Object.fromEntries(Object.entries(log.prefixes)),
+    tags: Object.fromEntries(Object.entries(log.tags)),
   };
   if (req.all) next.all = mark;
-  for (const u of req.urls ?? []) next.urls[keyOf(new URL(u))] = mark;
-  for (const h of req.hosts ?? []) next.hosts[h.toLowerCase()] = mark;
-  for (const p of req.prefixes ?? []) next.prefixes[prefixKeyOf(new URL(p))] = mark;
-  for (const t of req.tags ?? []) next.tags[t] = mark;
+  for (const u of req.urls ?? []) setOwn(next.urls, keyOf(new URL(u)), mark);
+  for (const h of req.hosts ?? []) setOwn(next.hosts, h.toLowerCase(), mark);
+  for (const p of req.prefixes ?? []) setOwn(next.prefixes, prefixKeyOf(new URL(p)), mark);
+  for (const t of req.tags ?? []) setOwn(next.tags, t, mark);
   for (const kind of ["urls", "hosts", "prefixes", "tags"] as const) next[kind] = bounded(next[kind]);
   return next;
 }
@@ -78,6 +78,18 @@ function bounded(records: Record<string, PurgeMark>): Record<string, PurgeMark> 
   if (entries.length <= MAX_RECORDS) return records;
   entries.sort((a, b) => b[1].at - a[1].at);
   return Object.fromEntries(entries.slice(0, MAX_RECORDS));
+}
+
+/**
+ * The records are plain JSON objects whose keys come from requests: read and write them as own properties only, so
+ * a tag or host named `constructor`, `toString` or `__proto__` is a key like any other.
+ */
+function own(records: Record<string, PurgeMark>, key: string): PurgeMark | undefined {
+  return Object.hasOwn(records, key) ? records[key] : undefined;
+}
+
+function setOwn(records: Record<string, PurgeMark>, key: string, mark: PurgeMark) {
+  Object.defineProperty(records, key, { value: mark, enumerable: true, writable: true, configurable: true });
 }
 
 /** How a purge affects an entry: "hard" (gone), "soft" (stale, must revalidate) or undefined (untouched). */
@@ -90,10 +102,10 @@ export function purgeEffect(log: PurgeLog, meta: EntryMeta): "hard" | "soft" | u
     else if (effect === undefined) effect = "soft";
   };
   consider(log.all);
-  consider(log.urls[meta.key]);
-  consider(log.hosts[hostOfKey(meta.key)]);
-  for (const tag of meta.tags) consider(log.tags[tag]);
-  for (const prefix in log.prefixes) if (meta.key.startsWith(prefix)) consider(log.prefixes[prefix]);
+  consider(own(log.urls, meta.key));
+  consider(own(log.hosts, hostOfKey(meta.key)));
+  for (const tag of meta.tags) consider(own(log.tags, tag));
+  for (const prefix of Object.keys(log.prefixes)) if (meta.key.startsWith(prefix)) consider(own(log.prefixes, prefix));
   return effect;
 }
 
@@ -137,8 +149,8 @@ export function mergePurgeLogs(a: PurgeLog, b: PurgeLog): PurgeLog {
   const later = (x?: PurgeMark, y?: PurgeMark) =>
     !x ? y : !y ? x : x.at > y.at ? x : y.at > x.at ? y : { at: x.at, soft: x.soft && y.soft };
   const mergeMap = (x: Record<string, PurgeMark>, y: Record<string, PurgeMark>) => {
-    const out = { ...x };
-    for (const [k, v] of Object.entries(y)) out[k] = later(out[k], v)!;
+    const out = Object.fromEntries(Object.entries(x));
+    for (const [k, v] of Object.entries(y)) setOwn(out, k, later(own(out, k), v)!);
     return out;
   };
   const drain = !a.drain ? b.drain : !b.drain ? a.drain : b.drain.at > a.drain.at ? b.drain : a.drain;

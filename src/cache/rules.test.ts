@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { parseConfig } from "../config/config.ts";
-import { conditionMatches, findRule, globToRegExp } from "./rules.ts";
+import { conditionMatches, findRule, globToRegExp, resolvedPath } from "./rules.ts";
 import { primaryKey, varyFields, variantOf } from "./key.ts";
 
 describe("operator rules", () => {
@@ -57,5 +57,26 @@ describe("cache keys", () => {
     expect(varyFields("accept, *")).toEqual(["*"]);
     const h = new Headers({ "accept-encoding": "gzip ,  br" });
     expect(variantOf(["accept-encoding", "x-absent"], h)).toEqual([["accept-encoding", "gzip,br"], ["x-absent", ""]]);
+  });
+});
+
+describe("paths as the origin resolves them", () => {
+  it("decodes, applies dot segments and drops path parameters before matching", () => {
+    expect(resolvedPath("/static/..%2faccount")).toBe("/account");
+    expect(resolvedPath("/static/..%252faccount")).toBe("/account");
+    expect(resolvedPath("/static/..\\account")).toBe("/account");
+    expect(resolvedPath("/static/..;/account")).toBe("/account");
+    expect(resolvedPath("/static//./img/logo.png")).toBe("/static/img/logo.png");
+    expect(resolvedPath("/img/")).toBe("/img/");
+    expect(resolvedPath("/a/b/..")).toBe("/a/");
+    expect(resolvedPath("/100%")).toBe("/100%"); // malformed: kept
+    expect(resolvedPath("/static/logo.png")).toBe("/static/logo.png");
+  });
+
+  it("a force_ttl rule for /static/** does not apply to /static/..%2faccount", () => {
+    const rules = parseConfig(`[edge]\norigin = "http://o"\n[[rules]]\npath = "/static/**"\nforce_ttl = 600`).rules;
+    expect(findRule(rules, "GET", "www.example.org", "/static/app.js")).toBeDefined();
+    expect(findRule(rules, "GET", "www.example.org", "/static/..%2faccount")).toBeUndefined();
+    expect(findRule(rules, "GET", "www.example.org", "/static/..%2Fstatic/app.js")).toBeDefined();
   });
 });

@@ -21,15 +21,49 @@ export function globToRegExp(glob: string): RegExp {
   return re;
 }
 
-/** The first rule matching the request, or undefined. */
+/**
+ * The first rule matching the request, or undefined. Paths match as the origin will resolve them (resolvedPath):
+ * `/static/..%2faccount` is `/account`, so a rule for `/static/**` cannot make an account page cacheable.
+ */
 export function findRule(rules: Rule[], method: string, host: string, path: string): Rule | undefined {
+  if (!rules.length) return undefined;
   const hostname = host.toLowerCase().replace(/:\d+$/, "");
+  const resolved = resolvedPath(path);
   return rules.find(
     (r) =>
       (!r.methods || r.methods.includes(method)) &&
       (!r.hosts || r.hosts.some((h) => h.toLowerCase() === hostname)) &&
-      globToRegExp(r.path).test(path),
+      globToRegExp(r.path).test(resolved),
   );
+}
+
+/**
+ * A URL path as origins resolve it: percent-decoded (until it stops changing, at most 3 times), backslashes read as
+ * slashes, `;parameters` dropped from segments, `.` and `..` segments applied and repeated slashes collapsed.
+ */
+export function resolvedPath(path: string): string {
+  let p = path;
+  for (let i = 0; i < 3 && p.includes("%"); i++) {
+    let next: string;
+    try {
+      next = decodeURIComponent(p);
+    } catch {
+      next = p.replace(/%(2f|5c|2e|3b)/gi, (m) => decodeURIComponent(m)); // malformed elsewhere: the separators still count
+    }
+    if (next === p) break;
+    p = next;
+  }
+  if (!/[\\;]|\/\.|\/\//.test(p)) return p; // nothing to resolve (the common case)
+  const out: string[] = [];
+  const segments = p.replace(/\\/g, "/").split("/");
+  for (const raw of segments) {
+    const seg = raw.split(";")[0]!;
+    if (seg === "" || seg === ".") continue;
+    if (seg === "..") out.pop();
+    else out.push(seg);
+  }
+  const last = segments[segments.length - 1]!.split(";")[0];
+  return "/" + out.join("/") + (out.length && (last === "" || last === "." || last === "..") ? "/" : "");
 }
 
 /** nginx's test for proxy_cache_bypass / proxy_no_cache: some named item is present and neither empty nor "0". */

@@ -50,13 +50,14 @@ export function createEdgeApp({ config, store, fetch: fetchImpl = (i, init) => f
   };
 
   /** Everything that is not one of the CDN's own paths: through the cache. */
-  const serve = async (request: Request, ctx: { waitUntil(p: Promise<unknown>): void }): Promise<Response> => {
+  const serve = async (request: Request, ctx: { waitUntil(p: Promise<unknown>): void }, url?: URL): Promise<Response> => {
     if (isLoop(request, edge.name)) return textResponse(508, "508 loop detected: this request already passed through this edge\n");
     const started = Date.now();
     const ip = clientIp(request);
     const waitUntil = (p: Promise<unknown>) => ctx.waitUntil(p);
-    const response = await cache.handle(request, { waitUntil, clientIp: ip });
-    observer.answered(request, response, ip, started, waitUntil);
+    const parsed = url ?? new URL(request.url);
+    const response = await cache.handle(request, { waitUntil, clientIp: ip }, parsed);
+    observer.answered(request, parsed, response, ip, started, waitUntil);
     return response;
   };
 
@@ -81,11 +82,16 @@ export function createEdgeApp({ config, store, fetch: fetchImpl = (i, init) => f
 
   return {
     fetch(request, env, ctx) {
-      // Decided on the URL string, once: the hot path never builds a router context.
-      const url = request.url;
-      const path = url.indexOf("/", url.indexOf("//") + 2);
-      if (path >= 0 && (url.startsWith(WELL_KNOWN_PREFIX, path) || url.startsWith("/metrics", path))) return own.fetch(request, env, ctx as never);
-      return serve(request, ctx);
+      // Input errors are the client's: 405 for methods a cache must not relay, 400 for a URL that does not parse
+      // (workerd builds it from the Host header: two Hosts make "a, b").
+      if (request.method === "CONNECT" || request.method === "TRACE") {
+        return new Response(`405 ${request.method} is not served here\n`, { status: 405, headers: { allow: "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH" } });
+      }
+      const url = URL.parse(request.url);
+      if (!url) return textResponse(400, "400 bad request: the Host header is not one valid host\n");
+      // Decided once: the hot path never builds a router context.
+      if (url.pathname.startsWith(WELL_KNOWN_PREFIX) || url.pathname === "/metrics") return own.fetch(request, env, ctx as never);
+      return serve(request, ctx, url);
     },
   };
 }

@@ -6,7 +6,7 @@ import { currentAgeOf, entryHeaders, type EntryMeta } from "../cache/entry.ts";
 import { isNotModified, notModifiedHeaders } from "../cache/conditional.ts";
 import { ifRangeMatches, multipartByteranges, parseRange, sliceStream } from "../cache/range.ts";
 import { appendCacheStatus, cacheStatusMember, type CacheStatusParams, type XCacheStatus } from "../cache/status.ts";
-import { OriginTimeout } from "./origin.ts";
+import { ClientBodyError, OriginTimeout } from "./origin.ts";
 import type { StoredEntry } from "./store.ts";
 import { NULL_BODY_STATUS, textResponse, type Engine, type Outcome } from "./transaction.ts";
 
@@ -109,8 +109,14 @@ export function fromEntry(
   };
 }
 
-/** 502 (unreachable) or 504 (timed out) when no origin answered and nothing stored may stand in. */
+/**
+ * 502 (unreachable) or 504 (timed out) when no origin answered and nothing stored may stand in; 400 when it was
+ * the client's own body that failed.
+ */
 export function originFailure(error: unknown, status: XCacheStatus, cacheStatus: CacheStatusParams = {}): Outcome {
+  if (error instanceof ClientBodyError) {
+    return { response: textResponse(400, "400 the request body could not be read\n"), status, cacheStatus: { ...cacheStatus, detail: "client-body" } };
+  }
   const timeout = error instanceof OriginTimeout;
   return {
     response: textResponse(timeout ? 504 : 502, timeout ? "504 origin timed out\n" : "502 origin unreachable\n"),

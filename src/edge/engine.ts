@@ -59,14 +59,14 @@ export class EdgeCache {
     };
   }
 
-  /** Answers one client request. */
-  async handle(request: Request, ctx: RequestContext): Promise<Response> {
+  /** Answers one client request (`url`: its URL, parsed already by the caller). */
+  async handle(request: Request, ctx: RequestContext, url = new URL(request.url)): Promise<Response> {
     const shared = this.e.shared;
     if (shared.due) {
       if (shared.neverSynced) await shared.sync(); // the first request waits: purges survive restarts
       else ctx.waitUntil(shared.sync());
     }
-    return deliver(this.e, request, await this.route(receive(this.e, request, ctx)));
+    return deliver(this.e, request, await this.route(receive(this.e, request, ctx, url)));
   }
 
   private async route(tx: Transaction): Promise<Outcome> {
@@ -178,8 +178,7 @@ export class EdgeCache {
 }
 
 /** Step "receive": the request's rule, primary key and directives. */
-function receive(e: Engine, request: Request, ctx: RequestContext): Transaction {
-  const url = new URL(request.url);
+function receive(e: Engine, request: Request, ctx: RequestContext, url: URL): Transaction {
   const rule = findRule(e.rules, request.method, url.host, url.pathname);
   const key = primaryKey(url, rule?.query);
   return {

@@ -49,6 +49,7 @@ export class EdgeObserver {
         return res;
       } catch (err) {
         this.origin.set(client, { ms: Date.now() - started });
+        if ((err as Error)?.name === "ClientBodyError") throw err; // the client's upload failed, not the origin
         const kind = (err as Error)?.name === "OriginTimeout" ? "timeout" : "unreachable";
         this.metrics.inc("parrot_edge_origin_errors_total", "Origin failures.", { kind });
         throw err;
@@ -86,7 +87,7 @@ export class EdgeObserver {
   }
 
   /** Counts and logs one answered request; `waitUntil` lets a batch of log lines wait for more. */
-  answered(request: Request, response: Response, clientIp: string | undefined, started: number, waitUntil?: (p: Promise<unknown>) => void) {
+  answered(request: Request, url: URL, response: Response, clientIp: string | undefined, started: number, waitUntil?: (p: Promise<unknown>) => void) {
     const headers = response.headers;
     const cacheStatus = headers.get("x-cache-status") ?? "NONE";
     const bytes = Number(headers.get("content-length") ?? 0) || 0;
@@ -97,7 +98,6 @@ export class EdgeObserver {
       this.metrics.inc("parrot_edge_coalesced_total", "Requests answered from another request's origin fetch.");
     }
     if (!this.accessLog) return;
-    const url = new URL(request.url);
     const origin = this.origin.get(request);
     this.lines.push(
       JSON.stringify({

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { parseConfig } from "../config/config.ts";
-import { OriginPool, originFetcher, OriginTimeout } from "./origin.ts";
+import { ClientBodyError, isUntrustedRequestHeader, OriginPool, originFetcher, OriginTimeout } from "./origin.ts";
 
 function edgeWith(toml: string) {
   return parseConfig(`[edge]\nname = "t"\norigin_timeout_ms = 50\n${toml}`).edge!;
@@ -88,5 +88,53 @@ describe("origin failover", () => {
   it("reports a timeout as OriginTimeout", async () => {
     const fetcher = originFetcher(edgeWith(`origin = "http://slow"`), () => new Promise<Response>(() => {}));
     await expect(fetcher(client, undefined, { method: "GET" })).rejects.toBeInstanceOf(OriginTimeout);
+  });
+
+  it("a failing client body is the client's fault: ClientBodyError, the origin stays in service", async () => {
+    const edge = edgeWith(`origin_max_fails = 1\norigin = "http://a"`);
+    const pool = new OriginPool(edge);
+    const fetcher = originFetcher(edge, async (_input, init) => {
+      await new Response(init!.body).arrayBuffer(); // the origin reads the upload, which breaks midway
+      return new Response("stored");
+    }, pool);
+    for (let i = 0; i < 3; i++) {
+      let sent = 0;
+      const aborted = new ReadableStream<Uint8Array>({
+        pull(c) {
+          if (sent++ < 2) c.enqueue(new Uint8Array(10));
+          else c.error(new TypeError("client went away"));
+        },
+      });
+      await expect(fetcher(client, undefined, { method: "POST", body: aborted })).rejects.toBeInstanceOf(ClientBodyError);
+    }
+    expect(pool.down()).toEqual([]);
+  });
+});
+
+describe("headers the origin gets", () => {
+  it("drops every client forwarding and override header, and sets the edge's own", async () => {
+    const forged = {
+      "x-forwarded-for": "6.6.6.6", "x-forwarded-host": "evil", "x-forwarded-proto": "http", "x-forwarded-scheme": "http",
+      "x-forwarded-server": "evil", "x-forwarded-port": "1", "x-forwarded-prefix": "/evil", "x-host": "evil",
+      "x-original-host": "evil", "x-original-url": "/admin", "x-rewrite-url": "/admin", "x-http-method": "DELETE",
+      "x-http-method-override": "DELETE", "x-method-override": "DELETE", forwarded: "for=6.6.6.6", "x-real-ip": "6.6.6.6",
+      "true-client-ip": "6.6.6.6", "cf-connecting-ip": "6.6.6.6", "x-client-ip": "6.6.6.6", "front-end-https": "on",
+      "accept-language": "it", "user-agent": "kept",
+    };
+    let seen: Headers | undefined;
+    const fetcher = originFetcher(edgeWith(`origin = "http://a"`), async (_i, init) => {
+      seen = new Headers(init!.headers);
+      return new Response("ok");
+    });
+    await fetcher(new Request("https://www.example.org/x", { headers: forged }), "192.0.2.9", { method: "GET" });
+    for (const name of Object.keys(forged)) {
+      if (name === "accept-language" || name === "user-agent") expect(seen!.get(name)).toBe(forged[name]);
+      else if (name === "x-forwarded-for") expect(seen!.get(name)).toBe("192.0.2.9");
+      else if (name === "x-forwarded-host") expect(seen!.get(name)).toBe("www.example.org");
+      else if (name === "x-forwarded-proto") expect(seen!.get(name)).toBe("https");
+      else expect(seen!.has(name), name).toBe(false);
+    }
+    expect(isUntrustedRequestHeader("x-forwarded-anything")).toBe(true);
+    expect(isUntrustedRequestHeader("accept")).toBe(false);
   });
 });

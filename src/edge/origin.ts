@@ -7,21 +7,47 @@ import { originsOf, type EdgeConfig, type OriginConfig } from "../config/edge-sc
 import { endToEnd } from "../cache/headers.ts";
 import type { FetchLike } from "../contracts/fetch.ts";
 
-/** Client headers that must not reach the origin: forged forwarding data and URL/method overrides. */
-const UNTRUSTED_REQUEST_HEADERS = [
+/**
+ * Client headers that must not reach the origin: forged forwarding data (who the client is, which scheme, host or
+ * port it used) and URL or method overrides, which origin frameworks honour and the cache key does not contain.
+ * Exact names, then prefixes; the edge sets its own X-Forwarded-For/-Proto/-Host afterwards.
+ */
+const UNTRUSTED_REQUEST_HEADERS = new Set([
   "host",
   "forwarded",
-  "x-forwarded-for",
-  "x-forwarded-host",
-  "x-forwarded-proto",
-  "x-forwarded-port",
   "x-real-ip",
+  "x-client-ip",
+  "x-cluster-client-ip",
+  "client-ip",
+  "true-client-ip",
+  "fastly-client-ip",
+  "x-originating-ip",
+  "x-remote-ip",
+  "x-remote-addr",
+  "x-host",
+  "x-url-scheme",
+  "front-end-https",
+  "x-http-method",
+  "x-http-method-override",
+  "x-method-override",
   "x-original-url",
   "x-rewrite-url",
-  "x-http-method-override",
-  "cf-connecting-ip",
-  "true-client-ip",
-];
+  "x-override-url",
+]);
+const UNTRUSTED_REQUEST_PREFIXES = ["x-forwarded-", "x-original-", "cf-", "x-arr-", "x-proxyuser-"];
+
+/** Whether a client request header is one the origin must never see from a client (see above). */
+export function isUntrustedRequestHeader(name: string): boolean {
+  return UNTRUSTED_REQUEST_HEADERS.has(name) || UNTRUSTED_REQUEST_PREFIXES.some((p) => name.startsWith(p));
+}
+
+/** The client's request body failed (an aborted upload, a malformed chunked body): not the origin's fault. */
+export class ClientBodyError extends Error {
+  constructor(cause: unknown) {
+    super(`the request body could not be read: ${(cause as Error)?.message ?? String(cause)}`);
+    this.name = "ClientBodyError";
+  }
+}
 
 /** The origin did not answer in time. */
 export class OriginTimeout extends Error {
@@ -130,6 +156,8 @@ export function originFetcher(edge: EdgeConfig, fetchImpl: FetchLike = fetch, po
   return async (client: Request, clientIp: string | undefined, req: OriginRequest): Promise<Response> => {
     const headers = forwardedHeaders(edge, client, clientIp, req);
     const retryable = IDEMPOTENT.has(req.method) && !req.body;
+    let clientFailed: unknown;
+    const body = req.body ? watched(req.body, (err) => (clientFailed ??= err)) : null;
     const tried = new Set<number>();
     let lastError: unknown = new Error("no origin configured");
     for (let i = pool.pick(tried); i !== undefined; i = retryable ? pool.pick(tried) : undefined) {
@@ -139,10 +167,11 @@ export function originFetcher(edge: EdgeConfig, fetchImpl: FetchLike = fetch, po
         response = await fetchWithTimeout(fetchImpl, originUrl(pool.url(i), new URL(client.url)), {
           method: req.method,
           headers,
-          body: req.body ?? null,
+          body,
           redirect: "manual",
         }, edge.origin_timeout_ms);
       } catch (err) {
+        if (clientFailed !== undefined) throw new ClientBodyError(clientFailed); // the origin stays healthy
         pool.failed(i);
         lastError = err;
         continue;
@@ -159,10 +188,33 @@ export function originFetcher(edge: EdgeConfig, fetchImpl: FetchLike = fetch, po
   };
 }
 
+/** The client's body, passed on chunk by chunk; `onError` hears when reading it fails. */
+function watched(body: ReadableStream<Uint8Array>, onError: (err: unknown) => void): ReadableStream<Uint8Array> {
+  const reader = body.getReader();
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      let r: ReadableStreamReadResult<Uint8Array>;
+      try {
+        r = await reader.read();
+      } catch (err) {
+        onError(err);
+        controller.error(err);
+        return;
+      }
+      if (r.done) controller.close();
+      else controller.enqueue(r.value);
+    },
+    cancel(reason) {
+      return reader.cancel(reason);
+    },
+  });
+}
+
 /** The request headers an origin gets (see the module comment). */
 function forwardedHeaders(edge: EdgeConfig, client: Request, clientIp: string | undefined, req: OriginRequest): Headers {
   const url = new URL(client.url);
-  const headers = endToEnd(client.headers, [...UNTRUSTED_REQUEST_HEADERS, ...(req.drop ?? [])]);
+  const headers = endToEnd(client.headers, req.drop ?? []);
+  for (const name of [...headers.keys()]) if (isUntrustedRequestHeader(name)) headers.delete(name);
   if (clientIp) headers.set("x-forwarded-for", clientIp);
   headers.set("x-forwarded-proto", url.protocol.replace(":", ""));
   headers.set("x-forwarded-host", url.host);

@@ -1,0 +1,89 @@
+import { describe, expect, it } from "vitest";
+import type { EntryMeta } from "./entry.ts";
+import { emptyPurgeLog, mergePurgeLogs, parsePurgeRequest, purgeEffect, purgeLogsDiffer, recordPurge, type PurgeRequest } from "./purge.ts";
+
+const keyOf = (u: URL) => u.host + u.pathname + u.search;
+const prefixOf = (u: URL) => u.host + u.pathname;
+const entry = (key: string, storedAt: number, tags: string[] = []): EntryMeta => ({
+  kind: "entry",
+  key,
+  status: 200,
+  statusText: "OK",
+  headers: [],
+  requestTime: storedAt,
+  responseTime: storedAt,
+  initialAge: 0,
+  lifetime: 600,
+  staleWhileRevalidate: 0,
+  staleIfError: 0,
+  noCache: false,
+  mustRevalidate: false,
+  tags,
+});
+const purge = (req: PurgeRequest, at: number, log = emptyPurgeLog()) => recordPurge(log, req, at, keyOf, prefixOf);
+
+describe("the purge log", () => {
+  it("affects entries stored before the purge only: hard → gone, soft → stale", () => {
+    const log = purge({ urls: ["http://www.example.org/a"] }, 100);
+    expect(purgeEffect(log, entry("www.example.org/a", 99))).toBe("hard");
+    expect(purgeEffect(log, entry("www.example.org/a", 100))).toBeUndefined(); // stored as it happened
+    expect(purgeEffect(log, entry("www.example.org/b", 99))).toBeUndefined();
+    const soft = purge({ urls: ["http://www.example.org/a"], soft: true }, 100);
+    expect(purgeEffect(soft, entry("www.example.org/a", 50))).toBe("soft");
+  });
+
+  it("matches by host (port ignored), prefix, tag and everything", () => {
+    expect(purgeEffect(purge({ hosts: ["WWW.example.org"] }, 10), entry("www.example.org:8080/x", 5))).toBe("hard");
+    expect(purgeEffect(purge({ prefixes: ["http://www.example.org/dists/"] }, 10), entry("www.example.org/dists/a/InRelease", 5))).toBe("hard");
+    expect(purgeEffect(purge({ prefixes: ["http://www.example.org/dists/"] }, 10), entry("www.example.org/pool/x", 5))).toBeUndefined();
+    expect(purgeEffect(purge({ tags: ["news"] }, 10), entry("h/x", 5, ["img", "news"]))).toBe("hard");
+    expect(purgeEffect(purge({ all: true, soft: true }, 10), entry("h/x", 5))).toBe("soft");
+  });
+
+  it("a hard mark wins over a soft one for the same entry", () => {
+    const log = purge({ tags: ["a"] }, 20, purge({ urls: ["http://h/x"], soft: true }, 10));
+    expect(purgeEffect(log, entry("h/x", 5, ["a"]))).toBe("hard");
+  });
+
+  it("keys named like Object.prototype members are keys like any other", () => {
+    const log = purge({ tags: ["constructor", "__proto__"], hosts: ["tostring"] }, 10);
+    for (const tag of ["valueOf", "toString", "hasOwnProperty"]) expect(purgeEffect(log, entry("h/x", 5, [tag]))).toBeUndefined();
+    expect(purgeEffect(emptyPurgeLog(), entry("h/x", 5, ["constructor"]))).toBeUndefined();
+    expect(purgeEffect(log, entry("h/x", 5, ["constructor"]))).toBe("hard");
+    expect(purgeEffect(log, entry("h/x", 5, ["__proto__"]))).toBe("hard");
+    // The record survives a round trip through JSON (the shared record) and a merge.
+    const again = mergePurgeLogs(emptyPurgeLog(), JSON.parse(JSON.stringify(log)));
+    expect(purgeEffect(again, entry("h/x", 5, ["__proto__"]))).toBe("hard");
+    expect(purgeEffect(again, entry("h/y", 5, ["valueOf"]))).toBeUndefined();
+  });
+
+  it("merges two processes' logs keeping the later mark of each selector", () => {
+    const a = purge({ urls: ["http://h/x"] }, 10);
+    const b = purge({ urls: ["http://h/x"], soft: true }, 20, purge({ tags: ["t"] }, 5));
+    const m = mergePurgeLogs(a, b);
+    expect(m.urls["h/x"]).toEqual({ at: 20, soft: true });
+    expect(m.tags["t"]).toEqual({ at: 5, soft: false });
+    expect(purgeLogsDiffer(a, b)).toBe(true);
+    expect(purgeLogsDiffer(m, b)).toBe(false);
+  });
+
+  it("keeps at most 10,000 records per selector kind, the newest", () => {
+    let log = emptyPurgeLog();
+    log = purge({ tags: Array.from({ length: 1000 }, (_, i) => `old-${i}`) }, 1, log);
+    for (let round = 0; round < 10; round++) log = purge({ tags: Array.from({ length: 1000 }, (_, i) => `t${round}-${i}`) }, 10 + round, log);
+    expect(Object.keys(log.tags)).toHaveLength(10_000);
+    expect(log.tags["old-0"]).toBeUndefined();
+  });
+});
+
+describe("purge requests", () => {
+  it("names what is wrong", () => {
+    expect(parsePurgeRequest([])).toBe("the body must be a JSON object");
+    expect(parsePurgeRequest({ url: ["x"] })).toBe('unknown field "url"');
+    expect(parsePurgeRequest({ urls: ["/relative"] })).toMatch(/absolute http\(s\) URLs/);
+    expect(parsePurgeRequest({ tags: [""] })).toMatch(/non-empty strings/);
+    expect(parsePurgeRequest({ soft: true })).toMatch(/nothing to purge/);
+    expect(parsePurgeRequest({ tags: Array(1001).fill("t") })).toMatch(/at most 1000/);
+    expect(parsePurgeRequest({ tags: ["a"], soft: true })).toEqual({ tags: ["a"], soft: true });
+  });
+});
