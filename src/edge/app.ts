@@ -6,7 +6,7 @@ import { Hono } from "hono";
 import type { CdnConfig } from "../config/config.ts";
 import { clientAddress, peerAddress } from "../net/client-address.ts";
 import { formatIp, parseCidr, type Cidr } from "../net/ip.ts";
-import { DRAIN_PATH, handleDrain, handleMetrics, handlePurge, handleTrace, METRICS_PATH, PURGE_PATH, TRACE_PATH } from "./admin.ts";
+import { ANYCAST_PATH, DRAIN_PATH, handleAnycast, handleDrain, handleMetrics, handlePurge, handleTrace, METRICS_PATH, PURGE_PATH, TRACE_PATH } from "./admin.ts";
 import { HEALTH_PATH } from "../health/monitor.ts";
 import { isAuthorized } from "../net/admin-auth.ts";
 import { EdgeCache, type KeyLocks } from "./engine.ts";
@@ -42,13 +42,16 @@ export function createEdgeApp({ config, store, fetch: fetchImpl = (i, init) => f
   };
   const app = new Hono();
 
-  // Health for DNS nodes' probes: "ok", or "draining" (503) while the edge should leave DNS answers.
-  app.get(HEALTH_PATH, async (c) =>
-    (await cache.isDraining())
-      ? c.text(`draining ${edge.name}\n`, 503, { "cache-control": "no-store" })
-      : c.text(`ok ${edge.name}\n`, 200, { "cache-control": "no-store" }),
-  );
+  // Health for DNS nodes' probes: "ok", or "draining" (503) while the edge should leave DNS answers; with [anycast]
+  // on this box, `cdn-anycast` says whether its prefixes are announced.
+  app.get(HEALTH_PATH, async (c) => {
+    const draining = await cache.isDraining();
+    const anycast = config.anycast?.service === "edge" ? cache.anycastState() : undefined;
+    const headers: Record<string, string> = { "cache-control": "no-store", ...(anycast ? { "cdn-anycast": anycast } : {}) };
+    return draining ? c.text(`draining ${edge.name}\n`, 503, headers) : c.text(`ok ${edge.name}\n`, 200, headers);
+  });
   app.post(DRAIN_PATH, (c) => handleDrain(c.req.raw, config, cache));
+  app.post(ANYCAST_PATH, (c) => handleAnycast(c.req.raw, config, cache));
   app.all(PURGE_PATH, (c) => handlePurge(c.req.raw, config, cache, fetchImpl));
   // Metrics: always at the well-known path; at /metrics only with the token (else /metrics is the origin's page).
   app.get(METRICS_PATH, (c) => handleMetrics(c.req.raw, config, observer, stats));

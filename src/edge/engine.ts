@@ -514,6 +514,15 @@ export class EdgeCache {
     await this.shared.update((log) => ({ ...log, drain: { draining, at: this.now() } }));
   }
 
+  /** The box's anycast announcement as its announcer last reported it (read with isDraining's sync). */
+  anycastState(): "announced" | "withdrawn" | undefined {
+    return this.shared.current.anycast?.state;
+  }
+
+  async setAnycastState(state: "announced" | "withdrawn"): Promise<void> {
+    await this.shared.update((log) => ({ ...log, anycast: { state, at: this.now() } }));
+  }
+
   /** Methods other than GET/HEAD go straight through; unsafe ones that succeed invalidate (RFC 9111 §4.4). */
   private async passThrough(request: Request, url: URL, rule: Rule | undefined, ctx: RequestContext): Promise<Response> {
     let response: Response;
