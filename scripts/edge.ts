@@ -12,6 +12,7 @@ import { parseConfig } from "../src/config/config.ts";
 import { originsOf } from "../src/config/edge-schema.ts";
 import { startEdgeMiniflare, type RunningEdge } from "../src/node/edge-host.ts";
 import { startEdgeWorkerd } from "../src/node/workerd-host.ts";
+import { startAnycast } from "../src/anycast/host.ts";
 
 const { values } = parseArgs({
   options: {
@@ -63,10 +64,21 @@ if (values.runtime === "miniflare") {
   if (w.supervisors.length) console.log(`edge processes: ${w.supervisors.length} (workerd pids ${w.edgePids().join(" ")})`);
   edge = w;
 }
+// [anycast] service = "edge": announce this box's prefixes while its health endpoint is good.
+const anycast = await startAnycast("edge", { config: parseConfig(configText), source: file.path, check: { kind: "http", url: edge.url } }).catch(
+  async (err: Error) => {
+    console.error(`anycast: ${err.message}`);
+    await edge.stop();
+    process.exit(2);
+  },
+);
 console.log(`edge ready: ${edge.url} -> origin ${origin} (${values.runtime})`);
 const stop = async () => {
+  if (stopping) return;
   stopping = true;
+  await anycast?.withdraw(); // routers first, then the listener: in-flight connections finish
   await edge.stop();
+  await anycast?.stop();
   process.exit(0);
 };
 process.on("SIGINT", stop);
