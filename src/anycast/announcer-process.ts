@@ -44,6 +44,8 @@ let speaker: BirdSpeaker | undefined;
 let metricsServer: Server | undefined;
 let timer: NodeJS.Timeout | undefined;
 let ending: Promise<void> | undefined;
+/** A withdrawal was asked for (perhaps before the controller existed): it must never announce. */
+let withdrawRequested = false;
 
 process.on("message", (m: ParentMessage) => {
   if (m.type === "start") void start(m.options).catch((err: Error) => {
@@ -89,6 +91,7 @@ async function start(o: AnnouncerProcessOptions): Promise<void> {
     log: event,
     report: report ? (state) => reportState(report, state) : undefined,
   });
+  if (withdrawRequested) await controller.withdraw();
   if (!report && o.check.kind === "http") note("no [admin] token: the edge's health endpoint cannot show the announcement state");
   let metricsUrl: string | undefined;
   if (a.metrics_listen) metricsUrl = await serveMetrics(a.metrics_listen, () => ({ ...controller!.status(), pid: process.pid, birdPid: speaker?.pid, socketPath, prefixes: a.prefixes }));
@@ -109,6 +112,7 @@ async function reportState(to: { url: string; token: string }, state: string): P
 }
 
 async function withdraw(): Promise<void> {
+  withdrawRequested = true;
   await controller?.withdraw();
 }
 

@@ -54,6 +54,10 @@ export async function startAnycast(service: "edge" | "dns", opts: StartAnycastOp
   let backoff = 1000;
   let restartTimer: NodeJS.Timeout | undefined;
 
+  const announce = (r: Extract<ChildMessage, { type: "ready" }>) => {
+    log(`anycast: announcer pid ${child?.pid}, BIRD pid ${r.birdPid}, config ${r.configPath}; birdc -s ${r.socketPath} show protocols`);
+    if (r.metricsUrl) log(`anycast: metrics ${r.metricsUrl}/metrics, status ${r.metricsUrl}/status.json`);
+  };
   const launch = (): Promise<Extract<ChildMessage, { type: "ready" }>> => {
     const c = spawn("setpriv", ["--pdeathsig", "KILL", "--", process.execPath, ENTRY], {
       stdio: ["ignore", "pipe", "pipe", "ipc"],
@@ -69,7 +73,11 @@ export async function startAnycast(service: "edge" | "dns", opts: StartAnycastOp
       if (Date.now() - startedAt > 60_000) backoff = 1000;
       restartTimer = setTimeout(() => {
         launch().then(
-          (r) => ((ready = r), log(`anycast: announcer restarted (pid ${child?.pid}, BIRD pid ${r.birdPid})`)),
+          (r) => {
+            ready = r;
+            log(`anycast: announcer restarted`);
+            announce(r);
+          },
           (err: Error) => log(`anycast: announcer restart failed: ${err.message}`),
         );
       }, backoff);
@@ -94,8 +102,7 @@ export async function startAnycast(service: "edge" | "dns", opts: StartAnycastOp
     child?.kill("SIGKILL");
     throw err;
   }
-  log(`anycast: announcer pid ${child?.pid}, BIRD pid ${ready.birdPid}, config ${ready.configPath}; birdc -s ${ready.socketPath} show protocols`);
-  if (ready.metricsUrl) log(`anycast: metrics ${ready.metricsUrl}/metrics, status ${ready.metricsUrl}/status.json`);
+  announce(ready);
 
   /** Asks the current announcer to withdraw; resolves when it says it has (or it is gone: its BIRD is dead too). */
   const askWithdraw = (): Promise<void> => {
@@ -117,6 +124,8 @@ export async function startAnycast(service: "edge" | "dns", opts: StartAnycastOp
     pid: () => child?.pid,
     info: () => ready,
     async withdraw() {
+      stopping = true; // a planned stop: no announcer is started again from here on
+      clearTimeout(restartTimer);
       const started = Date.now();
       await askWithdraw();
       log(`anycast: withdrawn in ${Date.now() - started} ms; waiting ${anycast.withdraw_grace_ms} ms (withdraw_grace_ms) before the service stops`);

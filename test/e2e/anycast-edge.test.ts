@@ -39,7 +39,10 @@ let base: string;
 
 const announced = async () => ((await router.routes(ANYCAST_PREFIX)).length ? true : undefined);
 const withdrawn = async () => ((await router.routes(ANYCAST_PREFIX)).length ? undefined : true);
-const pidOf = (label: RegExp, out = box.output()) => Number(label.exec(out)?.[1]);
+/** The last match's first group in the box's output (an announcer restarted prints its lines again). */
+const lastOf = (label: RegExp) => [...box.output().matchAll(new RegExp(label, "g"))].at(-1)?.[1];
+const pidOf = (label: RegExp) => Number(lastOf(label));
+const metricsBase = () => lastOf(/anycast: metrics (\S+)\/metrics/);
 const health = () => fetch(`${base}/.well-known/cdn/health`);
 
 /** Starts the box command with `[anycast]`; resolves once it printed `edge ready`. */
@@ -98,7 +101,7 @@ describe("anycast at an edge box", () => {
   });
 
   it("serves metrics and status: announced, the session Established, no flaps", async () => {
-    const url = /anycast: metrics (\S+)\/metrics/.exec(box.output())?.[1];
+    const url = metricsBase();
     expect(url, box.output()).toBeDefined();
     const metrics = await (await fetch(`${url}/metrics`)).text();
     expect(metrics).toContain("parrot_anycast_announced 1");
@@ -187,6 +190,23 @@ describe("anycast at an edge box", () => {
     expect(back, `no new announcer announced:\n${box.output()}`).toBeDefined();
     expect(box.output()).toMatch(/anycast: announcer restarted/);
     measured.push(`announcer killed → restarted and announced again: ${Math.round(back!.at - t0)} ms`);
+  });
+
+  it("BIRD killed alone: the session closes (withdrawn at once); the announcer's watchdog restarts it and announces again", async () => {
+    const url = metricsBase()!;
+    const { birdPid } = (await (await fetch(`${url}/status.json`)).json()) as { birdPid: number };
+    expect(await alive(birdPid)).toBe(true);
+    const t0 = performance.now();
+    process.kill(birdPid, "SIGKILL");
+    const gone = await waitFor(withdrawn, SESSION_DEADLINE);
+    expect(gone, "the route outlived BIRD").toBeDefined();
+    // Three failed control calls (one a round), then a new BIRD, its session, and the routes enabled again.
+    const back = await waitFor(announced, TIMING.interval_ms * 4 + ANNOUNCE_DEADLINE);
+    expect(back, `BIRD was not restarted:\n${box.output()}`).toBeDefined();
+    expect(box.output()).toMatch(/"event":"anycast_watchdog","action":"restart speaker"/);
+    const metrics = await (await fetch(`${url}/metrics`)).text();
+    expect(metrics).toMatch(/parrot_anycast_speaker_restarts_total [1-9]/);
+    measured.push(`BIRD killed → withdrawn: ${Math.round(gone!.at - t0)} ms; restarted by the watchdog and announced again: ${Math.round(back!.at - t0)} ms`);
   });
 
   it("SIGTERM: the router loses the route before the edge's listener closes", async () => {
