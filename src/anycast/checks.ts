@@ -67,7 +67,10 @@ export function dnsCheck(host: string, port: number, zone: string, timeoutMs: nu
     new Promise((resolve) => {
       const id = randomInt(0, 65536);
       const socket = createSocket(host.includes(":") ? "udp6" : "udp4");
+      let finished = false;
       const done = (r: ProbeResult) => {
+        if (finished) return;
+        finished = true;
         clearTimeout(timer);
         socket.close();
         resolve(r);

@@ -155,6 +155,37 @@ describe("the announcer's loop", () => {
     ]);
   });
 
+  it("withdraw() during a round that is about to announce: the routes end up off", async () => {
+    const t = setup([OK]);
+    await t.rounds(2);
+    // Hold the third round inside `birdc enable`: its check said up_after is reached.
+    let entered!: () => void;
+    const inSpeaker = new Promise<void>((r) => (entered = r));
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const setRoutes = t.speaker.setRoutes.bind(t.speaker);
+    t.speaker.setRoutes = async (enabled) => {
+      entered();
+      await gate;
+      t.speaker.setRoutes = setRoutes;
+      return setRoutes(enabled);
+    };
+    const third = t.rounds(1);
+    await inSpeaker;
+    const stopped = t.controller.withdraw(); // runs after the round, and wins
+    release();
+    await Promise.all([third, stopped]);
+    expect([t.speaker.routes, t.controller.status().announced]).toEqual([false, "withdrawn"]);
+    expect(t.speaker.calls).toEqual(["enable", "disable"]);
+    // Asked before a round's check: that round wants nothing.
+    const u = setup([OK]);
+    await u.rounds(2);
+    const next = u.rounds(1);
+    await u.controller.withdraw();
+    await next;
+    expect(u.speaker.calls).toEqual([]);
+  });
+
   it("withdraw(): routes off at once and never on again, whatever the checks say", async () => {
     const t = setup([OK]);
     await t.rounds(3);
@@ -217,8 +248,11 @@ describe("the announcer's loop", () => {
     });
     const a = controller.round();
     const b = controller.round();
+    await new Promise((r) => setTimeout(r, 0));
+    const c = controller.round();
     release();
-    await Promise.all([a, b]);
+    await Promise.all([a, b, c]);
     expect(checks).toBe(1);
+    expect([a === b, b === c]).toEqual([true, true]);
   });
 });

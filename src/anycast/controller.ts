@@ -78,22 +78,31 @@ export class AnycastController {
     this.state = initialAnnouncer(this.now());
   }
 
-  /** One round: check, decide, apply, read back, report. Rounds never overlap (a call during one waits for it). */
+  /** One round: check, decide, apply, read back, report. Never two at once: a call during one gets that one. */
   round(): Promise<void> {
-    this.running ??= this.runRound().finally(() => (this.running = undefined));
-    return this.running;
+    return this.running ?? this.exclusive(() => this.runRound());
   }
 
   /**
-   * Planned stop: withdraw now (and for good). Resolves once the speaker confirms the routes are disabled, or
-   * after it was killed when it could not confirm (a dead speaker announces nothing).
+   * Planned stop: withdraw now (and for good: no later round announces). Resolves once the speaker confirms the
+   * routes are disabled, or after it was killed when it could not confirm (a dead speaker announces nothing).
    */
-  async withdraw(): Promise<void> {
-    await this.running;
+  withdraw(): Promise<void> {
     this.state = afterStop(this.state);
     this.opts.log?.({ event: "anycast_stopping", reason: this.state.reason });
-    await this.sync();
-    if (this.speakerStatus.routesEnabled) await this.restartSpeaker("could not withdraw the routes");
+    return this.exclusive(async () => {
+      await this.sync();
+      if (this.speakerStatus.routesEnabled) await this.restartSpeaker("could not withdraw the routes");
+    });
+  }
+
+  /** Runs `fn` after whatever runs now; talks to the speaker one at a time. */
+  private exclusive(fn: () => Promise<void>): Promise<void> {
+    const run: Promise<void> = (this.running ?? Promise.resolve()).then(fn, fn).finally(() => {
+      if (this.running === run) this.running = undefined;
+    });
+    this.running = run;
+    return run;
   }
 
   status(): AnycastStatus {
