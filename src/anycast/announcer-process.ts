@@ -14,7 +14,6 @@ import type { AnycastConfig } from "../config/anycast-schema.ts";
 import { PROMETHEUS_CONTENT_TYPE } from "../metrics/registry.ts";
 import { BirdSpeaker } from "./bird.ts";
 import { birdConfig, staticProtocols } from "./bird-config.ts";
-import { dnsCheck, edgeHealthCheck, loopbackFetch } from "./checks.ts";
 import { AnycastController } from "./controller.ts";
 
 /** What the box command tells its announcer. */
@@ -81,8 +80,11 @@ async function start(o: AnnouncerProcessOptions): Promise<void> {
     log: (line) => process.stdout.write(`${line}\n`),
   });
   await speaker.start();
+  // Each check loads only what it needs (TLS, DNS wire format): the announcer stays small.
   const check =
-    o.check.kind === "http" ? edgeHealthCheck(o.check.url, a.timeout_ms) : dnsCheck(o.check.host, o.check.port, o.check.zone, a.timeout_ms);
+    o.check.kind === "http"
+      ? (await import("./edge-check.ts")).edgeHealthCheck(o.check.url, a.timeout_ms)
+      : (await import("./dns-check.ts")).dnsCheck(o.check.host, o.check.port, o.check.zone, a.timeout_ms);
   const report = o.report;
   controller = new AnycastController({
     check,
@@ -102,6 +104,7 @@ async function start(o: AnnouncerProcessOptions): Promise<void> {
 }
 
 async function reportState(to: { url: string; token: string }, state: string): Promise<void> {
+  const { loopbackFetch } = await import("./edge-check.ts");
   const res = await loopbackFetch(new URL(ANYCAST_REPORT_PATH, to.url).href, {
     method: "POST",
     headers: { authorization: `Bearer ${to.token}`, "content-type": "application/json" },

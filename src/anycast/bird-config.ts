@@ -7,7 +7,7 @@
  *   on the way out) and imports nothing.
  * - There is no `kernel` protocol: BIRD never changes this machine's routing table; it only speaks BGP.
  */
-import { addressFamily, type AnycastConfig, type NeighborConfig } from "../config/anycast-schema.ts";
+import type { AnycastConfig, NeighborConfig } from "../config/anycast-schema.ts";
 
 /** BIRD protocol names the generated config uses. */
 export const STATIC_PROTOCOLS = { ipv4: "anycast4", ipv6: "anycast6" } as const;
@@ -77,3 +77,6 @@ function neighborProtocol(n: NeighborConfig, localAs: number): string[] {
 }
 
 const oneLine = (s: string) => s.replace(/[\r\n]/g, " ");
+
+/** A (validated) address's or prefix's family, as BIRD reads it. */
+const addressFamily = (text: string) => (text.includes(":") ? "ipv6" : "ipv4");

@@ -38,7 +38,8 @@ const community = z.string().superRefine((text, ctx) => {
 });
 
 const ip = z.string().refine((s) => parseIp(s) !== null && !s.includes("/"), "an IPv4 or IPv6 address");
-const familyOf = (address: string) => (parseIp(address)?.length === 16 ? "ipv6" : "ipv4");
+/** The family as BIRD reads the text (an IPv4-mapped IPv6 address is IPv6 there). */
+const familyOf = (address: string) => (address.includes(":") ? "ipv6" : "ipv4");
 
 /** One BGP session, to a provider's router (or a route server). */
 export const NeighborSchema = z
@@ -114,7 +115,7 @@ export const AnycastSchema = z
     });
     const families = new Set(a.neighbors.map((n) => familyOf(n.address)));
     a.prefixes.forEach((p, i) => {
-      const family = familyOf(p.split("/")[0]!);
+      const family = familyOf(p);
       if (parseCidr(p) && !families.has(family)) {
         ctx.addIssue({ code: "custom", message: `${p} is ${family === "ipv6" ? "IPv6" : "IPv4"} but no neighbor has an address of that family`, path: ["prefixes", i] });
       }
@@ -123,8 +124,3 @@ export const AnycastSchema = z
 
 export type AnycastConfig = z.infer<typeof AnycastSchema>;
 export type NeighborConfig = z.infer<typeof NeighborSchema>;
-
-/** The address family a neighbor's session (or a prefix) belongs to. */
-export function addressFamily(addressOrPrefix: string): "ipv4" | "ipv6" {
-  return familyOf(addressOrPrefix.split("/")[0]!);
-}
