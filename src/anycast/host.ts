@@ -69,8 +69,8 @@ export async function startAnycast(service: "edge" | "dns", opts: StartAnycastOp
     c.once("exit", (code, signal) => {
       if (child === c) child = undefined;
       if (stopping) return;
+      if (Date.now() - startedAt > 60_000) backoff = 1000; // it had been running fine: not a crash loop
       log(`anycast: announcer pid ${c.pid} exited (${code ?? signal}); BIRD went with it, routes withdrawn; restarting in ${backoff} ms`);
-      if (Date.now() - startedAt > 60_000) backoff = 1000;
       restartTimer = setTimeout(() => {
         launch().then(
           (r) => {
@@ -99,6 +99,7 @@ export async function startAnycast(service: "edge" | "dns", opts: StartAnycastOp
     ready = await launch();
   } catch (err) {
     stopping = true;
+    clearTimeout(restartTimer);
     child?.kill("SIGKILL");
     throw err;
   }
