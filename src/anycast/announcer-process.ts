@@ -97,9 +97,14 @@ async function start(o: AnnouncerProcessOptions): Promise<void> {
   if (!report && o.check.kind === "http") note("no [admin] token: the edge's health endpoint cannot show the announcement state");
   let metricsUrl: string | undefined;
   if (a.metrics_listen) metricsUrl = await serveMetrics(a.metrics_listen, () => ({ ...controller!.status(), pid: process.pid, birdPid: speaker?.pid, socketPath, prefixes: a.prefixes }));
-  const round = () => void controller!.round();
-  round();
-  timer = setInterval(round, a.interval_ms);
+  // Rounds start interval_ms apart, or right after a slower one (a check that timed out, a slow birdc): failing
+  // checks are not spaced out to two intervals, and good ones never come closer than interval_ms.
+  const loop = async () => {
+    const started = Date.now();
+    await controller!.round();
+    if (!ending) timer = setTimeout(loop, Math.max(0, started + a.interval_ms - Date.now()));
+  };
+  void loop();
   send({ type: "ready", birdPid: speaker.pid!, configPath, socketPath, metricsUrl });
 }
 
@@ -122,7 +127,7 @@ async function withdraw(): Promise<void> {
 /** Withdraws, stops BIRD (closing its sessions), exits. */
 function end(code: number): Promise<void> {
   ending ??= (async () => {
-    if (timer) clearInterval(timer);
+    clearTimeout(timer);
     await withdraw().catch(() => undefined);
     await speaker?.stop().catch(() => undefined);
     metricsServer?.close();

@@ -235,6 +235,27 @@ describe("the announcer's loop", () => {
     expect(controller.status().health.lastProbe?.detail).toBe("boom");
   });
 
+  it("a report the service never answers does not hold up the rounds (a hung service must still be withdrawn)", async () => {
+    let now = 0;
+    const results = [OK, OK, OK, FAIL, FAIL];
+    let next = 0;
+    const speaker = new FakeSpeaker();
+    let reports = 0;
+    const controller = new AnycastController({
+      check: async () => results[Math.min(next++, results.length - 1)]!,
+      speaker,
+      settings: SETTINGS,
+      now: () => now,
+      report: () => (reports++, new Promise<void>(() => {})), // the edge hangs
+    });
+    for (let i = 0; i < 5; i++) {
+      now += 1000;
+      await controller.round();
+    }
+    expect([speaker.routes, controller.status().announced]).toEqual([false, "withdrawn"]);
+    expect(reports).toBe(1); // one at a time: the first never ended
+  });
+
   it("never runs two rounds at once", async () => {
     let checks = 0;
     let release!: () => void;

@@ -67,6 +67,7 @@ export class AnycastController {
   private speakerStatus: SpeakerStatus = { routesEnabled: false, sessions: [] };
   private failuresInARow = 0;
   private reported: Announcement | undefined;
+  private reporting: Promise<void> | undefined;
   private readonly checks: Record<ProbeResult["kind"], number> = { ok: 0, draining: 0, failed: 0 };
   private speakerRestarts = 0;
   private controlErrors = 0;
@@ -175,7 +176,7 @@ export class AnycastController {
       this.opts.log?.({ event: "anycast_control_error", error: (err as Error).message, in_a_row: this.failuresInARow });
       if (this.failuresInARow >= (this.opts.controlFailureLimit ?? 3)) await this.restartSpeaker(`${this.failuresInARow} control calls failed in a row`);
     }
-    await this.report();
+    this.report();
   }
 
   private observe(status: SpeakerStatus): void {
@@ -206,14 +207,20 @@ export class AnycastController {
     this.observe({ routesEnabled: false, sessions: this.speakerStatus.sessions.map((x) => ({ ...x, state: "Down", info: reason })) });
   }
 
-  private async report(): Promise<void> {
-    if (!this.opts.report || this.reported === this.state.announced) return;
+  /**
+   * Tells the service the announcement state when it changed, in the background: a service that hangs (the very
+   * failure the checks are there to see) must not hold up the rounds. One report at a time; a failed one is tried
+   * again at the next round.
+   */
+  private report(): void {
+    if (!this.opts.report || this.reporting || this.reported === this.state.announced) return;
     const state = this.state.announced;
-    try {
-      await this.opts.report(state);
-      this.reported = state;
-    } catch (err) {
-      this.opts.log?.({ event: "anycast_report_error", state, error: (err as Error).message });
-    }
+    this.reporting = this.opts
+      .report(state)
+      .then(
+        () => void (this.reported = state),
+        (err: Error) => this.opts.log?.({ event: "anycast_report_error", state, error: err.message }),
+      )
+      .finally(() => (this.reporting = undefined));
   }
 }

@@ -3,16 +3,17 @@
  * configured refusing to start with a message that says why.
  */
 import { execFile } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import { birdConfig } from "../../src/anycast/bird-config.ts";
 import { parseConfig } from "../../src/config/config.ts";
 import { ROOT } from "../../src/node/children.ts";
 import { BIRD } from "../support/bird-router.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "parrot-anycast-config-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 function run(cmd: string, args: string[], timeoutMs = 60_000): Promise<{ code: number; out: string }> {
   return new Promise((resolve) =>

@@ -6,7 +6,7 @@
  * the route goes before the node stops answering.
  */
 import { execFile } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -15,12 +15,13 @@ import { ANYCAST_PREFIX, anycastToml, waitFor, type AnycastTiming } from "../sup
 import { freePort, loopbackPair, startBirdRouter, type BirdRouter } from "../support/bird-router.ts";
 
 const TIMING: AnycastTiming = { interval_ms: 500, timeout_ms: 400, down_after: 2, up_after: 3, withdraw_grace_ms: 1000 };
-const DOWN_DEADLINE = TIMING.interval_ms * TIMING.down_after + TIMING.timeout_ms + 1500;
+const DOWN_DEADLINE = TIMING.interval_ms * TIMING.down_after + TIMING.timeout_ms + 2000;
 const ANNOUNCE_DEADLINE = 20_000;
 const ZONE = "geo.example.org";
 
 const { box: NODE, router: ROUTER_ADDRESS } = loopbackPair();
 const measured: string[] = [];
+let dir: string;
 let router: BirdRouter;
 let node: Running;
 let dnsPort: number;
@@ -37,7 +38,7 @@ const digSoa = () =>
   );
 
 beforeAll(async () => {
-  const dir = mkdtempSync(join(tmpdir(), "parrot-anycast-dns-"));
+  dir = mkdtempSync(join(tmpdir(), "parrot-anycast-dns-"));
   const boxPort = await freePort(NODE);
   router = await startBirdRouter({ dir: join(dir, "router"), address: ROUTER_ADDRESS, boxAddress: NODE, boxPort, boxAs: 64512 });
   writeFileSync(
@@ -61,6 +62,7 @@ afterAll(async () => {
   if (node && node.proc.exitCode === null) process.kill(node.proc.pid!, "SIGCONT");
   await node?.stop();
   await router?.stop();
+  if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
 describe("anycast at a DNS node", () => {
