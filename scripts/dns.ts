@@ -25,6 +25,7 @@ import type { StatsDelta } from "../src/dns/observe.ts";
 import type { EdgeHealth } from "../src/health/health.ts";
 import { loadGeoIp } from "../src/node/dns-geoip.ts";
 import { lineSink, serveDnsSockets, startHost } from "../src/node/dns-host.ts";
+import { startAnycast, type RunningAnycast } from "../src/anycast/host.ts";
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 /** Set in the extra processes that --workers starts: they answer on the parent's UDP socket only. */
@@ -155,11 +156,16 @@ async function main() {
     const health = monitor.snapshot();
     for (const c of children) if (c.connected) c.send({ health });
   });
-  const stop = () => {
+  let anycast: RunningAnycast | undefined;
+  const stop = async () => {
+    if (stopping) return;
     stopping = true;
+    await anycast?.withdraw(); // routers first, then the sockets
     stopProbes();
     for (const c of children) c.kill();
-    void host.close().then(() => process.exit(0));
+    await host.close();
+    await anycast?.stop();
+    process.exit(0);
   };
   process.on("SIGTERM", stop);
   process.on("SIGINT", stop);
@@ -171,6 +177,14 @@ async function main() {
       for (const c of children) c.kill();
       fail(`cannot start workers: ${(err as Error).message}`);
     }
+  }
+  // [anycast] service = "dns": announce this node's prefixes while it answers a real query over UDP.
+  const udp = host.dnsSockets?.udp.address();
+  if (config.anycast?.service === "dns" && !udp) fail("[anycast] service = \"dns\" needs the UDP listener (--dns-port)");
+  try {
+    if (udp) anycast = await startAnycast("dns", { config, source: configPath, check: { kind: "dns", host: udp.address, port: udp.port, zone: zone.origin } });
+  } catch (err) {
+    fail(`anycast: ${(err as Error).message}`);
   }
   const more = workers > 1 ? ` processes ${workers}` : "";
   process.stdout.write(`dns zone ${zone.origin} director ${zone.director.key} edges ${zone.sites.length}${more}\n`);

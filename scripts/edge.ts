@@ -12,6 +12,7 @@ import { originsOf } from "../src/config/edge-schema.ts";
 import { configFromText, exitOnConfigError, loadConfigFile, withOverrides } from "../src/node/config-file.ts";
 import { startEdgeMiniflare, type RunningEdge } from "../src/node/edge-host.ts";
 import { startEdgeWorkerd } from "../src/node/workerd-host.ts";
+import { startAnycast } from "../src/anycast/host.ts";
 
 const { values } = parseArgs({
   options: {
@@ -68,9 +69,22 @@ try {
 } catch (err) {
   usage((err as Error).message);
 }
+// [anycast] service = "edge": announce this box's prefixes while its health endpoint is good.
+const anycast = await startAnycast("edge", { config: file.config, source: file.path, check: { kind: "http", url: edge.url } }).catch(
+  async (err: Error) => {
+    console.error(`anycast: ${err.message}`);
+    await edge.stop();
+    process.exit(2);
+  },
+);
 console.log(`edge ready: ${edge.url} -> origin ${origin} (${values.runtime})`);
+let stopping = false;
 const stop = async () => {
+  if (stopping) return;
+  stopping = true;
+  await anycast?.withdraw(); // routers first, then the listener: in-flight connections finish
   await edge.stop();
+  await anycast?.stop();
   process.exit(0);
 };
 process.on("SIGINT", stop);

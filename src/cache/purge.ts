@@ -18,6 +18,8 @@ export interface PurgeLog {
    * the same shared record so every process of the box agrees within a second.
    */
   drain?: { draining: boolean; at: number };
+  /** Not a purge either: the box's anycast announcement as its announcer last reported it (src/anycast/). */
+  anycast?: { state: "announced" | "withdrawn"; at: number };
   all?: PurgeMark;
   /** Primary cache keys (host + path + query), all variants. */
   urls: Record<string, PurgeMark>;
@@ -58,6 +60,7 @@ export function recordPurge(
   const mark: PurgeMark = { at: now, soft: !!req.soft };
   const next: PurgeLog = {
     drain: log.drain,
+    anycast: log.anycast,
     all: log.all,
     urls: Object.fromEntries(Object.entries(log.urls)),
     hosts: Object.fromEntries(Object.entries(log.hosts)),
@@ -154,8 +157,10 @@ export function mergePurgeLogs(a: PurgeLog, b: PurgeLog): PurgeLog {
     return out;
   };
   const drain = !a.drain ? b.drain : !b.drain ? a.drain : b.drain.at > a.drain.at ? b.drain : a.drain;
+  const anycast = !a.anycast ? b.anycast : !b.anycast ? a.anycast : b.anycast.at > a.anycast.at ? b.anycast : a.anycast;
   return {
     ...(drain ? { drain } : {}),
+    ...(anycast ? { anycast } : {}),
     all: later(a.all, b.all),
     urls: mergeMap(a.urls ?? {}, b.urls ?? {}),
     hosts: mergeMap(a.hosts, b.hosts),

@@ -8,3 +8,4 @@ export const PURGE_PATH = "/.well-known/cdn/purge";
 export const DRAIN_PATH = "/.well-known/cdn/drain";
 export const METRICS_PATH = "/.well-known/cdn/metrics";
 export const TRACE_PATH = "/.well-known/cdn/trace";
+export const ANYCAST_PATH = "/.well-known/cdn/anycast";

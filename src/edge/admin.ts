@@ -151,3 +151,21 @@ export async function handleDrain(request: Request, config: CdnConfig, cache: Ed
   await cache.setDraining(draining);
   return json({ edge: config.edge!.name, draining });
 }
+
+/**
+ * POST /.well-known/cdn/anycast {"state": "announced"|"withdrawn"}: the box's announcer reports its BGP announcement;
+ * the health endpoint then carries it (`cdn-anycast`) for the DNS nodes' status page.
+ */
+export async function handleAnycast(request: Request, config: CdnConfig, cache: EdgeCache): Promise<Response> {
+  if (!(await isAuthorized(request, config.admin.token))) return unauthorized(!!config.admin.token);
+  let body: unknown;
+  try {
+    body = await request.json();
+  } catch {
+    return json({ error: "the body must be JSON" }, 400);
+  }
+  const state = (body as { state?: unknown })?.state;
+  if (state !== "announced" && state !== "withdrawn") return json({ error: '"state" must be "announced" or "withdrawn"' }, 400);
+  await cache.setAnycastState(state);
+  return json({ edge: config.edge!.name, anycast: state });
+}

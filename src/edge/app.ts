@@ -6,10 +6,10 @@ import { Hono } from "hono";
 import type { CdnConfig } from "../config/config.ts";
 import { clientAddress, peerAddress } from "../net/client-address.ts";
 import { formatIp, parseCidr, type Cidr } from "../net/ip.ts";
-import { handleDrain, handleMetrics, handlePurge, handleTrace } from "./admin.ts";
+import { handleAnycast, handleDrain, handleMetrics, handlePurge, handleTrace } from "./admin.ts";
 import type { FetchLike } from "../contracts/fetch.ts";
 import type { SharedLocks } from "../contracts/store.ts";
-import { DRAIN_PATH, HEALTH_PATH, METRICS_PATH, PURGE_PATH, TRACE_PATH, WELL_KNOWN_PREFIX } from "../contracts/well-known.ts";
+import { ANYCAST_PATH, DRAIN_PATH, HEALTH_PATH, METRICS_PATH, PURGE_PATH, TRACE_PATH, WELL_KNOWN_PREFIX } from "../contracts/well-known.ts";
 import { isAuthorized } from "../net/admin-auth.ts";
 import { EdgeCache } from "./engine.ts";
 import { EdgeObserver, type EdgeStoreStats } from "./observe.ts";
@@ -62,14 +62,17 @@ export function createEdgeApp({ config, store, fetch: fetchImpl = (i, init) => f
   };
 
   // The CDN's own paths (Hono): health for DNS nodes' probes ("draining", 503, while the edge should leave DNS
-  // answers), the operator calls, metrics and the trace.
+  // answers; with [anycast] on this box, `cdn-anycast` says whether its prefixes are announced), the operator calls,
+  // metrics and the trace.
   const own = new Hono();
-  own.get(HEALTH_PATH, async (c) =>
-    (await cache.isDraining())
-      ? c.text(`draining ${edge.name}\n`, 503, { "cache-control": "no-store" })
-      : c.text(`ok ${edge.name}\n`, 200, { "cache-control": "no-store" }),
-  );
+  own.get(HEALTH_PATH, async (c) => {
+    const draining = await cache.isDraining();
+    const anycast = config.anycast?.service === "edge" ? cache.anycastState() : undefined;
+    const headers: Record<string, string> = { "cache-control": "no-store", ...(anycast ? { "cdn-anycast": anycast } : {}) };
+    return draining ? c.text(`draining ${edge.name}\n`, 503, headers) : c.text(`ok ${edge.name}\n`, 200, headers);
+  });
   own.post(DRAIN_PATH, (c) => handleDrain(c.req.raw, config, cache));
+  own.post(ANYCAST_PATH, (c) => handleAnycast(c.req.raw, config, cache));
   own.all(PURGE_PATH, (c) => handlePurge(c.req.raw, config, cache, fetchImpl));
   own.get(METRICS_PATH, (c) => handleMetrics(c.req.raw, config, observer, stats));
   own.get(TRACE_PATH, (c) => handleTrace(c.req.raw, config, clientIp(c.req.raw), locate));

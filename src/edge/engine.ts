@@ -175,6 +175,15 @@ export class EdgeCache {
   async setDraining(draining: boolean): Promise<void> {
     await this.e.shared.update((log) => ({ ...log, drain: { draining, at: this.e.now() } }));
   }
+
+  /** The box's anycast announcement as its announcer last reported it (read with isDraining's sync). */
+  anycastState(): "announced" | "withdrawn" | undefined {
+    return this.e.shared.current.anycast?.state;
+  }
+
+  async setAnycastState(state: "announced" | "withdrawn"): Promise<void> {
+    await this.e.shared.update((log) => ({ ...log, anycast: { state, at: this.e.now() } }));
+  }
 }
 
 /** Step "receive": the request's rule, primary key and directives. */

@@ -70,9 +70,12 @@ export interface ChildSpec {
   log?: (text: string) => void;
 }
 
-/** Starts a child; it ends when this process ends. */
+/**
+ * Starts a child; it ends when this process ends: at a normal exit through the exit hook, and at a kill -9 too
+ * (setpriv's parent-death signal), so nothing of a box outlives its command.
+ */
 export function startProcess(spec: ChildSpec): ChildProcess {
-  const proc = spawn(spec.command, spec.args, {
+  const proc = spawn("setpriv", ["--pdeathsig", "KILL", "--", spec.command, ...spec.args], {
     cwd: spec.cwd,
     env: spec.env,
     detached: spec.group ?? false,
@@ -145,7 +148,7 @@ export function keepRunning(
 /**
  * The loop around one workerd holding a listening socket as fd 3 (`sh -c SHELL_LOOP name PIDFILE PRE -- cmd…`):
  * it records the current pid in PIDFILE, runs PRE (a command line of `node script arg`, or "") before each
- * restart, and ends with its child on TERM/INT/HUP.
+ * restart, and ends with its child on TERM/INT/HUP; its child dies with it (parent-death signal).
  */
 const SHELL_LOOP = `pidfile=$1; pre=$2; shift 3; child=
 trap '[ -n "$child" ] && kill "$child" 2>/dev/null; exit 0' TERM INT HUP
@@ -153,7 +156,7 @@ first=1
 while :; do
   if [ -z "$first" ] && [ -n "$pre" ]; then eval "$pre" || echo "parrot: $pre failed" >&2; fi
   first=
-  "$@" & child=$!
+  setpriv --pdeathsig KILL -- "$@" & child=$!
   echo "$child" > "$pidfile"
   wait "$child"; code=$?
   echo "parrot: workerd $child exited ($code), starting it again" >&2

@@ -309,7 +309,7 @@ function probe(url: string): Promise<boolean> {
   return new Promise((done) => {
     const req = (url.startsWith("https:") ? httpsRequest : httpRequest)(url, { rejectUnauthorized: false }, (res) => {
       res.resume();
-      done(res.statusCode === 200);
+      done(res.statusCode === 200 || res.statusCode === 503); // 503: up, and draining (it still serves)
     });
     req.on("error", () => done(false));
     req.end();
