@@ -12,6 +12,9 @@ import { parseConfig } from "../src/config/config.ts";
 import { originsOf } from "../src/config/edge-schema.ts";
 import { startEdgeMiniflare, type RunningEdge } from "../src/node/edge-host.ts";
 import { startEdgeWorkerd } from "../src/node/workerd-host.ts";
+import { prepareControl, runControlAgent } from "../src/control/host.ts";
+import { join, resolve } from "node:path";
+import { tmpdir } from "node:os";
 
 const { values } = parseArgs({
   options: {
@@ -38,11 +41,21 @@ if (processes !== undefined && !(Number.isInteger(processes) && processes >= 1 &
 }
 const file = loadConfigFile(values.config!);
 const configText = withOverrides(file, { origin: values.origin, name: values.name });
-const origin = originsOf(parseConfig(configText).edge!).map((o) => o.url).join(", ");
+const config = parseConfig(configText);
+const origin = originsOf(config.edge!).map((o) => o.url).join(", ");
+// [control]: a box start id and the control agent's socket, bound into the edge before it starts.
+const storeDir = values.store ?? values.persist ?? (values.runtime === "workerd" ? config.edge!.store_dir : undefined);
+let control: ReturnType<typeof prepareControl> | undefined;
+try {
+  if (config.control) control = prepareControl(config, storeDir ? join(resolve(storeDir), ".run") : join(tmpdir(), `parrot-${process.pid}`));
+} catch (err) {
+  console.error(`${file.path}: ${(err as Error).message}`);
+  process.exit(2);
+}
 let edge: RunningEdge;
 let stopping = false;
 if (values.runtime === "miniflare") {
-  edge = await startEdgeMiniflare({ configText, host: values.host, port: Number(values.port), persistDir: values.persist });
+  edge = await startEdgeMiniflare({ configText, host: values.host, port: Number(values.port), persistDir: values.persist, control });
 } else {
   const w = await startEdgeWorkerd({
     configText,
@@ -50,6 +63,7 @@ if (values.runtime === "miniflare") {
     port: Number(values.port),
     storeDir: values.store ?? values.persist,
     processes,
+    control,
   });
   for (const p of [w.proc, ...w.supervisors]) {
     p.once("exit", (code, signal) => {
@@ -63,9 +77,12 @@ if (values.runtime === "miniflare") {
   if (w.supervisors.length) console.log(`edge processes: ${w.supervisors.length} (workerd pids ${w.edgePids().join(" ")})`);
   edge = w;
 }
+const agent = control ? await runControlAgent(config, control, edge.url, (line) => console.log(line)) : undefined;
+if (!control) console.log("control: direct fan-out to [[edges]] urls (no [control])");
 console.log(`edge ready: ${edge.url} -> origin ${origin} (${values.runtime})`);
 const stop = async () => {
   stopping = true;
+  await agent?.stop();
   await edge.stop();
   process.exit(0);
 };

@@ -6,7 +6,21 @@ import { Hono } from "hono";
 import type { CdnConfig } from "../config/config.ts";
 import { clientAddress, peerAddress } from "../net/client-address.ts";
 import { formatIp, parseCidr, type Cidr } from "../net/ip.ts";
-import { DRAIN_PATH, handleDrain, handleMetrics, handlePurge, handleTrace, METRICS_PATH, PURGE_PATH, TRACE_PATH } from "./admin.ts";
+import {
+  CONTROL_PATH,
+  DRAIN_PATH,
+  handleControl,
+  handleDrain,
+  handleMetrics,
+  handlePurge,
+  handlePurgeMethod,
+  handleTrace,
+  METRICS_PATH,
+  PURGE_PATH,
+  TRACE_PATH,
+  type ControlBinding,
+} from "./admin.ts";
+import { parseBootId } from "../control/boot.ts";
 import { HEALTH_PATH } from "../health/monitor.ts";
 import { isAuthorized } from "../net/admin-auth.ts";
 import { EdgeCache, type KeyLocks } from "./engine.ts";
@@ -26,15 +40,20 @@ export interface EdgeAppOptions {
   locks?: KeyLocks;
   /** Store and hot-tier stats for the metrics (bare workerd). */
   stats?: () => Promise<EdgeStoreStats | undefined>;
+  /** With `[control]`: the box's control agent (purges and drains go through it) and this box start's id. */
+  control?: ControlBinding;
+  bootId?: string;
 }
 
 /** Builds the edge application for one isolate. */
-export function createEdgeApp({ config, store, fetch: fetchImpl = (i, init) => fetch(i, init), now, locate = () => undefined, log, locks, stats }: EdgeAppOptions) {
+export function createEdgeApp({ config, store, fetch: fetchImpl = (i, init) => fetch(i, init), now, locate = () => undefined, log, locks, stats, control, bootId }: EdgeAppOptions) {
   const edge = config.edge;
   if (!edge) throw new Error("cdn.toml has no [edge] table: this worker has no origin to serve");
   const observer = new EdgeObserver(edge.name, edge.access_log, log);
   const origin = observer.wrapOrigin(originFetcher(edge, fetchImpl));
-  const cache = new EdgeCache({ edge, rules: config.rules, store, origin, now, locks });
+  // With a control plane, entries older than this box start are stale until its agent has caught up.
+  const boot = config.control ? parseBootId(bootId) : undefined;
+  const cache = new EdgeCache({ edge, rules: config.rules, store, origin, now, locks, boot });
   const trusted = edge.trusted_proxies.map((c) => parseCidr(c)).filter((c): c is Cidr => c !== null);
   const clientIp = (request: Request) => {
     const bytes = clientAddress(peerAddress(request), request.headers.get("x-forwarded-for"), trusted);
@@ -48,8 +67,11 @@ export function createEdgeApp({ config, store, fetch: fetchImpl = (i, init) => f
       ? c.text(`draining ${edge.name}\n`, 503, { "cache-control": "no-store" })
       : c.text(`ok ${edge.name}\n`, 200, { "cache-control": "no-store" }),
   );
-  app.post(DRAIN_PATH, (c) => handleDrain(c.req.raw, config, cache));
-  app.all(PURGE_PATH, (c) => handlePurge(c.req.raw, config, cache, fetchImpl));
+  app.post(DRAIN_PATH, (c) => handleDrain(c.req.raw, config, cache, control));
+  app.all(PURGE_PATH, (c) => handlePurge(c.req.raw, config, cache, fetchImpl, control));
+  app.all(CONTROL_PATH, (c) => handleControl(c.req.raw, config, cache, boot?.id));
+  // PURGE <url>: an authenticated purge of that URL; never forwarded to the origin like other methods.
+  app.on("PURGE", "*", (c) => handlePurgeMethod(c.req.raw, config, cache, fetchImpl, control));
   // Metrics: always at the well-known path; at /metrics only with the token (else /metrics is the origin's page).
   app.get(METRICS_PATH, (c) => handleMetrics(c.req.raw, config, observer, stats));
   app.get("/metrics", async (c, next) => {

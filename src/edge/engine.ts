@@ -28,7 +28,7 @@ import { appendCacheStatus, cacheStatusMember, type CacheStatusParams, type XCac
 import { isNotModified, notModifiedHeaders } from "../cache/conditional.ts";
 import { ifRangeMatches, multipartByteranges, parseRange, sliceStream } from "../cache/range.ts";
 import { correctedInitialAge } from "../cache/freshness.ts";
-import { purgeEffect, recordPurge, type PurgeRequest } from "../cache/purge.ts";
+import { controlGate, purgeEffect, recordPurge, type ControlMark, type PurgeRequest } from "../cache/purge.ts";
 import { SharedLog } from "./shared-log.ts";
 import type { EntryStore, StoredEntry } from "./store.ts";
 import { OriginTimeout, type OriginRequest } from "./origin.ts";
@@ -45,6 +45,11 @@ export interface EngineOptions {
    * only. `acquire` takes a free (or expired) lock for lock_timeout_ms and says whether it got it.
    */
   locks?: KeyLocks;
+  /**
+   * With a control plane: this box start (the host's BOOT_ID). Until the box's agent marks the purge log caught up
+   * for it, entries stored before the start are stale (`controlGate`).
+   */
+  boot?: { id: string; at: number };
 }
 
 export interface KeyLocks {
@@ -100,6 +105,7 @@ export class EdgeCache {
   private readonly uses = new Map<string, number>();
   /** The purge log and drain flag, shared with the store (restarts, the box's other processes). */
   private readonly shared: SharedLog;
+  private readonly boot: EngineOptions["boot"];
 
   constructor(opts: EngineOptions) {
     this.edge = opts.edge;
@@ -109,6 +115,7 @@ export class EdgeCache {
     this.now = opts.now ?? Date.now;
     this.locks = opts.locks;
     this.shared = new SharedLog(opts.store);
+    this.boot = opts.boot;
   }
 
   /** Answers one client request. */
@@ -485,7 +492,7 @@ export class EdgeCache {
   /** The entry as purges leave it: gone (hard), stale from now on (soft), or as it was. */
   private async afterPurges(entry: StoredEntry): Promise<StoredEntry | null> {
     const meta = entry.meta as EntryMeta;
-    const effect = purgeEffect(this.shared.current, meta);
+    const effect = purgeEffect(this.shared.current, meta, controlGate(this.shared.current, this.boot));
     if (effect === "hard") {
       await entry.body?.cancel();
       return null;
@@ -514,6 +521,16 @@ export class EdgeCache {
     await this.shared.update((log) => ({ ...log, drain: { draining, at: this.now() } }));
   }
 
+  /** The control agent's mark in the shared log (how far the box applied the control stream), if any. */
+  async controlMark(): Promise<ControlMark | undefined> {
+    await this.shared.sync();
+    return this.shared.current.control;
+  }
+
+  async setControlMark(mark: Omit<ControlMark, "at">): Promise<void> {
+    await this.shared.update((log) => ({ ...log, control: { ...mark, at: this.now() } }));
+  }
+
   /** Methods other than GET/HEAD go straight through; unsafe ones that succeed invalidate (RFC 9111 §4.4). */
   private async passThrough(request: Request, url: URL, rule: Rule | undefined, ctx: RequestContext): Promise<Response> {
     let response: Response;
@@ -522,7 +539,7 @@ export class EdgeCache {
     } catch (error) {
       return this.finish(request, this.originFailure(error, "BYPASS", { fwd: "method" }));
     }
-    if (!SAFE_METHODS.has(request.method) && response.status >= 200 && response.status < 400) {
+    if (this.edge.invalidate_on_unsafe && !SAFE_METHODS.has(request.method) && response.status >= 200 && response.status < 400) {
       const urls = new Set<string>();
       for (const t of [url.href, response.headers.get("location"), response.headers.get("content-location")]) {
         if (!t || !URL.canParse(t, url)) continue;

@@ -33,6 +33,8 @@ export interface WorkerdEdgeOptions {
   log?: (line: string) => void;
   /** Overrides [edge] processes. */
   processes?: number;
+  /** With [control]: where the box's control agent listens (unix socket) and this box start's id. */
+  control?: { socketPath: string; bootId: string };
 }
 
 export interface RunningWorkerdEdge extends RunningEdge {
@@ -119,7 +121,17 @@ export async function startEdgeWorkerd(opts: WorkerdEdgeOptions): Promise<Runnin
   const configPath = join(runDir, "edge.capnp");
   writeFileSync(
     configPath,
-    workerdEdgeConfig({ ...compat, edge, configText: opts.configText, files, storeDir, store, storeAddress, geoip }),
+    workerdEdgeConfig({
+      ...compat,
+      edge,
+      configText: opts.configText,
+      files,
+      storeDir,
+      store,
+      storeAddress,
+      geoip,
+      control: opts.control && { address: `unix:${opts.control.socketPath}`, bootId: opts.control.bootId },
+    }),
   );
 
   const host = opts.host ?? "127.0.0.1";
