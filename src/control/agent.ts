@@ -21,7 +21,7 @@ import { ControlClient } from "./client.ts";
 import { EdgeAdmin } from "./edge-admin.ts";
 import { parseControlMessage } from "./messages.ts";
 import { connectForever, ensureStreams, streamIdentity } from "./nats.ts";
-import { coalesce, planStart, type ApplyPlan, type Delivered } from "./plan.ts";
+import { coalesce, contiguous, planStart, type ApplyPlan, type Delivered } from "./plan.ts";
 import type { ControlMark, PurgeRequest } from "../cache/purge.ts";
 
 export interface ControlAgentOptions {
@@ -73,6 +73,9 @@ export async function applyBatch(edge: EdgeCalls, batch: Delivered[], self: stri
   return plan;
 }
 
+/** The consumer must start again after the last applied sequence (not an error: no backoff). */
+class Replan extends Error {}
+
 /** Most messages applied in one batch. */
 const BATCH_MAX = 2000;
 const BATCH_IDLE_MS = 100;
@@ -111,6 +114,8 @@ class Agent implements ControlAgent {
   private lastError = "";
   private presenceTimer: ReturnType<typeof setInterval> | undefined;
   private wake: (() => void) | undefined;
+  /** Set when the consumer must start again after the last applied sequence (and why). */
+  private replan = "";
 
   constructor(opts: ControlAgentOptions, cfg: ControlConfig, self: string, edge: EdgeAdmin) {
     this.opts = opts;
@@ -149,6 +154,11 @@ class Agent implements ControlAgent {
           delay = 250;
         } catch (err) {
           if (this.stopped) break;
+          if (err instanceof Replan) {
+            this.log(`starting the consumer again after ${this.seq}: ${err.message}`);
+            this.replan = "";
+            continue;
+          }
           const message = (err as Error).message;
           if (message !== this.lastError) this.log(`${message} (retrying)`);
           this.lastError = message;
@@ -173,6 +183,11 @@ class Agent implements ControlAgent {
           if (s.type === "disconnect") this.log(`disconnected from the control plane; edges keep serving, purges fail until it returns`);
           if (s.type === "reconnect") {
             this.log(`reconnected to ${this.nc!.getServer()}`);
+            // Messages delivered to the dead connection would wait for ack_wait: start again after the last applied.
+            if (this.messages) {
+              this.replan = "reconnected";
+              this.messages.stop();
+            }
             this.wake?.();
           }
         }
@@ -232,19 +247,28 @@ class Agent implements ControlAgent {
     })().catch(() => undefined);
     try {
       for await (const batch of batches<JsMsg>(messages, { complete: (m) => m.info.pending === 0, max: BATCH_MAX, idleMs: BATCH_IDLE_MS })) {
-        const last = batch[batch.length - 1]!;
-        const delivered: Delivered[] = batch.map((m) => ({ seq: m.seq, message: parseControlMessage(m.data) }));
-        const nothingPending = last.info.pending === 0;
-        const plan = await this.applyUntilDone(delivered, stream, nothingPending || this.isCaughtUp ? this.opts.bootId : undefined);
-        for (const r of plan.refused) this.log(`refused message ${r.seq}: ${r.reason}`);
-        last.ack();
-        this.seq = last.seq;
-        if (nothingPending && !this.isCaughtUp) await this.caughtUpAt(stream, false);
-        void this.report();
+        // Only what continues the applied sequence: a message lost in delivery (its connection died) must not be
+        // skipped by acking a later one; the consumer starts again after the last applied sequence instead.
+        const { run, gapAt } = contiguous(batch, this.seq);
+        if (run.length) {
+          const last = run[run.length - 1]!;
+          const nothingPending = gapAt === undefined && last.info.pending === 0;
+          const delivered: Delivered[] = run.map((m) => ({ seq: m.seq, message: parseControlMessage(m.data) }));
+          const plan = await this.applyUntilDone(delivered, stream, nothingPending || this.isCaughtUp ? this.opts.bootId : undefined);
+          for (const r of plan.refused) this.log(`refused message ${r.seq}: ${r.reason}`);
+          last.ack();
+          this.seq = last.seq;
+          if (nothingPending && !this.isCaughtUp) await this.caughtUpAt(stream, false);
+          void this.report();
+        }
+        if (gapAt !== undefined) throw new Replan(`sequence ${this.seq + 1} was not delivered before ${gapAt}`);
+        if (this.replan) throw new Replan(this.replan);
       }
     } finally {
       this.messages = undefined;
+      messages.stop();
     }
+    if (this.replan) throw new Replan(this.replan);
     if (!this.stopped) throw new Error(lost || "the control consumer stopped");
   }
 

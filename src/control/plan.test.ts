@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { coalesce, planStart, type Delivered } from "./plan.ts";
+import { coalesce, contiguous, planStart, type Delivered } from "./plan.ts";
 
 const S = "2026-01-01T00:00:00Z";
 
@@ -63,5 +63,16 @@ describe("coalesce", () => {
 
   it("makes no call for a batch with nothing for this edge, but still moves the mark", () => {
     expect(coalesce([purge(7, { all: true }, ["other"])], "e1")).toEqual({ purges: [], lastSeq: 7, refused: [] });
+  });
+});
+
+describe("contiguous", () => {
+  const seqs = (...s: number[]) => s.map((seq) => ({ seq }));
+  it("applies what continues the applied sequence, drops redeliveries, and stops at a hole", () => {
+    expect(contiguous(seqs(5, 6, 7), 4)).toEqual({ run: seqs(5, 6, 7) });
+    expect(contiguous(seqs(3, 4, 5, 6), 4)).toEqual({ run: seqs(5, 6) });
+    expect(contiguous(seqs(5, 7, 8), 4)).toEqual({ run: seqs(5), gapAt: 7 });
+    expect(contiguous(seqs(6), 4)).toEqual({ run: [], gapAt: 6 });
+    expect(contiguous(seqs(2, 3), 4)).toEqual({ run: [] });
   });
 });

@@ -102,3 +102,20 @@ export function coalesce(batch: Delivered[], self: string): ApplyPlan {
   }
   return plan;
 }
+
+/**
+ * The part of a delivered batch to apply now: the messages that continue right after `applied` without a hole
+ * (redeliveries of what is applied already are dropped). `gapAt` is the sequence that arrived after a hole: a message
+ * was lost in delivery (a connection died with it) or expired, so the consumer must start again after `applied`.
+ */
+export function contiguous<T extends { seq: number }>(batch: T[], applied: number): { run: T[]; gapAt?: number } {
+  const run: T[] = [];
+  let next = applied + 1;
+  for (const m of batch) {
+    if (m.seq < next) continue;
+    if (m.seq > next) return { run, gapAt: m.seq };
+    run.push(m);
+    next++;
+  }
+  return { run };
+}
