@@ -6,13 +6,14 @@
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { randomBytes } from "node:crypto";
 
 export interface NatsServerOptions {
   /** Folder for the config file and the JetStream store (`<dir>/jetstream`). */
   dir: string;
   serverName: string;
   host?: string;
-  /** Client port. */
+  /** Client port (0: a free one, chosen by the server). */
   port: number;
   /** Monitoring port (`/healthz`); omitted = none. */
   httpPort?: number;
@@ -41,7 +42,7 @@ export function natsServerConfig(opts: NatsServerOptions): string {
   const host = opts.host ?? "127.0.0.1";
   const lines = [
     `server_name: ${q(opts.serverName)}`,
-    `listen: ${q(`${host}:${opts.port}`)}`,
+    `listen: ${q(`${host}:${opts.port || -1}`)}`,
     ...(opts.httpPort !== undefined ? [`http: ${q(`${host}:${opts.httpPort}`)}`] : []),
     `jetstream {`,
     `  store_dir: ${q(join(opts.dir, "jetstream"))}`,
@@ -109,6 +110,8 @@ export function startNatsServer(opts: NatsServerOptions): Promise<RunningNats> {
     const check = () => {
       if (out.includes("Server is ready")) {
         clearTimeout(timer);
+        const port = /Listening for client connections on \S+:(\d+)/.exec(out)?.[1];
+        if (!opts.port && port) running.url = `nats://${opts.host ?? "127.0.0.1"}:${port}`;
         proc.stderr!.off("data", check);
         resolve(running);
       }
@@ -117,4 +120,15 @@ export function startNatsServer(opts: NatsServerOptions): Promise<RunningNats> {
     proc.once("error", (err) => fail(new Error(`cannot start nats-server (apt-get install nats-server): ${err.message}`)));
     proc.once("exit", (code) => fail(new Error(`nats-server exited (${code}) before it was ready:\n${out}`)));
   });
+}
+
+/**
+ * `npm start`'s control plane: one JetStream server on loopback (a free port, a token for this run, its store in
+ * `dir`), or undefined when nats-server is not installed (then purges fan out directly).
+ */
+export async function startLocalNats(dir: string): Promise<{ server: RunningNats; control: { servers: string[]; token: string } } | undefined> {
+  if (!natsServerInstalled()) return undefined;
+  const token = randomBytes(18).toString("base64url");
+  const server = await startNatsServer({ dir, serverName: "parrot-start", port: 0, token });
+  return { server, control: { servers: [server.url], token } };
 }
