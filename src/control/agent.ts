@@ -114,6 +114,8 @@ class Agent implements ControlAgent {
   private lastError = "";
   private presenceTimer: ReturnType<typeof setInterval> | undefined;
   private wake: (() => void) | undefined;
+  /** Where and when the current consumer started: the catch-up's size and time. */
+  private replay = { from: 1, started: 0 };
   /** Set when the consumer must start again after the last applied sequence (and why). */
   private replan = "";
 
@@ -231,6 +233,7 @@ class Agent implements ControlAgent {
       description: `parrot-cdn edge box ${this.self}`,
     });
     this.log(`consumer ${durable} from sequence ${plan.startSeq} (${plan.reason}); ${consumer.num_pending} pending`);
+    this.replay = { from: plan.startSeq, started: performance.now() };
     if (consumer.num_pending === 0) await this.caughtUpAt(stream);
     const js = jetstream(client.connection);
     const c = await js.consumers.get(names.controlStream, durable);
@@ -289,7 +292,10 @@ class Agent implements ControlAgent {
   /** Marks the edge caught up for this boot (its older entries are trusted again) and says so. */
   private async caughtUpAt(stream: string, write = true) {
     if (write) await this.edge.setMark({ stream, seq: this.seq, boot: this.opts.bootId });
-    if (!this.isCaughtUp) this.log(`caught up at sequence ${this.seq}`);
+    if (!this.isCaughtUp) {
+      const replayed = this.seq - this.replay.from + 1;
+      this.log(`caught up at sequence ${this.seq} (replayed ${replayed} messages in ${Math.round(performance.now() - this.replay.started)} ms)`);
+    }
     this.isCaughtUp = true;
     this.markCaughtUp({ seq: this.seq });
     void this.report();
