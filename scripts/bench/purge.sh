@@ -140,6 +140,13 @@ async function runMode(mode: "fanout" | "jetstream", run: number) {
       running[4] = again;
     }
     return result;
+  } catch (err) {
+    // What the edges said (one may have died).
+    for (const [i, r] of running.entries()) {
+      const state = r.proc.exitCode ?? r.proc.signalCode;
+      if (state !== null) console.error(NAMES[i] + " exited (" + state + "):\n" + r.output().slice(-3000));
+    }
+    throw err;
   } finally {
     await Promise.allSettled(running.map((r) => r.stop()));
     await nats?.stop();
