@@ -39,12 +39,12 @@ export async function startEdgeMiniflare(opts: EdgeHostOptions): Promise<Running
       scriptPath,
       ...wranglerCompat(),
       bindings: { CDN_CONFIG: opts.configText, ...(opts.control ? { BOOT_ID: opts.control.bootId } : {}) },
+      ...(opts.control ? { serviceBindings: { CONTROL: unixSocketFetch(opts.control.socketPath) } } : {}),
       host: opts.host ?? "127.0.0.1",
       port: opts.port ?? 0,
       cf: false,
     } as never),
     ...(opts.persistDir ? { resourcePersistencePath: opts.persistDir } : {}),
-    ...(opts.control ? { serviceBindings: { CONTROL: unixSocketFetch(opts.control.socketPath) } } : {}),
   } as never);
   const url = await mf.ready;
   return { url: url.origin, stop: () => mf.dispose() };
