@@ -126,7 +126,13 @@ class Agent implements ControlAgent {
     this.edge = edge;
     this.log = opts.log ?? ((line) => process.stderr.write(`control: ${line}\n`));
     this.caughtUp = new Promise((r) => (this.markCaughtUp = r));
-    this.api = new ControlApi({ self, cfg, client: () => (this.client?.connected ? this.client : undefined), status: () => this.status(), lastError: () => this.client?.lastError || this.lastError });
+    this.api = new ControlApi({
+      self,
+      cfg,
+      client: () => (this.client?.connected ? this.client : undefined),
+      status: () => this.status(),
+      lastError: () => this.client?.lastError || this.lastError,
+    });
   }
 
   listen(): Promise<void> {
@@ -234,6 +240,7 @@ class Agent implements ControlAgent {
     });
     this.log(`consumer ${durable} from sequence ${plan.startSeq} (${plan.reason}); ${consumer.num_pending} pending`);
     this.replay = { from: plan.startSeq, started: performance.now() };
+    this.lastError = "";
     if (consumer.num_pending === 0) await this.caughtUpAt(stream);
     const js = jetstream(client.connection);
     const c = await js.consumers.get(names.controlStream, durable);
