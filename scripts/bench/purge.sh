@@ -95,7 +95,14 @@ async function runMode(mode: "fanout" | "jetstream", run: number) {
   writeFileSync(config, '[edge]\norigin = "' + originUrl + '"\naccess_log = false\n\n[admin]\ntoken = "' + TOKEN + '"\n\n' + control + "\n" + edges);
   const start = (i: number) =>
     startNodeScript("scripts/edge.ts", ["--config", config, "--name", NAMES[i]!, "--host", HOSTS[i]!, "--port", String(port), "--store", join(dir, "store-" + NAMES[i])], /edge ready/, 180_000);
-  const running: Running[] = await Promise.all(NAMES.map((_, i) => start(i)));
+  const started = await Promise.allSettled(NAMES.map((_, i) => start(i)));
+  const running: Running[] = started.filter((s) => s.status === "fulfilled").map((s) => s.value);
+  const failed = started.find((s) => s.status === "rejected");
+  if (failed) {
+    await Promise.allSettled(running.map((r) => r.stop()));
+    await nats?.stop();
+    throw failed.reason;
+  }
   const times: number[] = [];
   try {
     for (let n = 0; n < PURGES; n++) {
