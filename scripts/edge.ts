@@ -6,13 +6,18 @@
  *   workerd (default): bare workerd with the project's disk store ([edge] store_dir, or --store DIR); --processes N
  *     (or [edge] processes) runs N edge workerd processes and one store process
  *   miniflare: the edge under Miniflare, its Cache API in memory or in --persist DIR
+ * With [control] the box's control agent (NATS JetStream) runs here too; with [anycast] service = "edge", its
+ * announcer. A planned stop withdraws the anycast route first, then stops serving.
  */
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { startAnycast } from "../src/anycast/host.ts";
 import { originsOf } from "../src/config/edge-schema.ts";
-import { configFromText, exitOnConfigError, loadConfigFile, withOverrides } from "../src/node/config-file.ts";
+import { prepareControl, runControlAgent } from "../src/control/host.ts";
+import { configFromText, configPath, exitOnConfigError, loadConfigFile, withOverrides } from "../src/node/config-file.ts";
 import { startEdgeMiniflare, type RunningEdge } from "../src/node/edge-host.ts";
 import { startEdgeWorkerd } from "../src/node/workerd-host.ts";
-import { startAnycast } from "../src/anycast/host.ts";
 
 const { values } = parseArgs({
   options: {
@@ -48,19 +53,29 @@ try {
 } catch (err) {
   exitOnConfigError(err);
 }
-const origin = originsOf(file.config.edge!).map((o) => o.url).join(", ");
+const config = file.config;
+const origin = originsOf(config.edge!).map((o) => o.url).join(", ");
+const storeDir = values.store ?? values.persist ?? (values.runtime === "workerd" ? configPath(file, config.edge!.store_dir) : undefined);
+// [control]: a box start id and the control agent's socket, bound into the edge before it starts.
+let control: ReturnType<typeof prepareControl> | undefined;
+try {
+  if (config.control) control = prepareControl(config, storeDir ? join(storeDir, ".run") : join(tmpdir(), `parrot-${process.pid}`));
+} catch (err) {
+  usage(`${file.path}: ${(err as Error).message}`);
+}
 let edge: RunningEdge;
 try {
   if (values.runtime === "miniflare") {
-    edge = await startEdgeMiniflare({ configText: file.text, host: values.host, port: Number(values.port), persistDir: values.persist });
+    edge = await startEdgeMiniflare({ configText: file.text, host: values.host, port: Number(values.port), persistDir: values.persist, control });
   } else {
     const w = await startEdgeWorkerd({
       configText: file.text,
       configDir: file.dir,
       host: values.host,
       port: Number(values.port),
-      storeDir: values.store ?? values.persist,
+      storeDir,
       processes,
+      control,
     });
     console.log(`store: ${w.storeDir} (${w.recovered.entries} entries, ${w.recovered.removed} files removed at start)`);
     console.log(`workerd pids: ${w.edgePids().join(" ")}${w.edgePids().includes(w.storePid()) ? "" : ` (store ${w.storePid()})`}`);
@@ -69,20 +84,21 @@ try {
 } catch (err) {
   usage((err as Error).message);
 }
+const agent = control ? await runControlAgent(config, control, edge.url, (line) => console.log(line)) : undefined;
+if (!control) console.log("control: direct fan-out to [[edges]] urls (no [control])");
 // [anycast] service = "edge": announce this box's prefixes while its health endpoint is good.
-const anycast = await startAnycast("edge", { config: file.config, source: file.path, check: { kind: "http", url: edge.url } }).catch(
-  async (err: Error) => {
-    console.error(`anycast: ${err.message}`);
-    await edge.stop();
-    process.exit(2);
-  },
-);
+const anycast = await startAnycast("edge", { config, source: file.path, check: { kind: "http", url: edge.url } }).catch(async (err: Error) => {
+  console.error(`anycast: ${err.message}`);
+  await edge.stop();
+  process.exit(2);
+});
 console.log(`edge ready: ${edge.url} -> origin ${origin} (${values.runtime})`);
 let stopping = false;
 const stop = async () => {
   if (stopping) return;
   stopping = true;
   await anycast?.withdraw(); // routers first, then the listener: in-flight connections finish
+  await agent?.stop();
   await edge.stop();
   await anycast?.stop();
   process.exit(0);

@@ -12,6 +12,7 @@ import { demoOrigin } from "../src/demo-origin/origin.ts";
 import { ROOT, startNodeScript, type Running } from "../src/node/children.ts";
 import { loadConfigFile } from "../src/node/config-file.ts";
 import { serveFetch } from "../src/node/serve-fetch.ts";
+import { startLocalNats } from "../src/control/nats-server.ts";
 
 const { values } = parseArgs({
   options: {
@@ -33,6 +34,7 @@ async function stop(code = 0) {
   if (stopping) return;
   stopping = true;
   await Promise.allSettled([...children.map((c) => c.stop()), origin?.close()]);
+  await nats?.server.stop();
   process.exit(code);
 }
 process.on("SIGINT", () => void stop());
@@ -53,10 +55,19 @@ const raw = parseToml(file.text) as {
   edge?: Record<string, unknown>;
   admin?: Record<string, unknown>;
   edges?: Array<Record<string, unknown>>;
+  control?: { servers: string[] };
 };
 raw.edge = { ...raw.edge, origin: origin.url };
 delete raw.edge.origins;
 raw.admin = { ...raw.admin, token: (raw.admin?.token as string | undefined) ?? randomBytes(18).toString("base64url") };
+// The control plane: the file's [control], else a JetStream server of our own when nats-server is installed.
+const nats = raw.control ? undefined : await startLocalNats(join(stateDir, "nats"));
+if (nats) raw.control = nats.control;
+console.log(
+  raw.control
+    ? `control plane NATS JetStream ${raw.control.servers.join(", ")} (purges and drains are durable messages)`
+    : "control plane direct fan-out to each edge (apt-get install nats-server for the JetStream control plane)",
+);
 const local: { name: string; host: string; url: string }[] = [];
 for (const e of raw.edges ?? []) {
   if (typeof e.url !== "string") continue;

@@ -20,6 +20,8 @@ export interface PurgeLog {
   drain?: { draining: boolean; at: number };
   /** Not a purge either: the box's anycast announcement as its announcer last reported it (src/anycast/). */
   anycast?: { state: "announced" | "withdrawn"; at: number };
+  /** Not a purge either: how far the box's control agent has applied the control stream (see src/control/). */
+  control?: ControlMark;
   all?: PurgeMark;
   /** Primary cache keys (host + path + query), all variants. */
   urls: Record<string, PurgeMark>;
@@ -27,6 +29,18 @@ export interface PurgeLog {
   /** Key prefixes (host + path prefix). */
   prefixes: Record<string, PurgeMark>;
   tags: Record<string, PurgeMark>;
+}
+
+/**
+ * The control agent's mark: it applied the stream `stream` (its creation time names it) up to sequence `seq`, and,
+ * when `boot` is set, had replayed everything pending for that box start (the edge's BOOT_ID) when it wrote this.
+ */
+export interface ControlMark {
+  stream: string;
+  seq: number;
+  boot?: string;
+  /** ms on the cache's clock: the later mark wins a merge. */
+  at: number;
 }
 
 /** What an operator asks to purge. URLs are absolute; prefixes are absolute URLs too. */
@@ -61,6 +75,7 @@ export function recordPurge(
   const next: PurgeLog = {
     drain: log.drain,
     anycast: log.anycast,
+    control: log.control,
     all: log.all,
     urls: Object.fromEntries(Object.entries(log.urls)),
     hosts: Object.fromEntries(Object.entries(log.hosts)),
@@ -95,8 +110,11 @@ function setOwn(records: Record<string, PurgeMark>, key: string, mark: PurgeMark
   Object.defineProperty(records, key, { value: mark, enumerable: true, writable: true, configurable: true });
 }
 
-/** How a purge affects an entry: "hard" (gone), "soft" (stale, must revalidate) or undefined (untouched). */
-export function purgeEffect(log: PurgeLog, meta: EntryMeta): "hard" | "soft" | undefined {
+/**
+ * How a purge affects an entry: "hard" (gone), "soft" (stale, must revalidate) or undefined (untouched).
+ * `unconfirmed` is one more mark to apply (the control plane's catch-up gate, `controlGate`).
+ */
+export function purgeEffect(log: PurgeLog, meta: EntryMeta, unconfirmed?: PurgeMark): "hard" | "soft" | undefined {
   const stored = meta.responseTime;
   let effect: "hard" | "soft" | undefined;
   const consider = (mark: PurgeMark | undefined) => {
@@ -104,12 +122,23 @@ export function purgeEffect(log: PurgeLog, meta: EntryMeta): "hard" | "soft" | u
     if (!mark.soft) effect = "hard";
     else if (effect === undefined) effect = "soft";
   };
+  consider(unconfirmed);
   consider(log.all);
   consider(own(log.urls, meta.key));
   consider(own(log.hosts, hostOfKey(meta.key)));
   for (const tag of meta.tags) consider(own(log.tags, tag));
   for (const prefix of Object.keys(log.prefixes)) if (meta.key.startsWith(prefix)) consider(own(log.prefixes, prefix));
   return effect;
+}
+
+/**
+ * The catch-up gate of an edge box on the control plane: until its agent has marked the log caught up for this box
+ * start (`boot`), entries stored before the start are stale (a soft purge): they may have been purged while the box
+ * was away. Entries fetched since come from the origin after the start, like any other edge's.
+ */
+export function controlGate(log: PurgeLog, boot: { id: string; at: number } | undefined): PurgeMark | undefined {
+  if (!boot || log.control?.boot === boot.id) return undefined;
+  return { at: boot.at, soft: true };
 }
 
 /** A key is host + path + query; the host part, without a port. */
@@ -158,9 +187,11 @@ export function mergePurgeLogs(a: PurgeLog, b: PurgeLog): PurgeLog {
   };
   const drain = !a.drain ? b.drain : !b.drain ? a.drain : b.drain.at > a.drain.at ? b.drain : a.drain;
   const anycast = !a.anycast ? b.anycast : !b.anycast ? a.anycast : b.anycast.at > a.anycast.at ? b.anycast : a.anycast;
+  const control = !a.control ? b.control : !b.control ? a.control : b.control.at > a.control.at ? b.control : a.control;
   return {
     ...(drain ? { drain } : {}),
     ...(anycast ? { anycast } : {}),
+    ...(control ? { control } : {}),
     all: later(a.all, b.all),
     urls: mergeMap(a.urls ?? {}, b.urls ?? {}),
     hosts: mergeMap(a.hosts, b.hosts),

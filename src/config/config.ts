@@ -8,6 +8,7 @@ import { EdgeSchema, RuleSchema } from "./edge-schema.ts";
 import { DnsSchema, EdgeNodeSchema, GeoipSchema } from "./dns-schema.ts";
 import { AdminSchema } from "./admin-schema.ts";
 import { AnycastSchema } from "./anycast-schema.ts";
+import { ControlSchema } from "./control-schema.ts";
 
 export const CdnConfigSchema = z
   .object({
@@ -18,6 +19,7 @@ export const CdnConfigSchema = z
     edges: z.array(EdgeNodeSchema).default([]),
     admin: AdminSchema.prefault({}),
     anycast: AnycastSchema.optional(),
+    control: ControlSchema.optional(),
   })
   .strict();
 

@@ -78,6 +78,12 @@ export const EdgeSchema = z
     max_object_bytes: z.number().int().min(0).default(512 * 1024 * 1024),
     /** Start draining: the health endpoint says "draining", so DNS nodes leave this edge out of answers. */
     draining: z.boolean().default(false),
+    /**
+     * A successful POST/PUT/DELETE/PATCH removes the URL (and its Location / Content-Location) from this edge's cache
+     * (RFC 9111 §4.4). Off: unsafe methods never evict, so clients cannot force misses, but a changed resource stays
+     * cached until it expires or is purged.
+     */
+    invalidate_on_unsafe: z.boolean().default(true),
     /** One JSON line per request on stdout. */
     access_log: z.boolean().default(true),
     /** Proxies (CIDRs) whose X-Forwarded-For is believed; nobody else's is. */

@@ -9,3 +9,4 @@ export const DRAIN_PATH = "/.well-known/cdn/drain";
 export const METRICS_PATH = "/.well-known/cdn/metrics";
 export const TRACE_PATH = "/.well-known/cdn/trace";
 export const ANYCAST_PATH = "/.well-known/cdn/anycast";
+export const CONTROL_PATH = "/.well-known/cdn/control";

@@ -1,10 +1,11 @@
 /**
- * The edge's operator endpoints: purge (authenticated, fanned out to every edge in the config), metrics
+ * The edge's operator endpoints: purge (authenticated; to every edge through the control plane with `[control]`,
+ * else fanned out to every edge in the config, also as the `PURGE` method), drain, the control agent's mark, metrics
  * (authenticated unless configured public) and the trace ("how the CDN sees your requests" over HTTP).
  */
 import type { CdnConfig } from "../config/config.ts";
 import { primaryKey } from "../cache/key.ts";
-import { parsePurgeRequest } from "../cache/purge.ts";
+import { parsePurgeRequest, type PurgeRequest } from "../cache/purge.ts";
 import { findRule } from "../cache/rules.ts";
 import { isAuthorized, unauthorized } from "../net/admin-auth.ts";
 import { PROMETHEUS_CONTENT_TYPE } from "../metrics/registry.ts";
@@ -28,12 +29,21 @@ const json = (body: unknown, status = 200) =>
     headers: { "content-type": "application/json", "cache-control": "no-store" },
   });
 
-/** POST /.well-known/cdn/purge: purges here, then (unless `"fanout": false`) at every other edge with a url. */
+/**
+ * The box's control agent (bare workerd: the CONTROL service binding to its unix socket), when `[control]` is set:
+ * purges and drains are handed to it and ride the control plane instead of the direct fan-out.
+ */
+export interface ControlBinding {
+  fetch(request: Request): Promise<Response>;
+}
+
+/** POST /.well-known/cdn/purge: `"fanout": false` purges here only; otherwise every edge (control plane or fan-out). */
 export async function handlePurge(
   request: Request,
   config: CdnConfig,
   cache: EdgeCache,
   fetchImpl: FetchLike,
+  control?: ControlBinding,
 ): Promise<Response> {
   const token = config.admin.token;
   if (!(await isAuthorized(request, token))) return unauthorized(!!token);
@@ -46,6 +56,41 @@ export async function handlePurge(
   }
   const req = parsePurgeRequest(body);
   if (typeof req === "string") return json({ error: req }, 400);
+  return purgeEverywhere(req, (body as { fanout?: unknown }).fanout !== false, config, cache, fetchImpl, control);
+}
+
+/**
+ * `PURGE <url>` with the admin token (Varnish/Fastly style): a purge of that URL, every variant, at every edge;
+ * soft with `Fastly-Soft-Purge: 1`. Without the token it is refused and goes nowhere (never to the origin).
+ */
+export async function handlePurgeMethod(
+  request: Request,
+  config: CdnConfig,
+  cache: EdgeCache,
+  fetchImpl: FetchLike,
+  control?: ControlBinding,
+): Promise<Response> {
+  const token = config.admin.token;
+  if (!(await isAuthorized(request, token))) return unauthorized(!!token);
+  await request.body?.cancel();
+  const soft = request.headers.get("fastly-soft-purge") === "1";
+  return purgeEverywhere({ urls: [request.url], ...(soft ? { soft } : {}) }, true, config, cache, fetchImpl, control);
+}
+
+async function purgeEverywhere(
+  req: PurgeRequest,
+  everywhere: boolean,
+  config: CdnConfig,
+  cache: EdgeCache,
+  fetchImpl: FetchLike,
+  control?: ControlBinding,
+): Promise<Response> {
+  const token = config.admin.token;
+  if (everywhere && config.control) {
+    // The control plane: stored durably, applied by every box's agent (this one's included); no direct fan-out.
+    if (!control) return json({ stored: false, error: "[control] is set but no control agent is bound to this edge (start it with npm run edge)" }, 503);
+    return forward(control, "/purge", req);
+  }
   const self = config.edge!.name;
   const results: PurgeResult[] = [];
   try {
@@ -54,7 +99,7 @@ export async function handlePurge(
   } catch (err) {
     results.push({ edge: self, ok: false, error: (err as Error).message });
   }
-  if ((body as { fanout?: unknown }).fanout !== false) {
+  if (everywhere) {
     const peers = config.edges.filter((e) => e.url && e.name !== self);
     results.push(
       ...(await Promise.all(
@@ -63,6 +108,18 @@ export async function handlePurge(
     );
   }
   return json({ results }, results.every((r) => r.ok) ? 200 : 502);
+}
+
+/** A call to the box's control agent; its answer as is, or 503 when the agent cannot be reached. */
+async function forward(control: ControlBinding, path: string, body: unknown): Promise<Response> {
+  try {
+    const res = await control.fetch(
+      new Request(`http://control${path}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) }),
+    );
+    return new Response(res.body, { status: res.status, headers: { "content-type": "application/json", "cache-control": "no-store" } });
+  } catch (err) {
+    return json({ stored: false, error: `this box's control agent is not answering: ${(err as Error).message}` }, 503);
+  }
 }
 
 /** Sends one purge to one edge (no further fan-out), within 10 s. The CLI uses it too. */
@@ -137,8 +194,12 @@ export function handleTrace(
   return new Response(lines.join("\n") + "\n", { headers: { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" } });
 }
 
-/** POST /.well-known/cdn/drain {"draining": true|false}: leave (or rejoin) DNS answers, still serving meanwhile. */
-export async function handleDrain(request: Request, config: CdnConfig, cache: EdgeCache): Promise<Response> {
+/**
+ * POST /.well-known/cdn/drain {"draining": true|false}: leave (or rejoin) DNS answers, still serving meanwhile.
+ * It takes effect here at once; with `[control]` it is also published (durable, seen in presence), unless
+ * `"fanout": false` (the agent applying a drain from the control plane).
+ */
+export async function handleDrain(request: Request, config: CdnConfig, cache: EdgeCache, control?: ControlBinding): Promise<Response> {
   if (!(await isAuthorized(request, config.admin.token))) return unauthorized(!!config.admin.token);
   let body: unknown;
   try {
@@ -149,7 +210,37 @@ export async function handleDrain(request: Request, config: CdnConfig, cache: Ed
   const draining = (body as { draining?: unknown })?.draining;
   if (typeof draining !== "boolean") return json({ error: '"draining" must be true or false' }, 400);
   await cache.setDraining(draining);
-  return json({ edge: config.edge!.name, draining });
+  if (!config.control || (body as { fanout?: unknown }).fanout === false) return json({ edge: config.edge!.name, draining });
+  const published = control ? await forward(control, "/drain", { draining }) : undefined;
+  const controlAnswer = published ? await published.json() : { stored: false, error: "no control agent is bound to this edge" };
+  return json({ edge: config.edge!.name, draining, control: controlAnswer });
+}
+
+/**
+ * The control agent's mark (`/.well-known/cdn/control`): GET reads it with this box start's id; POST
+ * {"stream", "seq", "boot"?} records how far the box applied the control stream and, with "boot", that it has
+ * caught up since this start (stored entries are trusted again).
+ */
+export async function handleControl(request: Request, config: CdnConfig, cache: EdgeCache, boot: string | undefined): Promise<Response> {
+  if (!(await isAuthorized(request, config.admin.token))) return unauthorized(!!config.admin.token);
+  if (request.method === "GET") {
+    const mark = (await cache.controlMark()) ?? null;
+    return json({ edge: config.edge!.name, boot: boot ?? null, mark, caughtUp: !!boot && mark?.boot === boot });
+  }
+  if (request.method !== "POST") return new Response("405 use GET or POST\n", { status: 405, headers: { allow: "GET, POST" } });
+  let body: unknown;
+  try {
+    body = await request.json();
+  } catch {
+    return json({ error: "the body must be JSON" }, 400);
+  }
+  const b = (body ?? {}) as Record<string, unknown>;
+  for (const k of Object.keys(b)) if (!["stream", "seq", "boot"].includes(k)) return json({ error: `unknown field "${k}"` }, 400);
+  if (typeof b.stream !== "string" || !b.stream || b.stream.length > 64) return json({ error: '"stream" must name the control stream' }, 400);
+  if (!Number.isSafeInteger(b.seq) || (b.seq as number) < 0) return json({ error: '"seq" must be a stream sequence' }, 400);
+  if (b.boot !== undefined && (typeof b.boot !== "string" || b.boot !== boot)) return json({ error: '"boot" must be this box start\'s id' }, 400);
+  await cache.setControlMark({ stream: b.stream, seq: b.seq as number, ...(b.boot ? { boot: b.boot as string } : {}) });
+  return json({ edge: config.edge!.name, mark: await cache.controlMark() });
 }
 
 /**

@@ -6,10 +6,11 @@ import { Hono } from "hono";
 import type { CdnConfig } from "../config/config.ts";
 import { clientAddress, peerAddress } from "../net/client-address.ts";
 import { formatIp, parseCidr, type Cidr } from "../net/ip.ts";
-import { handleAnycast, handleDrain, handleMetrics, handlePurge, handleTrace } from "./admin.ts";
+import { handleAnycast, handleControl, handleDrain, handleMetrics, handlePurge, handlePurgeMethod, handleTrace, type ControlBinding } from "./admin.ts";
+import { parseBootId } from "../control/boot.ts";
 import type { FetchLike } from "../contracts/fetch.ts";
 import type { SharedLocks } from "../contracts/store.ts";
-import { ANYCAST_PATH, DRAIN_PATH, HEALTH_PATH, METRICS_PATH, PURGE_PATH, TRACE_PATH, WELL_KNOWN_PREFIX } from "../contracts/well-known.ts";
+import { ANYCAST_PATH, CONTROL_PATH, DRAIN_PATH, HEALTH_PATH, METRICS_PATH, PURGE_PATH, TRACE_PATH, WELL_KNOWN_PREFIX } from "../contracts/well-known.ts";
 import { isAuthorized } from "../net/admin-auth.ts";
 import { EdgeCache } from "./engine.ts";
 import { EdgeObserver, type EdgeStoreStats } from "./observe.ts";
@@ -29,6 +30,9 @@ export interface EdgeAppOptions {
   locks?: SharedLocks;
   /** Store and hot-tier stats for the metrics (bare workerd). */
   stats?: () => Promise<EdgeStoreStats | undefined>;
+  /** With `[control]`: the box's control agent (purges and drains go through it) and this box start's id. */
+  control?: ControlBinding;
+  bootId?: string;
 }
 
 /** The edge for one isolate: `fetch` answers every request (the CDN's own paths first, then the cache). */
@@ -37,12 +41,14 @@ export interface EdgeApp {
 }
 
 /** Builds the edge application for one isolate. */
-export function createEdgeApp({ config, store, fetch: fetchImpl = (i, init) => fetch(i, init), now, locate = () => undefined, log, locks, stats }: EdgeAppOptions): EdgeApp {
+export function createEdgeApp({ config, store, fetch: fetchImpl = (i, init) => fetch(i, init), now, locate = () => undefined, log, locks, stats, control, bootId }: EdgeAppOptions): EdgeApp {
   const edge = config.edge;
   if (!edge) throw new Error("cdn.toml has no [edge] table: this worker has no origin to serve");
   const observer = new EdgeObserver(edge.name, edge.access_log, log);
   const origin = observer.wrapOrigin(originFetcher(edge, fetchImpl));
-  const cache = new EdgeCache({ edge, rules: config.rules, store, origin, now, locks });
+  // With a control plane, entries older than this box start are stale until its agent has caught up.
+  const boot = config.control ? parseBootId(bootId) : undefined;
+  const cache = new EdgeCache({ edge, rules: config.rules, store, origin, now, locks, boot });
   const trusted = edge.trusted_proxies.map((c) => parseCidr(c)).filter((c): c is Cidr => c !== null);
   const clientIp = (request: Request) => {
     const bytes = clientAddress(peerAddress(request), request.headers.get("x-forwarded-for"), trusted);
@@ -71,9 +77,10 @@ export function createEdgeApp({ config, store, fetch: fetchImpl = (i, init) => f
     const headers: Record<string, string> = { "cache-control": "no-store", ...(anycast ? { "cdn-anycast": anycast } : {}) };
     return draining ? c.text(`draining ${edge.name}\n`, 503, headers) : c.text(`ok ${edge.name}\n`, 200, headers);
   });
-  own.post(DRAIN_PATH, (c) => handleDrain(c.req.raw, config, cache));
+  own.post(DRAIN_PATH, (c) => handleDrain(c.req.raw, config, cache, control));
   own.post(ANYCAST_PATH, (c) => handleAnycast(c.req.raw, config, cache));
-  own.all(PURGE_PATH, (c) => handlePurge(c.req.raw, config, cache, fetchImpl));
+  own.all(PURGE_PATH, (c) => handlePurge(c.req.raw, config, cache, fetchImpl, control));
+  own.all(CONTROL_PATH, (c) => handleControl(c.req.raw, config, cache, boot?.id));
   own.get(METRICS_PATH, (c) => handleMetrics(c.req.raw, config, observer, stats));
   own.get(TRACE_PATH, (c) => handleTrace(c.req.raw, config, clientIp(c.req.raw), locate));
   // Metrics also at /metrics with the token; without it /metrics is the origin's page.
@@ -92,6 +99,8 @@ export function createEdgeApp({ config, store, fetch: fetchImpl = (i, init) => f
       }
       const url = URL.parse(request.url);
       if (!url) return textResponse(400, "400 bad request: the Host header is not one valid host\n");
+      // PURGE <url>: an authenticated purge of that URL; never forwarded to the origin like other methods.
+      if (request.method === "PURGE") return handlePurgeMethod(request, config, cache, fetchImpl, control);
       // Decided once: the hot path never builds a router context.
       if (url.pathname.startsWith(WELL_KNOWN_PREFIX) || url.pathname === "/metrics") return own.fetch(request, env, ctx as never);
       return serve(request, ctx, url);

@@ -16,7 +16,7 @@
 import type { EdgeConfig, Rule } from "../config/edge-schema.ts";
 import { primaryKey } from "../cache/key.ts";
 import { judge, requestDirectives, type Verdict } from "../cache/policy.ts";
-import { recordPurge, type PurgeRequest } from "../cache/purge.ts";
+import { recordPurge, type ControlMark, type PurgeRequest } from "../cache/purge.ts";
 import { conditionMatches, findRule } from "../cache/rules.ts";
 import type { SharedLocks } from "../contracts/store.ts";
 import { Coalescer } from "./coalesce.ts";
@@ -41,6 +41,11 @@ export interface EngineOptions {
   now?: () => number;
   /** Coalescing locks shared by the processes of an edge box (the store holds them); else this isolate's only. */
   locks?: SharedLocks;
+  /**
+   * With a control plane: this box start (the host's BOOT_ID). Until the box's agent marks the purge log caught up
+   * for it, entries stored before the start are stale (`controlGate`).
+   */
+  boot?: { id: string; at: number };
 }
 
 export class EdgeCache {
@@ -56,6 +61,7 @@ export class EdgeCache {
       coalescer: new Coalescer({ shared: opts.locks, timeoutMs: opts.edge.lock_timeout_ms }),
       shared: new SharedLog(opts.store),
       uses: new UseCounter(),
+      boot: opts.boot,
     };
   }
 
@@ -72,7 +78,9 @@ export class EdgeCache {
   private async route(tx: Transaction): Promise<Outcome> {
     const e = this.e;
     const { request, rule, reqCC } = tx;
-    if (request.method !== "GET" && request.method !== "HEAD") return pass(e, tx, async (urls) => void (await this.purge({ urls })));
+    if (request.method !== "GET" && request.method !== "HEAD") {
+      return pass(e, tx, async (urls) => void (e.edge.invalidate_on_unsafe && (await this.purge({ urls }))));
+    }
     if (conditionMatches(rule?.bypass, request, tx.url)) return fetchAndStore(e, tx, "BYPASS", { fwd: "bypass" });
 
     tx.found = await lookup(e, tx.key, request.headers);
@@ -174,6 +182,16 @@ export class EdgeCache {
 
   async setDraining(draining: boolean): Promise<void> {
     await this.e.shared.update((log) => ({ ...log, drain: { draining, at: this.e.now() } }));
+  }
+
+  /** The control agent's mark in the shared log (how far the box applied the control stream), if any. */
+  async controlMark(): Promise<ControlMark | undefined> {
+    await this.e.shared.sync();
+    return this.e.shared.current.control;
+  }
+
+  async setControlMark(mark: Omit<ControlMark, "at">): Promise<void> {
+    await this.e.shared.update((log) => ({ ...log, control: { ...mark, at: this.e.now() } }));
   }
 
   /** The box's anycast announcement as its announcer last reported it (read with isDraining's sync). */

@@ -4,7 +4,7 @@
  */
 import type { EntryMeta } from "../cache/entry.ts";
 import { variantKey, variantOf } from "../cache/key.ts";
-import { purgeEffect } from "../cache/purge.ts";
+import { controlGate, purgeEffect } from "../cache/purge.ts";
 import type { StoredEntry } from "./store.ts";
 import type { Engine, Lookup } from "./transaction.ts";
 
@@ -31,10 +31,14 @@ export function storedResponse(found: Lookup): (StoredEntry & { meta: EntryMeta 
   return found.entry?.meta.kind === "entry" ? (found.entry as StoredEntry & { meta: EntryMeta }) : null;
 }
 
-/** The entry as purges leave it: gone (hard), stale from now on (soft), or as it was. */
+/**
+ * The entry as purges leave it: gone (hard), stale from now on (soft), or as it was. With a control plane, entries
+ * stored before this box start are stale until the box caught up on the purges it missed (controlGate).
+ */
 async function afterPurges(e: Engine, entry: StoredEntry): Promise<StoredEntry | null> {
   const meta = entry.meta as EntryMeta;
-  const effect = purgeEffect(e.shared.current, meta);
+  const log = e.shared.current;
+  const effect = purgeEffect(log, meta, controlGate(log, e.boot));
   if (effect === "hard") {
     await entry.body?.cancel();
     return null;

@@ -35,9 +35,9 @@ export class SharedLog {
     return this.syncedAt === -Infinity;
   }
 
-  /** Re-reads and merges the stored record when due; one sync at a time. */
-  sync(): Promise<void> {
-    if (!this.due) return Promise.resolve();
+  /** Re-reads and merges the stored record when due (or `force`d); one sync at a time. */
+  sync(force = false): Promise<void> {
+    if (!force && !this.due) return Promise.resolve();
     this.syncing ??= (async () => {
       try {
         const stored = await this.store.get(KEY);
@@ -57,9 +57,12 @@ export class SharedLog {
     return this.syncing;
   }
 
-  /** Applies `change` to the freshest copy and stores the result. */
+  /**
+   * Applies `change` to the freshest copy and stores the result. It always re-reads first: a copy up to a second old
+   * could lack another process's marks, and writing it would hide them from the box until that process syncs again.
+   */
   async update(change: (log: PurgeLog) => PurgeLog): Promise<void> {
-    await this.sync();
+    await this.sync(true);
     this.log = change(this.log);
     await this.write();
   }

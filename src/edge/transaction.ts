@@ -31,6 +31,8 @@ export interface Engine {
   coalescer: Coalescer;
   shared: SharedLog;
   uses: UseCounter;
+  /** With a control plane: this box start, for the catch-up gate (see EngineOptions.boot). */
+  boot?: { id: string; at: number };
 }
 
 /** Where the entry for a request lives (the variant's key under a Vary marker) and what is there. */

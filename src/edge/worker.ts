@@ -21,6 +21,9 @@ export interface Env {
   GEOIP_CITY_V6?: ArrayBuffer | Uint8Array;
   GEOIP_ASN?: ArrayBuffer | Uint8Array;
   GEOIP_ASN_V6?: ArrayBuffer | Uint8Array;
+  /** With [control]: the box's control agent (its unix socket) and this box start's id (src/control/boot.ts). */
+  CONTROL?: Fetcher;
+  BOOT_ID?: string;
 }
 
 /** `GB London (ENG) AS29518`: what the GeoIP knows, most general first; undefined when nothing. */
@@ -69,6 +72,8 @@ function appFor(env: Env) {
                 hot: { bytes: hot.totalBytes, entries: hot.size, hits: hot.hits, misses: hot.misses },
               })
             : undefined,
+          control: env.CONTROL,
+          bootId: env.BOOT_ID,
           locate: geo
             ? (ip) => {
                 const found = geo.lookup(ip);

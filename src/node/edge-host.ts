@@ -4,6 +4,7 @@ import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { parse as parseToml } from "smol-toml";
 import { bundleWorker, ROOT } from "./bundle.ts";
+import { unixSocketFetch } from "../control/host.ts";
 
 export interface EdgeHostOptions {
   /** cdn.toml text the worker receives. */
@@ -12,6 +13,8 @@ export interface EdgeHostOptions {
   port?: number;
   /** Folder where the Cache API keeps entries across restarts (omit: in memory). */
   persistDir?: string;
+  /** With [control]: the box's control agent (unix socket), bound as CONTROL, and this box start's id (BOOT_ID). */
+  control?: { socketPath: string; bootId: string };
 }
 
 export interface RunningEdge {
@@ -35,7 +38,8 @@ export async function startEdgeMiniflare(opts: EdgeHostOptions): Promise<Running
       modules: true,
       scriptPath,
       ...wranglerCompat(),
-      bindings: { CDN_CONFIG: opts.configText },
+      bindings: { CDN_CONFIG: opts.configText, ...(opts.control ? { BOOT_ID: opts.control.bootId } : {}) },
+      ...(opts.control ? { serviceBindings: { CONTROL: unixSocketFetch(opts.control.socketPath) } } : {}),
       host: opts.host ?? "127.0.0.1",
       port: opts.port ?? 0,
       cf: false,

@@ -31,6 +31,14 @@ describe("workerd config", () => {
     expect(c).not.toMatch(/cfBlobHeader/);
   });
 
+  it("with [control]: the box's agent as an external service bound as CONTROL, and the box start id as BOOT_ID", () => {
+    const c = gen('origin = "https://origin.example.org"', { control: { address: "unix:/var/cache/parrot/.run/control.sock", bootId: "1-00" } });
+    expect(c).toContain('(name = "control", external = (address = "unix:/var/cache/parrot/.run/control.sock", http = ())),');
+    expect(c).toContain('(name = "CONTROL", service = "control")');
+    expect(c).toContain('(name = "BOOT_ID", text = "1-00")');
+    expect(gen('origin = "https://origin.example.org"')).not.toMatch(/CONTROL|BOOT_ID/);
+  });
+
   it("a loopback or private origin also allows private addresses", () => {
     for (const o of ["http://127.0.0.1:8080", "http://10.1.2.3", "http://[::1]:81", "http://localhost:8080", "http://192.168.1.1"]) {
       expect(gen(`origin = "${o}"`)).toContain('allow = ["public", "private"]');

@@ -35,6 +35,8 @@ export interface WorkerdEdgeConfigInput {
   storeAddress?: string;
   /** GeoIP files for the trace's `loc=` line, bound as Data (GEOIP_CITY, GEOIP_CITY_V6, GEOIP_ASN, GEOIP_ASN_V6). */
   geoip?: Partial<Record<GeoBinding, string>>;
+  /** With [control]: the box's control agent (`unix:/path`), bound as CONTROL, and this box start's id (BOOT_ID). */
+  control?: { address: string; bootId: string };
 }
 
 export type GeoBinding = "GEOIP_CITY" | "GEOIP_CITY_V6" | "GEOIP_ASN" | "GEOIP_ASN_V6";
@@ -87,6 +89,12 @@ export function workerdEdgeConfig(input: WorkerdEdgeConfigInput): string {
   const storeServices = remote
     ? `    (name = "store", external = (address = ${capnpString(input.storeAddress!)}, http = ())),\n`
     : `    (name = "store", worker = .storeWorker),\n    (name = "store-disk", disk = (path = ${capnpString(input.storeDir)}, writable = true)),\n`;
+  const control = input.control
+    ? `    (name = "control", external = (address = ${capnpString(input.control.address)}, http = ())),\n`
+    : "";
+  const controlBindings = input.control
+    ? `,\n    (name = "CONTROL", service = "control"),\n    (name = "BOOT_ID", text = ${capnpString(input.control.bootId)})`
+    : "";
   const geo = Object.entries(input.geoip ?? {})
     .filter(([, f]) => f)
     .map(([name, f]) => `,\n    (name = ${capnpString(name)}, data = embed ${capnpString(f!)})`)
@@ -97,7 +105,7 @@ using Workerd = import "/workerd/workerd.capnp";
 const config :Workerd.Config = (
   services = [
     (name = "edge", worker = .edgeWorker),
-${storeServices}    (name = "origin-net", network = (allow = ${allow}, tlsOptions = (trustBrowserCas = true))),
+${storeServices}${control}    (name = "origin-net", network = (allow = ${allow}, tlsOptions = (trustBrowserCas = true))),
   ],
   sockets = [
     (name = "http", ${address}${socketKind}, service = "edge"),
@@ -110,7 +118,7 @@ const edgeWorker :Workerd.Worker = (
   compatibilityFlags = ${flags},
   bindings = [
     (name = "CDN_CONFIG", text = ${capnpString(input.configText)}),
-    (name = "STORE", service = "store")${remote ? ',\n    (name = "STORE_LOCKS", json = "true")' : ""}${geo}
+    (name = "STORE", service = "store")${remote ? ',\n    (name = "STORE_LOCKS", json = "true")' : ""}${controlBindings}${geo}
   ],
   globalOutbound = "origin-net",
   cacheApiOutbound = "store",

@@ -40,6 +40,8 @@ export interface WorkerdEdgeOptions {
   log?: (line: string) => void;
   /** Overrides [edge] processes. */
   processes?: number;
+  /** With [control]: where the box's control agent listens (unix socket) and this box start's id. */
+  control?: { socketPath: string; bootId: string };
 }
 
 export interface RunningWorkerdEdge extends RunningEdge {
@@ -233,7 +235,8 @@ async function prepareRunDir(file: ConfigFile, opts: WorkerdEdgeOptions): Promis
     writeFileSync(storeConfig, workerdStoreConfig({ ...compat, files, store, storeDir, address: storeAddress }));
   }
   const edgeConfig = join(runDir, "edge.capnp");
-  writeFileSync(edgeConfig, workerdEdgeConfig({ ...compat, edge, configText: file.text, files, storeDir, store, storeAddress, geoip }));
+  const control = opts.control && { address: `unix:${opts.control.socketPath}`, bootId: opts.control.bootId };
+  writeFileSync(edgeConfig, workerdEdgeConfig({ ...compat, edge, configText: file.text, files, storeDir, store, storeAddress, geoip, control }));
   return { edge, storeDir, runDir, processes, edgeConfig, storeConfig, storeSocket, scheme: files.tlsCert ? "https" : "http", recovered };
 }
 

@@ -1,0 +1,46 @@
+/**
+ * Which edges have applied a control message, from their presence reports (pure). An edge is known when the config
+ * lists it in `[[edges]]` or it has reported within the presence stream's retention; it has applied sequence N of
+ * the current stream when its last report says so (boxes apply the stream in order).
+ */
+import type { PresenceReport } from "./messages.ts";
+
+export interface PendingEdge {
+  edge: string;
+  /** Why, for an operator: never reported, stopped, behind, silent. */
+  detail: string;
+}
+
+export interface AppliedSummary {
+  applied: string[];
+  pending: PendingEdge[];
+}
+
+/** Applied and pending edges for sequence `seq` of stream `stream` (only `targets` when given). */
+export function summarize(
+  reports: ReadonlyMap<string, PresenceReport>,
+  configured: readonly string[],
+  stream: string,
+  seq: number,
+  now: number,
+  targets?: readonly string[],
+): AppliedSummary {
+  const names = new Set([...configured, ...reports.keys()]);
+  const wanted = [...names].filter((n) => !targets || targets.includes(n)).sort();
+  const applied: string[] = [];
+  const pending: PendingEdge[] = [];
+  for (const edge of wanted) {
+    const r = reports.get(edge);
+    if (r && r.stream === stream && r.seq >= seq) applied.push(edge);
+    else pending.push({ edge, detail: describe(r, stream, now) });
+  }
+  return { applied, pending };
+}
+
+function describe(r: PresenceReport | undefined, stream: string, now: number): string {
+  if (!r) return "has never reported to the control plane";
+  const ago = `${Math.max(0, Math.round((now - r.at) / 1000))} s ago`;
+  const where = r.stream === stream ? `applied up to ${r.seq}` : "on an older control stream";
+  if (r.state === "stopped") return `stopped ${ago} (${where})`;
+  return `${r.caughtUp ? "" : "catching up, "}${where}, last report ${ago}`;
+}

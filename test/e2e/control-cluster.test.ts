@@ -1,0 +1,107 @@
+/**
+ * The production shape: a three-server JetStream cluster (streams with 3 replicas) under three edge boxes. The
+ * server leading the control stream is killed (SIGKILL) between purges, while one edge box is down too: no purge
+ * that was reported stored is lost, the box that was down catches up on all of them, and the killed server rejoins.
+ */
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { parseConfig } from "../../src/config/config.ts";
+import { connectOnce } from "../../src/control/nats.ts";
+import { NATS_USER, SITE, startControlCdn, until, type ControlCdn, type PurgeAnswer } from "../support/control-cdn.ts";
+import { startTestCluster, type TestCluster } from "../support/nats.ts";
+
+const EDGES = ["eu-lon", "na-sea", "as-pek"];
+let dir: string;
+let cluster: TestCluster;
+let cdn: ControlCdn;
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), "parrot-nats-cluster-"));
+  cluster = await startTestCluster(dir, NATS_USER);
+  cdn = await startControlCdn({ edges: EDGES, servers: cluster.urls, control: "replicas = 3" });
+}, 180_000);
+
+afterAll(async () => {
+  await cdn?.stop();
+  await cluster?.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function serve(path: string, v: string, tag: string) {
+  cdn.origin.set(path, { headers: { "cache-control": "max-age=600", etag: `"${v}"`, "cache-tag": tag }, body: `${path} ${v}` });
+}
+
+/** The stream's state as the cluster sees it (through any live server). */
+async function streamInfo(urls: string[]) {
+  const config = parseConfig(readFileSync(cdn.config, "utf8"));
+  const nc = await connectOnce({ ...config.control!, servers: urls }, "test");
+  try {
+    return await (await jetstreamManager(nc)).streams.info("PARROT_CONTROL");
+  } finally {
+    await nc.close();
+  }
+}
+
+describe("a three-server JetStream cluster", () => {
+  it("loses no purge when the server leading the control stream is killed", async () => {
+    const paths = [1, 2, 3, 4, 5, 6].map((i) => `/k${i}`);
+    paths.forEach((p, i) => serve(p, "v1", `k${i + 1}`));
+    for (const e of EDGES) for (const p of paths) await cdn.get(e, p);
+    await new Promise((r) => setTimeout(r, 5));
+
+    const first = await cdn.purge("eu-lon", { tags: ["k1"] });
+    expect(first.status).toBe(200);
+    const info = await streamInfo(cluster.urls);
+    expect(info.config.num_replicas).toBe(3);
+    const leader = Number(info.cluster!.leader!.replace(/^n/, "")) - 1;
+
+    await cdn.stopEdge("as-pek");
+    await cluster.servers[leader]!.kill();
+    const live = cluster.urls.filter((_, i) => i !== leader);
+
+    // Five more purges through the live edges; a call made during the leader election fails loudly (503) and is
+    // made again, as an operator would. Every purge reported stored must reach every edge.
+    const stored: PurgeAnswer[] = [first.json];
+    const retries: number[] = [];
+    for (let i = 2; i <= 6; i++) {
+      paths.slice(i - 1).forEach((p, j) => serve(p, `v${i}`, `k${i + j}`));
+      let answer: { status: number; json: PurgeAnswer } | undefined;
+      const deadline = Date.now() + 60_000;
+      for (let attempt = 0; Date.now() < deadline; attempt++) {
+        answer = await cdn.purge(i % 2 ? "na-sea" : "eu-lon", { tags: [`k${i}`] });
+        if (answer.json.stored) break;
+        retries[i - 2] = attempt + 1;
+        expect(answer.status).toBe(503);
+        await new Promise((r) => setTimeout(r, 500));
+      }
+      expect(answer!.json.stored, `purge k${i}: ${JSON.stringify(answer!.json)}`).toBe(true);
+      if (retries[i - 2]) console.log(`purge k${i}: stored after ${retries[i - 2]} refused call(s) during the election`);
+      stored.push(answer!.json);
+    }
+    const seqs = stored.map((a) => a.seq!);
+    expect(new Set(seqs).size).toBe(6);
+
+    for (const e of ["eu-lon", "na-sea"]) for (const p of paths) expect((await cdn.get(e, p)).xcs, `${e} ${p}`).toBe("MISS");
+    await cdn.startEdge("as-pek");
+    for (const p of paths) expect((await cdn.get("as-pek", p)).xcs, `as-pek ${p}`).toBe("MISS");
+
+    // The killed server comes back and catches up: the stream's replicas are all current again, up to the last purge.
+    await cluster.restart(leader);
+    const restarted = `n${leader + 1}`;
+    const after = await until(
+      "the restarted server holds the whole stream again",
+      async () => {
+        const info = await streamInfo(live);
+        const replicas = [info.cluster!.leader!, ...(info.cluster!.replicas ?? []).filter((r) => r.current).map((r) => r.name)];
+        return replicas.includes(restarted) && new Set(replicas).size === 3 ? info : undefined;
+      },
+      60_000,
+    );
+    expect(after.state.last_seq).toBeGreaterThanOrEqual(Math.max(...seqs));
+    const cli = await cdn.cli(["--url", `http://${SITE}/k6`, "--wait", "--timeout", "30"]);
+    expect(cli.code).toBe(0);
+  }, 240_000);
+});

@@ -1,0 +1,122 @@
+/**
+ * An edge box cut off from NATS (a loopback TCP proxy between its agent and the server, cut by the test): it is
+ * named pending by purges, catches up when the connection returns, and an edge that starts while cut off never
+ * answers a HIT from entries it stored before (it revalidates them) until it has caught up.
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { NATS_USER, SITE, startControlCdn, TOKEN, until, type ControlCdn } from "../support/control-cdn.ts";
+import { startTestNats, type TestNats } from "../support/nats.ts";
+import { startTcpProxy, type TcpProxy } from "../support/tcp-proxy.ts";
+
+const EDGES = ["eu-lon", "na-sea", "as-pek"];
+const CUT = "as-pek";
+let natsDir: string;
+let nats: TestNats;
+let proxy: TcpProxy;
+let cdn: ControlCdn;
+
+beforeAll(async () => {
+  natsDir = mkdtempSync(join(tmpdir(), "parrot-nats-"));
+  nats = await startTestNats(natsDir, NATS_USER);
+  proxy = await startTcpProxy(nats.options.port);
+  cdn = await startControlCdn({
+    edges: EDGES,
+    servers: [nats.url],
+    serversFor: { [CUT]: [`nats://127.0.0.1:${proxy.port}`] },
+    control: "catch_up_timeout_ms = 3000",
+  });
+}, 180_000);
+
+afterAll(async () => {
+  await cdn?.stop();
+  await proxy?.close();
+  await nats?.stop();
+  rmSync(natsDir, { recursive: true, force: true });
+});
+
+function serve(path: string, v: string) {
+  cdn.origin.set(path, { headers: { "cache-control": "max-age=600", etag: `"${v}"` }, body: `${path} ${v}` });
+}
+
+async function storeAtAll(path: string) {
+  for (const e of EDGES) {
+    await cdn.get(e, path);
+    expect((await cdn.get(e, path)).xcs).toBe("HIT");
+  }
+  await new Promise((r) => setTimeout(r, 5));
+}
+
+async function controlState(edge: string): Promise<{ caughtUp: boolean; mark: { seq: number } | null }> {
+  const res = await fetch(cdn.edgeUrl(edge) + "/.well-known/cdn/control", { headers: { authorization: `Bearer ${TOKEN}` } });
+  return (await res.json()) as { caughtUp: boolean; mark: { seq: number } | null };
+}
+
+describe("an edge cut off from the control plane", () => {
+  it("is named pending while silently partitioned, and applies what it missed when the connection returns", async () => {
+    serve("/p", "v1");
+    await storeAtAll("/p");
+    await proxy.cut("silent");
+    serve("/p", "v2");
+    const { status, json } = await cdn.purge("eu-lon", { urls: [`http://${SITE}/p`] });
+    expect(status).toBe(202);
+    expect(json.applied).toEqual(["eu-lon", "na-sea"]);
+    expect(json.pending?.map((p) => p.edge)).toEqual([CUT]);
+    // Documented trade-off: a cut-off edge cannot know of the purge and keeps its copy until it is back.
+    expect((await cdn.get(CUT, "/p")).body).toBe("/p v1");
+    const waited = await cdn.cli(["--url", `http://${SITE}/p`, "--wait", "--timeout", "2"]);
+    expect(waited.code).toBe(1);
+    expect(waited.stderr).toMatch(/not applied within 2 s at: as-pek/);
+
+    const cutAt = performance.now();
+    await proxy.restore();
+    // The client notices the dead connection by its pings (5 s, 2 missed), reconnects, and the consumer resumes.
+    const back = await until("the cut-off edge catches up", async () => ((await cdn.get(CUT, "/p")).xcs === "MISS" ? true : undefined), 60_000);
+    expect(back).toBe(true);
+    console.log(`partitioned edge applied the missed purge ${((performance.now() - cutAt) / 1000).toFixed(1)} s after the connection returned`);
+    expect((await cdn.get(CUT, "/p")).body).toBe("/p v2");
+    const all = await cdn.cli(["--url", `http://${SITE}/p`, "--wait", "--timeout", "30"]);
+    expect(all.code).toBe(0);
+  }, 120_000);
+
+  it("catches up at once when the cut closes its connection and then returns", async () => {
+    serve("/q", "v1");
+    await storeAtAll("/q");
+    await proxy.cut("close");
+    serve("/q", "v2");
+    expect((await cdn.purge("na-sea", { urls: [`http://${SITE}/q`] })).json.pending?.map((p) => p.edge)).toEqual([CUT]);
+    await proxy.restore();
+    await until("the cut-off edge catches up", async () => ((await cdn.get(CUT, "/q")).xcs === "MISS" ? true : undefined), 30_000);
+    expect((await cdn.get(CUT, "/q")).body).toBe("/q v2");
+  }, 60_000);
+
+  it("started while cut off, it revalidates everything it stored before (never a HIT) until it has caught up", async () => {
+    serve("/g", "v1");
+    serve("/h", "v1");
+    await storeAtAll("/g");
+    await storeAtAll("/h");
+    await cdn.stopEdge(CUT);
+    await proxy.cut("close");
+    serve("/h", "v2");
+    const purged = await cdn.purge("eu-lon", { urls: [`http://${SITE}/h`] });
+    expect(purged.json.pending?.map((p) => p.edge)).toEqual([CUT]);
+
+    const started = await cdn.startEdge(CUT);
+    expect(started.output()).toMatch(/control: NATS JetStream .*; NOT caught up within 3000 ms/);
+    expect(await controlState(CUT)).toMatchObject({ caughtUp: false });
+    // /g did not change: a conditional request confirms it (REVALIDATED), never a HIT from before the start.
+    const hits = cdn.origin.hitsOf("/g");
+    expect((await cdn.get(CUT, "/g")).xcs).toBe("REVALIDATED");
+    expect(cdn.origin.hitsOf("/g")).toBe(hits + 1);
+    // Revalidated after the start: that copy is as good as any edge's.
+    expect((await cdn.get(CUT, "/g")).xcs).toBe("HIT");
+    // /h was purged while it was away: the conditional request fetches the new version, not the purged one.
+    expect(await cdn.get(CUT, "/h")).toMatchObject({ xcs: "EXPIRED", body: "/h v2" });
+
+    await proxy.restore();
+    await until("caught up once the control plane is reachable", async () => ((await controlState(CUT)).caughtUp ? true : undefined), 30_000);
+    expect((await controlState(CUT)).mark!.seq).toBeGreaterThanOrEqual(purged.json.seq!);
+  }, 120_000);
+});
