@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { EntryMeta } from "./entry.ts";
-import { controlGate, emptyPurgeLog, mergePurgeLogs, parsePurgeRequest, purgeEffect, purgeLogsDiffer, recordPurge, type PurgeRequest } from "./purge.ts";
+import { controlGate, emptyPurgeLog, mergePurgeLogs, parsePurgeRequest, purgeEffect, purgeLogsDiffer, readPurgeLog, recordPurge, type PurgeRequest } from "./purge.ts";
 
 const keyOf = (u: URL) => u.host + u.pathname + u.search;
 const prefixOf = (u: URL) => u.host + u.pathname;
@@ -61,8 +61,8 @@ describe("the purge log", () => {
     const a = purge({ urls: ["http://h/x"] }, 10);
     const b = purge({ urls: ["http://h/x"], soft: true }, 20, purge({ tags: ["t"] }, 5));
     const m = mergePurgeLogs(a, b);
-    expect(m.urls["h/x"]).toEqual({ at: 20, soft: true });
-    expect(m.tags["t"]).toEqual({ at: 5, soft: false });
+    expect(m.urls["h/x"]).toEqual({ hard: 10, soft: 20 });
+    expect(m.tags["t"]).toEqual({ hard: 5 });
     expect(purgeLogsDiffer(a, b)).toBe(true);
     expect(purgeLogsDiffer(m, b)).toBe(false);
   });
@@ -73,6 +73,26 @@ describe("the purge log", () => {
     for (let round = 0; round < 10; round++) log = purge({ tags: Array.from({ length: 1000 }, (_, i) => `t${round}-${i}`) }, 10 + round, log);
     expect(Object.keys(log.tags)).toHaveLength(10_000);
     expect(log.tags["old-0"]).toBeUndefined();
+    // What fell off the end still counts: entries stored before it revalidate (never served as fresh).
+    expect(log.floor).toBe(1);
+    expect(purgeEffect(log, entry("h/x", 0, ["old-0"]))).toBe("soft");
+    expect(purgeEffect(log, entry("h/x", 1, ["old-0"]))).toBeUndefined();
+  });
+
+  it("a later soft purge does not weaken an earlier hard one", () => {
+    const log = purge({ urls: ["http://h/x"], soft: true }, 20, purge({ urls: ["http://h/x"] }, 10));
+    expect(log.urls["h/x"]).toEqual({ hard: 10, soft: 20 });
+    expect(purgeEffect(log, entry("h/x", 5))).toBe("hard");
+    expect(purgeEffect(log, entry("h/x", 15))).toBe("soft");
+    expect(purgeEffect(log, entry("h/x", 25))).toBeUndefined();
+  });
+
+  it("reads records written by earlier versions ({at, soft})", () => {
+    const old = { urls: { "h/x": { at: 10, soft: false } }, hosts: {}, prefixes: {}, tags: { t: { at: 20, soft: true } }, all: { at: 5, soft: true } };
+    const log = readPurgeLog(old);
+    expect(log.urls["h/x"]).toEqual({ hard: 10 });
+    expect(log.tags["t"]).toEqual({ soft: 20 });
+    expect(log.all).toEqual({ soft: 5 });
   });
 });
 
@@ -105,7 +125,7 @@ describe("the catch-up gate", () => {
   });
 
   it("never weakens a hard purge", () => {
-    const log = { ...emptyPurgeLog(), urls: { "h/p": { at: 1500, soft: false } } };
+    const log = { ...emptyPurgeLog(), urls: { "h/p": { hard: 1500 } } };
     expect(purgeEffect(log, meta(999), controlGate(log, boot))).toBe("hard");
   });
 

@@ -2,14 +2,15 @@
  * Purging without scanning the store. A purge is a record "entries stored before time T under this selector are
  * gone (hard) or stale (soft)", checked when an entry is read: a lookup per URL, host and tag of the entry, plus one
  * comparison per prefix record. The log lives in the store, so it survives restarts and reaches every process
- * (and every process's memory tier) of an edge box.
+ * (and every process's memory tier) of an edge box. Only operators write it (purges are authenticated): bounded in
+ * records per selector kind, and what falls off the end still counts, as a soft purge of everything before it.
  */
 import type { EntryMeta } from "./entry.ts";
 
+/** ms on the cache's clock of the latest hard and the latest soft purge of one selector: entries stored before are affected. */
 export interface PurgeMark {
-  /** ms on the cache's clock: entries stored at or before it are affected. */
-  at: number;
-  soft: boolean;
+  hard?: number;
+  soft?: number;
 }
 
 export interface PurgeLog {
@@ -23,6 +24,11 @@ export interface PurgeLog {
   /** Not a purge either: how far the box's control agent has applied the control stream (see src/control/). */
   control?: ControlMark;
   all?: PurgeMark;
+  /**
+   * Records dropped to keep the log bounded, as one soft purge: entries stored before the newest of them revalidate,
+   * so nothing a forgotten record purged is ever served as fresh.
+   */
+  floor?: number;
   /** Primary cache keys (host + path + query), all variants. */
   urls: Record<string, PurgeMark>;
   hosts: Record<string, PurgeMark>;
@@ -57,7 +63,7 @@ export function emptyPurgeLog(): PurgeLog {
   return { urls: {}, hosts: {}, prefixes: {}, tags: {} };
 }
 
-/** Most records a log keeps per selector kind; the oldest go first (their entries are long gone by then). */
+/** Most records a log keeps per selector kind; the oldest go first, into the floor. */
 const MAX_RECORDS = 10_000;
 
 /**
@@ -71,31 +77,38 @@ export function recordPurge(
   keyOf: (url: URL) => string,
   prefixKeyOf: (url: URL) => string,
 ): PurgeLog {
-  const mark: PurgeMark = { at: now, soft: !!req.soft };
+  const kind = req.soft ? "soft" : "hard";
+  const marked = (m: PurgeMark | undefined): PurgeMark => ({ ...m, [kind]: now });
   const next: PurgeLog = {
     drain: log.drain,
     anycast: log.anycast,
     control: log.control,
-    all: log.all,
+    all: req.all ? marked(log.all) : log.all,
+    floor: log.floor,
     urls: Object.fromEntries(Object.entries(log.urls)),
     hosts: Object.fromEntries(Object.entries(log.hosts)),
     prefixes: Object.fromEntries(Object.entries(log.prefixes)),
     tags: Object.fromEntries(Object.entries(log.tags)),
   };
-  if (req.all) next.all = mark;
-  for (const u of req.urls ?? []) setOwn(next.urls, keyOf(new URL(u)), mark);
-  for (const h of req.hosts ?? []) setOwn(next.hosts, h.toLowerCase(), mark);
-  for (const p of req.prefixes ?? []) setOwn(next.prefixes, prefixKeyOf(new URL(p)), mark);
-  for (const t of req.tags ?? []) setOwn(next.tags, t, mark);
-  for (const kind of ["urls", "hosts", "prefixes", "tags"] as const) next[kind] = bounded(next[kind]);
+  const mark = (records: Record<string, PurgeMark>, key: string) => setOwn(records, key, marked(own(records, key)));
+  for (const u of req.urls ?? []) mark(next.urls, keyOf(new URL(u)));
+  for (const h of req.hosts ?? []) mark(next.hosts, h.toLowerCase());
+  for (const p of req.prefixes ?? []) mark(next.prefixes, prefixKeyOf(new URL(p)));
+  for (const t of req.tags ?? []) mark(next.tags, t);
+  for (const k of ["urls", "hosts", "prefixes", "tags"] as const) bound(next, k);
   return next;
 }
 
-function bounded(records: Record<string, PurgeMark>): Record<string, PurgeMark> {
-  const entries = Object.entries(records);
-  if (entries.length <= MAX_RECORDS) return records;
-  entries.sort((a, b) => b[1].at - a[1].at);
-  return Object.fromEntries(entries.slice(0, MAX_RECORDS));
+const latest = (m: PurgeMark) => Math.max(m.hard ?? 0, m.soft ?? 0);
+
+/** Keeps the newest MAX_RECORDS records of one kind; the newest time among the dropped raises the floor. */
+function bound(log: PurgeLog, kind: "urls" | "hosts" | "prefixes" | "tags") {
+  const entries = Object.entries(log[kind]);
+  if (entries.length <= MAX_RECORDS) return;
+  entries.sort((a, b) => latest(b[1]) - latest(a[1]));
+  const dropped = entries.slice(MAX_RECORDS);
+  log.floor = Math.max(log.floor ?? 0, ...dropped.map(([, m]) => latest(m)));
+  log[kind] = Object.fromEntries(entries.slice(0, MAX_RECORDS));
 }
 
 /**
@@ -118,12 +131,13 @@ export function purgeEffect(log: PurgeLog, meta: EntryMeta, unconfirmed?: PurgeM
   const stored = meta.responseTime;
   let effect: "hard" | "soft" | undefined;
   const consider = (mark: PurgeMark | undefined) => {
-    if (!mark || stored >= mark.at) return; // stored after (or as) the purge happened: untouched
-    if (!mark.soft) effect = "hard";
-    else if (effect === undefined) effect = "soft";
+    if (!mark) return;
+    if (stored < (mark.hard ?? -Infinity)) effect = "hard";
+    else if (effect === undefined && stored < (mark.soft ?? -Infinity)) effect = "soft";
   };
   consider(unconfirmed);
   consider(log.all);
+  if (log.floor !== undefined) consider({ soft: log.floor });
   consider(own(log.urls, meta.key));
   consider(own(log.hosts, hostOfKey(meta.key)));
   for (const tag of meta.tags) consider(own(log.tags, tag));
@@ -138,7 +152,7 @@ export function purgeEffect(log: PurgeLog, meta: EntryMeta, unconfirmed?: PurgeM
  */
 export function controlGate(log: PurgeLog, boot: { id: string; at: number } | undefined): PurgeMark | undefined {
   if (!boot || log.control?.boot === boot.id) return undefined;
-  return { at: boot.at, soft: true };
+  return { soft: boot.at };
 }
 
 /** A key is host + path + query; the host part, without a port. */
@@ -176,27 +190,71 @@ export function parsePurgeRequest(body: unknown): PurgeRequest | string {
   return req;
 }
 
-/** Two logs merged: for each selector the later mark (a hard one on ties), so no process loses another's purge. */
+/** Two logs merged: for each selector the later hard and the later soft time, so no process loses another's purge. */
 export function mergePurgeLogs(a: PurgeLog, b: PurgeLog): PurgeLog {
-  const later = (x?: PurgeMark, y?: PurgeMark) =>
-    !x ? y : !y ? x : x.at > y.at ? x : y.at > x.at ? y : { at: x.at, soft: x.soft && y.soft };
+  const max = (x?: number, y?: number) => (x === undefined ? y : y === undefined ? x : Math.max(x, y));
+  const later = (x?: PurgeMark, y?: PurgeMark): PurgeMark | undefined => {
+    if (!x || !y) return x ?? y;
+    const hard = max(x.hard, y.hard);
+    const soft = max(x.soft, y.soft);
+    return { ...(hard !== undefined ? { hard } : {}), ...(soft !== undefined ? { soft } : {}) };
+  };
   const mergeMap = (x: Record<string, PurgeMark>, y: Record<string, PurgeMark>) => {
     const out = Object.fromEntries(Object.entries(x));
     for (const [k, v] of Object.entries(y)) setOwn(out, k, later(own(out, k), v)!);
     return out;
   };
-  const drain = !a.drain ? b.drain : !b.drain ? a.drain : b.drain.at > a.drain.at ? b.drain : a.drain;
-  const anycast = !a.anycast ? b.anycast : !b.anycast ? a.anycast : b.anycast.at > a.anycast.at ? b.anycast : a.anycast;
-  const control = !a.control ? b.control : !b.control ? a.control : b.control.at > a.control.at ? b.control : a.control;
-  return {
+  const newer = <T extends { at: number }>(x?: T, y?: T) => (!x ? y : !y ? x : y.at > x.at ? y : x);
+  const drain = newer(a.drain, b.drain);
+  const anycast = newer(a.anycast, b.anycast);
+  const control = newer(a.control, b.control);
+  const all = later(a.all, b.all);
+  const floor = max(a.floor, b.floor);
+  const merged: PurgeLog = {
     ...(drain ? { drain } : {}),
     ...(anycast ? { anycast } : {}),
     ...(control ? { control } : {}),
-    all: later(a.all, b.all),
+    ...(all ? { all } : {}),
+    ...(floor !== undefined ? { floor } : {}),
     urls: mergeMap(a.urls ?? {}, b.urls ?? {}),
-    hosts: mergeMap(a.hosts, b.hosts),
-    prefixes: mergeMap(a.prefixes, b.prefixes),
-    tags: mergeMap(a.tags, b.tags),
+    hosts: mergeMap(a.hosts ?? {}, b.hosts ?? {}),
+    prefixes: mergeMap(a.prefixes ?? {}, b.prefixes ?? {}),
+    tags: mergeMap(a.tags ?? {}, b.tags ?? {}),
+  };
+  for (const k of ["urls", "hosts", "prefixes", "tags"] as const) bound(merged, k);
+  return merged;
+}
+
+/**
+ * A stored record as this version reads it: earlier versions kept one `{at, soft}` per selector, read here as a
+ * hard or a soft time.
+ */
+export function readPurgeLog(raw: unknown): PurgeLog {
+  const log = { ...emptyPurgeLog(), ...(raw as Partial<PurgeLog>) };
+  const mark = (m: unknown): PurgeMark | undefined => {
+    if (!m || typeof m !== "object") return undefined;
+    const o = m as { at?: unknown; soft?: unknown; hard?: unknown };
+    if (typeof o.at === "number") return o.soft === true ? { soft: o.at } : { hard: o.at };
+    return {
+      ...(typeof o.hard === "number" ? { hard: o.hard } : {}),
+      ...(typeof o.soft === "number" ? { soft: o.soft } : {}),
+    };
+  };
+  const marks = (r: unknown) => {
+    const out: Record<string, PurgeMark> = {};
+    for (const [k, v] of Object.entries(r && typeof r === "object" ? r : {})) {
+      const m = mark(v);
+      if (m) setOwn(out, k, m);
+    }
+    return out;
+  };
+  return {
+    ...log,
+    all: mark(log.all),
+    urls: marks(log.urls),
+    hosts: marks(log.hosts),
+    prefixes: marks(log.prefixes),
+    tags: marks(log.tags),
   };
 }
 

@@ -10,6 +10,10 @@
  *   /unlock?url=U&token=T        → 200 (only the holder's token releases; a PUT of U releases it too)
  *   /locked?url=U                → 200 held, 404 free
  *   /stats                       → StoreStats as JSON
+ *   /invalidate  (body: JSON list of storage keys) → 204: keys invalidated by a client request in one process,
+ *                                  for the other processes' memory tiers (a bounded ring, never on disk)
+ *   /invalidated?since=SEQ       → Invalidations as JSON: the keys after SEQ, or `reset` when the ring no longer
+ *                                  reaches back that far (the caller then forgets its whole memory tier)
  *
  * and the host (Node) hands the store worker its settings and the index it recovered from the directory.
  */
@@ -24,6 +28,8 @@ export const LOCK_PATH = "/lock";
 export const UNLOCK_PATH = "/unlock";
 export const LOCKED_PATH = "/locked";
 export const STATS_PATH = "/stats";
+export const INVALIDATE_PATH = "/invalidate";
+export const INVALIDATED_PATH = "/invalidated";
 /** Set on a /lock answer when the entry was stored after `since`: the caller should look it up again. */
 export const CHANGED_HEADER = "x-parrot-changed";
 
@@ -39,6 +45,13 @@ export interface StoreSettings {
 
 /** One recovered entry, as the host's scan hands it to the store worker: [hash, file, headLen, bodyLen, expires, written, lastAccess], oldest use first. */
 export type IndexRow = [string, string, number, number, number, number, number];
+
+/** What /invalidated answers: the newest sequence number and the keys after `since` (or `reset: true`). */
+export interface Invalidations {
+  seq: number;
+  keys: string[];
+  reset?: boolean;
+}
 
 /** What /stats answers. */
 export interface StoreStats {
@@ -62,4 +75,15 @@ export interface SharedLocks {
   /** Releases a lock this isolate took (a store of the key released it already: then nothing happens). */
   release(key: string): Promise<void>;
   held(key: string): Promise<boolean>;
+}
+
+/**
+ * Invalidations by client requests (RFC 9111 §4.4) between the processes of one box: they delete the stored entry
+ * at once, and only the other processes' memory tiers need to hear of them. Never written to the shared purge log.
+ */
+export interface PeerInvalidations {
+  /** Tells the box's other processes that these storage keys changed. */
+  publish(keys: string[]): Promise<void>;
+  /** Applies what the other processes published since the last call (to this process's memory tier). */
+  poll(): Promise<void>;
 }

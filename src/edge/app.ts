@@ -9,7 +9,7 @@ import { formatIp, parseCidr, type Cidr } from "../net/ip.ts";
 import { handleAnycast, handleControl, handleDrain, handleMetrics, handlePurge, handlePurgeMethod, handleTrace, type ControlBinding } from "./admin.ts";
 import { parseBootId } from "../control/boot.ts";
 import type { FetchLike } from "../contracts/fetch.ts";
-import type { SharedLocks } from "../contracts/store.ts";
+import type { PeerInvalidations, SharedLocks } from "../contracts/store.ts";
 import { ANYCAST_PATH, CONTROL_PATH, DRAIN_PATH, HEALTH_PATH, METRICS_PATH, PURGE_PATH, TRACE_PATH, WELL_KNOWN_PREFIX } from "../contracts/well-known.ts";
 import { isAuthorized } from "../net/admin-auth.ts";
 import { EdgeCache } from "./engine.ts";
@@ -28,6 +28,8 @@ export interface EdgeAppOptions {
   log?: (line: string) => void;
   /** Coalescing locks shared by the processes of an edge box (bare workerd: held by the store process). */
   locks?: SharedLocks;
+  /** Several processes on one box: client invalidations reach the others' memory tiers through this. */
+  peers?: PeerInvalidations;
   /** Store and hot-tier stats for the metrics (bare workerd). */
   stats?: () => Promise<EdgeStoreStats | undefined>;
   /** With `[control]`: the box's control agent (purges and drains go through it) and this box start's id. */
@@ -41,14 +43,17 @@ export interface EdgeApp {
 }
 
 /** Builds the edge application for one isolate. */
-export function createEdgeApp({ config, store, fetch: fetchImpl = (i, init) => fetch(i, init), now, locate = () => undefined, log, locks, stats, control, bootId }: EdgeAppOptions): EdgeApp {
+export function createEdgeApp({ config, store, fetch: fetchImpl = (i, init) => fetch(i, init), now, locate = () => undefined, log, locks, peers, stats, control, bootId }: EdgeAppOptions): EdgeApp {
   const edge = config.edge;
   if (!edge) throw new Error("cdn.toml has no [edge] table: this worker has no origin to serve");
   const observer = new EdgeObserver(edge.name, edge.access_log, log);
   const origin = observer.wrapOrigin(originFetcher(edge, fetchImpl));
   // With a control plane, entries older than this box start are stale until its agent has caught up.
   const boot = config.control ? parseBootId(bootId) : undefined;
-  const cache = new EdgeCache({ edge, rules: config.rules, store, origin, now, locks, boot });
+  const cache = new EdgeCache({ edge, rules: config.rules, store, origin, now, locks, peers, boot });
+  observer.metrics.onCollect(() =>
+    observer.metrics.set("parrot_edge_purge_log_bytes", "Bytes of the shared purge-log record (operator purges only).", {}, cache.purgeLogBytes),
+  );
   const trusted = edge.trusted_proxies.map((c) => parseCidr(c)).filter((c): c is Cidr => c !== null);
   const clientIp = (request: Request) => {
     const bytes = clientAddress(peerAddress(request), request.headers.get("x-forwarded-for"), trusted);

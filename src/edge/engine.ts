@@ -18,7 +18,7 @@ import { primaryKey } from "../cache/key.ts";
 import { judge, requestDirectives, type Verdict } from "../cache/policy.ts";
 import { recordPurge, type ControlMark, type PurgeRequest } from "../cache/purge.ts";
 import { conditionMatches, findRule } from "../cache/rules.ts";
-import type { SharedLocks } from "../contracts/store.ts";
+import type { PeerInvalidations, SharedLocks } from "../contracts/store.ts";
 import { Coalescer } from "./coalesce.ts";
 import { deliver, fromEntry, gatewayTimeout } from "./deliver.ts";
 import { fetchAndStore, release } from "./fetch-store.ts";
@@ -41,6 +41,8 @@ export interface EngineOptions {
   now?: () => number;
   /** Coalescing locks shared by the processes of an edge box (the store holds them); else this isolate's only. */
   locks?: SharedLocks;
+  /** Several processes on one box: client invalidations reach the others' memory tiers through this. */
+  peers?: PeerInvalidations;
   /**
    * With a control plane: this box start (the host's BOOT_ID). Until the box's agent marks the purge log caught up
    * for it, entries stored before the start are stale (`controlGate`).
@@ -50,6 +52,7 @@ export interface EngineOptions {
 
 export class EdgeCache {
   private readonly e: Engine;
+  private readonly peers: PeerInvalidations | undefined;
 
   constructor(opts: EngineOptions) {
     this.e = {
@@ -63,14 +66,16 @@ export class EdgeCache {
       uses: new UseCounter(),
       boot: opts.boot,
     };
+    this.peers = opts.peers;
   }
 
   /** Answers one client request (`url`: its URL, parsed already by the caller). */
   async handle(request: Request, ctx: RequestContext, url = new URL(request.url)): Promise<Response> {
     const shared = this.e.shared;
     if (shared.due) {
-      if (shared.neverSynced) await shared.sync(); // the first request waits: purges survive restarts
-      else ctx.waitUntil(shared.sync());
+      // Once a second the request waits for the box's shared state (a store round trip), so a purge or another
+      // process's invalidation applies from the first request after it, however long this process was idle.
+      await Promise.all([shared.sync(), this.peers?.poll().catch(() => undefined)]);
     }
     return deliver(this.e, request, await this.route(receive(this.e, request, ctx, url)));
   }
@@ -79,7 +84,7 @@ export class EdgeCache {
     const e = this.e;
     const { request, rule, reqCC } = tx;
     if (request.method !== "GET" && request.method !== "HEAD") {
-      return pass(e, tx, async (urls) => void (e.edge.invalidate_on_unsafe && (await this.purge({ urls }))));
+      return pass(e, tx, (urls) => (e.edge.invalidate_on_unsafe ? this.invalidate(urls) : Promise.resolve()));
     }
     if (conditionMatches(rule?.bypass, request, tx.url)) return fetchAndStore(e, tx, "BYPASS", { fwd: "bypass" });
 
@@ -172,6 +177,26 @@ export class EdgeCache {
       }),
     );
     return { urls: urls.length, stored: found.filter(Boolean).length };
+  }
+
+  /**
+   * Invalidation by a client's successful unsafe request (RFC 9111 §4.4): the stored entries of these URLs go at
+   * once (store and this process's memory tier), and the box's other processes drop their memory copies within a
+   * second. Nothing is recorded in the shared purge log, so clients cannot grow shared state.
+   */
+  async invalidate(urls: string[]): Promise<void> {
+    const { rules, store } = this.e;
+    const keys = urls.map((u) => {
+      const url = new URL(u);
+      return primaryKey(url, findRule(rules, "GET", url.host, url.pathname)?.query);
+    });
+    await Promise.all(keys.map((k) => store.delete(k).catch(() => false)));
+    await this.peers?.publish(keys).catch(() => undefined);
+  }
+
+  /** Bytes of the box's shared purge-log record (operators' purges only: clients cannot grow it). */
+  get purgeLogBytes(): number {
+    return this.e.shared.bytes;
   }
 
   /** Whether this edge is draining (operator call or config): its health endpoint then says so. */

@@ -110,6 +110,17 @@ export class HotTier implements EntryStore {
     }
   }
 
+  /** Drops this tier's copy only (another process changed the store below). */
+  forget(key: string) {
+    this.bump(key);
+    this.drop(key);
+  }
+
+  /** Drops every copy (told that more changed below than can be named). */
+  clear() {
+    for (const key of [...this.held.keys()]) this.forget(key);
+  }
+
   async delete(key: string): Promise<boolean> {
     this.bump(key);
     this.drop(key);

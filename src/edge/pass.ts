@@ -9,7 +9,7 @@ import { NULL_BODY_STATUS, type Engine, type Outcome, type Transaction } from ".
 
 const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS", "TRACE"]);
 
-/** `invalidate` purges URLs (hard) in the store and every process's memory tier. */
+/** `invalidate` removes URLs' entries from the store and every process's memory tier (EdgeCache.invalidate). */
 export async function pass(e: Engine, tx: Transaction, invalidate: (urls: string[]) => Promise<void>): Promise<Outcome> {
   const { request, url } = tx;
   let response: Response;

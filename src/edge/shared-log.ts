@@ -3,7 +3,7 @@
  * survives restarts and every process of the box reads it. Each isolate holds a copy, re-read at most once a second
  * and merged (a merge that adds marks is written back, so no process loses another's purge).
  */
-import { emptyPurgeLog, mergePurgeLogs, purgeLogsDiffer, type PurgeLog } from "../cache/purge.ts";
+import { emptyPurgeLog, mergePurgeLogs, purgeLogsDiffer, readPurgeLog, type PurgeLog } from "../cache/purge.ts";
 import type { EntryStore } from "./store.ts";
 
 /** Where the record lives in the store (no request key can start with a control character). */
@@ -16,6 +16,8 @@ export class SharedLog {
   private log: PurgeLog = emptyPurgeLog();
   private syncedAt = -Infinity;
   private syncing: Promise<void> | undefined;
+  /** Size of the record as last read or written (a metric: it must stay small). */
+  bytes = 0;
 
   constructor(store: EntryStore) {
     this.store = store;
@@ -42,7 +44,11 @@ export class SharedLog {
       try {
         const stored = await this.store.get(KEY);
         let log = emptyPurgeLog();
-        if (stored?.meta.kind === "purge-log" && stored.body) log = JSON.parse(await new Response(stored.body).text()) as PurgeLog;
+        if (stored?.meta.kind === "purge-log" && stored.body) {
+          const text = await new Response(stored.body).text();
+          this.bytes = text.length;
+          log = readPurgeLog(JSON.parse(text));
+        }
         else await stored?.body?.cancel();
         const mustWrite = purgeLogsDiffer(log, this.log);
         this.log = mergePurgeLogs(this.log, log);
@@ -68,7 +74,9 @@ export class SharedLog {
   }
 
   private async write() {
-    const body = new Response(JSON.stringify(this.log)).body;
+    const text = JSON.stringify(this.log);
+    this.bytes = text.length;
+    const body = new Response(text).body;
     await this.store.put(KEY, { kind: "purge-log", key: KEY }, body, TTL_SECONDS);
   }
 }

@@ -7,7 +7,7 @@ import { CacheApiStore } from "./store.ts";
 import { createGeoIp, type GeoIp } from "../geoip/geoip.ts";
 import { openGeoBytes } from "../geoip/open.ts";
 import type { GeoInfo } from "../geoip/types.ts";
-import { storeLocks, storeStats } from "../store/client.ts";
+import { storeLocks, storePeers, storeStats } from "../store/client.ts";
 
 export interface Env {
   /** cdn.toml's text; empty means the embedded default. */
@@ -66,6 +66,8 @@ function appFor(env: Env) {
           config,
           store,
           locks: storeService && env.STORE_LOCKS && edge ? storeLocks(storeService, edge.lock_timeout_ms) : undefined,
+          // Several processes: a client's invalidation reaches the others' memory tiers through the store.
+          peers: storeService && env.STORE_LOCKS ? storePeers(storeService, hot) : undefined,
           stats: storeService
             ? async () => ({
                 store: await storeStats(storeService),

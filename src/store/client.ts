@@ -4,19 +4,23 @@
  */
 import {
   CHANGED_HEADER,
+  INVALIDATED_PATH,
+  INVALIDATE_PATH,
   LOCKED_PATH,
   LOCK_PATH,
   STATS_PATH,
   STORE_CALL_BASE,
   UNLOCK_PATH,
   cacheUrl,
+  type Invalidations,
+  type PeerInvalidations,
   type SharedLocks,
   type StoreStats,
 } from "../contracts/store.ts";
 
-function call(store: Fetcher, path: string, params: Record<string, string> = {}): Promise<Response> {
+function call(store: Fetcher, path: string, params: Record<string, string> = {}, body?: string): Promise<Response> {
   const q = new URLSearchParams(params).toString();
-  return store.fetch(`${STORE_CALL_BASE}${path}${q ? `?${q}` : ""}`, { method: "POST" });
+  return store.fetch(`${STORE_CALL_BASE}${path}${q ? `?${q}` : ""}`, { method: "POST", body });
 }
 
 /** Locks held in the store process; the tokens of the ones this isolate took stay here. */
@@ -60,4 +64,27 @@ export async function storeStats(store: Fetcher): Promise<StoreStats | undefined
   } catch {
     return undefined;
   }
+}
+
+/**
+ * Client invalidations between the processes of a box, through the store's ring: `forget` drops a key from this
+ * process's memory tier, `forgetAll` the whole tier (when the ring no longer reaches back to the last poll).
+ */
+export function storePeers(store: Fetcher, tier: { forget(key: string): void; clear(): void }): PeerInvalidations {
+  let seq = -1;
+  return {
+    async publish(keys) {
+      if (!keys.length) return;
+      const res = await call(store, INVALIDATE_PATH, {}, JSON.stringify(keys));
+      await res.body?.cancel();
+    },
+    async poll() {
+      const res = await call(store, INVALIDATED_PATH, { since: String(seq) });
+      if (!res.ok) return void (await res.body?.cancel());
+      const got = (await res.json()) as Invalidations;
+      if (seq >= 0 && got.reset) tier.clear();
+      else if (seq >= 0) for (const key of got.keys) tier.forget(key);
+      seq = got.seq;
+    },
+  };
 }

@@ -27,11 +27,14 @@ import {
 import { StoreIndex, type IndexEntry } from "./lru.ts";
 import {
   CHANGED_HEADER,
+  INVALIDATED_PATH,
+  INVALIDATE_PATH,
   LOCKED_PATH,
   LOCK_PATH,
   STATS_PATH,
   UNLOCK_PATH,
   type IndexRow,
+  type Invalidations,
   type StoreSettings,
   type StoreStats,
 } from "../contracts/store.ts";
@@ -60,6 +63,8 @@ interface State {
   evicted: { lru: number; inactive: number; expired: number };
   /** Coalescing locks: cache URL hash → holder's token and expiry (ms); a PUT of the URL releases its lock. */
   locks: Map<string, { token: string; expires: number }>;
+  /** Client invalidations for the edge processes' memory tiers: the newest, oldest first, bounded (see /invalidate). */
+  invalidations: { seq: number; ring: { seq: number; key: string }[]; bytes: number };
 }
 
 let state: State | undefined;
@@ -70,7 +75,7 @@ function stateFor(env: StoreEnv): State {
   for (const [hash, file, headLen, bodyLen, expires, written, lastAccess] of env.STORE_INDEX ?? []) {
     index.add({ hash, file, headLen, bodyLen, expires, written, lastAccess });
   }
-  state = { index, settings: env.STORE, lastSweep: Date.now(), lastSave: Date.now(), dirty: false, writes: 0, purged: new Map(), evicted: { lru: 0, inactive: 0, expired: 0 }, locks: new Map() };
+  state = { index, settings: env.STORE, lastSweep: Date.now(), lastSave: Date.now(), dirty: false, writes: 0, purged: new Map(), evicted: { lru: 0, inactive: 0, expired: 0 }, locks: new Map(), invalidations: { seq: 0, ring: [], bytes: 0 } };
   return state;
 }
 
@@ -435,10 +440,42 @@ async function purge(s: State, env: StoreEnv, ctx: ExecutionContext, request: Re
 
 const LOCK_MAX_TTL = 600_000;
 
-/** The edge's calls (POST, src/contracts/store.ts): coalescing locks and stats. */
+/** Ring bounds: a client flood of invalidations costs at most this much memory, never disk. */
+const RING_KEYS = 10_000;
+const RING_BYTES = 4 * 1024 * 1024;
+const INVALIDATE_BODY_MAX = 256 * 1024;
+
+/** The edge's calls (POST, src/contracts/store.ts): coalescing locks, invalidations between processes, stats. */
 async function control(s: State, request: Request): Promise<Response> {
   const url = new URL(request.url);
   const now = Date.now();
+  if (url.pathname === INVALIDATE_PATH) {
+    const text = await request.text();
+    let keys: unknown;
+    try {
+      keys = text.length <= INVALIDATE_BODY_MAX ? JSON.parse(text) : undefined;
+    } catch {
+      keys = undefined;
+    }
+    if (!Array.isArray(keys) || keys.some((k) => typeof k !== "string")) return new Response(null, { status: 400 });
+    const inv = s.invalidations;
+    for (const key of keys as string[]) {
+      inv.ring.push({ seq: ++inv.seq, key });
+      inv.bytes += key.length;
+    }
+    while (inv.ring.length > RING_KEYS || inv.bytes > RING_BYTES) inv.bytes -= inv.ring.shift()!.key.length;
+    return new Response(null, { status: 204 });
+  }
+  if (url.pathname === INVALIDATED_PATH) {
+    const since = Number(url.searchParams.get("since"));
+    const inv = s.invalidations;
+    const first = inv.ring[0]?.seq ?? inv.seq + 1;
+    const answer: Invalidations =
+      Number.isInteger(since) && since >= first - 1
+        ? { seq: inv.seq, keys: inv.ring.filter((r) => r.seq > since).map((r) => r.key) }
+        : { seq: inv.seq, keys: [], reset: true };
+    return Response.json(answer);
+  }
   // workerd sends the default cache's requests to this worker as http:// URLs: hash the URL the same way.
   const target = url.searchParams.get("url")?.replace(/^https:/, "http:");
   const hash = target === undefined ? "" : await keyHash("", target);

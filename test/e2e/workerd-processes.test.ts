@@ -41,6 +41,7 @@ const TOKEN = "processes-test-token-0123456789";
 const MMDB = resolve(import.meta.dirname, "../fixtures/GeoIP2-City-Test.mmdb");
 
 let originRequests = new Map<string, number>();
+const versions = new Map<string, number>();
 let served: Served;
 let edge: RunningWorkerdEdge;
 let dir: string;
@@ -48,6 +49,13 @@ let dir: string;
 beforeAll(async () => {
   served = await serveFetch(async (req) => {
     const path = new URL(req.url).pathname;
+    if (req.method === "POST") {
+      versions.set(path, (versions.get(path) ?? 1) + 1);
+      return new Response("changed\n");
+    }
+    if (path.startsWith("/versioned/")) {
+      return new Response(`${path} v${versions.get(path) ?? 1}\n`, { headers: { "cache-control": "max-age=600" } });
+    }
     originRequests.set(path, (originRequests.get(path) ?? 0) + 1);
     // The coalesced key is slow: long enough for every concurrent request to arrive while the first is at the origin.
     if (path.startsWith("/coalesce/")) await sleep(1500);
@@ -206,5 +214,15 @@ describe("an edge box with two workerd processes", () => {
       if (xcs !== "HIT") await sleep(50);
     }
     expect(xcs).toBe("HIT");
+  });
+
+  it("a POST through one process invalidates the URL in the other process's memory tier too (within a second)", async () => {
+    for (let i = 0; i < 30; i++) expect((await onNewConnection("/versioned/a")).body).toBe("/versioned/a v1\n");
+    const post = await fetch(`${edge.url}/versioned/a`, { method: "POST", body: "x", headers: { connection: "close" } });
+    expect(post.status).toBe(200);
+    await post.text();
+    await sleep(1_500);
+    const after = await Promise.all(Array.from({ length: 20 }, () => onNewConnection("/versioned/a")));
+    expect(after.map((r) => r.body)).toEqual(Array(20).fill("/versioned/a v2\n"));
   });
 });
