@@ -9,5 +9,5 @@ if (!runDir) {
   console.error("usage: node scripts/store-recover.ts RUN_DIR");
   process.exit(2);
 }
-const r = recoverStore(runDir);
+const r = await recoverStore(runDir);
 console.error(`parrot: store recovered: ${r.entries} entries, ${r.removed} files removed`);

@@ -260,5 +260,6 @@ export function readPurgeLog(raw: unknown): PurgeLog {
 
 /** Whether `b` holds a mark `a` lacks or has older (then `a`'s holder should write the merge back). */
 export function purgeLogsDiffer(a: PurgeLog, b: PurgeLog): boolean {
-  return JSON.stringify(mergePurgeLogs(a, b)) !== JSON.stringify(a);
+  // Both sides through the merge: the same marks in the same order, however each log was built.
+  return JSON.stringify(mergePurgeLogs(a, b)) !== JSON.stringify(mergePurgeLogs(a, emptyPurgeLog()));
 }

@@ -43,8 +43,11 @@ export interface StoreSettings {
   saveEverySeconds?: number;
 }
 
-/** One recovered entry, as the host's scan hands it to the store worker: [hash, file, headLen, bodyLen, expires, written, lastAccess], oldest use first. */
-export type IndexRow = [string, string, number, number, number, number, number];
+/**
+ * One recovered entry, as the host's scan hands it to the store worker:
+ * [hash, file, headLen, bodyLen, expires, written, lastAccess, headHash], oldest use first.
+ */
+export type IndexRow = [string, string, number, number, number, number, number, string];
 
 /** What /invalidated answers: the newest sequence number and the keys after `since` (or `reset: true`). */
 export interface Invalidations {
@@ -60,6 +63,8 @@ export interface StoreStats {
   maxBytes: number;
   evictions: { lru: number; inactive: number; expired: number };
   locks: number;
+  /** Entries dropped because a digest did not match (a flipped bit on disk): never served. */
+  corrupt: number;
 }
 
 /**

@@ -72,7 +72,8 @@ export async function storeResponse(
     () => release(tx),
   );
   tx.ctx.waitUntil(stored);
-  return { response: answer(client), status, cacheStatus: { ...cacheStatus, stored: true }, size, stored };
+  // "stored" only when it is known to fit: a body without a length may still turn out too large on the way.
+  return { response: answer(client), status, cacheStatus: { ...cacheStatus, stored: size !== undefined }, size, stored };
 }
 
 /**

@@ -73,10 +73,19 @@ export class SharedLog {
     await this.write();
   }
 
+  /**
+   * Stores the record and reads it back: a purge is acknowledged only once it is durable (a full disk makes the
+   * store refuse the write without the Cache API saying so), else this throws and the caller reports the failure.
+   */
   private async write() {
     const text = JSON.stringify(this.log);
     this.bytes = text.length;
-    const body = new Response(text).body;
-    await this.store.put(KEY, { kind: "purge-log", key: KEY }, body, TTL_SECONDS);
+    await this.store.put(KEY, { kind: "purge-log", key: KEY }, new Response(text).body, TTL_SECONDS);
+    const back = await this.store.get(KEY);
+    const stored = back?.body ? readPurgeLog(JSON.parse(await new Response(back.body).text())) : null;
+    // Another process may have stored a merge meanwhile: enough that every mark written here is in what is stored.
+    if (!stored || purgeLogsDiffer(stored, this.log)) {
+      throw new Error("the store did not keep the purge record (disk full or failing): nothing was purged durably");
+    }
   }
 }

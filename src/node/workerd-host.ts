@@ -100,9 +100,9 @@ export async function startEdgeWorkerd(opts: WorkerdEdgeOptions): Promise<Runnin
       store = keepRunning(
         { command: workerdBinary(), args: ["serve", run.storeConfig], cwd: run.runDir, log },
         {
-          before: () => {
+          before: async () => {
             rmSync(run.storeSocket!, { force: true }); // workerd does not bind over a stale socket file
-            recoverStore(run.runDir);
+            await recoverStore(run.runDir);
           },
           onRestart: (proc) => writeFileSync(join(run.runDir, "workerd.pid"), String(proc.pid)),
         },
@@ -167,13 +167,13 @@ export async function startEdgeWorkerd(opts: WorkerdEdgeOptions): Promise<Runnin
 }
 
 /** Recovers the store directory of a run (scan.ts) and writes the index the store worker starts with. */
-export function recoverStore(runDir: string): { entries: number; removed: number } {
+export async function recoverStore(runDir: string): Promise<{ entries: number; removed: number }> {
   const { storeDir, maxBytes, inactiveSeconds } = JSON.parse(readFileSync(join(runDir, "store.json"), "utf8")) as {
     storeDir: string;
     maxBytes: number;
     inactiveSeconds: number;
   };
-  const scan = scanStore(storeDir, { maxBytes, inactiveSeconds });
+  const scan = await scanStore(storeDir, { maxBytes, inactiveSeconds });
   writeFileSync(join(runDir, "index.json"), JSON.stringify(scan.rows));
   return { entries: scan.rows.length, removed: scan.removed };
 }
@@ -196,7 +196,7 @@ async function prepareRunDir(file: ConfigFile, opts: WorkerdEdgeOptions): Promis
   copyFileSync(storeJs, join(runDir, "store.js"));
   const store = { maxBytes: edge.store_max_bytes, inactiveSeconds: edge.store_inactive };
   writeFileSync(join(runDir, "store.json"), JSON.stringify({ storeDir, ...store }));
-  const recovered = recoverStore(runDir);
+  const recovered = await recoverStore(runDir);
 
   const files: WorkerdEdgeConfigInput["files"] = { edge: "edge.js", store: "store.js", index: "index.json" };
   // GeoIP for the trace: only files [geoip] names (the embedded default is too big to load into every edge).

@@ -3,27 +3,31 @@
  *
  * One file per stored response, never rewritten in place:
  *
- *   [head: JSON {status, statusText, headers}] [body bytes] [trailer: 128 bytes]
+ *   [head: JSON {status, statusText, headers}] [body bytes] [digest table: 16 bytes per MiB of body] [trailer: 192 bytes]
  *
  * The trailer (`encodeTrailer`) is written only after the whole body arrived with the length it announced, so a file
  * without a valid trailer — a write cut short, an upload the disk service committed on abort — is never an entry.
+ * It carries the head's digest; the table the body's (integrity.ts): nothing stored is served unchecked.
  * Files are named `<2 hex>/<key hash>-<write id>`: each write creates a new file, the index (or, after a restart,
- * the newest valid trailer) says which one answers the key.
+ * the newest valid trailer) says which one answers the key. Version 1 files (no digests) are not read: recovery
+ * removes them.
  */
 
 import { parseDirectives } from "../cache/directives.ts";
 import { freshnessLifetime } from "../cache/freshness.ts";
 import { parseRange, type ByteRange } from "../cache/range.ts";
+import { tableLen } from "./integrity.ts";
 
-export const TRAILER_LEN = 128;
-const MAGIC = "\nPARROT-STORE-1\n";
+export const TRAILER_LEN = 192;
+const MAGIC = "\nPARROT-STORE-2\n";
 
-/** What the trailer records: head length, body length, expiry (ms), write time (ms). */
+/** What the trailer records: head length, body length, expiry (ms), write time (ms), the head's digest. */
 export interface Trailer {
   h: number;
   b: number;
   e: number;
   w: number;
+  hh: string;
 }
 
 export interface StoredHead {
@@ -35,8 +39,13 @@ export interface StoredHead {
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
+/** Bytes of a file holding a head of `headLen` and a body of `bodyLen` bytes. */
+export function fileLength(headLen: number, bodyLen: number): number {
+  return headLen + bodyLen + tableLen(bodyLen) + TRAILER_LEN;
+}
+
 export function encodeTrailer(t: Trailer): Uint8Array {
-  const json = JSON.stringify({ h: t.h, b: t.b, e: t.e, w: t.w });
+  const json = JSON.stringify({ h: t.h, b: t.b, e: t.e, w: t.w, hh: t.hh });
   const room = TRAILER_LEN - MAGIC.length;
   if (json.length > room) throw new Error("trailer too long");
   return enc.encode(json.padEnd(room, " ") + MAGIC);
@@ -49,7 +58,7 @@ export function decodeTrailer(bytes: Uint8Array): Trailer | null {
   if (!text.endsWith(MAGIC)) return null;
   try {
     const t = JSON.parse(text.slice(0, TRAILER_LEN - MAGIC.length).trimEnd()) as Trailer;
-    const ok = [t.h, t.b, t.e, t.w].every((n) => Number.isSafeInteger(n) && n >= 0);
+    const ok = [t.h, t.b, t.e, t.w].every((n) => Number.isSafeInteger(n) && n >= 0) && /^[0-9a-f]{16}$/.test(t.hh);
     return ok ? t : null;
   } catch {
     return null;

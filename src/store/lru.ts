@@ -3,7 +3,7 @@
  * order, oldest first). Bytes are accounted per file (head + body + trailer); writes whose length is known reserve
  * their size first, so the disk holds at most the bound plus the writes of unknown length under way.
  */
-import { TRAILER_LEN } from "./format.ts";
+import { fileLength } from "./format.ts";
 
 export interface IndexEntry {
   hash: string;
@@ -16,10 +16,14 @@ export interface IndexEntry {
   written: number;
   /** Last use, ms. */
   lastAccess: number;
+  /** The head's digest (format.ts): checked on every read. */
+  headHash: string;
+  /** When this write became visible (this run only): a lock call asks whether it is newer than a lookup. */
+  indexedAt?: number;
 }
 
 export function fileSize(e: Pick<IndexEntry, "headLen" | "bodyLen">): number {
-  return e.headLen + e.bodyLen + TRAILER_LEN;
+  return fileLength(e.headLen, e.bodyLen);
 }
 
 export class StoreIndex {

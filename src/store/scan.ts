@@ -1,14 +1,19 @@
 /**
- * Recovery of the store directory before workerd starts (Node): every file is checked by its trailer, and what the
- * store worker must never see goes — upload leftovers (`.*.tmp` of a killed process), files without a valid trailer
- * or whose size disagrees with it, older writes of a key, expired entries — then the bound is enforced, least
- * recently used first (use times from the worker's `lru.json`, else the file's mtime). The result is the index the
- * worker starts with.
+ * Recovery of the store directory before workerd starts (Node): every file is checked by its trailer and its head's
+ * digest, and what the store worker must never see goes — upload leftovers (`.*.tmp` of a killed process), files
+ * without a valid trailer (or of an older format), whose size disagrees with it or whose head does not match its
+ * digest, older writes of a key, expired entries — then the bound is enforced, least recently used first (use times
+ * from the worker's `lru.json`, else the file's mtime). Bodies are checked as they are read. The result is the index
+ * the worker starts with.
  */
 import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, readdirSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { TRAILER_LEN, decodeTrailer, parseFileName } from "./format.ts";
+import { TRAILER_LEN, decodeTrailer, fileLength, parseFileName } from "./format.ts";
+import { headDigest } from "./integrity.ts";
 import type { IndexRow } from "../contracts/store.ts";
+
+/** Larger heads are not the store's (its worker refuses them at write). */
+const MAX_HEAD = 256 * 1024;
 
 export interface ScanResult {
   rows: IndexRow[];
@@ -16,7 +21,7 @@ export interface ScanResult {
   removed: number;
 }
 
-export function scanStore(dir: string, opts: { maxBytes: number; inactiveSeconds: number; now?: number }): ScanResult {
+export async function scanStore(dir: string, opts: { maxBytes: number; inactiveSeconds: number; now?: number }): Promise<ScanResult> {
   const now = opts.now ?? Date.now();
   mkdirSync(dir, { recursive: true });
   const lastUse = new Map<string, number>();
@@ -49,14 +54,20 @@ export function scanStore(dir: string, opts: { maxBytes: number; inactiveSeconds
       const fd = openSync(path, "r");
       let size = 0;
       const tail = new Uint8Array(TRAILER_LEN);
+      let head: Uint8Array | null = null;
+      let t: ReturnType<typeof decodeTrailer> = null;
       try {
         size = fstatSync(fd).size;
         if (size >= TRAILER_LEN) readSync(fd, tail, 0, TRAILER_LEN, size - TRAILER_LEN);
+        t = size >= TRAILER_LEN ? decodeTrailer(tail) : null;
+        if (t && fileLength(t.h, t.b) === size && t.h <= MAX_HEAD) {
+          head = new Uint8Array(t.h);
+          readSync(fd, head, 0, t.h, 0);
+        }
       } finally {
         closeSync(fd);
       }
-      const t = size >= TRAILER_LEN ? decodeTrailer(tail) : null;
-      if (!t || t.h + t.b + TRAILER_LEN !== size || t.e <= now) {
+      if (!t || !head || t.e <= now || (await headDigest(head)) !== t.hh) {
         remove(path);
         continue;
       }
@@ -66,7 +77,7 @@ export function scanStore(dir: string, opts: { maxBytes: number; inactiveSeconds
         remove(path);
         continue;
       }
-      const row: IndexRow = [name.hash, file, t.h, t.b, t.e, t.w, Math.floor(at)];
+      const row: IndexRow = [name.hash, file, t.h, t.b, t.e, t.w, Math.floor(at), t.hh];
       const prev = newest.get(name.hash);
       if (prev && prev.row[5] >= t.w) {
         remove(path);
@@ -77,11 +88,11 @@ export function scanStore(dir: string, opts: { maxBytes: number; inactiveSeconds
     }
   }
   const all = [...newest.values()].sort((a, b) => a.row[6] - b.row[6]);
-  let bytes = all.reduce((n, { row }) => n + row[2] + row[3] + TRAILER_LEN, 0);
+  let bytes = all.reduce((n, { row }) => n + fileLength(row[2], row[3]), 0);
   let i = 0;
   while (bytes > opts.maxBytes && i < all.length) {
     const { row, path } = all[i++]!;
-    bytes -= row[2] + row[3] + TRAILER_LEN;
+    bytes -= fileLength(row[2], row[3]);
     remove(path);
   }
   return { rows: all.slice(i).map((x) => x.row), bytes, removed };

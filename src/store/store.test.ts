@@ -4,9 +4,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import {
-  TRAILER_LEN, decodeHead, decodeTrailer, encodeHead, encodeTrailer, fileName, findHeadEnd, keyHash,
+  TRAILER_LEN, decodeHead, decodeTrailer, encodeHead, encodeTrailer, fileLength, fileName, findHeadEnd, keyHash,
   lifetimeSeconds, parseFileName, parseHttpHead, singleRange,
 } from "./format.ts";
+import { BLOCK, BlockHasher, bodyMatches, headDigest, tableLen, verifiedBody } from "./integrity.ts";
 import { StoreIndex, type IndexEntry } from "./lru.ts";
 import { scanStore } from "./scan.ts";
 
@@ -14,7 +15,7 @@ const enc = new TextEncoder();
 
 describe("format", () => {
   it("trailer round trip, fixed length, rejects anything else", () => {
-    const t = { h: 12, b: 3_000_000_000, e: 1_800_000_000_000, w: 1_700_000_000_000 };
+    const t = { h: 12, b: 3_000_000_000, e: 1_800_000_000_000, w: 1_700_000_000_000, hh: "0123456789abcdef" };
     const bytes = encodeTrailer(t);
     expect(bytes.byteLength).toBe(TRAILER_LEN);
     expect(decodeTrailer(bytes)).toEqual(t);
@@ -23,6 +24,8 @@ describe("format", () => {
     expect(decodeTrailer(torn)).toBeNull();
     expect(decodeTrailer(bytes.subarray(1))).toBeNull();
     expect(decodeTrailer(new Uint8Array(TRAILER_LEN))).toBeNull();
+    expect(decodeTrailer(encodeTrailer({ ...t, hh: "not a digest" }))).toBeNull();
+    expect(fileLength(12, 3 * BLOCK + 1)).toBe(12 + 3 * BLOCK + 1 + 4 * 16 + TRAILER_LEN);
   });
 
   it("parses workerd's serialized response head, drops framing headers when stored", () => {
@@ -74,7 +77,8 @@ describe("format", () => {
 
 describe("index", () => {
   const entry = (hash: string, size: number, over: Partial<IndexEntry> = {}): IndexEntry => ({
-    hash, file: `f/${hash}`, headLen: 0, bodyLen: size - TRAILER_LEN, expires: 1e15, written: 1, lastAccess: 1, ...over,
+    // A file of `size` bytes: one digest (16 bytes) and the trailer around the body.
+    hash, file: `f/${hash}`, headLen: 0, bodyLen: size - TRAILER_LEN - 16, expires: 1e15, written: 1, lastAccess: 1, headHash: "0", ...over,
   });
 
   it("evicts least recently used first, counting reservations", () => {
@@ -102,11 +106,11 @@ describe("index", () => {
 
   it("sweeps inactive and expired entries", () => {
     const ix = new StoreIndex();
-    ix.add(entry("idle", 100, { lastAccess: 10 }));
-    ix.add(entry("expired", 100, { lastAccess: 100, expires: 50 }));
-    ix.add(entry("ok", 100, { lastAccess: 100 }));
+    ix.add(entry("idle", 1000, { lastAccess: 10 }));
+    ix.add(entry("expired", 1000, { lastAccess: 100, expires: 50 }));
+    ix.add(entry("ok", 1000, { lastAccess: 100 }));
     expect(ix.sweep(60, 20).map((e) => e.hash).sort()).toEqual(["expired", "idle"]);
-    expect(ix.total).toBe(100);
+    expect(ix.total).toBe(1000);
   });
 });
 
@@ -115,29 +119,93 @@ describe("recovery scan", () => {
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
   const now = Date.now();
 
-  function writeEntry(hash: string, id: string, body: number, over: { e?: number; w?: number; trailer?: boolean } = {}) {
+  async function writeEntry(hash: string, id: string, body: number, over: { e?: number; w?: number; trailer?: boolean; flipHead?: boolean } = {}) {
     const head = enc.encode('{"status":200,"statusText":"OK","headers":[]}');
-    const parts = [head, new Uint8Array(body)];
-    if (over.trailer !== false) parts.push(encodeTrailer({ h: head.byteLength, b: body, e: over.e ?? now + 60_000, w: over.w ?? now - 1000 }));
+    const bodyBytes = new Uint8Array(body);
+    const hasher = new BlockHasher();
+    hasher.update(bodyBytes);
+    const parts = [head.slice(), bodyBytes, await hasher.table()];
+    if (over.trailer !== false) {
+      parts.push(encodeTrailer({ h: head.byteLength, b: body, e: over.e ?? now + 60_000, w: over.w ?? now - 1000, hh: await headDigest(head) }));
+    }
+    if (over.flipHead) parts[0]![5] ^= 0x04;
     mkdirSync(join(dir, hash.slice(0, 2)), { recursive: true });
     writeFileSync(join(dir, fileName(hash, id)), Buffer.concat(parts));
   }
 
-  it("keeps valid entries, removes torn, expired, duplicate and temporary files, enforces the bound", () => {
+  it("keeps valid entries, removes torn, expired, duplicate, damaged-head and temporary files, enforces the bound", async () => {
     dir = mkdtempSync(join(tmpdir(), "parrot-scan-"));
     const h = (c: string) => c.repeat(32);
-    writeEntry(h("a"), "1", 100);
-    writeEntry(h("b"), "1", 100, { trailer: false }); // torn
-    writeEntry(h("c"), "1", 100, { e: now - 1 }); // expired
-    writeEntry(h("d"), "1", 100, { w: now - 5000 }); // older write of d
-    writeEntry(h("d"), "2", 200, { w: now - 100 });
+    await writeEntry(h("a"), "1", 100);
+    await writeEntry(h("b"), "1", 100, { trailer: false }); // torn
+    await writeEntry(h("c"), "1", 100, { e: now - 1 }); // expired
+    await writeEntry(h("d"), "1", 100, { w: now - 5000 }); // older write of d
+    await writeEntry(h("d"), "2", 200, { w: now - 100 });
+    await writeEntry(h("e"), "1", 100, { flipHead: true }); // one flipped bit in the head
     writeFileSync(join(dir, h("a").slice(0, 2), `.${h("a")}-9.123.0.tmp`), "partial");
-    const r = scanStore(dir, { maxBytes: 1 << 20, inactiveSeconds: 86_400, now });
+    const r = await scanStore(dir, { maxBytes: 1 << 20, inactiveSeconds: 86_400, now });
     expect(r.rows.map((x) => [x[0], x[1].split("-")[1]]).sort()).toEqual([[h("a"), "1"], [h("d"), "2"]]);
-    expect(r.removed).toBe(4);
+    expect(r.removed).toBe(5);
     expect(readdirSync(join(dir, "aa"))).toEqual([`${h("a")}-1`]);
-    const small = scanStore(dir, { maxBytes: 400, inactiveSeconds: 86_400, now });
+    const small = await scanStore(dir, { maxBytes: 500, inactiveSeconds: 86_400, now });
     expect(small.rows).toHaveLength(1);
-    expect(small.bytes).toBeLessThanOrEqual(400);
+    expect(small.bytes).toBeLessThanOrEqual(500);
+  });
+});
+
+describe("integrity", () => {
+  const pattern = (n: number) => Uint8Array.from({ length: n }, (_, i) => (i * 7 + (i >> 11)) & 0xff);
+  // A byte stream, as the disk service's bodies are.
+  const chunks = (bytes: Uint8Array, size: number) =>
+    new ReadableStream({
+      type: "bytes",
+      start(c) {
+        for (let i = 0; i < bytes.byteLength; i += size) c.enqueue(bytes.slice(i, i + size));
+        c.close();
+      },
+    }) as ReadableStream<Uint8Array>;
+  const read = async (s: ReadableStream<Uint8Array>) => new Uint8Array(await new Response(s).arrayBuffer());
+
+  it("one digest per block, the same however the body is chunked", async () => {
+    const body = pattern(2 * BLOCK + 12345);
+    const one = new BlockHasher();
+    one.update(body);
+    const many = new BlockHasher();
+    for (let i = 0; i < body.byteLength; i += 65_537) many.update(body.subarray(i, i + 65_537));
+    const table = await one.table();
+    expect(table.byteLength).toBe(tableLen(body.byteLength));
+    expect(await many.table()).toEqual(table);
+    expect(await bodyMatches(body, table)).toBe(true);
+    const flipped = body.slice();
+    flipped[BLOCK + 5] ^= 1;
+    expect(await bodyMatches(flipped, table)).toBe(false);
+  });
+
+  it("passes a range on only from blocks that matched; a damaged block ends the stream and is reported", async () => {
+    const body = pattern(3 * BLOCK + 100);
+    const h = new BlockHasher();
+    h.update(body);
+    const table = await h.table();
+    const from = BLOCK + 10;
+    const to = 3 * BLOCK + 50;
+    let corrupt = 0;
+    const ok = verifiedBody(chunks(body.subarray(BLOCK), 70_001), { bodyLen: body.byteLength, firstBlock: 1, table, from, to, onCorrupt: () => corrupt++ });
+    expect(await read(ok)).toEqual(body.subarray(from, to + 1));
+    expect(corrupt).toBe(0);
+    const bad = body.slice();
+    bad[2 * BLOCK + 3] ^= 0x10;
+    const cut = verifiedBody(chunks(bad.subarray(BLOCK), 70_001), { bodyLen: body.byteLength, firstBlock: 1, table, from, to, onCorrupt: () => corrupt++ });
+    const got: Uint8Array[] = [];
+    const reader = cut.getReader();
+    await expect((async () => {
+      for (;;) {
+        const r = await reader.read();
+        if (r.done) break;
+        got.push(r.value);
+      }
+    })()).rejects.toThrow(/does not match/);
+    expect(corrupt).toBe(1);
+    // Only the first (good) block's part was passed on: never a byte of the damaged block.
+    expect(got.reduce((n, c) => n + c.byteLength, 0)).toBe(2 * BLOCK - from);
   });
 });

@@ -12,10 +12,10 @@
  * coalescing locks of the box's edge processes and the stats (src/contracts/store.ts).
  */
 import {
-  TRAILER_LEN,
   decodeHead,
   encodeHead,
   encodeTrailer,
+  fileLength,
   fileName,
   findHeadEnd,
   keyHash,
@@ -24,6 +24,7 @@ import {
   singleRange,
   type StoredHead,
 } from "./format.ts";
+import { BLOCK, BlockHasher, bodyMatches, headDigest, readBlock, tableLen, verifiedBody } from "./integrity.ts";
 import { StoreIndex, type IndexEntry } from "./lru.ts";
 import {
   CHANGED_HEADER,
@@ -61,6 +62,8 @@ interface State {
   purged: Map<string, number>;
   /** Entries removed to stay within the bound, unused for store_inactive, or expired. */
   evicted: { lru: number; inactive: number; expired: number };
+  /** Entries dropped because a digest did not match. */
+  corrupt: number;
   /** Coalescing locks: cache URL hash → holder's token and expiry (ms); a PUT of the URL releases its lock. */
   locks: Map<string, { token: string; expires: number }>;
   /** Client invalidations for the edge processes' memory tiers: the newest, oldest first, bounded (see /invalidate). */
@@ -72,10 +75,22 @@ let state: State | undefined;
 function stateFor(env: StoreEnv): State {
   if (state) return state;
   const index = new StoreIndex();
-  for (const [hash, file, headLen, bodyLen, expires, written, lastAccess] of env.STORE_INDEX ?? []) {
-    index.add({ hash, file, headLen, bodyLen, expires, written, lastAccess });
+  for (const [hash, file, headLen, bodyLen, expires, written, lastAccess, headHash] of env.STORE_INDEX ?? []) {
+    index.add({ hash, file, headLen, bodyLen, expires, written, lastAccess, headHash });
   }
-  state = { index, settings: env.STORE, lastSweep: Date.now(), lastSave: Date.now(), dirty: false, writes: 0, purged: new Map(), evicted: { lru: 0, inactive: 0, expired: 0 }, locks: new Map(), invalidations: { seq: 0, ring: [], bytes: 0 } };
+  state = {
+    index,
+    settings: env.STORE,
+    lastSweep: Date.now(),
+    lastSave: Date.now(),
+    dirty: false,
+    writes: 0,
+    purged: new Map(),
+    evicted: { lru: 0, inactive: 0, expired: 0 },
+    corrupt: 0,
+    locks: new Map(),
+    invalidations: { seq: 0, ring: [], bytes: 0 },
+  };
   return state;
 }
 
@@ -159,74 +174,71 @@ async function match(s: State, env: StoreEnv, ctx: ExecutionContext, request: Re
       headers: { "content-range": `bytes */${e.bodyLen}`, "cf-cache-status": "HIT" },
     });
   }
-  let head: StoredHead | null;
-  let body: ReadableStream<Uint8Array> | null;
-  if (range) {
-    const [h, b] = await Promise.all([
-      readRange(env, e.file, 0, e.headLen - 1),
-      env.DISK.fetch(DISK + e.file, { headers: { range: `bytes=${e.headLen + range.start}-${e.headLen + range.end}` } }),
-    ]);
-    if (b.status !== 206 || !h) return gone(s, env, ctx, hash, e, b);
-    head = decodeHead(h);
-    body = b.body;
-  } else {
+  const corrupt = () => dropCorrupt(s, env, ctx, hash, e);
+  const table = tableLen(e.bodyLen);
+  if (!range && e.headLen + e.bodyLen + table <= SMALL) {
+    // Small: head, body and digests in one read, checked whole before anything is answered.
+    const all = await readBytes(env, e.file, 0, e.headLen + e.bodyLen + table);
+    if (!all) return gone(s, env, ctx, hash, e);
+    const headBytes = all.subarray(0, e.headLen);
+    const body = all.subarray(e.headLen, e.headLen + e.bodyLen);
+    if ((await headDigest(headBytes)) !== e.headHash || !(await bodyMatches(body, all.subarray(e.headLen + e.bodyLen)))) return corrupt();
+    return answer(request, decodeHead(headBytes), body, e);
+  }
+  // Large, or a range: the head and the digests of the blocks needed, then the body checked block by block.
+  const from = range ? range.start : 0;
+  const to = range ? range.end : e.bodyLen - 1;
+  const first = Math.floor(from / BLOCK);
+  const last = Math.max(first, Math.floor(to / BLOCK));
+  const [headBytes, digests] = await Promise.all([
+    readBytes(env, e.file, 0, e.headLen),
+    readBytes(env, e.file, e.headLen + e.bodyLen, table),
+  ]);
+  if (!headBytes || !digests) return gone(s, env, ctx, hash, e);
+  if ((await headDigest(headBytes)) !== e.headHash) return corrupt();
+  let body: ReadableStream<Uint8Array> | null = null;
+  if (request.method !== "HEAD" && e.bodyLen > 0) {
     const res = await env.DISK.fetch(DISK + e.file, {
-      headers: { range: `bytes=0-${e.headLen + e.bodyLen - 1}` },
+      headers: { range: `bytes=${e.headLen + first * BLOCK}-${e.headLen + Math.min((last + 1) * BLOCK, e.bodyLen) - 1}` },
     });
-    if (res.status !== 206 && res.status !== 200) return gone(s, env, ctx, hash, e, res);
-    if (e.headLen + e.bodyLen <= SMALL) {
-      // Small: one read into memory is cheaper than splitting a stream.
-      const all = new Uint8Array(await res.arrayBuffer());
-      if (all.byteLength !== e.headLen + e.bodyLen) return gone(s, env, ctx, hash, e, null);
-      head = decodeHead(all.subarray(0, e.headLen));
-      body = null;
-      const bytes = all.subarray(e.headLen);
-      return answer(request, head, bytes, e, s, env, ctx, hash);
+    if (res.status !== 206 || !res.body) {
+      await res.body?.cancel();
+      return gone(s, env, ctx, hash, e);
     }
-    const split = await splitHead(res.body!, e.headLen, e.bodyLen, ctx);
-    if (!split) return gone(s, env, ctx, hash, e, null);
-    head = decodeHead(split.head);
-    body = split.body;
+    body = verifiedBody(res.body, { bodyLen: e.bodyLen, firstBlock: first, table: digests, from, to, onCorrupt: () => void corrupt() });
   }
-  if (!head) {
-    await body?.cancel();
-    return gone(s, env, ctx, hash, e, null);
-  }
-  return answer(request, head, body, e, s, env, ctx, hash, range);
+  return answer(request, decodeHead(headBytes), body, e, range);
 }
 
 /** The HIT response: the stored status and headers, the body (or the range) with its length. */
-async function answer(
+function answer(
   request: Request,
   head: StoredHead | null,
   body: ReadableStream<Uint8Array> | Uint8Array | null,
   e: IndexEntry,
-  s: State,
-  env: StoreEnv,
-  ctx: ExecutionContext,
-  hash: string,
   range?: { start: number; end: number },
-): Promise<Response> {
-  if (!head) return gone(s, env, ctx, hash, e, null);
+): Response {
+  if (!head) return miss();
   const headers = new Headers();
   for (const [n, v] of head.headers) headers.append(n, v);
   headers.set("cf-cache-status", "HIT");
-  if (range) {
-    headers.set("content-range", `bytes ${range.start}-${range.end}/${e.bodyLen}`);
-    headers.set("content-length", String(range.end - range.start + 1));
-  } else {
-    headers.set("content-length", String(e.bodyLen));
-  }
+  const length = range ? range.end - range.start + 1 : e.bodyLen;
+  if (range) headers.set("content-range", `bytes ${range.start}-${range.end}/${e.bodyLen}`);
+  headers.set("content-length", String(length));
   if (request.method === "HEAD") {
-    if (body instanceof ReadableStream) await body.cancel();
+    if (body instanceof ReadableStream) void body.cancel();
     body = null;
+  } else if (body instanceof ReadableStream) {
+    // Known length: the client can tell a body cut short by a failed check from a complete one.
+    const fixed = new FixedLengthStream(length);
+    void body.pipeTo(fixed.writable as unknown as WritableStream<Uint8Array>).catch(() => undefined);
+    body = fixed.readable as unknown as ReadableStream<Uint8Array>;
   }
   return new Response(body, { status: range ? 206 : head.status, statusText: range ? "Partial Content" : head.statusText, headers });
 }
 
 /** The file disappeared or is not what the index says: forget it, answer MISS. */
-async function gone(s: State, env: StoreEnv, ctx: ExecutionContext, hash: string, e: IndexEntry, res: Response | null) {
-  await res?.body?.cancel();
+async function gone(s: State, env: StoreEnv, ctx: ExecutionContext, hash: string, e: IndexEntry) {
   if (s.index.get(hash) === e) {
     s.index.remove(hash);
     s.dirty = true;
@@ -235,48 +247,22 @@ async function gone(s: State, env: StoreEnv, ctx: ExecutionContext, hash: string
   return miss();
 }
 
-async function readRange(env: StoreEnv, file: string, start: number, end: number): Promise<Uint8Array | null> {
-  const res = await env.DISK.fetch(DISK + file, { headers: { range: `bytes=${start}-${end}` } });
-  if (res.status !== 206) {
+/** A digest did not match: the entry goes (counted), the answer is a MISS. */
+function dropCorrupt(s: State, env: StoreEnv, ctx: ExecutionContext, hash: string, e: IndexEntry): Promise<Response> {
+  if (s.index.get(hash) === e) s.corrupt++;
+  return gone(s, env, ctx, hash, e);
+}
+
+/** Exactly `length` bytes of a file from `start`, or null. */
+async function readBytes(env: StoreEnv, file: string, start: number, length: number): Promise<Uint8Array | null> {
+  if (length === 0) return new Uint8Array(0);
+  const res = await env.DISK.fetch(DISK + file, { headers: { range: `bytes=${start}-${start + length - 1}` } });
+  if (res.status !== 206 && res.status !== 200) {
     await res.body?.cancel();
     return null;
   }
   const bytes = new Uint8Array(await res.arrayBuffer());
-  return bytes.byteLength === end - start + 1 ? bytes : null;
-}
-
-/** Reads the first `headLen` bytes of a stream; the rest (`bodyLen` bytes) is piped on natively, its length known. */
-async function splitHead(
-  stream: ReadableStream<Uint8Array>,
-  headLen: number,
-  bodyLen: number,
-  ctx: ExecutionContext,
-): Promise<{ head: Uint8Array; body: ReadableStream<Uint8Array> } | null> {
-  const reader = stream.getReader();
-  const head = new Uint8Array(headLen);
-  let got = 0;
-  let rest: Uint8Array | null = null;
-  while (got < headLen) {
-    const { done, value } = await reader.read();
-    if (done) return null;
-    const take = Math.min(value.byteLength, headLen - got);
-    head.set(value.subarray(0, take), got);
-    got += take;
-    if (take < value.byteLength) rest = value.subarray(take);
-  }
-  reader.releaseLock();
-  if (!rest) return { head, body: stream };
-  const { readable, writable } = new FixedLengthStream(bodyLen);
-  const leftover = rest;
-  ctx.waitUntil(
-    (async () => {
-      const w = writable.getWriter();
-      await w.write(leftover);
-      w.releaseLock();
-      await stream.pipeTo(writable);
-    })().catch(() => undefined),
-  );
-  return { head, body: readable as unknown as ReadableStream<Uint8Array> };
+  return bytes.byteLength === length ? bytes : null;
 }
 
 async function put(s: State, env: StoreEnv, ctx: ExecutionContext, request: Request): Promise<Response> {
@@ -308,13 +294,13 @@ async function put(s: State, env: StoreEnv, ctx: ExecutionContext, request: Requ
   const cl = parsed.headers.find(([n]) => n === "content-length")?.[1];
   const declared = cl !== undefined && /^\d+$/.test(cl) ? Number(cl) : undefined;
   const headBytes = encodeHead(parsed);
+  const headHash = await headDigest(headBytes);
   const max = s.settings.maxBytes;
-  const maxBody = max - headBytes.byteLength - TRAILER_LEN;
-  if (declared !== undefined && declared > maxBody) return refuse();
+  if (declared !== undefined && fileLength(headBytes.byteLength, declared) > max) return refuse();
 
   // Room first: the whole size when it is known, else as the bytes arrive. A write that cannot get room (the rest
   // is taken by other writes under way) is refused rather than overflow the bound.
-  const reservation = s.index.reserve(headBytes.byteLength + TRAILER_LEN + (declared ?? 0));
+  const reservation = s.index.reserve(fileLength(headBytes.byteLength, declared ?? 0));
   const makeRoom = () => {
     const evicted = s.index.evictToFit(max);
     s.evicted.lru += evicted.length;
@@ -332,91 +318,91 @@ async function put(s: State, env: StoreEnv, ctx: ExecutionContext, request: Requ
   const writeId = written.toString(36) + (s.writes++ % 1296).toString(36).padStart(2, "0") + Math.random().toString(36).slice(2, 6);
   const file = fileName(hash, writeId);
   const expires = written + lifetime * 1000;
+  const hasher = new BlockHasher();
   let count = 0;
   let complete = false;
-  const first = buf.subarray(end + 4);
-  let upload: ReadableStream<Uint8Array>;
-  let piped: Promise<void> = Promise.resolve();
-  if (declared !== undefined && first.byteLength <= declared) {
-    // Known length: the body is piped natively (no JavaScript per chunk); the stream's fixed length makes the
-    // upload fail if the body ends early, and the trailer follows only a body that ended normally.
-    const fixed = new FixedLengthStream(headBytes.byteLength + declared + TRAILER_LEN);
-    upload = fixed.readable as unknown as ReadableStream<Uint8Array>;
-    const writable = fixed.writable as unknown as WritableStream<Uint8Array>;
-    piped = (async () => {
-      let w = writable.getWriter();
-      await w.write(headBytes);
-      if (first.byteLength) await w.write(first);
-      w.releaseLock();
-      reader.releaseLock();
-      await request.body!.pipeTo(writable, { preventClose: true });
-      w = writable.getWriter();
-      await w.write(encodeTrailer({ h: headBytes.byteLength, b: declared, e: expires, w: written }));
-      await w.close();
-      count = declared;
-      complete = true;
-    })();
-    piped.catch(() => writable.abort().catch(() => undefined));
-  } else {
-    upload = new ReadableStream<Uint8Array>({
-      start(c) {
-        c.enqueue(headBytes);
-        if (first.byteLength) {
-          count += first.byteLength;
-          reservation.grow(first.byteLength);
-          c.enqueue(first);
+  let pending = buf.subarray(end + 4); // body bytes that came with the head
+  reader.releaseLock();
+  const body = request.body.getReader({ mode: "byob" });
+  // The file: head, body (a block per read, hashed on the way), digest table, trailer. Whatever goes wrong (the
+  // edge's body fails, it is longer or shorter than announced, no room) ends the upload normally without a trailer,
+  // so the disk service finishes its write and the file can then be deleted for sure: no write the bounds do not count.
+  const upload = new ReadableStream<Uint8Array>({
+    start(c) {
+      c.enqueue(headBytes);
+    },
+    async pull(c) {
+      const finish = async () => {
+        c.enqueue(await hasher.table());
+        c.enqueue(encodeTrailer({ h: headBytes.byteLength, b: count, e: expires, w: written, hh: headHash }));
+        complete = true;
+        c.close();
+      };
+      try {
+        if (declared !== undefined && count === declared) {
+          const extra = pending.byteLength ? pending : await readBlock(body, 1);
+          return extra.byteLength ? c.close() : await finish(); // longer than announced: no trailer
         }
-      },
-      async pull(c) {
-        if (count > maxBody) return c.error(new Error("larger than the store"));
-        const { done, value } = await reader.read();
-        if (done) {
-          if (declared !== undefined && count !== declared) return c.error(new Error("body shorter than announced"));
-          c.enqueue(encodeTrailer({ h: headBytes.byteLength, b: count, e: expires, w: written }));
-          complete = true;
-          return c.close();
+        const want = declared !== undefined ? Math.min(BLOCK, declared - count) : BLOCK;
+        let block: Uint8Array;
+        if (pending.byteLength >= want) {
+          block = pending.subarray(0, want);
+          pending = pending.subarray(want);
+        } else {
+          block = await readBlock(body, want, pending);
+          pending = new Uint8Array(0);
         }
-        count += value.byteLength;
-        if (count > maxBody || (declared !== undefined && count > declared)) {
-          await reader.cancel().catch(() => undefined);
-          return c.error(new Error("body longer than allowed"));
+        if (!block.byteLength) return declared !== undefined ? c.close() : await finish(); // shorter than announced: no trailer
+        if (!take(c, block)) {
+          await body.cancel().catch(() => undefined);
+          c.close();
         }
-        reservation.grow(value.byteLength);
-        if (!makeRoom()) {
-          await reader.cancel().catch(() => undefined);
-          return c.error(new Error("no room in the store"));
-        }
-        c.enqueue(value);
-      },
-      cancel(reason) {
-        return reader.cancel(reason);
-      },
-    });
+      } catch {
+        c.close(); // the edge's body failed: no trailer
+      }
+    },
+    cancel(reason) {
+      return body.cancel(reason);
+    },
+  });
+  /** Passes one chunk of body on; false when it breaks a bound (the upload then ends without a trailer). */
+  function take(c: ReadableStreamDefaultController<Uint8Array>, chunk: Uint8Array): boolean {
+    const before = count;
+    count += chunk.byteLength;
+    if (declared !== undefined ? count > declared : fileLength(headBytes.byteLength, count) > max) return false;
+    if (declared === undefined) {
+      reservation.grow(fileLength(0, count) - fileLength(0, before));
+      if (!makeRoom()) return false;
+    }
+    hasher.update(chunk);
+    c.enqueue(chunk);
+    return true;
   }
 
   let ok = false;
   try {
-    const [res] = await Promise.all([env.DISK.fetch(DISK + file, { method: "PUT", body: upload }), piped.catch(() => undefined)]);
+    const res = await env.DISK.fetch(DISK + file, { method: "PUT", body: upload });
     await res.body?.cancel();
     ok = res.ok && complete;
   } catch {
     ok = false;
-  } finally {
-    reservation.release();
   }
   if (!ok) {
-    // The disk service may have committed what it got: that file has no trailer and no index entry; remove it.
-    ctx.waitUntil(deleteFiles(env, [file]));
-    await reader.cancel().catch(() => undefined);
-    await request.body?.cancel().catch(() => undefined);
+    // The disk service finished this write (the upload ended normally): its file has no trailer; remove it before
+    // its bytes leave the reservation.
+    await deleteFiles(env, [file]);
+    reservation.release();
+    await body.cancel().catch(() => undefined);
     return new Response(null, { status: 413 });
   }
+  reservation.release();
   s.locks.delete(hash); // whoever waits for this key finds it now
   if ((s.purged.get(hash) ?? -1) >= written) {
     ctx.waitUntil(deleteFiles(env, [file]));
     return new Response(null, { status: 204 });
   }
-  const entry: IndexEntry = { hash, file, headLen: headBytes.byteLength, bodyLen: count, expires, written, lastAccess: Date.now() };
+  const now = Date.now();
+  const entry: IndexEntry = { hash, file, headLen: headBytes.byteLength, bodyLen: count, expires, written, lastAccess: now, headHash, indexedAt: now };
   const stale = s.index.add(entry);
   const over = s.index.evictToFit(max);
   s.evicted.lru += over.length;
@@ -483,7 +469,8 @@ async function control(s: State, request: Request): Promise<Response> {
     case LOCK_PATH: {
       const since = Number(url.searchParams.get("since"));
       const e = s.index.get(hash);
-      if (Number.isFinite(since) && url.searchParams.has("since") && e && e.written > since) {
+      // Stored since the caller's lookup began: it became visible (was indexed) after that moment.
+      if (Number.isFinite(since) && url.searchParams.has("since") && e && (e.indexedAt ?? 0) >= since) {
         return new Response(null, { headers: { [CHANGED_HEADER]: "1" } });
       }
       const held = s.locks.get(hash);
@@ -510,6 +497,7 @@ async function control(s: State, request: Request): Promise<Response> {
         maxBytes: s.settings.maxBytes,
         evictions: { ...s.evicted },
         locks: s.locks.size,
+        corrupt: s.corrupt,
       };
       return Response.json(stats);
     }
