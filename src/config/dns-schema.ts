@@ -3,6 +3,7 @@
  * Paths stay as written: the Node host resolves them from the config file's folder.
  */
 import { z } from "zod";
+import { CidrListSchema } from "./cidr.ts";
 
 const label = z.string().regex(/^[A-Za-z0-9_*-][A-Za-z0-9_.-]*$|^@$/, "a DNS name relative to the zone, or @");
 const hostname = z
@@ -17,8 +18,6 @@ const continent = z
   .string()
   .regex(/^(AF|AN|AS|EU|NA|OC|SA)$/i, "a continent code: AF AN AS EU NA OC SA")
   .transform((s) => s.toUpperCase());
-/** An IPv4 or IPv6 network in CIDR notation, or a single address. */
-const cidr = z.string().regex(/^[0-9A-Fa-f:.]+(\/\d{1,3})?$/, "an address or CIDR such as 10.0.0.0/8");
 
 const DEFAULT_TXT = "ip %ip %af city %ci country %cc %co state %cn region %re name %na as %as";
 
@@ -66,6 +65,22 @@ export const HealthSchema = z
   .strict()
   .refine((h) => h.timeout_ms <= h.interval_ms, { message: "timeout_ms must not exceed interval_ms", path: ["timeout_ms"] });
 
+/** `[dns.limits]`: what each stream listener (TCP, DoT, DoH over HTTP and over TLS) holds against hostile clients. */
+export const LimitsSchema = z
+  .object({
+    /** Connections at once per listener; a new one always gets in: the oldest idle connection (else the oldest) goes. */
+    connections: z.number().int().min(1).max(100_000).default(512),
+    /** Connections at once per client address (IPv6: per /64), on each listener. */
+    connections_per_client: z.number().int().min(1).max(100_000).default(32),
+    /** A whole TCP/DoT message or HTTP request must arrive within this from its first byte (trickling does not extend it). */
+    message_ms: z.number().int().min(50).max(600_000).default(5_000),
+    /** A connection with nothing in progress closes after this. */
+    idle_ms: z.number().int().min(50).max(3_600_000).default(10_000),
+    /** TLS handshakes (DoT, DoH over TLS) must finish within this. */
+    tls_handshake_ms: z.number().int().min(50).max(600_000).default(5_000),
+  })
+  .strict();
+
 export const DnsSchema = z
   .object({
     zone: hostname,
@@ -82,7 +97,7 @@ export const DnsSchema = z
     records: z.array(DnsRecordSchema).default([]),
     director: DirectorSchema.default(DirectorSchema.parse({})),
     /** Proxies (addresses or CIDRs) whose X-Forwarded-For / Forwarded header is believed for DoH; nobody else's is. */
-    trusted_proxies: z.array(cidr).default([]),
+    trusted_proxies: CidrListSchema,
     /** Largest UDP answer sent even when a client advertises more (EDNS payload size). */
     max_udp_size: z.number().int().min(512).max(65535).default(1232),
     /** Certificate and key (PEM) for DoH over TLS (HTTP/2 and HTTP/1.1); relative to the config file. */
@@ -90,9 +105,10 @@ export const DnsSchema = z
     tls_key: z.string().min(1).optional(),
     /** Address the Node host listens on; --host overrides. */
     listen: z.string().min(1).default("127.0.0.1"),
-    /** Queries handled at once by the Node host; more UDP queries are dropped, more TCP connections refused. */
+    /** UDP answers waiting to be sent by the Node host; more queries are dropped meanwhile. */
     max_inflight: z.number().int().min(1).max(100_000).default(1024),
-    max_tcp_connections: z.number().int().min(1).max(100_000).default(512),
+    /** Bounds of the stream listeners (TCP, DoT, DoH) against hostile clients. */
+    limits: LimitsSchema.prefault({}),
     /** Edge health probes and fail-open. */
     health: HealthSchema.prefault({}),
     /** One JSON line per DNS query on stdout (time, transport, client, qname, qtype, rcode, answers, ecs, duration_us). */
@@ -112,6 +128,8 @@ export const GeoipSchema = z
     asn_v6: z.string().min(1).optional(),
     /** With no files named: use the embedded DB-IP/ip-location-db data installed with the project (false: no GeoIP). */
     embedded: z.boolean().default(true),
+    /** A DNS node checks the named files this often and loads a changed one after a sanity check (0: never). */
+    watch_interval_ms: z.number().int().min(0).max(86_400_000).default(60_000),
   })
   .strict();
 
@@ -141,5 +159,6 @@ export type DnsRecordConfig = z.infer<typeof DnsRecordSchema>;
 export type DirectorConfig = z.infer<typeof DirectorSchema>;
 export type DnsConfig = z.infer<typeof DnsSchema>;
 export type HealthConfig = z.infer<typeof HealthSchema>;
+export type LimitsConfig = z.infer<typeof LimitsSchema>;
 export type GeoipConfig = z.infer<typeof GeoipSchema>;
 export type EdgeNode = z.infer<typeof EdgeNodeSchema>;

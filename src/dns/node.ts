@@ -2,6 +2,9 @@
  * One DNS node's parts, wired the same way in the Node host and the worker: the zone, the health monitor the
  * director consults, the query observer (metrics, query log) and the HTTP handler (operator endpoints, then DoH).
  * Runtime-agnostic: the host decides how probes run (timer or request-driven) and where log lines go.
+ *
+ * A reload builds new parts from the new config next to the old ones (`previous`): the observer's counters go on,
+ * edge health carries over by edge name (an operator's drain stays; a drain from the config follows the new config).
  */
 import type { CdnConfig } from "../config/config.ts";
 import type { HealthConfig } from "../config/dns-schema.ts";
@@ -9,25 +12,28 @@ import type { GeoIp } from "../geoip/geoip.ts";
 import { HealthMonitor, type MonitorSettings } from "../health/monitor.ts";
 import type { Cidr } from "../net/ip.ts";
 import type { Server } from "./answer.ts";
+import type { ChallengeStore } from "./challenges.ts";
 import { createDohHandler } from "./doh.ts";
 import { DnsObserver } from "./observe.ts";
-import { createOperator } from "./operator.ts";
+import { createOperator, type ReloadHook } from "./operator.ts";
 import { buildZone } from "./zone.ts";
 
 type FetchLike = (input: string, init?: RequestInit) => Promise<Response>;
 
 export const HEALTH_DEFAULTS: HealthConfig = { interval_ms: 10_000, timeout_ms: 3_000, down_after: 3, up_after: 3, min_up: 1 };
 
+/** The monitor's settings from [dns.health]. */
 export function monitorSettings(h: HealthConfig | undefined): MonitorSettings {
   const c = h ?? HEALTH_DEFAULTS;
   return { intervalMs: c.interval_ms, timeoutMs: c.timeout_ms, downAfter: c.down_after, upAfter: c.up_after, minUp: c.min_up };
 }
 
 export interface DnsNodeParts {
+  config: CdnConfig;
   server: Server;
   monitor: HealthMonitor;
   observer: DnsObserver;
-  /** Operator endpoints (/admin/drain, /metrics, /status, /status.json), then DoH (/dns-query, /resolve). */
+  /** Operator endpoints (/admin/*, /metrics, /status, /status.json), then DoH (/dns-query, /resolve). */
   fetch: (request: Request) => Promise<Response>;
 }
 
@@ -40,8 +46,15 @@ export interface DnsNodeOptions {
   /** For probes and the status page's edge metrics. */
   fetchImpl?: FetchLike;
   now?: () => number;
+  /** The parts this node replaces (a reload): their counters and edge health go on. */
+  previous?: DnsNodeParts;
+  /** POST /admin/reload: re-reads the configuration (hosts that can). */
+  reload?: ReloadHook;
+  /** ACME challenge records (kept across reloads by the host); without it the node holds none. */
+  challenges?: ChallengeStore;
 }
 
+/** Builds the parts; throws with a message naming the field when the config contradicts itself. */
 export function createDnsNode(config: CdnConfig, o: DnsNodeOptions): DnsNodeParts {
   const dns = config.dns;
   if (!dns) throw new Error("cdn.toml has no [dns] section");
@@ -53,11 +66,14 @@ export function createDnsNode(config: CdnConfig, o: DnsNodeOptions): DnsNodePart
     fetchImpl,
     o.now,
   );
-  const observer = new DnsObserver({ write: dns.query_log ? o.write : undefined });
+  if (o.previous) carryHealth(o.previous, monitor, config);
+  const write = dns.query_log ? o.write : undefined;
+  const observer = o.previous ? o.previous.observer.withWrite(write) : new DnsObserver({ write });
   const server: Server = { zone, geoip: o.geoip, udpSize: dns.max_udp_size, health: monitor, observer };
-  const operator = createOperator({ config, server, monitor, observer, node: o.node, fetchImpl, now: o.now });
+  const operator = createOperator({ config, server, monitor, observer, node: o.node, fetchImpl, now: o.now, reload: o.reload });
   const doh = createDohHandler(() => server, o.trusted ?? []);
   return {
+    config,
     server,
     monitor,
     observer,
@@ -69,4 +85,16 @@ export function createDnsNode(config: CdnConfig, o: DnsNodeOptions): DnsNodePart
       }
     },
   };
+}
+
+/** Edge states from the parts a reload replaces: an operator's drain stays, a config drain follows the new config. */
+function carryHealth(previous: DnsNodeParts, monitor: HealthMonitor, config: CdnConfig): void {
+  const oldConfigDrain = new Set(previous.config.edges.filter((e) => e.drain).map((e) => e.name));
+  const newConfigDrain = new Set(config.edges.filter((e) => e.drain).map((e) => e.name));
+  monitor.replace(
+    previous.monitor.snapshot().map((h) => ({
+      ...h,
+      drained: (h.drained && !oldConfigDrain.has(h.name)) || newConfigDrain.has(h.name),
+    })),
+  );
 }

@@ -6,21 +6,10 @@
  */
 import { formatIp } from "../net/ip.ts";
 import type { Answer, QueryObserver, Transport } from "./answer.ts";
+import { rcodeName, typeName } from "./codes.ts";
 
-export const TRANSPORTS: readonly Transport[] = ["udp", "tcp", "doh"];
-const TRANSPORT_INDEX: Record<Transport, number> = { udp: 0, tcp: 1, doh: 2 };
-
-const TYPE_NAMES: Record<number, string> = {
-  1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 12: "PTR", 15: "MX", 16: "TXT", 28: "AAAA", 33: "SRV", 35: "NAPTR", 41: "OPT",
-  43: "DS", 46: "RRSIG", 47: "NSEC", 48: "DNSKEY", 64: "SVCB", 65: "HTTPS", 99: "SPF", 251: "IXFR", 252: "AXFR",
-  255: "ANY", 257: "CAA",
-};
-const RCODE_NAMES: Record<number, string> = {
-  0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED", 16: "BADVERS",
-};
-
-export const qtypeName = (t: number): string => (t < 0 ? "NONE" : (TYPE_NAMES[t] ?? `TYPE${t}`));
-export const rcodeName = (r: number): string => RCODE_NAMES[r] ?? `RCODE${r}`;
+export const TRANSPORTS: readonly Transport[] = ["udp", "tcp", "doh", "dot"];
+const TRANSPORT_INDEX: Record<Transport, number> = { udp: 0, tcp: 1, doh: 2, dot: 3 };
 
 /** Counts to move between processes (a worker process's since its last report). */
 export interface StatsDelta {
@@ -37,10 +26,10 @@ export interface QueryCount {
 }
 
 export class DnsObserver implements QueryObserver {
-  readonly timed: boolean;
+  timed: boolean;
   private readonly queries = new Map<number, number>();
   private readonly answers = new Map<string, number>();
-  private readonly write: ((line: string) => void) | undefined;
+  private write: ((line: string) => void) | undefined;
   private readonly now: () => number;
   private readonly wallClock: () => number;
   private isoMs = -1;
@@ -57,6 +46,13 @@ export class DnsObserver implements QueryObserver {
     this.timed = !!opts.write;
     this.now = opts.clock ?? (() => performance.now());
     this.wallClock = opts.wallClock ?? Date.now;
+  }
+
+  /** The same counters with another query log target (a reload may turn the log on or off). */
+  withWrite(write: ((line: string) => void) | undefined): this {
+    this.write = write;
+    this.timed = !!write;
+    return this;
   }
 
   clock(): number {
@@ -87,7 +83,7 @@ export class DnsObserver implements QueryObserver {
     const ecs = a.ecs ? `"${a.ecs.ip}/${a.ecs.source}"` : "null";
     return (
       `{"time":"${this.iso}","transport":"${transport}","client":${client ? `"${this.clientIp(client)}"` : "null"},` +
-      `"qname":${JSON.stringify(qname)},"qtype":"${qtypeName(a.qtype)}","rcode":"${rcodeName(a.rcode)}",` +
+      `"qname":${JSON.stringify(qname)},"qtype":"${typeName(a.qtype)}","rcode":"${rcodeName(a.rcode)}",` +
       `"answers":[${answers}],"ecs":${ecs},"duration_us":${us}}`
     );
   }
@@ -104,7 +100,7 @@ export class DnsObserver implements QueryObserver {
     for (const [key, count] of this.queries) {
       const qtype = key % 65536;
       const rest = Math.floor(key / 65536);
-      out.push({ transport: TRANSPORTS[Math.floor(rest / 32)], rcode: rcodeName(rest % 32), qtype: qtypeName(qtype === 65535 ? -1 : qtype), count });
+      out.push({ transport: TRANSPORTS[Math.floor(rest / 32)], rcode: rcodeName(rest % 32), qtype: typeName(qtype === 65535 ? -1 : qtype), count });
     }
     return out;
   }

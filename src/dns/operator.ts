@@ -1,6 +1,7 @@
 /**
  * The DNS node's operator endpoints, next to DoH on its HTTP listener (Node host and worker alike):
  *   POST /admin/drain {"edge": name, "draining": bool}   take an edge out of (or back into) answers; token required
+ *   POST /admin/reload   re-read cdn.toml and the GeoIP files (hosts that can); token required
  *   GET  /metrics        Prometheus text: queries, answers by edge, edge health, fail-open; token unless metrics_public
  *   GET  /status         the status page (status/page.ts); GET /status.json the same data as JSON
  * The status page shows each edge's hit ratio and requests, read from the edge's own metrics with the [admin] token.
@@ -19,6 +20,9 @@ const SCRAPE_TIMEOUT_MS = 2_000;
 
 type FetchLike = (input: string, init?: RequestInit) => Promise<Response>;
 
+/** Re-reads the configuration: resolves with the reason when it was refused (the old one stays). */
+export type ReloadHook = () => Promise<{ ok: true } | { ok: false; error: string }>;
+
 export interface OperatorOptions {
   config: CdnConfig;
   server: Server;
@@ -28,6 +32,7 @@ export interface OperatorOptions {
   node: string;
   fetchImpl?: FetchLike;
   now?: () => number;
+  reload?: ReloadHook;
 }
 
 /** An edge's own figures, from its metrics. */
@@ -164,11 +169,21 @@ export function createOperator(o: OperatorOptions): (request: Request) => Promis
     return json({ edge: body.edge, draining: h.drained, state: h.state });
   }
 
+  async function reload(request: Request): Promise<Response> {
+    if (!(await isAuthorized(request, token))) return unauthorized(!!token);
+    if (request.method !== "POST") return new Response("405 use POST\n", { status: 405, headers: { allow: "POST" } });
+    if (!o.reload) return json({ error: "this host cannot reload: its configuration is not a file" }, 501);
+    const result = await o.reload();
+    return result.ok ? json({ ok: true }) : json({ ok: false, error: result.error }, 422);
+  }
+
   return (request) => {
     const path = new URL(request.url).pathname;
     switch (path) {
       case "/admin/drain":
         return drain(request);
+      case "/admin/reload":
+        return reload(request);
       case "/metrics":
         return (async () => {
           if (!o.config.admin.metrics_public && !(await isAuthorized(request, token))) return unauthorized(!!token);

@@ -62,7 +62,7 @@ describe("classic DNS with dig", () => {
   it("tells NXDOMAIN, NODATA and REFUSED apart", async () => {
     const nx = await dig("nothing.geo.example.org", "A");
     expect(status(nx.out)).toBe("NXDOMAIN");
-    expect(nx.out).toMatch(/AUTHORITY SECTION:\ngeo\.example\.org\.\s+30\s+IN\s+SOA\s+ns1\.example\.org\. hostmaster\.example\.org\./);
+    expect(nx.out).toMatch(/AUTHORITY SECTION:\ngeo\.example\.org\.\s+30\s+IN\s+SOA\s+ns1\.geo\.example\.org\. hostmaster\.example\.org\./);
     const nodata = await dig("ns1.geo.example.org", "AAAA");
     expect(status(nodata.out)).toBe("NOERROR");
     expect(nodata.out).toContain("ANSWER: 0, AUTHORITY: 1");

@@ -3,33 +3,16 @@ import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { TEST_EDGES_TOML } from "../../src/dns/test-zone.ts";
+import { TEST_ZONE_TOML } from "../support/dns-zone.ts";
 
 const repo = resolve(import.meta.dirname, "../..");
 const fixtures = join(repo, "test/fixtures");
 
-export const ZONE_TOML = `
-[dns]
-zone = "geo.example.org"
-ttl = 30
-nameservers = ["ns1.example.org", "ns2.example.org"]
-hostmaster = "hostmaster.example.org"
-records = [ { name = "www", type = "CNAME", value = "director.geo.example.org." },
-            { name = "ns1", type = "A", value = "192.0.2.53" },
-            { name = "local", type = "A", value = "127.0.0.1" },
-            { name = "big", type = "TXT", value = "${"b".repeat(700)}" } ]
-
-[dns.director]
-name = "director"
-answers = 2
-txt = "ip %ip %af city %ci country %cc %co state %cn region %re name %na as %as"
-default = ["us-sea"]
-
+export const ZONE_TOML = `${TEST_ZONE_TOML}
 [geoip]
 city = "${fixtures}/GeoIP2-City-Test.mmdb"
 asn = "GeoLite2-ASN-Test.mmdb"
-
-${TEST_EDGES_TOML}`;
+`;
 
 export interface DnsNode {
   dir: string;
