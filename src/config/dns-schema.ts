@@ -45,6 +45,14 @@ export const DirectorSchema = z
     default: z.array(z.string().min(1)).default([]),
     /** Edges within this fraction of the nearest edge's distance count as equally near: weights spread load. */
     tie_margin: z.number().min(0).max(10).default(0.05),
+    /**
+     * Addresses (anycast) answered for a family when fewer than [dns.health] min_up of its edges are in service,
+     * instead of failing open to every edge; a family without fallback addresses still fails open.
+     */
+    fallback: z
+      .object({ ipv4: z.array(z.ipv4()).max(16).default([]), ipv6: z.array(z.ipv6()).max(16).default([]) })
+      .strict()
+      .optional(),
   })
   .strict();
 

@@ -12,6 +12,7 @@ import type { GeoIp } from "../geoip/geoip.ts";
 import { assemble, errorBytes, NONE, type Head, type OptOut } from "./assemble.ts";
 import { RCODE, TYPE } from "./codes.ts";
 import { directorAnswer, directorCache, serviceSets as serviceSetsOf, type DirectorAnswer, type DirectorCache, type DirectorHealth, type ServiceSets } from "./director.ts";
+import type { ChallengeStore } from "./challenges.ts";
 import type { ClientSubnet } from "./ecs.ts";
 import { parseEdns } from "./edns.ts";
 import { inZoneKey, inZoneLabels, textKey } from "./names.ts";
@@ -42,6 +43,8 @@ export interface Server {
   /** Edge health; without it every edge is answerable. */
   health?: DirectorHealth;
   observer?: QueryObserver;
+  /** ACME challenge TXT records published through the operator endpoint. */
+  challenges?: ChallengeStore;
 }
 
 /** An answer and what HTTP caching needs to know about it. */
@@ -67,13 +70,23 @@ export interface Answer {
 interface Compiled {
   plans: PlanCache;
   director: DirectorCache;
+  /** The challenge records' version the plans were made under. */
+  challenges: number;
 }
 
 const compiledFor = new WeakMap<Server, Compiled>();
 
 function compile(server: Server): Compiled {
   let c = compiledFor.get(server);
-  if (!c) compiledFor.set(server, (c = { plans: planCache(server.zone), director: directorCache() }));
+  if (!c) compiledFor.set(server, (c = { plans: planCache(server.zone), director: directorCache(), challenges: 0 }));
+  const ch = server.challenges;
+  if (ch) {
+    ch.expire();
+    if (ch.version !== c.challenges) {
+      c.plans = planCache(server.zone);
+      c.challenges = ch.version;
+    }
+  }
   return c;
 }
 
@@ -106,7 +119,7 @@ export function answerQuery(query: Uint8Array, client: Uint8Array | null, server
   if (q.qtype >= 128 && q.qtype !== TYPE.ANY) return refuse(RCODE.NOTIMP, true);
 
   const compiled = compile(server);
-  const plan = key === null ? compiled.plans.nxdomain : planFor(compiled.plans, zone, key, q.qtype);
+  const plan = key === null ? compiled.plans.nxdomain : planFor(compiled.plans, zone, key, q.qtype, server.challenges);
   let director: DirectorAnswer | undefined;
   if (plan.director !== undefined) director = directorAnswer(compiled.director, server, q.qtype, ecs, client);
 

@@ -35,6 +35,8 @@ export class ChallengeStore {
   private readonly records = new Map<string, Map<string, number>>();
   private count = 0;
   private nextExpiry = Infinity;
+  /** Every name that exists because of the records (their names and ancestors), for `version`. */
+  private existing: { version: number; names: Set<string> } | undefined;
   /** Bumped on every change: answers cached under another version are redone. */
   version = 0;
 
@@ -98,10 +100,13 @@ export class ChallengeStore {
   /** Whether a lowercase name holds values or lies above one that does (then it exists, as an empty non-terminal). */
   exists(name: string): boolean {
     this.expire();
-    if (this.records.has(name)) return true;
-    const below = `.${name}`;
-    for (const n of this.records.keys()) if (n.endsWith(below)) return true;
-    return false;
+    if (this.records.size === 0) return false;
+    if (this.existing?.version !== this.version) {
+      const names = new Set<string>();
+      for (let n of this.records.keys()) for (; n.includes("."); n = n.slice(n.indexOf(".") + 1)) names.add(n);
+      this.existing = { version: this.version, names };
+    }
+    return this.existing.names.has(name);
   }
 
   /** Every name holding values. */

@@ -65,3 +65,26 @@ describe("the director", () => {
     expect(txt.scope).toBeGreaterThan(0);
   });
 });
+
+describe("the director's fallback", () => {
+  const withFallback = buildZone(
+    parseConfig(TEST_ZONE_TOML.replace('default = ["us-sea"]', 'default = ["us-sea"]\nfallback = { ipv4 = ["198.51.100.1"] }')),
+  );
+
+  it("answers the fallback addresses of a family with too few edges in service, for every client alike", () => {
+    const h = health(["gb-lon", "us-sea", "cn-pek"]);
+    const c = directorCache();
+    const ctx = { zone: withFallback, geoip, health: h };
+    const a = directorAnswer(c, ctx, TYPE.A, undefined, parseIp("81.2.69.142"));
+    expect([addresses(a.tails), a.tailored, a.scope, a.sites]).toEqual([["198.51.100.1"], false, 0, []]);
+    expect(directorAnswer(c, ctx, TYPE.A, undefined, parseIp("175.16.199.1"))).toBe(a);
+    // No IPv6 fallback: that family fails open to every edge, as without a fallback.
+    const aaaa = directorAnswer(c, ctx, TYPE.AAAA, undefined, parseIp("81.2.69.142"));
+    expect(aaaa.sites!.map((s) => s.name)).toEqual(["gb-lon", "us-sea"]);
+    expect(serviceSets(c, ctx)).toMatchObject({ fallback4: true, fallback6: false, failOpen6: true });
+    // Edges back: the nearest again.
+    h.out.length = 0;
+    h.version++;
+    expect(addresses(directorAnswer(c, ctx, TYPE.A, undefined, parseIp("81.2.69.142")).tails)).toEqual(["192.0.2.21", "192.0.2.22"]);
+  });
+});

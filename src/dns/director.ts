@@ -35,9 +35,12 @@ export interface ServiceSets {
   version: number;
   v4: Site[];
   v6: Site[];
-  /** Too few edges of a family are in service: that family answers with all of them. */
+  /** Too few edges of a family are in service: that family answers with all of them, */
   failOpen4: boolean;
   failOpen6: boolean;
+  /** or, when the director has fallback addresses of the family, with those. */
+  fallback4: boolean;
+  fallback6: boolean;
 }
 
 /** Client networks whose tie-breaks are alike: a /24 for IPv4, a /56 for IPv6 (one site or household). */
@@ -62,6 +65,8 @@ export interface DirectorCache {
   located: Map<number | string, Located>;
   siteTails: Map<Site, { a?: Uint8Array; aaaa?: Uint8Array }>;
   service?: ServiceSets;
+  /** The fallback answers per family (made once). */
+  fallback?: { 4: DirectorAnswer; 6: DirectorAnswer };
 }
 
 const MAX_LOCATED = 20_000;
@@ -97,6 +102,7 @@ export function directorAnswer(
   }
   const family = qtype === TYPE.A ? 4 : 6;
   const service = serviceSets(c, ctx);
+  if (family === 4 ? service.fallback4 : service.fallback6) return fallbackAnswer(c, ctx.zone)[family];
   const cached = family === 4 ? loc.a : loc.aaaa;
   if (cached && cached.version === service.version) return cached;
   const picked = selectEdgesDetailed(family === 4 ? service.v4 : service.v6, loc.geo?.info ?? null, {
@@ -137,8 +143,26 @@ export function serviceSets(c: DirectorCache, ctx: DirectorContext): ServiceSets
   };
   const v4 = of(4);
   const v6 = of(6);
-  c.service = { version, v4: v4.edges, v6: v6.edges, failOpen4: v4.failOpen, failOpen6: v6.failOpen };
+  const fb = ctx.zone.director.fallback;
+  c.service = {
+    version,
+    v4: v4.edges,
+    v6: v6.edges,
+    failOpen4: v4.failOpen,
+    failOpen6: v6.failOpen,
+    fallback4: v4.failOpen && fb.v4.length > 0,
+    fallback6: v6.failOpen && fb.v6.length > 0,
+  };
   return c.service;
+}
+
+/** The fallback addresses as answers: the same for every client (not tailored, ECS scope 0), naming no edge. */
+function fallbackAnswer(c: DirectorCache, zone: Zone): { 4: DirectorAnswer; 6: DirectorAnswer } {
+  const { ttl, fallback } = zone.director;
+  return (c.fallback ??= {
+    4: { tails: fallback.v4.map((a) => rrTail(TYPE.A, ttl, parseIPv4(a)!)), tailored: false, scope: 0, sites: [] },
+    6: { tails: fallback.v6.map((a) => rrTail(TYPE.AAAA, ttl, parseIPv6(a)!)), tailored: false, scope: 0, sites: [] },
+  });
 }
 
 /** Where the client is: the ECS address if given (SOURCE 0: nowhere), else the connecting address. Cached. */

@@ -12,7 +12,7 @@ import type { GeoIp } from "../geoip/geoip.ts";
 import { HealthMonitor, type MonitorSettings } from "../health/monitor.ts";
 import type { Cidr } from "../net/ip.ts";
 import type { Server } from "./answer.ts";
-import type { ChallengeStore } from "./challenges.ts";
+import type { ChallengeChange, ChallengeStore } from "./challenges.ts";
 import { createDohHandler } from "./doh.ts";
 import { DnsObserver } from "./observe.ts";
 import { createOperator, type ReloadHook } from "./operator.ts";
@@ -52,6 +52,8 @@ export interface DnsNodeOptions {
   reload?: ReloadHook;
   /** ACME challenge records (kept across reloads by the host); without it the node holds none. */
   challenges?: ChallengeStore;
+  /** Told about every change of the challenge records. */
+  onChallenge?: (change: ChallengeChange) => void;
 }
 
 /** Builds the parts; throws with a message naming the field when the config contradicts itself. */
@@ -69,8 +71,8 @@ export function createDnsNode(config: CdnConfig, o: DnsNodeOptions): DnsNodePart
   if (o.previous) carryHealth(o.previous, monitor, config);
   const write = dns.query_log ? o.write : undefined;
   const observer = o.previous ? o.previous.observer.withWrite(write) : new DnsObserver({ write });
-  const server: Server = { zone, geoip: o.geoip, udpSize: dns.max_udp_size, health: monitor, observer };
-  const operator = createOperator({ config, server, monitor, observer, node: o.node, fetchImpl, now: o.now, reload: o.reload });
+  const server: Server = { zone, geoip: o.geoip, udpSize: dns.max_udp_size, health: monitor, observer, challenges: o.challenges };
+  const operator = createOperator({ config, server, monitor, observer, node: o.node, fetchImpl, now: o.now, reload: o.reload, onChallenge: o.onChallenge });
   const doh = createDohHandler(() => server, o.trusted ?? []);
   return {
     config,

@@ -3,6 +3,7 @@
  * answer records (following CNAMEs inside the zone), NXDOMAIN vs NODATA, glue for NS, RFC 8482 for ANY, and where
  * the director's tailored records go. Pure.
  */
+import { CHALLENGE_ANSWER_TTL, type ChallengeStore } from "./challenges.ts";
 import { RCODE, TYPE, typeName } from "./codes.ts";
 import { encodeName } from "./names.ts";
 import { staticPart, type Part } from "./records.ts";
@@ -41,13 +42,16 @@ export function planCache(zone: Zone): PlanCache {
   };
 }
 
-/** The plan for a lowercase name inside the zone and a type (cached). */
-export function planFor(c: PlanCache, zone: Zone, key: string, qtype: number): Plan {
-  if (!zone.names.has(key)) return c.nxdomain;
+/**
+ * The plan for a lowercase name inside the zone and a type (cached: a change of the challenge records needs a new
+ * cache). ACME challenge records count as the zone's own TXT records (and their names as existing names).
+ */
+export function planFor(c: PlanCache, zone: Zone, key: string, qtype: number, challenges?: ChallengeStore): Plan {
+  if (!zone.names.has(key) && !challenges?.exists(key)) return c.nxdomain;
   const cacheKey = `${qtype} ${key}`;
   let plan = c.plans.get(cacheKey);
   if (!plan) {
-    plan = buildPlan(zone, key, qtype);
+    plan = buildPlan(zone, key, qtype, challenges);
     if (c.plans.size >= MAX_PLANS) c.plans.clear();
     c.plans.set(cacheKey, plan);
   }
@@ -55,7 +59,7 @@ export function planFor(c: PlanCache, zone: Zone, key: string, qtype: number): P
 }
 
 /** Resolves a name and type in the zone (at most 8 CNAME hops inside it). */
-export function buildPlan(zone: Zone, start: string, qtype: number): Plan {
+export function buildPlan(zone: Zone, start: string, qtype: number, challenges?: ChallengeStore): Plan {
   const answers: Part[] = [];
   const texts: string[] = [];
   const ttls: number[] = [];
@@ -76,9 +80,9 @@ export function buildPlan(zone: Zone, start: string, qtype: number): Plan {
       else if (qtype === TYPE.A || qtype === TYPE.AAAA || qtype === TYPE.TXT) director = owner;
       break;
     }
-    const node = zone.nodes.get(key);
+    const node = withChallenges(zone, key, challenges);
     if (!node) {
-      if (!zone.names.has(key)) rcode = RCODE.NXDOMAIN;
+      if (!zone.names.has(key) && !challenges?.exists(key)) rcode = RCODE.NXDOMAIN;
       break;
     }
     const cname = node.get("CNAME");
@@ -102,6 +106,20 @@ export function buildPlan(zone: Zone, start: string, qtype: number): Plan {
   }
   return { rcode, answers, minTtl: Math.min(Infinity, ...ttls), texts, director, additionals };
 }
+
+/** A name's records: the zone's, with the ACME challenge TXT values held for it added. */
+function withChallenges(zone: Zone, key: string, challenges: ChallengeStore | undefined): Map<string, ZoneRecord[]> | undefined {
+  const node = zone.nodes.get(key);
+  const values = challenges?.values(key) ?? [];
+  if (values.length === 0) return node;
+  const ttl = Math.min(zone.ttl, CHALLENGE_ANSWER_TTL);
+  const txt = values.map((v): ZoneRecord => ({ type: "TXT", ttl, data: [encoder.encode(v)] }));
+  const out = new Map(node);
+  out.set("TXT", [...(node?.get("TXT") ?? []), ...txt]);
+  return out;
+}
+
+const encoder = new TextEncoder();
 
 /** RFC 8482: a small HINFO instead of everything. */
 function rfc8482(ttl: number): ZoneRecord {

@@ -24,6 +24,8 @@ export interface Director {
   txt: string;
   tieMargin: number;
   defaults: string[];
+  /** Addresses per family answered when too few edges of the family are in service (else fail-open). */
+  fallback: { v4: string[]; v6: string[] };
 }
 
 export interface Zone {
@@ -139,6 +141,10 @@ export function buildZone(config: CdnConfig): Zone {
     txt: d.txt,
     tieMargin: d.tie_margin,
     defaults: d.default,
+    fallback: {
+      v4: (d.fallback?.ipv4 ?? []).map((a) => formatIp(parseIPv4(a)!)),
+      v6: (d.fallback?.ipv6 ?? []).map((a) => formatIp(parseIPv6(a)!)),
+    },
   };
   if (nodes.has(director.key)) throw new Error(`dns.director.name ${d.name}: also named in dns.records`);
   const names = new Set<string>();

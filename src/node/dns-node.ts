@@ -14,7 +14,7 @@ import { readFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import { dirname, resolve } from "node:path";
 import { parseConfig, ConfigError, type CdnConfig } from "../config/config.ts";
-import { ChallengeStore } from "../dns/challenges.ts";
+import { ChallengeStore, type ChallengeChange } from "../dns/challenges.ts";
 import { answerWire } from "../dns/doh.ts";
 import { createDnsNode, type DnsNodeParts } from "../dns/node.ts";
 import type { ReloadHook } from "../dns/operator.ts";
@@ -56,6 +56,8 @@ export interface NodeRuntime {
   /** The primary's reload (set once it runs); worker processes have none. */
   reload?: ReloadHook;
   canReload: boolean;
+  /** The primary passes challenge changes on to its workers. */
+  onChallenge?: (change: ChallengeChange) => void;
 }
 
 /** Parses the text and loads what it names; throws with the field and reason (nothing is changed). */
@@ -87,6 +89,7 @@ export async function loadState(
     node: hostname(),
     previous: previous?.parts,
     challenges: rt.challenges,
+    onChallenge: (c) => rt.onChallenge?.(c),
     reload: rt.canReload ? () => rt.reload!() : undefined,
   });
   return { configPath, configText, config, geo, tls, parts };
@@ -198,6 +201,7 @@ export async function runDnsNode(cli: DnsNodeCli): Promise<void> {
     return result;
   };
   rt.reload = () => reload("admin call");
+  rt.onChallenge = (change) => workers?.send({ type: "challenges", changes: [change] });
 
   // A changed GeoIP file: reload once its size and time have stopped changing, with the sanity check.
   let watched: string[] = [];
