@@ -89,6 +89,25 @@ export const LimitsSchema = z
   })
   .strict();
 
+/** `[dns.rrl]`: response rate limiting on UDP (Knot/NSD/BIND style). */
+export const RrlSchema = z
+  .object({
+    /** Responses per second per client network (0: off). A node with --workers n gives each process rate / n. */
+    rate: z.number().int().min(0).max(1_000_000).default(50),
+    /** Responses a network may get at once after a quiet spell; `rate` when absent. */
+    burst: z.number().int().min(1).max(10_000_000).optional(),
+    /** Every slip-th limited response goes out empty with TC=1 so real resolvers retry over TCP (0: never, 1: always). */
+    slip: z.number().int().min(0).max(100).default(2),
+    /** The client networks counted together. */
+    ipv4_prefix: z.number().int().min(8).max(32).default(24),
+    ipv6_prefix: z.number().int().min(16).max(128).default(56),
+    /** Networks never limited (e.g. your own resolvers). */
+    exempt: CidrListSchema,
+    /** Client networks tracked at once (the oldest are forgotten first). */
+    table_size: z.number().int().min(100).max(10_000_000).default(200_000),
+  })
+  .strict();
+
 export const DnsSchema = z
   .object({
     zone: hostname,
@@ -117,6 +136,8 @@ export const DnsSchema = z
     max_inflight: z.number().int().min(1).max(100_000).default(1024),
     /** Bounds of the stream listeners (TCP, DoT, DoH) against hostile clients. */
     limits: LimitsSchema.prefault({}),
+    /** Response rate limiting on UDP. */
+    rrl: RrlSchema.prefault({}),
     /** Edge health probes and fail-open. */
     health: HealthSchema.prefault({}),
     /** One JSON line per DNS query on stdout (time, transport, client, qname, qtype, rcode, answers, ecs, duration_us). */
@@ -168,5 +189,6 @@ export type DirectorConfig = z.infer<typeof DirectorSchema>;
 export type DnsConfig = z.infer<typeof DnsSchema>;
 export type HealthConfig = z.infer<typeof HealthSchema>;
 export type LimitsConfig = z.infer<typeof LimitsSchema>;
+export type RrlConfig = z.infer<typeof RrlSchema>;
 export type GeoipConfig = z.infer<typeof GeoipSchema>;
 export type EdgeNode = z.infer<typeof EdgeNodeSchema>;

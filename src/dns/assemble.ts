@@ -1,6 +1,8 @@
 /**
  * Wire assembly of a reply: the header (ID, opcode and RD echoed; QR, AA, RCODE), the question exactly as sent, the
- * records' pieces copied in, and the OPT (payload size, extended RCODE, ECS echo with our scope). Pure.
+ * records' pieces copied in, and the OPT (payload size, extended RCODE, ECS echo with our scope). Owner names are
+ * compressed (RFC 1035 §4.1.4): the query's own name is a pointer to the question, other names point at the longest
+ * suffix already written (the zone's origin is always in the question). RDATA stays as stored. Pure.
  */
 import { TYPE } from "./codes.ts";
 import { ECS_CODE, encodeClientSubnet, type ClientSubnet } from "./ecs.ts";
@@ -78,11 +80,15 @@ export function assemble(head: Head, b: Body): Uint8Array {
     out.set(qb, 12);
     p += qb.length;
   }
-  const qname = qb ? qb.subarray(0, qnameLen) : new Uint8Array(0);
+  let names: Map<string, number> | undefined;
   const write = (owner: Uint8Array | null, tail: Uint8Array) => {
-    const o = owner ?? qname;
-    out.set(o, p);
-    p += o.length;
+    if (owner === null && qb) {
+      out[p++] = 0xc0; // a pointer to the question's name at offset 12
+      out[p++] = 12;
+    } else if (owner) {
+      names ??= questionNames(qb, qnameLen);
+      p = writeName(out, p, owner, names);
+    }
     out.set(tail, p);
     p += tail.length;
   };
@@ -109,9 +115,53 @@ export function assemble(head: Head, b: Body): Uint8Array {
       out[p++] = ecsData.length >> 8;
       out[p++] = ecsData.length;
       out.set(ecsData, p);
+      p += ecsData.length;
     }
   }
-  return out;
+  return p === out.length ? out : out.subarray(0, p);
+}
+
+/** Compression targets: every suffix of the question's name (lowercase key → offset). */
+function questionNames(qb: Uint8Array | undefined, qnameLen: number): Map<string, number> {
+  const names = new Map<string, number>();
+  if (qb) for (let i = 0; qb[i] !== 0 && i < qnameLen; i += qb[i] + 1) names.set(suffixKey(qb, i), 12 + i);
+  return names;
+}
+
+/** A name from `i` as a lowercase key (labels with their length bytes, as latin1 text). */
+function suffixKey(name: Uint8Array, i: number): string {
+  let k = "";
+  for (; name[i] !== 0; i++) {
+    const b = name[i];
+    k += String.fromCharCode(b >= 0x41 && b <= 0x5a ? b + 32 : b);
+  }
+  return k;
+}
+
+/** Writes an uncompressed name at `p`, pointing at the longest suffix written before; returns the new offset. */
+function writeName(out: Uint8Array, p: number, name: Uint8Array, names: Map<string, number>): number {
+  const start = p;
+  for (let i = 0; ; i += name[i] + 1) {
+    if (name[i] === 0) {
+      out[p++] = 0;
+      break;
+    }
+    const at = names.get(suffixKey(name, i));
+    if (at !== undefined) {
+      out[p++] = 0xc0 | (at >> 8);
+      out[p++] = at & 0xff;
+      break;
+    }
+    out.set(name.subarray(i, i + name[i] + 1), p);
+    p += name[i] + 1;
+  }
+  // What was written in full can be pointed at by later names (pointers reach 14 bits).
+  for (let i = 0; start + i < p && name[i] !== 0 && start + i < 0x4000; i += name[i] + 1) {
+    const k = suffixKey(name, i);
+    if (!names.has(k)) names.set(k, start + i);
+    if ((out[start + i] & 0xc0) === 0xc0) break;
+  }
+  return p;
 }
 
 /** An error reply: the header and question (if any), no records, an OPT when given. */

@@ -16,6 +16,8 @@ export interface StatsDelta {
   /** [key, count]: key = (transport × 32 + rcode) × 65536 + qtype (qtype -1 counted as 65535). */
   queries: [number, number][];
   answers: [string, number][];
+  /** Responses response rate limiting dropped and slipped (TC=1). */
+  rrl?: [number, number];
 }
 
 export interface QueryCount {
@@ -29,6 +31,8 @@ export class DnsObserver implements QueryObserver {
   timed: boolean;
   private readonly queries = new Map<number, number>();
   private readonly answers = new Map<string, number>();
+  /** UDP responses dropped and slipped by response rate limiting. */
+  private rrl: [number, number] = [0, 0];
   private write: ((line: string) => void) | undefined;
   private readonly now: () => number;
   private readonly wallClock: () => number;
@@ -94,6 +98,16 @@ export class DnsObserver implements QueryObserver {
     return t;
   }
 
+  /** A UDP response response rate limiting dropped or sent empty with TC=1. */
+  limited(verdict: "drop" | "slip"): void {
+    this.rrl[verdict === "drop" ? 0 : 1]++;
+  }
+
+  /** Responses rate limiting dropped and slipped since the start. */
+  rrlCounts(): { dropped: number; slipped: number } {
+    return { dropped: this.rrl[0], slipped: this.rrl[1] };
+  }
+
   /** Queries by transport, type and rcode since the start (this process's and absorbed ones). */
   queryCounts(): QueryCount[] {
     const out: QueryCount[] = [];
@@ -118,10 +132,11 @@ export class DnsObserver implements QueryObserver {
 
   /** Everything counted since the last call, and resets (a worker process reporting to its parent). */
   takeDelta(): StatsDelta | undefined {
-    if (this.queries.size === 0 && this.answers.size === 0) return undefined;
-    const delta: StatsDelta = { queries: [...this.queries], answers: [...this.answers] };
+    if (this.queries.size === 0 && this.answers.size === 0 && this.rrl[0] + this.rrl[1] === 0) return undefined;
+    const delta: StatsDelta = { queries: [...this.queries], answers: [...this.answers], rrl: this.rrl };
     this.queries.clear();
     this.answers.clear();
+    this.rrl = [0, 0];
     return delta;
   }
 
@@ -129,5 +144,9 @@ export class DnsObserver implements QueryObserver {
   absorb(d: StatsDelta): void {
     for (const [k, n] of d.queries) this.queries.set(k, (this.queries.get(k) ?? 0) + n);
     for (const [k, n] of d.answers) this.answers.set(k, (this.answers.get(k) ?? 0) + n);
+    if (d.rrl) {
+      this.rrl[0] += d.rrl[0];
+      this.rrl[1] += d.rrl[1];
+    }
   }
 }

@@ -166,6 +166,9 @@ export function createOperator(o: OperatorOptions): (request: Request) => Promis
       for (const state of ANYCAST_STATES)
         r.set("parrot_dns_edge_anycast", "The edge box's anycast announcement as its health answer says (unknown: no cdn-anycast header).", { edge: h.name, state }, (h.anycast ?? "unknown") === state ? 1 : 0);
     }
+    const rrl = o.observer.rrlCounts();
+    for (const [action, n] of [["dropped", rrl.dropped], ["slipped", rrl.slipped]] as const)
+      r.inc("parrot_dns_rrl_responses_total", "UDP responses response rate limiting dropped, or sent empty with TC=1 (slipped).", { action }, n);
     const failOpen = (service.failOpen4 && !service.fallback4) || (service.failOpen6 && !service.fallback6);
     r.set("parrot_dns_fail_open", "1 when too few edges are in service and the director answers with all of them.", {}, failOpen ? 1 : 0);
     for (const [family, on] of [["ipv4", service.fallback4], ["ipv6", service.fallback6]] as const)

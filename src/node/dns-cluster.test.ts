@@ -3,7 +3,8 @@ import { isToPrimary, isToWorker } from "./dns-cluster.ts";
 
 describe("the DNS node's process protocol", () => {
   it("accepts the messages of the protocol and nothing else", () => {
-    expect(isToWorker({ type: "start", configPath: "/c.toml", configText: "" })).toBe(true);
+    expect(isToWorker({ type: "start", configPath: "/c.toml", configText: "", processes: 2 })).toBe(true);
+    expect(isToWorker({ type: "start", configPath: "/c.toml", configText: "" })).toBe(false);
     expect(isToWorker({ type: "health", states: [] })).toBe(true);
     expect(isToWorker({ type: "challenges", changes: [{ op: "remove", name: "x" }] })).toBe(true);
     expect(isToWorker({ type: "reload", configText: "[dns]" })).toBe(true);

@@ -17,7 +17,7 @@ export type EdgeSnapshot = { name: string } & EdgeHealth;
 /** Primary → worker. */
 export type ToWorker =
   /** Load this configuration (the file's path, for relative paths, and its text as the primary read it). */
-  | { type: "start"; configPath: string; configText: string }
+  | { type: "start"; configPath: string; configText: string; processes: number }
   /** Serve the UDP socket sent along as the message's handle. */
   | { type: "udp" }
   | { type: "health"; states: EdgeSnapshot[] }
@@ -40,7 +40,7 @@ export function isToWorker(m: unknown): m is ToWorker {
   if (!isObject(m)) return false;
   switch (m.type) {
     case "start":
-      return typeof m.configPath === "string" && typeof m.configText === "string";
+      return typeof m.configPath === "string" && typeof m.configText === "string" && typeof m.processes === "number";
     case "udp":
       return true;
     case "health":
@@ -94,7 +94,7 @@ const WORKER_ENTRY = fileURLToPath(new URL("./dns-worker.ts", import.meta.url));
 export async function startWorkers(
   n: number,
   udp: UdpSocket,
-  start: { configPath: string; configText: string },
+  start: { configPath: string; configText: string; processes: number },
   events: WorkerEvents,
 ): Promise<DnsWorkers> {
   const children: ChildProcess[] = [];

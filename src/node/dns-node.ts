@@ -21,7 +21,9 @@ import type { ReloadHook } from "../dns/operator.ts";
 import { parseCidr, type Cidr } from "../net/ip.ts";
 import { startWorkers, type DnsWorkers } from "./dns-cluster.ts";
 import { loadGeoIp, type LoadedGeoIp } from "./dns-geoip.ts";
-import { lineSink, startHost, type Host, type StreamLimits } from "./dns-host.ts";
+import { lineSink, startHost, type Host, type StreamLimits, type UdpGate } from "./dns-host.ts";
+import type { DnsObserver } from "../dns/observe.ts";
+import { ResponseRateLimiter, rrlSettings } from "../dns/rrl.ts";
 import type { Peer } from "./serve-fetch.ts";
 
 /** What `npm run dns` was asked for. */
@@ -51,6 +53,10 @@ export interface NodeState {
 /** What stays the same across reloads of one process. */
 export interface NodeRuntime {
   challenges: ChallengeStore;
+  /** UDP response rate limiting; its budgets carry over reloads. */
+  rrl: ResponseRateLimiter;
+  /** Processes of the node (the RRL budget is split between them). */
+  processes: number;
   write: (line: string) => void;
   log: (line: string) => void;
   /** The primary's reload (set once it runs); worker processes have none. */
@@ -95,6 +101,20 @@ export async function loadState(
   return { configPath, configText, config, geo, tls, parts };
 }
 
+/** Takes a loaded state's settings into the runtime's long-lived parts (after the swap). */
+export function applyState(rt: NodeRuntime, state: NodeState): void {
+  rt.rrl.configure(rrlSettings(state.config.dns!.rrl, rt.processes));
+}
+
+/** The UDP gate: response rate limiting, its verdicts counted by the current observer. */
+export function udpGate(rt: NodeRuntime, observer: () => DnsObserver): UdpGate {
+  return (peer) => {
+    const verdict = rt.rrl.check(peer);
+    if (verdict !== "answer") observer().limited(verdict);
+    return verdict;
+  };
+}
+
 /** The stream listeners' bounds from [dns.limits]. */
 export function streamLimits(config: CdnConfig): StreamLimits {
   const l = config.dns!.limits;
@@ -124,6 +144,8 @@ export async function runDnsNode(cli: DnsNodeCli): Promise<void> {
   process.on("exit", () => sink.flush());
   const rt: NodeRuntime = {
     challenges: new ChallengeStore(MAX_CHALLENGE_VALUES),
+    rrl: new ResponseRateLimiter(rrlSettings({ rate: 0, slip: 0, ipv4_prefix: 24, ipv6_prefix: 56, exempt: [], table_size: 100 })),
+    processes: cli.workers,
     write: sink.line,
     log: out,
     canReload: true,
@@ -135,6 +157,7 @@ export async function runDnsNode(cli: DnsNodeCli): Promise<void> {
   } catch (err) {
     throw new Error(err instanceof ConfigError ? err.message : (err as Error).message);
   }
+  applyState(rt, state);
   const dns = state.config.dns!;
   if (cli.tlsPort !== undefined && !state.tls) throw new Error("--tls-port needs dns.tls_cert and dns.tls_key in the config");
   if (cli.dotPort !== undefined && !state.tls) throw new Error("--dot-port needs dns.tls_cert and dns.tls_key in the config");
@@ -158,6 +181,7 @@ export async function runDnsNode(cli: DnsNodeCli): Promise<void> {
     maxUdpSize: dns.max_udp_size,
     maxInflight: dns.max_inflight,
     limits: streamLimits(state.config),
+    udpGate: udpGate(rt, () => state.parts.observer),
     log,
   };
   let host: Host;
@@ -184,6 +208,7 @@ export async function runDnsNode(cli: DnsNodeCli): Promise<void> {
       }
       const before = state;
       state = next; // the swap: the next query is answered by the new node
+      applyState(rt, state);
       stopProbes();
       stopProbes = startProbes(state.parts, () => workers);
       const d = state.config.dns!;
@@ -231,7 +256,7 @@ export async function runDnsNode(cli: DnsNodeCli): Promise<void> {
 
   if (cli.workers > 1 && host.udp) {
     try {
-      workers = await startWorkers(cli.workers, host.udp, { configPath, configText: state.configText }, {
+      workers = await startWorkers(cli.workers, host.udp, { configPath, configText: state.configText, processes: cli.workers }, {
         initial: () => [
           { type: "health", states: state.parts.monitor.snapshot() },
           { type: "challenges", changes: rt.challenges.snapshot() },

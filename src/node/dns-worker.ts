@@ -8,7 +8,8 @@ import { ChallengeStore } from "../dns/challenges.ts";
 import { answerWire } from "../dns/doh.ts";
 import { isToWorker, type ToPrimary } from "./dns-cluster.ts";
 import { lineSink, serveUdp } from "./dns-host.ts";
-import { loadState, MAX_CHALLENGE_VALUES, type NodeRuntime, type NodeState } from "./dns-node.ts";
+import { ResponseRateLimiter, rrlSettings } from "../dns/rrl.ts";
+import { applyState, loadState, MAX_CHALLENGE_VALUES, udpGate, type NodeRuntime, type NodeState } from "./dns-node.ts";
 
 const send = (m: ToPrimary) => process.connected && process.send!(m);
 const log = (line: string) => process.stderr.write(`${line}\n`);
@@ -17,11 +18,18 @@ process.on("exit", () => sink.flush());
 process.on("uncaughtException", (err) => log(`dns worker: uncaught: ${err.stack ?? err}`));
 process.on("disconnect", () => process.exit(0));
 
-const rt: NodeRuntime = { challenges: new ChallengeStore(MAX_CHALLENGE_VALUES), write: sink.line, log: () => {}, canReload: false };
+const rt: NodeRuntime = {
+  challenges: new ChallengeStore(MAX_CHALLENGE_VALUES),
+  rrl: new ResponseRateLimiter(rrlSettings({ rate: 0, slip: 0, ipv4_prefix: 24, ipv6_prefix: 56, exempt: [], table_size: 100 })),
+  processes: 1,
+  write: sink.line,
+  log: () => {},
+  canReload: false,
+};
 let state: NodeState | undefined;
 let configPath = "";
 /** The UDP bounds, changed in place on reload. */
-const udpOptions = { answer: () => null, maxUdpSize: 1232, maxInflight: 1024, log };
+const udpOptions = { answer: () => null, maxUdpSize: 1232, maxInflight: 1024, log, udpGate: udpGate(rt, () => state!.parts.observer) };
 /** Reloads run one after another, in the order the primary sent them. */
 let queue: Promise<unknown> = Promise.resolve();
 
@@ -30,9 +38,11 @@ process.on("message", (m: unknown, handle: unknown) => {
   switch (m.type) {
     case "start":
       configPath = m.configPath;
+      rt.processes = m.processes;
       queue = loadState(configPath, m.configText, rt).then(
         (s) => {
           state = s;
+          applyState(rt, s);
           send({ type: "loaded" });
         },
         (err) => send({ type: "failed", error: (err as Error).message }),
@@ -56,6 +66,7 @@ process.on("message", (m: unknown, handle: unknown) => {
       queue = queue.then(async () => {
         try {
           state = await loadState(configPath, m.configText, rt, state);
+          applyState(rt, state);
           const dns = state.config.dns!;
           Object.assign(udpOptions, { maxUdpSize: dns.max_udp_size, maxInflight: dns.max_inflight });
           send({ type: "reloaded" });

@@ -249,8 +249,14 @@ export function serveFetch(handler: FetchHandler, opts: ServeOptions = {}): Prom
       s.keepAliveTimeout = limits.idleMs;
     }
     // What the parser refuses gets the status that says why, then the connection closes.
-    s.on("clientError", (err: Error & { code?: string }, socket: Socket) => {
-      if (err.code === "HPE_HEADER_OVERFLOW") rawError(socket, 431, "headers too large");
+    s.on("clientError", (err: Error & { code?: string; rawPacket?: Buffer }, socket: Socket) => {
+      if (err.code === "HPE_HEADER_OVERFLOW") {
+        // A request line that does not end within what was read is a long URL; anything else is long headers.
+        const raw = err.rawPacket;
+        const lineEnd = raw ? raw.indexOf(10) : -1;
+        const longUrl = !!raw && /^[A-Z]+ /.test(raw.subarray(0, 16).toString("latin1")) && (lineEnd < 0 || lineEnd > (limits?.maxUrlBytes ?? 16_384));
+        return longUrl ? rawError(socket, 414, "URL too long") : rawError(socket, 431, "headers too large");
+      }
       else if (err.code === "ECONNRESET" || err.code === "ERR_HTTP_REQUEST_TIMEOUT") socket.destroy();
       else rawError(socket, 400, `malformed request (${err.code ?? err.message})`);
     });

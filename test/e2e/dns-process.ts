@@ -15,7 +15,13 @@ city = "${fixtures}/GeoIP2-City-Test.mmdb"
 asn = "GeoLite2-ASN-Test.mmdb"
 `;
 
-export const ZONE_TOML = `${TEST_ZONE_TOML}${GEOIP_TOML}`;
+/** Response rate limiting off: these tests send floods from one address (dns-rrl.test.ts turns it on). */
+export const RRL_OFF_TOML = `
+[dns.rrl]
+rate = 0
+`;
+
+export const ZONE_TOML = `${TEST_ZONE_TOML}${GEOIP_TOML}${RRL_OFF_TOML}`;
 
 export interface DnsNode {
   dir: string;
