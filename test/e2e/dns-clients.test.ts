@@ -99,6 +99,21 @@ describe("classic DNS with dig", () => {
   });
 });
 
+describe("DNS over TLS (RFC 7858) with real clients", () => {
+  it("kdig +tls and dig +tls get the director's answers; an untrusted certificate gets none", async () => {
+    const k = await run("kdig", ["@127.0.0.1", "-p", String(node.dotPort), "+tls", `+tls-ca=${node.cert}`, "+tls-hostname=localhost", "+subnet=216.160.83.56/32", "director.geo.example.org", "TXT"]);
+    expect(k.out).toContain("city milton country us usa state na region wa name unknown as as209");
+    expect(k.out).toMatch(/TLS session \(TLS1\.3\)/);
+    const d = await run("dig", ["+tls", `+tls-ca=${node.cert}`, "+tls-hostname=localhost", "@127.0.0.1", "-p", String(node.dotPort), "+subnet=81.2.69.142/32", "director.geo.example.org", "A", "nothing.geo.example.org", "A"]);
+    expect(d.out).toContain("(TLS)");
+    expect(addresses(d.out)).toEqual(["192.0.2.21", "192.0.2.22"]);
+    expect(d.out).toContain("status: NXDOMAIN");
+    // A certificate the client does not trust: no answer.
+    const untrusted = await run("kdig", ["@127.0.0.1", "-p", String(node.dotPort), "+tls-ca", "+tls-hostname=localhost", "director.geo.example.org", "A"]);
+    expect(untrusted.out).not.toMatch(/ANSWER SECTION/);
+  });
+});
+
 describe("DNS over HTTPS with real clients", () => {
   it("dig +https (HTTP/2 over TLS)", async () => {
     const r = await run("dig", ["+https", `+tls-ca=${node.cert}`, "+tls-hostname=localhost", "@127.0.0.1", "-p", String(node.tlsPort), "+subnet=89.160.20.112/28", "director.geo.example.org", "TXT"]);
