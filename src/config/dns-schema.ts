@@ -108,6 +108,31 @@ export const RrlSchema = z
   })
   .strict();
 
+/** One DNSSEC key: an ECDSA P-256 private key (PEM) and what it does. */
+export const DnssecKeySchema = z
+  .object({
+    /** PEM file (PKCS#8 or SEC1), relative to the config file; `npm run dns -- keygen --out FILE` makes one. */
+    file: z.string().min(1),
+    /** ksk: signs the DNSKEY set (its DS goes to the parent); zsk: signs the rest; csk: both. */
+    role: z.enum(["ksk", "zsk", "csk"]),
+    /** false: published in the DNSKEY set but not signing (a rollover's pre-publish or retire step). */
+    active: z.boolean().default(true),
+  })
+  .strict();
+
+/** `[dns.dnssec]`: online signing of every answer (algorithm 13), minimally covering NSEC for denial. */
+export const DnssecSchema = z
+  .object({
+    keys: z.array(DnssecKeySchema).min(1),
+    /** Seconds a signature holds; signatures are made anew every half of it. */
+    signature_validity: z.number().int().min(7200).max(90 * 86_400).default(14 * 86_400),
+    /** TTL of the DNSKEY set. */
+    dnskey_ttl: ttl.default(3600),
+  })
+  .strict()
+  .refine((d) => d.keys.some((k) => k.active && k.role !== "zsk"), { message: "needs an active ksk or csk (it signs the DNSKEY set)", path: ["keys"] })
+  .refine((d) => d.keys.some((k) => k.active && k.role !== "ksk"), { message: "needs an active zsk or csk (it signs the zone's records)", path: ["keys"] });
+
 export const DnsSchema = z
   .object({
     zone: hostname,
@@ -138,6 +163,8 @@ export const DnsSchema = z
     limits: LimitsSchema.prefault({}),
     /** Response rate limiting on UDP. */
     rrl: RrlSchema.prefault({}),
+    /** DNSSEC online signing; absent: the zone is not signed. */
+    dnssec: DnssecSchema.optional(),
     /** Edge health probes and fail-open. */
     health: HealthSchema.prefault({}),
     /** One JSON line per DNS query on stdout (time, transport, client, qname, qtype, rcode, answers, ecs, duration_us). */
@@ -190,5 +217,6 @@ export type DnsConfig = z.infer<typeof DnsSchema>;
 export type HealthConfig = z.infer<typeof HealthSchema>;
 export type LimitsConfig = z.infer<typeof LimitsSchema>;
 export type RrlConfig = z.infer<typeof RrlSchema>;
+export type DnssecConfig = z.infer<typeof DnssecSchema>;
 export type GeoipConfig = z.infer<typeof GeoipSchema>;
 export type EdgeNode = z.infer<typeof EdgeNodeSchema>;

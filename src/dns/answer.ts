@@ -13,6 +13,9 @@ import { assemble, errorBytes, NONE, type Head, type OptOut } from "./assemble.t
 import { RCODE, TYPE } from "./codes.ts";
 import { directorAnswer, directorCache, serviceSets as serviceSetsOf, type DirectorAnswer, type DirectorCache, type DirectorHealth, type ServiceSets } from "./director.ts";
 import type { ChallengeStore } from "./challenges.ts";
+import { lowerName } from "./dnssec/canonical.ts";
+import { signedSections, signingCache, type SigningCache } from "./dnssec/respond.ts";
+import type { ZoneSigner } from "./dnssec/sign.ts";
 import type { ClientSubnet } from "./ecs.ts";
 import { parseEdns } from "./edns.ts";
 import { inZoneKey, inZoneLabels, textKey } from "./names.ts";
@@ -45,6 +48,8 @@ export interface Server {
   observer?: QueryObserver;
   /** ACME challenge TXT records published through the operator endpoint. */
   challenges?: ChallengeStore;
+  /** DNSSEC: answers to queries with the DO bit are signed with these keys. */
+  dnssec?: ZoneSigner;
 }
 
 /** An answer and what HTTP caching needs to know about it. */
@@ -72,13 +77,14 @@ interface Compiled {
   director: DirectorCache;
   /** The challenge records' version the plans were made under. */
   challenges: number;
+  signing: SigningCache;
 }
 
 const compiledFor = new WeakMap<Server, Compiled>();
 
 function compile(server: Server): Compiled {
   let c = compiledFor.get(server);
-  if (!c) compiledFor.set(server, (c = { plans: planCache(server.zone), director: directorCache(), challenges: 0 }));
+  if (!c) compiledFor.set(server, (c = { plans: planCache(server.zone), director: directorCache(), challenges: 0, signing: signingCache() }));
   const ch = server.challenges;
   if (ch) {
     ch.expire();
@@ -123,21 +129,42 @@ export function answerQuery(query: Uint8Array, client: Uint8Array | null, server
   let director: DirectorAnswer | undefined;
   if (plan.director !== undefined) director = directorAnswer(compiled.director, server, q.qtype, ecs, client);
 
-  const answerCount = plan.answers.length + (director?.tails.length ?? 0);
-  const positive = answerCount > 0 && plan.rcode === RCODE.NOERROR;
+  const directorCount = director?.tails.length ?? 0;
+  // Negative: no such name, or no records of the type where resolution ended (the SOA, and the proof, go along).
+  const negative = plan.rcode === RCODE.NXDOMAIN || (plan.terminal === 0 && directorCount === 0);
   const tailored = director?.tailored ?? false;
-  let ttl = zone.negativeTtl;
-  if (positive) ttl = Math.min(plan.minTtl, director?.tails.length ? zone.director.ttl : Infinity);
-  const bytes = assemble(head, {
-    rcode: plan.rcode,
-    aa: true,
-    answers: plan.answers,
-    director: director?.tails,
-    directorOwner: plan.director ?? null,
-    authorities: positive ? NONE : compiled.plans.soa,
-    additionals: plan.additionals,
-    edns: ednsOut(tailored ? director!.scope : 0),
-  });
+  const ttl = Math.min(
+    plan.answers.length ? plan.minTtl : Infinity,
+    directorCount ? zone.director.ttl : Infinity,
+    negative ? zone.negativeTtl : Infinity,
+  );
+  const opt: OptOut | undefined = edns ? { version: 0, ecs, scope: tailored ? director!.scope : 0, dnssecOk: edns.dnssecOk } : undefined;
+  let bytes: Uint8Array;
+  if (server.dnssec && edns?.dnssecOk) {
+    const name = lowerName(q.bytes.subarray(0, q.bytes.length - 4));
+    const signed = signedSections(compiled.signing, server.dnssec, zone, compiled.plans.soa, { name, key, plan, director, negative }, server.challenges);
+    bytes = assemble(head, {
+      rcode: plan.rcode,
+      aa: true,
+      answers: signed.answers,
+      director: signed.director,
+      directorOwner: plan.director ?? null,
+      authorities: signed.authorities,
+      additionals: signed.additionals,
+      edns: opt,
+    });
+  } else {
+    bytes = assemble(head, {
+      rcode: plan.rcode,
+      aa: true,
+      answers: plan.answers,
+      director: director?.tails,
+      directorOwner: plan.director ?? null,
+      authorities: negative ? compiled.plans.soa : NONE,
+      additionals: plan.additionals,
+      edns: opt,
+    });
+  }
   return {
     bytes,
     rcode: plan.rcode,

@@ -24,6 +24,8 @@ export interface OptOut {
   version: number;
   ecs?: ClientSubnet;
   scope?: number;
+  /** The DO bit, echoed (RFC 3225). */
+  dnssecOk?: boolean;
 }
 
 /** The records and flags of a reply. */
@@ -105,7 +107,8 @@ export function assemble(head: Head, b: Body): Uint8Array {
     out[p++] = head.udpSize;
     out[p++] = b.rcode >> 4;
     out[p++] = b.edns.version;
-    p += 2; // flags 0
+    out[p++] = b.edns.dnssecOk ? 0x80 : 0; // flags: DO
+    p++;
     const rdlen = ecsData ? 4 + ecsData.length : 0;
     out[p++] = rdlen >> 8;
     out[p++] = rdlen;

@@ -28,6 +28,8 @@ export interface DirectorAnswer {
   /** The edges named (A/AAAA), and the health version they were chosen under. */
   sites?: Site[];
   version?: number;
+  /** Their RRSIGs for one signing window (dnssec/respond.ts). */
+  signed?: { window: number; rrsigs: Uint8Array[] };
 }
 
 /** The edges the director may name, per address family, under one health version. */

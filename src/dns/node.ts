@@ -13,7 +13,10 @@ import { HealthMonitor, type MonitorSettings } from "../health/monitor.ts";
 import type { Cidr } from "../net/ip.ts";
 import type { Server } from "./answer.ts";
 import type { ChallengeChange, ChallengeStore } from "./challenges.ts";
+import { ALGORITHM_ECDSAP256SHA256, type ZoneKey } from "./dnssec/keys.ts";
+import { ZoneSigner } from "./dnssec/sign.ts";
 import { createDohHandler } from "./doh.ts";
+import { encodeName } from "./names.ts";
 import { DnsObserver } from "./observe.ts";
 import { createOperator, type ReloadHook } from "./operator.ts";
 import { buildZone } from "./zone.ts";
@@ -54,13 +57,18 @@ export interface DnsNodeOptions {
   challenges?: ChallengeStore;
   /** Told about every change of the challenge records. */
   onChallenge?: (change: ChallengeChange) => void;
+  /** DNSSEC keys for [dns.dnssec] (the host reads them); a signed config without them is refused. */
+  keys?: ZoneKey[];
 }
 
 /** Builds the parts; throws with a message naming the field when the config contradicts itself. */
 export function createDnsNode(config: CdnConfig, o: DnsNodeOptions): DnsNodeParts {
   const dns = config.dns;
   if (!dns) throw new Error("cdn.toml has no [dns] section");
-  const zone = buildZone(config);
+  const keys = o.keys ?? [];
+  if (dns.dnssec && keys.length === 0) throw new Error("dns.dnssec: this host cannot read key files; serve a signed zone from the Node host (npm run dns)");
+  const zone = buildZone(config, keys.map((k) => ({ flags: k.flags, algorithm: ALGORITHM_ECDSAP256SHA256, key: k.rdata.subarray(4) })));
+  const dnssec = dns.dnssec ? new ZoneSigner(encodeName(zone.origin), keys, dns.dnssec.signature_validity, o.now) : undefined;
   const fetchImpl: FetchLike = o.fetchImpl ?? ((input, init) => fetch(input, init));
   const monitor = new HealthMonitor(
     config.edges.map((e) => ({ name: e.name, url: e.url, drain: e.drain })),
@@ -71,7 +79,7 @@ export function createDnsNode(config: CdnConfig, o: DnsNodeOptions): DnsNodePart
   if (o.previous) carryHealth(o.previous, monitor, config);
   const write = dns.query_log ? o.write : undefined;
   const observer = o.previous ? o.previous.observer.withWrite(write) : new DnsObserver({ write });
-  const server: Server = { zone, geoip: o.geoip, udpSize: dns.max_udp_size, health: monitor, observer, challenges: o.challenges };
+  const server: Server = { zone, geoip: o.geoip, udpSize: dns.max_udp_size, health: monitor, observer, challenges: o.challenges, dnssec };
   const operator = createOperator({ config, server, monitor, observer, node: o.node, fetchImpl, now: o.now, reload: o.reload, onChallenge: o.onChallenge });
   const doh = createDohHandler(() => server, o.trusted ?? []);
   return {

@@ -21,6 +21,12 @@ export interface Plan {
   /** The director's A/AAAA/TXT follow `answers`, with this owner (null: the query's name); undefined: none. */
   director?: Uint8Array | null;
   additionals: Part[];
+  /** The name resolution ended at (after CNAMEs inside the zone), lowercase; undefined for the shared NXDOMAIN plan. */
+  final?: string;
+  /** Records of the asked type at `final` (CNAMEs before it not counted): none means NODATA there. */
+  terminal: number;
+  /** Signed variants, made on demand per signing window (dnssec/respond.ts). */
+  signed?: { window: number; answers: Part[]; additionals: Part[]; denial?: Part[] };
 }
 
 /** Plans by name and type for one zone. */
@@ -37,7 +43,7 @@ const MAX_PLANS = 4096;
 export function planCache(zone: Zone): PlanCache {
   return {
     plans: new Map(),
-    nxdomain: { rcode: RCODE.NXDOMAIN, answers: [], minTtl: Infinity, texts: [], additionals: [] },
+    nxdomain: { rcode: RCODE.NXDOMAIN, answers: [], minTtl: Infinity, texts: [], additionals: [], terminal: 0 },
     soa: [staticPart(encodeName(zone.origin), zone.soa)],
   };
 }
@@ -68,10 +74,12 @@ export function buildPlan(zone: Zone, start: string, qtype: number, challenges?:
   let director: Uint8Array | null | undefined;
   let owner: Uint8Array | null = null; // the query's name until a CNAME leads elsewhere
   let key = start;
+  let terminal = 0;
   const push = (o: Uint8Array | null, r: ZoneRecord) => {
     answers.push(staticPart(o, r));
     texts.push(typeof r.data === "string" ? r.data : r.type);
     ttls.push(r.ttl);
+    if (r.type !== "CNAME" || qtype === TYPE.CNAME) terminal++;
   };
   for (let hop = 0; hop < 8; hop++) {
     if (key === zone.director.key) {
@@ -90,7 +98,10 @@ export function buildPlan(zone: Zone, start: string, qtype: number, challenges?:
       push(owner, cname[0]);
       const t = cname[0].data as string;
       const tk = asciiLower(t);
-      if (tk !== zone.origin && !tk.endsWith(zone.dotOrigin)) break;
+      if (tk !== zone.origin && !tk.endsWith(zone.dotOrigin)) {
+        terminal++; // resolution goes on outside the zone: nothing to deny here
+        break;
+      }
       owner = encodeName(t);
       key = tk;
       continue;
@@ -104,7 +115,7 @@ export function buildPlan(zone: Zone, start: string, qtype: number, challenges?:
     if (qtype === TYPE.NS) for (const r of node.get("NS") ?? []) additionals.push(...glue(r.data as string, zone));
     break;
   }
-  return { rcode, answers, minTtl: Math.min(Infinity, ...ttls), texts, director, additionals };
+  return { rcode, answers, minTtl: Math.min(Infinity, ...ttls), texts, director, additionals, final: key, terminal };
 }
 
 /** A name's records: the zone's, with the ACME challenge TXT values held for it added. */

@@ -21,6 +21,7 @@ import type { ReloadHook } from "../dns/operator.ts";
 import { parseCidr, type Cidr } from "../net/ip.ts";
 import { startWorkers, type DnsWorkers } from "./dns-cluster.ts";
 import { loadGeoIp, type LoadedGeoIp } from "./dns-geoip.ts";
+import { loadZoneKeys } from "./dns-keys.ts";
 import { lineSink, startHost, type Host, type StreamLimits, type UdpGate } from "./dns-host.ts";
 import type { DnsObserver } from "../dns/observe.ts";
 import { ResponseRateLimiter, rrlSettings } from "../dns/rrl.ts";
@@ -88,7 +89,9 @@ export async function loadState(
     }
   }
   const trusted = dns.trusted_proxies.map((c) => parseCidr(c)).filter((c): c is Cidr => c !== null);
+  const keys = await loadZoneKeys(config, baseDir);
   const parts = createDnsNode(config, {
+    keys,
     geoip: geo.geoip,
     trusted,
     write: rt.write,
