@@ -12,7 +12,7 @@ const head = { query, flags: 0x0100, udpSize: 1232, q: readQuestion(query) };
 const a = (n: number) => rrTail(TYPE.A, 30, Uint8Array.from([192, 0, 2, n]));
 
 describe("reply assembly", () => {
-  it("compresses owners: the query's name, suffixes of it, and names written before", () => {
+  it("compresses owners: the query's name, and other names' suffixes found in the question", () => {
     const bytes = assemble(head, {
       rcode: 0,
       aa: true,
@@ -31,9 +31,10 @@ describe("reply assembly", () => {
       ["director.Geo.example.org", "192.0.2.3"],
     ]);
     expect(p.authorities![0]!.name).toBe("Geo.example.org");
-    expect(p.additionals!.slice(0, 2).map((r) => r.name)).toEqual(["ns1.example.com", "ns1.example.com"]);
-    // Header, question (21 + 4), then owner + 14 per record: 2, 9 + 2, 2, 2, 17 (no suffix known), 2; the OPT.
-    expect(bytes.length).toBe(12 + 25 + 16 + 25 + 16 + 16 + 31 + 16 + 11);
+    expect(p.additionals!.slice(0, 2).map((r) => r.name)).toEqual(["ns1.example.com", "NS1.example.com"]);
+    // Header, question (21 + 4), then owner + 14 per record: 2, 9 + 2, 2 (the same owner again), 2, 17 and 17 (not in
+    // the question, and another name object); the OPT.
+    expect(bytes.length).toBe(12 + 25 + 16 + 25 + 16 + 16 + 31 + 31 + 11);
   });
 
   it("writes an error reply with the question and no records", () => {

@@ -1,8 +1,9 @@
 /**
  * Wire assembly of a reply: the header (ID, opcode and RD echoed; QR, AA, RCODE), the question exactly as sent, the
  * records' pieces copied in, and the OPT (payload size, extended RCODE, ECS echo with our scope). Owner names are
- * compressed (RFC 1035 §4.1.4): the query's own name is a pointer to the question, other names point at the longest
- * suffix already written (the zone's origin is always in the question). RDATA stays as stored. Pure.
+ * compressed (RFC 1035 §4.1.4): the query's own name is a pointer to the question, other names point at their longest
+ * suffix in the question (the zone's origin is always there), and the next records of an RRset at the first. RDATA
+ * stays as stored. Pure.
  */
 import { TYPE } from "./codes.ts";
 import { ECS_CODE, encodeClientSubnet, type ClientSubnet } from "./ecs.ts";
@@ -82,14 +83,20 @@ export function assemble(head: Head, b: Body): Uint8Array {
     out.set(qb, 12);
     p += qb.length;
   }
-  let names: Map<string, number> | undefined;
+  // The last owner written out (an RRset's records share one): later records of it point there.
+  let lastOwner: Uint8Array | null = null;
+  let lastAt = 0;
   const write = (owner: Uint8Array | null, tail: Uint8Array) => {
     if (owner === null && qb) {
       out[p++] = 0xc0; // a pointer to the question's name at offset 12
       out[p++] = 12;
+    } else if (owner === lastOwner && lastAt < 0x4000) {
+      out[p++] = 0xc0 | (lastAt >> 8);
+      out[p++] = lastAt & 0xff;
     } else if (owner) {
-      names ??= questionNames(qb, qnameLen);
-      p = writeName(out, p, owner, names);
+      lastOwner = owner;
+      lastAt = p;
+      p = writeName(out, p, owner, qb, qnameLen);
     }
     out.set(tail, p);
     p += tail.length;
@@ -124,47 +131,44 @@ export function assemble(head: Head, b: Body): Uint8Array {
   return p === out.length ? out : out.subarray(0, p);
 }
 
-/** Compression targets: every suffix of the question's name (lowercase key → offset). */
-function questionNames(qb: Uint8Array | undefined, qnameLen: number): Map<string, number> {
-  const names = new Map<string, number>();
-  if (qb) for (let i = 0; qb[i] !== 0 && i < qnameLen; i += qb[i] + 1) names.set(suffixKey(qb, i), 12 + i);
-  return names;
+/**
+ * Writes `name` at `p`, its longest suffix that ends the question's name replaced by a pointer there (every name in
+ * the zone shares at least the origin with the question); returns the new offset. No allocation: the hot path.
+ */
+function writeName(out: Uint8Array, p: number, name: Uint8Array, qb: Uint8Array | undefined, qnameLen: number): number {
+  for (let i = 0; name[i] !== 0; i += name[i] + 1) {
+    const rest = name.length - i; // this suffix, with its root byte
+    const at = qnameLen - rest;
+    if (qb && at >= 0 && labelStart(qb, at) && sameName(name, i, qb, at, rest)) {
+      out.set(name.subarray(0, i), p);
+      p += i;
+      out[p++] = 0xc0 | ((12 + at) >> 8);
+      out[p++] = (12 + at) & 0xff;
+      return p;
+    }
+  }
+  out.set(name, p);
+  return p + name.length;
 }
 
-/** A name from `i` as a lowercase key (labels with their length bytes, as latin1 text). */
-function suffixKey(name: Uint8Array, i: number): string {
-  let k = "";
-  for (; name[i] !== 0; i++) {
-    const b = name[i];
-    k += String.fromCharCode(b >= 0x41 && b <= 0x5a ? b + 32 : b);
-  }
-  return k;
+/** Whether a label starts at `at` in the question's name. */
+function labelStart(qb: Uint8Array, at: number): boolean {
+  let j = 0;
+  while (j < at && qb[j] !== 0) j += qb[j] + 1;
+  return j === at;
 }
 
-/** Writes an uncompressed name at `p`, pointing at the longest suffix written before; returns the new offset. */
-function writeName(out: Uint8Array, p: number, name: Uint8Array, names: Map<string, number>): number {
-  const start = p;
-  for (let i = 0; ; i += name[i] + 1) {
-    if (name[i] === 0) {
-      out[p++] = 0;
-      break;
-    }
-    const at = names.get(suffixKey(name, i));
-    if (at !== undefined) {
-      out[p++] = 0xc0 | (at >> 8);
-      out[p++] = at & 0xff;
-      break;
-    }
-    out.set(name.subarray(i, i + name[i] + 1), p);
-    p += name[i] + 1;
+/** `n` bytes of two names equal, ASCII case aside. */
+function sameName(a: Uint8Array, i: number, b: Uint8Array, j: number, n: number): boolean {
+  for (let k = 0; k < n; k++) {
+    let x = a[i + k];
+    let y = b[j + k];
+    if (x === y) continue;
+    if (x >= 0x41 && x <= 0x5a) x += 32;
+    if (y >= 0x41 && y <= 0x5a) y += 32;
+    if (x !== y) return false;
   }
-  // What was written in full can be pointed at by later names (pointers reach 14 bits).
-  for (let i = 0; start + i < p && name[i] !== 0 && start + i < 0x4000; i += name[i] + 1) {
-    const k = suffixKey(name, i);
-    if (!names.has(k)) names.set(k, start + i);
-    if ((out[start + i] & 0xc0) === 0xc0) break;
-  }
-  return p;
+  return true;
 }
 
 /** An error reply: the header and question (if any), no records, an OPT when given. */
