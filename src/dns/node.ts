@@ -59,6 +59,8 @@ export interface DnsNodeOptions {
   onChallenge?: (change: ChallengeChange) => void;
   /** DNSSEC keys for [dns.dnssec] (the host reads them); a signed config without them is refused. */
   keys?: ZoneKey[];
+  /** The host's connections closed to make room, per listener (for /metrics). */
+  evicted?: () => Record<string, number>;
 }
 
 /** Builds the parts; throws with a message naming the field when the config contradicts itself. */
@@ -80,7 +82,7 @@ export function createDnsNode(config: CdnConfig, o: DnsNodeOptions): DnsNodePart
   const write = dns.query_log ? o.write : undefined;
   const observer = o.previous ? o.previous.observer.withWrite(write) : new DnsObserver({ write });
   const server: Server = { zone, geoip: o.geoip, udpSize: dns.max_udp_size, health: monitor, observer, challenges: o.challenges, dnssec };
-  const operator = createOperator({ config, server, monitor, observer, node: o.node, fetchImpl, now: o.now, reload: o.reload, onChallenge: o.onChallenge });
+  const operator = createOperator({ config, server, monitor, observer, node: o.node, fetchImpl, now: o.now, reload: o.reload, onChallenge: o.onChallenge, evicted: o.evicted });
   const doh = createDohHandler(() => server, o.trusted ?? []);
   return {
     config,

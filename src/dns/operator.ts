@@ -41,6 +41,8 @@ export interface OperatorOptions {
   reload?: ReloadHook;
   /** Told about every change of the challenge records (the Node host passes them on to its other processes). */
   onChallenge?: (change: ChallengeChange) => void;
+  /** The host's connections closed to make room, per listener (Node host). */
+  evicted?: () => Record<string, number>;
 }
 
 /** An edge's own figures, from its metrics. */
@@ -169,6 +171,10 @@ export function createOperator(o: OperatorOptions): (request: Request) => Promis
     const rrl = o.observer.rrlCounts();
     for (const [action, n] of [["dropped", rrl.dropped], ["slipped", rrl.slipped]] as const)
       r.inc("parrot_dns_rrl_responses_total", "UDP responses response rate limiting dropped, or sent empty with TC=1 (slipped).", { action }, n);
+    for (const [listener, n] of Object.entries(o.evicted?.() ?? {}))
+      r.inc("parrot_dns_connections_evicted_total", "Connections a stream listener closed to make room for new ones ([dns.limits]).", { listener }, n);
+    if (o.server.dnssec)
+      r.inc("parrot_dns_dnssec_signatures_total", "RRSIGs this process made (the rest of the answers' signatures came from its caches).", {}, o.server.dnssec.signatures);
     const failOpen = (service.failOpen4 && !service.fallback4) || (service.failOpen6 && !service.fallback6);
     r.set("parrot_dns_fail_open", "1 when too few edges are in service and the director answers with all of them.", {}, failOpen ? 1 : 0);
     for (const [family, on] of [["ipv4", service.fallback4], ["ipv6", service.fallback6]] as const)

@@ -65,6 +65,8 @@ export interface NodeRuntime {
   canReload: boolean;
   /** The primary passes challenge changes on to its workers. */
   onChallenge?: (change: ChallengeChange) => void;
+  /** The listeners' evictions (the primary's host, once it listens). */
+  evicted?: () => Record<string, number>;
 }
 
 /** Parses the text and loads what it names; throws with the field and reason (nothing is changed). */
@@ -99,6 +101,7 @@ export async function loadState(
     previous: previous?.parts,
     challenges: rt.challenges,
     onChallenge: (c) => rt.onChallenge?.(c),
+    evicted: () => rt.evicted?.() ?? {},
     reload: rt.canReload ? () => rt.reload!() : undefined,
   });
   return { configPath, configText, config, geo, tls, parts };
@@ -194,6 +197,7 @@ export async function runDnsNode(cli: DnsNodeCli): Promise<void> {
     throw new Error(`cannot listen: ${(err as Error).message}`);
   }
 
+  rt.evicted = () => host.evicted();
   let workers: DnsWorkers | undefined;
   let stopProbes = startProbes(state.parts, () => workers);
   let reloading: Promise<unknown> = Promise.resolve();

@@ -9,6 +9,7 @@ import * as dnsPacket from "dns-packet";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { run, startDnsNode, type DnsNode } from "./dns-process.ts";
 
+const TOKEN = "abuse-admin-token-0123456789";
 const LIMITS = `
 [dns.limits]
 connections = 40
@@ -16,6 +17,9 @@ connections_per_client = 8
 message_ms = 1500
 idle_ms = 3000
 tls_handshake_ms = 1500
+
+[admin]
+token = "${TOKEN}"
 `;
 let node: DnsNode;
 const attackers: Socket[] = [];
@@ -133,7 +137,7 @@ describe("DoH", () => {
         codes.push((await run("curl", ["-s", "-o", "/dev/null", "-m", "3", "-w", "%{http_code}", `http://127.0.0.1:${node.httpPort}${path}`], 10_000)).out);
       return codes.join(",");
     });
-    for (const r of results) expect(r).toBe("200,200,200,403");
+    for (const r of results) expect(r).toBe("200,200,200,401");
     for (let i = 0; i < 40 && slow.some((s) => !s.destroyed); i++) await sleep(100);
     expect(slow.every((s) => s.destroyed)).toBe(true);
     for (const s of [...idle, ...slow]) s.destroy();
@@ -162,5 +166,12 @@ describe("DoH", () => {
     const h2 = async (...args: string[]) => (await run("curl", ["-s", "--http2", "--cacert", node.cert!, "-o", "/dev/null", "-w", "%{http_version} %{http_code}", ...args])).out;
     expect(await h2(`https://localhost:${node.tlsPort}/dns-query?dns=${"A".repeat(20_000)}`)).toBe("2 414");
     expect(await h2(`https://localhost:${node.tlsPort}/dns-query?dns=${q}`)).toBe("2 200");
+  });
+
+  it("counts the connections each listener closed to make room", async () => {
+    const text = await (await fetch(`http://127.0.0.1:${node.httpPort}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } })).text();
+    const evicted = (listener: string) => Number(new RegExp(`parrot_dns_connections_evicted_total\\{listener="${listener}"\\} (\\d+)`).exec(text)?.[1]);
+    expect(evicted("tcp")).toBeGreaterThan(0);
+    expect(evicted("http")).toBeGreaterThan(0);
   });
 });
