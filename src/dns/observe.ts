@@ -84,7 +84,7 @@ export class DnsObserver implements QueryObserver {
     let answers = "";
     if (a.records) for (const r of a.records) answers += (answers ? "," : "") + JSON.stringify(r);
     if (a.edges) for (const e of a.edges) answers += (answers ? ',"' : '"') + e.name + '"'; // names are [A-Za-z0-9._-]
-    const ecs = a.ecs ? `"${a.ecs.ip}/${a.ecs.source}"` : "null";
+    const ecs = a.ecs ? `"${formatIp(a.ecs.address)}/${a.ecs.source}"` : "null";
     return (
       `{"time":"${this.iso}","transport":"${transport}","client":${client ? `"${this.clientIp(client)}"` : "null"},` +
       `"qname":${JSON.stringify(qname)},"qtype":"${typeName(a.qtype)}","rcode":"${rcodeName(a.rcode)}",` +
