@@ -1,6 +1,7 @@
 import { defineConfig } from "vitest/config";
 import { cloudflareTest } from "@cloudflare/vitest-plugin";
 import { readFileSync } from "node:fs";
+import { TEST_ZONE_TOML } from "./test/support/dns-zone.ts";
 
 /** Loads `*.toml` imports as text, as wrangler's Text rule and esbuild's text loader do for the bundles. */
 const tomlAsText = {
@@ -45,7 +46,7 @@ export default defineConfig({
             wrangler: { configPath: "./wrangler.toml", environment: "dns" },
             miniflare: {
               cf: false,
-              bindings: { CDN_CONFIG: readFileSync(new URL("./test/workers-dns/zone.toml", import.meta.url), "utf8") },
+              bindings: { CDN_CONFIG: TEST_ZONE_TOML },
               dataBlobBindings: {
                 GEOIP_CITY: new Uint8Array(readFileSync(new URL("./test/fixtures/GeoIP2-City-Test.mmdb", import.meta.url))),
                 GEOIP_ASN: new Uint8Array(readFileSync(new URL("./test/fixtures/GeoLite2-ASN-Test.mmdb", import.meta.url))),

@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # GeoDNS benchmark (not a test): dnsperf over UDP against our Node host and against PowerDNS 4.7's GeoIP backend,
-# same zone, same MaxMind test database, same machine, one after the other; then DoH requests/s with wrk (plain
-# HTTP/1.1) and h2load (TLS + HTTP/2). Needs: dnsperf pdns-server pdns-backend-geoip wrk nghttp2-client openssl.
+# same zone, same MaxMind test database, same machine, one after the other, both zones signed online with one ECDSA
+# P-256 key (ours from [dns.dnssec], PowerDNS's from `pdnsutil secure-zone`): unsigned (no DO bit) and signed
+# (dnsperf -D) queries, with and without ECS; then DoH requests/s with wrk (plain HTTP/1.1) and h2load (TLS +
+# HTTP/2). Needs: dnsperf pdns-server pdns-backend-geoip wrk nghttp2-client openssl.
 # Besides queries/s (which moves with whatever else the machine runs), it prints each server's CPU time per answered
-# query, which does not. Usage: scripts/bench/dns.sh [seconds per run, default 10] [parrot-dns processes, default 1]
+# query, which does not. Usage: [RUNS=3] scripts/bench/dns.sh [seconds per run, default 10] [parrot-dns processes,
+# default 1]; with RUNS > 1 the UDP runs repeat (servers alternating) and the medians are printed.
 # The query log is off ([dns] query_log = false) unless QUERY_LOG=1: then every query's JSON line goes to a file,
-# to see what logging costs. Edges have no url here, so no health probes run.
+# to see what logging costs. Response rate limiting is off (one client sends everything). Edges have no url here, so
+# no health probes run.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SECS=${1:-10}
+RUNS=${RUNS:-1}
 QUERY_LOG=$([ "${QUERY_LOG:-0}" = 1 ] && echo true || echo false)
 WORKERS=${2:-1}
 NODE=node_modules/.bin/node
@@ -22,6 +27,7 @@ TXT='ip %ip %af city %ci country %cc %co state %cn region %re name %na as %as'
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 P_OURS=$(free_port); P_HTTP=$(free_port); P_TLS=$(free_port); P_PDNS=$(free_port)
 
+$NODE scripts/dns.ts keygen --out "$T/csk.pem" >/dev/null
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=localhost \
   -keyout "$T/key.pem" -out "$T/cert.pem" 2>/dev/null
 cat > "$T/cdn.toml" <<TOML
@@ -34,6 +40,10 @@ tls_cert = "cert.pem"
 tls_key = "key.pem"
 max_inflight = 4096
 query_log = $QUERY_LOG
+[dns.rrl]
+rate = 0
+[dns.dnssec]
+keys = [ { file = "csk.pem", role = "csk" } ]
 [dns.director]
 name = "director"
 answers = 2
@@ -88,11 +98,25 @@ domains:
   services:
     director.geo.example.org: '%cn.edge.geo.example.org'
 YAML
-mkdir -p "$T/pdns"
-/usr/sbin/pdns_server --no-config --daemon=no --guardian=no --disable-syslog --write-pid=no --socket-dir="$T/pdns" \
-  --launch=geoip --geoip-zones-file="$T/zone.yaml" --geoip-database-files="mmdb:$CITY" \
-  --local-address="127.0.0.1:$P_PDNS" --edns-subnet-processing=yes --log-dns-queries=no --loglevel=3 \
-  > "$T/pdns.log" 2>&1 &
+mkdir -p "$T/pdns" "$T/pdns-keys"
+cat > "$T/pdns/pdns.conf" <<CONF
+launch=geoip
+geoip-zones-file=$T/zone.yaml
+geoip-database-files=mmdb:$CITY
+geoip-dnssec-keydir=$T/pdns-keys
+local-address=127.0.0.1:$P_PDNS
+edns-subnet-processing=yes
+log-dns-queries=no
+loglevel=3
+daemon=no
+guardian=no
+disable-syslog=yes
+write-pid=no
+socket-dir=$T/pdns
+CONF
+# Live signing: a CSK (ECDSA P-256, algorithm 13) that PowerDNS's GeoIP backend keeps in its key directory.
+pdnsutil --config-dir="$T/pdns" secure-zone geo.example.org > "$T/pdnsutil.log" 2>&1
+/usr/sbin/pdns_server --config-dir="$T/pdns" > "$T/pdns.log" 2>&1 &
 PIDS+=($!); PDNS_PID=$!
 if [ "$QUERY_LOG" = true ]; then
   # Log lines go through a pipe (as to a log shipper) and are dropped; the rest is kept in ours.log.
@@ -111,6 +135,7 @@ for i in $(seq 100); do
 done
 echo "ours:   $(dig +short @127.0.0.1 -p "$P_OURS" +subnet=81.2.69.142/32 director.geo.example.org TXT)"
 echo "pdns:   $(dig +short @127.0.0.1 -p "$P_PDNS" +subnet=81.2.69.142/32 director.geo.example.org TXT | tail -1)"
+echo "signed: ours $(dig +dnssec @127.0.0.1 -p "$P_OURS" director.geo.example.org A | grep -c 'IN.RRSIG') RRSIG, pdns $(dig +dnssec @127.0.0.1 -p "$P_PDNS" director.geo.example.org A | grep -c 'IN.RRSIG') RRSIG in a director A answer"
 
 printf 'director.geo.example.org A\ndirector.geo.example.org TXT\nwww.geo.example.org A\ngeo.example.org SOA\n' > "$T/queries"
 # ECS 81.2.69.0/24 (family 1, source 24): option 8.
@@ -128,19 +153,30 @@ perf() { # pid port extra → "queries/s µs-CPU-per-query"
     END {printf "%s %.1f\n", qps, (q > 0 ? t / hz * 1e6 / q : 0)}'
 }
 rss() { local t=0 p; for p in $(procs "$1"); do t=$((t + $(awk '/VmRSS/ {print $2}' "/proc/$p/status"))); done; echo "$((t / 1024)) MB"; }
+MODES="plain ecs signed signed-ecs"
 declare -A R C
-for mode in plain ecs; do
-  extra=""; [ "$mode" = ecs ] && extra="$ECS"
-  read -r R[ours-$mode] C[ours-$mode] < <(perf "$OURS_PID" "$P_OURS" "$extra")
-  read -r R[pdns-$mode] C[pdns-$mode] < <(perf "$PDNS_PID" "$P_PDNS" "$extra")
+for run in $(seq "$RUNS"); do
+  for mode in $MODES; do
+    extra=""
+    case $mode in ecs) extra="$ECS" ;; signed) extra="-D" ;; signed-ecs) extra="-D $ECS" ;; esac
+    # Alternate which server goes first, so neither always gets the fresher machine.
+    for who in $([ $((run % 2)) = 1 ] && echo "ours pdns" || echo "pdns ours"); do
+      if [ "$who" = ours ]; then read -r q c < <(perf "$OURS_PID" "$P_OURS" "$extra"); else read -r q c < <(perf "$PDNS_PID" "$P_PDNS" "$extra"); fi
+      R[$who-$mode]="${R[$who-$mode]:-} $q"; C[$who-$mode]="${C[$who-$mode]:-} $c"
+    done
+  done
+  echo "run $run: $(for m in $MODES; do printf '%s %s/%s  ' "$m" "$(echo ${R[ours-$m]} | awk '{print $NF}')" "$(echo ${R[pdns-$m]} | awk '{print $NF}')"; done)"
 done
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR % 2 ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2)}'; }
 echo
-printf '%-10s %14s %14s %8s   %s\n' "UDP" "parrot-dns" "PowerDNS 4.7" "ratio" "server CPU µs/query (parrot-dns / PowerDNS)"
-for mode in plain ecs; do
-  printf '%-10s %14s %14s %8s   %s / %s\n' "$mode" "${R[ours-$mode]}" "${R[pdns-$mode]}" \
-    "$(awk -v a="${R[ours-$mode]}" -v b="${R[pdns-$mode]}" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "-" }')" \
-    "${C[ours-$mode]}" "${C[pdns-$mode]}"
+printf '%-11s %14s %14s %8s   %s\n' "UDP ($RUNS)" "parrot-dns" "PowerDNS 4.7" "ratio" "server CPU µs/query (parrot-dns / PowerDNS, ratio)"
+for mode in $MODES; do
+  qo=$(echo "${R[ours-$mode]}" | median); qp=$(echo "${R[pdns-$mode]}" | median)
+  co=$(echo "${C[ours-$mode]}" | median); cp=$(echo "${C[pdns-$mode]}" | median)
+  printf '%-11s %14s %14s %8s   %s / %s (%s)\n' "$mode" "$qo" "$qp" "$(awk -v a="$qo" -v b="$qp" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "-" }')" \
+    "$co" "$cp" "$(awk -v a="$co" -v b="$cp" 'BEGIN{ if (a>0) printf "%.2f", b/a; else print "-" }')"
 done
+echo "(medians of $RUNS runs; queries/s ratio = parrot-dns / PowerDNS; CPU ratio = PowerDNS / parrot-dns, higher is better for parrot-dns)"
 echo "parrot-dns processes: $WORKERS, query log: $QUERY_LOG"
 echo "RSS after UDP runs: parrot-dns $(rss $OURS_PID), PowerDNS $(rss $PDNS_PID)"
 

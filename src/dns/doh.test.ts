@@ -4,7 +4,7 @@ import { describe, expect, it } from "vitest";
 import { parseCidr } from "../net/ip.ts";
 import { stripPort } from "../net/client-address.ts";
 import { createDohHandler } from "./doh.ts";
-import { testServer } from "./test-zone.ts";
+import { testServer } from "../../test/support/dns-server.ts";
 
 const server = testServer();
 const handler = createDohHandler(() => server, [parseCidr("10.0.0.0/8")!]);

@@ -1,5 +1,4 @@
 /** EDNS Client Subnet (RFC 7871, option 8): strict parsing and the reply option. Pure. */
-import { formatIp } from "../net/ip.ts";
 
 export const ECS_CODE = 8;
 
@@ -7,10 +6,8 @@ export const ECS_CODE = 8;
 export interface ClientSubnet {
   family: 1 | 2;
   source: number;
-  /** Full-length address with the bits past SOURCE zero. */
+  /** Full-length address with the bits past SOURCE zero (formatIp for its text: the query log does, when on). */
   address: Uint8Array;
-  /** Text form of `address`. */
-  ip: string;
 }
 
 /**
@@ -30,7 +27,7 @@ export function parseClientSubnet(data: Uint8Array): ClientSubnet | "malformed" 
   if (source % 8 && addr.length && addr[addr.length - 1] & (0xff >> source % 8)) return "malformed";
   const address = new Uint8Array(size);
   address.set(addr);
-  return { family, source, address, ip: formatIp(address) };
+  return { family, source, address };
 }
 
 /** Option data for the reply: FAMILY, SOURCE and ADDRESS echoed, SCOPE set. */

@@ -5,17 +5,15 @@ import { describe, expect, it } from "vitest";
 // @ts-expect-error: the package ships no types
 import parsePrometheusTextFormat from "parse-prometheus-text-format";
 import { parseConfig } from "../config/config.ts";
-import { createGeoIp } from "../geoip/geoip.ts";
-import { mmdbSource } from "../geoip/mmdb.ts";
 import { parseIp } from "../net/ip.ts";
-import { readFileSync } from "node:fs";
 import { answerWire } from "./doh.ts";
 import { createDnsNode } from "./node.ts";
 import { parseEdgeFigures } from "./operator.ts";
-import { TEST_TOML } from "./test-zone.ts";
+import { testGeoIp } from "../../test/support/dns-server.ts";
+import { TEST_ZONE_TOML } from "../../test/support/dns-zone.ts";
 
 const TOKEN = "unit-admin-token-0123456789";
-const TOML = `${TEST_TOML.replace('answers = 2', 'answers = 3')
+const TOML = `${TEST_ZONE_TOML.replace('answers = 2', 'answers = 3')
   .replace('lon = -0.13', 'lon = -0.13\nurl = "http://lon.test"')
   .replace('lon = -122.33', 'lon = -122.33\nurl = "http://sea.test"')
   .replace('lon = 116.4', 'lon = 116.4\nurl = "http://pek.test"')}
@@ -30,8 +28,7 @@ min_up = 1
 token = "${TOKEN}"
 `;
 
-const fixture = (name: string) => readFileSync(new URL(`../../test/fixtures/${name}`, import.meta.url));
-const geoip = createGeoIp([mmdbSource(fixture("GeoIP2-City-Test.mmdb")), mmdbSource(fixture("GeoLite2-ASN-Test.mmdb"))]);
+const geoip = testGeoIp();
 
 /** A node whose probes answer from `alive`: true → "ok", false → connection refused, "draining" → 503. */
 function node(toml = TOML) {

@@ -2,43 +2,47 @@
 import { Buffer } from "node:buffer";
 import * as dnsPacket from "dns-packet";
 import { formatIp, maskIp, parseCidr } from "../net/ip.ts";
+import { rcodeCode, typeCode } from "./codes.ts";
 import { ECS_CODE } from "./ecs.ts";
-
-const TYPES: Record<string, number> = {
-  A: 1, NS: 2, CNAME: 5, SOA: 6, PTR: 12, HINFO: 13, MX: 15, TXT: 16, AAAA: 28, SRV: 33, DS: 43, DNSKEY: 48, HTTPS: 65, SVCB: 64, CAA: 257, ANY: 255,
-};
+import { encodeName } from "./names.ts";
 
 /** The wire query for ?name=&type=[&edns_client_subnet=]; a string says why it is a bad request. */
 export function jsonQuery(name: string | undefined, type: string | undefined, subnet: string | undefined): Uint8Array | string {
   if (!name || name.length > 253 || !/^[\x21-\x7e]+$/.test(name)) return "name missing or invalid";
   const clean = name.replace(/\.$/, "");
   if (clean.split(".").some((l) => l.length === 0 || l.length > 63) && clean !== "") return "name has an empty or long label";
-  const t = type ?? "A";
-  const qtype = /^\d+$/.test(t) ? Number(t) : TYPES[t.toUpperCase()];
+  const qtype = typeCode(type ?? "A") ?? (/^\d{1,5}$/.test(type ?? "") ? Number(type) : undefined);
   if (qtype === undefined || qtype < 1 || qtype > 65535) return "unknown type";
-  const additionals: unknown[] = [];
+  let option = new Uint8Array(0);
   if (subnet !== undefined) {
     const cidr = parseCidr(subnet);
     if (!cidr) return "edns_client_subnet must be an address/prefix";
     const n = Math.ceil(cidr.prefix / 8);
-    const data = Buffer.alloc(4 + n);
-    data.writeUInt16BE(cidr.bytes.length === 4 ? 1 : 2, 0);
-    data[2] = cidr.prefix;
-    Buffer.from(maskIp(cidr.bytes, cidr.prefix).subarray(0, n)).copy(data, 4);
-    additionals.push({ name: ".", type: "OPT", udpPayloadSize: 4096, flags: 0, options: [{ code: ECS_CODE, data }] });
-  } else additionals.push({ name: ".", type: "OPT", udpPayloadSize: 4096, flags: 0, options: [] });
-  const wire = dnsPacket.encode({
-    id: 0,
-    type: "query",
-    flags: dnsPacket.RECURSION_DESIRED,
-    questions: [{ name: clean, type: (Object.keys(TYPES).find((k) => TYPES[k] === qtype) ?? `UNKNOWN_${qtype}`) as never, class: "IN" }],
-    additionals: additionals as dnsPacket.Answer[],
-  });
-  return new Uint8Array(wire);
+    option = new Uint8Array(8 + n);
+    option[1] = ECS_CODE;
+    option[3] = 4 + n;
+    option[5] = cidr.bytes.length === 4 ? 1 : 2;
+    option[6] = cidr.prefix;
+    option.set(maskIp(cidr.bytes, cidr.prefix).subarray(0, n), 8);
+  }
+  const qname = encodeName(clean);
+  const out = new Uint8Array(12 + qname.length + 4 + 11 + option.length);
+  out[2] = 0x01; // RD
+  out[5] = 1; // QDCOUNT
+  out[11] = 1; // ARCOUNT: the OPT
+  out.set(qname, 12);
+  let p = 12 + qname.length;
+  out[p++] = qtype >> 8;
+  out[p++] = qtype;
+  out[p++] = 0;
+  out[p++] = 1; // IN
+  // OPT: root, TYPE 41, payload 4096, TTL 0, RDLENGTH, the ECS option.
+  out.set([0, 0, 41, 0x10, 0, 0, 0, 0, 0, option.length >> 8, option.length], p);
+  out.set(option, p + 11);
+  return out;
 }
 
-const RCODES: Record<string, number> = { NOERROR: 0, FORMERR: 1, SERVFAIL: 2, NXDOMAIN: 3, NOTIMP: 4, REFUSED: 5 };
-const typeNum = (t: string | number) => (typeof t === "number" ? t : (TYPES[t] ?? (Number(/^UNKNOWN_(\d+)$/.exec(t)?.[1]) || 0)));
+const typeNum = (t: string | number) => (typeof t === "number" ? t : (typeCode(t) ?? (Number(/^UNKNOWN_(\d+)$/.exec(t)?.[1]) || 0)));
 const fqdn = (n: string) => (n.endsWith(".") ? n : `${n}.`);
 
 function dataText(r: dnsPacket.Answer): string {
@@ -76,7 +80,7 @@ export function jsonAnswer(wire: Uint8Array): Record<string, unknown> {
   const p = dnsPacket.decode(Buffer.from(wire));
   const rr = (r: dnsPacket.Answer) => ({ name: fqdn(r.name), type: typeNum(r.type), TTL: (r as { ttl?: number }).ttl ?? 0, data: dataText(r) });
   const out: Record<string, unknown> = {
-    Status: RCODES[(p as { rcode?: string }).rcode ?? "NOERROR"] ?? 2,
+    Status: rcodeCode((p as { rcode?: string }).rcode ?? "NOERROR") ?? 2,
     TC: !!p.flag_tc,
     RD: !!p.flag_rd,
     RA: false,

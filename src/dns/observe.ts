@@ -6,27 +6,18 @@
  */
 import { formatIp } from "../net/ip.ts";
 import type { Answer, QueryObserver, Transport } from "./answer.ts";
+import { rcodeName, typeName } from "./codes.ts";
 
-export const TRANSPORTS: readonly Transport[] = ["udp", "tcp", "doh"];
-const TRANSPORT_INDEX: Record<Transport, number> = { udp: 0, tcp: 1, doh: 2 };
-
-const TYPE_NAMES: Record<number, string> = {
-  1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 12: "PTR", 15: "MX", 16: "TXT", 28: "AAAA", 33: "SRV", 35: "NAPTR", 41: "OPT",
-  43: "DS", 46: "RRSIG", 47: "NSEC", 48: "DNSKEY", 64: "SVCB", 65: "HTTPS", 99: "SPF", 251: "IXFR", 252: "AXFR",
-  255: "ANY", 257: "CAA",
-};
-const RCODE_NAMES: Record<number, string> = {
-  0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED", 16: "BADVERS",
-};
-
-export const qtypeName = (t: number): string => (t < 0 ? "NONE" : (TYPE_NAMES[t] ?? `TYPE${t}`));
-export const rcodeName = (r: number): string => RCODE_NAMES[r] ?? `RCODE${r}`;
+export const TRANSPORTS: readonly Transport[] = ["udp", "tcp", "doh", "dot"];
+const TRANSPORT_INDEX: Record<Transport, number> = { udp: 0, tcp: 1, doh: 2, dot: 3 };
 
 /** Counts to move between processes (a worker process's since its last report). */
 export interface StatsDelta {
   /** [key, count]: key = (transport × 32 + rcode) × 65536 + qtype (qtype -1 counted as 65535). */
   queries: [number, number][];
   answers: [string, number][];
+  /** Responses response rate limiting dropped and slipped (TC=1). */
+  rrl?: [number, number];
 }
 
 export interface QueryCount {
@@ -37,10 +28,12 @@ export interface QueryCount {
 }
 
 export class DnsObserver implements QueryObserver {
-  readonly timed: boolean;
+  timed: boolean;
   private readonly queries = new Map<number, number>();
   private readonly answers = new Map<string, number>();
-  private readonly write: ((line: string) => void) | undefined;
+  /** UDP responses dropped and slipped by response rate limiting. */
+  private rrl: [number, number] = [0, 0];
+  private write: ((line: string) => void) | undefined;
   private readonly now: () => number;
   private readonly wallClock: () => number;
   private isoMs = -1;
@@ -57,6 +50,13 @@ export class DnsObserver implements QueryObserver {
     this.timed = !!opts.write;
     this.now = opts.clock ?? (() => performance.now());
     this.wallClock = opts.wallClock ?? Date.now;
+  }
+
+  /** The same counters with another query log target (a reload may turn the log on or off). */
+  withWrite(write: ((line: string) => void) | undefined): this {
+    this.write = write;
+    this.timed = !!write;
+    return this;
   }
 
   clock(): number {
@@ -84,10 +84,10 @@ export class DnsObserver implements QueryObserver {
     let answers = "";
     if (a.records) for (const r of a.records) answers += (answers ? "," : "") + JSON.stringify(r);
     if (a.edges) for (const e of a.edges) answers += (answers ? ',"' : '"') + e.name + '"'; // names are [A-Za-z0-9._-]
-    const ecs = a.ecs ? `"${a.ecs.ip}/${a.ecs.source}"` : "null";
+    const ecs = a.ecs ? `"${formatIp(a.ecs.address)}/${a.ecs.source}"` : "null";
     return (
       `{"time":"${this.iso}","transport":"${transport}","client":${client ? `"${this.clientIp(client)}"` : "null"},` +
-      `"qname":${JSON.stringify(qname)},"qtype":"${qtypeName(a.qtype)}","rcode":"${rcodeName(a.rcode)}",` +
+      `"qname":${JSON.stringify(qname)},"qtype":"${typeName(a.qtype)}","rcode":"${rcodeName(a.rcode)}",` +
       `"answers":[${answers}],"ecs":${ecs},"duration_us":${us}}`
     );
   }
@@ -98,13 +98,23 @@ export class DnsObserver implements QueryObserver {
     return t;
   }
 
+  /** A UDP response response rate limiting dropped or sent empty with TC=1. */
+  limited(verdict: "drop" | "slip"): void {
+    this.rrl[verdict === "drop" ? 0 : 1]++;
+  }
+
+  /** Responses rate limiting dropped and slipped since the start. */
+  rrlCounts(): { dropped: number; slipped: number } {
+    return { dropped: this.rrl[0], slipped: this.rrl[1] };
+  }
+
   /** Queries by transport, type and rcode since the start (this process's and absorbed ones). */
   queryCounts(): QueryCount[] {
     const out: QueryCount[] = [];
     for (const [key, count] of this.queries) {
       const qtype = key % 65536;
       const rest = Math.floor(key / 65536);
-      out.push({ transport: TRANSPORTS[Math.floor(rest / 32)], rcode: rcodeName(rest % 32), qtype: qtypeName(qtype === 65535 ? -1 : qtype), count });
+      out.push({ transport: TRANSPORTS[Math.floor(rest / 32)], rcode: rcodeName(rest % 32), qtype: typeName(qtype === 65535 ? -1 : qtype), count });
     }
     return out;
   }
@@ -122,10 +132,11 @@ export class DnsObserver implements QueryObserver {
 
   /** Everything counted since the last call, and resets (a worker process reporting to its parent). */
   takeDelta(): StatsDelta | undefined {
-    if (this.queries.size === 0 && this.answers.size === 0) return undefined;
-    const delta: StatsDelta = { queries: [...this.queries], answers: [...this.answers] };
+    if (this.queries.size === 0 && this.answers.size === 0 && this.rrl[0] + this.rrl[1] === 0) return undefined;
+    const delta: StatsDelta = { queries: [...this.queries], answers: [...this.answers], rrl: this.rrl };
     this.queries.clear();
     this.answers.clear();
+    this.rrl = [0, 0];
     return delta;
   }
 
@@ -133,5 +144,9 @@ export class DnsObserver implements QueryObserver {
   absorb(d: StatsDelta): void {
     for (const [k, n] of d.queries) this.queries.set(k, (this.queries.get(k) ?? 0) + n);
     for (const [k, n] of d.answers) this.answers.set(k, (this.answers.get(k) ?? 0) + n);
+    if (d.rrl) {
+      this.rrl[0] += d.rrl[0];
+      this.rrl[1] += d.rrl[1];
+    }
   }
 }

@@ -1,6 +1,9 @@
 /**
  * The DNS node's operator endpoints, next to DoH on its HTTP listener (Node host and worker alike):
  *   POST /admin/drain {"edge": name, "draining": bool}   take an edge out of (or back into) answers; token required
+ *   POST /admin/reload   re-read cdn.toml and the GeoIP files (hosts that can); token required
+ *   POST /admin/acme-challenge {"name", "value", "ttl"?}   publish an ACME DNS-01 TXT value; token required
+ *   DELETE /admin/acme-challenge {"name", "value"?}        remove it (no value: every value at the name)
  *   GET  /metrics        Prometheus text: queries, answers by edge, edge health, fail-open; token unless metrics_public
  *   GET  /status         the status page (status/page.ts); GET /status.json the same data as JSON
  * The status page shows each edge's hit ratio and requests, read from the edge's own metrics with the [admin] token.
@@ -10,14 +13,21 @@ import type { HealthMonitor } from "../health/monitor.ts";
 import { Registry, PROMETHEUS_CONTENT_TYPE } from "../metrics/registry.ts";
 import { isAuthorized, unauthorized } from "../net/admin-auth.ts";
 import { renderStatusPage, type EdgeStatus, type StatusData } from "../status/page.ts";
-import { serviceSets, type Server } from "./answer.ts";
+import { serviceSets, type Server, type ServiceSets } from "./answer.ts";
+import { checkChallenge, type ChallengeChange } from "./challenges.ts";
 import type { DnsObserver } from "./observe.ts";
 
 export const EDGE_METRICS_PATH = "/.well-known/cdn/metrics";
 const STATES = ["unknown", "up", "down", "draining"] as const;
+const ANYCAST_STATES = ["announced", "withdrawn", "unknown"] as const;
 const SCRAPE_TIMEOUT_MS = 2_000;
+/** How long a challenge value is kept when the call does not say (seconds). */
+const DEFAULT_CHALLENGE_TTL = 600;
 
 type FetchLike = (input: string, init?: RequestInit) => Promise<Response>;
+
+/** Re-reads the configuration: resolves with the reason when it was refused (the old one stays). */
+export type ReloadHook = () => Promise<{ ok: true } | { ok: false; error: string }>;
 
 export interface OperatorOptions {
   config: CdnConfig;
@@ -28,6 +38,11 @@ export interface OperatorOptions {
   node: string;
   fetchImpl?: FetchLike;
   now?: () => number;
+  reload?: ReloadHook;
+  /** Told about every change of the challenge records (the Node host passes them on to its other processes). */
+  onChallenge?: (change: ChallengeChange) => void;
+  /** The host's connections closed to make room, per listener (Node host). */
+  evicted?: () => Record<string, number>;
 }
 
 /** An edge's own figures, from its metrics. */
@@ -96,16 +111,23 @@ export function createOperator(o: OperatorOptions): (request: Request) => Promis
     return scraping;
   }
 
+  /** The edges the director may name now (none of a family that answers its fallback addresses). */
+  function answering(): { service: ServiceSets; names: Set<string> } {
+    const service = serviceSets(o.server);
+    const named = [...(service.fallback4 ? [] : service.v4), ...(service.fallback6 ? [] : service.v6)];
+    return { service, names: new Set(named.map((s) => s.name)) };
+  }
+
   async function status(): Promise<StatusJson> {
     const figs = await figures();
-    const service = serviceSets(o.server);
-    const answering = new Set([...service.v4, ...service.v6].map((s) => s.name));
+    const { service, names: inAnswers } = answering();
     const answers = o.observer.answerCounts();
     return {
       zone: o.server.zone.origin,
       node: o.node,
       generatedAt: now(),
-      failOpen: service.failOpen4 || service.failOpen6,
+      failOpen: (service.failOpen4 && !service.fallback4) || (service.failOpen6 && !service.fallback6),
+      fallback: service.fallback4 || service.fallback6,
       queries: o.observer.totalQueries(),
       edges: o.monitor.snapshot().map((h) => {
         const site = sites.get(h.name);
@@ -121,7 +143,8 @@ export function createOperator(o: OperatorOptions): (request: Request) => Promis
           since: h.since,
           detail: h.lastProbe?.detail,
           drained: h.drained,
-          inAnswers: answering.has(h.name),
+          anycast: h.anycast ?? "-",
+          inAnswers: inAnswers.has(h.name),
           answers: answers.get(h.name) ?? 0,
           hitRatio: f.hitRatio,
           requests: f.requests,
@@ -135,16 +158,27 @@ export function createOperator(o: OperatorOptions): (request: Request) => Promis
     for (const q of o.observer.queryCounts())
       r.inc("parrot_dns_queries_total", "DNS queries answered, by transport, query type and response code.", { transport: q.transport, qtype: q.qtype, rcode: q.rcode }, q.count);
     const answers = o.observer.answerCounts();
-    const service = serviceSets(o.server);
-    const answering = new Set([...service.v4, ...service.v6].map((s) => s.name));
+    const { service, names: inAnswers } = answering();
     for (const h of o.monitor.snapshot()) {
       r.inc("parrot_dns_answers_total", "Director answers (A/AAAA) that named the edge.", { edge: h.name }, answers.get(h.name) ?? 0);
       for (const state of STATES)
         r.set("parrot_dns_edge_health", "Edge health as this DNS node's probes see it: 1 for the current state.", { edge: h.name, state }, h.state === state ? 1 : 0);
       r.set("parrot_dns_edge_drained", "1 when the operator drained the edge (config or /admin/drain).", { edge: h.name }, h.drained ? 1 : 0);
-      r.set("parrot_dns_edge_in_answers", "1 when the director may name the edge now (fail-open included).", { edge: h.name }, answering.has(h.name) ? 1 : 0);
+      r.set("parrot_dns_edge_in_answers", "1 when the director may name the edge now (fail-open included).", { edge: h.name }, inAnswers.has(h.name) ? 1 : 0);
+      for (const state of ANYCAST_STATES)
+        r.set("parrot_dns_edge_anycast", "The edge box's anycast announcement as its health answer says (unknown: no cdn-anycast header).", { edge: h.name, state }, (h.anycast ?? "unknown") === state ? 1 : 0);
     }
-    r.set("parrot_dns_fail_open", "1 when too few edges are in service and the director answers with all of them.", {}, service.failOpen4 || service.failOpen6 ? 1 : 0);
+    const rrl = o.observer.rrlCounts();
+    for (const [action, n] of [["dropped", rrl.dropped], ["slipped", rrl.slipped]] as const)
+      r.inc("parrot_dns_rrl_responses_total", "UDP responses response rate limiting dropped, or sent empty with TC=1 (slipped).", { action }, n);
+    for (const [listener, n] of Object.entries(o.evicted?.() ?? {}))
+      r.inc("parrot_dns_connections_evicted_total", "Connections a stream listener closed to make room for new ones ([dns.limits]).", { listener }, n);
+    if (o.server.dnssec)
+      r.inc("parrot_dns_dnssec_signatures_total", "RRSIGs this process made (the rest of the answers' signatures came from its caches).", {}, o.server.dnssec.signatures);
+    const failOpen = (service.failOpen4 && !service.fallback4) || (service.failOpen6 && !service.fallback6);
+    r.set("parrot_dns_fail_open", "1 when too few edges are in service and the director answers with all of them.", {}, failOpen ? 1 : 0);
+    for (const [family, on] of [["ipv4", service.fallback4], ["ipv6", service.fallback6]] as const)
+      r.set("parrot_dns_fallback", "1 when too few edges of the family are in service and the director answers its fallback addresses.", { family }, on ? 1 : 0);
     return r.expose();
   }
 
@@ -164,11 +198,59 @@ export function createOperator(o: OperatorOptions): (request: Request) => Promis
     return json({ edge: body.edge, draining: h.drained, state: h.state });
   }
 
+  async function reload(request: Request): Promise<Response> {
+    if (!(await isAuthorized(request, token))) return unauthorized(!!token);
+    if (request.method !== "POST") return new Response("405 use POST\n", { status: 405, headers: { allow: "POST" } });
+    if (!o.reload) return json({ error: "this host cannot reload: its configuration is not a file" }, 501);
+    const result = await o.reload();
+    return result.ok ? json({ ok: true }) : json({ ok: false, error: result.error }, 422);
+  }
+
+  /** The ACME client's contract (issue 10): add or remove a challenge TXT value. */
+  async function acmeChallenge(request: Request): Promise<Response> {
+    if (!(await isAuthorized(request, token))) return unauthorized(!!token);
+    if (request.method !== "POST" && request.method !== "DELETE")
+      return new Response("405 use POST or DELETE\n", { status: 405, headers: { allow: "POST, DELETE" } });
+    const store = o.server.challenges;
+    // Compact JSON, exactly as the contract writes it: {"ok":true}.
+    const reply = (body: unknown, status = 200) =>
+      new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json", "cache-control": "no-store" } });
+    if (!store) return reply({ ok: false, error: "this host keeps no challenge records" }, 501);
+    const bad = (error: string) => reply({ ok: false, error }, 400);
+    let body: { name?: unknown; value?: unknown; ttl?: unknown };
+    try {
+      body = (await request.json()) as typeof body;
+    } catch {
+      return bad("the body must be JSON");
+    }
+    if (typeof body !== "object" || body === null) return bad("the body must be a JSON object");
+    const zone = o.server.zone;
+    const adding = request.method === "POST";
+    const problem = checkChallenge(body.name, body.value, zone.origin, adding);
+    if (problem) return bad(problem);
+    const name = body.name as string;
+    let change: ChallengeChange;
+    if (adding) {
+      const ttl = body.ttl ?? DEFAULT_CHALLENGE_TTL;
+      if (typeof ttl !== "number" || !Number.isInteger(ttl) || ttl < 1 || ttl > 3600) return bad('"ttl" must be whole seconds from 1 to 3600');
+      if (zone.nodes.get(name.toLowerCase().replace(/\.$/, ""))?.has("CNAME")) return bad(`"name" ${name} is a CNAME in the zone`);
+      const added = store.add(name, body.value as string, ttl);
+      if (added === "full") return reply({ ok: false, error: `at most ${store.max} challenge values are held; remove some first` }, 507);
+      change = added;
+    } else change = store.remove(name, body.value as string | undefined);
+    o.onChallenge?.(change);
+    return reply({ ok: true });
+  }
+
   return (request) => {
     const path = new URL(request.url).pathname;
     switch (path) {
       case "/admin/drain":
         return drain(request);
+      case "/admin/reload":
+        return reload(request);
+      case "/admin/acme-challenge":
+        return acmeChallenge(request);
       case "/metrics":
         return (async () => {
           if (!o.config.admin.metrics_public && !(await isAuthorized(request, token))) return unauthorized(!!token);

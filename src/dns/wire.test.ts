@@ -42,9 +42,9 @@ describe("wire", () => {
 describe("ECS", () => {
   it("parses and echoes FAMILY/SOURCE/ADDRESS with our SCOPE", () => {
     const ecs = parseClientSubnet(Uint8Array.from([0, 1, 24, 0, 81, 2, 69]));
-    expect(ecs).toMatchObject({ family: 1, source: 24, ip: "81.2.69.0" });
+    expect(ecs).toMatchObject({ family: 1, source: 24, address: Uint8Array.from([81, 2, 69, 0]) });
     expect([...encodeClientSubnet(ecs as never, 16)]).toEqual([0, 1, 24, 16, 81, 2, 69]);
-    expect(parseClientSubnet(Uint8Array.from([0, 2, 0, 0]))).toMatchObject({ family: 2, source: 0, ip: "::" });
+    expect(parseClientSubnet(Uint8Array.from([0, 2, 0, 0]))).toMatchObject({ family: 2, source: 0, address: new Uint8Array(16) });
   });
 
   it("rejects malformed options", () => {

@@ -9,7 +9,6 @@ export const AA = 0x0400;
 export const TC = 0x0200;
 export const RD = 0x0100;
 
-export const RCODE = { NOERROR: 0, FORMERR: 1, SERVFAIL: 2, NXDOMAIN: 3, NOTIMP: 4, REFUSED: 5, BADVERS: 16 } as const;
 
 /** The query's question exactly as sent. */
 export interface RawQuestion {

@@ -9,7 +9,8 @@
  * the state known so far. State lives in the isolate: a new isolate starts by probing (unknown edges count as up),
  * and an /admin/drain call reaches only the isolate that served it (use `drain = true` in the config to drain for good).
  * The operator endpoints (/admin/drain, /metrics, /status, /status.json) are served as on the Node host; the query
- * log goes to console.log.
+ * log goes to console.log. What needs files or state shared between processes is the Node host's: /admin/reload and
+ * /admin/acme-challenge answer 501 here, and a config with [dns.dnssec] (keys are files) is refused.
  */
 import { parseConfig } from "../config/config.ts";
 import { embeddedConfigText } from "../config/embedded.ts";

@@ -6,6 +6,7 @@ import { parseIPv4, parseIPv6, formatIp } from "../net/ip.ts";
 import type { CdnConfig } from "../config/config.ts";
 import type { DnsRecordConfig } from "../config/dns-schema.ts";
 import type { Site } from "./select.ts";
+import { Buffer } from "node:buffer";
 import { splitTxt } from "./txt.ts";
 import { asciiLower } from "./wire.ts";
 
@@ -24,6 +25,8 @@ export interface Director {
   txt: string;
   tieMargin: number;
   defaults: string[];
+  /** Addresses per family answered when too few edges of the family are in service (else fail-open). */
+  fallback: { v4: string[]; v6: string[] };
 }
 
 export interface Zone {
@@ -53,10 +56,10 @@ function absolute(name: string, origin: string): string {
   return asciiLower(`${name}.${origin}`);
 }
 
-/** A target name for dns-packet: absolute, case as written, no trailing dot. */
+/** A target name for dns-packet: absolute, lowercase (as DNSSEC's canonical form has it), no trailing dot. */
 function target(value: string, origin: string): string {
   if (value === "@") return origin;
-  return value.endsWith(".") ? stripDot(value) : `${value}.${origin}`;
+  return asciiLower(value.endsWith(".") ? stripDot(value) : `${value}.${origin}`);
 }
 
 function recordData(r: DnsRecordConfig, origin: string): unknown {
@@ -93,8 +96,18 @@ function recordData(r: DnsRecordConfig, origin: string): unknown {
   }
 }
 
-/** Builds the zone; throws with a message naming the field when the config contradicts itself. */
-export function buildZone(config: CdnConfig): Zone {
+/** A DNSKEY for the apex: flags, algorithm and public key (DNSSEC, dnssec/keys.ts). */
+export interface ZoneDnskey {
+  flags: number;
+  algorithm: number;
+  key: Uint8Array;
+}
+
+/**
+ * Builds the zone (with `dnskeys` published at the apex when the zone is signed); throws with a message naming the
+ * field when the config contradicts itself.
+ */
+export function buildZone(config: CdnConfig, dnskeys: ZoneDnskey[] = []): Zone {
   const dns = config.dns;
   if (!dns) throw new Error("cdn.toml has no [dns] section");
   const origin = asciiLower(stripDot(dns.zone));
@@ -103,8 +116,8 @@ export function buildZone(config: CdnConfig): Zone {
     type: "SOA",
     ttl: dns.ttl,
     data: {
-      mname: stripDot(dns.nameservers[0]),
-      rname: stripDot(dns.hostmaster),
+      mname: asciiLower(stripDot(dns.nameservers[0])),
+      rname: asciiLower(stripDot(dns.hostmaster)),
       serial: dns.serial,
       refresh: dns.refresh,
       retry: dns.retry,
@@ -121,10 +134,15 @@ export function buildZone(config: CdnConfig): Zone {
     node.set(rec.type, list);
   };
   add(origin, soa);
-  for (const ns of dns.nameservers) add(origin, { type: "NS", ttl: dns.ttl, data: stripDot(ns) });
+  for (const ns of dns.nameservers) add(origin, { type: "NS", ttl: dns.ttl, data: asciiLower(stripDot(ns)) });
+  const dnskeyTtl = dns.dnssec?.dnskey_ttl ?? dns.ttl;
+  for (const k of dnskeys) add(origin, { type: "DNSKEY", ttl: dnskeyTtl, data: { flags: k.flags, algorithm: k.algorithm, key: Buffer.from(k.key) } });
   for (const r of dns.records) {
     const name = absolute(r.name, origin);
     if (name !== origin && !name.endsWith(`.${origin}`)) throw new Error(`dns.records ${r.name}: outside zone ${origin}`);
+    // A signed zone proves every name's absence without wildcards: a "*" record would read as one to resolvers.
+    if (dnskeys.length && name.split(".").some((l) => l.includes("*")))
+      throw new Error(`dns.records ${r.name}: names with "*" are not served in a signed zone (no wildcard expansion)`);
     add(name, { type: r.type, ttl: r.ttl ?? dns.ttl, data: recordData(r, origin) });
   }
   for (const [name, node] of nodes) {
@@ -139,6 +157,10 @@ export function buildZone(config: CdnConfig): Zone {
     txt: d.txt,
     tieMargin: d.tie_margin,
     defaults: d.default,
+    fallback: {
+      v4: (d.fallback?.ipv4 ?? []).map((a) => formatIp(parseIPv4(a)!)),
+      v6: (d.fallback?.ipv6 ?? []).map((a) => formatIp(parseIPv6(a)!)),
+    },
   };
   if (nodes.has(director.key)) throw new Error(`dns.director.name ${d.name}: also named in dns.records`);
   const names = new Set<string>();

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { afterProbe, answerable, initialHealth, inService, type EdgeHealth, type ProbeResult } from "./health.ts";
+import { afterProbe, answerable, initialHealth, inService, parseAnycast, type EdgeHealth, type ProbeResult } from "./health.ts";
 
 const s = { downAfter: 3, upAfter: 2 };
 const ok: ProbeResult = { kind: "ok" };
@@ -54,5 +54,16 @@ describe("answerable edges", () => {
     const allDown = (n: string) => ({ ...states[n]!, state: "down" as const });
     expect(answerable(edges, allDown, 1)).toEqual({ edges, failOpen: true });
     expect(answerable(edges, (n) => states[n], 3).failOpen).toBe(true);
+  });
+});
+
+describe("anycast announcement", () => {
+  it("records what the last answered probe said, and forgets it when a probe gets no answer", () => {
+    const announced = run(initialHealth(0), { kind: "ok", anycast: "announced" });
+    expect(announced.anycast).toBe("announced");
+    expect(run(announced, { kind: "draining", anycast: "withdrawn" })).toMatchObject({ state: "draining", anycast: "withdrawn" });
+    expect(run(announced, { kind: "ok" }).anycast).toBeUndefined();
+    expect(run(announced, bad).anycast).toBeUndefined();
+    expect([parseAnycast(" Announced "), parseAnycast("withdrawn"), parseAnycast("maybe"), parseAnycast(null)]).toEqual(["announced", "withdrawn", undefined, undefined]);
   });
 });

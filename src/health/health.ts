@@ -21,10 +21,18 @@ export interface EdgeHealth {
   lastProbe?: { at: number; ok: boolean; detail: string };
   /** Drained by the operator (config or admin call), whatever the probes say. */
   drained: boolean;
+  /** The edge box's anycast announcement as its last answered probe said (`cdn-anycast` header); absent: unknown. */
+  anycast?: AnycastState;
 }
 
-/** A probe's outcome: the edge answered healthy, answered that it is draining, or failed. */
-export type ProbeResult = { kind: "ok" } | { kind: "draining" } | { kind: "failed"; detail: string };
+/** What an edge box with anycast says of its route (issue 13): announced while healthy, withdrawn otherwise. */
+export type AnycastState = "announced" | "withdrawn";
+
+/** The response header an edge box reports its announcement in. */
+export const ANYCAST_HEADER = "cdn-anycast";
+
+/** A probe's outcome: the edge answered healthy, answered that it is draining, or failed (and its anycast state). */
+export type ProbeResult = ({ kind: "ok" } | { kind: "draining" } | { kind: "failed"; detail: string }) & { anycast?: AnycastState };
 
 export function initialHealth(now: number, drained = false): EdgeHealth {
   return { state: "unknown", streak: 0, since: now, drained };
@@ -33,7 +41,9 @@ export function initialHealth(now: number, drained = false): EdgeHealth {
 /** The health after one probe. */
 export function afterProbe(h: EdgeHealth, r: ProbeResult, s: HealthSettings, now: number): EdgeHealth {
   const lastProbe = { at: now, ok: r.kind === "ok", detail: r.kind === "failed" ? r.detail : r.kind };
-  const to = (state: EdgeState): EdgeHealth => ({ ...h, state, streak: 0, since: state === h.state ? h.since : now, lastProbe });
+  const anycast = r.anycast;
+  const to = (state: EdgeState): EdgeHealth => ({ ...h, state, streak: 0, since: state === h.state ? h.since : now, lastProbe, anycast });
+  const stay = (streak: number): EdgeHealth => ({ ...h, streak, lastProbe, anycast });
   if (r.kind === "draining") return to("draining");
   const good = r.kind === "ok";
   switch (h.state) {
@@ -41,14 +51,20 @@ export function afterProbe(h: EdgeHealth, r: ProbeResult, s: HealthSettings, now
       // The first probe decides at once: a restarted node must not trust stale state, nor wait for N probes.
       return to(good ? "up" : "down");
     case "draining":
-      return good ? to("up") : { ...h, lastProbe };
+      return good ? to("up") : stay(h.streak);
     case "up":
       if (good) return to("up");
-      return h.streak + 1 >= s.downAfter ? to("down") : { ...h, streak: h.streak + 1, lastProbe };
+      return h.streak + 1 >= s.downAfter ? to("down") : stay(h.streak + 1);
     case "down":
       if (!good) return to("down");
-      return h.streak + 1 >= s.upAfter ? to("up") : { ...h, streak: h.streak + 1, lastProbe };
+      return h.streak + 1 >= s.upAfter ? to("up") : stay(h.streak + 1);
   }
+}
+
+/** The announcement state a header value names; undefined for anything else (or no header). */
+export function parseAnycast(value: string | null): AnycastState | undefined {
+  const v = value?.trim().toLowerCase();
+  return v === "announced" || v === "withdrawn" ? v : undefined;
 }
 
 /** Whether an edge may be in DNS answers (before fail-open). */

@@ -1,51 +1,77 @@
 /**
- * Node host for the GeoDNS handler: classic DNS over UDP and TCP (workerd has no UDP), plain-HTTP DoH, and DoH over
- * TLS with HTTP/2 + HTTP/1.1. HTTP requests go to the fetch handler with the peer as `cf.clientIp`; UDP and TCP
- * messages go straight to the same answer core (doh.ts `answerWire`) with the peer address, without building a
- * Request/Response per query. Extra worker processes can serve the same UDP socket and TCP listener (serveDnsSockets).
+ * Node host for the GeoDNS handler: classic DNS over UDP and TCP (workerd has no UDP), DNS over TLS (RFC 7858: the
+ * TCP framing inside TLS), plain-HTTP DoH, and DoH over TLS with HTTP/2 + HTTP/1.1 (both through serve-fetch.ts, the
+ * one Node ↔ fetch adapter). UDP, TCP and DoT messages go straight to the answer core with the peer address, without
+ * a Request/Response per query. Extra worker processes can serve the same UDP socket (serveUdp).
+ *
+ * Every stream listener (TCP, DoT, both DoH) holds against hostile clients: connections per listener and per client
+ * with the oldest idle one closed to make room (src/net/connection-limits.ts), a deadline for each whole message from
+ * its first byte (trickling bytes do not extend it), an idle timeout between messages, a TLS handshake deadline.
  */
 import { createSocket, type RemoteInfo, type Socket as UdpSocket } from "node:dgram";
-import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from "node:http";
-import { createSecureServer, type Http2ServerRequest, type Http2ServerResponse } from "node:http2";
 import { createServer as createTcpServer, isIPv6, type Server as TcpServer, type Socket } from "node:net";
+import { createServer as createTlsServer, type Server as TlsServer } from "node:tls";
 import type { Answer, Transport } from "../dns/answer.ts";
 import { truncateAnswer } from "../dns/wire.ts";
+import { ConnectionLimits, clientKey, type LimitSettings } from "../net/connection-limits.ts";
 import { parseIp, type IpBytes } from "../net/ip.ts";
+import { serveFetch, type FetchHandler, type Served } from "./serve-fetch.ts";
 
-export type FetchHandler = (request: Request) => Promise<Response>;
 /** The answer core: one DNS message, the peer's address and the transport in, the answer (or null: drop) out. */
 export type AnswerCore = (message: Uint8Array, peer: IpBytes | null, transport: Transport) => Answer | null;
 
+/** What UDP does with a query before answering it (response rate limiting): answer, drop, or answer TC=1 empty. */
+export type UdpGate = (peer: IpBytes) => "answer" | "drop" | "slip";
+
+/** Bounds of the stream listeners. */
+export interface StreamLimits {
+  connections: LimitSettings;
+  /** A whole message (TCP/DoT query, HTTP request) must arrive within this from its first byte. */
+  messageMs: number;
+  /** A connection with nothing in progress closes after this. */
+  idleMs: number;
+  handshakeMs: number;
+}
+
 export interface HostOptions {
+  /** The HTTP handler: operator endpoints and DoH. */
   fetch: FetchHandler;
   answer: AnswerCore;
   host: string;
   /** Port numbers; 0 picks a free one (the UDP and TCP DNS ports are the same number). */
   dnsPort?: number;
   httpPort?: number;
+  /** DoH over TLS (HTTP/2 + HTTP/1.1). */
   tlsPort?: number;
+  /** DNS over TLS. */
+  dotPort?: number;
   tls?: { cert: Buffer | string; key: Buffer | string };
   /** Largest UDP answer whatever the client advertises. */
   maxUdpSize: number;
-  /** UDP answers queued in the kernel/libuv before new queries are dropped; TCP frames pending per process. */
+  /** UDP answers queued in the kernel/libuv before new queries are dropped. */
   maxInflight: number;
-  maxTcpConnections: number;
+  limits: StreamLimits;
+  udpGate?: UdpGate;
   log?: (line: string) => void;
 }
 
 export interface Host {
   /** Listener lines, e.g. "dns udp+tcp 127.0.0.1:5353". */
   addresses: string[];
-  ports: { dns?: number; http?: number; tls?: number };
-  /** The bound DNS sockets, to hand to worker processes (serveDnsSockets there). */
-  dnsSockets?: { udp: UdpSocket; tcp: TcpServer };
+  ports: { dns?: number; http?: number; tls?: number; dot?: number };
+  /** The bound UDP socket, to hand to worker processes (serveUdp there). */
+  udp?: UdpSocket;
+  /** Connections each stream listener closed to make room, since the start. */
+  evicted(): Record<string, number>;
+  /** New bounds for the stream listeners (a reload); connections already open keep their timers. */
+  setLimits(limits: StreamLimits): void;
+  /** New certificate and key for the TLS listeners' new connections. */
+  setTls(tls: { cert: Buffer | string; key: Buffer | string }): void;
   close(): Promise<void>;
 }
 
-export type DnsSocketOptions = Pick<HostOptions, "answer" | "maxUdpSize" | "maxInflight" | "maxTcpConnections" | "log">;
-
 const MAX_MESSAGE = 65535;
-const TCP_IDLE_MS = 10_000;
+const DOH_LIMITS = { maxBodyBytes: MAX_MESSAGE, maxUrlBytes: 8192, maxHeaderBytes: 16384 };
 
 const hostPort = (host: string, port: number) => (isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`);
 
@@ -63,169 +89,225 @@ function peerParser(): (address: string) => IpBytes | null {
   };
 }
 
-/** Serves classic DNS on a bound UDP socket and a listening TCP server (this process's, or a parent's UDP socket). */
-export function serveDnsSockets(udp: UdpSocket, tcp: TcpServer | undefined, o: DnsSocketOptions): void {
-  const log = o.log ?? (() => {});
-  const peer = peerParser();
-
-  function answer(msg: Uint8Array, address: string, transport: "udp" | "tcp"): Answer | null {
+/** The answer core, guarded: an exception drops the query and is logged; the process stays up. */
+function guarded(answer: AnswerCore, log: (line: string) => void): AnswerCore {
+  return (msg, peer, transport) => {
     try {
-      return o.answer(msg, peer(address), transport);
+      return answer(msg, peer, transport);
     } catch (err) {
       log(`dns ${transport}: ${(err as Error).message}`);
-      return null; // drop it; the process stays up
+      return null;
     }
-  }
+  };
+}
 
+/**
+ * Serves classic DNS on a bound UDP socket (this process's, or a parent's). `o` is read per query: a reload may
+ * change its sizes and gate in place.
+ */
+export function serveUdp(udp: UdpSocket, o: Pick<HostOptions, "answer" | "maxUdpSize" | "maxInflight" | "udpGate" | "log">, core?: AnswerCore): void {
+  const log = o.log ?? (() => {});
+  const peer = peerParser();
+  const answer = core ?? guarded(o.answer, log);
   udp.on("message", (msg: Buffer, rinfo: RemoteInfo) => {
     // Shed load when answers pile up unsent; a runt is not DNS: drop.
     if (msg.length < 12 || udp.getSendQueueCount() >= o.maxInflight) return;
-    const a = answer(msg, rinfo.address, "udp");
+    const from = peer(rinfo.address);
+    const verdict = o.udpGate && from ? o.udpGate(from) : "answer";
+    if (verdict === "drop") return;
+    const a = answer(msg, from, "udp");
     if (!a) return;
-    udp.send(truncateAnswer(a.bytes, Math.min(a.requestedSize, o.maxUdpSize)), rinfo.port, rinfo.address);
+    // A slipped answer is empty with TC=1: a real resolver retries over TCP, a spoofed victim gets nothing big.
+    const limit = verdict === "slip" ? 0 : Math.min(a.requestedSize, o.maxUdpSize);
+    udp.send(truncateAnswer(a.bytes, limit), rinfo.port, rinfo.address);
   });
   udp.on("error", (err) => log(`dns udp: ${err.message}`));
-  if (tcp) {
-    tcp.maxConnections = o.maxTcpConnections;
-    tcp.on("connection", (sock) => serveTcp(sock));
-    tcp.on("error", (err) => log(`dns tcp: ${err.message}`));
-  }
+}
 
-  function serveTcp(sock: Socket) {
-    let buf = Buffer.alloc(0);
-    // The client may half-close after its last query: every complete query is answered at once, so end then.
-    sock.on("end", () => sock.end());
-    sock.setNoDelay(true);
-    sock.setTimeout(TCP_IDLE_MS, () => sock.destroy());
-    sock.on("error", () => sock.destroy());
-    sock.on("drain", () => sock.resume());
-    const address = sock.remoteAddress ?? "";
-    sock.on("data", (chunk: Buffer) => {
-      buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
-      let out: Buffer[] | undefined;
-      while (buf.length >= 2) {
-        const len = buf.readUInt16BE(0);
-        if (buf.length < 2 + len) break;
-        const msg = buf.subarray(2, 2 + len);
-        buf = buf.subarray(2 + len);
-        if (len < 12) continue; // not a DNS message: skip it (the framing is intact)
-        const a = answer(msg, address, "tcp");
-        if (!a) continue;
-        const frame = Buffer.allocUnsafe(2 + a.bytes.length);
-        frame.writeUInt16BE(a.bytes.length, 0);
-        frame.set(a.bytes, 2);
-        (out ??= []).push(frame);
-      }
-      if (buf.length) buf = Buffer.from(buf); // do not pin the whole chunk for a partial frame
-      // Answers of one chunk go out in one write; a client that does not read is paused (pipelining bound).
-      if (out && !sock.destroyed && !sock.write(out.length === 1 ? out[0] : Buffer.concat(out))) sock.pause();
-    });
-  }
+/**
+ * Serves length-prefixed DNS messages on one stream connection (TCP, or the TLS socket of DoT): answers go out in
+ * order, several queries in flight at once; a client that stops reading is paused.
+ */
+function serveStream(sock: Socket, transport: "tcp" | "dot", answer: AnswerCore, peer: IpBytes | null, watch: StreamWatch): void {
+  let buf = Buffer.alloc(0);
+  // The client may half-close after its last query: every complete query is answered at once, so end then.
+  sock.on("end", () => sock.end());
+  sock.setNoDelay(true);
+  sock.on("drain", () => sock.resume());
+  sock.on("data", (chunk: Buffer) => {
+    if (buf.length === 0) watch.messageStarted();
+    buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
+    let out: Buffer[] | undefined;
+    while (buf.length >= 2) {
+      const len = buf.readUInt16BE(0);
+      if (buf.length < 2 + len) break;
+      const msg = buf.subarray(2, 2 + len);
+      buf = buf.subarray(2 + len);
+      if (buf.length) watch.messageStarted(); // the next message starts now
+      if (len < 12) continue; // not a DNS message: skip it (the framing is intact)
+      const a = answer(msg, peer, transport);
+      if (!a) continue;
+      const frame = Buffer.allocUnsafe(2 + a.bytes.length);
+      frame.writeUInt16BE(a.bytes.length, 0);
+      frame.set(a.bytes, 2);
+      (out ??= []).push(frame);
+    }
+    if (buf.length) buf = Buffer.from(buf); // do not pin the whole chunk for a partial frame
+    else watch.idle();
+    // Answers of one chunk go out in one write; a client that does not read is paused (pipelining bound).
+    if (out && !sock.destroyed && !sock.write(out.length === 1 ? out[0] : Buffer.concat(out))) sock.pause();
+  });
+}
+
+/** A stream connection's deadlines and its place in the listener's limits. */
+interface StreamWatch {
+  messageStarted(): void;
+  idle(): void;
+}
+
+/** Admits a new connection (closing others to make room) and arms its deadlines; `destroy` closes it. */
+function watchConnection(limiter: ConnectionLimits<Socket>, limits: StreamLimits, raw: Socket, firstDeadlineMs: number): StreamWatch {
+  for (const victim of limiter.admit(raw, clientKey(raw.remoteAddress ?? ""))) victim.destroy();
+  let timer = setTimeout(() => raw.destroy(), firstDeadlineMs);
+  let inMessage = false;
+  raw.once("close", () => {
+    clearTimeout(timer);
+    limiter.remove(raw);
+  });
+  raw.on("error", () => raw.destroy());
+  limiter.setIdle(raw, true);
+  return {
+    messageStarted() {
+      clearTimeout(timer);
+      inMessage = true;
+      limiter.setIdle(raw, false);
+      timer = setTimeout(() => raw.destroy(), limits.messageMs);
+    },
+    idle() {
+      if (!inMessage) return;
+      inMessage = false;
+      clearTimeout(timer);
+      limiter.setIdle(raw, true);
+      timer = setTimeout(() => raw.destroy(), limits.idleMs);
+    },
+  };
+}
+
+/** Classic DNS over TCP on a listening server. */
+function serveTcp(tcp: TcpServer, o: HostOptions, answer: AnswerCore, limiter: ConnectionLimits<Socket>): void {
+  const peer = peerParser();
+  tcp.on("connection", (sock: Socket) => {
+    const watch = watchConnection(limiter, o.limits, sock, Math.min(o.limits.idleMs, o.limits.messageMs));
+    serveStream(sock, "tcp", answer, peer(sock.remoteAddress ?? ""), watch);
+  });
+  tcp.on("error", (err) => o.log?.(`dns tcp: ${err.message}`));
+}
+
+/** DNS over TLS (RFC 7858): a TLS server with ALPN "dot" whose sockets carry the TCP framing. */
+function dotServer(o: HostOptions, answer: AnswerCore, limiter: ConnectionLimits<Socket>): TlsServer {
+  const peer = peerParser();
+  const watches = new Map<string, StreamWatch>();
+  const key = (s: { remoteAddress?: string; remotePort?: number }) => `${s.remoteAddress}|${s.remotePort}`;
+  const server = createTlsServer({ ...o.tls!, ALPNProtocols: ["dot"], handshakeTimeout: o.limits.handshakeMs }, (sock) => {
+    const watch = watches.get(key(sock));
+    if (!watch) return void sock.destroy();
+    serveStream(sock, "dot", answer, peer(sock.remoteAddress ?? ""), watch);
+  });
+  // Admission on the raw connection: a client stuck in its handshake holds a slot too.
+  server.on("connection", (raw: Socket) => {
+    const k = key(raw);
+    const limits = o.limits;
+    watches.set(k, watchConnection(limiter, limits, raw, Math.min(limits.idleMs, limits.handshakeMs + limits.messageMs)));
+    raw.once("close", () => watches.delete(k));
+  });
+  server.on("tlsClientError", () => {});
+  return server;
 }
 
 /** Starts the listeners; resolves once all are bound. */
-export async function startHost(o: HostOptions): Promise<Host> {
+export async function startHost(options: HostOptions): Promise<Host> {
+  // The bounds are changed in place by setLimits (listeners read them per connection); UDP reads `options` per query.
+  const limits: StreamLimits = { ...options.limits, connections: { ...options.limits.connections } };
+  const o: HostOptions = { ...options, limits };
   const log = o.log ?? (() => {});
+  const answer = guarded(o.answer, log);
   const closers: (() => Promise<void>)[] = [];
   const addresses: string[] = [];
   const ports: Host["ports"] = {};
-  let dnsSockets: Host["dnsSockets"];
+  const limiters: Record<string, ConnectionLimits<Socket>> = {};
+  const served: Record<string, Served> = {};
+  const tlsServers: TlsServer[] = [];
+  let udp: UdpSocket | undefined;
+  const closeServer = (s: TcpServer) => () => new Promise<void>((r) => s.close(() => r()));
 
   if (o.dnsPort !== undefined) {
-    const { udp, tcp, port } = await bindDns(o.host, o.dnsPort);
-    ports.dns = port;
-    dnsSockets = { udp, tcp };
-    serveDnsSockets(udp, tcp, o);
-    addresses.push(`dns udp+tcp ${hostPort(o.host, port)}`);
-    closers.push(
-      () => new Promise<void>((r) => udp.close(() => r())),
-      () => new Promise<void>((r) => tcp.close(() => r())),
-    );
+    const bound = await bindDns(o.host, o.dnsPort);
+    udp = bound.udp;
+    ports.dns = bound.port;
+    serveUdp(bound.udp, options, answer);
+    limiters.tcp = new ConnectionLimits<Socket>(limits.connections);
+    serveTcp(bound.tcp, o, answer, limiters.tcp);
+    addresses.push(`dns udp+tcp ${hostPort(o.host, bound.port)}`);
+    closers.push(() => new Promise<void>((r) => bound.udp.close(() => r())), closeServer(bound.tcp));
+    closers.push(async () => closeAll(limiters.tcp!));
   }
 
-  /** Node request → Fetch Request → fetch handler → Node response. */
-  async function serveHttp(req: IncomingMessage | Http2ServerRequest, anyRes: ServerResponse | Http2ServerResponse) {
-    const res = anyRes as ServerResponse; // the HTTP/2 compatibility API has the same calls
-    try {
-      const method = req.method ?? "GET";
-      const headers = new Headers();
-      for (const [k, v] of Object.entries(req.headers)) {
-        if (k.startsWith(":") || v === undefined) continue;
-        for (const item of Array.isArray(v) ? v : [v]) headers.append(k, item);
-      }
-      let body: Buffer | undefined;
-      if (method !== "GET" && method !== "HEAD") {
-        const chunks: Buffer[] = [];
-        let size = 0;
-        for await (const chunk of req as AsyncIterable<Buffer>) {
-          size += chunk.length;
-          if (size > MAX_MESSAGE + 1) {
-            res.writeHead(413, { "content-type": "text/plain" });
-            res.end("DNS messages are at most 65535 bytes\n");
-            return;
-          }
-          chunks.push(chunk);
-        }
-        body = Buffer.concat(chunks);
-      }
-      const request = new Request(`http://dns.local${req.url?.startsWith("/") ? req.url : "/"}`, { method, headers, body });
-      Object.defineProperty(request, "cf", {
-        value: { clientIp: hostPort(req.socket.remoteAddress ?? "", req.socket.remotePort ?? 0) },
-      });
-      const response = await o.fetch(request);
-      const out = Buffer.from(await response.arrayBuffer());
-      const h: Record<string, string> = {};
-      response.headers.forEach((v, k) => {
-        if (k !== "content-length" && k !== "connection" && k !== "transfer-encoding") h[k] = v;
-      });
-      h["content-length"] = String(out.length);
-      res.writeHead(response.status, h);
-      res.end(method === "HEAD" ? undefined : out);
-    } catch (err) {
-      log(`dns http: ${(err as Error).message}`);
-      if (!res.headersSent) {
-        try {
-          res.writeHead(400, { "content-type": "text/plain" });
-        } catch {
-          /* stream already gone */
-        }
-      }
-      res.end();
-    }
+  if (o.dotPort !== undefined) {
+    if (!o.tls) throw new Error("a DoT port needs dns.tls_cert and dns.tls_key");
+    limiters.dot = new ConnectionLimits<Socket>(limits.connections);
+    const server = dotServer(o, answer, limiters.dot);
+    tlsServers.push(server);
+    ports.dot = await listen(server, o.host, o.dotPort);
+    addresses.push(`dns dot ${hostPort(o.host, ports.dot)} (DNS over TLS)`);
+    closers.push(closeServer(server), async () => closeAll(limiters.dot!));
   }
 
+  const httpLimits = { ...DOH_LIMITS, ...limits };
   if (o.httpPort !== undefined) {
-    const server = createHttpServer({ maxHeaderSize: 16384 }, (req, res) => void serveHttp(req, res));
-    server.maxConnections = o.maxTcpConnections;
-    server.on("clientError", (_err, sock) => sock.destroy());
-    ports.http = await listen(server, o.host, o.httpPort);
+    served.http = await serveFetch(o.fetch, { host: o.host, port: o.httpPort, limits: httpLimits, log });
+    ports.http = served.http.port;
     addresses.push(`dns http ${hostPort(o.host, ports.http)} (DoH /dns-query, JSON /resolve)`);
-    closers.push(() => new Promise<void>((r) => server.close(() => r())));
-    closers.push(async () => server.closeAllConnections());
   }
 
   if (o.tlsPort !== undefined) {
     if (!o.tls) throw new Error("a TLS port needs dns.tls_cert and dns.tls_key");
-    const server = createSecureServer({ ...o.tls, allowHTTP1: true }, (req, res) => void serveHttp(req, res));
-    server.maxConnections = o.maxTcpConnections;
-    server.on("sessionError", () => {});
-    server.on("tlsClientError", () => {});
-    ports.tls = await listen(server, o.host, o.tlsPort);
+    served.https = await serveFetch(o.fetch, { host: o.host, port: o.tlsPort, tls: o.tls, limits: httpLimits, log });
+    ports.tls = served.https.port;
     addresses.push(`dns https ${hostPort(o.host, ports.tls)} (DoH /dns-query over HTTP/2 and HTTP/1.1)`);
-    closers.push(() => new Promise<void>((r) => server.close(() => r())));
   }
+  for (const s of Object.values(served)) closers.push(() => s.close());
 
   return {
     addresses,
     ports,
-    dnsSockets,
+    udp,
+    evicted() {
+      const out: Record<string, number> = {};
+      for (const [name, l] of Object.entries(limiters)) out[name] = l.evicted;
+      for (const [name, s] of Object.entries(served)) out[name] = s.evicted();
+      return out;
+    },
+    setLimits(l) {
+      Object.assign(limits.connections, l.connections);
+      Object.assign(limits, { ...l, connections: limits.connections });
+      Object.assign(httpLimits, { ...l, connections: limits.connections });
+    },
+    setTls(tls) {
+      for (const s of tlsServers) s.setSecureContext(tls);
+      served.https?.setTls(tls);
+    },
     async close() {
       await Promise.all(closers.map((c) => c().catch(() => {})));
     },
   };
 }
 
-function listen(server: TcpServer | { listen: TcpServer["listen"]; address: TcpServer["address"]; once: TcpServer["once"]; off: TcpServer["off"] }, host: string, port: number): Promise<number> {
+/** Closes every connection a listener still holds (its server's close waits for them otherwise). */
+function closeAll(limiter: ConnectionLimits<Socket>): void {
+  for (const s of limiter.connections()) s.destroy();
+}
+
+function listen(server: TcpServer, host: string, port: number): Promise<number> {
   return new Promise((resolve, reject) => {
     const onError = (err: Error) => reject(err);
     server.once("error", onError);

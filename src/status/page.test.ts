@@ -2,6 +2,12 @@ import { describe, expect, it } from "vitest";
 import { renderStatusPage } from "./page.ts";
 
 describe("status page", () => {
+  it("says when the director answers its fallback addresses", () => {
+    const html = renderStatusPage({ zone: "z", node: "n", generatedAt: 0, failOpen: false, fallback: true, queries: 0, edges: [] });
+    expect(html).toContain("fallback (anycast) addresses");
+    expect(html).not.toContain("fail-open");
+  });
+
   it("lists every edge with its state, escapes names and warns on fail-open", () => {
     const html = renderStatusPage({
       zone: "geo.example.org",
@@ -10,7 +16,7 @@ describe("status page", () => {
       failOpen: true,
       queries: 12,
       edges: [
-        { name: "eu<lon>", lat: 51.5, lon: -0.1, state: "up", since: 0, drained: false, answers: 7, hitRatio: 0.5, requests: 10 },
+        { name: "eu<lon>", lat: 51.5, lon: -0.1, state: "up", since: 0, drained: false, answers: 7, hitRatio: 0.5, requests: 10, anycast: "announced" },
         { name: "na-sfo", url: "http://na", lat: 37.8, lon: -122.4, state: "down", since: 30_000, detail: "timed out", drained: false, answers: 0, inAnswers: false },
       ],
     });
@@ -20,6 +26,8 @@ describe("status page", () => {
     expect(html).toContain("fail-open");
     expect(html).toContain("not probed (no url)"); // eu<lon> has no url
     expect(html).toContain('<td class="in">no</td>');
+    expect(html).toContain('<td class="anycast">announced</td>');
+    expect(html).toContain('<td class="anycast">-</td>');
     expect(html).not.toMatch(/<script|https?:\/\/(?!www\.w3)/);
   });
 });

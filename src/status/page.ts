@@ -12,6 +12,8 @@ export interface EdgeStatus {
   since: number;
   detail?: string;
   drained: boolean;
+  /** The edge box's anycast announcement ("announced", "withdrawn"; "-" when its health answer does not say). */
+  anycast?: string;
   /** Whether the director may name it now (fail-open included); undefined: not known. */
   inAnswers?: boolean;
   /** Its IPv4 (else IPv6) address in DNS answers. */
@@ -29,6 +31,8 @@ export interface StatusData {
   node: string;
   generatedAt: number;
   failOpen: boolean;
+  /** The director answers its fallback (anycast) addresses for at least one family. */
+  fallback?: boolean;
   queries: number;
   edges: EdgeStatus[];
 }
@@ -85,6 +89,7 @@ export function renderStatusPage(d: StatusData): string {
   <td>${ago(e.since, d.generatedAt)}</td>
   <td>${esc(e.detail ?? (e.url ? "" : "not probed (no url)"))}</td>
   <td class="in">${e.inAnswers === undefined ? "–" : e.inAnswers ? "yes" : "no"}</td>
+  <td class="anycast">${esc(e.anycast ?? "-")}</td>
   <td>${esc(e.ipv4 ?? e.ipv6 ?? "")}</td>
   <td>${e.lat.toFixed(2)}, ${e.lon.toFixed(2)}</td>
   <td class="num">${e.answers}</td>
@@ -107,8 +112,9 @@ th,td{text-align:left;padding:.35rem .5rem;border-bottom:1px solid #d0d7de}.num{
 <h1>parrot-cdn — ${esc(d.zone)}</h1>
 <p>DNS node <b>${esc(d.node)}</b> · ${d.queries} queries answered · ${new Date(d.generatedAt).toISOString()}</p>
 ${d.failOpen ? '<p class="warn">Too few edges are up: the director answers with all of them (fail-open).</p>' : ""}
+${d.fallback ? '<p class="warn">Too few edges are up: the director answers its fallback (anycast) addresses.</p>' : ""}
 ${map(d.edges)}
-<table><thead><tr><th>edge</th><th>health</th><th>for</th><th>last probe</th><th>in DNS</th><th>address</th><th>location</th><th class="num">DNS answers</th><th class="num">hit ratio</th><th class="num">requests</th></tr></thead>
+<table><thead><tr><th>edge</th><th>health</th><th>for</th><th>last probe</th><th>in DNS</th><th>anycast</th><th>address</th><th>location</th><th class="num">DNS answers</th><th class="num">hit ratio</th><th class="num">requests</th></tr></thead>
 <tbody>
 ${rows}
 </tbody></table>

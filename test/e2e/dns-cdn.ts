@@ -102,6 +102,9 @@ hostmaster = "hostmaster.example.org"
 [dns.director]
 answers = ${opts.answers}
 
+[dns.rrl]
+rate = 0
+
 [dns.health]
 interval_ms = ${h.interval_ms}
 timeout_ms = ${h.timeout_ms}

@@ -62,7 +62,7 @@ describe("classic DNS with dig", () => {
   it("tells NXDOMAIN, NODATA and REFUSED apart", async () => {
     const nx = await dig("nothing.geo.example.org", "A");
     expect(status(nx.out)).toBe("NXDOMAIN");
-    expect(nx.out).toMatch(/AUTHORITY SECTION:\ngeo\.example\.org\.\s+30\s+IN\s+SOA\s+ns1\.example\.org\. hostmaster\.example\.org\./);
+    expect(nx.out).toMatch(/AUTHORITY SECTION:\ngeo\.example\.org\.\s+30\s+IN\s+SOA\s+ns1\.geo\.example\.org\. hostmaster\.example\.org\./);
     const nodata = await dig("ns1.geo.example.org", "AAAA");
     expect(status(nodata.out)).toBe("NOERROR");
     expect(nodata.out).toContain("ANSWER: 0, AUTHORITY: 1");
@@ -96,6 +96,21 @@ describe("classic DNS with dig", () => {
     const www = await dig("+subnet=89.160.20.112/28", "www.geo.example.org", "A");
     expect(www.out).toMatch(/www\.geo\.example\.org\.\s+30\s+IN\s+CNAME\s+director\.geo\.example\.org\./);
     expect(addresses(www.out)[0]).toBe("192.0.2.21");
+  });
+});
+
+describe("DNS over TLS (RFC 7858) with real clients", () => {
+  it("kdig +tls and dig +tls get the director's answers; an untrusted certificate gets none", async () => {
+    const k = await run("kdig", ["@127.0.0.1", "-p", String(node.dotPort), "+tls", `+tls-ca=${node.cert}`, "+tls-hostname=localhost", "+subnet=216.160.83.56/32", "director.geo.example.org", "TXT"]);
+    expect(k.out).toContain("city milton country us usa state na region wa name unknown as as209");
+    expect(k.out).toMatch(/TLS session \(TLS1\.3\)/);
+    const d = await run("dig", ["+tls", `+tls-ca=${node.cert}`, "+tls-hostname=localhost", "@127.0.0.1", "-p", String(node.dotPort), "+subnet=81.2.69.142/32", "director.geo.example.org", "A", "nothing.geo.example.org", "A"]);
+    expect(d.out).toContain("(TLS)");
+    expect(addresses(d.out)).toEqual(["192.0.2.21", "192.0.2.22"]);
+    expect(d.out).toContain("status: NXDOMAIN");
+    // A certificate the client does not trust: no answer.
+    const untrusted = await run("kdig", ["@127.0.0.1", "-p", String(node.dotPort), "+tls-ca", "+tls-hostname=localhost", "director.geo.example.org", "A"]);
+    expect(untrusted.out).not.toMatch(/ANSWER SECTION/);
   });
 });
 

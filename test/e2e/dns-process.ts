@@ -3,41 +3,36 @@ import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { TEST_EDGES_TOML } from "../../src/dns/test-zone.ts";
+import { TEST_ZONE_TOML } from "../support/dns-zone.ts";
 
 const repo = resolve(import.meta.dirname, "../..");
 const fixtures = join(repo, "test/fixtures");
 
-export const ZONE_TOML = `
-[dns]
-zone = "geo.example.org"
-ttl = 30
-nameservers = ["ns1.example.org", "ns2.example.org"]
-hostmaster = "hostmaster.example.org"
-records = [ { name = "www", type = "CNAME", value = "director.geo.example.org." },
-            { name = "ns1", type = "A", value = "192.0.2.53" },
-            { name = "local", type = "A", value = "127.0.0.1" },
-            { name = "big", type = "TXT", value = "${"b".repeat(700)}" } ]
-
-[dns.director]
-name = "director"
-answers = 2
-txt = "ip %ip %af city %ci country %cc %co state %cn region %re name %na as %as"
-default = ["us-sea"]
-
+/** The MaxMind test databases (the ASN path is relative: the node resolves it from the config file's folder). */
+export const GEOIP_TOML = `
 [geoip]
 city = "${fixtures}/GeoIP2-City-Test.mmdb"
 asn = "GeoLite2-ASN-Test.mmdb"
+`;
 
-${TEST_EDGES_TOML}`;
+/** Response rate limiting off: these tests send floods from one address (dns-rrl.test.ts turns it on). */
+export const RRL_OFF_TOML = `
+[dns.rrl]
+rate = 0
+`;
+
+export const ZONE_TOML = `${TEST_ZONE_TOML}${GEOIP_TOML}${RRL_OFF_TOML}`;
 
 export interface DnsNode {
   dir: string;
+  config: string;
   cert?: string;
   dnsPort: number;
   httpPort: number;
   tlsPort?: number;
+  dotPort?: number;
   child: ChildProcess;
+  stdout: () => string;
   stderr: () => string;
   stop(): Promise<void>;
 }
@@ -52,47 +47,68 @@ export function run(cmd: string, args: string[], timeoutMs = 20_000): Promise<{ 
   });
 }
 
+/** Makes a self-signed certificate for localhost and 127.0.0.1 in `dir` (cert.pem, key.pem). */
+export async function makeCert(dir: string): Promise<string> {
+  const cert = join(dir, "cert.pem");
+  const made = await run("openssl", [
+    "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
+    "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+    "-keyout", join(dir, "key.pem"), "-out", cert,
+  ]);
+  if (made.code !== 0) throw new Error(`openssl failed: ${made.out}`);
+  return cert;
+}
+
+export interface DnsNodeOptions {
+  /** TLS: a self-signed localhost certificate; DoH over TLS and DoT listen. */
+  tls?: boolean;
+  workers?: number;
+  /** The config instead of ZONE_TOML (files it names relative to the node's temp folder are copied there by `files`). */
+  toml?: string;
+  extraToml?: string;
+  /** Files to write into the node's folder before it starts. */
+  files?: Record<string, string | Buffer>;
+}
+
 /** Starts the DNS node; with `tls`, makes a self-signed localhost certificate first. */
-export async function startDnsNode(opts: { tls?: boolean; workers?: number; extraToml?: string } = {}): Promise<DnsNode> {
+export async function startDnsNode(opts: DnsNodeOptions = {}): Promise<DnsNode> {
   const dir = mkdtempSync(join(tmpdir(), "parrot-dns-"));
   // The ASN path is relative: the host resolves it from the config file's folder.
   copyFileSync(join(fixtures, "GeoLite2-ASN-Test.mmdb"), join(dir, "GeoLite2-ASN-Test.mmdb"));
-  let toml = ZONE_TOML;
+  for (const [name, content] of Object.entries(opts.files ?? {})) writeFileSync(join(dir, name), content);
+  let toml = opts.toml ?? ZONE_TOML;
   let cert: string | undefined;
   if (opts.tls) {
-    cert = join(dir, "cert.pem");
-    const made = await run("openssl", [
-      "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
-      "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-      "-keyout", join(dir, "key.pem"), "-out", cert,
-    ]);
-    if (made.code !== 0) throw new Error(`openssl failed: ${made.out}`);
+    cert = await makeCert(dir);
     toml = toml.replace('hostmaster = "hostmaster.example.org"', 'hostmaster = "hostmaster.example.org"\ntls_cert = "cert.pem"\ntls_key = "key.pem"');
   }
   writeFileSync(join(dir, "cdn.toml"), toml + (opts.extraToml ?? ""));
   const args = ["scripts/dns.ts", "--config", join(dir, "cdn.toml"), "--port", "0", "--dns-port", "0"];
-  if (opts.tls) args.push("--tls-port", "0");
+  if (opts.tls) args.push("--tls-port", "0", "--dot-port", "0");
   if (opts.workers) args.push("--workers", String(opts.workers));
   const child = spawn(process.execPath, args, { cwd: repo, stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
   let err = "";
   child.stderr!.on("data", (d) => (err += d));
-  const want = opts.tls ? 3 : 2;
+  const want = opts.tls ? 4 : 2;
   await new Promise<void>((ok, fail) => {
     child.stdout!.on("data", (d) => {
       out += d;
-      if ((out.match(/^dns (udp\+tcp|http|https) /gm) ?? []).length >= want) ok();
+      if ((out.match(/^dns (udp\+tcp|http|https|dot) /gm) ?? []).length >= want) ok();
     });
     child.once("exit", (code) => fail(new Error(`dns node exited ${code}: ${out}${err}`)));
   });
   const port = (kind: string) => Number(new RegExp(`^dns ${kind} 127\\.0\\.0\\.1:(\\d+)`, "m").exec(out)?.[1]);
   return {
     dir,
+    config: join(dir, "cdn.toml"),
     cert,
     dnsPort: port("udp\\+tcp"),
     httpPort: port("http"),
     tlsPort: opts.tls ? port("https") : undefined,
+    dotPort: opts.tls ? port("dot") : undefined,
     child,
+    stdout: () => out,
     stderr: () => err,
     async stop() {
       if (child.exitCode === null) {

@@ -9,7 +9,7 @@ import { createExecutionContext, env, waitOnExecutionContext } from "cloudflare:
 import * as dnsPacket from "dns-packet";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import worker, { type DnsEnv } from "../../src/dns/worker.ts";
-import zoneToml from "./zone.toml";
+import { TEST_ZONE_TOML as zoneToml } from "../support/dns-zone.ts";
 
 const TOKEN = "workers-admin-token-0123456789";
 const config = `${zoneToml

@@ -1,0 +1,317 @@
+/**
+ * The GeoDNS node as a Node process (`npm run dns`): loads cdn.toml and everything it names (GeoIP files, TLS
+ * certificate; paths relative to the config file), starts the listeners (dns-host.ts) and the edge probes, and the
+ * extra processes of `--workers` (dns-cluster.ts).
+ *
+ * Live reload: SIGHUP or `POST /admin/reload` re-reads cdn.toml and the GeoIP files, builds the new node next to the
+ * running one and swaps it in one step (the answer core reads the current node per query: no query is lost and the
+ * PID stays); anything wrong keeps the running node and logs why. A changed GeoIP file (the daily update) is noticed
+ * by polling its size and time and taken after a sanity check. Listener addresses and ports need a restart.
+ */
+import { readFileSync } from "node:fs";
+import { unwatchFile, watchFile } from "node:fs";
+import { readFile } from "node:fs/promises";
+import { hostname } from "node:os";
+import { dirname, resolve } from "node:path";
+import { startAnycast, type RunningAnycast } from "../anycast/host.ts";
+import { parseConfig, ConfigError, type CdnConfig } from "../config/config.ts";
+import { ChallengeStore, type ChallengeChange } from "../dns/challenges.ts";
+import { answerWire } from "../dns/doh.ts";
+import { createDnsNode, type DnsNodeParts } from "../dns/node.ts";
+import type { ReloadHook } from "../dns/operator.ts";
+import { parseCidr, type Cidr } from "../net/ip.ts";
+import { startWorkers, type DnsWorkers } from "./dns-cluster.ts";
+import { loadGeoIp, type LoadedGeoIp } from "./dns-geoip.ts";
+import { loadZoneKeys } from "./dns-keys.ts";
+import { lineSink, startHost, type Host, type StreamLimits, type UdpGate } from "./dns-host.ts";
+import type { DnsObserver } from "../dns/observe.ts";
+import { ResponseRateLimiter, rrlSettings } from "../dns/rrl.ts";
+import type { Peer } from "./serve-fetch.ts";
+
+/** What `npm run dns` was asked for. */
+export interface DnsNodeCli {
+  configPath: string;
+  host?: string;
+  dnsPort: number;
+  httpPort: number;
+  tlsPort?: number;
+  dotPort?: number;
+  workers: number;
+}
+
+/** Most values one node holds for ACME clients (issue 10's contract). */
+export const MAX_CHALLENGE_VALUES = 1000;
+
+/** Everything a configuration file leads to: the config, its GeoIP data, TLS files and the node's parts. */
+export interface NodeState {
+  configPath: string;
+  configText: string;
+  config: CdnConfig;
+  geo: LoadedGeoIp;
+  tls?: { cert: Buffer; key: Buffer };
+  parts: DnsNodeParts;
+}
+
+/** What stays the same across reloads of one process. */
+export interface NodeRuntime {
+  challenges: ChallengeStore;
+  /** UDP response rate limiting; its budgets carry over reloads. */
+  rrl: ResponseRateLimiter;
+  /** Processes of the node (the RRL budget is split between them). */
+  processes: number;
+  write: (line: string) => void;
+  log: (line: string) => void;
+  /** The primary's reload (set once it runs); worker processes have none. */
+  reload?: ReloadHook;
+  canReload: boolean;
+  /** The primary passes challenge changes on to its workers. */
+  onChallenge?: (change: ChallengeChange) => void;
+  /** The listeners' evictions (the primary's host, once it listens). */
+  evicted?: () => Record<string, number>;
+}
+
+/** Parses the text and loads what it names; throws with the field and reason (nothing is changed). */
+export async function loadState(
+  configPath: string,
+  configText: string,
+  rt: NodeRuntime,
+  previous?: NodeState,
+  strictGeo = false,
+): Promise<NodeState> {
+  const config = parseConfig(configText, configPath);
+  const dns = config.dns;
+  if (!dns) throw new Error(`${configPath} has no [dns] section`);
+  const baseDir = dirname(configPath);
+  const geo = await loadGeoIp(config.geoip, baseDir, { previous: previous?.geo, strict: strictGeo, log: rt.log });
+  let tls: NodeState["tls"];
+  if (dns.tls_cert && dns.tls_key) {
+    try {
+      tls = { cert: await readFile(resolve(baseDir, dns.tls_cert)), key: await readFile(resolve(baseDir, dns.tls_key)) };
+    } catch (err) {
+      throw new Error(`dns.tls_cert/tls_key: ${(err as Error).message}`);
+    }
+  }
+  const trusted = dns.trusted_proxies.map((c) => parseCidr(c)).filter((c): c is Cidr => c !== null);
+  const keys = await loadZoneKeys(config, baseDir);
+  const parts = createDnsNode(config, {
+    keys,
+    geoip: geo.geoip,
+    trusted,
+    write: rt.write,
+    node: hostname(),
+    previous: previous?.parts,
+    challenges: rt.challenges,
+    onChallenge: (c) => rt.onChallenge?.(c),
+    evicted: () => rt.evicted?.() ?? {},
+    reload: rt.canReload ? () => rt.reload!() : undefined,
+  });
+  return { configPath, configText, config, geo, tls, parts };
+}
+
+/** Takes a loaded state's settings into the runtime's long-lived parts (after the swap). */
+export function applyState(rt: NodeRuntime, state: NodeState): void {
+  rt.rrl.configure(rrlSettings(state.config.dns!.rrl, rt.processes));
+}
+
+/** The UDP gate: response rate limiting, its verdicts counted by the current observer. */
+export function udpGate(rt: NodeRuntime, observer: () => DnsObserver): UdpGate {
+  return (peer) => {
+    const verdict = rt.rrl.check(peer);
+    if (verdict !== "answer") observer().limited(verdict);
+    return verdict;
+  };
+}
+
+/** The stream listeners' bounds from [dns.limits]. */
+export function streamLimits(config: CdnConfig): StreamLimits {
+  const l = config.dns!.limits;
+  return {
+    connections: { max: l.connections, perClient: l.connections_per_client },
+    messageMs: l.message_ms,
+    idleMs: l.idle_ms,
+    handshakeMs: l.tls_handshake_ms,
+  };
+}
+
+/** Reads the config file's text; throws with the path and reason. */
+function readConfigText(path: string): string {
+  try {
+    return readFileSync(path, "utf8");
+  } catch (err) {
+    throw new Error(`cannot read ${path}: ${(err as Error).message}`);
+  }
+}
+
+/** Runs the node until SIGTERM/SIGINT; throws (before listening) when the configuration or a listener fails. */
+export async function runDnsNode(cli: DnsNodeCli): Promise<void> {
+  const configPath = resolve(cli.configPath);
+  const out = (line: string) => process.stdout.write(`${line}\n`);
+  const log = (line: string) => process.stderr.write(`${line}\n`);
+  const sink = lineSink((chunk) => process.stdout.write(chunk));
+  process.on("exit", () => sink.flush());
+  const rt: NodeRuntime = {
+    challenges: new ChallengeStore(MAX_CHALLENGE_VALUES),
+    rrl: new ResponseRateLimiter(rrlSettings({ rate: 0, slip: 0, ipv4_prefix: 24, ipv6_prefix: 56, exempt: [], table_size: 100 })),
+    processes: cli.workers,
+    write: sink.line,
+    log: out,
+    canReload: true,
+    reload: async () => ({ ok: false, error: "the node is still starting" }),
+  };
+  let state: NodeState;
+  try {
+    state = await loadState(configPath, readConfigText(configPath), rt);
+  } catch (err) {
+    throw new Error(err instanceof ConfigError ? err.message : (err as Error).message);
+  }
+  applyState(rt, state);
+  const dns = state.config.dns!;
+  if (cli.tlsPort !== undefined && !state.tls) throw new Error("--tls-port needs dns.tls_cert and dns.tls_key in the config");
+  if (cli.dotPort !== undefined && !state.tls) throw new Error("--dot-port needs dns.tls_cert and dns.tls_key in the config");
+
+  // Stay up whatever happens to one query.
+  process.on("uncaughtException", (err) => log(`dns: uncaught: ${err.stack ?? err}`));
+  process.on("unhandledRejection", (err) => log(`dns: unhandled: ${err}`));
+
+  const hostOptions = {
+    fetch: (request: Request, peer: Peer) => {
+      Object.defineProperty(request, "cf", { value: { clientIp: peer.address.includes(":") ? `[${peer.address}]:${peer.port}` : `${peer.address}:${peer.port}` } });
+      return state.parts.fetch(request);
+    },
+    answer: (msg: Uint8Array, peer: Uint8Array | null, transport: "udp" | "tcp" | "dot" | "doh") => answerWire(msg, peer, state.parts.server, transport),
+    host: cli.host ?? dns.listen,
+    dnsPort: cli.dnsPort,
+    httpPort: cli.httpPort,
+    tlsPort: state.tls ? (cli.tlsPort ?? 8443) : undefined,
+    dotPort: cli.dotPort,
+    tls: state.tls,
+    maxUdpSize: dns.max_udp_size,
+    maxInflight: dns.max_inflight,
+    limits: streamLimits(state.config),
+    udpGate: udpGate(rt, () => state.parts.observer),
+    log,
+  };
+  let host: Host;
+  try {
+    host = await startHost(hostOptions);
+  } catch (err) {
+    throw new Error(`cannot listen: ${(err as Error).message}`);
+  }
+
+  rt.evicted = () => host.evicted();
+  let workers: DnsWorkers | undefined;
+  let stopProbes = startProbes(state.parts, () => workers);
+  let reloading: Promise<unknown> = Promise.resolve();
+
+  /** Loads the file (or `configText`) and swaps it in; the old state stays on any error. */
+  const reload = (reason: string, opts: { configText?: string; strictGeo?: boolean } = {}) => {
+    const run = async (): Promise<{ ok: true } | { ok: false; error: string }> => {
+      let next: NodeState;
+      try {
+        next = await loadState(configPath, opts.configText ?? readConfigText(configPath), rt, state, opts.strictGeo);
+      } catch (err) {
+        const error = err instanceof ConfigError ? err.problems.join("; ") : (err as Error).message;
+        log(`dns: reload (${reason}) refused, the running configuration stays: ${error}`);
+        return { ok: false, error };
+      }
+      const before = state;
+      state = next; // the swap: the next query is answered by the new node
+      applyState(rt, state);
+      stopProbes();
+      stopProbes = startProbes(state.parts, () => workers);
+      const d = state.config.dns!;
+      Object.assign(hostOptions, { maxUdpSize: d.max_udp_size, maxInflight: d.max_inflight });
+      host.setLimits(streamLimits(state.config));
+      if (state.tls && (state.tls.cert !== before.tls?.cert || state.tls.key !== before.tls?.key)) host.setTls(state.tls);
+      if ((cli.host ?? d.listen) !== hostOptions.host) log("dns: [dns] listen changed: restart the node to listen there");
+      workers?.send({ type: "reload", configText: state.configText });
+      watchGeoIp();
+      out(`dns reload (${reason}): zone ${state.parts.server.zone.origin}, ${state.config.edges.length} edges, GeoIP ${state.geo === before.geo ? "unchanged" : "reloaded"}`);
+      return { ok: true };
+    };
+    const result = reloading.then(run, run);
+    reloading = result;
+    return result;
+  };
+  rt.reload = () => reload("admin call");
+  rt.onChallenge = (change) => workers?.send({ type: "challenges", changes: [change] });
+
+  // A changed GeoIP file: reload once its size and time have stopped changing, with the sanity check.
+  let watched: string[] = [];
+  let geoTimer: ReturnType<typeof setTimeout> | undefined;
+  function watchGeoIp() {
+    for (const p of watched) unwatchFile(p);
+    const every = state.config.geoip.watch_interval_ms;
+    watched = every > 0 && !state.geo.embedded ? state.geo.files.map((f) => f.path) : [];
+    for (const p of watched)
+      watchFile(p, { interval: every, persistent: false }, (cur, prev) => {
+        if (cur.mtimeMs === prev.mtimeMs && cur.size === prev.size) return;
+        clearTimeout(geoTimer);
+        geoTimer = setTimeout(() => void reload(`GeoIP file ${p} changed`, { configText: state.configText, strictGeo: true }), every);
+      });
+  }
+  watchGeoIp();
+
+  let anycast: RunningAnycast | undefined;
+  let stopping = false;
+  const stop = async () => {
+    if (stopping) return;
+    stopping = true;
+    await anycast?.withdraw(); // routers first, then the sockets
+    stopProbes();
+    workers?.stop();
+    for (const p of watched) unwatchFile(p);
+    await host.close();
+    await anycast?.stop();
+    process.exit(0);
+  };
+  process.on("SIGTERM", () => void stop());
+  process.on("SIGINT", () => void stop());
+  process.on("SIGHUP", () => void reload("SIGHUP"));
+
+  if (cli.workers > 1 && host.udp) {
+    try {
+      workers = await startWorkers(cli.workers, host.udp, { configPath, configText: state.configText, processes: cli.workers }, {
+        initial: () => [
+          { type: "health", states: state.parts.monitor.snapshot() },
+          { type: "challenges", changes: rt.challenges.snapshot() },
+        ],
+        stats: (delta) => state.parts.observer.absorb(delta),
+        reloaded: (pid, error) => error && log(`dns: worker ${pid} kept its previous configuration: ${error}`),
+        log,
+      });
+    } catch (err) {
+      stopProbes();
+      await host.close();
+      throw new Error(`cannot start workers: ${(err as Error).message}`);
+    }
+  }
+  const zone = state.parts.server.zone;
+  // [anycast] service = "dns": announce this node's prefixes while it answers a real query over UDP.
+  const udp = host.udp?.address();
+  if (state.config.anycast?.service === "dns") {
+    if (!udp) throw new Error('[anycast] service = "dns" needs the UDP listener (--dns-port)');
+    try {
+      anycast = await startAnycast("dns", { config: state.config, source: configPath, check: { kind: "dns", host: udp.address, port: udp.port, zone: zone.origin } });
+    } catch (err) {
+      workers?.stop();
+      stopProbes();
+      await host.close();
+      throw new Error(`anycast: ${(err as Error).message}`);
+    }
+  }
+  const more = cli.workers > 1 ? ` processes ${cli.workers}` : "";
+  out(`dns zone ${zone.origin} director ${zone.director.key} edges ${zone.sites.length}${more} pid ${process.pid}`);
+  const h = state.parts.monitor.settings;
+  const probed = state.config.edges.filter((e) => e.url).length;
+  out(
+    `dns health ${probed} of ${zone.sites.length} edges probed every ${h.intervalMs} ms (timeout ${h.timeoutMs} ms, down after ${h.downAfter}, up after ${h.upAfter}, min up ${h.minUp}); query log ${dns.query_log ? "on" : "off"}`,
+  );
+  for (const line of host.addresses) out(line);
+}
+
+/** Starts a node's probe timer; health changes go on to the workers. Returns the stop function. */
+function startProbes(parts: DnsNodeParts, workers: () => DnsWorkers | undefined): () => void {
+  parts.monitor.onChange(() => workers()?.send({ type: "health", states: parts.monitor.snapshot() }));
+  return parts.monitor.start();
+}

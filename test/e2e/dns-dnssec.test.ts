@@ -1,0 +1,118 @@
+/**
+ * DNSSEC on a real DNS node (issue 12): keys made by `npm run dns -- keygen` (a KSK and a ZSK), the DS printed by
+ * `npm run dns -- ds` (the same as ldns-key2ds computes), and `delv` with that DS as its only trust anchor validating
+ * the director's A, AAAA and TXT, a challenge TXT, an NXDOMAIN and a NODATA — answered by both processes of a
+ * `--workers 2` node; a wrong anchor fails. `kdig +dnssec` (UDP and DoT) and `dig +https +dnssec` get signed answers.
+ */
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { run, startDnsNode, ZONE_TOML, type DnsNode } from "./dns-process.ts";
+
+const TOKEN = "dnssec-admin-token-0123456789";
+const repo = resolve(import.meta.dirname, "../..");
+const keysDir = mkdtempSync(join(tmpdir(), "parrot-dnssec-"));
+const dnsCli = (...args: string[]) => run(process.execPath, [join(repo, "scripts/dns.ts"), ...args]);
+let node: DnsNode;
+let anchors: string;
+
+beforeAll(async () => {
+  for (const k of ["ksk", "zsk"]) expect((await dnsCli("keygen", "--out", join(keysDir, `${k}.pem`))).code).toBe(0);
+  node = await startDnsNode({
+    tls: true,
+    workers: 2,
+    toml: `${ZONE_TOML}
+[dns.dnssec]
+keys = [ { file = "ksk.pem", role = "ksk" }, { file = "zsk.pem", role = "zsk" } ]
+
+[admin]
+token = "${TOKEN}"
+`,
+    files: { "ksk.pem": readFileSync(join(keysDir, "ksk.pem")), "zsk.pem": readFileSync(join(keysDir, "zsk.pem")) },
+  });
+  const printed = await dnsCli("ds", "--config", node.config, "--anchors");
+  expect(printed.code).toBe(0);
+  anchors = join(node.dir, "anchors.conf");
+  writeFileSync(anchors, printed.out);
+});
+afterAll(async () => {
+  await node?.stop();
+  rmSync(keysDir, { recursive: true, force: true });
+});
+
+const delv = (anchorFile: string, ...args: string[]) =>
+  run("delv", ["@127.0.0.1", "-p", String(node.dnsPort), "-a", anchorFile, "+root=geo.example.org", ...args]);
+
+it("prints the DS for the parent zone as ldns-key2ds computes it", async () => {
+  const printed = (await dnsCli("ds", "--config", node.config)).out;
+  const dnskey = /^(geo\.example\.org\. \d+ IN DNSKEY 257 3 13 \S+)/m.exec(printed)![1]!;
+  writeFileSync(join(node.dir, "ksk.key"), `${dnskey}\n`);
+  const ldns = await run("ldns-key2ds", ["-n", "-2", join(node.dir, "ksk.key")]);
+  const ours = /^geo\.example\.org\. IN DS (\d+ 13 2 [0-9A-F]+)/m.exec(printed)![1]!;
+  expect(ldns.out.replace(/\s+/g, " ").trim().toUpperCase()).toBe(`GEO.EXAMPLE.ORG. 3600 IN DS ${ours}`);
+  expect(printed).toMatch(/IN DNSKEY 256 3 13 .* ZSK key tag \d+/);
+});
+
+it("delv validates the director's A, AAAA and TXT with the DS as trust anchor, from every process", async () => {
+  for (let i = 0; i < 3; i++)
+    for (const type of ["A", "AAAA", "TXT"]) {
+      const r = await delv(anchors, "director.geo.example.org", type);
+      expect(r.out, `${type}: ${r.out}`).toMatch(/^; fully validated$/m);
+      expect(r.out).toMatch(new RegExp(`^director\\.geo\\.example\\.org\\.\\s+30\\s+IN\\s+${type}\\s`, "m"));
+      expect(r.out).toMatch(new RegExp(`IN\\s+RRSIG\\s+${type} 13 4 30 `));
+    }
+  // The worker process alone (the primary stopped) signs with the same keys.
+  process.kill(node.child.pid!, "SIGSTOP");
+  try {
+    expect((await delv(anchors, "director.geo.example.org", "A")).out).toMatch(/^; fully validated$/m);
+  } finally {
+    process.kill(node.child.pid!, "SIGCONT");
+  }
+});
+
+it("delv validates an NXDOMAIN and a NODATA (minimally covering NSEC)", async () => {
+  const nx = await delv(anchors, "nothing.geo.example.org", "A");
+  expect(nx.out).toMatch(/^; negative response, fully validated$/m);
+  expect(nx.out).toContain(";-$NXDOMAIN");
+  expect(nx.out).toMatch(/NSEC nothing\\000\.geo\.example\.org\. RRSIG NSEC/);
+  const nodata = await delv(anchors, "ns1.geo.example.org", "AAAA");
+  expect(nodata.out).toMatch(/^; negative response, fully validated$/m);
+  expect(nodata.out).toContain(";-$NXRRSET");
+  const ent = await delv(anchors, "deep.geo.example.org", "TXT"); // an empty non-terminal
+  expect(ent.out).toMatch(/^; negative response, fully validated$/m);
+});
+
+it("delv validates an ACME challenge TXT published through the admin call", async () => {
+  const res = await fetch(`http://127.0.0.1:${node.httpPort}/admin/acme-challenge`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${TOKEN}` },
+    body: JSON.stringify({ name: "_acme-challenge.www.geo.example.org", value: "signed-token" }),
+  });
+  expect(res.status).toBe(200);
+  const r = await delv(anchors, "_acme-challenge.www.geo.example.org", "TXT");
+  expect(r.out).toMatch(/^; fully validated$/m);
+  expect(r.out).toContain('"signed-token"');
+});
+
+it("fails validation against another key's DS", async () => {
+  const other = join(node.dir, "other.conf");
+  writeFileSync(other, readFileSync(anchors, "utf8").replace(/static-ds \d+ 13 2 "[0-9A-F]+"/, 'static-ds 12345 13 2 "' + "AB".repeat(32) + '"'));
+  const r = await delv(other, "director.geo.example.org", "A");
+  expect(r.out).not.toMatch(/fully validated/);
+  expect(r.out).toMatch(/resolution failed|no valid/);
+});
+
+it("kdig +dnssec over UDP and DoT, and dig +https +dnssec over DoH, get signed answers", async () => {
+  const udp = await run("kdig", ["@127.0.0.1", "-p", String(node.dnsPort), "+dnssec", "director.geo.example.org", "A"]);
+  expect(udp.out).toMatch(/EDNS PSEUDOSECTION:\n;; Version: 0; flags: do;/);
+  expect(udp.out).toMatch(/director\.geo\.example\.org\.\s+30\s+IN\s+RRSIG\s+A 13 4 30/);
+  const dot = await run("kdig", ["@127.0.0.1", "-p", String(node.dotPort), "+tls", `+tls-ca=${node.cert}`, "+tls-hostname=localhost", "+dnssec", "geo.example.org", "DNSKEY"]);
+  expect(dot.out).toMatch(/IN\s+DNSKEY\s+257 3 13/);
+  expect(dot.out).toMatch(/IN\s+RRSIG\s+DNSKEY 13 3 3600/);
+  const doh = await run("dig", ["+https", `+tls-ca=${node.cert}`, "+tls-hostname=localhost", "@127.0.0.1", "-p", String(node.tlsPort), "+dnssec", "director.geo.example.org", "TXT"]);
+  expect(doh.out).toContain("(HTTPS)");
+  expect(doh.out).toMatch(/IN\s+RRSIG\s+TXT 13 4 30/);
+  // Without DO: no signatures.
+  expect((await run("dig", ["@127.0.0.1", "-p", String(node.dnsPort), "director.geo.example.org", "A"])).out).not.toContain("RRSIG");
+});

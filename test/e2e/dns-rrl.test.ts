@@ -1,0 +1,84 @@
+/**
+ * Response rate limiting on a real DNS node (issue 12): a flood of identical UDP queries from one address (one /24)
+ * gets its budget, then drops and TC=1 slips, while a client on another network keeps getting full answers; a
+ * limited client's dig retries over TCP after a slip and gets its answer. Name compression keeps a 16-address answer
+ * within 512 bytes.
+ */
+import { createSocket } from "node:dgram";
+import * as dnsPacket from "dns-packet";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { TEST_ZONE_TOML } from "../support/dns-zone.ts";
+import { GEOIP_TOML, run, startDnsNode, type DnsNode } from "./dns-process.ts";
+
+const TOKEN = "rrl-admin-token-0123456789";
+let node: DnsNode;
+beforeAll(async () => {
+  const many = Array.from({ length: 16 }, (_, i) => `\n[[edges]]\nname = "e${i}"\nipv4 = "192.0.2.${100 + i}"\nipv6 = "2001:db8:100::${i + 1}"\nlat = 0\nlon = 0\n`).join("");
+  const toml = `${TEST_ZONE_TOML.replace("answers = 2", "answers = 16")}${many}${GEOIP_TOML}
+[dns.rrl]
+rate = 20
+slip = 2
+
+[admin]
+token = "${TOKEN}"
+`;
+  node = await startDnsNode({ toml });
+});
+afterAll(async () => {
+  await node?.stop();
+});
+
+/** Sends `n` queries from `from` in batches of 50 every 50 ms; counts full answers, empty TC=1 answers and silence. */
+async function flood(from: string, n: number): Promise<{ full: number; slipped: number; none: number }> {
+  const sock = createSocket("udp4");
+  await new Promise<void>((ok) => sock.bind(0, from, ok));
+  const seen = new Map<number, "full" | "slipped">();
+  sock.on("message", (msg) => {
+    const p = dnsPacket.decode(msg);
+    seen.set(p.id!, p.flag_tc && !(p.answers ?? []).length ? "slipped" : "full");
+  });
+  for (let i = 0; i < n; i += 50) {
+    for (let k = i; k < Math.min(n, i + 50); k++)
+      sock.send(dnsPacket.encode({ type: "query", id: k, questions: [{ name: "director.geo.example.org", type: "TXT" }] }), node.dnsPort, "127.0.0.1");
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  await new Promise((r) => setTimeout(r, 300));
+  sock.close();
+  const v = [...seen.values()];
+  return { full: v.filter((x) => x === "full").length, slipped: v.filter((x) => x === "slipped").length, none: n - seen.size };
+}
+
+it("limits a flood from one network while another network is answered in full", async () => {
+  const [attack, other] = await Promise.all([flood("127.0.0.1", 600), flood("127.0.1.1", 20)]);
+  // 20 a second with a burst of 20, for about 0.9 s: far fewer than 600 full answers; half the rest slipped.
+  expect(attack.full).toBeLessThan(100);
+  expect(attack.slipped).toBeGreaterThan(150);
+  expect(attack.none).toBeGreaterThan(150);
+  expect(other).toEqual({ full: 20, slipped: 0, none: 0 });
+  const metrics = await (await fetch(`http://127.0.0.1:${node.httpPort}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } })).text();
+  const count = (action: string) => Number(new RegExp(`parrot_dns_rrl_responses_total\\{action="${action}"\\} (\\d+)`).exec(metrics)?.[1]);
+  expect(count("dropped")).toBeGreaterThan(150);
+  expect(count("slipped")).toBeGreaterThan(150);
+});
+
+it("a limited client's dig is slipped TC=1, retries over TCP and gets the answer", async () => {
+  // While its network floods, dig's one UDP try is dropped or slipped (half each): a slip sends it to TCP.
+  let out = "";
+  for (let attempt = 0; attempt < 12 && !out.includes("Truncated, retrying in TCP mode"); attempt++) {
+    const flooding = flood("127.0.0.1", 300);
+    // Where dig's query falls among the flood's (and so whether it is slipped) moves with the start.
+    await new Promise((r) => setTimeout(r, 40 + attempt * 23));
+    out = (await run("dig", ["@127.0.0.1", "-p", String(node.dnsPort), "-b", "127.0.0.1", "+time=1", "+tries=1", "director.geo.example.org", "TXT"])).out;
+    await flooding;
+  }
+  expect(out).toContain("Truncated, retrying in TCP mode");
+  expect(out).toMatch(/status: NOERROR/);
+  expect(out).toMatch(/IN\s+TXT\s+"ip 127\.0\.0\.1 v4/);
+});
+
+it("compresses names: 16 AAAA records fit in 512 bytes without EDNS", async () => {
+  const r = await run("dig", ["@127.0.0.1", "-p", String(node.dnsPort), "-b", "127.0.2.1", "+noedns", "+notcp", "+ignore", "director.geo.example.org", "AAAA"]);
+  expect(r.out).not.toMatch(/flags:[^;]*\btc\b/);
+  expect(r.out).toContain("ANSWER: 16,");
+  expect(Number(/MSG SIZE\s+rcvd: (\d+)/.exec(r.out)?.[1])).toBe(490);
+});
