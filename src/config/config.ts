@@ -7,6 +7,7 @@ import { z } from "zod";
 import { EdgeSchema, RuleSchema } from "./edge-schema.ts";
 import { DnsSchema, EdgeNodeSchema, GeoipSchema } from "./dns-schema.ts";
 import { AdminSchema } from "./admin-schema.ts";
+import { FrontDoorTables } from "./sites-schema.ts";
 
 export const CdnConfigSchema = z
   .object({
@@ -16,6 +17,7 @@ export const CdnConfigSchema = z
     geoip: GeoipSchema.prefault({}),
     edges: z.array(EdgeNodeSchema).default([]),
     admin: AdminSchema.prefault({}),
+    ...FrontDoorTables,
   })
   .strict();
 

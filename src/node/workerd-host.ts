@@ -33,6 +33,8 @@ export interface WorkerdEdgeOptions {
   log?: (line: string) => void;
   /** Overrides [edge] processes. */
   processes?: number;
+  /** Behind the front door: the scheme comes from this header (see src/frontdoor/frontdoor.ts). */
+  forwardedProtoHeader?: string;
 }
 
 export interface RunningWorkerdEdge extends RunningEdge {
@@ -119,7 +121,7 @@ export async function startEdgeWorkerd(opts: WorkerdEdgeOptions): Promise<Runnin
   const configPath = join(runDir, "edge.capnp");
   writeFileSync(
     configPath,
-    workerdEdgeConfig({ ...compat, edge, configText: opts.configText, files, storeDir, store, storeAddress, geoip }),
+    workerdEdgeConfig({ ...compat, edge, configText: opts.configText, files, storeDir, store, storeAddress, geoip, forwardedProtoHeader: opts.forwardedProtoHeader }),
   );
 
   const host = opts.host ?? "127.0.0.1";

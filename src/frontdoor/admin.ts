@@ -1,0 +1,80 @@
+/**
+ * The front door's own endpoints, reached through the terminator at /.well-known/cdn/frontdoor/ (HAProxy routes
+ * them to a unix socket only this box's user can open). Same token rules as the edge's operator endpoints.
+ *   GET  …/metrics        Prometheus text (the [admin] token, unless metrics_public)
+ *   GET  …/certificates   every site's certificate in service, as JSON (token)
+ *   POST …/renew          {"site": "<id>"}: issue or make the site's certificate again now (token)
+ */
+import { createServer, type Server } from "node:http";
+import { chmodSync, rmSync } from "node:fs";
+import type { AdminConfig } from "../config/admin-schema.ts";
+import { PROMETHEUS_CONTENT_TYPE } from "../metrics/registry.ts";
+import { isAuthorized, unauthorized } from "../net/admin-auth.ts";
+import { toRequest, writeResponse } from "../node/serve-fetch.ts";
+import { FRONTDOOR_PATH } from "./haproxy-config.ts";
+import type { CertInfo } from "./cert-store.ts";
+import type { CertificateStatus } from "./certificates.ts";
+
+export interface FrontDoorAdminDeps {
+  admin: AdminConfig;
+  metrics: () => Promise<string>;
+  certificates: () => CertificateStatus[];
+  renew: (site: string) => Promise<CertInfo>;
+}
+
+const json = (body: unknown, status = 200) =>
+  new Response(JSON.stringify(body, null, 2) + "\n", { status, headers: { "content-type": "application/json", "cache-control": "no-store" } });
+
+/** The endpoints as a fetch handler. */
+export function frontDoorAdmin(deps: FrontDoorAdminDeps): (request: Request) => Promise<Response> {
+  return async (request) => {
+    const path = new URL(request.url).pathname.slice(FRONTDOOR_PATH.length);
+    const authorized = () => isAuthorized(request, deps.admin.token);
+    if (path === "metrics" && request.method === "GET") {
+      if (!deps.admin.metrics_public && !(await authorized())) return unauthorized(Boolean(deps.admin.token));
+      return new Response(await deps.metrics(), { headers: { "content-type": PROMETHEUS_CONTENT_TYPE, "cache-control": "no-store" } });
+    }
+    if (path === "certificates" && request.method === "GET") {
+      if (!(await authorized())) return unauthorized(Boolean(deps.admin.token));
+      return json(deps.certificates());
+    }
+    if (path === "renew" && request.method === "POST") {
+      if (!(await authorized())) return unauthorized(Boolean(deps.admin.token));
+      let site: unknown;
+      try {
+        site = ((await request.json()) as { site?: unknown }).site;
+      } catch {
+        return json({ error: 'the body must be JSON: {"site": "<site id>"}' }, 400);
+      }
+      if (typeof site !== "string" || !deps.certificates().some((c) => c.site === site)) {
+        return json({ error: `unknown site: ${JSON.stringify(site)}`, sites: deps.certificates().map((c) => c.site) }, 404);
+      }
+      try {
+        const info = await deps.renew(site);
+        return json({ site, serial: info.serial, not_after: new Date(info.notAfter).toISOString(), names: info.names });
+      } catch (err) {
+        return json({ site, error: (err as Error).message }, 502);
+      }
+    }
+    return new Response("404 not a front door endpoint\n", { status: 404, headers: { "content-type": "text/plain" } });
+  };
+}
+
+/** Serves the endpoints on a unix socket (mode 0600). */
+export function serveAdmin(socketPath: string, handler: (request: Request) => Promise<Response>): Promise<Server> {
+  rmSync(socketPath, { force: true });
+  const server = createServer(async (req, res) => {
+    try {
+      await writeResponse(res, await handler(toRequest(req, `http://${req.headers.host ?? "frontdoor"}`)));
+    } catch (err) {
+      res.writeHead(500, { "content-type": "text/plain" }).end(`500 ${(err as Error).message}\n`);
+    }
+  });
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(socketPath, () => {
+      chmodSync(socketPath, 0o600);
+      resolve(server);
+    });
+  });
+}
