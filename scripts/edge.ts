@@ -15,7 +15,7 @@ import { parseConfig } from "../src/config/config.ts";
 import { originsOf } from "../src/config/edge-schema.ts";
 import { startEdgeMiniflare, type RunningEdge } from "../src/node/edge-host.ts";
 import { startEdgeWorkerd } from "../src/node/workerd-host.ts";
-import { behindFrontDoor, FORWARDED_PROTO_HEADER, hasFrontDoor, startFrontDoor, type RunningFrontDoor } from "../src/frontdoor/frontdoor.ts";
+import { hasFrontDoor, startFrontDoor, workerdBehindFrontDoor, type RunningFrontDoor } from "../src/frontdoor/frontdoor.ts";
 
 const { values } = parseArgs({
   options: {
@@ -56,14 +56,13 @@ let stopping = false;
 if (values.runtime === "miniflare") {
   edge = await startEdgeMiniflare({ configText, host: values.host, port: Number(values.port ?? 8787), persistDir: values.persist });
 } else {
-  // Behind the front door, workerd listens on loopback only and believes the terminator's X-Forwarded-For.
   const w = await startEdgeWorkerd({
-    configText: frontDoor ? behindFrontDoor(configText) : configText,
-    host: frontDoor ? "127.0.0.1" : values.host,
-    port: frontDoor ? 0 : Number(values.port ?? 8787),
+    configText,
+    host: values.host,
+    port: Number(values.port ?? 8787),
     storeDir: values.store ?? values.persist,
     processes,
-    forwardedProtoHeader: frontDoor ? FORWARDED_PROTO_HEADER : undefined,
+    ...(frontDoor ? workerdBehindFrontDoor(configText) : {}),
   });
   for (const p of [w.proc, ...w.supervisors]) {
     p.once("exit", (code, signal) => {
@@ -92,7 +91,7 @@ if (values.runtime === "miniflare") {
     door.terminator.loop.once("exit", (code, signal) => {
       if (stopping) return;
       console.error(`front door supervisor exited (${code ?? signal})`);
-      void Promise.all([w.stop()]).finally(() => process.exit(1));
+      void w.stop().finally(() => process.exit(1));
     });
     console.log(`front door: ${door.httpsUrl} (HTTPS, h2) and ${door.httpUrl}, ${door.plan.sites.length} sites -> workerd ${w.url}`);
   }

@@ -75,6 +75,24 @@ export function behindFrontDoor(configText: string): string {
 }
 
 /**
+ * The edge's workerd options behind the front door: loopback only, a free port, the scheme from X-Forwarded-Proto,
+ * and the terminator's X-Forwarded-For believed (see behindFrontDoor).
+ */
+export function workerdBehindFrontDoor(configText: string) {
+  return { configText: behindFrontDoor(configText), host: "127.0.0.1", port: 0, forwardedProtoHeader: FORWARDED_PROTO_HEADER };
+}
+
+/** The site npm start serves over HTTPS when the config names none: www.<zone>, with a certificate from a local CA. */
+export function demoSite(zone: string): Record<string, unknown> {
+  return {
+    names: [`www.${zone}`],
+    certificate: "local",
+    http_paths: ["/dists/"], // apt stays on plain HTTP; the rest of http:// is redirected
+    limits: [{ requests: 200, seconds: 10 }],
+  };
+}
+
+/**
  * Makes the local CA and every `certificate = "local"` site's certificate in the config's cert_dir, once, before
  * several edges share that directory (npm start). Returns the CA certificate's path, for `curl --cacert`.
  */
