@@ -9,10 +9,10 @@
  * wrong keeps the certificate in service and shows in the metrics and the log.
  */
 import { join } from "node:path";
-import { readFileSync } from "node:fs";
+import { readFileSync, rmSync } from "node:fs";
 import { CertDirectory, combinedPem, coversNames, fileStamp, inspectPair, splitPem, writeAtomic, type CertInfo, type CertPair } from "./cert-store.ts";
 import type { AcmeIssuer } from "./acme-issuer.ts";
-import { replaceCertificate, setOcspResponse } from "./haproxy-runtime.ts";
+import { replaceCertificate } from "./haproxy-runtime.ts";
 import { ensureLocalCa, issueLocalCertificate, placeholderCertificate } from "./local-ca.ts";
 import { fetchOcspResponse } from "./ocsp.ts";
 import type { FrontDoorObserver } from "./observe.ts";
@@ -146,39 +146,56 @@ export class CertificateManager {
 
   /** Puts a checked certificate into service: the terminator's file, then (when running) its runtime API. */
   private async install(state: SiteState, pair: CertPair, info: CertInfo, placeholder: boolean, reason: string): Promise<void> {
-    const file = this.runFile(state.site);
-    writeAtomic(file, combinedPem(pair));
-    if (this.runtimeSocket) await replaceCertificate(this.runtimeSocket, file, combinedPem(pair));
+    const ocsp = placeholder ? undefined : await this.fetchOcsp(state, info, pair);
+    await this.load(state, pair, ocsp);
     state.served = { info, pair, placeholder };
     if (!placeholder && !coversNames(info.names, state.site.names)) {
       this.opts.observer.event("certificate-names", { site: state.site.id, names: info.names, missing: state.site.names.filter((n) => !coversNames(info.names, [n])) });
     }
     this.opts.observer.certificateInstalled(state.site.id, placeholder ? "placeholder" : state.site.certificate, info, reason);
-    await this.staple(state);
   }
 
-  /** Staples a fresh OCSP response when the certificate names a responder (see ocsp.ts). */
-  private async staple(state: SiteState, force = false): Promise<void> {
-    const served = state.served;
-    if (!this.opts.plan.door.ocsp || !served || served.placeholder || !this.runtimeSocket) return;
-    const { info } = served;
-    const last = state.ocsp?.fingerprint === info.fingerprint256 ? state.ocsp : undefined;
-    if (!force && last && this.now() - last.at < (last.ok ? OCSP_REFRESH_MS : OCSP_RETRY_MS)) return;
+  /** Writes the terminator's files (certificate, and the OCSP response HAProxy loads beside it) and swaps them in. */
+  private async load(state: SiteState, pair: CertPair, ocsp: Uint8Array | undefined): Promise<void> {
+    const file = this.runFile(state.site);
+    writeAtomic(file, combinedPem(pair));
+    if (ocsp) writeAtomic(`${file}.ocsp`, ocsp);
+    else rmSync(`${file}.ocsp`, { force: true });
+    if (this.runtimeSocket) await replaceCertificate(this.runtimeSocket, file, combinedPem(pair), ocsp);
+  }
+
+  /**
+   * An OCSP response to staple, when stapling is on and the certificate names a responder (see ocsp.ts); failures
+   * are logged and the certificate is served without one (tried again within the hour).
+   */
+  private async fetchOcsp(state: SiteState, info: CertInfo, pair: CertPair): Promise<Uint8Array | undefined> {
+    if (!this.opts.plan.door.ocsp) return undefined;
+    const site = state.site.id;
     if (!info.ocspUrl) {
-      if (!last) this.opts.observer.event("ocsp", { site: state.site.id, stapled: false, reason: "the certificate names no OCSP responder" });
+      if (state.ocsp?.fingerprint !== info.fingerprint256) this.opts.observer.event("ocsp", { site, stapled: false, reason: "the certificate names no OCSP responder" });
       state.ocsp = { fingerprint: info.fingerprint256, at: this.now(), ok: true };
-      return;
+      return undefined;
     }
     try {
-      const der = await fetchOcspResponse(served.pair.chainPem, info.ocspUrl);
-      await setOcspResponse(this.runtimeSocket, der);
-      writeAtomic(`${this.runFile(state.site)}.ocsp`, der);
+      const der = await fetchOcspResponse(pair.chainPem, info.ocspUrl);
       state.ocsp = { fingerprint: info.fingerprint256, at: this.now(), ok: true };
-      this.opts.observer.event("ocsp", { site: state.site.id, stapled: true, responder: info.ocspUrl });
+      this.opts.observer.event("ocsp", { site, stapled: true, responder: info.ocspUrl });
+      return der;
     } catch (err) {
       state.ocsp = { fingerprint: info.fingerprint256, at: this.now(), ok: false };
-      this.opts.observer.event("ocsp-failed", { site: state.site.id, responder: info.ocspUrl, error: (err as Error).message });
+      this.opts.observer.event("ocsp-failed", { site, responder: info.ocspUrl, error: (err as Error).message });
+      return undefined;
     }
+  }
+
+  /** Refreshes the stapled OCSP response every 12 hours (every hour after a failure). */
+  private async restaple(state: SiteState): Promise<void> {
+    const served = state.served;
+    if (!this.opts.plan.door.ocsp || !served || served.placeholder || !served.info.ocspUrl) return;
+    const last = state.ocsp?.fingerprint === served.info.fingerprint256 ? state.ocsp : undefined;
+    if (last && this.now() - last.at < (last.ok ? OCSP_REFRESH_MS : OCSP_RETRY_MS)) return;
+    const der = await this.fetchOcsp(state, served.info, served.pair);
+    if (der) await this.load(state, served.pair, der);
   }
 
   /** From now on, certificates are swapped in the running terminator; checks every `intervalMs`. */
@@ -207,7 +224,7 @@ export class CertificateManager {
         if (site.certificate === "acme" && this.opts.issuer && !state.issuing && shouldAttempt(this.acmeValidity(state), state.attempts, this.now(), this.policy)) {
           void this.issue(state).catch(() => undefined); // reported inside; the old certificate stays
         }
-        await this.staple(state);
+        await this.restaple(state);
       } catch (err) {
         this.opts.observer.event("certificate-error", { site: site.id, error: (err as Error).message });
       }

@@ -28,21 +28,26 @@ export function runtimeCommand(socketPath: string, command: string, timeoutMs = 
   });
 }
 
-/** Replaces the certificate (chain + key PEM) loaded from `file`; throws with HAProxy's words when it refuses. */
-export async function replaceCertificate(socketPath: string, file: string, pem: string): Promise<void> {
+/**
+ * Replaces the certificate (chain + key PEM) loaded from `file`, with its OCSP response to staple when given, in one
+ * transaction; throws with HAProxy's words when it refuses. (HAProxy 2.6 matches a stapled response to a
+ * certificate only when both arrive together, at load time or in one transaction like this.)
+ */
+export async function replaceCertificate(socketPath: string, file: string, pem: string, ocspDer?: Uint8Array): Promise<void> {
   const set = await runtimeCommand(socketPath, `set ssl cert ${file} <<\n${pem.trim()}\n\n`);
   if (!/Transaction (created|updated)/.test(set)) throw new Error(`haproxy refused the certificate for ${file}: ${set.trim()}`);
+  if (ocspDer) {
+    const ocsp = await runtimeCommand(socketPath, `set ssl cert ${file}.ocsp <<\n${Buffer.from(ocspDer).toString("base64")}\n\n`);
+    if (!/Transaction (created|updated)/.test(ocsp)) {
+      await runtimeCommand(socketPath, `abort ssl cert ${file}`).catch(() => undefined);
+      throw new Error(`haproxy refused the OCSP response for ${file}: ${ocsp.trim()}`);
+    }
+  }
   const commit = await runtimeCommand(socketPath, `commit ssl cert ${file}`);
   if (!/Success!/.test(commit)) {
     await runtimeCommand(socketPath, `abort ssl cert ${file}`).catch(() => undefined);
     throw new Error(`haproxy could not commit the certificate for ${file}: ${commit.trim()}`);
   }
-}
-
-/** Staples a DER OCSP response to the certificates it belongs to. */
-export async function setOcspResponse(socketPath: string, der: Uint8Array): Promise<void> {
-  const answer = await runtimeCommand(socketPath, `set ssl ocsp-response ${Buffer.from(der).toString("base64")}`);
-  if (!/OCSP Response updated/i.test(answer)) throw new Error(`haproxy refused the OCSP response: ${answer.trim()}`);
 }
 
 /** One row of `show stat`: the CSV's columns by name. */

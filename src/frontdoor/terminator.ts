@@ -34,9 +34,14 @@ export interface Terminator {
   stop(): Promise<void>;
 }
 
-/** `sh -c LOOP parrot-frontdoor PIDFILE haproxy …`: keeps fds 3+ and restarts HAProxy; ends it on TERM/INT. */
-const LOOP = `pidfile=$1; shift; child=
+/**
+ * `sh -c LOOP parrot-frontdoor PIDFILE haproxy …`: keeps fds 3+ and restarts HAProxy; ends it on TERM/INT, and
+ * ends everything when the edge box command is gone.
+ */
+const LOOP = `pidfile=$1; shift; child=; parent=$PPID
 trap '[ -n "$child" ] && kill "$child" 2>/dev/null; wait "$child" 2>/dev/null; exit 0' TERM INT HUP
+# The edge box command gone without stopping us (kill -9): stop too, the public sockets must not outlive it.
+( while kill -0 "$parent" 2>/dev/null; do sleep 1; done; kill -TERM 0 ) &
 while :; do
   "$@" & child=$!
   echo "$child" > "$pidfile"

@@ -184,3 +184,22 @@ describe("certificate changes without dropping connections", () => {
     expect(denied.out).toBe("401");
   });
 });
+
+describe("supervision", () => {
+  it("starts HAProxy again when it dies, with the certificates in service", async () => {
+    const serial = (await presentedCertificate(box.httpsPort, "a.fd.test")).serialNumber;
+    const pidFile = join(box.dir, "store/.run/frontdoor/haproxy.pid");
+    const pid = Number(readFileSync(pidFile, "utf8"));
+    process.kill(pid, "SIGKILL");
+    let code = "";
+    for (let i = 0; i < 60 && !(code === "200" && Number(readFileSync(pidFile, "utf8")) !== pid); i++) {
+      await sleep(250);
+      code = (await curlHttps(box, "a.fd.test", "/page", ca, ["-o", "/dev/null", "-w", "%{http_code}"])).out;
+    }
+    expect(code).toBe("200");
+    expect(Number(readFileSync(pidFile, "utf8"))).not.toBe(pid);
+    expect((await presentedCertificate(box.httpsPort, "a.fd.test")).serialNumber).toBe(serial);
+    const m = await curlHttps(box, "a.fd.test", "/.well-known/cdn/frontdoor/metrics", ca, ["-H", `Authorization: Bearer ${TOKEN}`]);
+    expect(m.out).toMatch(/^parrot_frontdoor_terminator_restarts_total 1$/m);
+  }, 30_000);
+});
