@@ -164,6 +164,13 @@ export const AcmeSchema = z
     token: z.string().min(16, "use at least 16 characters").optional(),
     /** Whether this box issues and renews. Exactly one box per fleet should; the others read cert_dir. */
     issue: z.boolean().default(true),
+    /**
+     * issue = false: the issuing box's front door (its https:// URL, or http:// on a private network), from which
+     * this box fetches the certificates (GET /.well-known/cdn/frontdoor/certificate/<site>, [admin] token) every
+     * fetch_seconds. Without it, cert_dir must be filled by other means (a shared directory, a copy job, the control plane).
+     */
+    fetch_from: z.url({ protocol: /^https?$/, error: "must be an http:// or https:// URL" }).optional(),
+    fetch_seconds: z.number().int().min(10).max(86_400).default(300),
     /** Renew when this fraction of the certificate's lifetime has passed (2/3: 30 days before a 90-day expiry). */
     renew_at: z.number().min(0.1).max(0.95).default(2 / 3),
     /** The certificate key. */
@@ -178,6 +185,10 @@ export const AcmeSchema = z
   .refine((a) => a.retry_min_seconds <= a.retry_max_seconds, {
     message: "retry_min_seconds must not exceed retry_max_seconds",
     path: ["retry_min_seconds"],
+  })
+  .refine((a) => !(a.issue && a.fetch_from), {
+    message: "a box that issues (issue = true) does not fetch: set issue = false on the boxes that fetch",
+    path: ["fetch_from"],
   });
 
 /** The tables this part adds to cdn.toml (spread into the top-level schema). */

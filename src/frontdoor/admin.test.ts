@@ -9,6 +9,7 @@ const handler = (metricsPublic = false) =>
     admin: { token: TOKEN, metrics_public: metricsPublic },
     metrics: async () => "parrot_frontdoor_up 1\n",
     certificates: () => status,
+    certificatePem: (site) => (site === "www.example.org" ? "-----BEGIN CERTIFICATE-----\n…" : undefined),
     renew: async (site) => {
       renewed.push(site);
       if (site !== "www.example.org") throw new Error("no");
@@ -32,8 +33,13 @@ describe("the front door's operator endpoints", () => {
     expect(renewed).toEqual([]);
   });
 
-  it("list the certificates in service", async () => {
+  it("list the certificates in service, and hand an ACME site's certificate to the boxes that fetch it", async () => {
     expect(await (await handler()(req("certificates", { token: TOKEN }))).json()).toEqual(status);
+    expect((await handler(true)(req("certificate/www.example.org"))).status).toBe(401);
+    const pem = await handler()(req("certificate/www.example.org", { token: TOKEN }));
+    expect(await pem.text()).toMatch(/^-----BEGIN CERTIFICATE-----/);
+    expect(pem.headers.get("cache-control")).toBe("no-store");
+    expect((await handler()(req("certificate/other.example.org", { token: TOKEN }))).status).toBe(404);
   });
 
   it("renew a named site, and answer bad requests with the reason", async () => {

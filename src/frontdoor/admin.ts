@@ -4,6 +4,7 @@
  *   GET  …/metrics        Prometheus text (the [admin] token, unless metrics_public)
  *   GET  …/certificates   every site's certificate in service, as JSON (token)
  *   POST …/renew          {"site": "<id>"}: issue or make the site's certificate again now (token)
+ *   GET  …/certificate/<site>  an ACME site's certificate and key (PEM), for the boxes that fetch from this one (token)
  */
 import { createServer, type Server } from "node:http";
 import { chmodSync, rmSync } from "node:fs";
@@ -20,6 +21,8 @@ export interface FrontDoorAdminDeps {
   metrics: () => Promise<string>;
   certificates: () => CertificateStatus[];
   renew: (site: string) => Promise<CertInfo>;
+  /** An ACME site's chain and key in service, or undefined. */
+  certificatePem: (site: string) => string | undefined;
 }
 
 const json = (body: unknown, status = 200) =>
@@ -37,6 +40,12 @@ export function frontDoorAdmin(deps: FrontDoorAdminDeps): (request: Request) => 
     if (path === "certificates" && request.method === "GET") {
       if (!(await authorized())) return unauthorized(Boolean(deps.admin.token));
       return json(deps.certificates());
+    }
+    if (path.startsWith("certificate/") && request.method === "GET") {
+      if (!(await authorized())) return unauthorized(Boolean(deps.admin.token));
+      const pem = deps.certificatePem(path.slice("certificate/".length));
+      if (!pem) return new Response("404 no ACME certificate in service for that site\n", { status: 404, headers: { "content-type": "text/plain" } });
+      return new Response(pem, { headers: { "content-type": "application/x-pem-file", "cache-control": "no-store" } });
     }
     if (path === "renew" && request.method === "POST") {
       if (!(await authorized())) return unauthorized(Boolean(deps.admin.token));

@@ -37,6 +37,8 @@ interface SiteState {
   attempts: AttemptState;
   issuing?: Promise<CertInfo>;
   ocsp?: { fingerprint: string; at: number; ok: boolean };
+  /** When the certificate was last fetched from the issuing box ([acme] fetch_from). */
+  fetchedAt?: number;
 }
 
 /** A site's certificate as the admin endpoint shows it. */
@@ -59,6 +61,8 @@ export interface CertificateManagerOptions {
   observer: FrontDoorObserver;
   /** Set when this box issues ([acme] issue = true). */
   issuer?: AcmeIssuer;
+  /** Set when this box fetches from the issuing box ([acme] fetch_from): GETs a URL, resolves with the body. */
+  fetchText?: (url: string) => Promise<string>;
   now?: () => number;
 }
 
@@ -216,6 +220,7 @@ export class CertificateManager {
     for (const state of this.states) {
       const { site } = state;
       try {
+        await this.fetchFromIssuer(state);
         await this.checkSource(state);
         if (site.certificate === "local" && state.served && this.localDue(state.served.info, site)) {
           const made = await this.makeLocal(site);
@@ -235,6 +240,35 @@ export class CertificateManager {
     const s = state.served;
     if (!s || s.placeholder) return undefined;
     return { notBefore: s.info.notBefore, notAfter: s.info.notAfter, coversNames: coversNames(s.info.names, state.site.names) };
+  }
+
+  /**
+   * A box that does not issue fetches the issuing box's certificate every fetch_seconds and puts it into its own
+   * cert_dir when it is newer than the one in service (checkSource then installs it like any other copy).
+   */
+  private async fetchFromIssuer(state: SiteState): Promise<void> {
+    const acme = this.opts.plan.acme;
+    if (state.site.certificate !== "acme" || !acme?.fetch_from || !this.opts.fetchText) return;
+    if (state.fetchedAt !== undefined && this.now() - state.fetchedAt < acme.fetch_seconds * 1000) return;
+    state.fetchedAt = this.now();
+    const url = new URL(`.well-known/cdn/frontdoor/certificate/${state.site.id}`, acme.fetch_from.endsWith("/") ? acme.fetch_from : `${acme.fetch_from}/`);
+    try {
+      const pair = splitPem(await this.opts.fetchText(url.toString()));
+      const info = inspectPair(pair);
+      const served = state.served && !state.served.placeholder ? state.served.info : undefined;
+      if (served && (info.fingerprint256 === served.fingerprint256 || info.notAfter <= served.notAfter)) return;
+      if (info.notAfter <= this.now()) throw new Error(`the issuing box serves an expired certificate (${new Date(info.notAfter).toISOString()})`);
+      this.opts.certDir.write(state.site.id, pair);
+    } catch (err) {
+      this.opts.observer.certificateFetchFailed(state.site.id, url.origin, (err as Error).message);
+    }
+  }
+
+  /** The certificate in service for a site issued by ACME (chain + key), for the boxes that fetch it. */
+  servedPem(siteId: string): string | undefined {
+    const state = this.states.find((s) => s.site.id === siteId);
+    if (!state?.served || state.served.placeholder || state.site.certificate !== "acme") return undefined;
+    return combinedPem(state.served.pair);
   }
 
   /** Installs the source's certificate when it changed and is usable. */

@@ -9,7 +9,10 @@
  */
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync, chmodSync } from "node:fs";
 import { createServer, type AddressInfo, type Server } from "node:net";
+import { get as httpGet } from "node:http";
+import { get as httpsGet } from "node:https";
 import { tmpdir } from "node:os";
+import { rootCertificates } from "node:tls";
 import { join, resolve } from "node:path";
 import { parse as parseToml, stringify as stringifyToml } from "smol-toml";
 import type { CdnConfig } from "../config/config.ts";
@@ -113,6 +116,26 @@ export async function ensureLocalCertificates(config: CdnConfig): Promise<string
   return ca.certPath;
 }
 
+/** GETs from the issuing box with the fleet's admin token (its TLS trusted by the system CAs and [acme] ca_bundle). */
+function issuingBoxClient(base: string, token: string, caBundle?: string): (url: string) => Promise<string> {
+  const ca = caBundle ? [...rootCertificates, readFileSync(resolve(caBundle), "utf8")] : undefined;
+  return (url) =>
+    new Promise((ok, fail) => {
+      const get = url.startsWith("https:") ? httpsGet : httpGet;
+      const req = get(url, { headers: { authorization: `Bearer ${token}` }, ca, timeout: 30_000 }, (res) => {
+        let body = "";
+        res.setEncoding("utf8");
+        res.on("data", (d: string) => {
+          body += d;
+          if (body.length > 1 << 20) req.destroy(new Error("answer larger than 1 MB"));
+        });
+        res.on("end", () => (res.statusCode === 200 ? ok(body) : fail(new Error(`${base} answered ${res.statusCode}: ${body.trim().slice(0, 200)}`))));
+      });
+      req.on("timeout", () => req.destroy(new Error("no answer within 30 s")));
+      req.on("error", fail);
+    });
+}
+
 function listen(host: string, port: number): Promise<Server> {
   return new Promise((ok, fail) => {
     const server = createServer({ pauseOnConnect: true });
@@ -146,7 +169,8 @@ export async function startFrontDoor(opts: FrontDoorOptions): Promise<RunningFro
     const caBundlePem = plan.acme.ca_bundle ? readFileSync(resolve(plan.acme.ca_bundle), "utf8") : undefined;
     issuer = new AcmeIssuer({ acme: plan.acme, stateDir: certDir.dir, publisher, caBundlePem, log: (e) => observer.event(String(e.event), e) });
   }
-  const certificates = new CertificateManager({ plan, certDir, runCertDir, observer, issuer });
+  const fetchText = plan.acme?.fetch_from ? issuingBoxClient(plan.acme.fetch_from, opts.config.admin.token!, plan.acme.ca_bundle) : undefined;
+  const certificates = new CertificateManager({ plan, certDir, runCertDir, observer, issuer, fetchText });
   const entries = await certificates.prepare();
   const crtListPath = join(opts.runDir, "sites.crtlist");
   writeFileSync(crtListPath, crtList(entries), { mode: 0o600 });
@@ -167,7 +191,13 @@ export async function startFrontDoor(opts: FrontDoorOptions): Promise<RunningFro
   };
   const admin = await serveAdmin(
     adminSocket,
-    frontDoorAdmin({ admin: opts.config.admin, metrics, certificates: () => certificates.status(), renew: (site) => certificates.renew(site) }),
+    frontDoorAdmin({
+      admin: opts.config.admin,
+      metrics,
+      certificates: () => certificates.status(),
+      renew: (site) => certificates.renew(site),
+      certificatePem: (site) => certificates.servedPem(site),
+    }),
   );
 
   const configPath = join(opts.runDir, "haproxy.cfg");

@@ -6,7 +6,7 @@
  */
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { writeAtomic, type CertPair } from "./cert-store.ts";
@@ -36,6 +36,7 @@ const commonName = (names: string[]) => (names[0]!.length <= 64 ? names[0]! : "p
 export async function ensureLocalCa(dir: string): Promise<LocalCa> {
   const ca = { certPath: join(dir, "local-ca.pem"), keyPath: join(dir, "local-ca.key") };
   if (existsSync(ca.certPath) && existsSync(ca.keyPath)) return ca;
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
   const work = mkdtempSync(join(tmpdir(), "parrot-ca-"));
   try {
     await openssl([

@@ -92,6 +92,12 @@ export class FrontDoorObserver {
     this.event("certificate-refused", { site, from: source, error });
   }
 
+  /** A box that does not issue could not fetch the issuing box's certificate (the one in service stays). */
+  certificateFetchFailed(site: string, from: string, error: string) {
+    this.metrics.inc("parrot_frontdoor_cert_fetch_failures_total", "Failed fetches of a certificate from the issuing box.", { site });
+    this.event("certificate-fetch-failed", { site, from, error });
+  }
+
   acmeIssued(site: string, reason: string, ms: number) {
     this.metrics.inc("parrot_frontdoor_acme_issued_total", "Certificates issued by the ACME CA.", { site });
     this.event("acme-issued", { site, reason, duration_ms: ms });

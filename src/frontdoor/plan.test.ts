@@ -143,6 +143,9 @@ key_file = "a.key"
     ]);
     expect(bad(`${EDGE}[frontdoor]\nallow = ["10.0.0.0/40"]\n`)).toEqual(["frontdoor.allow[0]: not an IP address or CIDR"]);
     expect(bad(`${EDGE}[frontdoor]\nban = { after = 3, sconds = 5 }\n`)[0]).toMatch(/^frontdoor\.ban: Unrecognized key: "sconds"/);
+    expect(bad(`${EDGE}[acme]\nfetch_from = "https://issuer.example.org"\ndns_nodes = [ { url = "http://x", dns = "127.0.0.1:53" } ]\n`)).toEqual([
+      "acme.fetch_from: a box that issues (issue = true) does not fetch: set issue = false on the boxes that fetch",
+    ]);
     expect(bad(`${EDGE}[acme]\ndns_nodes = [ { url = "http://x", dns = "ns1:53" } ]\n`)).toEqual([
       'acme.dns_nodes[0].dns: an address and port such as "192.0.2.53:53"',
     ]);

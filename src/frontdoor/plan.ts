@@ -104,6 +104,7 @@ export function planFrontDoor(config: CdnConfig, source = "cdn.toml"): FrontDoor
     const token = config.acme.token ?? config.admin.token;
     if (!zone) problems.push("acme.zone: set it (or [dns] zone): the zone the DNS nodes serve");
     if (!token) problems.push("acme.token: set it (or [admin] token): the DNS nodes' admin token");
+    if (config.acme.fetch_from && !config.admin.token) problems.push("acme.fetch_from: set [admin] token: the issuing box wants it");
     if (zone && token) acme = { ...config.acme, zone, token };
   } else if (usesAcme) {
     const i = config.sites.findIndex((s) => s.certificate === "acme");
