@@ -11,7 +11,6 @@ import { chmodSync, rmSync } from "node:fs";
 import type { AdminConfig } from "../config/admin-schema.ts";
 import { PROMETHEUS_CONTENT_TYPE } from "../metrics/registry.ts";
 import { isAuthorized, unauthorized } from "../net/admin-auth.ts";
-import { toRequest, writeResponse } from "../node/serve-fetch.ts";
 import { FRONTDOOR_PATH } from "./haproxy-config.ts";
 import type { CertInfo } from "./cert-store.ts";
 import type { CertificateStatus } from "./certificates.ts";
@@ -69,14 +68,31 @@ export function frontDoorAdmin(deps: FrontDoorAdminDeps): (request: Request) => 
   };
 }
 
+/** Bodies the endpoints read are small JSON objects: anything larger is refused. */
+const MAX_BODY = 64 * 1024;
+
 /** Serves the endpoints on a unix socket (mode 0600). */
 export function serveAdmin(socketPath: string, handler: (request: Request) => Promise<Response>): Promise<Server> {
   rmSync(socketPath, { force: true });
   const server = createServer(async (req, res) => {
     try {
-      await writeResponse(res, await handler(toRequest(req, `http://${req.headers.host ?? "frontdoor"}`)));
+      const chunks: Buffer[] = [];
+      let size = 0;
+      for await (const chunk of req as AsyncIterable<Buffer>) {
+        size += chunk.length;
+        if (size > MAX_BODY) return void res.writeHead(413, { "content-type": "text/plain" }).end("413 body too large\n");
+        chunks.push(chunk);
+      }
+      const headers = new Headers();
+      for (let i = 0; i < req.rawHeaders.length; i += 2) headers.append(req.rawHeaders[i]!, req.rawHeaders[i + 1]!);
+      const hasBody = req.method !== "GET" && req.method !== "HEAD";
+      const request = new Request(new URL(req.url ?? "/", "http://frontdoor"), { method: req.method, headers, body: hasBody ? Buffer.concat(chunks) : null });
+      const response = await handler(request);
+      const body = Buffer.from(await response.arrayBuffer());
+      res.writeHead(response.status, { ...Object.fromEntries(response.headers), "content-length": String(body.length) }).end(body);
     } catch (err) {
-      res.writeHead(500, { "content-type": "text/plain" }).end(`500 ${(err as Error).message}\n`);
+      if (!res.headersSent) res.writeHead(500, { "content-type": "text/plain" });
+      res.end(`500 ${(err as Error).message}\n`);
     }
   });
   return new Promise((resolve, reject) => {
