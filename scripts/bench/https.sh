@@ -10,8 +10,9 @@
 #   nginx https h2     nginx terminating HTTPS + HTTP/2 with its own proxy_cache (the reference)
 # then a 20 KB HTML page with and without Accept-Encoding: gzip, br through the front door (compressed vs not: the
 # edge engine's compression, issue 10 part 3; the front door passes bodies as they are).
-# Each variant runs ROUNDS times, interleaved; the table shows medians, the front door's HAProxy CPU seconds per
-# 10k requests, and ratios. Needs: haproxy nginx nghttp2-client curl openssl python3.
+# Each variant runs ROUNDS times, interleaved; the table shows medians, the CPU seconds per 10k requests of the
+# terminator (HAProxy or nginx) and of the edge.s workerd (steadier than req/s on a shared machine), and ratios.
+# Needs: haproxy nginx nghttp2-client curl openssl python3.
 # Usage: scripts/bench/https.sh [seconds per run, default 8] [rounds, default 3]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -89,6 +90,7 @@ error_log $T/nginx/logs/error.log warn;
 events { worker_connections 4096; }
 http {
   access_log off;
+  keepalive_requests 10000000; # h2load does not reconnect after nginx's GOAWAY at the default 1000 requests
   client_body_temp_path $T/nginx/tmp/body; proxy_temp_path $T/nginx/tmp/proxy; fastcgi_temp_path $T/nginx/tmp/fcgi;
   uwsgi_temp_path $T/nginx/tmp/uwsgi; scgi_temp_path $T/nginx/tmp/scgi;
   proxy_cache_path $T/nginx/cache levels=1:2 keys_zone=edge:64m max_size=8g inactive=1h use_temp_path=off;
@@ -112,21 +114,33 @@ for _ in $(seq 1 100); do [ "$(get "https://bench.test:$P_NGINX/obj/1/x" "$P_NGI
 
 # --- runs --------------------------------------------------------------------------------------------------------
 HZ=$(getconf CLK_TCK)
-cpu_of() { local t=0; for p in $(pgrep -f "haproxy -W -db -f $T/door/" || true); do for s in /proc/"$p"/task/*/stat; do t=$((t + $(awk '{print $14 + $15}' "$s" 2>/dev/null || echo 0))); done; done; echo "$t"; }
-declare -A RPS CPU
-run() { # label round url [h2load args...]
-  local label=$1 r=$2 url=$3; shift 3
-  local before; before=$(cpu_of)
+# CPU ticks (user + system, every thread) of the processes whose command line matches a pattern.
+# (and of their children: nginx's workers are called "nginx: worker process").
+ticks() {
+  local t=0 roots; roots=$(pgrep -f "$1" || true)
+  for p in $( { printf '%s\n' $roots; for r in $roots; do pgrep -P "$r" || true; done; } | sort -u); do
+    for s in /proc/"$p"/task/*/stat; do t=$((t + $(awk '{print $14 + $15}' "$s" 2>/dev/null || echo 0))); done
+  done
+  echo "$t"
+}
+term_pat() { case $1 in door|lim) echo "haproxy -W -db -f $T/$1/" ;; nginx) echo "nginx -p $T/nginx" ;; *) echo "no-such-process-$RANDOM" ;; esac; }
+work_pat() { case $1 in door|workerd) echo "workerd serve $T/door/store" ;; lim) echo "workerd serve $T/lim/store" ;; *) echo "no-such-process-$RANDOM" ;; esac; }
+declare -A RPS TCPU WCPU
+per10k() { awk -v c="$1" -v hz="$HZ" -v n="$2" 'BEGIN{ printf "%.2f", (c / hz) / (n / 10000) }'; }
+run() { # label round box url [h2load args...]   box: workerd | door | lim | nginx (whose CPU is counted)
+  local label=$1 r=$2 box=$3 url=$4; shift 4
+  local t0 w0 t1 w1; t0=$(ticks "$(term_pat "$box")"); w0=$(ticks "$(work_pat "$box")")
   local out; out=$(taskset -c 1 h2load -D "$SECS" -c 32 -m 10 -t 1 "$@" "$url" 2>&1)
-  local after; after=$(cpu_of)
+  t1=$(ticks "$(term_pat "$box")"); w1=$(ticks "$(work_pat "$box")")
   local rps ok failed
   rps=$(awk '/^finished in/ {gsub(",","",$4); print $4}' <<<"$out")
   ok=$(awk '/^status codes:/ {print $3}' <<<"$out")
   failed=$(awk '/^requests:/ {print $10}' <<<"$out")
   [ "${ok:-0}" -gt 0 ] || { echo "$label: no 2xx: $out" >&2; exit 1; }
   RPS[$label/$r]=$rps
-  CPU[$label/$r]=$(awk -v c=$((after - before)) -v hz="$HZ" -v n="$ok" 'BEGIN{ printf "%.2f", (c / hz) / (n / 10000) }')
-  printf '%-28s round %s %10s req/s  HAProxy %5s CPU s/10k  (failed %s)\n' "$label" "$r" "$rps" "${CPU[$label/$r]}" "$failed"
+  TCPU[$label/$r]=$(per10k $((t1 - t0)) "$ok")
+  WCPU[$label/$r]=$(per10k $((w1 - w0)) "$ok")
+  printf '%-28s round %s %10s req/s  terminator %5s  workerd %5s CPU s/10k  (failed %s)\n' "$label" "$r" "$rps" "${TCPU[$label/$r]}" "${WCPU[$label/$r]}" "$failed"
 }
 SIZES=(1024 102400)
 warm() { for _ in 1 2 3; do get "$1" "$2" > /dev/null; done; }
@@ -140,15 +154,15 @@ warm "https://bench.test:$P_HTTPS/html/20000" "$P_HTTPS"
 for r in $(seq 1 "$ROUNDS"); do
   for size in "${SIZES[@]}"; do
     s=$([ "$size" = 1024 ] && echo "1 KB" || echo "100 KB")
-    run "workerd plain h1 $s" "$r" "http://127.0.0.1:$P_WORKERD/obj/$size/x" --h1
-    run "door https h2 $s" "$r" "https://bench.test:$P_HTTPS/obj/$size/x" --connect-to="127.0.0.1:$P_HTTPS"
-    run "door https h1 $s" "$r" "https://bench.test:$P_HTTPS/obj/$size/x" --connect-to="127.0.0.1:$P_HTTPS" --h1
-    run "door plain h1 $s" "$r" "http://bench.test:$P_HTTP/obj/$size/x" --connect-to="127.0.0.1:$P_HTTP" --h1
-    run "door https h2 lim $s" "$r" "https://bench.test:$P_LIM/obj/$size/x" --connect-to="127.0.0.1:$P_LIM"
-    run "nginx https h2 $s" "$r" "https://bench.test:$P_NGINX/obj/$size/x" --connect-to="127.0.0.1:$P_NGINX"
+    run "workerd plain h1 $s" "$r" workerd "http://127.0.0.1:$P_WORKERD/obj/$size/x" --h1
+    run "door https h2 $s" "$r" door "https://bench.test:$P_HTTPS/obj/$size/x" --connect-to="127.0.0.1:$P_HTTPS"
+    run "door https h1 $s" "$r" door "https://bench.test:$P_HTTPS/obj/$size/x" --connect-to="127.0.0.1:$P_HTTPS" --h1
+    run "door plain h1 $s" "$r" door "http://bench.test:$P_HTTP/obj/$size/x" --connect-to="127.0.0.1:$P_HTTP" --h1
+    run "door https h2 lim $s" "$r" lim "https://bench.test:$P_LIM/obj/$size/x" --connect-to="127.0.0.1:$P_LIM"
+    run "nginx https h2 $s" "$r" nginx "https://bench.test:$P_NGINX/obj/$size/x" --connect-to="127.0.0.1:$P_NGINX"
   done
-  run "door https h2 html identity" "$r" "https://bench.test:$P_HTTPS/html/20000" --connect-to="127.0.0.1:$P_HTTPS"
-  run "door https h2 html gzip,br" "$r" "https://bench.test:$P_HTTPS/html/20000" --connect-to="127.0.0.1:$P_HTTPS" -H "accept-encoding: gzip, br"
+  run "door https h2 html identity" "$r" door "https://bench.test:$P_HTTPS/html/20000" --connect-to="127.0.0.1:$P_HTTPS"
+  run "door https h2 html gzip,br" "$r" door "https://bench.test:$P_HTTPS/html/20000" --connect-to="127.0.0.1:$P_HTTPS" -H "accept-encoding: gzip, br"
 done
 echo
 echo "HIT headers through the front door:"
@@ -157,20 +171,19 @@ curl -s -D - -o /dev/null --cacert "$CA" --resolve "bench.test:$P_NGINX:127.0.0.
 echo "20 KB HTML with Accept-Encoding: gzip, br: $(curl -s -o /dev/null -H 'accept-encoding: gzip, br' --cacert "$CA" --resolve "bench.test:$P_HTTPS:127.0.0.1" -w '%{size_download} bytes, content-encoding ' -D "$T/h" "https://bench.test:$P_HTTPS/html/20000")$(awk 'tolower($1)=="content-encoding:" {print $2}' "$T/h" | tr -d '\r')"
 
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
-med() { local v=(); for r in $(seq 1 "$ROUNDS"); do v+=("${RPS[$1/$r]}"); done; median "${v[@]}"; }
-medcpu() { local v=(); for r in $(seq 1 "$ROUNDS"); do v+=("${CPU[$1/$r]}"); done; median "${v[@]}"; }
+med() { local -n m=$2; local v=(); for r in $(seq 1 "$ROUNDS"); do v+=("${m[$1/$r]}"); done; median "${v[@]}"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", a/b}'; }
 echo
-echo "| setup | req/s (median of $ROUNDS) | HAProxy CPU s / 10k req | vs workerd plain | vs nginx https h2 |"
-echo "|---|---|---|---|---|"
+echo "| setup | req/s (median of $ROUNDS) | terminator CPU s / 10k req | workerd CPU s / 10k req | req/s vs workerd plain | req/s vs nginx https h2 |"
+echo "|---|---|---|---|---|---|"
 for s in "1 KB" "100 KB"; do
-  base=$(med "workerd plain h1 $s"); ng=$(med "nginx https h2 $s")
+  base=$(med "workerd plain h1 $s" RPS); ng=$(med "nginx https h2 $s" RPS)
   for v in "workerd plain h1" "door https h2" "door https h1" "door plain h1" "door https h2 lim" "nginx https h2"; do
-    m=$(med "$v $s")
-    c=$([[ "$v" == door* && "$v" != *lim ]] && medcpu "$v $s" || echo "")
-    echo "| $v $s | $m | $c | $(ratio "$m" "$base") | $(ratio "$m" "$ng") |"
+    m=$(med "$v $s" RPS)
+    echo "| $v $s | $m | $(med "$v $s" TCPU) | $(med "$v $s" WCPU) | $(ratio "$m" "$base") | $(ratio "$m" "$ng") |"
   done
 done
-gz=$(med "door https h2 html gzip,br"); id=$(med "door https h2 html identity")
-echo "| door https h2 html 20 KB identity | $id | $(medcpu "door https h2 html identity") | | |"
-echo "| door https h2 html 20 KB gzip,br | $gz | $(medcpu "door https h2 html gzip,br") | compressed / identity $(ratio "$gz" "$id") | |"
+for v in "door https h2 html identity" "door https h2 html gzip,br"; do
+  echo "| ${v/html/html 20 KB} | $(med "$v" RPS) | $(med "$v" TCPU) | $(med "$v" WCPU) | | |"
+done
+echo "compressed / identity HIT rate: $(ratio "$(med "door https h2 html gzip,br" RPS)" "$(med "door https h2 html identity" RPS)")"

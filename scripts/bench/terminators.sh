@@ -56,12 +56,14 @@ cat "$T/cert.pem" "$T/key.pem" > "$T/both.pem"
 mkdir -p "$T/nginx/tmp" "$T/nginx/logs"
 cat > "$T/nginx/nginx.conf" <<NGINX
 worker_processes 1;
+user $(id -un);
 daemon off;
 pid $T/nginx/nginx.pid;
 error_log $T/nginx/logs/error.log warn;
 events { worker_connections 4096; }
 http {
   access_log off;
+  keepalive_requests 10000000; # h2load does not reconnect after nginx's GOAWAY at the default 1000 requests
   client_body_temp_path $T/nginx/tmp/body; proxy_temp_path $T/nginx/tmp/proxy; fastcgi_temp_path $T/nginx/tmp/fcgi;
   uwsgi_temp_path $T/nginx/tmp/uwsgi; scgi_temp_path $T/nginx/tmp/scgi;
   upstream edge { server 127.0.0.1:$P_EDGE; keepalive 64; }
@@ -160,10 +162,11 @@ run() { # engine size round
   local rps done_
   rps=$(awk '/^finished in/ {gsub(",","",$4); print $4}' <<<"$out")
   done_=$(awk '/^requests:/ {print $8}' <<<"$out")
+  local failed; failed=$(awk '/^requests:/ {print $10}' <<<"$out")
   grep -q "h2" <<<"$(grep -i 'Application protocol' <<<"$out")" || { echo "$1: not h2: $out" >&2; exit 1; }
   RPS[$1-$2-$3]=$rps
   CPU[$1-$2-$3]=$(awk -v c=$((after - before)) -v hz="$HZ" -v n="$done_" 'BEGIN{ printf "%.2f", (c / hz) / (n / 10000) }')
-  printf '%-8s %7s B round %s: %9s req/s  terminator %s CPU s / 10k req\n' "$1" "$2" "$3" "$rps" "${CPU[$1-$2-$3]}"
+  printf '%-8s %7s B round %s: %9s req/s  terminator %s CPU s / 10k req  (failed %s)\n' "$1" "$2" "$3" "$rps" "${CPU[$1-$2-$3]}" "$failed"
 }
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
 

@@ -18,7 +18,7 @@ import { parse as parseToml, stringify as stringifyToml } from "smol-toml";
 import type { CdnConfig } from "../config/config.ts";
 import { AcmeIssuer } from "./acme-issuer.ts";
 import { frontDoorAdmin, serveAdmin } from "./admin.ts";
-import { CertDirectory } from "./cert-store.ts";
+import { CertDirectory, inspectPair } from "./cert-store.ts";
 import { CertificateManager } from "./certificates.ts";
 import { ChallengePublisher } from "./dns-challenge.ts";
 import { crtList, haproxyConfig } from "./haproxy-config.ts";
@@ -27,7 +27,6 @@ import { ensureLocalCa, issueLocalCertificate } from "./local-ca.ts";
 import { FrontDoorObserver } from "./observe.ts";
 import { planFrontDoor, type FrontDoorPlan } from "./plan.ts";
 import { startTerminator, type Terminator } from "./terminator.ts";
-import { inspectPair } from "./cert-store.ts";
 
 export { hasFrontDoor } from "./plan.ts";
 

@@ -43,7 +43,7 @@ poll_seconds = 1
 names = ["a.fd.test", "www.a.fd.test"]
 certificate = "local"
 http_paths = ["/dists/"]
-hsts = { max_age = 600 }
+hsts = { max_age = 600, include_subdomains = true }
 [[sites]]
 names = ["b.fd.test"]
 certificate = "files"
@@ -79,7 +79,7 @@ describe("TLS for every site", () => {
     expect(a.code).toBe(0);
     expect(a.out).toMatch(/^HTTP\/2 200/);
     expect(a.out).toContain("version=2");
-    expect(a.out).toMatch(/^strict-transport-security: max-age=600\r?$/m);
+    expect(a.out).toMatch(/^strict-transport-security: max-age=600; includeSubDomains\r?$/m);
     const b = await run("curl", ["-sS", "-k", "--http2", "-D", "-", "-o", "/dev/null", "--resolve", `b.fd.test:${box.httpsPort}:127.0.0.1`, `https://b.fd.test:${box.httpsPort}/page`]);
     expect(b.out).toMatch(/^HTTP\/2 200/);
     expect(b.out).not.toMatch(/strict-transport-security/i);
