@@ -4,7 +4,7 @@
  * HSTS, a long download across a certificate renewal and a reload), and the edge's own view of the client.
  */
 import { createHash, X509Certificate } from "node:crypto";
-import { mkdtempSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -58,6 +58,7 @@ http = "serve"
 
 afterAll(async () => {
   await box?.stop();
+  if (box) rmSync(box.dir, { recursive: true, force: true });
   await served?.close();
 });
 

@@ -4,7 +4,7 @@
  * names none (a local CA's, pebble's, Let's Encrypt's since 2025) gets nothing stapled, and the log says why.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -73,6 +73,7 @@ certificate = "local"
 
 afterAll(async () => {
   await box?.stop();
+  if (box) rmSync(box.dir, { recursive: true, force: true });
   responder?.kill();
   await served?.close();
 });

@@ -4,7 +4,7 @@
  * CA's key) loads the demo site through an edge and reports `nextHopProtocol` h2.
  */
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -36,7 +36,10 @@ beforeAll(async () => {
     120_000,
   );
 }, 150_000);
-afterAll(async () => cdn?.stop());
+afterAll(async () => {
+  await cdn?.stop();
+  if (state) rmSync(state, { recursive: true, force: true });
+});
 
 describe("npm start over HTTPS", () => {
   it("prints a curl command, trusting its local CA, that gets HTTP/2 200 through the front door", () => {
