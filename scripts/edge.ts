@@ -1,11 +1,13 @@
 /**
  * npm run edge -- (--origin URL | --config cdn.toml) [--port 8787] [--host 127.0.0.1] [--name NAME]
- *                 [--runtime workerd|miniflare] [--store DIR] [--persist DIR] [--processes N]
+ *                 [--runtime workerd|miniflare] [--store DIR] [--persist DIR] [--processes N] [--https-port 443]
  * Puts the edge cache in front of an origin and prints its address when ready. With --origin alone it is a plain
  * RFC 9111 cache (no operator rules); a config file brings rules, origins and the rest (--origin overrides its origin).
  *   workerd (default): bare workerd with the project's disk store ([edge] store_dir, or --store DIR); --processes N
  *     (or [edge] processes) runs N edge workerd processes and one store process
  *   miniflare: the edge under Miniflare, its Cache API in memory or in --persist DIR
+ *   with [[sites]] in the config: the front door (HAProxy: HTTPS for every site, HTTP/2, limits) listens on --host at
+ *     --port (plain HTTP, default [frontdoor] http_port) and --https-port, in front of workerd on loopback
  * With [control] the box's control agent (NATS JetStream) runs here too; with [anycast] service = "edge", its
  * announcer. A planned stop withdraws the anycast route first, then stops serving.
  */
@@ -15,6 +17,7 @@ import { parseArgs } from "node:util";
 import { startAnycast } from "../src/anycast/host.ts";
 import { originsOf } from "../src/config/edge-schema.ts";
 import { prepareControl, runControlAgent } from "../src/control/host.ts";
+import { hasFrontDoor, startFrontDoor, workerdBehindFrontDoor, type RunningFrontDoor } from "../src/frontdoor/frontdoor.ts";
 import { configFromText, configPath, exitOnConfigError, loadConfigFile, withOverrides } from "../src/node/config-file.ts";
 import { startEdgeMiniflare, type RunningEdge } from "../src/node/edge-host.ts";
 import { startEdgeWorkerd } from "../src/node/workerd-host.ts";
@@ -23,7 +26,8 @@ const { values } = parseArgs({
   options: {
     config: { type: "string" },
     origin: { type: "string" },
-    port: { type: "string", default: "8787" },
+    port: { type: "string" },
+    "https-port": { type: "string" },
     host: { type: "string", default: "127.0.0.1" },
     persist: { type: "string" },
     store: { type: "string" },
@@ -55,6 +59,8 @@ try {
 }
 const config = file.config;
 const origin = originsOf(config.edge!).map((o) => o.url).join(", ");
+const frontDoor = hasFrontDoor(config);
+if (frontDoor && values.runtime !== "workerd") usage("[[sites]] (the front door) needs --runtime workerd");
 const storeDir = values.store ?? values.persist ?? (values.runtime === "workerd" ? configPath(file, config.edge!.store_dir) : undefined);
 // [control]: a box start id and the control agent's socket, bound into the edge before it starts.
 let control: ReturnType<typeof prepareControl> | undefined;
@@ -64,22 +70,44 @@ try {
   usage(`${file.path}: ${(err as Error).message}`);
 }
 let edge: RunningEdge;
+let door: RunningFrontDoor | undefined;
 try {
   if (values.runtime === "miniflare") {
-    edge = await startEdgeMiniflare({ configText: file.text, host: values.host, port: Number(values.port), persistDir: values.persist, control });
+    edge = await startEdgeMiniflare({ configText: file.text, host: values.host, port: Number(values.port ?? 8787), persistDir: values.persist, control });
   } else {
     const w = await startEdgeWorkerd({
       configText: file.text,
       configDir: file.dir,
       host: values.host,
-      port: Number(values.port),
+      port: Number(values.port ?? 8787),
       storeDir,
       processes,
       control,
+      // Behind the front door workerd listens on loopback only, and believes the front door's X-Forwarded-*.
+      ...(frontDoor ? workerdBehindFrontDoor(file.text) : {}),
     });
     console.log(`store: ${w.storeDir} (${w.recovered.entries} entries, ${w.recovered.removed} files removed at start)`);
     console.log(`workerd pids: ${w.edgePids().join(" ")}${w.edgePids().includes(w.storePid()) ? "" : ` (store ${w.storePid()})`}`);
     edge = w;
+    if (frontDoor) {
+      door = await startFrontDoor({
+        config,
+        host: values.host!,
+        httpPort: values.port === undefined ? undefined : Number(values.port),
+        httpsPort: values["https-port"] === undefined ? undefined : Number(values["https-port"]),
+        upstream: new URL(w.url).host,
+        runDir: join(w.storeDir, ".run", "frontdoor"),
+      }).catch(async (err) => {
+        await w.stop();
+        usage((err as Error).message);
+      });
+      door.terminator.loop.once("exit", (code, signal) => {
+        if (stopping) return;
+        console.error(`front door supervisor exited (${code ?? signal})`);
+        void w.stop().finally(() => process.exit(1));
+      });
+      console.log(`front door: ${door.httpsUrl} (HTTPS, h2) and ${door.httpUrl}, ${door.plan.sites.length} sites -> workerd ${w.url}`);
+    }
   }
 } catch (err) {
   usage((err as Error).message);
@@ -89,16 +117,18 @@ if (!control) console.log("control: direct fan-out to [[edges]] urls (no [contro
 // [anycast] service = "edge": announce this box's prefixes while its health endpoint is good.
 const anycast = await startAnycast("edge", { config, source: file.path, check: { kind: "http", url: edge.url } }).catch(async (err: Error) => {
   console.error(`anycast: ${err.message}`);
+  await door?.stop();
   await edge.stop();
   process.exit(2);
 });
-console.log(`edge ready: ${edge.url} -> origin ${origin} (${values.runtime})`);
+console.log(`edge ready: ${door?.httpUrl ?? edge.url} -> origin ${origin} (${values.runtime})`);
 let stopping = false;
 const stop = async () => {
   if (stopping) return;
   stopping = true;
-  await anycast?.withdraw(); // routers first, then the listener: in-flight connections finish
+  await anycast?.withdraw(); // routers first, then the listeners: in-flight connections finish
   await agent?.stop();
+  await door?.stop();
   await edge.stop();
   await anycast?.stop();
   process.exit(0);

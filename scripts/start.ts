@@ -1,7 +1,8 @@
 /**
  * npm start: the whole CDN on this machine from the embedded default cdn.toml — the demo origin, one edge per
- * [[edges]] entry with a loopback url (127.0.0.2, .3, .4 on one port), and the DNS node — then the seed's
- * "how to test the CDN" checks, adapted to it. Ctrl-C stops everything.
+ * [[edges]] entry with a loopback url (127.0.0.2, .3, .4 on one port; with [[sites]], each behind its front door,
+ * HTTPS on --https-port with this run's local CA), and the DNS node — then the seed's "how to test the CDN" checks,
+ * adapted to it. Ctrl-C stops everything.
  */
 import { randomBytes } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -13,11 +14,14 @@ import { ROOT, startNodeScript, type Running } from "../src/node/children.ts";
 import { loadConfigFile } from "../src/node/config-file.ts";
 import { serveFetch } from "../src/node/serve-fetch.ts";
 import { startLocalNats } from "../src/control/nats-server.ts";
+import { parseConfig } from "../src/config/config.ts";
+import { demoSite, ensureLocalCertificates, hasFrontDoor } from "../src/frontdoor/frontdoor.ts";
 
 const { values } = parseArgs({
   options: {
     config: { type: "string", default: "cdn.toml" },
     port: { type: "string", default: "8787" },
+    "https-port": { type: "string", default: "8443" },
     "origin-port": { type: "string", default: "8080" },
     "dns-port": { type: "string", default: "5353" },
     "doh-port": { type: "string", default: "8053" },
@@ -56,6 +60,8 @@ const raw = parseToml(file.text) as {
   admin?: Record<string, unknown>;
   edges?: Array<Record<string, unknown>>;
   control?: { servers: string[] };
+  frontdoor?: Record<string, unknown>;
+  sites?: Array<Record<string, unknown>>;
 };
 raw.edge = { ...raw.edge, origin: origin.url };
 delete raw.edge.origins;
@@ -77,8 +83,16 @@ for (const e of raw.edges ?? []) {
   e.url = u.origin;
   local.push({ name: e.name as string, host: u.hostname, url: u.origin });
 }
+// HTTPS through each edge's front door: the file's [[sites]], or the demo site www.<zone> with this run's local CA.
+raw.sites ??= [demoSite(file.config.dns?.zone ?? "geo.example.org")];
+raw.frontdoor = { ...raw.frontdoor, cert_dir: join(stateDir, "certs") };
 const effective = join(stateDir, "cdn.toml");
-writeFileSync(effective, `# Written by npm start from ${file.path}; rewritten at every start.\n${stringifyToml(raw)}`, { mode: 0o600 });
+const effectiveText = `# Written by npm start from ${file.path}; rewritten at every start.\n${stringifyToml(raw)}`;
+writeFileSync(effective, effectiveText, { mode: 0o600 });
+// The local CA and the sites' certificates, made once before the edges share them.
+const effectiveConfig = parseConfig(effectiveText, effective);
+const site = effectiveConfig.sites.find((s) => s.certificate === "local")?.names.find((n) => !n.startsWith("*."));
+const localCa = hasFrontDoor(effectiveConfig) ? await ensureLocalCertificates(effectiveConfig) : undefined;
 if (!local.length) {
   console.error(`${file.path}: no [[edges]] with a loopback url (http://127.0.0.x:port) to run here`);
   await stop(2);
@@ -89,7 +103,7 @@ try {
     local.map((e) =>
       startNodeScript(
         "scripts/edge.ts",
-        ["--config", effective, "--name", e.name, "--host", e.host, "--port", values.port!, "--store", join(stateDir, e.name)],
+        ["--config", effective, "--name", e.name, "--host", e.host, "--port", values.port!, "--https-port", values["https-port"]!, "--store", join(stateDir, e.name)],
         /edge ready: (\S+)/,
         60_000,
         join(stateDir, `${e.name}.log`),
@@ -134,7 +148,14 @@ Test how the CDN resolves for you:
 Test how the CDN caches content, at the edge the director gives you (run it twice: MISS, then HIT):
   curl -sI http://$(dig ${at} +short ${director} A | head -1):${values.port}/img/logo.png | grep -i X-Cache-Status
 
-Admin token for this run (purge, metrics, drain), in ${effective}:
+${
+    localCa && site
+      ? `Test HTTPS with HTTP/2 through the front door (HAProxy), trusting this run's local CA:
+  curl --cacert ${localCa} --resolve ${site}:${values["https-port"]}:${local[0]!.host} -sI https://${site}:${values["https-port"]}/ | head -1
+
+`
+      : ""
+  }Admin token for this run (purge, metrics, drain), in ${effective}:
   export PARROT_ADMIN_TOKEN=${raw.admin.token}
   npm run purge -- --config ${effective} --tag img   # the logo, at every edge
   curl -H "Authorization: Bearer $PARROT_ADMIN_TOKEN" http://${local[0]!.host}:${values.port}/.well-known/cdn/metrics

@@ -9,6 +9,7 @@ import { DnsSchema, EdgeNodeSchema, GeoipSchema } from "./dns-schema.ts";
 import { AdminSchema } from "./admin-schema.ts";
 import { AnycastSchema } from "./anycast-schema.ts";
 import { ControlSchema } from "./control-schema.ts";
+import { FrontDoorTables } from "./sites-schema.ts";
 
 export const CdnConfigSchema = z
   .object({
@@ -20,6 +21,7 @@ export const CdnConfigSchema = z
     admin: AdminSchema.prefault({}),
     anycast: AnycastSchema.optional(),
     control: ControlSchema.optional(),
+    ...FrontDoorTables,
   })
   .strict();
 

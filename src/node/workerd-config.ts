@@ -37,6 +37,8 @@ export interface WorkerdEdgeConfigInput {
   geoip?: Partial<Record<GeoBinding, string>>;
   /** With [control]: the box's control agent (`unix:/path`), bound as CONTROL, and this box start's id (BOOT_ID). */
   control?: { address: string; bootId: string };
+  /** Behind the front door (loopback only): the request URL takes its scheme from this header. */
+  forwardedProtoHeader?: string;
 }
 
 export type GeoBinding = "GEOIP_CITY" | "GEOIP_CITY_V6" | "GEOIP_ASN" | "GEOIP_ASN_V6";
@@ -83,7 +85,7 @@ export function workerdEdgeConfig(input: WorkerdEdgeConfigInput): string {
   const tls = files.tlsCert && files.tlsKey;
   const socketKind = tls
     ? `https = (options = (), tlsOptions = (keypair = (privateKey = embed ${capnpString(files.tlsKey!)}, certificateChain = embed ${capnpString(files.tlsCert!)})))`
-    : "http = ()";
+    : `http = (${input.forwardedProtoHeader ? `forwardedProtoHeader = ${capnpString(input.forwardedProtoHeader)}` : ""})`;
   const address = input.address ? `address = ${capnpString(input.address)}, ` : "";
   const remote = input.storeAddress !== undefined;
   const storeServices = remote

@@ -42,6 +42,8 @@ export interface WorkerdEdgeOptions {
   processes?: number;
   /** With [control]: where the box's control agent listens (unix socket) and this box start's id. */
   control?: { socketPath: string; bootId: string };
+  /** Behind the front door: the scheme comes from this header (see src/frontdoor/frontdoor.ts). */
+  forwardedProtoHeader?: string;
 }
 
 export interface RunningWorkerdEdge extends RunningEdge {
@@ -236,7 +238,10 @@ async function prepareRunDir(file: ConfigFile, opts: WorkerdEdgeOptions): Promis
   }
   const edgeConfig = join(runDir, "edge.capnp");
   const control = opts.control && { address: `unix:${opts.control.socketPath}`, bootId: opts.control.bootId };
-  writeFileSync(edgeConfig, workerdEdgeConfig({ ...compat, edge, configText: file.text, files, storeDir, store, storeAddress, geoip, control }));
+  writeFileSync(
+    edgeConfig,
+    workerdEdgeConfig({ ...compat, edge, configText: file.text, files, storeDir, store, storeAddress, geoip, control, forwardedProtoHeader: opts.forwardedProtoHeader }),
+  );
   return { edge, storeDir, runDir, processes, edgeConfig, storeConfig, storeSocket, scheme: files.tlsCert ? "https" : "http", recovered };
 }
 

@@ -25,7 +25,7 @@ beforeAll(async () => {
   const state = mkdtempSync(join(tmpdir(), "parrot-start-"));
   cdn = await startNodeScript(
     "scripts/start.ts",
-    ["--port", String(await freePort()), "--origin-port", "0", "--dns-port", "0", "--doh-port", "0", "--state-dir", state],
+    ["--port", String(await freePort()), "--https-port", String(await freePort()), "--origin-port", "0", "--dns-port", "0", "--doh-port", "0", "--state-dir", state],
     /Ctrl-C stops everything/,
     90_000,
   );

@@ -1,0 +1,266 @@
+/**
+ * The front door of an edge box: HAProxy terminating TLS (every site's certificate by SNI, HTTP/2 and HTTP/1.1) and
+ * plain HTTP on the public ports, applying per-client limits, and passing requests to the edge's workerd over
+ * loopback with the client's address in X-Forwarded-For (which the edge believes only from loopback). Started and
+ * supervised by the edge box command (`startFrontDoor`), its config generated from cdn.toml at every start.
+ *
+ *   cdn.toml → plan.ts → certificates (certificates.ts: files, local CA, ACME) → haproxy-config.ts → terminator.ts
+ *   metrics, logs: observe.ts; operator endpoints: admin.ts; ACME: acme-issuer.ts + dns-challenge.ts
+ */
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync, chmodSync } from "node:fs";
+import { createServer, type AddressInfo, type Server } from "node:net";
+import { get as httpGet } from "node:http";
+import { get as httpsGet } from "node:https";
+import { tmpdir } from "node:os";
+import { rootCertificates } from "node:tls";
+import { join, resolve } from "node:path";
+import { parse as parseToml, stringify as stringifyToml } from "smol-toml";
+import type { CdnConfig } from "../config/config.ts";
+import { AcmeIssuer } from "./acme-issuer.ts";
+import { frontDoorAdmin, serveAdmin } from "./admin.ts";
+import { CertDirectory, inspectPair } from "./cert-store.ts";
+import { CertificateManager } from "./certificates.ts";
+import { ChallengePublisher } from "./dns-challenge.ts";
+import { crtList, haproxyConfig } from "./haproxy-config.ts";
+import { parseStat, parseTable, runtimeCommand } from "./haproxy-runtime.ts";
+import { ensureLocalCa, issueLocalCertificate } from "./local-ca.ts";
+import { FrontDoorObserver } from "./observe.ts";
+import { planFrontDoor, type FrontDoorPlan } from "./plan.ts";
+import { startTerminator, type Terminator } from "./terminator.ts";
+
+export { hasFrontDoor } from "./plan.ts";
+
+/** The header carrying the client's scheme to the edge (workerd's socket option `forwardedProtoHeader`). */
+export const FORWARDED_PROTO_HEADER = "X-Forwarded-Proto";
+/** Where the terminator's connections to the edge come from: the edge believes X-Forwarded-For only from here. */
+export const FRONTDOOR_PEERS = ["127.0.0.1/32"];
+
+export interface FrontDoorOptions {
+  config: CdnConfig;
+  /** Public address of both listeners. */
+  host: string;
+  /** Override [frontdoor] http_port / https_port; 0 = a free port. */
+  httpPort?: number;
+  httpsPort?: number;
+  /** The edge's workerd listener on loopback, "127.0.0.1:port". */
+  upstream: string;
+  /** For the terminator's files, sockets and certificate copies (made 0700). */
+  runDir: string;
+  /** Output lines (JSON events and HAProxy's notices); default stdout. */
+  log?: (line: string) => void;
+  haproxyBinary?: string;
+}
+
+export interface RunningFrontDoor {
+  httpUrl: string;
+  httpsUrl: string;
+  httpPort: number;
+  httpsPort: number;
+  plan: FrontDoorPlan;
+  terminator: Terminator;
+  certificates: CertificateManager;
+  observer: FrontDoorObserver;
+  /** The metrics text (fresh terminator counters and bans). */
+  metrics(): Promise<string>;
+  stop(): Promise<void>;
+}
+
+/**
+ * The edge's cdn.toml text as its workerd should see it behind the front door: the terminator's loopback address
+ * added to `[edge] trusted_proxies`, so X-Forwarded-For is believed from it and from no one else.
+ */
+export function behindFrontDoor(configText: string): string {
+  const raw = parseToml(configText) as { edge?: { trusted_proxies?: string[] } };
+  raw.edge ??= {};
+  raw.edge.trusted_proxies = [...new Set([...(raw.edge.trusted_proxies ?? []), ...FRONTDOOR_PEERS])];
+  return stringifyToml(raw);
+}
+
+/**
+ * The edge's workerd options behind the front door: loopback only, a free port, the scheme from X-Forwarded-Proto,
+ * and the terminator's X-Forwarded-For believed (see behindFrontDoor).
+ */
+export function workerdBehindFrontDoor(configText: string) {
+  return { configText: behindFrontDoor(configText), host: "127.0.0.1", port: 0, forwardedProtoHeader: FORWARDED_PROTO_HEADER };
+}
+
+/** The site npm start serves over HTTPS when the config names none: www.<zone>, with a certificate from a local CA. */
+export function demoSite(zone: string): Record<string, unknown> {
+  return {
+    names: [`www.${zone}`],
+    certificate: "local",
+    http_paths: ["/dists/"], // apt stays on plain HTTP; the rest of http:// is redirected
+    limits: [{ requests: 200, seconds: 10 }],
+  };
+}
+
+/**
+ * Makes the local CA and every `certificate = "local"` site's certificate in the config's cert_dir, once, before
+ * several edges share that directory (npm start). Returns the CA certificate's path, for `curl --cacert`.
+ */
+export async function ensureLocalCertificates(config: CdnConfig): Promise<string> {
+  const plan = planFrontDoor(config);
+  const dir = new CertDirectory(resolve(plan.door.cert_dir));
+  const ca = await ensureLocalCa(dir.dir);
+  for (const site of plan.sites.filter((s) => s.certificate === "local")) {
+    let usable = false;
+    try {
+      const pair = dir.read(site.id);
+      usable = pair !== undefined && inspectPair(pair).notAfter > Date.now() + 7 * 86_400_000;
+    } catch {
+      usable = false;
+    }
+    if (!usable) dir.write(site.id, await issueLocalCertificate(ca, site.names));
+  }
+  return ca.certPath;
+}
+
+/** GETs from the issuing box with the fleet's admin token (its TLS trusted by the system CAs and [acme] ca_bundle). */
+function issuingBoxClient(base: string, token: string, caBundle?: string): (url: string) => Promise<string> {
+  const ca = caBundle ? [...rootCertificates, readFileSync(resolve(caBundle), "utf8")] : undefined;
+  return (url) =>
+    new Promise((ok, fail) => {
+      const get = url.startsWith("https:") ? httpsGet : httpGet;
+      const req = get(url, { headers: { authorization: `Bearer ${token}` }, ca, timeout: 30_000 }, (res) => {
+        let body = "";
+        res.setEncoding("utf8");
+        res.on("data", (d: string) => {
+          body += d;
+          if (body.length > 1 << 20) req.destroy(new Error("answer larger than 1 MB"));
+        });
+        res.on("end", () => (res.statusCode === 200 ? ok(body) : fail(new Error(`${base} answered ${res.statusCode}: ${body.trim().slice(0, 200)}`))));
+      });
+      req.on("timeout", () => req.destroy(new Error("no answer within 30 s")));
+      req.on("error", fail);
+    });
+}
+
+function listen(host: string, port: number): Promise<Server> {
+  return new Promise((ok, fail) => {
+    const server = createServer({ pauseOnConnect: true });
+    server.once("error", (err) =>
+      fail(new Error(`front door cannot listen on ${host}:${port}: ${(err as Error).message}${port < 1024 ? " (ports below 1024 need CAP_NET_BIND_SERVICE; the systemd unit grants it)" : ""}`)),
+    );
+    server.listen({ host, port, backlog: 1024 }, () => ok(server));
+  });
+}
+
+/** Starts the front door; resolves once HAProxy serves every site. */
+export async function startFrontDoor(opts: FrontDoorOptions): Promise<RunningFrontDoor> {
+  const plan = planFrontDoor(opts.config);
+  const door = plan.door;
+  const log = opts.log ?? ((line: string) => process.stdout.write(line + "\n"));
+  const observer = new FrontDoorObserver(opts.config.edge?.name ?? "edge", log);
+
+  mkdirSync(opts.runDir, { recursive: true, mode: 0o700 });
+  chmodSync(opts.runDir, 0o700);
+  const runCertDir = join(opts.runDir, "certs");
+  mkdirSync(runCertDir, { recursive: true, mode: 0o700 });
+  // Unix socket paths hold at most 107 bytes: a deep run directory gets its sockets in a private temporary one.
+  const sockDir = join(opts.runDir, "admin.sock").length > 100 ? mkdtempSync(join(tmpdir(), "parrot-fd-")) : opts.runDir;
+  const runtimeSocket = join(sockDir, "haproxy.sock");
+  const adminSocket = join(sockDir, "admin.sock");
+
+  const certDir = new CertDirectory(resolve(door.cert_dir));
+  let issuer: AcmeIssuer | undefined;
+  if (plan.acme?.issue && plan.sites.some((s) => s.certificate === "acme")) {
+    const publisher = new ChallengePublisher({ nodes: plan.acme.dns_nodes, token: plan.acme.token });
+    const caBundlePem = plan.acme.ca_bundle ? readFileSync(resolve(plan.acme.ca_bundle), "utf8") : undefined;
+    issuer = new AcmeIssuer({ acme: plan.acme, stateDir: certDir.dir, publisher, caBundlePem, log: (e) => observer.event(String(e.event), e) });
+  }
+  const fetchText = plan.acme?.fetch_from ? issuingBoxClient(plan.acme.fetch_from, opts.config.admin.token!, plan.acme.ca_bundle) : undefined;
+  const certificates = new CertificateManager({ plan, certDir, runCertDir, observer, issuer, fetchText });
+  const entries = await certificates.prepare();
+  const crtListPath = join(opts.runDir, "sites.crtlist");
+  writeFileSync(crtListPath, crtList(entries), { mode: 0o600 });
+
+  const httpListener = await listen(opts.host, opts.httpPort ?? door.http_port);
+  const httpsListener = await listen(opts.host, opts.httpsPort ?? door.https_port).catch((err) => {
+    httpListener.close();
+    throw err;
+  });
+  const listeners = [httpListener, httpsListener];
+  const [httpPort, httpsPort] = listeners.map((l) => (l.address() as AddressInfo).port) as [number, number];
+
+  const metrics = async () => {
+    const stat = await runtimeCommand(runtimeSocket, "show stat", 3_000).then(parseStat, () => undefined);
+    observer.terminatorStats(stat);
+    if (door.ban) observer.bans(await runtimeCommand(runtimeSocket, "show table st_strike", 3_000).then(parseTable, () => undefined), door.ban.seconds);
+    return observer.metrics.expose();
+  };
+  const admin = await serveAdmin(
+    adminSocket,
+    frontDoorAdmin({
+      admin: opts.config.admin,
+      metrics,
+      certificates: () => certificates.status(),
+      renew: (site) => certificates.renew(site),
+      certificatePem: (site) => certificates.servedPem(site),
+    }),
+  );
+
+  const configPath = join(opts.runDir, "haproxy.cfg");
+  const originTimeout = opts.config.edge?.origin_timeout_ms ?? 30_000;
+  writeFileSync(
+    configPath,
+    haproxyConfig({
+      plan,
+      httpBind: "fd@3",
+      httpsBind: "fd@4",
+      httpsPort,
+      upstream: opts.upstream,
+      adminSocket,
+      runtimeSocket,
+      crtList: crtListPath,
+      serverTimeoutMs: Math.max(60_000, originTimeout + 10_000),
+    }),
+    { mode: 0o600 },
+  );
+  let terminator: Terminator;
+  try {
+    terminator = await startTerminator({
+      configPath,
+      runDir: opts.runDir,
+      runtimeSocket,
+      listeners,
+      binary: opts.haproxyBinary,
+      onStdout: (line) => observer.terminatorLine(line),
+      onStderr: (line) => log(`haproxy: ${line.replace(/^\{/, "(")}`),
+      onRestart: (code) => observer.terminatorRestarted(code),
+    });
+  } catch (err) {
+    for (const l of listeners) l.close();
+    admin.close();
+    throw err;
+  }
+  certificates.attach(runtimeSocket, door.poll_seconds * 1000);
+  // Bans are logged as they start: the strike table is read every poll round (and at every scrape).
+  const banTimer = door.ban
+    ? setInterval(() => {
+        void runtimeCommand(runtimeSocket, "show table st_strike", 3_000).then(
+          (t) => observer.bans(parseTable(t), door.ban!.seconds),
+          () => undefined,
+        );
+      }, Math.min(door.poll_seconds, 5) * 1000)
+    : undefined;
+  banTimer?.unref();
+
+  const hostPart = opts.host.includes(":") ? `[${opts.host}]` : opts.host;
+  return {
+    httpUrl: `http://${hostPart}:${httpPort}`,
+    httpsUrl: `https://${hostPart}:${httpsPort}`,
+    httpPort,
+    httpsPort,
+    plan,
+    terminator,
+    certificates,
+    observer,
+    metrics,
+    async stop() {
+      certificates.stop();
+      if (banTimer) clearInterval(banTimer);
+      await terminator.stop();
+      await new Promise<void>((r) => admin.close(() => r()));
+    },
+  };
+}

@@ -1,0 +1,145 @@
+import { describe, expect, it } from "vitest";
+import { parseConfig } from "../config/config.ts";
+import { crtList, haproxyConfig, type HaproxyConfigInput } from "./haproxy-config.ts";
+import { planFrontDoor } from "./plan.ts";
+
+const EDGE = '[edge]\norigin = "http://127.0.0.1:8080"\n';
+
+function generate(toml: string, over: Partial<HaproxyConfigInput> = {}): string {
+  return haproxyConfig({
+    plan: planFrontDoor(parseConfig(EDGE + toml)),
+    httpBind: "fd@3",
+    httpsBind: "fd@4",
+    httpsPort: 443,
+    upstream: "127.0.0.1:41234",
+    adminSocket: "/run/parrot/admin.sock",
+    runtimeSocket: "/run/parrot/haproxy.sock",
+    crtList: "/run/parrot/sites.crtlist",
+    serverTimeoutMs: 60_000,
+    ...over,
+  });
+}
+
+const lines = (cfg: string) => cfg.split("\n").map((l) => l.trim());
+
+describe("the terminator's config", () => {
+  const basic = generate(`
+[[sites]]
+names = ["www.example.org", "*.cdn.example.org"]
+certificate = "local"
+http_paths = ["/dists/", "/pool/"]
+hsts = { max_age = 31536000 }
+[[sites]]
+names = ["apt.example.org"]
+certificate = "local"
+http = "serve"
+`);
+
+  it("terminates TLS with every site's certificate by SNI, offering h2 and HTTP/1.1, and keeps plain HTTP", () => {
+    expect(lines(basic)).toContain('bind fd@4 name https ssl crt-list "/run/parrot/sites.crtlist" alpn h2,http/1.1');
+    expect(lines(basic)).toContain("bind fd@3 name http");
+    expect(crtList([{ file: "/c/www.pem", names: ["www.example.org", "*.cdn.example.org"] }, { file: "/c/apt.pem", names: ["apt.example.org"] }])).toBe(
+      "/c/www.pem [alpn h2,http/1.1] www.example.org *.cdn.example.org\n/c/apt.pem [alpn h2,http/1.1] apt.example.org\n",
+    );
+    expect(() => crtList([{ file: "/my certs/a.pem", names: ["a.example"] }])).toThrow(/white space/);
+  });
+
+  it("overwrites X-Forwarded-For with the connecting address and sets X-Forwarded-Proto from the listener", () => {
+    expect(lines(basic)).toContain("http-request set-header X-Forwarded-For %[src]");
+    expect(basic).not.toMatch(/option forwardfor|add-header X-Forwarded-For/i);
+    expect(lines(basic)).toContain("http-request set-header X-Forwarded-Proto https if tls");
+    expect(lines(basic)).toContain("http-request set-header X-Forwarded-Proto http if !tls");
+  });
+
+  it("passes bodies and Accept-Encoding untouched to the edge over loopback HTTP/1.1", () => {
+    expect(basic).not.toMatch(/compression|accept-encoding/i);
+    expect(lines(basic)).toContain("server edge 127.0.0.1:41234");
+    expect(basic).not.toMatch(/server edge .*(ssl|proto h2)/);
+  });
+
+  it("redirects plain HTTP per site, except the site's http_paths and the CDN's own endpoints", () => {
+    expect(lines(basic)).toContain("acl site_0 req.hdr(host),host_only -m str www.example.org");
+    expect(lines(basic)).toContain("acl site_0 req.hdr(host),host_only -m reg ^[^.]+\\.cdn\\.example\\.org$");
+    expect(lines(basic)).toContain(
+      "http-request redirect location https://%[req.hdr(host),host_only]%[capture.req.uri] code 301 if !tls site_0 !cdn_path !{ path_beg /dists/ /pool/ }",
+    );
+    // A site that serves plain HTTP gets no redirect.
+    expect(basic).not.toMatch(/redirect .* site_1/);
+    // A non-standard HTTPS port is named in the Location.
+    expect(generate('[[sites]]\nnames = ["a.example"]\ncertificate = "local"\n', { httpsPort: 8443 })).toContain(
+      "redirect location https://%[req.hdr(host),host_only]:8443%[capture.req.uri] code 301 if !tls site_0 !cdn_path\n",
+    );
+  });
+
+  it("sends HSTS only over TLS, only for the sites that ask for it", () => {
+    expect(lines(basic)).toContain('http-request set-var(txn.hsts) str("max-age=31536000") if tls site_0');
+    expect(basic).not.toMatch(/txn\.hsts\) .* site_1/);
+    expect(lines(basic)).toContain("http-response set-header Strict-Transport-Security %[var(txn.hsts)] if { var(txn.hsts) -m found }");
+  });
+
+  it("routes the front door's own endpoints to its admin socket", () => {
+    expect(lines(basic)).toContain("use_backend frontdoor if { path_beg /.well-known/cdn/frontdoor/ }");
+    expect(lines(basic)).toContain('server admin "unix@/run/parrot/admin.sock"');
+  });
+
+  it("has no limit tables or rules when none are configured", () => {
+    expect(basic).not.toMatch(/stick-table|track-sc|tcp-request/);
+  });
+
+  describe("limits", () => {
+    const limited = generate(`
+[frontdoor]
+allow = ["10.0.0.0/8", "2001:db8::/32"]
+connections = 20
+connections_key = "prefix"
+prefix4 = 24
+prefix6 = 48
+ban = { after = 5, within = 60, seconds = 600 }
+[[sites]]
+names = ["www.example.org"]
+certificate = "local"
+limits = [ { name = "api", paths = ["/api/", "/search"], requests = 10, seconds = 5 }, { requests = 100, key = "prefix" } ]
+`);
+    const l = lines(limited);
+
+    it("lets the allow list through before anything is counted", () => {
+      expect(l).toContain("acl allowed src 10.0.0.0/8 2001:db8::/32");
+      const accept = l.indexOf("tcp-request connection accept if allowed");
+      expect(accept).toBeGreaterThan(0);
+      expect(accept).toBeLessThan(l.findIndex((x) => x.startsWith("tcp-request connection track-sc")));
+      expect(l.filter((x) => x.startsWith("http-request set-var(txn.limit) ")).every((x) => x.endsWith("!allowed"))).toBe(true);
+    });
+
+    it("closes connections beyond the concurrent limit per prefix, counting a strike", () => {
+      expect(l).toContain("stick-table type ipv6 size 1m expire 60s store conn_cur");
+      expect(l).toContain("tcp-request connection track-sc0 src,ipmask(24,48) table st_conn");
+      expect(l).toContain("tcp-request connection sc-inc-gpc0(2) if { sc0_conn_cur gt 20 }");
+      expect(l).toContain("tcp-request connection reject if { sc0_conn_cur gt 20 }");
+    });
+
+    it("answers 429 past a site's request rate, the first matching limit counting", () => {
+      expect(l).toContain("stick-table type ipv6 size 1m expire 5s store http_req_rate(5s)");
+      expect(l).toContain("http-request set-var(txn.limit) str(api) if site_0 { path_beg /api/ /search } !{ var(txn.limit) -m found } !allowed");
+      expect(l).toContain("http-request track-sc1 src table st_limit_0 if { var(txn.limit) -m str api }");
+      expect(l).toContain("http-request track-sc1 src,ipmask(24,48) table st_limit_1 if { var(txn.limit) -m str www.example.org-1 }");
+      expect(l).toContain(
+        "http-request set-var(txn.action) str(limited) if !{ var(txn.action) -m found } { var(txn.limit_max) -m found } { sc1_http_req_rate,sub(txn.limit_max) gt 0 }",
+      );
+      expect(l.find((x) => x.startsWith("http-request deny deny_status 429"))).toMatch(/retry-after %\[var\(txn\.limit_window\)\]/);
+    });
+
+    it("bans after repeated excess for a fixed time, closing the client's connections", () => {
+      expect(l).toContain("stick-table type ipv6 size 1m expire 600s store gpc0,gpc0_rate(60s),gpt0");
+      expect(l).toContain("tcp-request connection set-var(sess.ban_at) src,table_gpt0(st_strike)");
+      expect(l).toContain("tcp-request connection reject if { var(sess.ban_at) -m int gt 0 } { date,sub(sess.ban_at) lt 600 }");
+      expect(l).toContain("tcp-request session sc-set-gpt0(2) date if { sc2_gpc0_rate ge 5 }");
+      expect(l).toContain("http-request sc-inc-gpc0(2) if { var(txn.action) -m str limited }");
+      expect(l).toContain("http-request reject if { var(txn.action) -m str banned }");
+    });
+
+    it("logs only limited and banned requests, as JSON", () => {
+      expect(l).toContain("http-request set-log-level silent unless { var(txn.action) -m found }");
+      expect(l.find((x) => x.startsWith("log-format"))).toMatch(/^log-format '\{"client":"%ci",.*"action":"%\[var\(txn\.action\)\]"/);
+    });
+  });
+});
