@@ -27,7 +27,8 @@ export async function evaluateInPage(url: string, expression: string, opts: Page
   ];
   if (opts.hostRules) args.push(`--host-resolver-rules=${opts.hostRules}`);
   if (opts.spki?.length) args.push(`--ignore-certificate-errors-spki-list=${opts.spki.join(",")}`);
-  const browser = spawn(CHROMIUM, [...args, "about:blank"], { stdio: ["ignore", "ignore", "pipe"] });
+  // Its own process group: the renderers and the zygote go with it (they would keep writing into the profile).
+  const browser = spawn(CHROMIUM, [...args, "about:blank"], { stdio: ["ignore", "ignore", "pipe"], detached: true });
   let stderr = "";
   const timeoutMs = opts.timeoutMs ?? 30_000;
   const deadline = Date.now() + timeoutMs;
@@ -84,11 +85,13 @@ export async function evaluateInPage(url: string, expression: string, opts: Page
     ws.close();
     return value;
   } finally {
-    if (browser.exitCode === null && browser.signalCode === null) {
-      const exited = new Promise((r) => browser.once("exit", r));
-      browser.kill("SIGKILL");
-      await exited;
+    const exited = browser.exitCode === null && browser.signalCode === null ? new Promise((r) => browser.once("exit", r)) : undefined;
+    try {
+      process.kill(-browser.pid!, "SIGKILL");
+    } catch {
+      /* gone */
     }
-    rmSync(profile, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
+    await exited;
+    rmSync(profile, { recursive: true, force: true, maxRetries: 10, retryDelay: 200 });
   }
 }

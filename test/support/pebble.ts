@@ -56,7 +56,8 @@ export async function startPebble(dnsServer: string): Promise<Pebble> {
     }),
   );
   const child: ChildProcess = spawn("pebble", ["-config", join(dir, "pebble.json"), "-dnsserver", dnsServer], {
-    env: { ...process.env, PEBBLE_VA_NOSLEEP: "1", PEBBLE_WFE_NONCEREJECT: "0" },
+    // No reuse of earlier authorizations (pebble reuses half of them by default): every order is validated anew.
+    env: { ...process.env, PEBBLE_VA_NOSLEEP: "1", PEBBLE_WFE_NONCEREJECT: "0", PEBBLE_AUTHZREUSE: "0" },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let out = "";
