@@ -1,4 +1,5 @@
 /** Cache keys: the primary key from host, path and query (per rule), the secondary key from Vary'd request headers. */
+import { codingsKey } from "./encoding.ts";
 
 /** host + path + query, the query kept, sorted or dropped as the rule says. Scheme is not part of the key. */
 export function primaryKey(url: URL, query: "keep" | "sort" | "drop" = "keep"): string {
@@ -28,9 +29,12 @@ export function normaliseFieldValue(value: string | null, field = ""): string {
   return CASE_INSENSITIVE.has(field) ? folded.toLowerCase() : folded;
 }
 
-/** The (name, normalised value) pairs of `request` that pick a variant. */
+/**
+ * The (name, normalised value) pairs of `request` that pick a variant. Accept-Encoding is reduced to the codings a
+ * cache stores (encoding.ts): the many headers browsers send make a handful of variants, not one each.
+ */
 export function variantOf(fields: string[], headers: Headers): [string, string][] {
-  return fields.map((f) => [f, normaliseFieldValue(headers.get(f), f)]);
+  return fields.map((f) => [f, f === "accept-encoding" ? codingsKey(headers.get(f)) : normaliseFieldValue(headers.get(f), f)]);
 }
 
 /** The storage key of one variant under a Vary marker. */

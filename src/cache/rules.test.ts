@@ -55,8 +55,12 @@ describe("cache keys", () => {
   it("normalises Vary field names and request values", () => {
     expect(varyFields("Accept-Encoding, accept-language,ACCEPT-ENCODING")).toEqual(["accept-encoding", "accept-language"]);
     expect(varyFields("accept, *")).toEqual(["*"]);
-    const h = new Headers({ "accept-encoding": "gzip ,  br" });
-    expect(variantOf(["accept-encoding", "x-absent"], h)).toEqual([["accept-encoding", "gzip,br"], ["x-absent", ""]]);
+    const h = new Headers({ "accept-encoding": "gzip ,  br", "accept-language": "IT, en ;q=0.5" });
+    expect(variantOf(["accept-encoding", "accept-language", "x-absent"], h)).toEqual([
+      ["accept-encoding", "br"], // the coding the edge uses for it (encoding.ts)
+      ["accept-language", "it,en;q=0.5"],
+      ["x-absent", ""],
+    ]);
   });
 });
 

@@ -102,6 +102,19 @@ export const EdgeSchema = z
      * of its own that every edge process reaches over a unix socket (and that holds the coalescing locks).
      */
     processes: z.number().int().min(1).max(256).default(1),
+    /**
+     * Compression at the edge: text-like responses the origin sent uncompressed are stored and served as br or gzip
+     * to clients that accept them (one variant per set of acceptable codings); origin-compressed bodies pass as they are.
+     */
+    compress: z.boolean().default(true),
+    /** Content types compressed (`type/*` matches a whole family). */
+    compress_types: z
+      .array(z.string().regex(/^[a-z0-9!#$&^_.+-]+\/([a-z0-9!#$&^_.+-]+|\*)$/, 'a media type such as "text/html" or "text/*"'))
+      .default(["text/*", "application/javascript", "application/json", "application/xml", "application/rss+xml", "application/atom+xml", "application/manifest+json", "image/svg+xml", "application/wasm"]),
+    /** Smaller bodies are not worth it (headers and framing dominate). */
+    compress_min_bytes: z.number().int().min(0).default(1024),
+    /** Larger bodies pass uncompressed (compression runs once, at store time, on the whole body). */
+    compress_max_bytes: z.number().int().min(0).max(64 * 1024 * 1024).default(8 * 1024 * 1024),
     /** Bare workerd: serve HTTPS with this certificate chain and private key (PEM files); both or neither. */
     tls_cert: z.string().min(1).optional(),
     tls_key: z.string().min(1).optional(),

@@ -9,6 +9,30 @@
 const LOGO_PNG = Uint8Array.from(atob("iVBORw0KGgoAAAANSUhEUgAAABgAAAAYCAIAAABvFaqvAAAARklEQVR42mP4TyXAMHQM0tgShQuRYBAeU3CZxUCqEbiMo41BJJmCZhYDJaYgmzVq0KhB1DWIail7UGZaapZHVC4hB7LwBwAkKJtmFSNbvwAAAABJRU5ErkJggg=="), (c) => c.charCodeAt(0));
 const STARTED = new Date();
 
+/** The home page: what each demo path shows (and, at over a kilobyte of HTML, a page the edge compresses). */
+const HOME = `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>parrot-cdn demo</title>
+<link rel="stylesheet" href="/css/site.css"></head>
+<body><h1>parrot-cdn demo origin</h1>
+<p><img src="/img/logo.png" alt="logo" width="24" height="24"> This origin sits behind the edges that <code>npm start</code>
+runs. Each path below is made to show one of the cache's states; request it through an edge with <code>curl -sI</code>
+and read <code>X-Cache-Status</code> and <code>Cache-Status</code>.</p>
+<table>
+<tr><th>path</th><th>headers</th><th>what you see through an edge</th></tr>
+<tr><td><a href="/img/logo.png">/img/logo.png</a></td><td>max-age=3600, Cache-Tag: img</td><td>MISS, then HIT with a growing Age</td></tr>
+<tr><td><a href="/css/site.css">/css/site.css</a></td><td>max-age=300, stale-while-revalidate=60</td><td>HIT for five minutes, then STALE while it refreshes</td></tr>
+<tr><td><a href="/news.html">/news.html</a></td><td>max-age=10, stale-if-error=86400</td><td>STALE when the origin is down</td></tr>
+<tr><td><a href="/dists/parrot/InRelease">/dists/parrot/InRelease</a></td><td>max-age=10, must-revalidate, ETag</td><td>REVALIDATED after ten seconds</td></tr>
+<tr><td><a href="/slow.html">/slow.html</a></td><td>max-age=5, stale-while-revalidate=60, a two-second origin</td><td>STALE, then UPDATING while the refresh waits</td></tr>
+<tr><td><a href="/clock.txt">/clock.txt</a></td><td>max-age=5, no validators</td><td>EXPIRED after five seconds</td></tr>
+<tr><td><a href="/private.html">/private.html</a></td><td>private</td><td>never stored: MISS every time</td></tr>
+<tr><td><a href="/api/time">/api/time</a></td><td>no-store</td><td>never stored</td></tr>
+</table>
+<p>Purge the logo at every edge by its tag with <code>npm run purge -- --tag img</code>, and this page is served to
+your browser compressed (br or gzip) by the edge, stored once per coding.</p>
+</body></html>
+`;
+
 interface Page {
   type: string;
   cacheControl: string;
@@ -27,9 +51,7 @@ const pages: Record<string, Page> = {
   "/": {
     type: "text/html; charset=utf-8",
     cacheControl: "public, max-age=60",
-    body: () =>
-      `<!doctype html><title>parrot-cdn demo</title><h1>parrot-cdn demo origin</h1>
-<p><img src="/img/logo.png" alt="logo"> <a href="/news.html">news</a> · <a href="/css/site.css">css</a></p>\n`,
+    body: () => HOME,
   },
   "/img/logo.png": { type: "image/png", cacheControl: "public, max-age=3600", body: () => LOGO_PNG, tag: "img" },
   "/css/site.css": { type: "text/css", cacheControl: "public, max-age=300, stale-while-revalidate=60", body: () => "body{font-family:sans-serif}\n" },

@@ -8,7 +8,7 @@ import { ifRangeMatches, multipartByteranges, parseRange, sliceStream } from "..
 import { appendCacheStatus, cacheStatusMember, type CacheStatusParams, type XCacheStatus } from "../cache/status.ts";
 import { ClientBodyError, OriginTimeout } from "./origin.ts";
 import type { StoredEntry } from "./store.ts";
-import { NULL_BODY_STATUS, textResponse, type Engine, type Outcome } from "./transaction.ts";
+import { NULL_BODY_STATUS, edgeResponse, textResponse, type Engine, type Outcome } from "./transaction.ts";
 
 /** From this size on, a single Range is read by the store (a seek) rather than skipped through in the body. */
 const RANGE_FROM_STORE_MIN = 1024 * 1024;
@@ -32,7 +32,7 @@ export async function deliver(e: Engine, request: Request, o: Outcome): Promise<
   const drop = () => (o.bytes ? undefined : res.body?.cancel());
   if (isRead && status === 200 && isNotModified(request.headers, headers)) {
     await drop();
-    return new Response(null, { status: 304, headers: notModifiedHeaders(headers) });
+    return edgeResponse(null, { status: 304, headers: notModifiedHeaders(headers) });
   }
   const size = o.size ?? o.bytes?.byteLength ?? lengthOf(headers);
   if (isRead && status === 200 && size !== undefined) {
@@ -45,7 +45,7 @@ export async function deliver(e: Engine, request: Request, o: Outcome): Promise<
       await drop();
       headers.set("content-range", `bytes */${size}`);
       headers.delete("content-length");
-      return new Response(null, { status: 416, headers });
+      return edgeResponse(null, { status: 416, headers });
     }
     if (ranges && ranges.length === 1 && (o.bytes || res.body)) {
       const r = ranges[0]!;
@@ -54,7 +54,7 @@ export async function deliver(e: Engine, request: Request, o: Outcome): Promise<
       let part: ReadableStream<Uint8Array> | Uint8Array | null = o.bytes ? o.bytes.subarray(r.start, r.end + 1) : null;
       if (!part && o.readRange && size >= RANGE_FROM_STORE_MIN) part = await o.readRange(r.start, r.end).catch(() => null);
       if (part && !o.bytes) await res.body?.cancel();
-      return new Response(part ?? sliceStream(res.body!, r.start, r.end), { status: 206, headers });
+      return edgeResponse(part ?? sliceStream(res.body!, r.start, r.end), { status: 206, headers });
     }
     if (ranges && ranges.length > 1 && (o.bytes || res.body) && size <= MULTIPART_LIMIT) {
       const whole = o.bytes ?? new Uint8Array(await new Response(res.body).arrayBuffer());
@@ -62,12 +62,12 @@ export async function deliver(e: Engine, request: Request, o: Outcome): Promise<
       const parts = multipartByteranges(whole, ranges, headers.get("content-type"), boundary);
       headers.set("content-type", `multipart/byteranges; boundary=${boundary}`);
       headers.set("content-length", String(parts.byteLength));
-      return new Response(parts, { status: 206, headers });
+      return edgeResponse(parts, { status: 206, headers });
     }
   }
   if (method === "HEAD") {
     await drop();
-    return new Response(null, { status, statusText: res.statusText, headers });
+    return edgeResponse(null, { status, statusText: res.statusText, headers });
   }
   return res;
 }
@@ -99,7 +99,7 @@ export function fromEntry(
         }
       : undefined;
   return {
-    response: new Response(body, { status: meta.status, statusText: meta.statusText, headers: entryHeaders(meta) }),
+    response: edgeResponse(body, { status: meta.status, statusText: meta.statusText, headers: entryHeaders(meta) }),
     status,
     cacheStatus,
     age: currentAgeOf(meta, e.now()),

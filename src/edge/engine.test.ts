@@ -2,6 +2,7 @@
  * The cache engine's behaviour, state by state, with a fake clock: the engine runs in-process over a MemoryStore
  * and talks to a scripted origin through the real origin fetcher (headers, timeouts), no network.
  */
+import { brotliDecompressSync, gunzipSync, gzipSync } from "node:zlib";
 import { beforeEach, describe, expect, it } from "vitest";
 import { parseConfig } from "../config/config.ts";
 import { EdgeCache } from "./engine.ts";
@@ -467,5 +468,61 @@ describe("ranges of large objects", () => {
     expect([res.status, res.headers.get("content-range")]).toEqual([206, `bytes 2000000-2000099/${size}`]);
     expect(new Uint8Array(await res.arrayBuffer())).toEqual(pattern(size).subarray(2_000_000, 2_000_100));
     expect(ranged).toBe(1);
+  });
+});
+
+describe("compression at the edge", () => {
+  const html = "<!doctype html><p>" + "a parrot says hello. ".repeat(400) + "</p>\n";
+  const raw = async (t: ReturnType<typeof setup>, path: string, headers: Record<string, string> = {}) => {
+    const res = await t.cache.handle(new Request(`http://www.example.org${path}`, { headers }), t.ctx);
+    const bytes = new Uint8Array(await res.arrayBuffer());
+    await t.settle();
+    return { res, bytes, xcs: res.headers.get("x-cache-status"), ce: res.headers.get("content-encoding") };
+  };
+
+  it("stores a br variant for br clients, gzip for gzip-only ones, identity for the rest; a HIT never compresses again", async () => {
+    const t = setup();
+    t.origin.set("/page", { headers: { "cache-control": "max-age=60", "content-type": "text/html; charset=utf-8", etag: '"p1"' }, body: html });
+    const br = await raw(t, "/page", { "accept-encoding": "gzip, deflate, br, zstd" });
+    expect([br.xcs, br.ce, br.res.headers.get("vary")]).toEqual(["MISS", "br", "Accept-Encoding"]);
+    expect(new TextDecoder().decode(brotliDecompressSync(br.bytes))).toBe(html);
+    expect(Number(br.res.headers.get("content-length"))).toBe(br.bytes.byteLength);
+    expect(br.bytes.byteLength).toBeLessThan(html.length / 10);
+    expect(br.res.headers.get("etag")).toBe('W/"p1"'); // another representation: a weak validator
+    const again = await raw(t, "/page", { "accept-encoding": "br, gzip" });
+    expect([again.xcs, again.ce]).toEqual(["HIT", "br"]);
+    expect(again.bytes).toEqual(br.bytes); // the stored bytes, not compressed anew
+    const gz = await raw(t, "/page", { "accept-encoding": "gzip" });
+    expect([gz.xcs, gz.ce]).toEqual(["MISS", "gzip"]);
+    expect(new TextDecoder().decode(gunzipSync(gz.bytes))).toBe(html);
+    const plain = await raw(t, "/page");
+    expect([plain.xcs, plain.ce, new TextDecoder().decode(plain.bytes)]).toEqual(["MISS", null, html]);
+    expect((await raw(t, "/page", { "accept-encoding": "identity" })).xcs).toBe("HIT");
+    expect(t.origin.hitsOf("/page")).toBe(3); // one origin fetch per set of acceptable codings
+  });
+
+  it("answers a Range from the stored compressed variant with its own bytes", async () => {
+    const t = setup();
+    t.origin.set("/r", { headers: { "cache-control": "max-age=60", "content-type": "text/plain" }, body: html });
+    const whole = await raw(t, "/r", { "accept-encoding": "gzip" });
+    const part = await raw(t, "/r", { "accept-encoding": "gzip", range: "bytes=10-19" });
+    expect([part.res.status, part.ce, part.res.headers.get("content-range")]).toEqual([206, "gzip", `bytes 10-19/${whole.bytes.byteLength}`]);
+    expect(part.bytes).toEqual(whole.bytes.subarray(10, 20));
+  });
+
+  it("leaves origin-compressed bodies, images, no-transform and small bodies as they are", async () => {
+    const t = setup();
+    const gzipped = gzipSync(new TextEncoder().encode(html));
+    t.origin.set("/pre", { headers: { "cache-control": "max-age=60", "content-type": "text/html", "content-encoding": "gzip", "content-length": String(gzipped.byteLength) }, body: new TextDecoder("latin1").decode(gzipped) });
+    t.origin.set("/img.png", { headers: { "cache-control": "max-age=60", "content-type": "image/png" }, size: 5000 });
+    t.origin.set("/nt", { headers: { "cache-control": "max-age=60, no-transform", "content-type": "text/html" }, body: html });
+    t.origin.set("/small", { headers: { "cache-control": "max-age=60", "content-type": "text/html" }, body: "<p>hi</p>" });
+    for (const p of ["/img.png", "/nt", "/small"]) {
+      const r = await raw(t, p, { "accept-encoding": "br, gzip" });
+      expect([p, r.ce]).toEqual([p, null]);
+    }
+    expect((await raw(t, "/img.png", { "accept-encoding": "br" })).res.headers.get("vary")).toBeNull();
+    const pre = await raw(t, "/pre", { "accept-encoding": "gzip" });
+    expect([pre.ce, pre.res.headers.get("content-length")]).toEqual(["gzip", String(gzipped.byteLength)]);
   });
 });

@@ -10,7 +10,8 @@ import { CDN_ONLY_HEADERS, decideStorage } from "../cache/policy.ts";
 import { conditionMatches } from "../cache/rules.ts";
 import type { CacheStatusParams, XCacheStatus } from "../cache/status.ts";
 import { lengthOf, originFailure } from "./deliver.ts";
-import { NULL_BODY_STATUS, type Engine, type Outcome, type Transaction } from "./transaction.ts";
+import { compressed } from "./compress.ts";
+import { NULL_BODY_STATUS, edgeResponse, type Engine, type Outcome, type Transaction } from "./transaction.ts";
 
 /** Request headers that would make the origin answer something other than the whole, storable response. */
 export const PARTIAL_REQUEST_HEADERS = ["range", "if-range", "if-none-match", "if-modified-since", "if-match", "if-unmodified-since"];
@@ -36,12 +37,13 @@ export async function fetchAndStore(e: Engine, tx: Transaction, status: XCacheSt
 export async function storeResponse(
   e: Engine,
   tx: Transaction,
-  response: Response,
+  origin: Response,
   requestTime: number,
   status: XCacheStatus,
   cacheStatus: CacheStatusParams,
 ): Promise<Outcome & { stored?: Promise<void> }> {
   const { request, url, rule, found } = tx;
+  const response = await compressed(e.edge, request, origin);
   const decision = decideStorage({
     key: found.entry?.meta.key ?? found.marker?.key ?? primaryKey(url, rule?.query),
     requestHeaders: request.headers,
@@ -57,7 +59,7 @@ export async function storeResponse(
   const size = lengthOf(headers);
   const body = NULL_BODY_STATUS.has(response.status) ? null : response.body;
   const answer = (b: ReadableStream<Uint8Array> | null) =>
-    new Response(b, { status: response.status, statusText: response.statusText, headers });
+    edgeResponse(b, { status: response.status, statusText: response.statusText, headers });
   const allowed =
     decision.store && !conditionMatches(rule?.no_store, request, url) && e.uses.reached(found.storageKey, rule?.min_uses ?? 1);
   if (!allowed) {

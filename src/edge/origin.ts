@@ -4,6 +4,7 @@
  * redirects passed through rather than followed, and a time limit for the response headers.
  */
 import { originsOf, type EdgeConfig, type OriginConfig } from "../config/edge-schema.ts";
+import { codingsKey } from "../cache/encoding.ts";
 import { endToEnd } from "../cache/headers.ts";
 import type { FetchLike } from "../contracts/fetch.ts";
 
@@ -215,6 +216,13 @@ function forwardedHeaders(edge: EdgeConfig, client: Request, clientIp: string | 
   const url = new URL(client.url);
   const headers = endToEnd(client.headers, req.drop ?? []);
   for (const name of [...headers.keys()]) if (isUntrustedRequestHeader(name)) headers.delete(name);
+  // The origin is asked with the codings the variant stands for (encoding.ts), so its answer suits every client of
+  // that variant.
+  if (headers.has("accept-encoding")) {
+    const codings = codingsKey(headers.get("accept-encoding"));
+    if (codings) headers.set("accept-encoding", codings);
+    else headers.delete("accept-encoding");
+  }
   if (clientIp) headers.set("x-forwarded-for", clientIp);
   headers.set("x-forwarded-proto", url.protocol.replace(":", ""));
   headers.set("x-forwarded-host", url.host);
@@ -231,7 +239,8 @@ function forwardedHeaders(edge: EdgeConfig, client: Request, clientIp: string | 
 async function fetchWithTimeout(fetchImpl: FetchLike, url: string, init: RequestInit, ms: number): Promise<Response> {
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(new OriginTimeout(ms)), ms);
-  const withSignal: RequestInit & { duplex?: string } = { ...init, signal: controller.signal };
+  // The origin's bytes as they are: a compressed body stays compressed (and keeps its Content-Length).
+  const withSignal: RequestInit & { duplex?: string; encodeResponseBody?: string } = { ...init, signal: controller.signal, encodeResponseBody: "manual" };
   if (init.body) withSignal.duplex = "half";
   // Race the abort too: not every fetch implementation gives up on headers the moment the signal fires.
   const aborted = new Promise<never>((_, reject) =>

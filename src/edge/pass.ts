@@ -5,7 +5,7 @@
 import { endToEnd } from "../cache/headers.ts";
 import { CDN_ONLY_HEADERS } from "../cache/policy.ts";
 import { originFailure } from "./deliver.ts";
-import { NULL_BODY_STATUS, type Engine, type Outcome, type Transaction } from "./transaction.ts";
+import { NULL_BODY_STATUS, edgeResponse, type Engine, type Outcome, type Transaction } from "./transaction.ts";
 
 const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS", "TRACE"]);
 
@@ -30,7 +30,7 @@ export async function pass(e: Engine, tx: Transaction, invalidate: (urls: string
   const headers = endToEnd(response.headers, CDN_ONLY_HEADERS);
   const body = NULL_BODY_STATUS.has(response.status) ? null : response.body;
   return {
-    response: new Response(body, { status: response.status, statusText: response.statusText, headers }),
+    response: edgeResponse(body, { status: response.status, statusText: response.statusText, headers }),
     status: "BYPASS",
     cacheStatus: { fwd: "method" },
   };

@@ -82,6 +82,14 @@ export interface Outcome {
 /** Statuses whose responses have no body. */
 export const NULL_BODY_STATUS = new Set([101, 103, 204, 205, 304]);
 
+/**
+ * A Response of the edge's: its body goes out exactly as given (workerd would otherwise encode a body whose headers
+ * say Content-Encoding, or decode one on the way in: stored bytes are served as stored).
+ */
+export function edgeResponse(body: BodyInit | null, init: ResponseInit): Response {
+  return new Response(body, { ...init, encodeBody: "manual" } as ResponseInit);
+}
+
 export function textResponse(status: number, text: string): Response {
   return new Response(text, { status, headers: { "content-type": "text/plain; charset=utf-8" } });
 }
