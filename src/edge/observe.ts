@@ -66,6 +66,7 @@ export class EdgeObserver {
       m.set("parrot_edge_store_max_bytes", "The disk store's bound (store_max_bytes).", {}, store.maxBytes);
       m.set("parrot_edge_store_entries", "Entries in the disk store.", {}, store.entries);
       m.set("parrot_edge_store_locks", "Coalescing locks held in the store (origin fetches under way for the box).", {}, store.locks);
+      this.counterFrom("parrot_edge_store_corrupt_total", "Entries the disk store dropped because a digest did not match (never served).", {}, store.corrupt ?? 0);
       for (const reason of ["lru", "inactive", "expired"] as const) {
         this.counterFrom("parrot_edge_store_evictions_total", "Entries the disk store removed: lru (size bound), inactive (store_inactive), expired.", { reason }, store.evictions[reason]);
       }

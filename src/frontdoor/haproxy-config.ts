@@ -192,6 +192,8 @@ export function haproxyConfig(input: HaproxyConfigInput): string {
   line("  http-request set-var(txn.log_path) path,json(utf8ps) if { var(txn.action) -m found }");
   line("  http-request set-log-level silent unless { var(txn.action) -m found }");
   line("  http-request reject if { var(txn.action) -m str banned }");
+  // A cache relays neither tunnels nor traces (workerd would answer CONNECT 500 itself): a client error.
+  line('  http-request deny deny_status 405 content-type "text/plain; charset=utf-8" string "405 method not served here" if METH_CONNECT or METH_TRACE');
   line(
     `  http-request deny deny_status 429 content-type "text/plain; charset=utf-8" string "429 too many requests" hdr retry-after %[var(txn.limit_window)] if { var(txn.action) -m str limited }`,
   );

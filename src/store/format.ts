@@ -142,8 +142,11 @@ export function parseFileName(base: string): { hash: string; writeId: string } |
   return m ? { hash: m[1]!, writeId: m[2]! } : null;
 }
 
-/** The key hash: 128 bits of SHA-256 over the cache namespace and the URL. */
+/**
+ * The key hash: 128 bits of SHA-256 over the cache namespace and the URL without its scheme (workerd hands the store
+ * `https://` URLs through a service binding and `http://` ones through a socket: the same entry either way).
+ */
 export async function keyHash(namespace: string, url: string): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", enc.encode(`${namespace}\n${url}`));
+  const digest = await crypto.subtle.digest("SHA-256", enc.encode(`${namespace}\n${url.replace(/^[a-z][a-z0-9+.-]*:/i, "")}`));
   return [...new Uint8Array(digest, 0, 16)].map((b) => b.toString(16).padStart(2, "0")).join("");
 }

@@ -379,37 +379,43 @@ async function put(s: State, env: StoreEnv, ctx: ExecutionContext, request: Requ
     return true;
   }
 
-  let ok = false;
-  try {
-    const res = await env.DISK.fetch(DISK + file, { method: "PUT", body: upload });
-    await res.body?.cancel();
-    ok = res.ok && complete;
-  } catch {
-    ok = false;
-  }
-  if (!ok) {
-    // The disk service finished this write (the upload ended normally): its file has no trailer; remove it before
-    // its bytes leave the reservation.
-    await deleteFiles(env, [file]);
+  // The write and what follows it run as waitUntil work: when the edge goes away mid-upload (its client left),
+  // workerd cancels this request, but the cleanup of the partial file must still happen.
+  const finished = (async (): Promise<Response> => {
+    let ok = false;
+    try {
+      const res = await env.DISK.fetch(DISK + file, { method: "PUT", body: upload });
+      await res.body?.cancel();
+      ok = res.ok && complete;
+    } catch {
+      ok = false;
+    }
+    if (!ok) {
+      // The disk service finished this write (the upload ended normally): its file has no trailer; remove it before
+      // its bytes leave the reservation.
+      await deleteFiles(env, [file]);
+      reservation.release();
+      await body.cancel().catch(() => undefined);
+      return new Response(null, { status: 413 });
+    }
     reservation.release();
-    await body.cancel().catch(() => undefined);
-    return new Response(null, { status: 413 });
-  }
-  reservation.release();
-  s.locks.delete(hash); // whoever waits for this key finds it now
-  if ((s.purged.get(hash) ?? -1) >= written) {
-    ctx.waitUntil(deleteFiles(env, [file]));
+    s.locks.delete(hash); // whoever waits for this key finds it now
+    if ((s.purged.get(hash) ?? -1) >= written) {
+      await deleteFiles(env, [file]);
+      return new Response(null, { status: 204 });
+    }
+    const now = Date.now();
+    const entry: IndexEntry = { hash, file, headLen: headBytes.byteLength, bodyLen: count, expires, written, lastAccess: now, headHash, indexedAt: now };
+    const stale = s.index.add(entry);
+    const over = s.index.evictToFit(max);
+    s.evicted.lru += over.length;
+    s.dirty = true;
+    const drop = [...(stale ? [stale] : []), ...over.map((e) => e.file)];
+    if (drop.length) ctx.waitUntil(deleteFiles(env, drop));
     return new Response(null, { status: 204 });
-  }
-  const now = Date.now();
-  const entry: IndexEntry = { hash, file, headLen: headBytes.byteLength, bodyLen: count, expires, written, lastAccess: now, headHash, indexedAt: now };
-  const stale = s.index.add(entry);
-  const over = s.index.evictToFit(max);
-  s.evicted.lru += over.length;
-  s.dirty = true;
-  const drop = [...(stale ? [stale] : []), ...over.map((e) => e.file)];
-  if (drop.length) ctx.waitUntil(deleteFiles(env, drop));
-  return new Response(null, { status: 204 });
+  })();
+  ctx.waitUntil(finished);
+  return finished;
 }
 
 async function purge(s: State, env: StoreEnv, ctx: ExecutionContext, request: Request): Promise<Response> {
@@ -462,9 +468,8 @@ async function control(s: State, request: Request): Promise<Response> {
         : { seq: inv.seq, keys: [], reset: true };
     return Response.json(answer);
   }
-  // workerd sends the default cache's requests to this worker as http:// URLs: hash the URL the same way.
-  const target = url.searchParams.get("url")?.replace(/^https:/, "http:");
-  const hash = target === undefined ? "" : await keyHash("", target);
+  const target = url.searchParams.get("url");
+  const hash = target === null ? "" : await keyHash("", target);
   switch (url.pathname) {
     case LOCK_PATH: {
       const since = Number(url.searchParams.get("since"));
