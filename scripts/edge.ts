@@ -17,8 +17,9 @@ import { parseArgs } from "node:util";
 import { startAnycast } from "../src/anycast/host.ts";
 import { originsOf } from "../src/config/edge-schema.ts";
 import { prepareControl, runControlAgent } from "../src/control/host.ts";
-import { hasFrontDoor, startFrontDoor, workerdBehindFrontDoor, type RunningFrontDoor } from "../src/frontdoor/frontdoor.ts";
-import { configFromText, configPath, exitOnConfigError, loadConfigFile, withOverrides } from "../src/node/config-file.ts";
+import { behindFrontDoor, hasFrontDoor, startFrontDoor, workerdBehindFrontDoor, type RunningFrontDoor } from "../src/frontdoor/frontdoor.ts";
+import { configFromText, configPath, exitOnConfigError, loadConfigFile, readConfigFile, withOverrides } from "../src/node/config-file.ts";
+import { restartOnlyChanges } from "../src/node/reload.ts";
 import { startEdgeMiniflare, type RunningEdge } from "../src/node/edge-host.ts";
 import { startEdgeWorkerd } from "../src/node/workerd-host.ts";
 
@@ -71,6 +72,7 @@ try {
 }
 let edge: RunningEdge;
 let door: RunningFrontDoor | undefined;
+let reloadEdge: ((text: string) => void) | undefined;
 try {
   if (values.runtime === "miniflare") {
     edge = await startEdgeMiniflare({ configText: file.text, host: values.host, port: Number(values.port ?? 8787), persistDir: values.persist, control });
@@ -89,6 +91,7 @@ try {
     console.log(`store: ${w.storeDir} (${w.recovered.entries} entries, ${w.recovered.removed} files removed at start)`);
     console.log(`workerd pids: ${w.edgePids().join(" ")}${w.edgePids().includes(w.storePid()) ? "" : ` (store ${w.storePid()})`}`);
     edge = w;
+    reloadEdge = (text) => w.reload(frontDoor ? behindFrontDoor(text) : text);
     if (frontDoor) {
       door = await startFrontDoor({
         config,
@@ -135,3 +138,25 @@ const stop = async () => {
 };
 process.on("SIGINT", stop);
 process.on("SIGTERM", stop);
+
+/**
+ * SIGHUP: reads the config file again and, when it is valid, hands it to the running edge workers (rules, origins,
+ * limits of the cache, the admin token, the [[edges]] list…) without a restart or a dropped connection. A bad file
+ * changes nothing (the reason is logged); fields that only a restart applies are named.
+ */
+process.on("SIGHUP", () => {
+  if (!values.config || !reloadEdge) {
+    console.error(`edge: reload needs --config and the workerd runtime; nothing changed`);
+    return;
+  }
+  let next;
+  try {
+    next = withOverrides(readConfigFile(values.config), { origin: values.origin, name: values.name });
+  } catch (err) {
+    console.error(`edge: reload refused, the running configuration stays: ${(err as Error).message.replace(/\n\s*/g, " ")}`);
+    return;
+  }
+  const later = restartOnlyChanges(file.config, next.config);
+  reloadEdge(next.text);
+  console.log(`edge reload: ${next.path} applied${later.length ? `; ${later.join(", ")} changed and apply at the next restart` : ""}`);
+});

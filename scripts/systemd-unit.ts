@@ -56,6 +56,7 @@ User=${values.user}
 Group=${values.user}
 WorkingDirectory=${q(dir)}
 ExecStart=${q(`${dir}/node_modules/.bin/node`)} scripts/edge.ts --config ${q(config)} --host ${values.host} --port ${values.port}${https}
+ExecReload=/bin/kill -HUP $MAINPID
 Restart=always
 RestartSec=2
 TimeoutStopSec=${20 + Math.ceil((anycast?.withdraw_grace_ms ?? 0) / 1000)}

@@ -12,6 +12,8 @@ import { storeLocks, storePeers, storeStats } from "../store/client.ts";
 export interface Env {
   /** cdn.toml's text; empty means the embedded default. */
   CDN_CONFIG?: string;
+  /** Bare workerd: the run directory holding the host's current `cdn.toml` (reloaded without a restart). */
+  CONFIG_DIR?: Fetcher;
   /** Bare workerd: the cache store service (locks shared by the box's processes, stats). Absent under Miniflare. */
   STORE?: Fetcher;
   /** Several edge processes share the store: coalescing locks are taken there (one process: in the isolate). */
@@ -45,19 +47,19 @@ function geoFrom(env: Env): GeoIp | undefined {
 }
 
 let built: { text: string; app: ReturnType<typeof createEdgeApp> } | { text: string; error: Error } | undefined;
+/** Kept across config changes with the same bounds: a reload does not empty the memory tier. */
+let hot: { key: string; tier: HotTier } | undefined;
 
-function appFor(env: Env) {
-  const text = env.CDN_CONFIG || embeddedConfigText;
+function appFor(env: Env, text: string) {
   if (built?.text !== text) {
     try {
       const config = parseConfig(text);
       const edge = config.edge;
       // The hot tier (off when hot_max_bytes = 0) in front of the Cache API: the disk store on bare workerd.
-      const store = new HotTier(new CacheApiStore(caches.default), {
-        maxBytes: edge?.hot_max_bytes ?? 0,
-        maxObjectBytes: edge?.hot_max_object_bytes ?? 0,
-      });
-      const hot = store;
+      const bounds = { maxBytes: edge?.hot_max_bytes ?? 0, maxObjectBytes: edge?.hot_max_object_bytes ?? 0 };
+      const key = JSON.stringify(bounds);
+      if (hot?.key !== key) hot = { key, tier: new HotTier(new CacheApiStore(caches.default), bounds) };
+      const store = hot.tier;
       const geo = geoFrom(env);
       const storeService = env.STORE;
       built = {
@@ -67,11 +69,11 @@ function appFor(env: Env) {
           store,
           locks: storeService && env.STORE_LOCKS && edge ? storeLocks(storeService, edge.lock_timeout_ms) : undefined,
           // Several processes: a client's invalidation reaches the others' memory tiers through the store.
-          peers: storeService && env.STORE_LOCKS ? storePeers(storeService, hot) : undefined,
+          peers: storeService && env.STORE_LOCKS ? storePeers(storeService, store) : undefined,
           stats: storeService
             ? async () => ({
                 store: await storeStats(storeService),
-                hot: { bytes: hot.totalBytes, entries: hot.size, hits: hot.hits, misses: hot.misses },
+                hot: { bytes: store.totalBytes, entries: store.size, hits: store.hits, misses: store.misses },
               })
             : undefined,
           control: env.CONTROL,
@@ -85,15 +87,32 @@ function appFor(env: Env) {
         }),
       };
     } catch (error) {
-      built = { text, error: error as Error };
+      // A bad text never replaces a working configuration (the host validates before it writes one anyway).
+      if (!built || "error" in built) built = { text, error: error as Error };
+      else console.error(`edge: configuration not applied, the running one stays: ${(error as Error).message}`);
     }
   }
   return built;
 }
 
+/**
+ * The configuration text: on bare workerd the host's `cdn.toml` in the run directory (CONFIG_DIR), read again at
+ * most once a second, so a reload (SIGHUP) applies without a restart and without dropping a connection; else the
+ * CDN_CONFIG binding, else the embedded default.
+ */
+let fileText: { text: string; at: number } | undefined;
+async function configText(env: Env): Promise<string> {
+  if (!env.CONFIG_DIR) return env.CDN_CONFIG || embeddedConfigText;
+  if (fileText && Date.now() - fileText.at < 1000) return fileText.text;
+  const res = await env.CONFIG_DIR.fetch("http://config/cdn.toml").catch(() => undefined);
+  const text = res?.ok ? await res.text() : (await res?.body?.cancel(), undefined);
+  fileText = { text: text ?? fileText?.text ?? env.CDN_CONFIG ?? embeddedConfigText, at: Date.now() };
+  return fileText.text;
+}
+
 export default {
-  fetch(request: Request, env: Env, ctx: ExecutionContext): Response | Promise<Response> {
-    const b = appFor(env);
+  async fetch(request: Request, env: Env, ctx: ExecutionContext): Promise<Response> {
+    const b = appFor(env, await configText(env));
     if ("error" in b) {
       return new Response(`500 edge misconfigured\n${b.error.message}\n`, {
         status: 500,

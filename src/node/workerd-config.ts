@@ -18,8 +18,10 @@ export interface WorkerdEdgeConfigInput {
   compatibilityDate: string;
   compatibilityFlags: string[];
   edge: EdgeConfig;
-  /** cdn.toml text given to the edge worker. */
+  /** cdn.toml text given to the edge worker (at start; see configDir). */
   configText: string;
+  /** Absolute folder whose cdn.toml the worker follows (bound read-only as CONFIG_DIR): reloads without a restart. */
+  configDir?: string;
   /** `host:port` to listen on; omitted = the socket comes from the command line (`--socket-fd http=N`). */
   address?: string;
   /** Files next to the config (embedded by relative path). */
@@ -88,6 +90,8 @@ export function workerdEdgeConfig(input: WorkerdEdgeConfigInput): string {
     : `http = (${input.forwardedProtoHeader ? `forwardedProtoHeader = ${capnpString(input.forwardedProtoHeader)}` : ""})`;
   const address = input.address ? `address = ${capnpString(input.address)}, ` : "";
   const remote = input.storeAddress !== undefined;
+  // The folder of the host's current cdn.toml (read-only): the worker follows it, so a reload needs no restart.
+  const configDir = input.configDir ? `    (name = "config-dir", disk = (path = ${capnpString(input.configDir)})),\n` : "";
   const storeServices = remote
     ? `    (name = "store", external = (address = ${capnpString(input.storeAddress!)}, http = ())),\n`
     : `    (name = "store", worker = .storeWorker),\n    (name = "store-disk", disk = (path = ${capnpString(input.storeDir)}, writable = true)),\n`;
@@ -107,7 +111,7 @@ using Workerd = import "/workerd/workerd.capnp";
 const config :Workerd.Config = (
   services = [
     (name = "edge", worker = .edgeWorker),
-${storeServices}${control}    (name = "origin-net", network = (allow = ${allow}, tlsOptions = (trustBrowserCas = true))),
+${storeServices}${control}${configDir}    (name = "origin-net", network = (allow = ${allow}, tlsOptions = (trustBrowserCas = true))),
   ],
   sockets = [
     (name = "http", ${address}${socketKind}, service = "edge"),
@@ -119,7 +123,7 @@ const edgeWorker :Workerd.Worker = (
   compatibilityDate = ${capnpString(input.compatibilityDate)},
   compatibilityFlags = ${flags},
   bindings = [
-    (name = "CDN_CONFIG", text = ${capnpString(input.configText)}),
+    (name = "CDN_CONFIG", text = ${capnpString(input.configText)}),${input.configDir ? '\n    (name = "CONFIG_DIR", service = "config-dir"),' : ""}
     (name = "STORE", service = "store")${remote ? ',\n    (name = "STORE_LOCKS", json = "true")' : ""}${controlBindings}${geo}
   ],
   globalOutbound = "origin-net",

@@ -11,7 +11,7 @@
  *   spreads connections over them, each under its shell loop.
  */
 import type { ChildProcess } from "node:child_process";
-import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { request as httpRequest } from "node:http";
 import { request as httpsRequest } from "node:https";
 import { createServer, type AddressInfo, type Server } from "node:net";
@@ -54,6 +54,11 @@ export interface RunningWorkerdEdge extends RunningEdge {
   edgePids(): number[];
   /** Entries the store started with, and files the recovery removed. */
   recovered: { entries: number; removed: number };
+  /**
+   * Applies a new cdn.toml to the running edge workers (within a second, no restart, no connection dropped). The
+   * text must be valid (the caller validated it); what needs a restart is the caller's to say.
+   */
+  reload(configText: string): void;
 }
 
 export function workerdBinary(): string {
@@ -164,8 +169,16 @@ export async function startEdgeWorkerd(opts: WorkerdEdgeOptions): Promise<Runnin
     storePid: () => (store ? store.current.pid! : edgePids()[0]!),
     edgePids,
     recovered: run.recovered,
+    reload: (configText) => writeConfigText(join(run.runDir, "config"), configText),
     stop: stopAll,
   };
+}
+
+/** Replaces the cdn.toml the edge workers follow, in one step (written aside, renamed). */
+function writeConfigText(configDir: string, text: string) {
+  const aside = join(configDir, `.cdn.toml.${process.pid}.tmp`);
+  writeFileSync(aside, text, { mode: 0o600 });
+  renameSync(aside, join(configDir, "cdn.toml"));
 }
 
 /** Recovers the store directory of a run (scan.ts) and writes the index the store worker starts with. */
@@ -238,9 +251,24 @@ async function prepareRunDir(file: ConfigFile, opts: WorkerdEdgeOptions): Promis
   }
   const edgeConfig = join(runDir, "edge.capnp");
   const control = opts.control && { address: `unix:${opts.control.socketPath}`, bootId: opts.control.bootId };
+  const configDir = join(runDir, "config");
+  mkdirSync(configDir, { recursive: true });
+  writeConfigText(configDir, file.text);
   writeFileSync(
     edgeConfig,
-    workerdEdgeConfig({ ...compat, edge, configText: file.text, files, storeDir, store, storeAddress, geoip, control, forwardedProtoHeader: opts.forwardedProtoHeader }),
+    workerdEdgeConfig({
+      ...compat,
+      edge,
+      configText: file.text,
+      configDir,
+      files,
+      storeDir,
+      store,
+      storeAddress,
+      geoip,
+      control,
+      forwardedProtoHeader: opts.forwardedProtoHeader,
+    }),
   );
   return { edge, storeDir, runDir, processes, edgeConfig, storeConfig, storeSocket, scheme: files.tlsCert ? "https" : "http", recovered };
 }
