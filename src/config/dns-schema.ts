@@ -209,7 +209,7 @@ export const EdgeNodeSchema = z
     /** Operator drain: out of DNS answers whatever its probes say (it keeps serving what reaches it). */
     drain: z.boolean().default(false),
   })
-  .loose();
+  .strict();
 
 export type DnsRecordConfig = z.infer<typeof DnsRecordSchema>;
 export type DirectorConfig = z.infer<typeof DirectorSchema>;

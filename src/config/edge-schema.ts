@@ -1,6 +1,6 @@
 /** Schema of the edge cache's part of cdn.toml: the `[edge]` table and the ordered `[[rules]]`. */
 import { z } from "zod";
-import { parseCidr } from "../net/ip.ts";
+import { CidrListSchema } from "./cidr.ts";
 
 const seconds = z.number().int().min(0).max(2 ** 31);
 const names = z.array(z.string().min(1)).default([]);
@@ -87,7 +87,7 @@ export const EdgeSchema = z
     /** One JSON line per request on stdout. */
     access_log: z.boolean().default(true),
     /** Proxies (CIDRs) whose X-Forwarded-For is believed; nobody else's is. */
-    trusted_proxies: z.array(z.string().refine((c) => parseCidr(c) !== null, "not an IP address or CIDR")).default([]),
+    trusted_proxies: CidrListSchema,
     /** Bare workerd: the directory of the disk cache store (created when missing; relative to the working directory). */
     store_dir: z.string().min(1).default(".parrot/store"),
     /** Bare workerd: bytes the disk store may hold (nginx's max_size); least recently used entries go first. */
