@@ -33,8 +33,31 @@ export function endToEnd(headers: Headers, drop: Iterable<string> = []): Headers
   return out;
 }
 
+/**
+ * A response's header fields as (lower-case name, value) pairs in order, Set-Cookie lines apart: the form entries
+ * are stored in, and the one the edge builds an answer in (a Response is made from it once: each change to a
+ * Headers object is a call into the runtime).
+ */
+export type HeaderList = [string, string][];
+
+/** The first value of `name` (lower case) in a list, or null. */
+export function headerOf(list: HeaderList, name: string): string | null {
+  for (const [n, v] of list) if (n === name) return v;
+  return null;
+}
+
+/** Sets `name` to `value`: every earlier line of it goes, one line comes at the end. */
+export function setHeader(list: HeaderList, name: string, value: string) {
+  for (let i = list.length - 1; i >= 0; i--) if (list[i]![0] === name) list.splice(i, 1);
+  list.push([name, value]);
+}
+
+export function deleteHeader(list: HeaderList, name: string) {
+  for (let i = list.length - 1; i >= 0; i--) if (list[i]![0] === name) list.splice(i, 1);
+}
+
 /** Headers as a list of pairs, Set-Cookie kept as separate lines: the form entries store them in. */
-export function headerPairs(headers: Headers): [string, string][] {
+export function headerPairs(headers: Headers): HeaderList {
   const pairs: [string, string][] = [];
   for (const [name, value] of headers) if (name !== "set-cookie") pairs.push([name, value]);
   for (const cookie of headers.getSetCookie()) pairs.push(["set-cookie", cookie]);

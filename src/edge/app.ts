@@ -67,9 +67,9 @@ export function createEdgeApp({ config, store, fetch: fetchImpl = (i, init) => f
     const ip = clientIp(request);
     const waitUntil = (p: Promise<unknown>) => ctx.waitUntil(p);
     const parsed = url ?? new URL(request.url);
-    const response = await cache.handle(request, { waitUntil, clientIp: ip }, parsed);
-    observer.answered(request, parsed, response, ip, started, waitUntil);
-    return response;
+    const answer = await cache.answer(request, { waitUntil, clientIp: ip }, parsed);
+    observer.answered(request, parsed, answer, ip, started, waitUntil);
+    return answer.response;
   };
 
   // The CDN's own paths (Hono): health for DNS nodes' probes ("draining", 503, while the edge should leave DNS

@@ -2,74 +2,105 @@
  * Step "deliver": every answer leaves through here. Client conditionals (304), Range (206 / multipart / 416), HEAD,
  * Age, Via, X-Cache-Status and Cache-Status. Also the Outcomes the other steps build from stored entries or failures.
  */
-import { currentAgeOf, entryHeaders, type EntryMeta } from "../cache/entry.ts";
+import { currentAgeOf, type EntryMeta } from "../cache/entry.ts";
+import { deleteHeader, headerOf, setHeader, type HeaderList } from "../cache/headers.ts";
 import { isNotModified, notModifiedHeaders } from "../cache/conditional.ts";
 import { ifRangeMatches, multipartByteranges, parseRange, sliceStream } from "../cache/range.ts";
 import { appendCacheStatus, cacheStatusMember, type CacheStatusParams, type XCacheStatus } from "../cache/status.ts";
 import { ClientBodyError, OriginTimeout } from "./origin.ts";
 import type { StoredEntry } from "./store.ts";
-import { NULL_BODY_STATUS, edgeResponse, textResponse, type Engine, type Outcome } from "./transaction.ts";
+import { NULL_BODY_STATUS, dropBody, edgeResponse, textOutcome, type Engine, type Outcome } from "./transaction.ts";
 
 /** From this size on, a single Range is read by the store (a seek) rather than skipped through in the body. */
 const RANGE_FROM_STORE_MIN = 1024 * 1024;
 /** Largest body assembled in memory for a multi-range answer; larger ones get the whole body. */
 const MULTIPART_LIMIT = 8 * 1024 * 1024;
 
-/** The client's answer for an Outcome. Every Outcome's Response was built by the engine: its headers are ours. */
-export async function deliver(e: Engine, request: Request, o: Outcome): Promise<Response> {
-  const res = o.response;
-  const headers = res.headers;
+/** What the access log and metrics need of an answer, known here without reading headers back. */
+export interface Delivered {
+  response: Response;
+  xcs: XCacheStatus;
+  /** Body bytes sent (as Content-Length says; 0 when unknown). */
+  bytes: number;
+  collapsed: boolean;
+}
+
+/**
+ * The client's answer for an Outcome. The headers are one list, changed here and made into a Response once (every
+ * change to a Headers object is a call into the runtime; on a HIT they cost more than the rest of the engine).
+ */
+export async function deliver(e: Engine, request: Request, o: Outcome): Promise<Delivered> {
+  const h = o.headers;
   const name = e.edge.name;
-  if (o.age !== undefined) headers.set("age", String(Math.floor(o.age)));
-  const via = headers.get("via");
-  headers.set("via", via ? `${via}, 1.1 ${name}` : `1.1 ${name}`);
-  headers.set("x-cache-status", o.status);
-  headers.set("cache-status", appendCacheStatus(headers.get("cache-status"), cacheStatusMember(name, o.cacheStatus)));
+  if (o.age !== undefined) setHeader(h, "age", String(Math.floor(o.age)));
+  const via = headerOf(h, "via");
+  setHeader(h, "via", via ? `${via}, 1.1 ${name}` : `1.1 ${name}`);
+  setHeader(h, "x-cache-status", o.xcs);
+  setHeader(h, "cache-status", appendCacheStatus(headerOf(h, "cache-status"), cacheStatusMember(name, o.cacheStatus)));
+  const facts = (response: Response, list: HeaderList = h): Delivered => ({
+    response,
+    xcs: o.xcs,
+    bytes: Number(headerOf(list, "content-length") ?? 0) || 0,
+    collapsed: o.cacheStatus.collapsed === true,
+  });
+  const answer = (status: number, body: BodyInit | null, statusText?: string) => facts(edgeResponse(body, { status, statusText, headers: headersInit(h) }));
   const method = request.method;
   const isRead = method === "GET" || method === "HEAD";
-  const status = res.status;
-  // An in-memory body is never turned into a stream unless an answer needs part of it.
-  const drop = () => (o.bytes ? undefined : res.body?.cancel());
-  if (isRead && status === 200 && isNotModified(request.headers, headers)) {
-    await drop();
-    return edgeResponse(null, { status: 304, headers: notModifiedHeaders(headers) });
+  if (isRead && o.status === 200 && isNotModified(request.headers, h)) {
+    await dropBody(o);
+    const kept = notModifiedHeaders(h);
+    return facts(edgeResponse(null, { status: 304, headers: headersInit(kept) }), kept);
   }
-  const size = o.size ?? o.bytes?.byteLength ?? lengthOf(headers);
-  if (isRead && status === 200 && size !== undefined) {
-    headers.set("accept-ranges", "bytes");
+  const bytes = o.body instanceof Uint8Array ? o.body : undefined;
+  const size = o.size ?? bytes?.byteLength ?? lengthOf(h);
+  if (isRead && o.status === 200 && size !== undefined) {
+    setHeader(h, "accept-ranges", "bytes");
     const range = method === "GET" ? request.headers.get("range") : null;
-    const ranges = range !== null && ifRangeMatches(request.headers.get("if-range"), headers.get("etag"), headers.get("last-modified"))
+    const ranges = range !== null && ifRangeMatches(request.headers.get("if-range"), headerOf(h, "etag"), headerOf(h, "last-modified"))
       ? parseRange(range, size)
       : null;
     if (ranges && ranges.length === 0) {
-      await drop();
-      headers.set("content-range", `bytes */${size}`);
-      headers.delete("content-length");
-      return edgeResponse(null, { status: 416, headers });
+      await dropBody(o);
+      setHeader(h, "content-range", `bytes */${size}`);
+      deleteHeader(h, "content-length");
+      return answer(416, null);
     }
-    if (ranges && ranges.length === 1 && (o.bytes || res.body)) {
+    if (ranges && ranges.length === 1 && o.body) {
       const r = ranges[0]!;
-      headers.set("content-range", `bytes ${r.start}-${r.end}/${size}`);
-      headers.set("content-length", String(r.end - r.start + 1));
-      let part: ReadableStream<Uint8Array> | Uint8Array | null = o.bytes ? o.bytes.subarray(r.start, r.end + 1) : null;
+      setHeader(h, "content-range", `bytes ${r.start}-${r.end}/${size}`);
+      setHeader(h, "content-length", String(r.end - r.start + 1));
+      let part: ReadableStream<Uint8Array> | Uint8Array | null = bytes ? bytes.subarray(r.start, r.end + 1) : null;
       if (!part && o.readRange && size >= RANGE_FROM_STORE_MIN) part = await o.readRange(r.start, r.end).catch(() => null);
-      if (part && !o.bytes) await res.body?.cancel();
-      return edgeResponse(part ?? sliceStream(res.body!, r.start, r.end), { status: 206, headers });
+      if (part && !bytes) await dropBody(o);
+      return answer(206, part ?? sliceStream(o.body as ReadableStream<Uint8Array>, r.start, r.end));
     }
-    if (ranges && ranges.length > 1 && (o.bytes || res.body) && size <= MULTIPART_LIMIT) {
-      const whole = o.bytes ?? new Uint8Array(await new Response(res.body).arrayBuffer());
+    if (ranges && ranges.length > 1 && o.body && size <= MULTIPART_LIMIT) {
+      const whole = bytes ?? new Uint8Array(await new Response(o.body).arrayBuffer());
       const boundary = crypto.randomUUID().replace(/-/g, "");
-      const parts = multipartByteranges(whole, ranges, headers.get("content-type"), boundary);
-      headers.set("content-type", `multipart/byteranges; boundary=${boundary}`);
-      headers.set("content-length", String(parts.byteLength));
-      return edgeResponse(parts, { status: 206, headers });
+      const parts = multipartByteranges(whole, ranges, headerOf(h, "content-type"), boundary);
+      setHeader(h, "content-type", `multipart/byteranges; boundary=${boundary}`);
+      setHeader(h, "content-length", String(parts.byteLength));
+      return answer(206, parts);
     }
   }
-  if (method === "HEAD") {
-    await drop();
-    return edgeResponse(null, { status, statusText: res.statusText, headers });
+  if (method === "HEAD" || NULL_BODY_STATUS.has(o.status)) {
+    await dropBody(o);
+    return answer(o.status, null, o.statusText);
   }
-  return res;
+  return answer(o.status, o.body, o.statusText);
+}
+
+/**
+ * The list as a Response's headers: a plain object when no name repeats (the runtime takes that in one step, much
+ * cheaper than a list of pairs or a Headers object filled field by field), the pairs when one does (Set-Cookie).
+ */
+function headersInit(list: HeaderList): HeadersInit {
+  const out: Record<string, string> = Object.create(null); // a field named __proto__ is a field like any other
+  for (const [name, value] of list) {
+    if (out[name] !== undefined) return list;
+    out[name] = value;
+  }
+  return out;
 }
 
 /** An answer from a stored entry; with its storage key, a Range can be read by the store itself (see deliver). */
@@ -82,8 +113,6 @@ export function fromEntry(
 ): Outcome {
   const meta = entry.meta as EntryMeta;
   const noBody = NULL_BODY_STATUS.has(meta.status);
-  const bytes = noBody ? undefined : entry.bytes;
-  const body = noBody ? null : (bytes ?? entry.body);
   if (noBody && !entry.bytes) void entry.body?.cancel();
   const store = e.store;
   const readRange =
@@ -99,12 +128,14 @@ export function fromEntry(
         }
       : undefined;
   return {
-    response: edgeResponse(body, { status: meta.status, statusText: meta.statusText, headers: entryHeaders(meta) }),
-    status,
+    status: meta.status,
+    statusText: meta.statusText,
+    headers: meta.headers.slice(), // a copy: stored metas are shared (the memory tier's are frozen)
+    body: noBody ? null : (entry.bytes ?? entry.body),
+    xcs: status,
     cacheStatus,
     age: currentAgeOf(meta, e.now()),
     size: meta.size,
-    bytes,
     readRange,
   };
 }
@@ -114,24 +145,22 @@ export function fromEntry(
  * the client's own body that failed.
  */
 export function originFailure(error: unknown, status: XCacheStatus, cacheStatus: CacheStatusParams = {}): Outcome {
-  if (error instanceof ClientBodyError) {
-    return { response: textResponse(400, "400 the request body could not be read\n"), status, cacheStatus: { ...cacheStatus, detail: "client-body" } };
-  }
+  if (error instanceof ClientBodyError) return textOutcome(400, "400 the request body could not be read\n", status, { ...cacheStatus, detail: "client-body" });
   const timeout = error instanceof OriginTimeout;
-  return {
-    response: textResponse(timeout ? 504 : 502, timeout ? "504 origin timed out\n" : "502 origin unreachable\n"),
-    status,
-    cacheStatus: { ...cacheStatus, fwdStatus: undefined, detail: timeout ? "origin-timeout" : "origin-unreachable" },
-  };
+  return textOutcome(timeout ? 504 : 502, timeout ? "504 origin timed out\n" : "502 origin unreachable\n", status, {
+    ...cacheStatus,
+    fwdStatus: undefined,
+    detail: timeout ? "origin-timeout" : "origin-unreachable",
+  });
 }
 
 /** only-if-cached (RFC 9111 §5.2.1.7) with nothing usable stored. */
 export function gatewayTimeout(reason: string): Outcome {
-  return { response: textResponse(504, `504 ${reason}\n`), status: "MISS", cacheStatus: { detail: "only-if-cached" } };
+  return textOutcome(504, `504 ${reason}\n`, "MISS", { detail: "only-if-cached" });
 }
 
-export function lengthOf(headers: Headers): number | undefined {
-  const v = headers.get("content-length");
+export function lengthOf(headers: Headers | HeaderList): number | undefined {
+  const v = headers instanceof Headers ? headers.get("content-length") : headerOf(headers, "content-length");
   if (v === null || !/^\d+$/.test(v)) return undefined;
   return Number(v);
 }

@@ -20,7 +20,7 @@ import { recordPurge, type ControlMark, type PurgeRequest } from "../cache/purge
 import { conditionMatches, findRule } from "../cache/rules.ts";
 import type { PeerInvalidations, SharedLocks } from "../contracts/store.ts";
 import { Coalescer } from "./coalesce.ts";
-import { deliver, fromEntry, gatewayTimeout } from "./deliver.ts";
+import { deliver, fromEntry, gatewayTimeout, type Delivered } from "./deliver.ts";
 import { fetchAndStore, release } from "./fetch-store.ts";
 import { lookup, storedResponse } from "./lookup.ts";
 import { pass } from "./pass.ts";
@@ -71,6 +71,11 @@ export class EdgeCache {
 
   /** Answers one client request (`url`: its URL, parsed already by the caller). */
   async handle(request: Request, ctx: RequestContext, url = new URL(request.url)): Promise<Response> {
+    return (await this.answer(request, ctx, url)).response;
+  }
+
+  /** The answer to one client request, with what the log and metrics need to know of it. */
+  async answer(request: Request, ctx: RequestContext, url = new URL(request.url)): Promise<Delivered> {
     const shared = this.e.shared;
     if (shared.due) {
       // Once a second the request waits for the box's shared state (a store round trip), so a purge or another

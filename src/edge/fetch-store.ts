@@ -5,13 +5,13 @@
  */
 import { variantKey, variantOf, primaryKey } from "../cache/key.ts";
 import type { EntryMeta } from "../cache/entry.ts";
-import { endToEnd } from "../cache/headers.ts";
+import { endToEnd, headerPairs } from "../cache/headers.ts";
 import { CDN_ONLY_HEADERS, decideStorage } from "../cache/policy.ts";
 import { conditionMatches } from "../cache/rules.ts";
 import type { CacheStatusParams, XCacheStatus } from "../cache/status.ts";
 import { lengthOf, originFailure } from "./deliver.ts";
 import { compressed } from "./compress.ts";
-import { NULL_BODY_STATUS, edgeResponse, type Engine, type Outcome, type Transaction } from "./transaction.ts";
+import { NULL_BODY_STATUS, type Engine, type Outcome, type Transaction } from "./transaction.ts";
 
 /** Request headers that would make the origin answer something other than the whole, storable response. */
 export const PARTIAL_REQUEST_HEADERS = ["range", "if-range", "if-none-match", "if-modified-since", "if-match", "if-unmodified-since"];
@@ -55,16 +55,23 @@ export async function storeResponse(
     rule,
     edge: e.edge,
   });
-  const headers = endToEnd(response.headers, CDN_ONLY_HEADERS);
+  const headers = headerPairs(endToEnd(response.headers, CDN_ONLY_HEADERS));
   const size = lengthOf(headers);
   const body = NULL_BODY_STATUS.has(response.status) ? null : response.body;
-  const answer = (b: ReadableStream<Uint8Array> | null) =>
-    edgeResponse(b, { status: response.status, statusText: response.statusText, headers });
+  const answer = (b: ReadableStream<Uint8Array> | null, params: CacheStatusParams): Outcome => ({
+    status: response.status,
+    statusText: response.statusText,
+    headers,
+    body: b,
+    xcs: status,
+    cacheStatus: params,
+    size,
+  });
   const allowed =
     decision.store && !conditionMatches(rule?.no_store, request, url) && e.uses.reached(found.storageKey, rule?.min_uses ?? 1);
   if (!allowed) {
     release(tx);
-    return { response: answer(body), status, cacheStatus: { ...cacheStatus, stored: false }, size };
+    return answer(body, { ...cacheStatus, stored: false });
   }
   const [client, toStore] = body ? body.tee() : [null, null];
   // A known length was checked against max_object_bytes already; only unknown lengths need counting on the way.
@@ -75,7 +82,7 @@ export async function storeResponse(
   );
   tx.ctx.waitUntil(stored);
   // "stored" only when it is known to fit: a body without a length may still turn out too large on the way.
-  return { response: answer(client), status, cacheStatus: { ...cacheStatus, stored: size !== undefined }, size, stored };
+  return { ...answer(client, { ...cacheStatus, stored: size !== undefined }), stored };
 }
 
 /**

@@ -5,6 +5,7 @@
 import { Registry } from "../metrics/registry.ts";
 import type { OriginRequest } from "./origin.ts";
 import type { StoreStats } from "../contracts/store.ts";
+import type { Delivered } from "./deliver.ts";
 
 /** The store process's stats and this isolate's hot tier, for the metrics (bare workerd only). */
 export interface EdgeStoreStats {
@@ -88,16 +89,13 @@ export class EdgeObserver {
   }
 
   /** Counts and logs one answered request; `waitUntil` lets a batch of log lines wait for more. */
-  answered(request: Request, url: URL, response: Response, clientIp: string | undefined, started: number, waitUntil?: (p: Promise<unknown>) => void) {
-    const headers = response.headers;
-    const cacheStatus = headers.get("x-cache-status") ?? "NONE";
-    const bytes = Number(headers.get("content-length") ?? 0) || 0;
-    const klass = response.status < 200 ? "1xx" : response.status < 300 ? "2xx" : response.status < 400 ? "3xx" : response.status < 500 ? "4xx" : "5xx";
-    this.metrics.inc("parrot_edge_requests_total", "Answers by cache status and status class.", { cache_status: cacheStatus, status_class: klass });
+  answered(request: Request, url: URL, answer: Delivered, clientIp: string | undefined, started: number, waitUntil?: (p: Promise<unknown>) => void) {
+    const { response, xcs, bytes } = answer;
+    const s = response.status;
+    const klass = s < 200 ? "1xx" : s < 300 ? "2xx" : s < 400 ? "3xx" : s < 500 ? "4xx" : "5xx";
+    this.metrics.inc("parrot_edge_requests_total", "Answers by cache status and status class.", { cache_status: xcs, status_class: klass });
     this.metrics.inc("parrot_edge_response_bytes_total", "Body bytes sent, by Content-Length.", {}, bytes);
-    if (headers.get("cache-status")?.includes("collapsed")) {
-      this.metrics.inc("parrot_edge_coalesced_total", "Requests answered from another request's origin fetch.");
-    }
+    if (answer.collapsed) this.metrics.inc("parrot_edge_coalesced_total", "Requests answered from another request's origin fetch.");
     if (!this.accessLog) return;
     const origin = this.origin.get(request);
     this.lines.push(
@@ -108,10 +106,10 @@ export class EdgeObserver {
         method: request.method,
         host: url.host,
         path: url.pathname + url.search,
-        status: response.status,
+        status: s,
         bytes,
         duration_ms: Date.now() - started,
-        cache_status: cacheStatus,
+        cache_status: xcs,
         origin_status: origin?.status ?? null,
         origin_ms: origin?.ms ?? null,
       }),

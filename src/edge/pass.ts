@@ -2,10 +2,10 @@
  * Step "pass": methods other than GET and HEAD go straight to the origin, unstored. An unsafe method that succeeds
  * invalidates the request URL and its Location / Content-Location of the same origin (RFC 9111 §4.4).
  */
-import { endToEnd } from "../cache/headers.ts";
+import { endToEnd, headerPairs } from "../cache/headers.ts";
 import { CDN_ONLY_HEADERS } from "../cache/policy.ts";
 import { originFailure } from "./deliver.ts";
-import { NULL_BODY_STATUS, edgeResponse, type Engine, type Outcome, type Transaction } from "./transaction.ts";
+import { NULL_BODY_STATUS, type Engine, type Outcome, type Transaction } from "./transaction.ts";
 
 const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS", "TRACE"]);
 
@@ -27,11 +27,12 @@ export async function pass(e: Engine, tx: Transaction, invalidate: (urls: string
     }
     await invalidate([...urls]).catch(() => undefined);
   }
-  const headers = endToEnd(response.headers, CDN_ONLY_HEADERS);
-  const body = NULL_BODY_STATUS.has(response.status) ? null : response.body;
   return {
-    response: edgeResponse(body, { status: response.status, statusText: response.statusText, headers }),
-    status: "BYPASS",
+    status: response.status,
+    statusText: response.statusText,
+    headers: headerPairs(endToEnd(response.headers, CDN_ONLY_HEADERS)),
+    body: NULL_BODY_STATUS.has(response.status) ? null : response.body,
+    xcs: "BYPASS",
     cacheStatus: { fwd: "method" },
   };
 }

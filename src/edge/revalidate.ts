@@ -10,7 +10,7 @@ import { decideStorage, isOriginError, physicalTtl, staleIfErrorAllows } from ".
 import { fromEntry, originFailure } from "./deliver.ts";
 import { PARTIAL_REQUEST_HEADERS, release, storeResponse } from "./fetch-store.ts";
 import type { StoredEntry } from "./store.ts";
-import type { Engine, Outcome, Transaction } from "./transaction.ts";
+import { dropBody, type Engine, type Outcome, type Transaction } from "./transaction.ts";
 
 type RefreshResult =
   | { kind: "not-modified"; headers: Headers; requestTime: number; responseTime: number }
@@ -82,7 +82,7 @@ export async function refresh(e: Engine, tx: Transaction, meta: EntryMeta): Prom
       else await e.store.delete(tx.found.storageKey).catch(() => undefined);
     } else if (result.kind === "full") {
       const outcome = await storeResponse(e, tx, result.response, result.requestTime, "EXPIRED", {});
-      await outcome.response.body?.cancel();
+      await dropBody(outcome);
       await outcome.stored;
     } else {
       await result.response?.body?.cancel();

@@ -6,6 +6,7 @@ import type { EdgeConfig, Rule } from "../config/edge-schema.ts";
 import type { Directives } from "../cache/directives.ts";
 import type { VaryMarker } from "../cache/entry.ts";
 import type { CacheStatusParams, XCacheStatus } from "../cache/status.ts";
+import { headerPairs, type HeaderList } from "../cache/headers.ts";
 import type { Claim, Coalescer } from "./coalesce.ts";
 import type { OriginRequest } from "./origin.ts";
 import type { SharedLog } from "./shared-log.ts";
@@ -66,17 +67,30 @@ export interface Transaction {
 
 /** What a path through the engine decided, before delivery (conditionals, ranges, HEAD, labels). */
 export interface Outcome {
-  response: Response;
-  status: XCacheStatus;
+  status: number;
+  statusText: string;
+  /** The answer's headers, changed by deliver and made into a Response once. */
+  headers: HeaderList;
+  /** A stream, or the whole body in memory (the memory tier: ranges slice it, nothing streams). */
+  body: ReadableStream<Uint8Array> | Uint8Array | null;
+  xcs: XCacheStatus;
   cacheStatus: CacheStatusParams;
   /** Age to send, for responses that come from the cache. */
   age?: number;
   /** Body size when known (ranges need it). */
   size?: number;
-  /** The response's whole body when it is in memory (the memory tier): ranges slice it, nothing streams. */
-  bytes?: Uint8Array;
   /** Reads a byte range of the same stored body from the store (large objects: a seek instead of a skip). */
   readRange?: (start: number, end: number) => Promise<ReadableStream<Uint8Array> | null>;
+}
+
+/** An Outcome from a Response (an origin's, or one the edge made): its parts, the headers as a list. */
+export function outcomeOf(response: Response, xcs: XCacheStatus, cacheStatus: CacheStatusParams): Outcome {
+  return { status: response.status, statusText: response.statusText, headers: headerPairs(response.headers), body: response.body, xcs, cacheStatus };
+}
+
+/** Lets go of an Outcome's body (a stream is cancelled; bytes need nothing). */
+export function dropBody(o: Pick<Outcome, "body">): Promise<void> | undefined {
+  return o.body instanceof ReadableStream ? o.body.cancel().catch(() => undefined) : undefined;
 }
 
 /** Statuses whose responses have no body. */
@@ -92,4 +106,9 @@ export function edgeResponse(body: BodyInit | null, init: ResponseInit): Respons
 
 export function textResponse(status: number, text: string): Response {
   return new Response(text, { status, headers: { "content-type": "text/plain; charset=utf-8" } });
+}
+
+/** A short plain-text Outcome (the edge's own errors). */
+export function textOutcome(status: number, text: string, xcs: XCacheStatus, cacheStatus: CacheStatusParams): Outcome {
+  return { status, statusText: "", headers: [["content-type", "text/plain; charset=utf-8"]], body: new TextEncoder().encode(text), xcs, cacheStatus };
 }
