@@ -2,11 +2,14 @@
 # Edge benchmark (not a test). One server core (taskset -c 0) for the server under test, the load (wrk) and the
 # origin on the other (-c 1). Side by side, 1 KB and 100 KB objects, wrk -t1 -c32:
 #   const    a bare workerd worker answering a constant response of that size (the ceiling for anything on workerd)
-#   edge     this edge on bare workerd: HIT (hot tier), HIT from the disk store (hot tier off), MISS (unique URLs),
-#            HIT with --processes 2 (two edge processes + the store process, all on the same server core: the cost
-#            of the split, not the gain of a second core, which this 2-core machine cannot show with wrk on the other)
+#   forward  a bare workerd worker that only forwards to the origin (the ceiling for a MISS)
+#   edge     this edge on bare workerd: HIT with the default config (`npm run edge --origin`: access log on), HIT
+#            (hot tier, log off), HIT from the disk store (hot tier off), MISS (unique URLs), HIT with --processes 2
+#            (two edge processes + the store process, all on the same server core: the cost of the split, not the
+#            gain of a second core, which this 2-core machine cannot show with wrk on the other)
 #   nginx    proxy_cache HIT
-# then a 1 GB object through a cold and a warm cache (edge vs nginx, MB/s) and the edge's peak RSS.
+# then a 1 GB object through a cold and a warm cache (edge vs nginx, MB/s) and the edge's peak RSS against its
+# memory tier's bound. Every row also gives the server's CPU µs per request (steadier than req/s on a busy machine).
 # Needs: wrk nginx curl python3 (apt-get install wrk nginx). Usage: scripts/bench/edge.sh [seconds per run, default 8]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -21,6 +24,7 @@ trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_http() { for _ in $(seq 1 200); do curl -sfk -o /dev/null "$1" && return 0; sleep 0.1; done; echo "not up: $1" >&2; return 1; }
 P_ORIGIN=$(free_port); P_CONST=$(free_port); P_EDGE=$(free_port); P_DISK=$(free_port); P_NGINX=$(free_port); P_MULTI=$(free_port); P_BIG=$(free_port)
+P_FWD=$(free_port); P_DEF=$(free_port)
 BIG=$((1000 * 1000 * 1000))
 
 # --- origin (load core): /obj/<size>/<anything> → <size> bytes, cacheable for an hour ------------------------------
@@ -56,6 +60,21 @@ CAPNP
 (cd "$T" && exec taskset -c 0 "$WORKERD" serve const.capnp) & PIDS+=($!)
 wait_http "http://127.0.0.1:$P_CONST/"
 
+# --- a workerd worker that only forwards to the origin (server core): the MISS ceiling ------------------------------
+cat > "$T/fwd.js" <<JS
+export default { fetch(req) { const u = new URL(req.url); return fetch("http://127.0.0.1:$P_ORIGIN" + u.pathname + u.search); } };
+JS
+cat > "$T/fwd.capnp" <<CAPNP
+using Workerd = import "/workerd/workerd.capnp";
+const config :Workerd.Config = (
+  services = [(name = "main", worker = (modules = [(name = "fwd.js", esModule = embed "fwd.js")], compatibilityDate = "$DATE", globalOutbound = "net")),
+              (name = "net", network = (allow = ["public", "private"]))],
+  sockets = [(name = "http", address = "127.0.0.1:$P_FWD", http = (), service = "main")],
+);
+CAPNP
+(cd "$T" && exec taskset -c 0 "$WORKERD" serve fwd.capnp) & PIDS+=($!)
+wait_http "http://127.0.0.1:$P_FWD/obj/1"
+
 # --- the edge, twice: hot tier on (default) and off (every HIT read from the disk store) ---------------------------
 edge() { # port store hot_max_bytes [more edge.ts args]
   cat > "$T/cdn-$1.toml" <<TOML
@@ -71,12 +90,18 @@ TOML
   for _ in $(seq 1 300); do grep -qs "edge ready" "$T/edge-$1.log" && break; sleep 0.1; done
   grep -q "edge ready" "$T/edge-$1.log" || { cat "$T/edge-$1.log"; exit 1; }
 }
+# The default config: `npm run edge -- --origin URL` (no rules, access log on, the 64 MB memory tier).
+taskset -c 0 "$NODE" scripts/edge.ts --origin "http://127.0.0.1:$P_ORIGIN" --port "$P_DEF" --store "$T/store-def" > "$T/edge-def.log" 2>&1 & PIDS+=($!)
+for _ in $(seq 1 300); do grep -qs "edge ready" "$T/edge-def.log" && break; sleep 0.1; done
+DEF_PID=$(sed -n 's/^workerd pids: //p' "$T/edge-def.log")
 edge "$P_EDGE" "$T/store-hot" 67108864
 edge "$P_DISK" "$T/store-disk" 0
 edge "$P_MULTI" "$T/store-multi" 67108864 --processes 2
 edge "$P_BIG" "$T/store-big" 67108864 # a fresh edge for the 1 GB object, so its peak RSS is that object's alone
-BIG_PID=$(sed -n 's/^workerd pid: //p' "$T/edge-$P_BIG.log")
-EDGE_PID=$(sed -n 's/^workerd pid: //p' "$T/edge-$P_EDGE.log")
+BIG_PID=$(sed -n 's/^workerd pids: //p' "$T/edge-$P_BIG.log")
+EDGE_PID=$(sed -n 's/^workerd pids: //p' "$T/edge-$P_EDGE.log")
+DISK_PID=$(sed -n 's/^workerd pids: //p' "$T/edge-$P_DISK.log")
+MULTI_PIDS=$(sed -n 's/^workerd pids: \([0-9 ]*\).*/\1/p' "$T/edge-$P_MULTI.log")
 
 # --- nginx proxy_cache (server core) -------------------------------------------------------------------------------
 mkdir -p "$T/nginx/cache" "$T/nginx/tmp" "$T/nginx/logs"
@@ -113,13 +138,18 @@ local size = os.getenv("SIZE")
 request = function() n = n + 1; return wrk.format("GET", "/miss/" .. size .. "/" .. n .. "-" .. math.random(1, 1e9)) end
 LUA
 ROWS=()
-run() { # label url [lua]
+cpu_of() { local t=0 v; for p in $1; do v=$(awk '{print $14+$15}' "/proc/$p/stat" 2>/dev/null || echo 0); t=$((t + ${v:-0})); done; echo "$t"; }
+run() { # label url [lua] [size] [server pids]
+  local c0; c0=$(cpu_of "${5:-}")
   local out; out=$(SIZE=${4:-0} taskset -c 1 wrk -t1 -c32 -d"${SECS}s" --latency ${3:+-s "$3"} "$2")
-  local rps p50 p99
+  local c1; c1=$(cpu_of "${5:-}")
+  local rps p50 p99 reqs us
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  reqs=$(awk '/requests in/ {print $1}' <<<"$out")
   p50=$(awk '$1=="50%" {print $2}' <<<"$out"); p99=$(awk '$1=="99%" {print $2}' <<<"$out")
-  ROWS+=("$1|$rps|$p50|$p99")
-  printf '%-34s %10s req/s  p50 %-9s p99 %s\n' "$1" "$rps" "$p50" "$p99"
+  us=$([ -n "${5:-}" ] && awk -v c=$((c1 - c0)) -v t="$(getconf CLK_TCK)" -v n="$reqs" 'BEGIN{printf "%.0f", c / t * 1e6 / n}' || echo "-")
+  ROWS+=("$1|$rps|$p50|$p99|$us")
+  printf '%-38s %10s req/s  p50 %-9s p99 %-9s %s µs CPU/req\n' "$1" "$rps" "$p50" "$p99" "$us"
 }
 for size in 1024 102400; do
   label=$([ "$size" = 1024 ] && echo "1 KB" || echo "100 KB")
@@ -128,12 +158,16 @@ for size in 1024 102400; do
   done
   # Each process has its own hot tier: enough requests on fresh connections to warm both.
   for _ in $(seq 1 8); do curl -s -o /dev/null "http://127.0.0.1:$P_MULTI/obj/$size/x"; done
-  run "const workerd $label" "http://127.0.0.1:$P_CONST/obj/$size"
-  run "edge HIT (hot tier) $label" "http://127.0.0.1:$P_EDGE/obj/$size/x"
-  run "edge HIT (disk store) $label" "http://127.0.0.1:$P_DISK/obj/$size/x"
-  run "edge HIT (hot, --processes 2) $label" "http://127.0.0.1:$P_MULTI/obj/$size/x"
-  run "edge MISS $label" "http://127.0.0.1:$P_EDGE/" "$T/miss.lua" "$size"
-  run "nginx proxy_cache HIT $label" "http://127.0.0.1:$P_NGINX/obj/$size/x"
+  curl -s -o /dev/null "http://127.0.0.1:$P_DEF/obj/$size/x"; curl -s -o /dev/null "http://127.0.0.1:$P_DEF/obj/$size/x"
+  CONST=$(pgrep -f "serve const.capnp"); FWD=$(pgrep -f "serve fwd.capnp"); NGX=$(pgrep -P "$(cat "$T/nginx/nginx.pid")" | tr '\n' ' ')
+  run "const workerd $label" "http://127.0.0.1:$P_CONST/obj/$size" "" 0 "$CONST"
+  run "edge HIT (default config, log on) $label" "http://127.0.0.1:$P_DEF/obj/$size/x" "" 0 "$DEF_PID"
+  run "edge HIT (hot tier) $label" "http://127.0.0.1:$P_EDGE/obj/$size/x" "" 0 "$EDGE_PID"
+  run "edge HIT (disk store) $label" "http://127.0.0.1:$P_DISK/obj/$size/x" "" 0 "$DISK_PID"
+  run "edge HIT (hot, --processes 2) $label" "http://127.0.0.1:$P_MULTI/obj/$size/x" "" 0 "$MULTI_PIDS"
+  run "forward-only workerd $label" "http://127.0.0.1:$P_FWD/" "$T/miss.lua" "$size" "$FWD"
+  run "edge MISS $label" "http://127.0.0.1:$P_EDGE/" "$T/miss.lua" "$size" "$EDGE_PID"
+  run "nginx proxy_cache HIT $label" "http://127.0.0.1:$P_NGINX/obj/$size/x" "" 0 "$NGX"
 done
 curl -s -D - -o /dev/null "http://127.0.0.1:$P_EDGE/obj/1024/x" | grep -i x-cache-status
 curl -s -D - -o /dev/null "http://127.0.0.1:$P_NGINX/obj/1024/x" | grep -i x-cache-status
@@ -145,25 +179,33 @@ E_WARM=$(speed "http://127.0.0.1:$P_BIG/obj/$BIG/big")
 N_COLD=$(speed "http://127.0.0.1:$P_NGINX/obj/$BIG/big"); sleep 2
 N_WARM=$(speed "http://127.0.0.1:$P_NGINX/obj/$BIG/big")
 RSS=$(awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$EDGE_PID/status")
+DEF_RSS=$(awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$DEF_PID/status")
 BIG_RSS=$(awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$BIG_PID/status")
 
 # --- table ---------------------------------------------------------------------------------------------------------
 echo
-echo "| setup | req/s | p50 | p99 | vs const workerd | vs nginx HIT |"
-echo "|---|---|---|---|---|---|"
+echo "| setup | req/s | p50 | p99 | CPU µs/req | vs const workerd (req/s) | vs const (CPU) | vs nginx HIT |"
+echo "|---|---|---|---|---|---|---|---|"
 for size in "1 KB" "100 KB"; do
-  c=""; n=""
-  for r in "${ROWS[@]}"; do IFS='|' read -r l v _ _ <<<"$r"; [[ "$l" == "const workerd $size" ]] && c=$v; [[ "$l" == "nginx proxy_cache HIT $size" ]] && n=$v; done
+  c=""; n=""; cu=""; f=""; fu=""
   for r in "${ROWS[@]}"; do
-    IFS='|' read -r l v p50 p99 <<<"$r"
+    IFS='|' read -r l v _ _ u <<<"$r"
+    [[ "$l" == "const workerd $size" ]] && c=$v && cu=$u
+    [[ "$l" == "nginx proxy_cache HIT $size" ]] && n=$v
+    [[ "$l" == "forward-only workerd $size" ]] && f=$v && fu=$u
+  done
+  for r in "${ROWS[@]}"; do
+    IFS='|' read -r l v p50 p99 u <<<"$r"
     [[ "$l" == *" $size" ]] || continue
-    echo "| $l | $v | $p50 | $p99 | $(awk -v a="$v" -v b="$c" 'BEGIN{printf "%.2f", a/b}') | $(awk -v a="$v" -v b="$n" 'BEGIN{printf "%.2f", a/b}') |"
+    base=$c; baseu=$cu; [[ "$l" == "edge MISS $size" ]] && base=$f && baseu=$fu
+    echo "| $l | $v | $p50 | $p99 | $u | $(awk -v a="$v" -v b="$base" 'BEGIN{printf "%.2f", a/b}') | $(awk -v a="$u" -v b="$baseu" 'BEGIN{if (a+0 > 0) printf "%.2f", b/a; else print "-"}') | $(awk -v a="$v" -v b="$n" 'BEGIN{printf "%.2f", a/b}') |"
   done
 done
+echo "(edge MISS rows compare with the forward-only worker, the others with the constant worker)"
 echo
 echo "| 1 GB object | edge MB/s | nginx MB/s | edge / nginx |"
 echo "|---|---|---|---|"
 echo "| cold (MISS, stored) | $E_COLD | $N_COLD | $(awk -v a="$E_COLD" -v b="$N_COLD" 'BEGIN{printf "%.2f", a/b}') |"
 echo "| warm (HIT) | $E_WARM | $N_WARM | $(awk -v a="$E_WARM" -v b="$N_WARM" 'BEGIN{printf "%.2f", a/b}') |"
 echo
-echo "edge workerd peak RSS (VmHWM): 1 GB object cold + warm through a fresh edge $BIG_RSS MB; the edge of the wrk runs (hot tier, 1 KB/100 KB HIT and MISS phases) $RSS MB"
+echo "edge workerd peak RSS (VmHWM): 1 GB object cold + warm through a fresh edge $BIG_RSS MB; the edge of the wrk runs (hot tier, 1 KB/100 KB HIT and MISS phases) $RSS MB; the default-config edge $DEF_RSS MB (memory tier bound: 64 MB)"
