@@ -173,3 +173,24 @@ describe("with [control]", () => {
     expect((await t.call("/old2")).xcs).toBe("HIT");
   });
 });
+
+describe("health endpoint", () => {
+  it("answers 503 when the store cannot be read, so a box with a failing disk leaves DNS and BGP", async () => {
+    const store = new MemoryStore();
+    let broken = false;
+    const get = store.get.bind(store);
+    store.get = async (key) => {
+      if (broken) throw new Error("EIO");
+      return get(key);
+    };
+    const app = createEdgeApp({ config: parseConfig('[edge]\nname = "e9"\norigin = "http://origin.test"'), store, log: () => undefined });
+    const health = () => app.fetch(new Request("http://www.example.org/.well-known/cdn/health"), {}, { waitUntil() {} } as never);
+    expect((await health()).status).toBe(200);
+    broken = true;
+    const res = await health();
+    expect(res.status).toBe(503);
+    expect(await res.text()).toBe("store unavailable e9\n");
+    broken = false;
+    expect((await health()).status).toBe(200);
+  });
+});

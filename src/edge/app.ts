@@ -77,9 +77,10 @@ export function createEdgeApp({ config, store, fetch: fetchImpl = (i, init) => f
   // metrics and the trace.
   const own = new Hono();
   own.get(HEALTH_PATH, async (c) => {
-    const draining = await cache.isDraining();
+    const [draining, storeOk] = await Promise.all([cache.isDraining(), cache.storeAnswers()]);
     const anycast = config.anycast?.service === "edge" ? cache.anycastState() : undefined;
     const headers: Record<string, string> = { "cache-control": "no-store", ...(anycast ? { "cdn-anycast": anycast } : {}) };
+    if (!storeOk) return c.text(`store unavailable ${edge.name}\n`, 503, headers);
     return draining ? c.text(`draining ${edge.name}\n`, 503, headers) : c.text(`ok ${edge.name}\n`, 200, headers);
   });
   own.post(DRAIN_PATH, (c) => handleDrain(c.req.raw, config, cache, control));

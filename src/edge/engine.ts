@@ -32,6 +32,9 @@ import { UseCounter } from "./uses.ts";
 
 export type { RequestContext } from "./transaction.ts";
 
+/** A key nothing is stored under (a control character starts it): reading it tells whether the store answers. */
+const STORE_PROBE_KEY = "\u0001health";
+
 export interface EngineOptions {
   edge: EdgeConfig;
   rules: Rule[];
@@ -202,6 +205,17 @@ export class EdgeCache {
   /** Bytes of the box's shared purge-log record (operators' purges only: clients cannot grow it). */
   get purgeLogBytes(): number {
     return this.e.shared.bytes;
+  }
+
+  /** Whether the store answers a read (the health endpoint's check: a box whose disk fails must leave DNS and BGP). */
+  async storeAnswers(): Promise<boolean> {
+    try {
+      const probe = await this.e.store.get(STORE_PROBE_KEY);
+      await probe?.body?.cancel();
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   /** Whether this edge is draining (operator call or config): its health endpoint then says so. */
