@@ -47,22 +47,42 @@ export async function deliver(e: Engine, request: Request, o: Outcome): Promise<
       headers.delete("content-length");
       return new Response(null, { status: 416, headers });
     }
-    if (ranges && ranges.length === 1 && (o.bytes || res.body)) {
+    // A body only the store can read (a sliced object) has no stream of its own: every byte comes by readRange.
+    const storeOnly = !o.bytes && !res.body && o.readRange !== undefined;
+    if (ranges && ranges.length === 1 && (o.bytes || res.body || storeOnly)) {
       const r = ranges[0]!;
       headers.set("content-range", `bytes ${r.start}-${r.end}/${size}`);
       headers.set("content-length", String(r.end - r.start + 1));
       let part: ReadableStream<Uint8Array> | Uint8Array | null = o.bytes ? o.bytes.subarray(r.start, r.end + 1) : null;
-      if (!part && o.readRange && size >= RANGE_FROM_STORE_MIN) part = await o.readRange(r.start, r.end).catch(() => null);
+      if (!part && o.readRange && (size >= RANGE_FROM_STORE_MIN || storeOnly)) part = await o.readRange(r.start, r.end).catch(() => null);
       if (part && !o.bytes) await res.body?.cancel();
+      if (!part && !res.body) return textResponse(502, "502 the stored object could not be read\n");
       return new Response(part ?? sliceStream(res.body!, r.start, r.end), { status: 206, headers });
     }
-    if (ranges && ranges.length > 1 && (o.bytes || res.body) && size <= MULTIPART_LIMIT) {
-      const whole = o.bytes ?? new Uint8Array(await new Response(res.body).arrayBuffer());
-      const boundary = crypto.randomUUID().replace(/-/g, "");
-      const parts = multipartByteranges(whole, ranges, headers.get("content-type"), boundary);
-      headers.set("content-type", `multipart/byteranges; boundary=${boundary}`);
-      headers.set("content-length", String(parts.byteLength));
-      return new Response(parts, { status: 206, headers });
+    if (ranges && ranges.length > 1 && (o.bytes || res.body || storeOnly)) {
+      const wanted = ranges.reduce((n, r) => n + r.end - r.start + 1, 0);
+      let parts: Uint8Array[] | null = null;
+      if (o.bytes || (size <= MULTIPART_LIMIT && res.body)) {
+        const whole = o.bytes ?? new Uint8Array(await new Response(res.body).arrayBuffer());
+        parts = ranges.map((r) => whole.subarray(r.start, r.end + 1));
+      } else if (o.readRange && wanted <= MULTIPART_LIMIT) {
+        // Each range read on its own (a large object: a seek, or its slices), assembled within the limit.
+        parts = await readAll(o.readRange, ranges);
+        if (parts) await res.body?.cancel();
+      }
+      if (parts) {
+        const boundary = crypto.randomUUID().replace(/-/g, "");
+        const body = multipartByteranges(parts, ranges, size, headers.get("content-type"), boundary);
+        headers.set("content-type", `multipart/byteranges; boundary=${boundary}`);
+        headers.set("content-length", String(body.byteLength));
+        return new Response(body, { status: 206, headers });
+      }
+    }
+    if (storeOnly && method === "GET") {
+      // The whole body (no range, or ranges too large to assemble).
+      const whole = size > 0 ? await o.readRange!(0, size - 1).catch(() => null) : null;
+      if (size > 0 && !whole) return textResponse(502, "502 the stored object could not be read\n");
+      return new Response(whole, { status, statusText: res.statusText, headers });
     }
   }
   if (method === "HEAD") {
@@ -70,6 +90,18 @@ export async function deliver(e: Engine, request: Request, o: Outcome): Promise<
     return new Response(null, { status, statusText: res.statusText, headers });
   }
   return res;
+}
+
+/** The bytes of each range read through `readRange`; null when one cannot be read. */
+async function readAll(readRange: NonNullable<Outcome["readRange"]>, ranges: { start: number; end: number }[]): Promise<Uint8Array[] | null> {
+  const parts: Uint8Array[] = [];
+  for (const r of ranges) {
+    const part = await readRange(r.start, r.end).catch(() => null);
+    const bytes = part ? await new Response(part).arrayBuffer().catch(() => null) : null;
+    if (!bytes || bytes.byteLength !== r.end - r.start + 1) return null;
+    parts.push(new Uint8Array(bytes));
+  }
+  return parts;
 }
 
 /** An answer from a stored entry; with its storage key, a Range can be read by the store itself (see deliver). */

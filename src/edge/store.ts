@@ -20,7 +20,10 @@ export interface EntryStore {
    * from the start): null when the store cannot, or has nothing there. Optional: the engine slices the body otherwise.
    */
   getRange?(key: string, start: number, end: number): Promise<StoredEntry | null>;
-  /** Stores `meta` and the whole `body`; rejects (storing nothing) when the body fails midway. */
+  /**
+   * Stores `meta` and the whole `body`; rejects (storing nothing) when the body fails midway, or when its length
+   * differs from the one the meta announces (`expectedLength`).
+   */
   put(key: string, meta: StoredMeta, body: ReadableStream<Uint8Array> | null, ttlSeconds: number): Promise<void>;
   /** Removes the entry; true when there was one. */
   delete(key: string): Promise<boolean>;
@@ -49,7 +52,12 @@ export class CacheApiStore implements EntryStore {
     }
     // A body that arrived without Content-Length was counted by the store: its size is known from here on.
     const length = res.headers.get("content-length");
-    if (meta.kind === "entry" && meta.size === undefined && length !== null && /^\d+$/.test(length)) meta.size = Number(length);
+    const known = length !== null && /^\d+$/.test(length) ? Number(length) : undefined;
+    if (meta.kind === "entry" && meta.size === undefined && known !== undefined) meta.size = known;
+    if (meta.kind === "slice" && known !== undefined && known !== meta.end - meta.start + 1) {
+      await res.body?.cancel();
+      return null; // not the slice its meta describes
+    }
     return { meta, body: res.body };
   }
 
@@ -69,12 +77,47 @@ export class CacheApiStore implements EntryStore {
       "cache-control": `max-age=${Math.max(1, Math.ceil(ttlSeconds))}`,
       [META_HEADER]: encodeURIComponent(JSON.stringify(meta)),
     });
-    await (await this.cache).put(cacheUrl(key), new Response(body, { status: 200, headers }));
+    await (await this.cache).put(cacheUrl(key), new Response(exactLength(body, expectedLength(meta)), { status: 200, headers }));
   }
 
   async delete(key: string): Promise<boolean> {
     return (await this.cache).delete(cacheUrl(key));
   }
+}
+
+/** The body length a meta announces (Content-Length of a response, a slice's span), if any. */
+export function expectedLength(meta: StoredMeta): number | undefined {
+  // A content-coded body is decoded by the runtime's fetch while Content-Length still counts the coded bytes.
+  if (meta.kind === "entry") return meta.headers.some(([n, v]) => n === "content-encoding" && v.trim().toLowerCase() !== "identity") ? undefined : meta.size;
+  if (meta.kind === "slice") return meta.end - meta.start + 1;
+  return undefined;
+}
+
+/**
+ * The body, made to fail unless it is exactly `length` bytes long: a body shorter or longer than announced is never
+ * stored as complete. On workerd a FixedLengthStream does it natively (and gives the store the length up front);
+ * elsewhere a counting stream.
+ */
+export function exactLength(body: ReadableStream<Uint8Array> | null, length: number | undefined): ReadableStream<Uint8Array> | null {
+  if (!body || length === undefined) return body;
+  if (typeof FixedLengthStream === "function") {
+    const fixed = new FixedLengthStream(length);
+    body.pipeTo(fixed.writable as unknown as WritableStream<Uint8Array>).catch(() => undefined);
+    return fixed.readable as unknown as ReadableStream<Uint8Array>;
+  }
+  let seen = 0;
+  return body.pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      transform(chunk, controller) {
+        seen += chunk.byteLength;
+        if (seen > length) controller.error(new Error(`body longer than its ${length} bytes`));
+        else controller.enqueue(chunk);
+      },
+      flush(controller) {
+        if (seen !== length) controller.error(new Error(`body of ${seen} bytes, ${length} announced`));
+      },
+    }),
+  );
 }
 
 function parseMeta(raw: string | null): StoredMeta | undefined {
@@ -116,6 +159,8 @@ export class MemoryStore implements EntryStore {
 
   async put(key: string, meta: StoredMeta, body: ReadableStream<Uint8Array> | null, ttlSeconds: number) {
     const bytes = body ? new Uint8Array(await new Response(body).arrayBuffer()) : null;
+    const length = expectedLength(meta);
+    if (bytes && length !== undefined && bytes.byteLength !== length) throw new Error(`body of ${bytes.byteLength} bytes, ${length} announced`);
     this.entries.set(key, { meta: structuredClone(meta), body: bytes, expires: this.now() + ttlSeconds * 1000 });
   }
 

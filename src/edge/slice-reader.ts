@@ -1,0 +1,365 @@
+/**
+ * Reading a sliced object for one answer: each slice from the store, a missing one fetched from the origin into the
+ * store first (one origin request per slice for the whole box: the coalescing lock of its key), then read back. The
+ * client never reads a slice that the store has not checked whole, memory stays bounded whatever the client's speed
+ * (nothing is buffered for it), and the next slice is fetched while the current one is sent (one slice read-ahead).
+ *
+ * Every slice must be the record's version: it is keyed under the version id, its stored meta must match, and the
+ * origin is asked with `If-Match` (or `If-Unmodified-Since`) and checked again (Content-Range, validators, total).
+ * When the origin has another version the record is deleted (the next request starts over) and the answer under way
+ * fails (VersionChanged): its connection is closed rather than continued with other bytes.
+ */
+import type { EntryMeta, SlicedObject } from "../cache/entry.ts";
+import { purgeEffect } from "../cache/purge.ts";
+import { sliceStream } from "../cache/range.ts";
+import {
+  parseContentRange,
+  runRange,
+  sameVersion,
+  sliceFits,
+  sliceKey,
+  sliceMeta,
+  sliceOf,
+  sliceSpan,
+  validatorsOf,
+  versionConditions,
+} from "../cache/slices.ts";
+import type { ByteRange } from "../cache/range.ts";
+import type { Claim } from "./coalesce.ts";
+import { PARTIAL_REQUEST_HEADERS } from "./fetch-store.ts";
+import { exactLength } from "./store.ts";
+import type { Engine, Transaction } from "./transaction.ts";
+
+/** An object record and where it is stored (the slices live under that key). */
+export interface SlicedRecord {
+  storageKey: string;
+  meta: EntryMeta & { sliced: SlicedObject };
+}
+
+/** The origin now has another version of the object than the record describes. */
+export class VersionChanged extends Error {
+  constructor(detail: string) {
+    super(`the object changed at the origin (${detail})`);
+    this.name = "VersionChanged";
+  }
+}
+
+/** The origin could not give a slice (an error status, a Range it ignored); the answer cannot go on. */
+export class SliceUnavailable extends Error {
+  constructor(detail: string) {
+    super(`a slice could not be fetched (${detail})`);
+    this.name = "SliceUnavailable";
+  }
+}
+
+/** Slices live long: their key names their version, so they never go stale; the store's LRU bounds them. */
+const SLICE_TTL = 365 * 86_400;
+/** Tries to read a slice that others or this answer are fetching, before it is fetched for this answer alone. */
+const ATTEMPTS = 4;
+
+/** A slice stream handed out before the answer's body was asked for (the first slice opened to decide the status). */
+interface Opened {
+  index: number;
+  from: number;
+  to: number;
+  body: ReadableStream<Uint8Array>;
+}
+
+export class SliceReader {
+  /** Whether a slice of this answer had to come from the origin (Cache-Status `fwd=partial`). */
+  fetched = false;
+  private readonly writing = new Map<number, Promise<void>>();
+  private first: Opened | undefined;
+  private invalidated: Promise<void> | undefined;
+
+  private readonly e: Engine;
+  private readonly tx: Transaction;
+  private readonly rec: SlicedRecord;
+
+  constructor(e: Engine, tx: Transaction, rec: SlicedRecord) {
+    this.e = e;
+    this.tx = tx;
+    this.rec = rec;
+  }
+
+  private get object(): SlicedObject {
+    return this.rec.meta.sliced;
+  }
+
+  private key(index: number): string {
+    return sliceKey(this.rec.storageKey, this.object.version, index);
+  }
+
+  private span(index: number): ByteRange {
+    return sliceSpan(index, this.object.sliceBytes, this.object.total);
+  }
+
+  /** Opens bytes `from`..`to` of slice `index` now (deciding the answer's status); the body stream takes it over. */
+  async openFirst(index: number, from: number, to: number): Promise<void> {
+    this.first = { index, from, to, body: await this.open(index, from, to) };
+  }
+
+  /**
+   * Claims slices `first`..`first + count - 1` for a response of the origin that covers them (the first request's
+   * probe), so nobody else fetches them meanwhile. Call before the record is stored; then `store(body)`.
+   */
+  async claimRun(first: number, count: number): Promise<(body: ReadableStream<Uint8Array>) => void> {
+    const claims: (Claim | null)[] = [];
+    for (let i = 0; i < count; i++) {
+      const claim = await this.e.coalescer.claim(this.key(first + i), this.e.coalescer.mark(), this.waitUntil);
+      claims.push(typeof claim === "object" ? claim : null);
+    }
+    return (body) => void this.storeRun(body, first, claims);
+  }
+
+  /** Bytes `start`..`end` of the object as one stream, slice after slice, one slice read ahead. */
+  stream(start: number, end: number): ReadableStream<Uint8Array> {
+    const length = end - start + 1;
+    const { readable, writable } = lengthStream(length);
+    const lastIndex = sliceOf(end, this.object.sliceBytes);
+    let first = this.first;
+    this.first = undefined;
+    const part = (index: number): Promise<ReadableStream<Uint8Array>> => {
+      const span = this.span(index);
+      const from = Math.max(start, span.start);
+      const to = Math.min(end, span.end);
+      if (first && first.index === index && first.from === from && first.to === to) {
+        const body = first.body;
+        first = undefined;
+        return Promise.resolve(body);
+      }
+      return this.open(index, from, to);
+    };
+    const run = async () => {
+      let next: Promise<ReadableStream<Uint8Array>> | undefined = part(sliceOf(start, this.object.sliceBytes));
+      if (first) {
+        void first.body.cancel(); // opened for another answer shape (multipart larger than the limit)
+        first = undefined;
+      }
+      try {
+        for (let index = sliceOf(start, this.object.sliceBytes); index <= lastIndex; index++) {
+          const body: ReadableStream<Uint8Array> = await next!;
+          next = index < lastIndex ? part(index + 1) : undefined;
+          next?.catch(() => undefined);
+          await body.pipeTo(writable, { preventClose: true });
+        }
+        await writable.close();
+      } catch (error) {
+        await writable.abort(error).catch(() => undefined);
+        next?.then((b) => b.cancel(), () => undefined);
+      }
+    };
+    this.waitUntil(run());
+    return readable;
+  }
+
+  /** Drops a first slice that no body took (an answer without one). */
+  dispose() {
+    void this.first?.body.cancel();
+    this.first = undefined;
+  }
+
+  /** Bytes `from`..`to` of slice `index`: from the store, fetched into it first when missing. */
+  private async open(index: number, from: number, to: number): Promise<ReadableStream<Uint8Array>> {
+    const key = this.key(index);
+    const coalescer = this.e.coalescer;
+    for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
+      const mine = this.writing.get(index);
+      if (mine) {
+        this.writing.delete(index);
+        await mine;
+      }
+      const mark = coalescer.mark();
+      const body = await this.read(index, from, to);
+      if (body) return body;
+      const claim = await coalescer.claim(key, mark, this.waitUntil);
+      if (claim === "changed") continue;
+      if (claim === "held") {
+        await coalescer.wait(key);
+        continue;
+      }
+      this.fetched = true;
+      await this.fetchRun(index, [claim]);
+    }
+    // The store cannot keep it, or another fetch of it never ends: straight from the origin for this answer.
+    this.fetched = true;
+    return this.direct(from, to);
+  }
+
+  /** Bytes `from`..`to` of slice `index` from the store when it holds this version's slice, else null. */
+  private async read(index: number, from: number, to: number): Promise<ReadableStream<Uint8Array> | null> {
+    const store = this.e.store;
+    const key = this.key(index);
+    const span = this.span(index);
+    const whole = from === span.start && to === span.end;
+    const entry =
+      whole || !store.getRange
+        ? await store.get(key).catch(() => null)
+        : await store.getRange(key, from - span.start, to - span.start).catch(() => null);
+    if (!entry) return null;
+    const meta = entry.meta;
+    // A hard purge since the slice was stored removes it; a soft one does not matter (slices never go stale).
+    if (meta.kind !== "slice" || !entry.body || !sliceFits(meta, this.rec.meta, index) || purgeEffect(this.e.shared.current, meta) === "hard") {
+      await entry.body?.cancel();
+      return null;
+    }
+    return whole || store.getRange ? entry.body : sliceStream(entry.body, from - span.start, to - span.start);
+  }
+
+  /** One origin request for slices `first`.. (one per claim), each claimed slice stored; settles when the first is. */
+  private async fetchRun(first: number, claims: (Claim | null)[]): Promise<void> {
+    const range = runRange(first, claims.length, this.object.sliceBytes, this.object.total);
+    let body: ReadableStream<Uint8Array>;
+    try {
+      body = await this.fetchRange(range);
+    } catch (error) {
+      for (const c of claims) c?.release({ fetched: false });
+      throw error;
+    }
+    this.storeRun(body, first, claims);
+    await this.writing.get(first);
+  }
+
+  /** The origin's bytes for `range` of this version (206 with exactly that Content-Range), or an error. */
+  private async fetchRange(range: ByteRange): Promise<ReadableStream<Uint8Array>> {
+    const { tx } = this;
+    const res = await this.e.origin(tx.request, tx.ctx.clientIp, {
+      method: "GET",
+      drop: PARTIAL_REQUEST_HEADERS,
+      headers: { range: `bytes=${range.start}-${range.end}`, ...versionConditions(this.rec.meta) },
+    });
+    const cr = res.status === 206 ? parseContentRange(res.headers.get("content-range")) : null;
+    const total = cr?.total ?? Number(res.headers.get("content-length") ?? NaN);
+    const version = { ...validatorsOf(res.headers), total };
+    const object = { etag: this.rec.meta.etag, lastModified: this.rec.meta.lastModified, total: this.object.total };
+    if (res.status === 206 && cr && !("unsatisfied" in cr) && sameVersion(object, version)) {
+      if (cr.start === range.start && cr.end === range.end && res.body) return exactLength(res.body, range.end - range.start + 1)!;
+      await res.body?.cancel();
+      throw new SliceUnavailable(`asked for bytes ${range.start}-${range.end}, the origin sent ${res.headers.get("content-range")}`);
+    }
+    await res.body?.cancel();
+    // 412 (If-Match failed), a 206 or 200 of other validators or length, 404/410/416: another version, or none.
+    if (res.status === 412 || res.status === 404 || res.status === 410 || res.status === 416 || ((res.status === 206 || res.status === 200) && !sameVersion(object, version))) {
+      await this.invalidate();
+      throw new VersionChanged(`${res.status} ${res.headers.get("etag") ?? ""}`.trim());
+    }
+    throw new SliceUnavailable(`origin answered ${res.status}`);
+  }
+
+  /** Bytes `from`..`to` straight from the origin (checked like any slice), not stored. */
+  private direct(from: number, to: number): Promise<ReadableStream<Uint8Array>> {
+    return this.fetchRange({ start: from, end: to });
+  }
+
+  /**
+   * Cuts a response body that starts at slice `first` into its slices and stores each one this request claimed
+   * (the others are read past). One claim: the body goes to the store as it is (no copy in JavaScript).
+   */
+  private storeRun(body: ReadableStream<Uint8Array>, first: number, claims: (Claim | null)[]) {
+    const settled: (() => void)[] = [];
+    claims.forEach((_, i) => this.writing.set(first + i, new Promise<void>((resolve) => settled.push(resolve))));
+    const put = async (index: number, claim: Claim, piece: ReadableStream<Uint8Array>) => {
+      const meta = sliceMeta(this.rec.meta, index, this.e.now());
+      const stored = await this.e.store.put(this.key(index), meta, piece, SLICE_TTL).then(
+        () => true,
+        () => false,
+      );
+      claim.release({ stored });
+    };
+    const run = async () => {
+      if (claims.length === 1) {
+        if (claims[0]) await put(first, claims[0], body);
+        else await body.cancel();
+        settled[0]!();
+        return;
+      }
+      const source = new Pieces(body);
+      let i = 0;
+      try {
+        for (; i < claims.length; i++) {
+          const span = this.span(first + i);
+          const piece = source.take(span.end - span.start + 1);
+          const claim = claims[i];
+          if (claim) await put(first + i, claim, piece.stream);
+          await piece.finish(); // what the store did not read (it refused the slice) is read past
+          settled[i]!();
+        }
+      } catch {
+        for (; i < claims.length; i++) {
+          claims[i]?.release({ fetched: false });
+          settled[i]!();
+        }
+      } finally {
+        await source.cancel();
+      }
+    };
+    this.waitUntil(run());
+  }
+
+  /** Deletes the record (once): the next request for the object starts over with the origin's version. */
+  private invalidate(): Promise<void> {
+    this.invalidated ??= this.e.store.delete(this.rec.storageKey).then(
+      () => undefined,
+      () => undefined,
+    );
+    return this.invalidated;
+  }
+
+  private readonly waitUntil = (p: Promise<unknown>) => this.tx.ctx.waitUntil(p);
+}
+
+/** A stream that must carry exactly `length` bytes: workerd's FixedLengthStream (its length is the answer's). */
+function lengthStream(length: number): { readable: ReadableStream<Uint8Array>; writable: WritableStream<Uint8Array> } {
+  if (typeof FixedLengthStream === "function") {
+    const fixed = new FixedLengthStream(length);
+    return { readable: fixed.readable as unknown as ReadableStream<Uint8Array>, writable: fixed.writable as unknown as WritableStream<Uint8Array> };
+  }
+  return new TransformStream<Uint8Array, Uint8Array>();
+}
+
+/** Consecutive pieces of exact lengths read from one body. */
+class Pieces {
+  private readonly reader: ReadableStreamDefaultReader<Uint8Array>;
+  private leftover: Uint8Array | null = null;
+  constructor(body: ReadableStream<Uint8Array>) {
+    this.reader = body.getReader();
+  }
+
+  /** The next `length` bytes: a stream of them, and `finish` that reads past what the stream's reader left. */
+  take(length: number): { stream: ReadableStream<Uint8Array>; finish(): Promise<void> } {
+    let left = length;
+    const next = async (): Promise<Uint8Array | null> => {
+      if (left === 0) return null;
+      let chunk = this.leftover;
+      this.leftover = null;
+      if (!chunk) {
+        const r = await this.reader.read();
+        if (r.done) throw new Error("the origin's body ended early");
+        chunk = r.value;
+      }
+      if (chunk.byteLength > left) {
+        this.leftover = chunk.subarray(left);
+        chunk = chunk.subarray(0, left);
+      }
+      left -= chunk.byteLength;
+      return chunk;
+    };
+    const stream = new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        const chunk = await next();
+        if (chunk) controller.enqueue(chunk);
+        if (left === 0) controller.close();
+      },
+    });
+    return {
+      stream,
+      finish: async () => {
+        while ((await next()) !== null);
+      },
+    };
+  }
+
+  cancel(): Promise<void> {
+    return this.reader.cancel().catch(() => undefined);
+  }
+}
