@@ -163,7 +163,7 @@ async function serve(e: Engine, tx: Transaction, rec: SlicedRecord, status: XCac
     return await answer(e, tx, new SliceReader(e, tx, rec), rec, status, cacheStatus, currentAgeOf(rec.meta, e.now()));
   } catch (error) {
     if (error instanceof VersionChanged) return fetchMiss(e, tx, status === "BYPASS" ? "BYPASS" : "EXPIRED", { fwd: "stale" });
-    return originFailure(error, status, cacheStatus);
+    return originFailure(error, "MISS", { fwd: "partial" }); // the record was there, its first slice could not be had
   }
 }
 

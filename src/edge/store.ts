@@ -20,10 +20,7 @@ export interface EntryStore {
    * from the start): null when the store cannot, or has nothing there. Optional: the engine slices the body otherwise.
    */
   getRange?(key: string, start: number, end: number): Promise<StoredEntry | null>;
-  /**
-   * Stores `meta` and the whole `body`; rejects (storing nothing) when the body fails midway, or when its length
-   * differs from the one the meta announces (`expectedLength`).
-   */
+  /** Stores `meta` and the whole `body`; rejects (storing nothing) when the body fails midway. */
   put(key: string, meta: StoredMeta, body: ReadableStream<Uint8Array> | null, ttlSeconds: number): Promise<void>;
   /** Removes the entry; true when there was one. */
   delete(key: string): Promise<boolean>;
@@ -77,7 +74,7 @@ export class CacheApiStore implements EntryStore {
       "cache-control": `max-age=${Math.max(1, Math.ceil(ttlSeconds))}`,
       [META_HEADER]: encodeURIComponent(JSON.stringify(meta)),
     });
-    await (await this.cache).put(cacheUrl(key), new Response(exactLength(body, expectedLength(meta)), { status: 200, headers }));
+    await (await this.cache).put(cacheUrl(key), new Response(body, { status: 200, headers }));
   }
 
   async delete(key: string): Promise<boolean> {
@@ -94,17 +91,10 @@ export function expectedLength(meta: StoredMeta): number | undefined {
 }
 
 /**
- * The body, made to fail unless it is exactly `length` bytes long: a body shorter or longer than announced is never
- * stored as complete. On workerd a FixedLengthStream does it natively (and gives the store the length up front);
- * elsewhere a counting stream.
+ * The body, made to fail unless it is exactly `length` bytes long (counted on the way): a body shorter or longer than
+ * announced is never stored as complete. Used where the runtime's HTTP framing does not already guarantee it.
  */
-export function exactLength(body: ReadableStream<Uint8Array> | null, length: number | undefined): ReadableStream<Uint8Array> | null {
-  if (!body || length === undefined) return body;
-  if (typeof FixedLengthStream === "function") {
-    const fixed = new FixedLengthStream(length);
-    body.pipeTo(fixed.writable as unknown as WritableStream<Uint8Array>).catch(() => undefined);
-    return fixed.readable as unknown as ReadableStream<Uint8Array>;
-  }
+export function exactLength(body: ReadableStream<Uint8Array>, length: number): ReadableStream<Uint8Array> {
   let seen = 0;
   return body.pipeThrough(
     new TransformStream<Uint8Array, Uint8Array>({
