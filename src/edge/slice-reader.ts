@@ -163,6 +163,7 @@ export class SliceReader {
   private async open(index: number, from: number, to: number): Promise<ReadableStream<Uint8Array>> {
     const key = this.key(index);
     const coalescer = this.e.coalescer;
+    let waited = false;
     for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
       const mine = this.writing.get(index);
       if (mine) {
@@ -175,7 +176,9 @@ export class SliceReader {
       const claim = await coalescer.claim(key, mark, this.waitUntil);
       if (claim === "changed") continue;
       if (claim === "held") {
+        if (waited) break; // waited for it once already (lock_timeout_ms at most): do not wait again
         await coalescer.wait(key);
+        waited = true;
         continue;
       }
       this.fetched = true;
@@ -207,17 +210,22 @@ export class SliceReader {
   }
 
   /** One origin request for slices `first`.. (one per claim), each claimed slice stored; settles when the first is. */
-  private async fetchRun(first: number, claims: (Claim | null)[]): Promise<void> {
-    const range = runRange(first, claims.length, this.object.sliceBytes, this.object.total);
-    let body: ReadableStream<Uint8Array>;
-    try {
-      body = await this.fetchRange(range);
-    } catch (error) {
-      for (const c of claims) c?.release({ fetched: false });
-      throw error;
-    }
-    this.storeRun(body, first, claims);
-    await this.writing.get(first);
+  private fetchRun(first: number, claims: (Claim | null)[]): Promise<void> {
+    const run = (async () => {
+      const range = runRange(first, claims.length, this.object.sliceBytes, this.object.total);
+      let body: ReadableStream<Uint8Array>;
+      try {
+        body = await this.fetchRange(range);
+      } catch (error) {
+        for (const c of claims) c?.release({ fetched: false });
+        throw error;
+      }
+      this.storeRun(body, first, claims);
+      await this.writing.get(first);
+    })();
+    // Holds locks until it settles: it must outlive an answer whose client went away (read-ahead).
+    this.waitUntil(run.catch(() => undefined));
+    return run;
   }
 
   /** The origin's bytes for `range` of this version (206 with exactly that Content-Range), or an error. */
@@ -265,11 +273,9 @@ export class SliceReader {
     claims.forEach((_, i) => this.writing.set(first + i, new Promise<void>((resolve) => settled.push(resolve))));
     const put = async (index: number, claim: Claim, piece: ReadableStream<Uint8Array>) => {
       const meta = sliceMeta(this.rec.meta, index, this.e.now());
-      const stored = await this.e.store.put(this.key(index), meta, piece, SLICE_TTL).then(
-        () => true,
-        () => false,
-      );
-      claim.release({ stored });
+      await this.e.store.put(this.key(index), meta, piece, SLICE_TTL).catch(() => undefined);
+      // Released explicitly even when stored: workerd's cache.put resolves when the store refuses (413).
+      claim.release();
     };
     const run = async () => {
       if (claims.length === 1) {

@@ -111,7 +111,7 @@ export async function fetchMiss(e: Engine, tx: Transaction, status: XCacheStatus
     return passThrough(e, tx, status, cacheStatus);
   }
   rec.storageKey = keys[0]!;
-  release(tx, keys.includes(tx.found.storageKey));
+  release(tx); // explicitly: workerd's cache.put resolves when the store refuses
   storeRun(res.body!);
   try {
     return await answer(e, tx, probeReader, rec, status, { ...cacheStatus, stored: true }, 0);
@@ -208,7 +208,7 @@ async function revalidateRecord(e: Engine, tx: Transaction, rec: SlicedRecord, f
     const updated = updatedRecord(e, tx, rec.meta, check);
     if (updated) {
       await e.store.put(rec.storageKey, updated.meta, null, updated.ttl).catch(() => undefined);
-      release(tx, true);
+      release(tx);
     } else {
       await e.store.delete(rec.storageKey).catch(() => false);
       release(tx);

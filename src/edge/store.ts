@@ -35,8 +35,15 @@ const META_HEADER = "x-parrot-meta";
  */
 export class CacheApiStore implements EntryStore {
   private readonly cache: Promise<Cache>;
-  constructor(cache: Cache | Promise<Cache>) {
+  private readonly checkUploads: boolean;
+  /**
+   * `checkUploads`: follow every body on its way in and remove what a put kept of one that failed or had another
+   * length than announced (Miniflare: its Cache API commits an upload that failed midway). The disk store checks
+   * lengths itself.
+   */
+  constructor(cache: Cache | Promise<Cache>, opts: { checkUploads?: boolean } = {}) {
     this.cache = Promise.resolve(cache);
+    this.checkUploads = opts.checkUploads ?? false;
   }
 
   async get(key: string): Promise<StoredEntry | null> {
@@ -51,9 +58,10 @@ export class CacheApiStore implements EntryStore {
     const length = res.headers.get("content-length");
     const known = length !== null && /^\d+$/.test(length) ? Number(length) : undefined;
     if (meta.kind === "entry" && meta.size === undefined && known !== undefined) meta.size = known;
-    if (meta.kind === "slice" && known !== undefined && known !== meta.end - meta.start + 1) {
+    const expected = expectedLength(meta);
+    if (expected !== undefined && known !== undefined && known !== expected) {
       await res.body?.cancel();
-      return null; // not the slice its meta describes
+      return null; // not the body its meta describes: never served as complete
     }
     return { meta, body: res.body };
   }
@@ -74,7 +82,14 @@ export class CacheApiStore implements EntryStore {
       "cache-control": `max-age=${Math.max(1, Math.ceil(ttlSeconds))}`,
       [META_HEADER]: encodeURIComponent(JSON.stringify(meta)),
     });
-    await (await this.cache).put(cacheUrl(key), new Response(body, { status: 200, headers }));
+    const cache = await this.cache;
+    if (!body || !this.checkUploads) return cache.put(cacheUrl(key), new Response(body, { status: 200, headers }));
+    const counted = countedBody(body, expectedLength(meta));
+    await cache.put(cacheUrl(key), new Response(counted.body, { status: 200, headers }));
+    if (!counted.whole()) {
+      await cache.delete(cacheUrl(key)).catch(() => false);
+      throw new Error("the body did not arrive whole: not stored");
+    }
   }
 
   async delete(key: string): Promise<boolean> {
@@ -108,6 +123,26 @@ export function exactLength(body: ReadableStream<Uint8Array>, length: number): R
       },
     }),
   );
+}
+
+/** A body passed through and counted: `whole()` once it ended normally with `length` bytes (when one is known). */
+function countedBody(body: ReadableStream<Uint8Array>, length: number | undefined) {
+  let seen = 0;
+  let whole = false;
+  const counted = body.pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      transform(chunk, controller) {
+        seen += chunk.byteLength;
+        if (length !== undefined && seen > length) controller.error(new Error(`body longer than its ${length} bytes`));
+        else controller.enqueue(chunk);
+      },
+      flush(controller) {
+        if (length !== undefined && seen !== length) controller.error(new Error(`body of ${seen} bytes, ${length} announced`));
+        else whole = true;
+      },
+    }),
+  );
+  return { body: counted, whole: () => whole };
 }
 
 function parseMeta(raw: string | null): StoredMeta | undefined {

@@ -53,7 +53,8 @@ function appFor(env: Env) {
       const config = parseConfig(text);
       const edge = config.edge;
       // The hot tier (off when hot_max_bytes = 0) in front of the Cache API: the disk store on bare workerd.
-      const store = new HotTier(new CacheApiStore(caches.default), {
+      // Without the disk store (Miniflare, wrangler dev) uploads are counted on the way in (see CacheApiStore).
+      const store = new HotTier(new CacheApiStore(caches.default, { checkUploads: !env.STORE }), {
         maxBytes: edge?.hot_max_bytes ?? 0,
         maxObjectBytes: edge?.hot_max_object_bytes ?? 0,
       });
