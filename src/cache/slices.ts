@@ -13,11 +13,11 @@ import { isNotModified } from "./conditional.ts";
 import type { EntryMeta, SliceMeta, SlicedObject } from "./entry.ts";
 import { ifRangeMatches, parseRange, type ByteRange } from "./range.ts";
 
-/** How a request's object is sliced: slice size, and how much a full GET of an unknown object asks for first. */
+/** How a request's object is sliced: the slice size, and up to which size an object is stored whole. */
 export interface SliceSettings {
   sliceBytes: number;
-  /** Objects up to this many bytes (whole slices) are stored whole; the first request for one asks for this much. */
-  probeBytes: number;
+  /** A full GET of an object up to this size stores it whole (the probe's first slice and the rest, one entry). */
+  thresholdBytes: number;
 }
 
 /** The slicing that applies to a request under `rule`; undefined when slicing is off (threshold 0). */
@@ -26,8 +26,7 @@ export function sliceSettings(edge: EdgeConfig, rule: Rule | undefined): SliceSe
   if (threshold === 0) return undefined;
   const sliceBytes = rule?.slice_bytes ?? edge.slice_bytes;
   // Whole objects above max_object_bytes are never stored: slice anything larger.
-  const limit = Math.max(sliceBytes, Math.min(threshold, edge.max_object_bytes));
-  return { sliceBytes, probeBytes: Math.ceil(limit / sliceBytes) * sliceBytes };
+  return { sliceBytes, thresholdBytes: Math.max(sliceBytes, Math.min(threshold, edge.max_object_bytes)) };
 }
 
 /** A parsed Content-Range: a satisfied range of a known total, or `bytes *\/total` (unsatisfiable). */
@@ -60,12 +59,6 @@ export function sliceSpan(index: number, sliceBytes: number, total: number): Byt
 /** The slice holding byte `offset`. */
 export function sliceOf(offset: number, sliceBytes: number): number {
   return Math.floor(offset / sliceBytes);
-}
-
-/** The origin request range for slices `first`..`first + count - 1` (aligned; the last may be shorter). */
-export function runRange(first: number, count: number, sliceBytes: number, total = Infinity): ByteRange {
-  const start = first * sliceBytes;
-  return { start, end: Math.min(total, start + count * sliceBytes) - 1 };
 }
 
 /** The validators a response carries: a strong ETag (weak ones cannot validate byte ranges) and Last-Modified. */

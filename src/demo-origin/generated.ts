@@ -109,3 +109,19 @@ function generatedStream(start: number, length: number, seed: number, sent: (byt
     },
   });
 }
+
+/**
+ * A site of generated objects by path (the mirror tests' and benchmark's origin): `handle` answers them (404
+ * otherwise) and counts the body bytes sent per path; `GET /__sent` answers the counts as JSON.
+ */
+export function generatedSite(objects: Map<string, GeneratedObject>) {
+  const sent = new Map<string, number>();
+  const handle = (request: Request): Response => {
+    const path = new URL(request.url).pathname;
+    if (path === "/__sent") return Response.json(Object.fromEntries(sent));
+    const obj = objects.get(path);
+    if (!obj) return new Response("not found\n", { status: 404, headers: { "content-type": "text/plain" } });
+    return answerGenerated(request, obj, (n) => sent.set(path, (sent.get(path) ?? 0) + n));
+  };
+  return { handle, sent: (path: string) => sent.get(path) ?? 0, reset: () => sent.clear() };
+}

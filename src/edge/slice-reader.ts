@@ -14,7 +14,6 @@ import { purgeEffect } from "../cache/purge.ts";
 import { sliceStream } from "../cache/range.ts";
 import {
   parseContentRange,
-  runRange,
   sameVersion,
   sliceFits,
   sliceKey,
@@ -100,16 +99,15 @@ export class SliceReader {
   }
 
   /**
-   * Claims slices `first`..`first + count - 1` for a response of the origin that covers them (the first request's
-   * probe), so nobody else fetches them meanwhile. Call before the record is stored; then `store(body)`.
+   * Claims slice `index` for a response of the origin that holds it (the first request's probe), so nobody else
+   * fetches it meanwhile: call before the record is stored, then hand the body to the function it resolves to.
    */
-  async claimRun(first: number, count: number): Promise<(body: ReadableStream<Uint8Array>) => void> {
-    const claims: (Claim | null)[] = [];
-    for (let i = 0; i < count; i++) {
-      const claim = await this.e.coalescer.claim(this.key(first + i), this.e.coalescer.mark(), this.waitUntil);
-      claims.push(typeof claim === "object" ? claim : null);
-    }
-    return (body) => void this.storeRun(body, first, claims);
+  async claimSlice(index: number): Promise<(body: ReadableStream<Uint8Array>) => void> {
+    const claim = await this.e.coalescer.claim(this.key(index), this.e.coalescer.mark(), this.waitUntil);
+    return (body) => {
+      if (typeof claim === "object") this.storeSlice(index, claim, body);
+      else void body.cancel(); // another request has it, or just stored it
+    };
   }
 
   /** Bytes `start`..`end` of the object as one stream, slice after slice, one slice read ahead. */
@@ -182,7 +180,7 @@ export class SliceReader {
         continue;
       }
       this.fetched = true;
-      await this.fetchRun(index, [claim]);
+      await this.fetchSlice(index, claim);
     }
     // The store cannot keep it, or another fetch of it never ends: straight from the origin for this answer.
     this.fetched = true;
@@ -209,21 +207,20 @@ export class SliceReader {
     return whole || store.getRange ? entry.body : sliceStream(entry.body, from - span.start, to - span.start);
   }
 
-  /** One origin request for slices `first`.. (one per claim), each claimed slice stored; settles when the first is. */
-  private fetchRun(first: number, claims: (Claim | null)[]): Promise<void> {
+  /** One origin request for slice `index`, stored; settles when the store has it (or refused it). */
+  private fetchSlice(index: number, claim: Claim): Promise<void> {
     const run = (async () => {
-      const range = runRange(first, claims.length, this.object.sliceBytes, this.object.total);
       let body: ReadableStream<Uint8Array>;
       try {
-        body = await this.fetchRange(range);
+        body = await this.fetchRange(this.span(index));
       } catch (error) {
-        for (const c of claims) c?.release({ fetched: false });
+        claim.release({ fetched: false });
         throw error;
       }
-      this.storeRun(body, first, claims);
-      await this.writing.get(first);
+      this.storeSlice(index, claim, body);
+      await this.writing.get(index);
     })();
-    // Holds locks until it settles: it must outlive an answer whose client went away (read-ahead).
+    // It holds the slice's lock until it settles: it must outlive an answer whose client went away (read-ahead).
     this.waitUntil(run.catch(() => undefined));
     return run;
   }
@@ -264,47 +261,16 @@ export class SliceReader {
     return this.fetchRange({ start: from, end: to });
   }
 
-  /**
-   * Cuts a response body that starts at slice `first` into its slices and stores each one this request claimed
-   * (the others are read past). One claim: the body goes to the store as it is (no copy in JavaScript).
-   */
-  private storeRun(body: ReadableStream<Uint8Array>, first: number, claims: (Claim | null)[]) {
-    const settled: (() => void)[] = [];
-    claims.forEach((_, i) => this.writing.set(first + i, new Promise<void>((resolve) => settled.push(resolve))));
-    const put = async (index: number, claim: Claim, piece: ReadableStream<Uint8Array>) => {
-      const meta = sliceMeta(this.rec.meta, index, this.e.now());
-      await this.e.store.put(this.key(index), meta, piece, SLICE_TTL).catch(() => undefined);
+  /** Stores the origin's body of slice `index` (under its claim); `writing` says when that is over. */
+  private storeSlice(index: number, claim: Claim, body: ReadableStream<Uint8Array>) {
+    const meta = sliceMeta(this.rec.meta, index, this.e.now());
+    const done = this.e.store
+      .put(this.key(index), meta, body, SLICE_TTL)
+      .catch(() => undefined)
       // Released explicitly even when stored: workerd's cache.put resolves when the store refuses (413).
-      claim.release();
-    };
-    const run = async () => {
-      if (claims.length === 1) {
-        if (claims[0]) await put(first, claims[0], body);
-        else await body.cancel();
-        settled[0]!();
-        return;
-      }
-      const source = new Pieces(body);
-      let i = 0;
-      try {
-        for (; i < claims.length; i++) {
-          const span = this.span(first + i);
-          const piece = source.take(span.end - span.start + 1);
-          const claim = claims[i];
-          if (claim) await put(first + i, claim, piece.stream);
-          await piece.finish(); // what the store did not read (it refused the slice) is read past
-          settled[i]!();
-        }
-      } catch {
-        for (; i < claims.length; i++) {
-          claims[i]?.release({ fetched: false });
-          settled[i]!();
-        }
-      } finally {
-        await source.cancel();
-      }
-    };
-    this.waitUntil(run());
+      .finally(() => claim.release());
+    this.writing.set(index, done);
+    this.waitUntil(done);
   }
 
   /** Deletes the record (once): the next request for the object starts over with the origin's version. */
@@ -320,57 +286,10 @@ export class SliceReader {
 }
 
 /** A stream that must carry exactly `length` bytes: workerd's FixedLengthStream (its length is the answer's). */
-function lengthStream(length: number): { readable: ReadableStream<Uint8Array>; writable: WritableStream<Uint8Array> } {
+export function lengthStream(length: number): { readable: ReadableStream<Uint8Array>; writable: WritableStream<Uint8Array> } {
   if (typeof FixedLengthStream === "function") {
     const fixed = new FixedLengthStream(length);
     return { readable: fixed.readable as unknown as ReadableStream<Uint8Array>, writable: fixed.writable as unknown as WritableStream<Uint8Array> };
   }
   return new TransformStream<Uint8Array, Uint8Array>();
-}
-
-/** Consecutive pieces of exact lengths read from one body. */
-class Pieces {
-  private readonly reader: ReadableStreamDefaultReader<Uint8Array>;
-  private leftover: Uint8Array | null = null;
-  constructor(body: ReadableStream<Uint8Array>) {
-    this.reader = body.getReader();
-  }
-
-  /** The next `length` bytes: a stream of them, and `finish` that reads past what the stream's reader left. */
-  take(length: number): { stream: ReadableStream<Uint8Array>; finish(): Promise<void> } {
-    let left = length;
-    const next = async (): Promise<Uint8Array | null> => {
-      if (left === 0) return null;
-      let chunk = this.leftover;
-      this.leftover = null;
-      if (!chunk) {
-        const r = await this.reader.read();
-        if (r.done) throw new Error("the origin's body ended early");
-        chunk = r.value;
-      }
-      if (chunk.byteLength > left) {
-        this.leftover = chunk.subarray(left);
-        chunk = chunk.subarray(0, left);
-      }
-      left -= chunk.byteLength;
-      return chunk;
-    };
-    const stream = new ReadableStream<Uint8Array>({
-      async pull(controller) {
-        const chunk = await next();
-        if (chunk) controller.enqueue(chunk);
-        if (left === 0) controller.close();
-      },
-    });
-    return {
-      stream,
-      finish: async () => {
-        while ((await next()) !== null);
-      },
-    };
-  }
-
-  cancel(): Promise<void> {
-    return this.reader.cancel().catch(() => undefined);
-  }
 }

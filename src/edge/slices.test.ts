@@ -74,32 +74,50 @@ describe("sliced objects", () => {
     expect(t.origin.bytesOf("/iso")).toBe(3 * SLICE);
   });
 
-  it("a full GET probes slice_threshold_bytes, then streams every slice in order; a second GET is a HIT", async () => {
+  it("a full GET of a large object probes its first slice, then streams every slice in order; a second GET is a HIT", async () => {
     const t = setup();
     t.origin.set("/iso", iso());
     const a = await t.get("/iso");
     expect([a.status, a.xcs, a.res.headers.get("content-length")]).toEqual([200, "MISS", String(SIZE)]);
     expect(a.body).toEqual(pattern(SIZE));
     const asked = t.origin.ranges.get("/iso")!;
-    expect(asked[0]).toBe(`bytes=0-${4 * SLICE - 1}`);
-    expect(asked).toHaveLength(1 + 12); // the probe brought 4 slices, 12 more one by one
+    expect(asked).toEqual(Array.from({ length: 16 }, (_, i) => `bytes=${i * SLICE}-${Math.min(SIZE, (i + 1) * SLICE) - 1}`));
     expect(t.origin.bytesOf("/iso")).toBe(SIZE);
     const b = await t.get("/iso");
     expect([b.xcs, b.res.headers.get("accept-ranges")]).toEqual(["HIT", "bytes"]);
     expect(b.body).toEqual(pattern(SIZE));
-    expect(t.origin.hitsOf("/iso")).toBe(13);
+    expect(t.origin.hitsOf("/iso")).toBe(16);
   });
 
-  it("stores an object up to the threshold whole after one request", async () => {
+  it("stores an object up to the threshold whole: the probe's slice and the rest (If-Range), the object sent once", async () => {
     const t = setup();
     t.origin.set("/small", iso({ size: 200_000 }));
     const a = await t.get("/small");
     expect([a.status, a.xcs, a.body.byteLength]).toEqual([200, "MISS", 200_000]);
-    expect(t.origin.hitsOf("/small")).toBe(1);
+    expect(a.body).toEqual(pattern(200_000));
+    expect(t.origin.ranges.get("/small")).toEqual([`bytes=0-${SLICE - 1}`, `bytes=${SLICE}-`]);
+    expect(t.origin.lastRequest("/small")!["if-range"]).toBe('"v1"');
+    expect(t.origin.bytesOf("/small")).toBe(200_000);
     expect(t.store.size).toBe(1); // one entry, no record and slices
     const r = await t.get("/small", { range: "bytes=100-199" });
     expect([r.status, r.xcs]).toEqual([206, "HIT"]);
     expect(r.body).toEqual(pattern(200_000).subarray(100, 200));
+  });
+
+  it("an object that changes between the probe and the rest comes whole, once", async () => {
+    const t = setup();
+    t.origin.set("/small", iso({ size: 200_000 }));
+    // The rest is asked with If-Range "v1": the origin has v2 by then and answers 200 with all of it.
+    const origin = t.origin.handle;
+    let n = 0;
+    t.origin.handle = async (req) => {
+      if (n++ === 1) t.origin.set("/small", iso({ size: 200_000, seed: 5, headers: { ...iso().headers, etag: '"v2"' } }));
+      return origin(req);
+    };
+    const a = await t.get("/small");
+    expect([a.status, a.body.byteLength]).toEqual([200, 200_000]);
+    expect(a.body).toEqual(pattern(200_000, 5));
+    expect((await t.get("/small")).body).toEqual(pattern(200_000, 5));
   });
 
   it("coalesces concurrent requests for the same missing slice into one origin request", async () => {
@@ -142,7 +160,7 @@ describe("sliced objects", () => {
     expect([again.status, again.xcs]).toEqual([200, "MISS"]);
     expect(again.body).toEqual(pattern(SIZE, 7));
     // Slice 1 was asked for v1 (refused: 412), then the new version was probed from the start.
-    expect(t.origin.ranges.get("/iso")!.slice(1, 3)).toEqual([`bytes=${SLICE}-${2 * SLICE - 1}`, `bytes=0-${4 * SLICE - 1}`]);
+    expect(t.origin.ranges.get("/iso")!.slice(1, 3)).toEqual([`bytes=${SLICE}-${2 * SLICE - 1}`, `bytes=0-${SLICE - 1}`]);
   });
 
   it("revalidates a stale record with a one-byte conditional: 304 keeps the slices, a new version replaces them", async () => {

@@ -2,8 +2,9 @@
  * Step "slices": large objects fetched and stored in aligned slices (nginx's slice module, ATS's slice plugin), so
  * a Range costs the origin the slices it covers, once, and an object of any size is cached.
  *
- *   miss ── probe: GET with Range (the slice a Range starts in; a full GET asks for slice_threshold_bytes)
+ *   miss ── probe: GET with Range for one slice (the one a Range starts in, else the first)
  *           ├─ 206 covering the whole object, 200 (Range ignored), other statuses ── stored whole (fetch-store.ts)
+ *           ├─ a full GET of an object up to slice_threshold_bytes ── the rest fetched (If-Range), stored whole
  *           ├─ 206 of part of an object with a strong ETag or Last-Modified ── object record + the slices it brought
  *           └─ 206 that cannot be stored or sliced ── the client's own request passed through, unstored
  *   record ── judged like any entry (HIT / STALE / UPDATING / revalidated with a `Range: bytes=0-0` conditional;
@@ -23,7 +24,6 @@ import {
   firstWantedByte,
   neededBytes,
   parseContentRange,
-  runRange,
   sameVersion,
   sliceCount,
   sliceKey,
@@ -36,7 +36,7 @@ import {
 import type { CacheStatusParams, XCacheStatus } from "../cache/status.ts";
 import { gatewayTimeout, originFailure } from "./deliver.ts";
 import { fetchAndStore, PARTIAL_REQUEST_HEADERS, putResponse, release, storeResponse } from "./fetch-store.ts";
-import { SliceReader, VersionChanged, type SlicedRecord } from "./slice-reader.ts";
+import { lengthStream, SliceReader, VersionChanged, type SlicedRecord } from "./slice-reader.ts";
 import type { EntryStore, StoredEntry } from "./store.ts";
 import { NULL_BODY_STATUS, type Engine, type Outcome, type Transaction } from "./transaction.ts";
 
@@ -56,11 +56,10 @@ export async function fetchMiss(e: Engine, tx: Transaction, status: XCacheStatus
   const settings = sliceSettings(e.edge, tx.rule);
   if (!settings) return fetchAndStore(e, tx, status, cacheStatus);
   const { request } = tx;
-  const sliceBytes = settings.sliceBytes;
+  const { sliceBytes } = settings;
   const ranged = request.method === "GET" && request.headers.has("range");
   const first = ranged ? sliceOf(firstWantedByte(request.headers), sliceBytes) : 0;
-  const count = ranged || request.method === "HEAD" ? 1 : settings.probeBytes / sliceBytes;
-  const asked = runRange(first, count, sliceBytes);
+  const asked = { start: first * sliceBytes, end: (first + 1) * sliceBytes - 1 };
 
   tx.claim ??= e.coalescer.local(tx.found.storageKey);
   const requestTime = e.now();
@@ -86,40 +85,85 @@ export async function fetchMiss(e: Engine, tx: Transaction, status: XCacheStatus
 
   const cr = parseContentRange(res.headers.get("content-range"));
   const coded = (res.headers.get("content-encoding") ?? "identity").toLowerCase() !== "identity";
-  if (!cr || "unsatisfied" in cr || cr.start !== asked.start || cr.end !== Math.min(asked.end, cr.total - 1) || coded) {
+  if (!cr || "unsatisfied" in cr || cr.start !== asked.start || cr.end !== Math.min(asked.end, cr.total - 1) || coded || !res.body) {
     await res.body?.cancel(); // not the range asked for: take the whole response instead
     return fetchAndStore(e, tx, status, cacheStatus);
   }
-  if (cr.start === 0 && cr.end === cr.total - 1) return storeResponse(e, tx, wholeFrom(res, cr.total), requestTime, status, cacheStatus);
+  if (cr.start === 0 && cr.end === cr.total - 1) return storeResponse(e, tx, whole(res, res.body, cr.total), requestTime, status, cacheStatus);
+  // A whole request for an object up to the threshold: stored whole, the probe's slice and the rest as one entry.
+  if (!ranged && cr.total <= settings.thresholdBytes) return stitched(e, tx, res, cr.end + 1, cr.total, requestTime, status, cacheStatus);
 
-  // Part of a larger object: its record, then the slices this response brought.
+  // Part of a larger object: its record, then the slice this response brought.
   const decision = canSlice(res.headers) ? recordDecision(e, tx, res.headers, requestTime, cr.total, sliceBytes) : undefined;
   if (!decision) {
-    await res.body?.cancel();
+    await res.body.cancel();
     release(tx);
     return passThrough(e, tx, status, cacheStatus);
   }
   const rec: SlicedRecord = { storageKey: tx.found.storageKey, meta: decision.meta };
-  const run = sliceOf(cr.end, sliceBytes) - first + 1;
-  // The slices are claimed before the record appears: whoever finds the record waits for them instead of fetching.
-  const probeReader = new SliceReader(e, tx, rec);
-  const storeRun = await probeReader.claimRun(first, run);
+  const reader = new SliceReader(e, tx, rec);
+  // The slice is claimed before the record appears: whoever finds the record waits for it instead of fetching it.
+  const storeProbe = await reader.claimSlice(first);
   const keys = await putResponse(e, tx, decision.meta, decision.varyFields, null, decision.physicalTtl).catch(() => null);
+  release(tx); // explicitly: workerd's cache.put resolves when the store refuses
   if (!keys) {
-    storeRun(res.body!); // the slices may still be stored: a record rebuilt later finds them
-    release(tx);
+    storeProbe(res.body); // the slice may still be stored: a record rebuilt later finds it
     return passThrough(e, tx, status, cacheStatus);
   }
   rec.storageKey = keys[0]!;
-  release(tx); // explicitly: workerd's cache.put resolves when the store refuses
-  storeRun(res.body!);
+  storeProbe(res.body);
   try {
-    return await answer(e, tx, probeReader, rec, status, { ...cacheStatus, stored: true }, 0);
+    return await answer(e, tx, reader, rec, status, { ...cacheStatus, stored: true }, 0);
   } catch (error) {
     return originFailure(error, status, cacheStatus);
   }
 }
 
+/**
+ * The probe held the first slice of an object small enough to be stored whole: the rest is asked for with If-Range
+ * (a new version comes whole instead) and both bodies make one response, stored whole. Origin bytes: the object, once.
+ */
+async function stitched(
+  e: Engine,
+  tx: Transaction,
+  probe: Response,
+  from: number,
+  total: number,
+  requestTime: number,
+  status: XCacheStatus,
+  cacheStatus: CacheStatusParams,
+): Promise<Outcome> {
+  const probeBody = probe.body!;
+  const v = validatorsOf(probe.headers);
+  const validator = v.etag ?? v.lastModified;
+  if (!validator) {
+    await probeBody.cancel(); // without a validator the two parts could be of two versions
+    return fetchAndStore(e, tx, status, cacheStatus);
+  }
+  let rest: Response;
+  try {
+    rest = await e.origin(tx.request, tx.ctx.clientIp, {
+      method: "GET",
+      drop: PARTIAL_REQUEST_HEADERS,
+      headers: { range: `bytes=${from}-`, "if-range": validator },
+    });
+  } catch (error) {
+    await probeBody.cancel();
+    release(tx);
+    return originFailure(error, status, cacheStatus);
+  }
+  if (rest.status === 200) {
+    await probeBody.cancel(); // another version, sent whole
+    return storeResponse(e, tx, rest, requestTime, status, cacheStatus);
+  }
+  const cr = rest.status === 206 ? parseContentRange(rest.headers.get("content-range")) : null;
+  const fits = cr && !("unsatisfied" in cr) && cr.start === from && cr.end === total - 1 && rest.body;
+  if (!fits || !sameVersion({ ...v, total }, { ...validatorsOf(rest.headers), total: cr.total })) {
+    await Promise.all([probeBody.cancel(), rest.body?.cancel()]);
+    return fetchAndStore(e, tx, status, cacheStatus);
+  }
+  return storeResponse(e, tx, whole(probe, concat(tx, [probeBody, rest.body!], total), total), requestTime, status, cacheStatus);
+}
 /**
  * A stored object record, judged (`verdict`) by the route like any entry: answers from its slices, revalidating the
  * record first when it must be. The route holds the record's coalescing lock when it is to be revalidated.
@@ -330,12 +374,29 @@ function recordDecision(e: Engine, tx: Transaction, headers: Headers, requestTim
   return { meta, varyFields: decision.varyFields, physicalTtl: decision.physicalTtl };
 }
 
-/** A 206 that holds the whole object, as the 200 it stands for. */
-function wholeFrom(res: Response, total: number): Response {
+/** The 200 a 206 stands for when `body` is the whole object: its headers, without Content-Range. */
+function whole(res: Response, body: ReadableStream<Uint8Array>, total: number): Response {
   const headers = new Headers(res.headers);
   headers.delete("content-range");
   headers.set("content-length", String(total));
-  return new Response(res.body, { status: 200, statusText: "OK", headers });
+  return new Response(body, { status: 200, statusText: "OK", headers });
+}
+
+/** Bodies one after the other as one stream of `total` bytes (natively piped on workerd). */
+function concat(tx: Transaction, bodies: ReadableStream<Uint8Array>[], total: number): ReadableStream<Uint8Array> {
+  const { readable, writable } = lengthStream(total);
+  const run = async () => {
+    let i = 0;
+    try {
+      for (; i < bodies.length; i++) await bodies[i]!.pipeTo(writable, { preventClose: true });
+      await writable.close();
+    } catch (error) {
+      await writable.abort(error).catch(() => undefined);
+      for (i++; i < bodies.length; i++) await bodies[i]!.cancel().catch(() => undefined);
+    }
+  };
+  tx.ctx.waitUntil(run());
+  return readable;
 }
 
 /** The client's own request (its Range and conditionals) to the origin, answered as the origin answers, unstored. */

@@ -234,6 +234,21 @@ describe.each(RUNTIMES)("mirrors on $name", (rt) => {
     expect(await check(next, 0, 1)).toEqual({ bytes: size, right: true, ended: true });
   });
 
+  it("an object up to slice_threshold_bytes is stored whole: its first slice and the rest, sent once", async () => {
+    const p = "/medium.deb";
+    const size = 20 * MiB + 11;
+    put(p, { size });
+    const a = await get(p);
+    expect([a.status, a.headers.get("x-cache-status"), a.headers.get("content-length")]).toEqual([200, "MISS", String(size)]);
+    expect(await check(a, 0)).toEqual({ bytes: size, right: true, ended: true });
+    expect(origin.requests.get(p)).toEqual([`bytes=0-${SLICE - 1}`, `bytes=${SLICE}-`]);
+    expect(origin.bytes(p)).toBe(size);
+    await sleep(300);
+    const b = await get(p, { headers: { range: `bytes=${size - 10}-` } });
+    expect([b.status, b.headers.get("x-cache-status")]).toEqual([206, "HIT"]);
+    expect(await check(b, size - 10)).toEqual({ bytes: 10, right: true, ended: true });
+  });
+
   it("an origin that ignores Range: stored whole when it fits, passed through (not stored) when larger than max_object_bytes", async () => {
     const fits = "/norange-fits.bin";
     put(fits, { size: 40 * MiB, ranges: false });
