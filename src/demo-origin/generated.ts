@@ -60,29 +60,43 @@ export function generatedHeaders(obj: GeneratedObject): Headers {
 
 /** Answers a GET/HEAD for a generated object; `sent` hears every body chunk's length as it goes out. */
 export function answerGenerated(request: Request, obj: GeneratedObject, sent: (bytes: number) => void = () => {}): Response {
-  const headers = generatedHeaders(obj);
+  return answerStatic(request, obj.size, generatedHeaders(obj), obj.ranges !== false, (start, length) =>
+    generatedStream(start, length, obj.seed ?? 0, sent),
+  );
+}
+
+/**
+ * Answers a GET/HEAD for a static body of `size` bytes as a file server does (the validators are in `headers`):
+ * 412, 304, a single range (206) or 416 when `ranges`, else the whole body. `body(start, length)` makes the bytes.
+ */
+export function answerStatic(
+  request: Request,
+  size: number,
+  headers: Headers,
+  ranges: boolean,
+  body: (start: number, length: number) => ReadableStream<Uint8Array> | Uint8Array,
+): Response {
   const req = request.headers;
-  const failed = preconditionFailed(req, headers);
-  if (failed) return new Response(null, { status: 412, headers });
+  if (preconditionFailed(req, headers)) return new Response(null, { status: 412, headers });
   if (isNotModified(req, headers)) return new Response(null, { status: 304, headers });
-  let range: ByteRange = { start: 0, end: obj.size - 1 };
+  let range: ByteRange = { start: 0, end: size - 1 };
   let status = 200;
-  if (obj.ranges !== false && ifRangeMatches(req.get("if-range"), headers.get("etag"), headers.get("last-modified"))) {
-    const ranges = parseRange(req.get("range"), obj.size);
-    if (ranges && ranges.length === 0) {
-      headers.set("content-range", `bytes */${obj.size}`);
+  if (ranges && ifRangeMatches(req.get("if-range"), headers.get("etag"), headers.get("last-modified"))) {
+    const asked = parseRange(req.get("range"), size);
+    if (asked && asked.length === 0) {
+      headers.set("content-range", `bytes */${size}`);
       return new Response(null, { status: 416, headers });
     }
-    if (ranges && ranges.length === 1) {
-      range = ranges[0]!;
+    if (asked && asked.length === 1) {
+      range = asked[0]!;
       status = 206;
-      headers.set("content-range", `bytes ${range.start}-${range.end}/${obj.size}`);
+      headers.set("content-range", `bytes ${range.start}-${range.end}/${size}`);
     }
   }
-  const length = obj.size === 0 ? 0 : range.end - range.start + 1;
+  const length = size === 0 ? 0 : range.end - range.start + 1;
   headers.set("content-length", String(length));
   if (request.method === "HEAD") return new Response(null, { status, headers });
-  return new Response(generatedStream(range.start, length, obj.seed ?? 0, sent), { status, headers });
+  return new Response(body(range.start, length), { status, headers });
 }
 
 /** If-Match / If-Unmodified-Since against the object's validators (RFC 9110 §13.1.1, §13.1.4). */
