@@ -244,6 +244,50 @@ describe("sliced objects", () => {
     expect((await t.get("/cut")).xcs).toBe("MISS");
   });
 
+  it("keeps the slices of Vary variants apart", async () => {
+    const t = setup();
+    t.origin.set("/v", iso({ headers: { ...iso().headers, vary: "accept-language" } }));
+    const en = await t.get("/v", { range: "bytes=10-19", "accept-language": "en" });
+    t.origin.set("/v", iso({ seed: 9, headers: { ...iso().headers, etag: '"fr"', vary: "accept-language" } }));
+    const fr = await t.get("/v", { range: "bytes=10-19", "accept-language": "fr" });
+    expect([en.xcs, fr.xcs, fr.cs]).toEqual(["MISS", "MISS", "t1; fwd=vary-miss; stored"]);
+    expect(en.body).toEqual(bytes(10, 19));
+    expect(fr.body).toEqual(bytes(10, 19, 9));
+    const again = await t.get("/v", { range: "bytes=10-19", "accept-language": "en" });
+    expect([again.xcs, again.body]).toEqual(["HIT", bytes(10, 19)]);
+    expect((await t.get("/v", { range: "bytes=10-19", "accept-language": "fr" })).body).toEqual(bytes(10, 19, 9));
+  });
+
+  it("a HEAD of an unknown large object fetches one slice and answers from the record", async () => {
+    const t = setup();
+    t.origin.set("/iso", iso());
+    const head = await t.get("/iso", {}, "HEAD");
+    expect([head.status, head.xcs, head.res.headers.get("content-length"), head.res.headers.get("etag")]).toEqual([200, "MISS", String(SIZE), '"v1"']);
+    expect(t.origin.bytesOf("/iso")).toBe(SLICE);
+    expect((await t.get("/iso", { range: "bytes=0-9" })).xcs).toBe("HIT");
+  });
+
+  it("a large object the rules keep from being stored passes through with the client's own Range", async () => {
+    const t = setup(`[[rules]]\npath = "/private/**"\nno_store = { headers = ["x-no-store"] }\n`);
+    t.origin.set("/private/iso", iso());
+    const r = await t.get("/private/iso", { range: "bytes=500000-500009", "x-no-store": "1" });
+    expect([r.status, r.cs]).toEqual([206, "t1; fwd=uri-miss"]);
+    expect(r.body).toEqual(bytes(500000, 500009));
+    expect(t.origin.ranges.get("/private/iso")!.at(-1)).toBe("bytes=500000-500009");
+    expect(t.store.size).toBe(0);
+  });
+
+  it("stale-while-revalidate: a stale record answers STALE while one background check refreshes it", async () => {
+    const t = setup();
+    t.origin.set("/iso", iso({ headers: { ...iso().headers, "cache-control": "max-age=10, stale-while-revalidate=60" } }));
+    await t.get("/iso", { range: "bytes=0-9" });
+    t.clock.advance(20);
+    const stale = await t.get("/iso", { range: "bytes=0-9" });
+    expect([stale.xcs, stale.body]).toEqual(["STALE", bytes(0, 9)]);
+    expect(t.origin.lastRequest("/iso")).toMatchObject({ range: "bytes=0-0", "if-none-match": '"v1"' });
+    expect((await t.get("/iso", { range: "bytes=0-9" })).xcs).toBe("HIT");
+  });
+
   it("slicing off (slice_threshold_bytes = 0) sends no Range and stores whole as before", async () => {
     const t = setup("slice_threshold_bytes = 0");
     t.origin.set("/iso", iso());
