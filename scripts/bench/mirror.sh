@@ -150,7 +150,7 @@ for mode in 1 8; do
     o=$([ $phase = cold ] && echo origin || echo warmorigin)
     e=$(median "edge,$phase$mode"); n=$(median "nginx,$phase$mode")
     oe=$(median "edge,$o$mode"); on=$(median "nginx,$o$mode"); rs=$(median "edge,rss$mode")
-    label="$phase, $mode client$([ $mode = 8 ] && echo "s (parallel segments)")"
+    label="$phase, 1 client"; [ "$mode" = 8 ] && label="$phase, 8 clients (parallel segments)"
     echo "| $label | $e | $n | $(awk -v a="$e" -v b="$n" 'BEGIN{ if (b+0 > 0) printf "%.2f", a/b; else print "-" }') | $oe | $on | $([ $phase = warm ] && echo "$rs" || echo "") |"
   done
 done

@@ -105,8 +105,9 @@ export class SliceReader {
   async claimSlice(index: number): Promise<(body: ReadableStream<Uint8Array>) => void> {
     const claim = await this.e.coalescer.claim(this.key(index), this.e.coalescer.mark(), this.waitUntil);
     return (body) => {
-      if (typeof claim === "object") this.storeSlice(index, claim, body);
-      else void body.cancel(); // another request has it, or just stored it
+      if (typeof claim !== "object") return void body.cancel(); // another request has it, or just stored it
+      this.storeSlice(index, claim, body);
+      this.waitUntil(this.writing.get(index)!); // the answer may not read it (HEAD): the store still gets it
     };
   }
 
@@ -144,9 +145,11 @@ export class SliceReader {
         await writable.close();
       } catch (error) {
         await writable.abort(error).catch(() => undefined);
-        next?.then((b) => b.cancel(), () => undefined);
+        // The slice read ahead is still fetched and stored (its lock released) while this request lives.
+        await next?.then((b) => b.cancel(), () => undefined);
       }
     };
+    // One waitUntil per answer, not per slice: workerd keeps what each one holds until the request ends.
     this.waitUntil(run());
     return readable;
   }
@@ -193,10 +196,11 @@ export class SliceReader {
     const key = this.key(index);
     const span = this.span(index);
     const whole = from === span.start && to === span.end;
-    const entry =
-      whole || !store.getRange
-        ? await store.get(key).catch(() => null)
-        : await store.getRange(key, from - span.start, to - span.start).catch(() => null);
+    // A range even for the whole slice: the disk store then streams the body straight from the file (its whole-entry
+    // read splits the head off in JavaScript).
+    const entry = store.getRange
+      ? await store.getRange(key, from - span.start, to - span.start).catch(() => null)
+      : await store.get(key).catch(() => null);
     if (!entry) return null;
     const meta = entry.meta;
     // A hard purge since the slice was stored removes it; a soft one does not matter (slices never go stale).
@@ -209,7 +213,8 @@ export class SliceReader {
 
   /** One origin request for slice `index`, stored; settles when the store has it (or refused it). */
   private fetchSlice(index: number, claim: Claim): Promise<void> {
-    const run = (async () => {
+    // Awaited by whoever opens the slice, within the answer's waitUntil (see stream): its lock is always released.
+    return (async () => {
       let body: ReadableStream<Uint8Array>;
       try {
         body = await this.fetchRange(this.span(index));
@@ -220,9 +225,6 @@ export class SliceReader {
       this.storeSlice(index, claim, body);
       await this.writing.get(index);
     })();
-    // It holds the slice's lock until it settles: it must outlive an answer whose client went away (read-ahead).
-    this.waitUntil(run.catch(() => undefined));
-    return run;
   }
 
   /** The origin's bytes for `range` of this version (206 with exactly that Content-Range), or an error. */
@@ -270,7 +272,6 @@ export class SliceReader {
       // Released explicitly even when stored: workerd's cache.put resolves when the store refuses (413).
       .finally(() => claim.release());
     this.writing.set(index, done);
-    this.waitUntil(done);
   }
 
   /** Deletes the record (once): the next request for the object starts over with the origin's version. */

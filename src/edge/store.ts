@@ -70,7 +70,10 @@ export class CacheApiStore implements EntryStore {
     const res = await (await this.cache).match(new Request(cacheUrl(key), { headers: { range: `bytes=${start}-${end}` } }));
     if (!res) return null;
     const meta = res.status === 206 ? parseMeta(res.headers.get(META_HEADER)) : undefined;
-    if (!meta || res.headers.get("content-range")?.startsWith(`bytes ${start}-${end}/`) !== true) {
+    const range = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(res.headers.get("content-range") ?? "");
+    const expected = meta ? expectedLength(meta) : undefined;
+    // The range asked for, of a body of the length the meta announces (when it announces one).
+    if (!meta || !range || Number(range[1]) !== start || Number(range[2]) !== end || (expected !== undefined && Number(range[3]) !== expected)) {
       await res.body?.cancel();
       return null;
     }
