@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Mirror benchmark (not a test): a 2 GB object through this edge (slices, bare workerd, disk store) and through nginx
 # with its slice module, side by side in one run. The server under test on core 0 (taskset -c 0), the origin and the
-# clients on core 1. For each of RUNS rounds, each server from an empty cache (fresh process, fresh store):
+# clients on core 1. For each of RUNS rounds, both servers from an empty cache (fresh processes, fresh stores), each
+# phase measured on both back to back:
 #   cold 1   one client GETs the whole object (the cache fills)      warm 1   the same again (from the cache)
 #   cold 8   a fresh cache, 8 clients GET 8 parallel segments        warm 8   the same again
 # and reports MB/s, origin bytes sent / object size (cold) and the edge's peak RSS (VmHWM of its workerd), medians.
@@ -104,35 +105,41 @@ ratio() { awk -v a="$1" -v b="$SIZE" 'BEGIN{printf "%.4f", a/b}'; }
 rss() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
 
 declare -A R
-measure() { # server round
-  local server=$1 round=$2 dir port path
+# One round: for each client count, both servers started fresh side by side (each with an empty cache), then each
+# phase measured on both back to back (the order alternating by round), so a busy moment of the machine hits both.
+round() { # round
+  local r=$1 mode dir_e dir_n port_e port_n
   for mode in 1 8; do
-    dir="$T/$server-$round-$mode"; mkdir -p "$dir"; port=$(free_port)
-    path="/iso/$server-$round-$mode.iso"
-    if [ "$server" = edge ]; then start_edge "$dir" "$port"; else start_nginx "$dir" "$port"; fi
-    local url="http://127.0.0.1:$port$path" fn=one
-    [ "$mode" = 8 ] && fn=eight
-    R[$server,cold$mode,$round]=$($fn "$url")
-    R[$server,origin$mode,$round]=$(ratio "$(sent "$path")")
-    sleep 1
-    R[$server,warm$mode,$round]=$($fn "$url")
-    R[$server,warmorigin$mode,$round]=$(ratio "$(sent "$path")")
-    [ "$server" = edge ] && R[$server,rss$mode,$round]=$(rss "$EDGE_PID")
+    dir_e="$T/edge-$r-$mode"; dir_n="$T/nginx-$r-$mode"; mkdir -p "$dir_e" "$dir_n"
+    port_e=$(free_port); port_n=$(free_port)
+    local fn=one; [ "$mode" = 8 ] && fn=eight
+    local servers=(edge nginx); [ $((r % 2)) = 0 ] && servers=(nginx edge)
+    [ -n "${ONLY:-}" ] && servers=("$ONLY")
+    EDGE_PID=""
+    for s in "${servers[@]}"; do
+      if [ "$s" = edge ]; then start_edge "$dir_e" "$port_e"; else start_nginx "$dir_n" "$port_n"; fi
+    done
+    for phase in cold warm; do
+      for s in "${servers[@]}"; do
+        local port=$port_n; [ "$s" = edge ] && port=$port_e
+        local path="/iso/$s-$r-$mode.iso" o=origin; [ "$phase" = warm ] && o=warmorigin
+        R[$s,$phase$mode,$r]=$($fn "http://127.0.0.1:$port$path")
+        R[$s,$o$mode,$r]=$(ratio "$(sent "$path")")
+        sleep 1
+      done
+    done
+    if [ -n "$EDGE_PID" ]; then R[edge,rss$mode,$r]=$(rss "$EDGE_PID"); fi
     stop_server
-    rm -rf "$dir"
-    printf '%-6s round %d, %d client(s): cold %s MB/s (origin %sx), warm %s MB/s (origin total %sx)%s\n' "$server" "$round" "$mode" \
-      "${R[$server,cold$mode,$round]}" "${R[$server,origin$mode,$round]}" "${R[$server,warm$mode,$round]}" "${R[$server,warmorigin$mode,$round]}" \
-      "$([ "$server" = edge ] && echo ", peak RSS ${R[$server,rss$mode,$round]} MB")"
+    rm -rf "$dir_e" "$dir_n"
+    for s in "${servers[@]}"; do
+      local extra=""; [ "$s" = edge ] && extra=", peak RSS ${R[edge,rss$mode,$r]:-?} MB"
+      printf '%-6s round %d, %d client(s): cold %s MB/s (origin %sx), warm %s MB/s (origin total %sx)%s\n' "$s" "$r" "$mode" \
+        "${R[$s,cold$mode,$r]}" "${R[$s,origin$mode,$r]}" "${R[$s,warm$mode,$r]}" "${R[$s,warmorigin$mode,$r]}" "$extra"
+    done
   done
 }
 
-SERVERS=(edge nginx)
-[ -n "${ONLY:-}" ] && SERVERS=("$ONLY")
-for round in $(seq 1 "$RUNS"); do
-  # Alternate the order, so neither server always runs on a warmer page cache.
-  if [ $((round % 2)) = 1 ]; then order=("${SERVERS[@]}"); else order=(); for ((i=${#SERVERS[@]}-1; i>=0; i--)); do order+=("${SERVERS[$i]}"); done; fi
-  for s in "${order[@]}"; do measure "$s" "$round"; done
-done
+for r in $(seq 1 "$RUNS"); do round "$r"; done
 
 median() { # key prefix → median over rounds ("-" when not measured)
   local vals=() r
@@ -143,7 +150,17 @@ median() { # key prefix → median over rounds ("-" when not measured)
 echo
 echo "object $SIZE bytes; edge slice_bytes ${SLICE_BYTES:-default} threshold ${THRESHOLD:-default}; nginx slice $NGINX_SLICE; medians of $RUNS runs"
 echo
-echo "| | edge MB/s | nginx MB/s | edge / nginx | edge origin bytes / object | nginx origin bytes / object | edge peak RSS MB |"
+ratios() { # phase+mode → median of the per-round edge/nginx ratios
+  local vals=() r
+  for r in $(seq 1 "$RUNS"); do
+    if [ -n "${R[edge,$1,$r]:-}" ] && [ -n "${R[nginx,$1,$r]:-}" ]; then
+      vals+=("$(awk -v a="${R[edge,$1,$r]}" -v b="${R[nginx,$1,$r]}" 'BEGIN{ printf "%.2f", (b+0 > 0 ? a/b : 0) }')")
+    fi
+  done
+  [ ${#vals[@]} = 0 ] && { echo -; return; }
+  printf '%s\n' "${vals[@]}" | sort -g | awk '{a[NR]=$1} END{print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'
+}
+echo "| | edge MB/s | nginx MB/s | edge / nginx (median of the rounds' ratios) | edge origin bytes / object | nginx origin bytes / object | edge peak RSS MB |"
 echo "|---|---|---|---|---|---|---|"
 for mode in 1 8; do
   for phase in cold warm; do
@@ -151,7 +168,7 @@ for mode in 1 8; do
     e=$(median "edge,$phase$mode"); n=$(median "nginx,$phase$mode")
     oe=$(median "edge,$o$mode"); on=$(median "nginx,$o$mode"); rs=$(median "edge,rss$mode")
     label="$phase, 1 client"; [ "$mode" = 8 ] && label="$phase, 8 clients (parallel segments)"
-    echo "| $label | $e | $n | $(awk -v a="$e" -v b="$n" 'BEGIN{ if (b+0 > 0) printf "%.2f", a/b; else print "-" }') | $oe | $on | $([ $phase = warm ] && echo "$rs" || echo "") |"
+    echo "| $label | $e | $n | $(ratios "$phase$mode") | $oe | $on | $([ $phase = warm ] && echo "$rs" || echo "") |"
   done
 done
 echo
