@@ -100,17 +100,18 @@ export async function fetchMiss(e: Engine, tx: Transaction, status: XCacheStatus
     release(tx);
     return passThrough(e, tx, status, cacheStatus);
   }
-  const rec: SlicedRecord = { storageKey: tx.found.storageKey, meta: decision.meta };
-  const reader = new SliceReader(e, tx, rec);
-  // The slice is claimed before the record appears: whoever finds the record waits for it instead of fetching it.
-  const storeProbe = await reader.claimSlice(first);
   const keys = await putResponse(e, tx, decision.meta, decision.varyFields, null, decision.physicalTtl).catch(() => null);
-  release(tx); // explicitly: workerd's cache.put resolves when the store refuses
   if (!keys) {
-    storeProbe(res.body); // the slice may still be stored: a record rebuilt later finds it
+    await res.body.cancel();
+    release(tx);
     return passThrough(e, tx, status, cacheStatus);
   }
-  rec.storageKey = keys[0]!;
+  // Slices live under the record's storage key (its variant's, when the object varies).
+  const rec: SlicedRecord = { storageKey: keys[0]!, meta: decision.meta };
+  const reader = new SliceReader(e, tx, rec);
+  // The probe's slice is claimed before the key's lock goes: the requests that waited for it wait for the slice.
+  const storeProbe = await reader.claimSlice(first);
+  release(tx); // explicitly: workerd's cache.put resolves when the store refuses
   storeProbe(res.body);
   try {
     return await answer(e, tx, reader, rec, status, { ...cacheStatus, stored: true }, 0);
@@ -164,6 +165,7 @@ async function stitched(
   }
   return storeResponse(e, tx, whole(probe, concat(tx, [probeBody, rest.body!], total), total), requestTime, status, cacheStatus);
 }
+
 /**
  * A stored object record, judged (`verdict`) by the route like any entry: answers from its slices, revalidating the
  * record first when it must be. The route holds the record's coalescing lock when it is to be revalidated.
