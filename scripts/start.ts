@@ -155,7 +155,15 @@ ${
 
 `
       : ""
-  }Admin token for this run (purge, metrics, drain), in ${effective}:
+  }Watch a resumed download come from the cache (a 300 MiB image, stored by the edge in slices; README "Mirrors"):
+  E=http://${local[0]!.host}:${values.port}; ISO=parrot-demo-1.0-amd64.iso
+  curl -so /dev/null -w '%{http_code} %{size_download}\\n' $E/iso/$ISO                 # a first download fills the cache
+  curl -s -r 0-104857599 -o $ISO $E/iso/$ISO                                            # a client stopped at 100 MiB
+  curl -s -C - -o $ISO -D - $E/iso/$ISO | grep -iE '^(content-range|x-cache-status)'   # resumed: HIT
+  curl -s $E/iso/SHA256SUMS | sha256sum -c
+apt through the CDN: deb [trusted=yes] http://${local[0]!.host}:${values.port}/debian parrot main
+
+Admin token for this run (purge, metrics, drain), in ${effective}:
   export PARROT_ADMIN_TOKEN=${raw.admin.token}
   npm run purge -- --config ${effective} --tag img   # the logo, at every edge
   curl -H "Authorization: Bearer $PARROT_ADMIN_TOKEN" http://${local[0]!.host}:${values.port}/.well-known/cdn/metrics

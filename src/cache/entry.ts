@@ -33,6 +33,36 @@ export interface EntryMeta {
   tags: string[];
   /** Body length in bytes when known. */
   size?: number;
+  /** A sliced object's record (no body here): its slices are entries of their own (src/cache/slices.ts). */
+  sliced?: SlicedObject;
+}
+
+/** What an object record knows about a sliced object. */
+export interface SlicedObject {
+  /** The object's length in bytes. */
+  total: number;
+  sliceBytes: number;
+  /** The version id (validators + total + slice size) its slices are keyed under. */
+  version: string;
+}
+
+/** One slice of a sliced object, stored under its own key with the object's validators and total length. */
+export interface SliceMeta {
+  kind: "slice";
+  /** The object's primary key: purges by URL, prefix and host reach every slice. */
+  key: string;
+  version: string;
+  index: number;
+  /** The slice's bytes in the object (inclusive). */
+  start: number;
+  end: number;
+  total: number;
+  etag?: string;
+  lastModified?: string;
+  /** When the slice arrived (ms): purges recorded later remove it. */
+  responseTime: number;
+  /** The object's Cache-Tag values, for purging by tag. */
+  tags: string[];
 }
 
 /** Stored at a primary key whose responses vary: which request headers pick the variant. */
@@ -50,7 +80,7 @@ export interface PurgeLogMeta {
   key: string;
 }
 
-export type StoredMeta = EntryMeta | VaryMarker | PurgeLogMeta;
+export type StoredMeta = EntryMeta | VaryMarker | PurgeLogMeta | SliceMeta;
 
 /** Seconds the entry stays fresh from `now` (negative once stale). */
 export function remainingFreshness(meta: EntryMeta, now: number): number {

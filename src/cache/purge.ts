@@ -127,7 +127,11 @@ function setOwn(records: Record<string, PurgeMark>, key: string, mark: PurgeMark
  * How a purge affects an entry: "hard" (gone), "soft" (stale, must revalidate) or undefined (untouched).
  * `unconfirmed` is one more mark to apply (the control plane's catch-up gate, `controlGate`).
  */
-export function purgeEffect(log: PurgeLog, meta: EntryMeta, unconfirmed?: PurgeMark): "hard" | "soft" | undefined {
+export function purgeEffect(
+  log: PurgeLog,
+  meta: Pick<EntryMeta, "key" | "responseTime" | "tags">,
+  unconfirmed?: PurgeMark,
+): "hard" | "soft" | undefined {
   const stored = meta.responseTime;
   let effect: "hard" | "soft" | undefined;
   const consider = (mark: PurgeMark | undefined) => {

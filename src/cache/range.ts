@@ -73,24 +73,25 @@ export function sliceStream(body: ReadableStream<Uint8Array>, start: number, end
   });
 }
 
-/** A multipart/byteranges body (RFC 9110 §14.6) from a whole body held in memory. */
+/** A multipart/byteranges body (RFC 9110 §14.6): `parts[i]` holds the bytes of `ranges[i]` of a body of `size` bytes. */
 export function multipartByteranges(
-  body: Uint8Array,
+  parts: Uint8Array[],
   ranges: ByteRange[],
+  size: number,
   contentType: string | null,
   boundary: string,
 ): Uint8Array {
   const enc = new TextEncoder();
-  const parts: Uint8Array[] = [];
-  for (const r of ranges) {
+  const pieces: Uint8Array[] = [];
+  ranges.forEach((r, i) => {
     let head = `\r\n--${boundary}\r\n`;
     if (contentType) head += `Content-Type: ${contentType}\r\n`;
-    head += `Content-Range: bytes ${r.start}-${r.end}/${body.byteLength}\r\n\r\n`;
-    parts.push(enc.encode(head), body.subarray(r.start, r.end + 1));
-  }
-  parts.push(enc.encode(`\r\n--${boundary}--\r\n`));
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
+    head += `Content-Range: bytes ${r.start}-${r.end}/${size}\r\n\r\n`;
+    pieces.push(enc.encode(head), parts[i]!);
+  });
+  pieces.push(enc.encode(`\r\n--${boundary}--\r\n`));
+  const out = new Uint8Array(pieces.reduce((n, p) => n + p.byteLength, 0));
   let o = 0;
-  for (const p of parts) out.set(p, o), (o += p.byteLength);
+  for (const p of pieces) out.set(p, o), (o += p.byteLength);
   return out;
 }

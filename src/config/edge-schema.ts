@@ -3,9 +3,17 @@ import { z } from "zod";
 import { CidrListSchema } from "./cidr.ts";
 
 const seconds = z.number().int().min(0).max(2 ** 31);
+/** A slice: 64 KiB to 1 GiB. */
+const sliceBytes = z.number().int().min(64 * 1024).max(1024 ** 3);
+/** 0 (never slice) or at least one slice's worth. */
+const sliceThreshold = z.number().int().min(0).max(2 ** 50);
 const names = z.array(z.string().min(1)).default([]);
 
 /** Request conditions (nginx's proxy_cache_bypass / proxy_no_cache): any named item present and not "" or "0". */
+/** Slice size and threshold defaults, chosen by measurement (README, "Mirrors"). */
+export const DEFAULT_SLICE_BYTES = 16 * 1024 * 1024;
+export const DEFAULT_SLICE_THRESHOLD_BYTES = 32 * 1024 * 1024;
+
 export const RequestConditionSchema = z
   .object({ cookies: names, headers: names, args: names })
   .strict();
@@ -31,6 +39,9 @@ export const RuleSchema = z
     min_uses: z.number().int().min(1).optional(),
     /** How the query string enters the cache key. */
     query: z.enum(["keep", "sort", "drop"]).optional(),
+    /** Slicing of large objects under this rule ([edge] slice_bytes / slice_threshold_bytes; 0 = never slice). */
+    slice_bytes: sliceBytes.optional(),
+    slice_threshold_bytes: sliceThreshold.optional(),
   })
   .strict();
 
@@ -74,8 +85,15 @@ export const EdgeSchema = z
     heuristic_max: seconds.default(86_400),
     /** How long a stale entry with validators is kept for revalidation after its stale windows. */
     keep: seconds.default(86_400),
-    /** Largest object stored, in bytes; larger ones are passed through. */
+    /** Largest object stored whole, in bytes; larger ones are stored in slices (or passed through). */
     max_object_bytes: z.number().int().min(0).default(512 * 1024 * 1024),
+    /**
+     * Large objects are fetched and stored in aligned slices of slice_bytes (src/cache/slices.ts). A GET of an unknown
+     * object asks the origin for its first slice_threshold_bytes (a Range request): objects that fit are stored whole,
+     * larger ones in slices; a Range request asks for the one slice it starts in. 0 = never slice (no Range sent).
+     */
+    slice_bytes: sliceBytes.default(DEFAULT_SLICE_BYTES),
+    slice_threshold_bytes: sliceThreshold.default(DEFAULT_SLICE_THRESHOLD_BYTES),
     /** Start draining: the health endpoint says "draining", so DNS nodes leave this edge out of answers. */
     draining: z.boolean().default(false),
     /**

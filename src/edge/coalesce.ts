@@ -26,7 +26,8 @@ export interface LookupMark {
 }
 
 export class Coalescer {
-  private readonly inflight = new Map<string, object>();
+  /** Key → the holder's token and when its lock lapses (a holder whose request died never releases it). */
+  private readonly inflight = new Map<string, { token: object; until: number }>();
   /** Key → the mark current when its last lock ended (bounded: cleared past 100k keys). */
   private readonly ended = new Map<string, number>();
   private seq = 0;
@@ -48,7 +49,7 @@ export class Coalescer {
    * (nothing taken in both cases). `waitUntil` carries the shared lock's release past the answer.
    */
   async claim(key: string, since: LookupMark, waitUntil: (p: Promise<unknown>) => void): Promise<ClaimResult> {
-    if (this.inflight.has(key)) return "held";
+    if (this.isHeld(key)) return "held";
     if ((this.ended.get(key) ?? -1) > since.mark) return "changed";
     const local = this.local(key);
     if (!this.shared) return local;
@@ -77,10 +78,10 @@ export class Coalescer {
   /** A lock in this isolate only (background refreshes and bypass fetches mark their key this way). */
   local(key: string): Claim {
     const token = {};
-    if (!this.inflight.has(key)) this.inflight.set(key, token);
+    if (!this.isHeld(key)) this.inflight.set(key, { token, until: Date.now() + Math.max(this.timeoutMs, 1000) });
     return {
       release: (opts) => {
-        if (this.inflight.get(key) !== token) return;
+        if (this.inflight.get(key)?.token !== token) return;
         this.inflight.delete(key);
         if (opts?.fetched === false) return; // never went to the origin: nothing can have been stored
         if (this.ended.size > 100_000) this.ended.clear();
@@ -102,8 +103,20 @@ export class Coalescer {
     }
   }
 
+  /**
+   * Whether this isolate holds the lock of `key`. Locks lapse after lock_timeout_ms like the store's shared ones: a
+   * request that ended before releasing one (its context gone) cannot hold up every later request.
+   */
+  private isHeld(key: string): boolean {
+    const held = this.inflight.get(key);
+    if (!held) return false;
+    if (held.until > Date.now()) return true;
+    this.inflight.delete(key);
+    return false;
+  }
+
   private async held(key: string): Promise<boolean> {
-    if (this.inflight.has(key)) return true;
+    if (this.isHeld(key)) return true;
     return this.shared ? this.shared.held(key).catch(() => false) : false;
   }
 }

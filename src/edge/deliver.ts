@@ -9,7 +9,7 @@ import { ifRangeMatches, multipartByteranges, parseRange, sliceStream } from "..
 import { appendCacheStatus, cacheStatusMember, type CacheStatusParams, type XCacheStatus } from "../cache/status.ts";
 import { ClientBodyError, OriginTimeout } from "./origin.ts";
 import type { StoredEntry } from "./store.ts";
-import { NULL_BODY_STATUS, dropBody, edgeResponse, textOutcome, type Engine, type Outcome } from "./transaction.ts";
+import { NULL_BODY_STATUS, dropBody, edgeResponse, textOutcome, textResponse, type Engine, type Outcome } from "./transaction.ts";
 
 /** From this size on, a single Range is read by the store (a seek) rather than skipped through in the body. */
 const RANGE_FROM_STORE_MIN = 1024 * 1024;
@@ -44,6 +44,8 @@ export async function deliver(e: Engine, request: Request, o: Outcome): Promise<
     collapsed: o.cacheStatus.collapsed === true,
   });
   const answer = (status: number, body: BodyInit | null, statusText?: string) => facts(edgeResponse(body, { status, statusText, headers: headersInit(h) }));
+  // The store could not give the bytes it holds: an error of our own, none of the entry's headers.
+  const unreadable = () => facts(textResponse(502, "502 the stored object could not be read\n"), []);
   const method = request.method;
   const isRead = method === "GET" || method === "HEAD";
   if (isRead && o.status === 200 && isNotModified(request.headers, h)) {
@@ -65,22 +67,42 @@ export async function deliver(e: Engine, request: Request, o: Outcome): Promise<
       deleteHeader(h, "content-length");
       return answer(416, null);
     }
-    if (ranges && ranges.length === 1 && o.body) {
+    // A body only the store can read (a sliced object) has no stream of its own: every byte comes by readRange.
+    const storeOnly = !bytes && !o.body && o.readRange !== undefined;
+    if (ranges && ranges.length === 1 && (o.body || storeOnly)) {
       const r = ranges[0]!;
       setHeader(h, "content-range", `bytes ${r.start}-${r.end}/${size}`);
       setHeader(h, "content-length", String(r.end - r.start + 1));
       let part: ReadableStream<Uint8Array> | Uint8Array | null = bytes ? bytes.subarray(r.start, r.end + 1) : null;
-      if (!part && o.readRange && size >= RANGE_FROM_STORE_MIN) part = await o.readRange(r.start, r.end).catch(() => null);
+      if (!part && o.readRange && (size >= RANGE_FROM_STORE_MIN || storeOnly)) part = await o.readRange(r.start, r.end).catch(() => null);
       if (part && !bytes) await dropBody(o);
+      if (!part && !o.body) return unreadable();
       return answer(206, part ?? sliceStream(o.body as ReadableStream<Uint8Array>, r.start, r.end));
     }
-    if (ranges && ranges.length > 1 && o.body && size <= MULTIPART_LIMIT) {
-      const whole = bytes ?? new Uint8Array(await new Response(o.body).arrayBuffer());
-      const boundary = crypto.randomUUID().replace(/-/g, "");
-      const parts = multipartByteranges(whole, ranges, headerOf(h, "content-type"), boundary);
-      setHeader(h, "content-type", `multipart/byteranges; boundary=${boundary}`);
-      setHeader(h, "content-length", String(parts.byteLength));
-      return answer(206, parts);
+    if (ranges && ranges.length > 1 && (o.body || storeOnly)) {
+      const wanted = ranges.reduce((n, r) => n + r.end - r.start + 1, 0);
+      let parts: Uint8Array[] | null = null;
+      if (bytes || (size <= MULTIPART_LIMIT && o.body)) {
+        const whole = bytes ?? new Uint8Array(await new Response(o.body).arrayBuffer());
+        parts = ranges.map((r) => whole.subarray(r.start, r.end + 1));
+      } else if (o.readRange && wanted <= MULTIPART_LIMIT) {
+        // Each range read on its own (a large object: a seek, or its slices), assembled within the limit.
+        parts = await readAll(o.readRange, ranges);
+        if (parts) await dropBody(o);
+      }
+      if (parts) {
+        const boundary = crypto.randomUUID().replace(/-/g, "");
+        const body = multipartByteranges(parts, ranges, size, headerOf(h, "content-type"), boundary);
+        setHeader(h, "content-type", `multipart/byteranges; boundary=${boundary}`);
+        setHeader(h, "content-length", String(body.byteLength));
+        return answer(206, body);
+      }
+    }
+    if (storeOnly && method === "GET") {
+      // The whole body (no range, or ranges too large to assemble).
+      const whole = size > 0 ? await o.readRange!(0, size - 1).catch(() => null) : null;
+      if (size > 0 && !whole) return unreadable();
+      return answer(o.status, whole, o.statusText);
     }
   }
   if (method === "HEAD" || NULL_BODY_STATUS.has(o.status)) {
@@ -101,6 +123,18 @@ function headersInit(list: HeaderList): HeadersInit {
     out[name] = value;
   }
   return out;
+}
+
+/** The bytes of each range read through `readRange`; null when one cannot be read. */
+async function readAll(readRange: NonNullable<Outcome["readRange"]>, ranges: { start: number; end: number }[]): Promise<Uint8Array[] | null> {
+  const parts: Uint8Array[] = [];
+  for (const r of ranges) {
+    const part = await readRange(r.start, r.end).catch(() => null);
+    const bytes = part ? await new Response(part).arrayBuffer().catch(() => null) : null;
+    if (!bytes || bytes.byteLength !== r.end - r.start + 1) return null;
+    parts.push(new Uint8Array(bytes));
+  }
+  return parts;
 }
 
 /** An answer from a stored entry; with its storage key, a Range can be read by the store itself (see deliver). */

@@ -26,6 +26,7 @@ import { lookup, storedResponse } from "./lookup.ts";
 import { pass } from "./pass.ts";
 import { refresh, revalidate } from "./revalidate.ts";
 import { SharedLog } from "./shared-log.ts";
+import { answerSliced, deleteSlices, fetchMiss, isSliced } from "./slices.ts";
 import type { EntryStore } from "./store.ts";
 import type { Engine, OriginFn, Outcome, RequestContext, Transaction } from "./transaction.ts";
 import { UseCounter } from "./uses.ts";
@@ -105,7 +106,7 @@ export class EdgeCache {
         return gatewayTimeout("only-if-cached and nothing stored");
       }
       e.uses.count(tx.found.storageKey);
-      return fetchAndStore(e, tx, "MISS", { fwd: tx.found.marker ? "vary-miss" : "uri-miss", collapsed: tx.collapsed });
+      return fetchMiss(e, tx, "MISS", { fwd: tx.found.marker ? "vary-miss" : "uri-miss", collapsed: tx.collapsed });
     }
 
     let verdict: Verdict = judge(entry.meta, reqCC, e.edge, e.now());
@@ -119,10 +120,11 @@ export class EdgeCache {
         tx.found = await lookup(e, tx.key, request.headers);
         tx.collapsed = true;
         entry = storedResponse(tx.found);
-        if (!entry) return fetchAndStore(e, tx, "MISS", { fwd: "uri-miss", collapsed: true });
+        if (!entry) return fetchMiss(e, tx, "MISS", { fwd: "uri-miss", collapsed: true });
         verdict = judge(entry.meta, reqCC, e.edge, e.now());
       }
     }
+    if (isSliced(entry)) return answerSliced(e, tx, entry, verdict);
 
     const key = tx.found.storageKey;
     switch (verdict.use) {
@@ -178,7 +180,13 @@ export class EdgeCache {
     const found = await Promise.all(
       urls.map(async (u) => {
         const key = keyOf(new URL(u));
-        if (!req.soft) return store.delete(key).catch(() => false);
+        if (!req.soft) {
+          // A sliced object's slices go with its record (the purge log keeps them from being served meanwhile).
+          const entry = await store.get(key).catch(() => null);
+          await entry?.body?.cancel();
+          if (entry?.meta.kind === "entry" && entry.meta.sliced) await deleteSlices(store, key, entry.meta.sliced);
+          return store.delete(key).catch(() => false);
+        }
         const entry = await store.get(key).catch(() => null);
         await entry?.body?.cancel();
         return entry !== null;

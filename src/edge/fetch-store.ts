@@ -86,10 +86,10 @@ export async function storeResponse(
 }
 
 /**
- * Stores a new response, under a Vary marker when it varies (the variant first, so a waiter woken by the marker
- * finds both). Resolves to the keys written.
+ * Stores a new response (or a sliced object's record, without a body), under a Vary marker when it varies (the
+ * variant first, so a waiter woken by the marker finds both). Resolves to the keys written, the entry's first.
  */
-async function putResponse(
+export async function putResponse(
   e: Engine,
   tx: Transaction,
   meta: EntryMeta,

@@ -35,8 +35,15 @@ const META_HEADER = "x-parrot-meta";
  */
 export class CacheApiStore implements EntryStore {
   private readonly cache: Promise<Cache>;
-  constructor(cache: Cache | Promise<Cache>) {
+  private readonly checkUploads: boolean;
+  /**
+   * `checkUploads`: follow every body on its way in and remove what a put kept of one that failed or had another
+   * length than announced (Miniflare: its Cache API commits an upload that failed midway). The disk store checks
+   * lengths itself.
+   */
+  constructor(cache: Cache | Promise<Cache>, opts: { checkUploads?: boolean } = {}) {
     this.cache = Promise.resolve(cache);
+    this.checkUploads = opts.checkUploads ?? false;
   }
 
   async get(key: string): Promise<StoredEntry | null> {
@@ -49,7 +56,13 @@ export class CacheApiStore implements EntryStore {
     }
     // A body that arrived without Content-Length was counted by the store: its size is known from here on.
     const length = res.headers.get("content-length");
-    if (meta.kind === "entry" && meta.size === undefined && length !== null && /^\d+$/.test(length)) meta.size = Number(length);
+    const known = length !== null && /^\d+$/.test(length) ? Number(length) : undefined;
+    if (meta.kind === "entry" && meta.size === undefined && known !== undefined) meta.size = known;
+    const expected = expectedLength(meta);
+    if (expected !== undefined && known !== undefined && known !== expected) {
+      await res.body?.cancel();
+      return null; // not the body its meta describes: never served as complete
+    }
     return { meta, body: res.body };
   }
 
@@ -57,7 +70,10 @@ export class CacheApiStore implements EntryStore {
     const res = await (await this.cache).match(new Request(cacheUrl(key), { headers: { range: `bytes=${start}-${end}` } }));
     if (!res) return null;
     const meta = res.status === 206 ? parseMeta(res.headers.get(META_HEADER)) : undefined;
-    if (!meta || res.headers.get("content-range")?.startsWith(`bytes ${start}-${end}/`) !== true) {
+    const range = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(res.headers.get("content-range") ?? "");
+    const expected = meta ? expectedLength(meta) : undefined;
+    // The range asked for, of a body of the length the meta announces (when it announces one).
+    if (!meta || !range || Number(range[1]) !== start || Number(range[2]) !== end || (expected !== undefined && Number(range[3]) !== expected)) {
       await res.body?.cancel();
       return null;
     }
@@ -69,12 +85,67 @@ export class CacheApiStore implements EntryStore {
       "cache-control": `max-age=${Math.max(1, Math.ceil(ttlSeconds))}`,
       [META_HEADER]: encodeURIComponent(JSON.stringify(meta)),
     });
-    await (await this.cache).put(cacheUrl(key), new Response(body, { status: 200, headers }));
+    const cache = await this.cache;
+    if (!body || !this.checkUploads) return cache.put(cacheUrl(key), new Response(body, { status: 200, headers }));
+    const counted = countedBody(body, expectedLength(meta));
+    await cache.put(cacheUrl(key), new Response(counted.body, { status: 200, headers }));
+    if (!counted.whole()) {
+      await cache.delete(cacheUrl(key)).catch(() => false);
+      throw new Error("the body did not arrive whole: not stored");
+    }
   }
 
   async delete(key: string): Promise<boolean> {
     return (await this.cache).delete(cacheUrl(key));
   }
+}
+
+/** The body length a meta announces (Content-Length of a response, a slice's span), if any. */
+export function expectedLength(meta: StoredMeta): number | undefined {
+  // A content-coded body is decoded by the runtime's fetch while Content-Length still counts the coded bytes.
+  if (meta.kind === "entry") return meta.headers.some(([n, v]) => n === "content-encoding" && v.trim().toLowerCase() !== "identity") ? undefined : meta.size;
+  if (meta.kind === "slice") return meta.end - meta.start + 1;
+  return undefined;
+}
+
+/**
+ * The body, made to fail unless it is exactly `length` bytes long (counted on the way): a body shorter or longer than
+ * announced is never stored as complete. Used where the runtime's HTTP framing does not already guarantee it.
+ */
+export function exactLength(body: ReadableStream<Uint8Array>, length: number): ReadableStream<Uint8Array> {
+  let seen = 0;
+  return body.pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      transform(chunk, controller) {
+        seen += chunk.byteLength;
+        if (seen > length) controller.error(new Error(`body longer than its ${length} bytes`));
+        else controller.enqueue(chunk);
+      },
+      flush(controller) {
+        if (seen !== length) controller.error(new Error(`body of ${seen} bytes, ${length} announced`));
+      },
+    }),
+  );
+}
+
+/** A body passed through and counted: `whole()` once it ended normally with `length` bytes (when one is known). */
+function countedBody(body: ReadableStream<Uint8Array>, length: number | undefined) {
+  let seen = 0;
+  let whole = false;
+  const counted = body.pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      transform(chunk, controller) {
+        seen += chunk.byteLength;
+        if (length !== undefined && seen > length) controller.error(new Error(`body longer than its ${length} bytes`));
+        else controller.enqueue(chunk);
+      },
+      flush(controller) {
+        if (length !== undefined && seen !== length) controller.error(new Error(`body of ${seen} bytes, ${length} announced`));
+        else whole = true;
+      },
+    }),
+  );
+  return { body: counted, whole: () => whole };
 }
 
 function parseMeta(raw: string | null): StoredMeta | undefined {
@@ -116,6 +187,8 @@ export class MemoryStore implements EntryStore {
 
   async put(key: string, meta: StoredMeta, body: ReadableStream<Uint8Array> | null, ttlSeconds: number) {
     const bytes = body ? new Uint8Array(await new Response(body).arrayBuffer()) : null;
+    const length = expectedLength(meta);
+    if (bytes && length !== undefined && bytes.byteLength !== length) throw new Error(`body of ${bytes.byteLength} bytes, ${length} announced`);
     this.entries.set(key, { meta: structuredClone(meta), body: bytes, expires: this.now() + ttlSeconds * 1000 });
   }
 

@@ -58,7 +58,8 @@ function appFor(env: Env, text: string) {
       // The hot tier (off when hot_max_bytes = 0) in front of the Cache API: the disk store on bare workerd.
       const bounds = { maxBytes: edge?.hot_max_bytes ?? 0, maxObjectBytes: edge?.hot_max_object_bytes ?? 0 };
       const key = JSON.stringify(bounds);
-      if (hot?.key !== key) hot = { key, tier: new HotTier(new CacheApiStore(caches.default), bounds) };
+      // Without the disk store (Miniflare, wrangler dev) uploads are counted on the way in (see CacheApiStore).
+      if (hot?.key !== key) hot = { key, tier: new HotTier(new CacheApiStore(caches.default, { checkUploads: !env.STORE }), bounds) };
       const store = hot.tier;
       const geo = geoFrom(env);
       const storeService = env.STORE;

@@ -4,6 +4,7 @@
  *   PUT  /__script/<path>   body: Script JSON      POST /__reset
  *   GET  /__hits/<path>     → {"hits": n, "last": {headers}}
  */
+import { ifRangeMatches, parseRange, type ByteRange } from "../../src/cache/range.ts";
 import { DropConnection } from "../../src/node/serve-fetch.ts";
 
 export interface Script {
@@ -18,12 +19,21 @@ export interface Script {
   fail?: "reset";
   /** Answer conditionals with 304 when they match (default true). */
   conditional?: boolean;
+  /** Honour a single `Range` (206 / 416), `If-Range`, `If-Match` and `If-Unmodified-Since` (412), as static file servers do. */
+  ranges?: boolean;
+  /** With `size`: byte i is (i + seed) % 251, so two versions of an object differ in every byte. */
+  seed?: number;
+  /** Send only this many body bytes, whatever the headers announce (a broken origin). */
+  truncate?: number;
 }
 
 export class ScriptedOrigin {
   private scripts = new Map<string, Script>();
   private hits = new Map<string, number>();
   private last = new Map<string, Record<string, string>>();
+  private sent = new Map<string, number>();
+  /** Every request's Range header (or "" without one), by path. */
+  readonly ranges = new Map<string, string[]>();
   private readonly now: () => number;
   constructor(now: () => number = Date.now) {
     this.now = now;
@@ -38,10 +48,16 @@ export class ScriptedOrigin {
   lastRequest(path: string): Record<string, string> | undefined {
     return this.last.get(path);
   }
+  /** Body bytes the origin answered for a path. */
+  bytesOf(path: string): number {
+    return this.sent.get(path) ?? 0;
+  }
   reset() {
     this.scripts.clear();
     this.hits.clear();
     this.last.clear();
+    this.sent.clear();
+    this.ranges.clear();
   }
 
   handle = async (request: Request): Promise<Response> => {
@@ -61,6 +77,7 @@ export class ScriptedOrigin {
     const path = url.pathname + url.search;
     this.hits.set(path, this.hitsOf(path) + 1);
     this.last.set(path, Object.fromEntries(request.headers));
+    this.ranges.set(path, [...(this.ranges.get(path) ?? []), request.headers.get("range") ?? ""]);
     if (request.body) await request.arrayBuffer();
     const script = this.scripts.get(path) ?? this.scripts.get(url.pathname) ?? { status: 404, body: "not scripted\n" };
     if (script.delayMs) await new Promise((r) => setTimeout(r, script.delayMs));
@@ -75,11 +92,27 @@ export class ScriptedOrigin {
       headers.delete("content-length");
       return new Response(null, { status: 304, headers });
     }
-    const body = script.size !== undefined ? pattern(script.size) : (script.body ?? "");
+    let body: Uint8Array | string = script.size !== undefined ? pattern(script.size, script.seed) : (script.body ?? "");
+    let answer = status;
+    if (script.ranges && status === 200) {
+      const bytes = typeof body === "string" ? new TextEncoder().encode(body) : body;
+      const partial = rangeAnswer(request.headers, headers, bytes);
+      if (partial === 412 || partial === 416) {
+        if (partial === 416) headers.set("content-range", `bytes */${bytes.byteLength}`);
+        return new Response(null, { status: partial, headers });
+      }
+      if (partial) {
+        headers.set("content-range", `bytes ${partial.start}-${partial.end}/${bytes.byteLength}`);
+        body = bytes.subarray(partial.start, partial.end + 1);
+        answer = 206;
+      }
+    }
+    if (script.truncate !== undefined && typeof body !== "string") body = body.subarray(0, script.truncate);
     const noBody = request.method === "HEAD" || [204, 304].includes(status);
     const length = typeof body === "string" ? new TextEncoder().encode(body).byteLength : body.byteLength;
     if (!noBody && !headers.has("content-length")) headers.set("content-length", String(length));
-    return new Response(noBody ? null : body, { status, headers });
+    if (!noBody) this.sent.set(path, this.bytesOf(path) + length);
+    return new Response(noBody ? null : body, { status: answer, headers });
   };
 }
 
@@ -92,9 +125,23 @@ function matchesConditional(req: Headers, res: Headers): boolean {
   return !!ims && !!lm && Date.parse(lm) <= Date.parse(ims);
 }
 
-/** Deterministic bytes: byte i is i mod 251, so any slice can be checked. */
-export function pattern(size: number): Uint8Array {
+/** A static file server's Range handling: 412 for a failed If-Match / If-Unmodified-Since, a single range, or 416. */
+function rangeAnswer(req: Headers, res: Headers, body: Uint8Array): ByteRange | 412 | 416 | null {
+  const etag = res.get("etag");
+  const lastModified = res.get("last-modified");
+  const ifMatch = req.get("if-match");
+  if (ifMatch !== null && ifMatch.trim() !== "*" && !ifMatch.split(",").some((t) => t.trim() === etag)) return 412;
+  const ius = req.get("if-unmodified-since");
+  if (ius !== null && lastModified !== null && Date.parse(lastModified) > Date.parse(ius)) return 412;
+  if (!ifRangeMatches(req.get("if-range"), etag, lastModified)) return null;
+  const ranges = parseRange(req.get("range"), body.byteLength);
+  if (ranges === null || ranges.length > 1) return null;
+  return ranges.length ? ranges[0]! : 416;
+}
+
+/** Deterministic bytes: byte i is (i + seed) mod 251, so any slice can be checked (and versions told apart). */
+export function pattern(size: number, seed = 0): Uint8Array {
   const out = new Uint8Array(size);
-  for (let i = 0; i < size; i++) out[i] = i % 251;
+  for (let i = 0; i < size; i++) out[i] = (i + seed) % 251;
   return out;
 }
