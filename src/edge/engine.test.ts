@@ -526,3 +526,35 @@ describe("compression at the edge", () => {
     expect([pre.ce, pre.res.headers.get("content-length")]).toEqual(["gzip", String(gzipped.byteLength)]);
   });
 });
+
+describe("client failures", () => {
+  it("an upload that breaks midway is answered 400 (the client's fault), not 502, and the origin stays in service", async () => {
+    const config = parseConfig(`[edge]\nname = "t1"\norigin = "http://origin.test"\norigin_max_fails = 1\n`);
+    let originCalls = 0;
+    const fetchImpl = async (input: Request | string, init?: RequestInit) => {
+      originCalls++;
+      const req = new Request(input, init);
+      if (req.method === "POST") await req.arrayBuffer(); // reads the upload, which fails midway
+      return new Response("ok", { headers: { "cache-control": "no-store" } });
+    };
+    const cache = new EdgeCache({ edge: config.edge!, rules: config.rules, store: new MemoryStore(), origin: originFetcher(config.edge!, fetchImpl) });
+    const ctx = { waitUntil: () => undefined, clientIp: "192.0.2.7" };
+    for (let i = 0; i < 3; i++) {
+      let sent = 0;
+      const body = new ReadableStream<Uint8Array>({
+        pull(c) {
+          if (sent++ < 2) c.enqueue(new Uint8Array(10));
+          else c.error(new TypeError("client went away"));
+        },
+      });
+      const res = await cache.handle(new Request("http://www.example.org/upload", { method: "POST", body, duplex: "half" } as RequestInit), ctx);
+      expect(res.status).toBe(400);
+      expect(await res.text()).toBe("400 the request body could not be read\n");
+      expect(res.headers.get("cache-status")).toContain("detail=client-body");
+    }
+    // The only origin (max_fails = 1) was not marked failed: a GET still reaches it.
+    const after = await cache.handle(new Request("http://www.example.org/after"), ctx);
+    expect([after.status, await after.text()]).toEqual([200, "ok"]);
+    expect(originCalls).toBe(4);
+  });
+});
