@@ -110,6 +110,11 @@ export const EdgeSchema = z
     store_dir: z.string().min(1).default(".parrot/store"),
     /** Bare workerd: bytes the disk store may hold (nginx's max_size); least recently used entries go first. */
     store_max_bytes: z.number().int().min(1024 * 1024).default(10 * 1024 ** 3),
+    /**
+     * Bare workerd: entries the disk store may hold (its index is in memory, about 0.7 KB per entry, like nginx's
+     * keys_zone): a flood of small unique objects evicts the least recently used rather than grow the box's RSS.
+     */
+    store_max_entries: z.number().int().min(1000).default(500_000),
     /** Bare workerd: entries unused this many seconds are deleted (nginx's inactive). */
     store_inactive: seconds.default(7 * 86_400),
     /** The in-isolate memory tier in front of the store: total bytes (0 = off) and largest object. */

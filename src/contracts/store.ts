@@ -33,10 +33,12 @@ export const INVALIDATED_PATH = "/invalidated";
 /** Set on a /lock answer when the entry was stored after `since`: the caller should look it up again. */
 export const CHANGED_HEADER = "x-parrot-changed";
 
-/** The store's bounds, from [edge] (store_max_bytes, store_inactive). */
+/** The store's bounds, from [edge] (store_max_bytes, store_max_entries, store_inactive). */
 export interface StoreSettings {
   /** Bytes the files may take. */
   maxBytes: number;
+  /** Entries the index may hold (each costs memory: many small objects must not outgrow the box's RAM). */
+  maxEntries?: number;
   /** Entries unused this long (seconds) are deleted. */
   inactiveSeconds: number;
   /** Seconds between saves of the use order. */
@@ -61,6 +63,8 @@ export interface StoreStats {
   bytes: number;
   entries: number;
   maxBytes: number;
+  /** The entry bound (store_max_entries); absent: none. */
+  maxEntries?: number;
   evictions: { lru: number; inactive: number; expired: number };
   locks: number;
   /** Entries dropped because a digest did not match (a flipped bit on disk): never served. */

@@ -65,6 +65,7 @@ export class EdgeObserver {
     if (store) {
       m.set("parrot_edge_store_bytes", "Bytes of the entries in the disk store.", {}, store.bytes);
       m.set("parrot_edge_store_max_bytes", "The disk store's bound (store_max_bytes).", {}, store.maxBytes);
+      if (store.maxEntries !== undefined) m.set("parrot_edge_store_max_entries", "The disk store's entry bound (store_max_entries).", {}, store.maxEntries);
       m.set("parrot_edge_store_entries", "Entries in the disk store.", {}, store.entries);
       m.set("parrot_edge_store_locks", "Coalescing locks held in the store (origin fetches under way for the box).", {}, store.locks);
       this.counterFrom("parrot_edge_store_corrupt_total", "Entries the disk store dropped because a digest did not match (never served).", {}, store.corrupt ?? 0);

@@ -8,7 +8,7 @@ import type { CdnConfig } from "../config/config.ts";
 
 /** Fields read only at start: `table.field`, or a whole table. */
 const RESTART_ONLY = [
-  "edge.store_dir", "edge.store_max_bytes", "edge.store_inactive", "edge.processes", "edge.tls_cert", "edge.tls_key",
+  "edge.store_dir", "edge.store_max_bytes", "edge.store_max_entries", "edge.store_inactive", "edge.processes", "edge.tls_cert", "edge.tls_key",
   "geoip", "sites", "frontdoor", "acme", "control", "anycast",
 ] as const;
 

@@ -183,12 +183,13 @@ function writeConfigText(configDir: string, text: string) {
 
 /** Recovers the store directory of a run (scan.ts) and writes the index the store worker starts with. */
 export async function recoverStore(runDir: string): Promise<{ entries: number; removed: number }> {
-  const { storeDir, maxBytes, inactiveSeconds } = JSON.parse(readFileSync(join(runDir, "store.json"), "utf8")) as {
+  const { storeDir, maxBytes, maxEntries, inactiveSeconds } = JSON.parse(readFileSync(join(runDir, "store.json"), "utf8")) as {
     storeDir: string;
     maxBytes: number;
+    maxEntries?: number;
     inactiveSeconds: number;
   };
-  const scan = await scanStore(storeDir, { maxBytes, inactiveSeconds });
+  const scan = await scanStore(storeDir, { maxBytes, maxEntries, inactiveSeconds });
   writeFileSync(join(runDir, "index.json"), JSON.stringify(scan.rows));
   return { entries: scan.rows.length, removed: scan.removed };
 }
@@ -209,7 +210,7 @@ async function prepareRunDir(file: ConfigFile, opts: WorkerdEdgeOptions): Promis
   const [edgeJs, storeJs] = await Promise.all([bundleWorker("src/edge/worker.ts", "edge"), bundleWorker("src/store/worker.ts", "store")]);
   copyFileSync(edgeJs, join(runDir, "edge.js"));
   copyFileSync(storeJs, join(runDir, "store.js"));
-  const store = { maxBytes: edge.store_max_bytes, inactiveSeconds: edge.store_inactive };
+  const store = { maxBytes: edge.store_max_bytes, maxEntries: edge.store_max_entries, inactiveSeconds: edge.store_inactive };
   writeFileSync(join(runDir, "store.json"), JSON.stringify({ storeDir, ...store }));
   const recovered = await recoverStore(runDir);
 

@@ -94,11 +94,14 @@ export class StoreIndex {
     };
   }
 
-  /** Removes least recently used entries until files + reservations fit in `max` bytes; returns them. */
-  evictToFit(max: number): IndexEntry[] {
+  /**
+   * Removes least recently used entries until files + reservations fit in `max` bytes and at most `maxEntries`
+   * entries remain; returns them.
+   */
+  evictToFit(max: number, maxEntries = Infinity): IndexEntry[] {
     const out: IndexEntry[] = [];
     for (const hash of this.entries.keys()) {
-      if (this.bytes + this.reservedBytes <= max) break;
+      if (this.bytes + this.reservedBytes <= max && this.entries.size <= maxEntries) break;
       out.push(this.remove(hash)!);
     }
     return out;

@@ -21,7 +21,10 @@ export interface ScanResult {
   removed: number;
 }
 
-export async function scanStore(dir: string, opts: { maxBytes: number; inactiveSeconds: number; now?: number }): Promise<ScanResult> {
+export async function scanStore(
+  dir: string,
+  opts: { maxBytes: number; maxEntries?: number; inactiveSeconds: number; now?: number },
+): Promise<ScanResult> {
   const now = opts.now ?? Date.now();
   mkdirSync(dir, { recursive: true });
   const lastUse = new Map<string, number>();
@@ -90,7 +93,8 @@ export async function scanStore(dir: string, opts: { maxBytes: number; inactiveS
   const all = [...newest.values()].sort((a, b) => a.row[6] - b.row[6]);
   let bytes = all.reduce((n, { row }) => n + fileLength(row[2], row[3]), 0);
   let i = 0;
-  while (bytes > opts.maxBytes && i < all.length) {
+  const maxEntries = opts.maxEntries ?? Infinity;
+  while ((bytes > opts.maxBytes || all.length - i > maxEntries) && i < all.length) {
     const { row, path } = all[i++]!;
     bytes -= fileLength(row[2], row[3]);
     remove(path);

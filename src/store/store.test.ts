@@ -95,6 +95,15 @@ describe("index", () => {
     expect(ix.list().map((e) => e.hash)).toEqual(["a"]);
   });
 
+  it("evicts least recently used entries beyond an entry bound, whatever their bytes", () => {
+    const ix = new StoreIndex();
+    for (const h of ["a", "b", "c", "d"]) ix.add(entry(h, 100));
+    ix.touch("a", 5);
+    expect(ix.evictToFit(1e9, 2).map((e) => e.hash)).toEqual(["b", "c"]);
+    expect(ix.list().map((e) => e.hash)).toEqual(["d", "a"]);
+    expect(ix.evictToFit(1e9, 2)).toEqual([]);
+  });
+
   it("the newer write of a key wins, whatever order they finish in", () => {
     const ix = new StoreIndex();
     expect(ix.add(entry("k", 500, { file: "new", written: 10 }))).toBeUndefined();
@@ -150,6 +159,11 @@ describe("recovery scan", () => {
     const small = await scanStore(dir, { maxBytes: 500, inactiveSeconds: 86_400, now });
     expect(small.rows).toHaveLength(1);
     expect(small.bytes).toBeLessThanOrEqual(500);
+    // The entry bound at recovery: the least recently used go.
+    await writeEntry(h("f"), "1", 10);
+    await writeEntry(h("0"), "1", 10);
+    const few = await scanStore(dir, { maxBytes: 1 << 20, maxEntries: 2, inactiveSeconds: 86_400, now });
+    expect(few.rows).toHaveLength(2);
   });
 });
 

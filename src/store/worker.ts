@@ -301,8 +301,9 @@ async function put(s: State, env: StoreEnv, ctx: ExecutionContext, request: Requ
   // Room first: the whole size when it is known, else as the bytes arrive. A write that cannot get room (the rest
   // is taken by other writes under way) is refused rather than overflow the bound.
   const reservation = s.index.reserve(fileLength(headBytes.byteLength, declared ?? 0));
+  const maxEntries = s.settings.maxEntries ?? Infinity;
   const makeRoom = () => {
-    const evicted = s.index.evictToFit(max);
+    const evicted = s.index.evictToFit(max, maxEntries - 1); // and room for this entry
     s.evicted.lru += evicted.length;
     if (evicted.length) {
       s.dirty = true;
@@ -407,7 +408,7 @@ async function put(s: State, env: StoreEnv, ctx: ExecutionContext, request: Requ
     const now = Date.now();
     const entry: IndexEntry = { hash, file, headLen: headBytes.byteLength, bodyLen: count, expires, written, lastAccess: now, headHash, indexedAt: now };
     const stale = s.index.add(entry);
-    const over = s.index.evictToFit(max);
+    const over = s.index.evictToFit(max, maxEntries);
     s.evicted.lru += over.length;
     s.dirty = true;
     const drop = [...(stale ? [stale] : []), ...over.map((e) => e.file)];
@@ -500,6 +501,7 @@ async function control(s: State, request: Request): Promise<Response> {
         bytes: s.index.total,
         entries: s.index.size,
         maxBytes: s.settings.maxBytes,
+        maxEntries: s.settings.maxEntries,
         evictions: { ...s.evicted },
         locks: s.locks.size,
         corrupt: s.corrupt,

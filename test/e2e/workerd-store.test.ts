@@ -5,7 +5,7 @@
  * with bounded memory. The hot tier is off here (hot_max_bytes = 0) so every read reaches the store.
  */
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { get as httpsGet } from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -51,6 +51,7 @@ const dirs: string[] = [];
 beforeAll(async () => {
   served = await serveFetch(async (req) => {
     const url = new URL(req.url);
+    if (url.pathname.startsWith("/small/")) return new Response("s".repeat(100), { headers: { "cache-control": "max-age=600" } });
     const big = /^\/big\/(\d+)$/.exec(url.pathname);
     if (big) {
       const size = Number(big[1]);
@@ -196,6 +197,20 @@ describe("bare workerd disk store", () => {
     await all;
     await settle(dir);
     expect(storeBytes(dir)).toBeLessThanOrEqual(max + slack);
+    await edge.stop();
+  });
+
+  it("holds at most store_max_entries entries: a flood of small unique objects evicts the least recently used", async () => {
+    const dir = newStore();
+    const edge = await start(dir, "store_max_entries = 1000");
+    const paths = Array.from({ length: 1300 }, (_, i) => `/small/${i}`);
+    for (let i = 0; i < paths.length; i += 20) await Promise.all(paths.slice(i, i + 20).map((p) => get(edge, p)));
+    await settle(dir);
+    const files = readdirSync(dir).filter((d) => /^[0-9a-f]{2}$/.test(d)).reduce((n, d) => n + readdirSync(join(dir, d)).length, 0);
+    expect(files).toBeLessThanOrEqual(1000);
+    expect(files).toBeGreaterThan(900);
+    expect((await get(edge, "/small/1299")).xcs).toBe("HIT");
+    expect((await get(edge, "/small/0")).xcs).toBe("MISS"); // the oldest went
     await edge.stop();
   });
 
