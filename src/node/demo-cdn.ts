@@ -1,0 +1,185 @@
+/**
+ * The whole CDN on this machine, as `npm start` runs it from the embedded default cdn.toml: the demo origin, one
+ * edge per [[edges]] entry with a loopback url (127.0.0.2, .3, .4 on one port; with [[sites]], each behind its front
+ * door, HTTPS with this run's local CA), a JetStream nats-server when installed, and the DNS node — then the seed's
+ * "how to test the CDN" checks, adapted to it. Ctrl-C stops everything.
+ */
+import { randomBytes } from "node:crypto";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { parse as parseToml, stringify as stringifyToml } from "smol-toml";
+import { demoOrigin } from "../demo-origin/origin.ts";
+import { ROOT, startNodeScript, type Running } from "./children.ts";
+import { loadConfigFile } from "./config-file.ts";
+import { serveFetch } from "./serve-fetch.ts";
+import { startLocalNats } from "../control/nats-server.ts";
+import { parseConfig } from "../config/config.ts";
+import { demoSite, ensureLocalCertificates, hasFrontDoor } from "../frontdoor/frontdoor.ts";
+
+
+/** What `npm start` was given (scripts/start.ts parses it). */
+export interface DemoCdnOptions {
+  config: string;
+  port: string;
+  "https-port": string;
+  "origin-port": string;
+  "dns-port": string;
+  "doh-port": string;
+  "state-dir": string;
+}
+
+/** Runs everything until SIGINT/SIGTERM (or a child stops). */
+export async function runDemoCdn(values: DemoCdnOptions): Promise<void> {
+  const file = loadConfigFile(values.config!);
+  const stateDir = resolve(values["state-dir"]!);
+  mkdirSync(stateDir, { recursive: true });
+  const children: Running[] = [];
+  let stopping = false;
+  async function stop(code = 0) {
+    if (stopping) return;
+    stopping = true;
+    await Promise.allSettled([...children.map((c) => c.stop()), origin?.close()]);
+    await nats?.server.stop();
+    process.exit(code);
+  }
+  process.on("SIGINT", () => void stop());
+  process.on("SIGTERM", () => void stop());
+
+  const origin = await serveFetch(demoOrigin, { port: Number(values["origin-port"]) }).catch((err: NodeJS.ErrnoException) => {
+    console.error(
+      err.code === "EADDRINUSE"
+        ? `start: port ${values["origin-port"]} on 127.0.0.1 is in use (another npm start?): stop it, or pass --origin-port N`
+        : `start: the demo origin cannot listen: ${err.message}`,
+    );
+    process.exit(2);
+  });
+  console.log(`demo origin  ${origin.url}`);
+
+  // The effective config: the demo origin, the chosen port on every loopback edge, an admin token for this run.
+  const raw = parseToml(file.text) as {
+    edge?: Record<string, unknown>;
+    admin?: Record<string, unknown>;
+    edges?: Array<Record<string, unknown>>;
+    control?: { servers: string[] };
+    frontdoor?: Record<string, unknown>;
+    sites?: Array<Record<string, unknown>>;
+  };
+  raw.edge = { ...raw.edge, origin: origin.url };
+  delete raw.edge.origins;
+  raw.admin = { ...raw.admin, token: (raw.admin?.token as string | undefined) ?? randomBytes(18).toString("base64url") };
+  // The control plane: the file's [control], else a JetStream server of our own when nats-server is installed.
+  const nats = raw.control ? undefined : await startLocalNats(join(stateDir, "nats"));
+  if (nats) raw.control = nats.control;
+  console.log(
+    raw.control
+      ? `control plane NATS JetStream ${raw.control.servers.join(", ")} (purges and drains are durable messages)`
+      : "control plane direct fan-out to each edge (apt-get install nats-server for the JetStream control plane)",
+  );
+  const local: { name: string; host: string; url: string }[] = [];
+  for (const e of raw.edges ?? []) {
+    if (typeof e.url !== "string") continue;
+    const u = new URL(e.url);
+    if (!u.hostname.startsWith("127.")) continue;
+    u.port = values.port!;
+    e.url = u.origin;
+    local.push({ name: e.name as string, host: u.hostname, url: u.origin });
+  }
+  // HTTPS through each edge's front door: the file's [[sites]], or the demo site www.<zone> with this run's local CA.
+  raw.sites ??= [demoSite(file.config.dns?.zone ?? "geo.example.org")];
+  raw.frontdoor = { ...raw.frontdoor, cert_dir: join(stateDir, "certs") };
+  const effective = join(stateDir, "cdn.toml");
+  const effectiveText = `# Written by npm start from ${file.path}; rewritten at every start.\n${stringifyToml(raw)}`;
+  writeFileSync(effective, effectiveText, { mode: 0o600 });
+  // The local CA and the sites' certificates, made once before the edges share them.
+  const effectiveConfig = parseConfig(effectiveText, effective);
+  const site = effectiveConfig.sites.find((s) => s.certificate === "local")?.names.find((n) => !n.startsWith("*."));
+  const localCa = hasFrontDoor(effectiveConfig) ? await ensureLocalCertificates(effectiveConfig) : undefined;
+  if (!local.length) {
+    console.error(`${file.path}: no [[edges]] with a loopback url (http://127.0.0.x:port) to run here`);
+    await stop(2);
+  }
+
+  try {
+    const edges = await Promise.all(
+      local.map((e) =>
+        startNodeScript(
+          "scripts/edge.ts",
+          ["--config", effective, "--name", e.name, "--host", e.host, "--port", values.port!, "--https-port", values["https-port"]!, "--store", join(stateDir, e.name)],
+          /edge ready: (\S+)/,
+          60_000,
+          join(stateDir, `${e.name}.log`),
+        ),
+      ),
+    );
+    children.push(...edges);
+    edges.forEach((e, i) => console.log(`edge         ${e.match[1]}  ${local[i]!.name}`));
+    const dns = await startNodeScript(
+      "scripts/dns.ts",
+      ["--config", effective, "--port", values["doh-port"]!, "--dns-port", values["dns-port"]!],
+      /dns http (\S+)/,
+      60_000,
+      join(stateDir, "dns.log"),
+    );
+    children.push(dns);
+    const udp = /dns udp\+tcp (\S+):(\d+)/.exec(dns.output())!;
+    console.log(`dns node     udp+tcp ${udp[1]}:${udp[2]}, DoH http://${dns.match[1]}/dns-query`);
+    // Wait for the DNS node's first probe round, so the director's answers do not change under the printed checks.
+    const status = `http://${dns.match[1]}/status.json`;
+    for (let tries = 0; tries < 100; tries++) {
+      const edges = await fetch(status)
+        .then((r) => r.json() as Promise<{ edges: { name: string; state: string; detail?: string }[] }>)
+        .then((j) => j.edges)
+        .catch(() => undefined);
+      if (edges && edges.every((e) => e.state !== "unknown")) {
+        for (const e of edges.filter((e) => e.state !== "up")) console.log(`note: edge ${e.name} is ${e.state} (${e.detail ?? ""})`);
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const at = `@${udp[1]} -p ${udp[2]}`;
+    const director = `${file.config.dns?.director.name ?? "director"}.${file.config.dns?.zone ?? "geo.example.org"}`;
+    console.log(`
+  Test how the CDN sees your requests (from here you are 127.0.0.1; +subnet asks as another client would):
+    dig -t txt ${at} ${director} | grep country
+    dig -t txt ${at} +subnet=185.178.92.254/32 ${director} | grep country
+
+  Test how the CDN resolves for you:
+    dig ${at} +short ${director} A ${director} AAAA
+
+  Test how the CDN caches content, at the edge the director gives you (run it twice: MISS, then HIT):
+    curl -sI http://$(dig ${at} +short ${director} A | head -1):${values.port}/img/logo.png | grep -i X-Cache-Status
+
+  ${
+      localCa && site
+        ? `Test HTTPS with HTTP/2 through the front door (HAProxy), trusting this run's local CA:
+    curl --cacert ${localCa} --resolve ${site}:${values["https-port"]}:${local[0]!.host} -sI https://${site}:${values["https-port"]}/ | head -1
+
+  `
+        : ""
+    }Watch a resumed download come from the cache (a 300 MiB image, stored by the edge in slices; README "Mirrors"):
+    E=http://${local[0]!.host}:${values.port}; ISO=parrot-demo-1.0-amd64.iso
+    curl -so /dev/null -w '%{http_code} %{size_download}\\n' $E/iso/$ISO                 # a first download fills the cache
+    curl -s -r 0-104857599 -o $ISO $E/iso/$ISO                                            # a client stopped at 100 MiB
+    curl -s -C - -o $ISO -D - $E/iso/$ISO | grep -iE '^(content-range|x-cache-status)'   # resumed: HIT
+    curl -s $E/iso/SHA256SUMS | sha256sum -c
+  apt through the CDN: deb [trusted=yes] http://${local[0]!.host}:${values.port}/debian parrot main
+
+  Admin token for this run (purge, metrics, drain), in ${effective}:
+    export PARROT_ADMIN_TOKEN=${raw.admin.token}
+    npm run purge -- --config ${effective} --tag img   # the logo, at every edge
+    curl -H "Authorization: Bearer $PARROT_ADMIN_TOKEN" http://${local[0]!.host}:${values.port}/.well-known/cdn/metrics
+  Logs and state: ${stateDir}
+  Ctrl-C stops everything.`);
+    for (const c of children) {
+      c.proc.once("exit", (code) => {
+        if (!stopping) {
+          console.error(`a child process stopped (${code}); stopping everything`);
+          void stop(1);
+        }
+      });
+    }
+  } catch (err) {
+    console.error((err as Error).message);
+    await stop(1);
+  }
+}

@@ -1,0 +1,145 @@
+/**
+ * An edge box, as `npm run edge` runs it: the edge on bare workerd (disk store, --processes) or Miniflare, with its
+ * front door ([[sites]]), its control agent ([control]) and its anycast announcer ([anycast] service = "edge"); a
+ * planned stop withdraws the anycast route first, then stops serving; SIGHUP reloads the config file.
+ */
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { startAnycast } from "../anycast/host.ts";
+import { originsOf } from "../config/edge-schema.ts";
+import { prepareControl, runControlAgent } from "../control/host.ts";
+import { behindFrontDoor, hasFrontDoor, startFrontDoor, workerdBehindFrontDoor, type RunningFrontDoor } from "../frontdoor/frontdoor.ts";
+import { configFromText, configPath, exitOnConfigError, loadConfigFile, readConfigFile, withOverrides } from "./config-file.ts";
+import { restartOnlyChanges } from "./reload.ts";
+import { startEdgeMiniflare, type RunningEdge } from "./edge-host.ts";
+import { startEdgeWorkerd } from "./workerd-host.ts";
+
+/** What `npm run edge` was given (scripts/edge.ts parses it). */
+export interface EdgeBoxOptions {
+  config?: string;
+  origin?: string;
+  port?: string;
+  "https-port"?: string;
+  host: string;
+  persist?: string;
+  store?: string;
+  name?: string;
+  runtime: "workerd" | "miniflare";
+  processes?: number;
+}
+
+/** Runs the box until SIGINT/SIGTERM; `usage` reports an error of the operator's (and exits). */
+export async function runEdgeBox(values: EdgeBoxOptions, usage: (message: string) => never): Promise<void> {
+  const processes = values.processes;
+  let file;
+  try {
+    const base = values.config
+      ? loadConfigFile(values.config)
+      : configFromText(`[edge]\norigin = ${JSON.stringify(values.origin)}\n`, process.cwd(), "--origin");
+    file = withOverrides(base, { origin: values.origin, name: values.name });
+  } catch (err) {
+    exitOnConfigError(err);
+  }
+  const config = file.config;
+  const origin = originsOf(config.edge!).map((o) => o.url).join(", ");
+  const frontDoor = hasFrontDoor(config);
+  if (frontDoor && values.runtime !== "workerd") usage("[[sites]] (the front door) needs --runtime workerd");
+  const storeDir = values.store ?? values.persist ?? (values.runtime === "workerd" ? configPath(file, config.edge!.store_dir) : undefined);
+  // [control]: a box start id and the control agent's socket, bound into the edge before it starts.
+  let control: ReturnType<typeof prepareControl> | undefined;
+  try {
+    if (config.control) control = prepareControl(config, storeDir ? join(storeDir, ".run") : join(tmpdir(), `parrot-${process.pid}`));
+  } catch (err) {
+    usage(`${file.path}: ${(err as Error).message}`);
+  }
+  let edge: RunningEdge;
+  let door: RunningFrontDoor | undefined;
+  let reloadEdge: ((text: string) => void) | undefined;
+  try {
+    if (values.runtime === "miniflare") {
+      edge = await startEdgeMiniflare({ configText: file.text, host: values.host, port: Number(values.port ?? 8787), persistDir: values.persist, control });
+    } else {
+      const w = await startEdgeWorkerd({
+        configText: file.text,
+        configDir: file.dir,
+        host: values.host,
+        port: Number(values.port ?? 8787),
+        storeDir,
+        processes,
+        control,
+        // Behind the front door workerd listens on loopback only, and believes the front door's X-Forwarded-*.
+        ...(frontDoor ? workerdBehindFrontDoor(file.text) : {}),
+      });
+      console.log(`store: ${w.storeDir} (${w.recovered.entries} entries, ${w.recovered.removed} files removed at start)`);
+      console.log(`workerd pids: ${w.edgePids().join(" ")}${w.edgePids().includes(w.storePid()) ? "" : ` (store ${w.storePid()})`}`);
+      edge = w;
+      reloadEdge = (text) => w.reload(frontDoor ? behindFrontDoor(text) : text);
+      if (frontDoor) {
+        door = await startFrontDoor({
+          config,
+          host: values.host!,
+          httpPort: values.port === undefined ? undefined : Number(values.port),
+          httpsPort: values["https-port"] === undefined ? undefined : Number(values["https-port"]),
+          upstream: new URL(w.url).host,
+          runDir: join(w.storeDir, ".run", "frontdoor"),
+        }).catch(async (err) => {
+          await w.stop();
+          usage((err as Error).message);
+        });
+        door.terminator.loop.once("exit", (code, signal) => {
+          if (stopping) return;
+          console.error(`front door supervisor exited (${code ?? signal})`);
+          void w.stop().finally(() => process.exit(1));
+        });
+        console.log(`front door: ${door.httpsUrl} (HTTPS, h2) and ${door.httpUrl}, ${door.plan.sites.length} sites -> workerd ${w.url}`);
+      }
+    }
+  } catch (err) {
+    usage((err as Error).message);
+  }
+  const agent = control ? await runControlAgent(config, control, edge.url, (line) => console.log(line)) : undefined;
+  if (!control) console.log("control: direct fan-out to [[edges]] urls (no [control])");
+  // [anycast] service = "edge": announce this box's prefixes while its health endpoint is good.
+  const anycast = await startAnycast("edge", { config, source: file.path, check: { kind: "http", url: edge.url } }).catch(async (err: Error) => {
+    console.error(`anycast: ${err.message}`);
+    await door?.stop();
+    await edge.stop();
+    process.exit(2);
+  });
+  console.log(`edge ready: ${door?.httpUrl ?? edge.url} -> origin ${origin} (${values.runtime})`);
+  let stopping = false;
+  const stop = async () => {
+    if (stopping) return;
+    stopping = true;
+    await anycast?.withdraw(); // routers first, then the listeners: in-flight connections finish
+    await agent?.stop();
+    await door?.stop();
+    await edge.stop();
+    await anycast?.stop();
+    process.exit(0);
+  };
+  process.on("SIGINT", stop);
+  process.on("SIGTERM", stop);
+
+  /**
+   * SIGHUP: reads the config file again and, when it is valid, hands it to the running edge workers (rules, origins,
+   * limits of the cache, the admin token, the [[edges]] list…) without a restart or a dropped connection. A bad file
+   * changes nothing (the reason is logged); fields that only a restart applies are named.
+   */
+  process.on("SIGHUP", () => {
+    if (!values.config || !reloadEdge) {
+      console.error(`edge: reload needs --config and the workerd runtime; nothing changed`);
+      return;
+    }
+    let next;
+    try {
+      next = withOverrides(readConfigFile(values.config), { origin: values.origin, name: values.name });
+    } catch (err) {
+      console.error(`edge: reload refused, the running configuration stays: ${(err as Error).message.replace(/\n\s*/g, " ")}`);
+      return;
+    }
+    const later = restartOnlyChanges(file.config, next.config);
+    reloadEdge(next.text);
+    console.log(`edge reload: ${next.path} applied${later.length ? `; ${later.join(", ")} changed and apply at the next restart` : ""}`);
+  });
+}
