@@ -122,7 +122,19 @@ function updatedEntry(
   meta: EntryMeta,
   r: { headers: Headers; requestTime: number; responseTime: number },
 ): EntryMeta | undefined {
-  const decision = decideStorage({
+  const decision = refreshedStorage(e, tx, meta, r);
+  if (!decision.store) return undefined;
+  return { ...decision.meta, vary: meta.vary, size: meta.size ?? decision.meta.size };
+}
+
+/** The storage decision for a stored entry's meta with a validation's headers merged in (a 304, or a 206 of it). */
+export function refreshedStorage(
+  e: Engine,
+  tx: Transaction,
+  meta: EntryMeta,
+  r: { headers: Headers; requestTime: number; responseTime: number },
+): ReturnType<typeof decideStorage> {
+  return decideStorage({
     key: meta.key,
     requestHeaders: new Headers(),
     status: meta.status,
@@ -133,8 +145,6 @@ function updatedEntry(
     rule: tx.rule,
     edge: e.edge,
   });
-  if (!decision.store) return undefined;
-  return { ...decision.meta, vary: meta.vary, size: meta.size ?? decision.meta.size };
 }
 
 /** Rewrites an entry in place with new metadata (after a 304): the body is read again from the store. */

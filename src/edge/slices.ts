@@ -36,6 +36,7 @@ import {
 import type { CacheStatusParams, XCacheStatus } from "../cache/status.ts";
 import { gatewayTimeout, originFailure } from "./deliver.ts";
 import { fetchAndStore, PARTIAL_REQUEST_HEADERS, putResponse, release, storeResponse } from "./fetch-store.ts";
+import { refreshedStorage } from "./revalidate.ts";
 import { lengthStream, SliceReader, VersionChanged, type SlicedRecord } from "./slice-reader.ts";
 import type { EntryStore, StoredEntry } from "./store.ts";
 import { NULL_BODY_STATUS, type Engine, type Outcome, type Transaction } from "./transaction.ts";
@@ -339,17 +340,7 @@ function updatedRecord(
   meta: EntryMeta & { sliced: SlicedObject },
   r: { headers: Headers; requestTime: number; responseTime: number },
 ): { meta: EntryMeta & { sliced: SlicedObject }; ttl: number } | undefined {
-  const decision = decideStorage({
-    key: meta.key,
-    requestHeaders: new Headers(),
-    status: meta.status,
-    statusText: meta.statusText,
-    headers: mergeNotModified(entryHeaders(meta), r.headers),
-    requestTime: r.requestTime,
-    responseTime: r.responseTime,
-    rule: tx.rule,
-    edge: e.edge,
-  });
+  const decision = refreshedStorage(e, tx, meta, r);
   if (!decision.store) return undefined;
   return { meta: { ...decision.meta, vary: meta.vary, sliced: meta.sliced }, ttl: decision.physicalTtl };
 }
