@@ -139,37 +139,37 @@ export async function runDemoCdn(values: DemoCdnOptions): Promise<void> {
     const at = `@${udp[1]} -p ${udp[2]}`;
     const director = `${file.config.dns?.director.name ?? "director"}.${file.config.dns?.zone ?? "geo.example.org"}`;
     console.log(`
-  Test how the CDN sees your requests (from here you are 127.0.0.1; +subnet asks as another client would):
-    dig -t txt ${at} ${director} | grep country
-    dig -t txt ${at} +subnet=185.178.92.254/32 ${director} | grep country
+Test how the CDN sees your requests (from here you are 127.0.0.1; +subnet asks as another client would):
+  dig -t txt ${at} ${director} | grep country
+  dig -t txt ${at} +subnet=185.178.92.254/32 ${director} | grep country
 
-  Test how the CDN resolves for you:
-    dig ${at} +short ${director} A ${director} AAAA
+Test how the CDN resolves for you:
+  dig ${at} +short ${director} A ${director} AAAA
 
-  Test how the CDN caches content, at the edge the director gives you (run it twice: MISS, then HIT):
-    curl -sI http://$(dig ${at} +short ${director} A | head -1):${values.port}/img/logo.png | grep -i X-Cache-Status
+Test how the CDN caches content, at the edge the director gives you (run it twice: MISS, then HIT):
+  curl -sI http://$(dig ${at} +short ${director} A | head -1):${values.port}/img/logo.png | grep -i X-Cache-Status
 
-  ${
-      localCa && site
-        ? `Test HTTPS with HTTP/2 through the front door (HAProxy), trusting this run's local CA:
-    curl --cacert ${localCa} --resolve ${site}:${values["https-port"]}:${local[0]!.host} -sI https://${site}:${values["https-port"]}/ | head -1
+${
+    localCa && site
+      ? `Test HTTPS with HTTP/2 through the front door (HAProxy), trusting this run's local CA:
+  curl --cacert ${localCa} --resolve ${site}:${values["https-port"]}:${local[0]!.host} -sI https://${site}:${values["https-port"]}/ | head -1
 
-  `
-        : ""
-    }Watch a resumed download come from the cache (a 300 MiB image, stored by the edge in slices; README "Mirrors"):
-    E=http://${local[0]!.host}:${values.port}; ISO=parrot-demo-1.0-amd64.iso
-    curl -so /dev/null -w '%{http_code} %{size_download}\\n' $E/iso/$ISO                 # a first download fills the cache
-    curl -s -r 0-104857599 -o $ISO $E/iso/$ISO                                            # a client stopped at 100 MiB
-    curl -s -C - -o $ISO -D - $E/iso/$ISO | grep -iE '^(content-range|x-cache-status)'   # resumed: HIT
-    curl -s $E/iso/SHA256SUMS | sha256sum -c
-  apt through the CDN: deb [trusted=yes] http://${local[0]!.host}:${values.port}/debian parrot main
+`
+      : ""
+  }Watch a resumed download come from the cache (a 300 MiB image, stored by the edge in slices; README "Mirrors"):
+  E=http://${local[0]!.host}:${values.port}; ISO=parrot-demo-1.0-amd64.iso
+  curl -so /dev/null -w '%{http_code} %{size_download}\\n' $E/iso/$ISO                 # a first download fills the cache
+  curl -s -r 0-104857599 -o $ISO $E/iso/$ISO                                            # a client stopped at 100 MiB
+  curl -s -C - -o $ISO -D - $E/iso/$ISO | grep -iE '^(content-range|x-cache-status)'   # resumed: HIT
+  curl -s $E/iso/SHA256SUMS | sha256sum -c
+apt through the CDN: deb [trusted=yes] http://${local[0]!.host}:${values.port}/debian parrot main
 
-  Admin token for this run (purge, metrics, drain), in ${effective}:
-    export PARROT_ADMIN_TOKEN=${raw.admin.token}
-    npm run purge -- --config ${effective} --tag img   # the logo, at every edge
-    curl -H "Authorization: Bearer $PARROT_ADMIN_TOKEN" http://${local[0]!.host}:${values.port}/.well-known/cdn/metrics
-  Logs and state: ${stateDir}
-  Ctrl-C stops everything.`);
+Admin token for this run (purge, metrics, drain), in ${effective}:
+  export PARROT_ADMIN_TOKEN=${raw.admin.token}
+  npm run purge -- --config ${effective} --tag img   # the logo, at every edge
+  curl -H "Authorization: Bearer $PARROT_ADMIN_TOKEN" http://${local[0]!.host}:${values.port}/.well-known/cdn/metrics
+Logs and state: ${stateDir}
+Ctrl-C stops everything.`);
     for (const c of children) {
       c.proc.once("exit", (code) => {
         if (!stopping) {
