@@ -126,6 +126,33 @@ describe("hot tier", () => {
     expect(hot.totalBytes).toBeLessThanOrEqual(8_000);
   });
 
+  it("a fill that started before a delete of its key, or before the generation table was emptied, is not held", async () => {
+    const { hot, below } = setup();
+    await below.inner.put("k", meta("k", 100), body(100), 60);
+    // A slow read from below: the fill's generation is taken before it, compared after it.
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const slowGet = below.get.bind(below);
+    below.get = async (key: string) => (await gate, slowGet(key));
+    const racing = hot.get("k");
+    await hot.delete("other"); // another key: the fill of k still lands
+    release();
+    await racing;
+    expect(hot.has("k")).toBe(true);
+
+    hot.forget("k");
+    let release2!: () => void;
+    const gate2 = new Promise<void>((r) => (release2 = r));
+    below.get = async (key: string) => (await gate2, slowGet(key));
+    await below.inner.put("k", meta("k", 100), body(100), 60);
+    const racing2 = hot.get("k");
+    // Keys are URLs a client chooses: long ones fill the table's byte bound (8 MiB) and empty it.
+    for (let i = 0; i < 3; i++) await hot.delete(`/${i}/${"x".repeat(2 * 1024 * 1024)}`);
+    release2();
+    await racing2;
+    expect(hot.has("k")).toBe(false);
+  });
+
   it("keeps Vary markers (no body) too", async () => {
     const { hot, below } = setup();
     await hot.put("v", { kind: "vary", key: "v", fields: ["accept"], id: "x1" }, null, 60);

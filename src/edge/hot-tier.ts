@@ -30,7 +30,12 @@ export class HotTier implements EntryStore {
   private readonly maxObjectBytes: number;
   private readonly now: () => number;
   private readonly held = new Map<string, Held>();
+  /** Per key, bumped on every put/delete; bounded in keys and bytes (keys are URLs a client chooses). */
   private readonly generations = new Map<string, number>();
+  private generationBytes = 0;
+  /** Every key's generation is at least this: raised past all given out when the map is emptied. */
+  private floor = 0;
+  private lastGeneration = 0;
   private bytes = 0;
   hits = 0;
   misses = 0;
@@ -148,12 +153,19 @@ export class HotTier implements EntryStore {
   }
 
   private generation(key: string): number {
-    return this.generations.get(key) ?? 0;
+    return this.generations.get(key) ?? this.floor;
   }
 
   private bump(key: string): number {
-    if (this.generations.size > 100_000) this.generations.clear();
-    const g = this.generation(key) + 1;
+    if (this.generations.size >= 100_000 || this.generationBytes > 8 * 1024 * 1024) {
+      // Emptied, not trimmed: the floor moves past every generation given out, so no fill started before lands.
+      this.generations.clear();
+      this.generationBytes = 0;
+      this.floor = this.lastGeneration + 1;
+    }
+    if (!this.generations.has(key)) this.generationBytes += key.length * 2;
+    const g = Math.max(this.generation(key), this.lastGeneration) + 1;
+    this.lastGeneration = g;
     this.generations.set(key, g);
     return g;
   }
