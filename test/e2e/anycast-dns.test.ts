@@ -12,7 +12,8 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startNodeScript, type Running } from "../../src/node/children.ts";
 import { ANYCAST_PREFIX, anycastToml, waitFor, type AnycastTiming } from "../support/anycast.ts";
-import { freePort, loopbackPair, startBirdRouter, type BirdRouter } from "../support/bird-router.ts";
+import { loopbackPair, startBirdRouter, type BirdRouter } from "../support/bird-router.ts";
+import { freePort } from "../support/ports.ts";
 
 const TIMING: AnycastTiming = { interval_ms: 500, timeout_ms: 400, down_after: 2, up_after: 3, withdraw_grace_ms: 1000 };
 const DOWN_DEADLINE = TIMING.interval_ms * TIMING.down_after + TIMING.timeout_ms + 2000;

@@ -16,7 +16,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startNodeScript, type Running } from "../../src/node/children.ts";
 import { serveFetch, type Served } from "../../src/node/serve-fetch.ts";
 import { alive, ANYCAST_PREFIX, anycastToml, waitFor, type AnycastTiming } from "../support/anycast.ts";
-import { freePort, loopbackPair, startBirdRouter, type BirdRouter } from "../support/bird-router.ts";
+import { loopbackPair, startBirdRouter, type BirdRouter } from "../support/bird-router.ts";
+import { freePort } from "../support/ports.ts";
 
 const TOKEN = "anycast-e2e-token-0123456789";
 // Checks get most of a round: a loaded CI machine must not see false failures.

@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ROOT, startNodeScript, type Running } from "../../src/node/children.ts";
-import { freePort } from "../support/nats.ts";
+import { freePort } from "../support/ports.ts";
 
 let cdn: Running;
 let state: string;

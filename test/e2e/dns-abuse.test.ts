@@ -7,7 +7,7 @@ import { connect, type Socket } from "node:net";
 import { connect as tlsConnect } from "node:tls";
 import * as dnsPacket from "dns-packet";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { run, startDnsNode, type DnsNode } from "./dns-process.ts";
+import { run, startDnsNode, type DnsNode } from "../support/dns-process.ts";
 
 const TOKEN = "abuse-admin-token-0123456789";
 const LIMITS = `

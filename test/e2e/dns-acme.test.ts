@@ -4,7 +4,7 @@
  * ttl and go with DELETE.
  */
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { run, startDnsNode, type DnsNode } from "./dns-process.ts";
+import { fromWorker, run, startDnsNode, type DnsNode } from "../support/dns-process.ts";
 
 const TOKEN = "acme-admin-token-0123456789";
 const NAME = "_acme-challenge.www.geo.example.org";
@@ -30,24 +30,6 @@ const dig = (...args: string[]) => run("dig", ["@127.0.0.1", "-p", String(node.d
 const values = (out: string) => [...out.matchAll(/\sIN\s+TXT\s+"([^"]*)"/g)].map((m) => m[1]).sort();
 const status = (out: string) => /status: (\w+)/.exec(out)?.[1];
 
-/**
- * A UDP dig answered by the worker process alone (the primary stopped meanwhile), retried until `done` says the
- * change arrived over IPC (it travels after the HTTP answer); the last output.
- */
-async function fromWorker(done: (out: string) => boolean, ...args: string[]): Promise<string> {
-  let out = "";
-  for (let i = 0; i < 40; i++) {
-    process.kill(node.child.pid!, "SIGSTOP");
-    try {
-      out = (await dig(...args)).out;
-    } finally {
-      process.kill(node.child.pid!, "SIGCONT");
-    }
-    if (done(out)) break;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return out;
-}
 
 it("publishes values answered on every transport and by every process, TTL at most 60", async () => {
   expect(await admin("POST", { name: NAME, value: "first-token", ttl: 600 })).toEqual({ code: "200", body: '{"ok":true}' });
@@ -61,7 +43,7 @@ it("publishes values answered on every transport and by every process, TTL at mo
   const dot = await run("kdig", ["@127.0.0.1", "-p", String(node.dotPort), "+tls", `+tls-ca=${node.cert}`, "+tls-hostname=localhost", NAME, "TXT"]);
   expect(values(dot.out)).toEqual(["first-token", "second-token"]);
   // The worker process alone (the primary stopped): it got the values over IPC.
-  const alone = await fromWorker((out) => values(out).length === 2, NAME, "TXT");
+  const alone = await fromWorker(node, dig, (out) => values(out).length === 2, NAME, "TXT");
   expect(values(alone)).toEqual(["first-token", "second-token"]);
 });
 
@@ -69,7 +51,7 @@ it("removes a value, then the name, on every process", async () => {
   expect((await admin("DELETE", { name: NAME, value: "first-token" })).code).toBe("200");
   expect(values((await dig(NAME, "TXT")).out)).toEqual(["second-token"]);
   expect((await admin("DELETE", { name: NAME })).code).toBe("200");
-  expect(status(await fromWorker((out) => status(out) === "NXDOMAIN", NAME, "TXT"))).toBe("NXDOMAIN");
+  expect(status(await fromWorker(node, dig, (out) => status(out) === "NXDOMAIN", NAME, "TXT"))).toBe("NXDOMAIN");
   expect(status((await dig("+tcp", NAME, "TXT")).out)).toBe("NXDOMAIN");
 });
 

@@ -2,7 +2,7 @@
 import { createSocket } from "node:dgram";
 import * as dnsPacket from "dns-packet";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { run, startDnsNode, type DnsNode } from "./dns-process.ts";
+import { run, startDnsNode, type DnsNode } from "../support/dns-process.ts";
 
 let node: DnsNode;
 beforeAll(async () => {

@@ -8,7 +8,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { run, startDnsNode, ZONE_TOML, type DnsNode } from "./dns-process.ts";
+import { run, startDnsNode, ZONE_TOML, type DnsNode } from "../support/dns-process.ts";
 
 const TOKEN = "dnssec-admin-token-0123456789";
 const repo = resolve(import.meta.dirname, "../..");

@@ -6,8 +6,8 @@
  */
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { serveFetch, type Served } from "../../src/node/serve-fetch.ts";
-import { GEOIP_TOML, run, startDnsNode, type DnsNode } from "./dns-process.ts";
-import { pollUntil } from "./dns-cdn.ts";
+import { GEOIP_TOML, run, startDnsNode, type DnsNode } from "../support/dns-process.ts";
+import { pollUntil } from "../support/dns-cdn.ts";
 import { TEST_DNS_TOML } from "../support/dns-zone.ts";
 
 const TOKEN = "fallback-admin-token-0123456789";

@@ -4,7 +4,7 @@ import { createSocket } from "node:dgram";
 import { connect } from "node:net";
 import * as dnsPacket from "dns-packet";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { run, startDnsNode, type DnsNode } from "./dns-process.ts";
+import { run, startDnsNode, type DnsNode } from "../support/dns-process.ts";
 
 let node: DnsNode;
 beforeAll(async () => {

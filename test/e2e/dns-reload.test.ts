@@ -10,8 +10,8 @@ import { join, resolve } from "node:path";
 import * as dnsPacket from "dns-packet";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { TEST_ZONE_TOML } from "../support/dns-zone.ts";
-import { pollUntil } from "./dns-cdn.ts";
-import { run, startDnsNode, type DnsNode } from "./dns-process.ts";
+import { pollUntil } from "../support/dns-cdn.ts";
+import { fromWorker, run, startDnsNode, type DnsNode } from "../support/dns-process.ts";
 
 const TOKEN = "reload-admin-token-0123456789";
 const fixtures = resolve(import.meta.dirname, "../fixtures");
@@ -62,21 +62,6 @@ async function prober(ms: number): Promise<{ sent: number; answered: number }> {
   return { sent, answered };
 }
 
-/** A UDP dig answered by the worker process alone (the primary stopped), retried until `done` holds. */
-async function fromWorker(done: (out: string) => boolean, ...args: string[]): Promise<string> {
-  let out = "";
-  for (let i = 0; i < 40; i++) {
-    process.kill(node.child.pid!, "SIGSTOP");
-    try {
-      out = (await dig(...args)).out;
-    } finally {
-      process.kill(node.child.pid!, "SIGCONT");
-    }
-    if (done(out)) break;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return out;
-}
 
 it("SIGHUP: the new TTL from every process, no query lost, same PID", async () => {
   expect(ttlOf((await dig("director.geo.example.org", "A")).out)).toBe(30);
@@ -92,7 +77,7 @@ it("SIGHUP: the new TTL from every process, no query lost, same PID", async () =
   expect(node.child.pid).toBe(pid);
   expect(node.stdout()).toMatch(/^dns reload \(SIGHUP\): zone geo\.example\.org/m);
   expect(ttlOf((await dig("+tcp", "director.geo.example.org", "A")).out)).toBe(17);
-  expect(ttlOf(await fromWorker((out) => ttlOf(out) === 17, "director.geo.example.org", "A"))).toBe(17);
+  expect(ttlOf(await fromWorker(node, dig, (out) => ttlOf(out) === 17, "director.geo.example.org", "A"))).toBe(17);
 });
 
 it("SIGHUP with a broken file keeps the running configuration and logs why", async () => {

@@ -8,7 +8,7 @@ import { createSocket } from "node:dgram";
 import * as dnsPacket from "dns-packet";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { TEST_ZONE_TOML } from "../support/dns-zone.ts";
-import { GEOIP_TOML, run, startDnsNode, type DnsNode } from "./dns-process.ts";
+import { GEOIP_TOML, run, startDnsNode, type DnsNode } from "../support/dns-process.ts";
 
 const TOKEN = "rrl-admin-token-0123456789";
 let node: DnsNode;

@@ -6,7 +6,7 @@ import { createSocket } from "node:dgram";
 import { existsSync } from "node:fs";
 import * as dnsPacket from "dns-packet";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { run, startDnsNode, type DnsNode } from "./dns-process.ts";
+import { run, startDnsNode, type DnsNode } from "../support/dns-process.ts";
 
 let node: DnsNode;
 const TOKEN = "workers-admin-token-0123456789";

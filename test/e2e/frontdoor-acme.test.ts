@@ -13,7 +13,7 @@ import { serveFetch, type Served } from "../../src/node/serve-fetch.ts";
 import { curlHttps, presentedCertificate, run, sleep, startEdgeBox, type EdgeBox } from "../support/frontdoor.ts";
 import { startPebble, type Pebble } from "../support/pebble.ts";
 import { pattern, ScriptedOrigin } from "../support/scripted-origin.ts";
-import { startDnsNode, type DnsNode } from "./dns-process.ts";
+import { startDnsNode, type DnsNode } from "../support/dns-process.ts";
 
 const TOKEN = "acme-test-admin-token-0123";
 const BIG = 16 * 1024 * 1024;

@@ -5,27 +5,19 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { serveFetch, type Served } from "../../src/node/serve-fetch.ts";
 import { run, sleep, startEdgeBox, type EdgeBox } from "../support/frontdoor.ts";
 import { ScriptedOrigin } from "../support/scripted-origin.ts";
+import { freePort } from "../support/ports.ts";
 
 const origin = new ScriptedOrigin();
 let served: Served;
 let box: EdgeBox;
 let responder: ChildProcess;
 
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 async function openssl(args: string[]) {
   const r = await run("openssl", args);

@@ -6,7 +6,7 @@
  * DNS node) take the edge out of answers while it keeps serving HTTP. Measured times are printed.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { CLIENT, DIRECTOR, THREE_EDGES, TOKEN, pollUntil, startCdn, type Cdn } from "./dns-cdn.ts";
+import { CLIENT, DIRECTOR, THREE_EDGES, TOKEN, pollUntil, startCdn, type Cdn } from "../support/dns-cdn.ts";
 
 // Probes get most of a round to answer: on a loaded CI machine a short timeout would mark healthy edges down.
 const HEALTH = { interval_ms: 1000, timeout_ms: 800, down_after: 2, up_after: 2 };

@@ -4,7 +4,6 @@
  */
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -13,6 +12,7 @@ import parsePrometheusTextFormat from "parse-prometheus-text-format";
 import { serveFetch, type Served } from "../../src/node/serve-fetch.ts";
 import { ROOT, startNodeScript, type Running } from "../../src/node/children.ts";
 import { ScriptedOrigin } from "../support/scripted-origin.ts";
+import { freePort } from "../support/ports.ts";
 
 const TOKEN = "test-admin-token-0123456789";
 const origin = new ScriptedOrigin();
@@ -22,14 +22,6 @@ let config: string;
 const ports: Record<string, number> = {};
 const edges: Record<string, Running> = {};
 
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 async function startEdge(name: string) {
   edges[name] = await startNodeScript(

@@ -1,36 +1,37 @@
 /**
- * `npm start` as a newcomer meets it: the printed "how to test the CDN" commands, run with the real dig and curl.
- * Ports are 0 (free ones) so the test never collides with a running CDN.
+ * `npm start` as a newcomer meets it: the printed "how to test the CDN" commands, run with the real dig and curl; the
+ * printed HTTPS check, and a real browser (headless Chromium, trusting only the run's local CA's key) loading the demo
+ * site through an edge's front door over HTTP/2 with the HTML compressed; the printed resumed ISO download. Ports
+ * are free ones so the test never collides with a running CDN.
  */
 import { execFileSync, spawnSync } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ROOT, startNodeScript, type Running } from "../../src/node/children.ts";
+import { evaluateInPage } from "../support/chromium.ts";
+import { spkiHash } from "../support/frontdoor.ts";
+import { freePort } from "../support/ports.ts";
 
 let cdn: Running;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
+let state: string;
+let httpsPort: number;
 
 beforeAll(async () => {
-  const state = mkdtempSync(join(tmpdir(), "parrot-start-"));
+  state = mkdtempSync(join(tmpdir(), "parrot-start-"));
+  httpsPort = await freePort();
   cdn = await startNodeScript(
     "scripts/start.ts",
-    ["--port", String(await freePort()), "--https-port", String(await freePort()), "--origin-port", "0", "--dns-port", "0", "--doh-port", "0", "--state-dir", state],
+    ["--port", String(await freePort()), "--https-port", String(httpsPort), "--origin-port", "0", "--dns-port", "0", "--doh-port", "0", "--state-dir", state],
     /Ctrl-C stops everything/,
-    90_000,
+    120_000,
   );
+}, 150_000);
+afterAll(async () => {
+  await cdn?.stop();
+  if (state) rmSync(state, { recursive: true, force: true });
 });
-afterAll(async () => cdn?.stop());
 
 /** The printed command lines that start with `command`. */
 function printed(command: string): string[] {
@@ -41,9 +42,9 @@ function printed(command: string): string[] {
     .filter((l) => l.startsWith(command));
 }
 
-/** Runs a printed shell line (with its `| grep …`) as the user would. */
-function sh(line: string): string {
-  return execFileSync("bash", ["-c", line], { encoding: "utf8", timeout: 20_000 });
+/** Runs printed shell lines (with their `| grep …`) as the user would, in `cwd`. */
+function sh(line: string, cwd = tmpdir()): string {
+  return execFileSync("bash", ["-c", line], { encoding: "utf8", timeout: 60_000, cwd });
 }
 
 describe("npm start", () => {
@@ -65,6 +66,55 @@ describe("npm start", () => {
     expect(sh(line).trim()).toBe("x-cache-status: MISS");
     expect(sh(line).trim()).toBe("x-cache-status: HIT");
   });
+});
+
+describe("npm start over HTTPS", () => {
+  it("prints a curl command, trusting its local CA, that gets HTTP/2 200 through the front door", () => {
+    const line = printed("curl --cacert")[0];
+    expect(line).toBeDefined();
+    expect(line).toContain(join(state, "certs", "local-ca.pem"));
+    expect(sh(line!).trim()).toBe("HTTP/2 200");
+  });
+
+  it("loads the demo site in headless Chromium over HTTP/2", async () => {
+    const ca = readFileSync(join(state, "certs", "local-ca.pem"), "utf8");
+    const facts = (await evaluateInPage(
+      `https://www.geo.example.org:${httpsPort}/`,
+      `(() => { const n = performance.getEntriesByType("navigation")[0];
+         return { protocol: n.nextHopProtocol, title: document.title, encoded: n.encodedBodySize, decoded: n.decodedBodySize,
+                  image: document.images[0]?.complete && document.images[0]?.naturalWidth > 0 }; })()`,
+      { hostRules: "MAP www.geo.example.org 127.0.0.2", spki: [spkiHash(ca)] },
+    )) as { protocol: string; title: string; encoded: number; decoded: number; image: boolean };
+    expect(facts.title).toBe("parrot-cdn demo");
+    expect(facts.protocol).toBe("h2");
+    expect(facts.image).toBe(true);
+    // The edge compressed the HTML for the browser (br or gzip): fewer bytes on the wire than the page has.
+    console.log(`Chromium: ${facts.protocol}, HTML ${facts.encoded} bytes on the wire for ${facts.decoded} decoded`);
+    expect(facts.decoded).toBeGreaterThan(1024);
+    expect(facts.encoded).toBeLessThan(facts.decoded / 2);
+  }, 60_000);
+});
+
+describe("npm start's mirror check", () => {
+  it("prints a resumed download of the demo ISO that comes from the cache, checksum right", () => {
+    // The printed block, from "E=…" to the SHA256SUMS check, run as one script in a fresh folder.
+    const lines = cdn.output().split("\n").map((l) => l.trim());
+    const first = lines.findIndex((l) => l.startsWith("E=http://"));
+    const last = lines.findIndex((l, i) => i > first && l.includes("sha256sum -c"));
+    expect(first).toBeGreaterThanOrEqual(0);
+    expect(last).toBeGreaterThan(first);
+    const dir = mkdtempSync(join(tmpdir(), "parrot-start-iso-"));
+    let out: string;
+    try {
+      out = sh(lines.slice(first, last + 1).join("\n"), dir);
+    } finally {
+      rmSync(dir, { recursive: true, force: true }); // the 300 MiB download
+    }
+    expect(out).toContain("200 314572800");
+    expect(out).toMatch(/content-range: bytes 104857600-314572799\/314572800/i);
+    expect(out).toMatch(/x-cache-status: HIT/i);
+    expect(out).toContain("parrot-demo-1.0-amd64.iso: OK");
+  }, 90_000);
 });
 
 describe("a bad config file", () => {

@@ -11,8 +11,8 @@ import * as dnsPacket from "dns-packet";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 // @ts-expect-error: the package ships no types
 import parsePrometheusTextFormat from "parse-prometheus-text-format";
-import { run } from "./dns-process.ts";
-import { CLIENT, DIRECTOR, THREE_EDGES, TOKEN, pollUntil, startCdn, type Cdn } from "./dns-cdn.ts";
+import { run } from "../support/dns-process.ts";
+import { CLIENT, DIRECTOR, THREE_EDGES, TOKEN, pollUntil, startCdn, type Cdn } from "../support/dns-cdn.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
 /** Where the screenshot is kept after the run (to look at it). */

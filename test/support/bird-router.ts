@@ -5,10 +5,10 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { join } from "node:path";
 import { randomInt } from "node:crypto";
 import { bgpState, birdc, parseProtocols, parseRoutes, type RouteInfo } from "../../src/anycast/birdc.ts";
+import { freePort } from "./ports.ts";
 
 export const BIRD = "/usr/sbin/bird";
 export const BIRDC = "/usr/sbin/birdc";
@@ -33,17 +33,6 @@ export function loopbackPair(): { box: string; router: string } {
   return { box: `127.${a}.${b}.1`, router: `127.${a}.${b}.2` };
 }
 
-/** A TCP port free on `host` now (BIRD needs a number, not 0). */
-export function freePort(host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, host, () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** Starts the router BIRD in `dir`, peering with the box at boxAddress:boxPort (AS boxAs). */
 export async function startBirdRouter(o: { dir: string; address: string; boxAddress: string; boxPort: number; boxAs: number; as?: number }): Promise<BirdRouter> {

@@ -7,12 +7,12 @@
 import { execFile } from "node:child_process";
 import { Agent, request as httpRequest } from "node:http";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ROOT, startNodeScript, type Running } from "../../src/node/children.ts";
 import { serveFetch, type Served } from "../../src/node/serve-fetch.ts";
 import { ScriptedOrigin } from "./scripted-origin.ts";
+import { portFreeOn } from "./ports.ts";
 
 export const TOKEN = "control-admin-token-0123456789";
 export const NATS_USER = { user: "parrot", password: "control-nats-password-0123" };
@@ -87,26 +87,6 @@ export interface PurgeAnswer {
 
 const hostOf = (i: number) => `127.0.0.${i + 2}`;
 
-/** A TCP port free on every one of `hosts`. */
-async function portFreeOn(hosts: string[]): Promise<number> {
-  const tryListen = (host: string, port: number) =>
-    new Promise<number | null>((resolve) => {
-      const s = createServer();
-      s.once("error", () => resolve(null));
-      s.listen(port, host, () => {
-        const p = (s.address() as { port: number }).port;
-        s.close(() => resolve(p));
-      });
-    });
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const port = await tryListen(hosts[0]!, 0);
-    if (port === null) continue;
-    let ok = true;
-    for (const h of hosts.slice(1)) if ((await tryListen(h, port)) === null) ok = false;
-    if (ok) return port;
-  }
-  throw new Error("no port free on every edge address");
-}
 
 export async function startControlCdn(opts: ControlCdnOptions): Promise<ControlCdn> {
   const dir = mkdtempSync(join(tmpdir(), "parrot-control-"));

@@ -2,21 +2,10 @@
  * For the control-plane tests: real `nats-server` processes with JetStream on loopback (free ports, temp store
  * dirs): one server, or a three-server JetStream cluster that is waited for until it has a JetStream leader.
  */
-import { createServer } from "node:net";
 import { join } from "node:path";
 import { startNatsServer, type NatsServerOptions, type RunningNats } from "../../src/control/nats-server.ts";
+import { freePort } from "./ports.ts";
 
-/** A TCP port free on 127.0.0.1 now. */
-export function freePort(host = "127.0.0.1"): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, host, () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 export interface TestNats {
   url: string;

@@ -3,10 +3,10 @@
  * size), Last-Modified, Range, If-Match / If-Range. Its access log says what the origin was asked for.
  */
 import { mkdirSync, readFileSync, writeFileSync, existsSync } from "node:fs";
-import { createServer, type AddressInfo } from "node:net";
 import { join } from "node:path";
 import type { ChildProcess } from "node:child_process";
 import { startProcess, stopProcess } from "../../src/node/process.ts";
+import { freePort } from "./ports.ts";
 
 export interface NginxOrigin {
   url: string;
@@ -15,13 +15,6 @@ export interface NginxOrigin {
   stop(): Promise<void>;
 }
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  const port = (server.address() as AddressInfo).port;
-  await new Promise((r) => server.close(r));
-  return port;
-}
 
 /** Starts nginx on a free loopback port serving `root` at `/`. */
 export async function startNginxOrigin(root: string, dir: string): Promise<NginxOrigin> {

@@ -4,10 +4,10 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { run } from "./frontdoor.ts";
+import { freePort } from "./ports.ts";
 
 export interface Pebble {
   /** The ACME directory URL. */
@@ -20,14 +20,6 @@ export interface Pebble {
   stop(): Promise<void>;
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** Starts pebble with `dnsServer` ("127.0.0.1:port") answering its DNS-01 lookups. */
 export async function startPebble(dnsServer: string): Promise<Pebble> {

@@ -3,7 +3,7 @@ import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { TEST_ZONE_TOML } from "../support/dns-zone.ts";
+import { TEST_ZONE_TOML } from "./dns-zone.ts";
 
 const repo = resolve(import.meta.dirname, "../..");
 const fixtures = join(repo, "test/fixtures");
@@ -48,6 +48,30 @@ export function run(cmd: string, args: string[], timeoutMs = 20_000): Promise<{ 
 }
 
 /** Makes a self-signed certificate for localhost and 127.0.0.1 in `dir` (cert.pem, key.pem). */
+/**
+ * A UDP dig answered by a worker process alone (the primary stopped meanwhile), retried until `done` holds (a change
+ * reaches the workers over IPC after the primary's HTTP answer); the last output.
+ */
+export async function fromWorker(
+  node: DnsNode,
+  dig: (...args: string[]) => Promise<{ out: string }>,
+  done: (out: string) => boolean,
+  ...args: string[]
+): Promise<string> {
+  let out = "";
+  for (let i = 0; i < 40; i++) {
+    process.kill(node.child.pid!, "SIGSTOP");
+    try {
+      out = (await dig(...args)).out;
+    } finally {
+      process.kill(node.child.pid!, "SIGCONT");
+    }
+    if (done(out)) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return out;
+}
+
 export async function makeCert(dir: string): Promise<string> {
   const cert = join(dir, "cert.pem");
   const made = await run("openssl", [

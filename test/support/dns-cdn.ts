@@ -4,12 +4,12 @@
  * (`node scripts/dns.ts`) with the MaxMind test City database, all from one temp cdn.toml; plus real `dig` queries.
  */
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { serveFetch, type Served } from "../../src/node/serve-fetch.ts";
 import { ROOT, startNodeScript, type Running } from "../../src/node/children.ts";
 import { run } from "./dns-process.ts";
+import { portFreeOn } from "./ports.ts";
 
 export const TOKEN = "e2e-admin-token-0123456789";
 export const DIRECTOR = "director.geo.example.org";
@@ -55,26 +55,6 @@ export interface Cdn {
   stop(): Promise<void>;
 }
 
-/** A TCP port free on every one of `hosts`. */
-async function portFreeOn(hosts: string[]): Promise<number> {
-  const tryListen = (host: string, port: number) =>
-    new Promise<number | null>((resolve) => {
-      const s = createServer();
-      s.once("error", () => resolve(null));
-      s.listen(port, host, () => {
-        const p = (s.address() as { port: number }).port;
-        s.close(() => resolve(p));
-      });
-    });
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const port = await tryListen(hosts[0]!, 0);
-    if (port === null) continue;
-    let ok = true;
-    for (const h of hosts.slice(1)) if ((await tryListen(h, port)) === null) ok = false;
-    if (ok) return port;
-  }
-  throw new Error("no port free on every edge address");
-}
 
 export async function startCdn(opts: { edges: EdgeSpec[]; health: HealthSpec; answers: number; start?: string[] }): Promise<Cdn> {
   const dir = mkdtempSync(join(tmpdir(), "parrot-dns-cdn-"));
