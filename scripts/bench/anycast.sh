@@ -8,14 +8,10 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 SECS=${1:-30}
 INTERVALS=${2:-1000 250}
-NODE=$PWD/node_modules/.bin/node
-T=$(mktemp -d)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; sleep 2; rm -rf "$T"; }
-trap cleanup EXIT
+CLEANUP_WAIT=2
+. scripts/bench/common.sh
 BOX=127.77.0.1
 ROUTER=127.77.0.2
-free_port() { python3 -c "import socket; s=socket.socket(); s.bind(('$1',0)); print(s.getsockname()[1])"; }
 ticks() { awk '{print $14+$15+$16+$17}' "/proc/$1/stat"; }
 rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 P_ORIGIN=$(free_port 127.0.0.1); P_BOX_BGP=$(free_port $BOX); P_ROUTER=$(free_port $ROUTER)

@@ -16,15 +16,10 @@ SECS=${1:-10}
 RUNS=${RUNS:-1}
 QUERY_LOG=$([ "${QUERY_LOG:-0}" = 1 ] && echo true || echo false)
 WORKERS=${2:-1}
-NODE=node_modules/.bin/node
-T=$(mktemp -d)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$T"; }
-trap cleanup EXIT
+. scripts/bench/common.sh
 CITY=$PWD/test/fixtures/GeoIP2-City-Test.mmdb
 ASN=$PWD/test/fixtures/GeoLite2-ASN-Test.mmdb
 TXT='ip %ip %af city %ci country %cc %co state %cn region %re name %na as %as'
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 P_OURS=$(free_port); P_HTTP=$(free_port); P_TLS=$(free_port); P_PDNS=$(free_port)
 
 $NODE scripts/dns.ts keygen --out "$T/csk.pem" >/dev/null

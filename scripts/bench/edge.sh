@@ -14,15 +14,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SECS=${1:-8}
-NODE=$PWD/node_modules/.bin/node
+. scripts/bench/common.sh
 WORKERD=$PWD/node_modules/workerd/bin/workerd
-export PATH=$PWD/node_modules/.bin:$PATH
-T=$(mktemp -d)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; sleep 0.5; rm -rf "$T"; }
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() { for _ in $(seq 1 200); do curl -sfk -o /dev/null "$1" && return 0; sleep 0.1; done; echo "not up: $1" >&2; return 1; }
 P_ORIGIN=$(free_port); P_CONST=$(free_port); P_EDGE=$(free_port); P_DISK=$(free_port); P_NGINX=$(free_port); P_MULTI=$(free_port); P_BIG=$(free_port)
 P_FWD=$(free_port); P_DEF=$(free_port)
 BIG=$((1000 * 1000 * 1000))

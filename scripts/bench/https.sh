@@ -18,13 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 SECS=${1:-8}
 ROUNDS=${2:-3}
-NODE=$PWD/node_modules/.bin/node
-export PATH=$PWD/node_modules/.bin:$PATH
-T=$(mktemp -d)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; sleep 1; rm -rf "$T"; }
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. scripts/bench/common.sh
 P_ORIGIN=$(free_port); P_NGINX=$(free_port)
 
 # --- origin (load core): /obj/<size>/<anything> → <size> bytes, /html/<size> → text/html, cacheable an hour ---------

@@ -16,14 +16,7 @@ cd "$(dirname "$0")/../.."
 RUNS=${1:-3}
 SIZE=${SIZE:-2000000000}
 NGINX_SLICE=${NGINX_SLICE:-1m}
-NODE=$PWD/node_modules/.bin/node
-export PATH=$PWD/node_modules/.bin:$PATH
-T=$(mktemp -d)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; sleep 0.5; rm -rf "$T"; }
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() { for _ in $(seq 1 300); do curl -sf -o /dev/null "$1" && return 0; sleep 0.1; done; echo "not up: $1" >&2; return 1; }
+. scripts/bench/common.sh
 now() { date +%s.%N; }
 
 P_ORIGIN=$(free_port)

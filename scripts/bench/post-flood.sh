@@ -6,12 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROUNDS=${1:-3}
-NODE=$PWD/node_modules/.bin/node
-T=$(mktemp -d)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; sleep 1; rm -rf "$T"; }
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. scripts/bench/common.sh
 PO=$(free_port); PE=$(free_port); TOKEN=post-flood-token-0123456789
 # The origin: a cacheable 1 KB GET; 200 to any POST (long URLs allowed).
 taskset -c 1 "$NODE" --max-http-header-size=200000 -e '

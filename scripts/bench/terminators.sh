@@ -11,13 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 SECS=${1:-8}
 ROUNDS=${2:-3}
-NODE=$PWD/node_modules/.bin/node
-export PATH=$PWD/node_modules/.bin:$PATH
-T=$(mktemp -d)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; sleep 0.5; rm -rf "$T"; }
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. scripts/bench/common.sh
 wait_url() { for _ in $(seq 1 200); do curl -sfk -o /dev/null --resolve "bench.test:$2:127.0.0.1" "$1" && return 0; sleep 0.1; done; echo "not up: $1" >&2; return 1; }
 P_ORIGIN=$(free_port); P_EDGE=$(free_port); P_NGINX=$(free_port); P_HAPROXY=$(free_port); P_CADDY=$(free_port); P_CADDY_ADMIN=$(free_port)
 

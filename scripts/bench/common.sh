@@ -1,0 +1,12 @@
+# Sourced by the benchmarks (after they cd to the repository): the project's Node and tools on PATH, a temporary
+# folder $T and the processes in PIDS, both cleaned up at exit, free ports, waiting for a server.
+NODE=$PWD/node_modules/.bin/node
+export PATH=$PWD/node_modules/.bin:$PATH
+T=$(mktemp -d)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; sleep "${CLEANUP_WAIT:-1}"; rm -rf "$T"; }
+trap cleanup EXIT
+# A TCP port free on $1 (default 127.0.0.1) right now.
+free_port() { python3 -c "import socket; s=socket.socket(); s.bind(('${1:-127.0.0.1}',0)); print(s.getsockname()[1])"; }
+# Waits (30 s at most) until $1 answers a 2xx/3xx; curl -k: self-signed HTTPS counts.
+wait_http() { for _ in $(seq 1 300); do curl -sfk -o /dev/null "$1" && return 0; sleep 0.1; done; echo "not up: $1" >&2; return 1; }
