@@ -74,7 +74,10 @@ export const EdgeSchema = z
     origin_retry_status: z.array(z.number().int().min(500).max(599)).default([]),
     /** Time allowed for the origin to send response headers. */
     origin_timeout_ms: z.number().int().min(1).max(600_000).default(30_000),
-    /** How long concurrent requests wait for another request's origin fetch (proxy_cache_lock_timeout). */
+    /**
+     * How long concurrent requests wait for another request's origin fetch (proxy_cache_lock_timeout); a slice fetch
+     * holds its lock longer while its body goes into the store.
+     */
     lock_timeout_ms: z.number().int().min(0).max(600_000).default(5_000),
     /** Responses with Set-Cookie: "bypass" = never store, "strip" = store without the cookie, "store" = store it. */
     set_cookie: z.enum(["bypass", "strip", "store"]).default("bypass"),

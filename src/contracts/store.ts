@@ -26,6 +26,7 @@ export function cacheUrl(key: string): string {
 export const STORE_CALL_BASE = "http://store";
 export const LOCK_PATH = "/lock";
 export const UNLOCK_PATH = "/unlock";
+export const RENEW_PATH = "/renew";
 export const LOCKED_PATH = "/locked";
 export const STATS_PATH = "/stats";
 export const INVALIDATE_PATH = "/invalidate";
@@ -83,6 +84,8 @@ export interface SharedLocks {
   acquire(key: string, since?: number): Promise<"taken" | "held" | "changed">;
   /** Releases a lock this isolate took (a store of the key released it already: then nothing happens). */
   release(key: string): Promise<void>;
+  /** Extends a lock this isolate holds by its time to live again: its fetch is still making progress. */
+  renew(key: string): Promise<void>;
   held(key: string): Promise<boolean>;
 }
 

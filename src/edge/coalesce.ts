@@ -6,6 +6,12 @@
  *
  * A lookup takes a mark first; a claim made after it answers "changed" when the key was stored (in this isolate, or
  * by the store's clock in another process) since that mark, so the caller looks again instead of fetching twice.
+ *
+ * A lock lapses lock_timeout_ms after it was taken, or after it was last renewed: a slice fetch, which may take
+ * longer than that on a slow origin or a busy box, holds its lock while its body goes into the store, so its waiters
+ * wait instead of asking the origin for the same bytes; a fetch still waiting for the origin's answer frees them
+ * within lock_timeout_ms. (Renewing per chunk would need a JavaScript hop in the body's way: on workerd that halves a
+ * cold download's speed and doubles its memory.)
  */
 import type { SharedLocks } from "../contracts/store.ts";
 
@@ -15,9 +21,17 @@ import type { SharedLocks } from "../contracts/store.ts";
  */
 export interface Claim {
   release(opts?: { stored?: boolean; fetched?: boolean }): void;
+  /**
+   * Keeps the lock while `work` (a body on its way into the store) is under way: renewed every quarter of its time to
+   * live, so waiters keep waiting for it instead of fetching the same bytes again.
+   */
+  holdWhile(work: Promise<unknown>): void;
 }
 
 export type ClaimResult = Claim | "held" | "changed";
+
+/** The longest a request waits for another's fetch, however long that one keeps renewing its lock. */
+const MAX_WAIT_MS = 600_000;
 
 export interface LookupMark {
   mark: number;
@@ -72,14 +86,29 @@ export class Coalescer {
         released = true;
         if (!opts?.stored) waitUntil(shared.release(key).catch(() => undefined));
       },
+      holdWhile: (work) => {
+        local.holdWhile(work);
+        this.renewWhile(work, () => {
+          if (!released) waitUntil(shared.renew(key).catch(() => undefined));
+        });
+      },
     };
   }
 
   /** A lock in this isolate only (background refreshes and bypass fetches mark their key this way). */
   local(key: string): Claim {
     const token = {};
-    if (!this.isHeld(key)) this.inflight.set(key, { token, until: Date.now() + Math.max(this.timeoutMs, 1000) });
+    const lasts = Math.max(this.timeoutMs, 1000);
+    if (!this.isHeld(key)) this.inflight.set(key, { token, until: Date.now() + lasts });
+    const renew = () => {
+      const held = this.inflight.get(key);
+      if (held?.token === token) held.until = Date.now() + lasts;
+    };
     return {
+      holdWhile: (work) => {
+        renew();
+        this.renewWhile(work, renew);
+      },
       release: (opts) => {
         if (this.inflight.get(key)?.token !== token) return;
         this.inflight.delete(key);
@@ -90,14 +119,23 @@ export class Coalescer {
     };
   }
 
+  /** Calls `renew` every quarter of lock_timeout_ms until `work` settles. */
+  private renewWhile(work: Promise<unknown>, renew: () => void) {
+    if (this.timeoutMs === 0) return; // no waiting, nothing to hold
+    const timer = setInterval(renew, Math.max(this.timeoutMs / 4, 50));
+    void work.finally(() => clearInterval(timer)).catch(() => undefined);
+  }
+
   /**
-   * Waits (at most lock_timeout_ms) for the fetch of `key` under way to end. It polls, as nginx's proxy_cache_lock
-   * does, rather than being woken: workerd may refuse to resume one request from another request's context.
+   * Waits for the fetch of `key` under way to end: until its lock is released or lapses (lock_timeout_ms without
+   * progress). It polls, as nginx's proxy_cache_lock does, rather than being woken: workerd may refuse to resume one
+   * request from another request's context.
    */
   async wait(key: string): Promise<void> {
+    if (this.timeoutMs === 0) return;
     const started = Date.now();
     let pause = 2;
-    while (Date.now() - started < this.timeoutMs && (await this.held(key))) {
+    while (Date.now() - started < MAX_WAIT_MS && (await this.held(key))) {
       await new Promise((r) => setTimeout(r, pause));
       pause = Math.min(pause * 2, 50);
     }

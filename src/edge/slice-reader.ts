@@ -177,7 +177,7 @@ export class SliceReader {
       const claim = await coalescer.claim(key, mark, this.waitUntil);
       if (claim === "changed") continue;
       if (claim === "held") {
-        if (waited) break; // waited for it once already (lock_timeout_ms at most): do not wait again
+        if (waited) break; // waited for one fetch of it to end or stall already: do not wait again
         await coalescer.wait(key);
         waited = true;
         continue;
@@ -271,6 +271,7 @@ export class SliceReader {
       .catch(() => undefined)
       // Released explicitly even when stored: workerd's cache.put resolves when the store refuses (413).
       .finally(() => claim.release());
+    claim.holdWhile(done);
     this.writing.set(index, done);
   }
 

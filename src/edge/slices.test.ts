@@ -19,7 +19,8 @@ function setup(extraToml = "") {
   const clock = { now: () => now, advance: (s: number) => void (now += s * 1000) };
   const origin = new ScriptedOrigin(clock.now);
   const threshold = extraToml.includes("slice_threshold_bytes") ? "" : `slice_threshold_bytes = ${4 * SLICE}\n`;
-  const config = parseConfig(`[edge]\nname = "t1"\norigin = "http://origin.test"\nlock_timeout_ms = 2000\nslice_bytes = ${SLICE}\n${threshold}${extraToml}`);
+  const lock = extraToml.includes("lock_timeout_ms") ? "" : "lock_timeout_ms = 2000\n";
+  const config = parseConfig(`[edge]\nname = "t1"\norigin = "http://origin.test"\n${lock}slice_bytes = ${SLICE}\n${threshold}${extraToml}`);
   const store = new MemoryStore(clock.now);
   const pending: Promise<unknown>[] = [];
   const fetchImpl = async (input: Request | string, init?: RequestInit) => origin.handle(new Request(input, init));
@@ -129,6 +130,32 @@ describe("sliced objects", () => {
     for (const [i, r] of all.entries()) expect(r.body).toEqual(bytes(8 * SLICE + i, 8 * SLICE + 100));
     expect(t.origin.hitsOf("/iso")).toBe(2);
     expect(all.filter((r) => r.xcs === "MISS")).toHaveLength(1);
+  });
+
+  it("a slice that takes longer than lock_timeout_ms to arrive still costs the origin one request: its lock is held while it is stored", async () => {
+    const t = setup("lock_timeout_ms = 200");
+    t.origin.set("/iso", iso());
+    await t.get("/iso", { range: "bytes=0-9" }); // the record
+    t.origin.set("/iso", iso({ trickleMs: 3_000 })); // each slice arrives over 3 s (a local lock lasts at least 1 s)
+    const all = await Promise.all(Array.from({ length: 6 }, (_, i) => t.get("/iso", { range: `bytes=${8 * SLICE + i}-${8 * SLICE + 100}` })));
+    for (const [i, r] of all.entries()) expect(r.body).toEqual(bytes(8 * SLICE + i, 8 * SLICE + 100));
+    expect(t.origin.ranges.get("/iso")).toEqual([`bytes=0-${SLICE - 1}`, `bytes=${8 * SLICE}-${9 * SLICE - 1}`]);
+  });
+
+  it("a slice fetch the origin does not answer frees its waiters after lock_timeout_ms: they fetch the bytes themselves", async () => {
+    const t = setup("lock_timeout_ms = 200");
+    t.origin.set("/iso", iso());
+    await t.get("/iso", { range: "bytes=0-9" });
+    t.origin.set("/iso", iso({ delayMs: 3_000 })); // no byte for 3 s (a local lock lasts at least 1 s)
+    const range = { range: `bytes=${8 * SLICE}-${8 * SLICE + 100}` };
+    const first = t.get("/iso", range);
+    await new Promise((r) => setTimeout(r, 50));
+    t.origin.set("/iso", iso());
+    const t0 = Date.now();
+    const second = await t.cache.handle(new Request("http://www.example.org/iso", { headers: range }), t.ctx);
+    expect(new Uint8Array(await second.arrayBuffer())).toEqual(bytes(8 * SLICE, 8 * SLICE + 100));
+    expect(Date.now() - t0).toBeLessThan(2_000);
+    expect((await first).body).toEqual(bytes(8 * SLICE, 8 * SLICE + 100));
   });
 
   it("answers HEAD, 304, 416, If-Range and multiple ranges from the record", async () => {

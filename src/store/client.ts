@@ -8,6 +8,7 @@ import {
   INVALIDATE_PATH,
   LOCKED_PATH,
   LOCK_PATH,
+  RENEW_PATH,
   STATS_PATH,
   STORE_CALL_BASE,
   UNLOCK_PATH,
@@ -42,6 +43,12 @@ export function storeLocks(store: Fetcher, ttlMs: number): SharedLocks {
       if (token === undefined) return;
       tokens.delete(key);
       const res = await call(store, UNLOCK_PATH, { url: cacheUrl(key), token });
+      await res.body?.cancel();
+    },
+    async renew(key) {
+      const token = tokens.get(key);
+      if (token === undefined) return;
+      const res = await call(store, RENEW_PATH, { url: cacheUrl(key), token, ttl: String(Math.max(1, ttlMs)) });
       await res.body?.cancel();
     },
     async held(key) {

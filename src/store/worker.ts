@@ -33,6 +33,7 @@ import {
   LOCKED_PATH,
   LOCK_PATH,
   STATS_PATH,
+  RENEW_PATH,
   UNLOCK_PATH,
   type IndexRow,
   type Invalidations,
@@ -490,6 +491,12 @@ async function control(s: State, request: Request): Promise<Response> {
     case UNLOCK_PATH: {
       const held = s.locks.get(hash);
       if (held && held.token === url.searchParams.get("token")) s.locks.delete(hash);
+      return new Response(null, { status: 200 });
+    }
+    case RENEW_PATH: {
+      const held = s.locks.get(hash);
+      if (!held || held.token !== url.searchParams.get("token") || held.expires <= now) return new Response(null, { status: 409 });
+      held.expires = now + Math.min(LOCK_MAX_TTL, Math.max(1, Number(url.searchParams.get("ttl")) || 5_000));
       return new Response(null, { status: 200 });
     }
     case LOCKED_PATH: {

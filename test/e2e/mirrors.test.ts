@@ -166,7 +166,7 @@ describe.each(RUNTIMES)("mirrors on $name", (rt) => {
     for (const part of parts) expect(part).toEqual({ bytes: part.want, right: true, ended: true, want: part.want });
     const ratio = origin.bytes(p) / size;
     expect(ratio).toBeGreaterThanOrEqual(1);
-    expect(ratio).toBeLessThanOrEqual(1.05);
+    expect(ratio, `origin requests: ${origin.requests.get(p)?.join(", ")}`).toBeLessThanOrEqual(1.05);
     const sentBefore = origin.bytes(p);
     const t1 = Date.now();
     const whole = await get(p);

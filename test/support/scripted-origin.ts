@@ -15,6 +15,8 @@ export interface Script {
   size?: number;
   /** Wait this long before answering. */
   delayMs?: number;
+  /** Send the body in 10 parts spread over this long (a slow origin). */
+  trickleMs?: number;
   /** "reset": close the connection without an answer. */
   fail?: "reset";
   /** Answer conditionals with 304 when they match (default true). */
@@ -112,8 +114,24 @@ export class ScriptedOrigin {
     const length = typeof body === "string" ? new TextEncoder().encode(body).byteLength : body.byteLength;
     if (!noBody && !headers.has("content-length")) headers.set("content-length", String(length));
     if (!noBody) this.sent.set(path, this.bytesOf(path) + length);
-    return new Response(noBody ? null : body, { status: answer, headers });
+    if (noBody) return new Response(null, { status: answer, headers });
+    return new Response(script.trickleMs ? trickle(body, script.trickleMs) : body, { status: answer, headers });
   };
+}
+
+/** `body` in 10 parts, one every tenth of `ms`. */
+function trickle(body: Uint8Array | string, ms: number): ReadableStream<Uint8Array> {
+  const bytes = typeof body === "string" ? new TextEncoder().encode(body) : body;
+  const step = Math.ceil(bytes.byteLength / 10);
+  let at = 0;
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      await new Promise((r) => setTimeout(r, ms / 10));
+      controller.enqueue(bytes.slice(at, at + step));
+      at += step;
+      if (at >= bytes.byteLength) controller.close();
+    },
+  });
 }
 
 function matchesConditional(req: Headers, res: Headers): boolean {
