@@ -12,8 +12,9 @@
  *   /stats                       → StoreStats as JSON
  *   /invalidate  (body: JSON list of storage keys) → 204: keys invalidated by a client request in one process,
  *                                  for the other processes' memory tiers (a bounded ring, never on disk)
- *   /invalidated?since=SEQ       → Invalidations as JSON: the keys after SEQ, or `reset` when the ring no longer
- *                                  reaches back that far (the caller then forgets its whole memory tier)
+ *   /invalidated?since=SEQ&ring=ID → Invalidations as JSON: the keys after SEQ, or `reset` when the ring no longer
+ *                                  reaches back that far or is not ring ID (the store process restarted): the
+ *                                  caller then forgets its whole memory tier
  *
  * and the host (Node) hands the store worker its settings and the index it recovered from the directory.
  */
@@ -52,8 +53,12 @@ export interface StoreSettings {
  */
 export type IndexRow = [string, string, number, number, number, number, number, string];
 
-/** What /invalidated answers: the newest sequence number and the keys after `since` (or `reset: true`). */
+/**
+ * What /invalidated answers: the newest sequence number and the keys after `since` (or `reset: true`). `ring` names
+ * this store process's ring: a caller that read another one (the store restarted) is answered `reset`.
+ */
 export interface Invalidations {
+  ring: string;
   seq: number;
   keys: string[];
   reset?: boolean;

@@ -25,7 +25,8 @@ import { fetchAndStore, release } from "./fetch-store.ts";
 import { lookup, storedResponse } from "./lookup.ts";
 import { pass } from "./pass.ts";
 import { refresh, revalidate } from "./revalidate.ts";
-import { SharedLog } from "./shared-log.ts";
+import { ClientInvalidations } from "./invalidations.ts";
+import { PeriodicRead, SharedLog } from "./shared-log.ts";
 import { answerSliced, deleteSlices, fetchMiss, isSliced } from "./slices.ts";
 import type { EntryStore } from "./store.ts";
 import type { Engine, OriginFn, Outcome, RequestContext, Transaction } from "./transaction.ts";
@@ -56,7 +57,9 @@ export interface EngineOptions {
 
 export class EdgeCache {
   private readonly e: Engine;
-  private readonly peers: PeerInvalidations | undefined;
+  private readonly invalidations: ClientInvalidations;
+  /** Client invalidations, the box's (sent again when the store was away) and the other processes', once a second. */
+  private readonly invalidationReads: PeriodicRead;
 
   constructor(opts: EngineOptions) {
     this.e = {
@@ -70,7 +73,9 @@ export class EdgeCache {
       uses: new UseCounter(),
       boot: opts.boot,
     };
-    this.peers = opts.peers;
+    const invalidations = new ClientInvalidations(opts.store, opts.peers);
+    this.invalidations = invalidations;
+    this.invalidationReads = new PeriodicRead(() => invalidations.read());
   }
 
   /** Answers one client request (`url`: its URL, parsed already by the caller). */
@@ -81,10 +86,10 @@ export class EdgeCache {
   /** The answer to one client request, with what the log and metrics need to know of it. */
   async answer(request: Request, ctx: RequestContext, url = new URL(request.url)): Promise<Delivered> {
     const shared = this.e.shared;
-    if (shared.due) {
+    if (shared.due || this.invalidationReads.due) {
       // Once a second the request waits for the box's shared state (a store round trip), so a purge or another
-      // process's invalidation applies from the first request after it, however long this process was idle.
-      await Promise.all([shared.sync(), this.peers?.poll().catch(() => undefined)]);
+      // process's invalidation applies from the first request a second after it, however long this process was idle.
+      await Promise.all([shared.sync(), this.invalidationReads.run()]);
     }
     return deliver(this.e, request, await this.route(receive(this.e, request, ctx, url)));
   }
@@ -195,19 +200,14 @@ export class EdgeCache {
     return { urls: urls.length, stored: found.filter(Boolean).length };
   }
 
-  /**
-   * Invalidation by a client's successful unsafe request (RFC 9111 §4.4): the stored entries of these URLs go at
-   * once (store and this process's memory tier), and the box's other processes drop their memory copies within a
-   * second. Nothing is recorded in the shared purge log, so clients cannot grow shared state.
-   */
+  /** Invalidation by a client's successful unsafe request (RFC 9111 §4.4), box-wide: see invalidations.ts. */
   async invalidate(urls: string[]): Promise<void> {
-    const { rules, store } = this.e;
+    const { rules } = this.e;
     const keys = urls.map((u) => {
       const url = new URL(u);
       return primaryKey(url, findRule(rules, "GET", url.host, url.pathname)?.query);
     });
-    await Promise.all(keys.map((k) => store.delete(k).catch(() => false)));
-    await this.peers?.publish(keys).catch(() => undefined);
+    await this.invalidations.invalidate(keys);
   }
 
   /** Bytes of the box's shared purge-log record (operators' purges only: clients cannot grow it). */

@@ -9,13 +9,52 @@ import type { EntryStore } from "./store.ts";
 /** Where the record lives in the store (no request key can start with a control character). */
 const KEY = "\u0001purge-log";
 const TTL_SECONDS = 365 * 86_400;
+/** How stale an isolate's copy of the box's shared state may be. */
 const REFRESH_MS = 1000;
+
+/**
+ * A read of the box's shared state that requests wait for at most once a second, so each request sees what was stored
+ * a second before it. A read is counted from when it started (what was stored before then, it saw): a read still under
+ * way that started more than a second ago is not enough, and another starts beside it.
+ */
+export class PeriodicRead {
+  /** When the newest read that ended had started. */
+  private readFrom = -Infinity;
+  private running: { startedAt: number; done: Promise<void> } | undefined;
+  private readonly read: () => Promise<void>;
+
+  /** `read` must not throw: a failed read counts as done (the next one is a second later, not at every request). */
+  constructor(read: () => Promise<void>) {
+    this.read = read;
+  }
+
+  get due(): boolean {
+    return Date.now() - this.readFrom >= REFRESH_MS;
+  }
+
+  get never(): boolean {
+    return this.readFrom === -Infinity;
+  }
+
+  /** Reads when due; `fresh`: a read that starts now (or started at this very millisecond) whether due or not. */
+  run(fresh = false): Promise<void> {
+    const now = Date.now();
+    if (!fresh && !this.due) return Promise.resolve();
+    const under = this.running;
+    if (under && (fresh ? under.startedAt === now : now - under.startedAt < REFRESH_MS)) return under.done;
+    const done: Promise<void> = this.read().finally(() => {
+      this.readFrom = Math.max(this.readFrom, now);
+      if (this.running?.done === done) this.running = undefined;
+    });
+    this.running = { startedAt: now, done };
+    return done;
+  }
+}
 
 export class SharedLog {
   private readonly store: EntryStore;
   private log: PurgeLog = emptyPurgeLog();
-  private syncedAt = -Infinity;
-  private syncing: Promise<void> | undefined;
+  private readonly reads = new PeriodicRead(() => this.read());
   /** Size of the record as last read or written (a metric: it must stay small). */
   bytes = 0;
 
@@ -30,37 +69,33 @@ export class SharedLog {
 
   /** Whether a re-read is due; before the first one, requests should wait for it (purges survive restarts). */
   get due(): boolean {
-    return Date.now() - this.syncedAt >= REFRESH_MS;
+    return this.reads.due;
   }
 
   get neverSynced(): boolean {
-    return this.syncedAt === -Infinity;
+    return this.reads.never;
   }
 
-  /** Re-reads and merges the stored record when due (or `force`d); one sync at a time. */
+  /** Re-reads and merges the stored record when due; `force`: a read that starts now. */
   sync(force = false): Promise<void> {
-    if (!force && !this.due) return Promise.resolve();
-    this.syncing ??= (async () => {
-      try {
-        const stored = await this.store.get(KEY);
-        let log = emptyPurgeLog();
-        if (stored?.meta.kind === "purge-log" && stored.body) {
-          const text = await new Response(stored.body).text();
-          this.bytes = text.length;
-          log = readPurgeLog(JSON.parse(text));
-        }
-        else await stored?.body?.cancel();
-        const mustWrite = purgeLogsDiffer(log, this.log);
-        this.log = mergePurgeLogs(this.log, log);
-        if (mustWrite) await this.write();
-      } catch {
-        // An unreadable record leaves this isolate's copy; the next sync tries again.
-      } finally {
-        this.syncedAt = Date.now();
-        this.syncing = undefined;
-      }
-    })();
-    return this.syncing;
+    return this.reads.run(force);
+  }
+
+  private async read(): Promise<void> {
+    try {
+      const stored = await this.store.get(KEY);
+      let log = emptyPurgeLog();
+      if (stored?.meta.kind === "purge-log" && stored.body) {
+        const text = await new Response(stored.body).text();
+        this.bytes = text.length;
+        log = readPurgeLog(JSON.parse(text));
+      } else await stored?.body?.cancel();
+      const mustWrite = purgeLogsDiffer(log, this.log);
+      this.log = mergePurgeLogs(this.log, log); // marks only add up: two reads at once merge in either order
+      if (mustWrite) await this.write();
+    } catch {
+      // An unreadable record leaves this isolate's copy; the next sync tries again.
+    }
   }
 
   /**

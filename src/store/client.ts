@@ -78,19 +78,23 @@ export async function storeStats(store: Fetcher): Promise<StoreStats | undefined
  * process's memory tier, `forgetAll` the whole tier (when the ring no longer reaches back to the last poll).
  */
 export function storePeers(store: Fetcher, tier: { forget(key: string): void; clear(): void }): PeerInvalidations {
+  // Where this process is in the store's ring (none before the first read: then it forgets all, nothing at boot).
+  let ring = "";
   let seq = -1;
   return {
     async publish(keys) {
       if (!keys.length) return;
       const res = await call(store, INVALIDATE_PATH, {}, JSON.stringify(keys));
       await res.body?.cancel();
+      if (!res.ok) throw new Error(`the store answered ${res.status} to invalidations`);
     },
     async poll() {
-      const res = await call(store, INVALIDATED_PATH, { since: String(seq) });
+      const res = await call(store, INVALIDATED_PATH, { since: String(seq), ring });
       if (!res.ok) return void (await res.body?.cancel());
       const got = (await res.json()) as Invalidations;
-      if (seq >= 0 && got.reset) tier.clear();
-      else if (seq >= 0) for (const key of got.keys) tier.forget(key);
+      if (got.reset) tier.clear();
+      else for (const key of got.keys) tier.forget(key);
+      ring = got.ring;
       seq = got.seq;
     },
   };

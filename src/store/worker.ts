@@ -68,7 +68,7 @@ interface State {
   /** Coalescing locks: cache URL hash → holder's token and expiry (ms); a PUT of the URL releases its lock. */
   locks: Map<string, { token: string; expires: number }>;
   /** Client invalidations for the edge processes' memory tiers: the newest, oldest first, bounded (see /invalidate). */
-  invalidations: { seq: number; ring: { seq: number; key: string }[]; bytes: number };
+  invalidations: { id: string; seq: number; ring: { seq: number; key: string }[]; bytes: number };
 }
 
 let state: State | undefined;
@@ -90,7 +90,7 @@ function stateFor(env: StoreEnv): State {
     evicted: { lru: 0, inactive: 0, expired: 0 },
     corrupt: 0,
     locks: new Map(),
-    invalidations: { seq: 0, ring: [], bytes: 0 },
+    invalidations: { id: crypto.randomUUID(), seq: 0, ring: [], bytes: 0 },
   };
   return state;
 }
@@ -464,10 +464,11 @@ async function control(s: State, request: Request): Promise<Response> {
     const since = Number(url.searchParams.get("since"));
     const inv = s.invalidations;
     const first = inv.ring[0]?.seq ?? inv.seq + 1;
+    // A caller of another ring heard of this store before it restarted: what it missed is unknown, it forgets all.
     const answer: Invalidations =
-      Number.isInteger(since) && since >= first - 1
-        ? { seq: inv.seq, keys: inv.ring.filter((r) => r.seq > since).map((r) => r.key) }
-        : { seq: inv.seq, keys: [], reset: true };
+      url.searchParams.get("ring") === inv.id && Number.isInteger(since) && since >= first - 1 && since <= inv.seq
+        ? { ring: inv.id, seq: inv.seq, keys: inv.ring.filter((r) => r.seq > since).map((r) => r.key) }
+        : { ring: inv.id, seq: inv.seq, keys: [], reset: true };
     return Response.json(answer);
   }
   const target = url.searchParams.get("url");
