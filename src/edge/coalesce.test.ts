@@ -21,6 +21,16 @@ describe("coalescing locks", () => {
     expect(typeof (await c.claim("k", c.mark(), () => {}))).toBe("object");
   });
 
+  it("waiters wait lock_timeout_ms for a lock that is not renewed, even one shorter than the lock's own second", async () => {
+    const c = new Coalescer({ timeoutMs: 200 });
+    expect(typeof (await c.claim("k", c.mark(), () => {}))).toBe("object"); // never released nor renewed
+    const t0 = Date.now();
+    await c.wait("k");
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(150);
+    expect(Date.now() - t0).toBeLessThan(600);
+    expect(await c.claim("k", c.mark(), () => {})).toBe("held"); // the lock itself lasts a second
+  });
+
   it("a lock held while its work is under way outlives lock_timeout_ms and keeps its waiters waiting; the store's lock is renewed too", async () => {
     const renewals: string[] = [];
     const held = new Set<string>();

@@ -40,8 +40,11 @@ export interface LookupMark {
 }
 
 export class Coalescer {
-  /** Key → the holder's token and when its lock lapses (a holder whose request died never releases it). */
-  private readonly inflight = new Map<string, { token: object; until: number }>();
+  /**
+   * Key → the holder's token, when its lock lapses (a holder whose request died never releases it: at least a second)
+   * and until when requests wait for it (lock_timeout_ms after it was taken or last renewed).
+   */
+  private readonly inflight = new Map<string, { token: object; until: number; patience: number }>();
   /** Key → the mark current when its last lock ended (bounded: cleared past 100k keys). */
   private readonly ended = new Map<string, number>();
   private seq = 0;
@@ -99,10 +102,12 @@ export class Coalescer {
   local(key: string): Claim {
     const token = {};
     const lasts = Math.max(this.timeoutMs, 1000);
-    if (!this.isHeld(key)) this.inflight.set(key, { token, until: Date.now() + lasts });
+    if (!this.isHeld(key)) this.inflight.set(key, { token, until: Date.now() + lasts, patience: Date.now() + this.timeoutMs });
     const renew = () => {
       const held = this.inflight.get(key);
-      if (held?.token === token) held.until = Date.now() + lasts;
+      if (held?.token !== token) return;
+      held.until = Date.now() + lasts;
+      held.patience = Date.now() + this.timeoutMs;
     };
     return {
       holdWhile: (work) => {
@@ -135,7 +140,7 @@ export class Coalescer {
     if (this.timeoutMs === 0) return;
     const started = Date.now();
     let pause = 2;
-    while (Date.now() - started < MAX_WAIT_MS && (await this.held(key))) {
+    while (Date.now() - started < MAX_WAIT_MS && (await this.worthWaiting(key))) {
       await new Promise((r) => setTimeout(r, pause));
       pause = Math.min(pause * 2, 50);
     }
@@ -153,8 +158,9 @@ export class Coalescer {
     return false;
   }
 
-  private async held(key: string): Promise<boolean> {
-    if (this.isHeld(key)) return true;
+  /** Whether a fetch of `key` is under way and has made progress within lock_timeout_ms (the store's locks last that). */
+  private async worthWaiting(key: string): Promise<boolean> {
+    if (this.isHeld(key)) return this.inflight.get(key)!.patience > Date.now();
     return this.shared ? this.shared.held(key).catch(() => false) : false;
   }
 }

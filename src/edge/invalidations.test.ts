@@ -48,6 +48,22 @@ describe("client invalidations across the box", () => {
     expect(b.ring).toEqual(["k"]); // sent once it was taken, not again
   });
 
+  it("while the store is away a read tries one key, not every key kept", async () => {
+    const b = box();
+    let deletes = 0;
+    const deleteOf = b.store.delete;
+    b.store.delete = (key) => (deletes++, deleteOf(key));
+    const inv = new ClientInvalidations(b.store, b.peers);
+    b.setAway(true);
+    await inv.invalidate(["a", "b", "c"]);
+    deletes = 0;
+    await inv.read();
+    expect(deletes).toBe(1);
+    b.setAway(false);
+    await inv.read();
+    expect(b.ring.sort()).toEqual(["a", "b", "c"]);
+  });
+
   it("keeps at most 10,000 keys for an absent store, the newest", async () => {
     const b = box();
     const inv = new ClientInvalidations(b.store, b.peers);

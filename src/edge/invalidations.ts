@@ -36,7 +36,11 @@ export class ClientInvalidations {
 
   /** Sends again what the store did not take, then applies the other processes' invalidations. Never throws. */
   async read(): Promise<void> {
-    if (this.unsent.size) await this.invalidate([...this.unsent]);
+    const [oldest, ...rest] = this.unsent;
+    if (oldest !== undefined) {
+      await this.invalidate([oldest]); // the store still away: not the other thousands again this second
+      if (!this.unsent.has(oldest) && rest.length) await this.invalidate(rest);
+    }
     await this.peers?.poll().catch(() => undefined);
   }
 

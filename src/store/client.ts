@@ -75,7 +75,8 @@ export async function storeStats(store: Fetcher): Promise<StoreStats | undefined
 
 /**
  * Client invalidations between the processes of a box, through the store's ring: `forget` drops a key from this
- * process's memory tier, `forgetAll` the whole tier (when the ring no longer reaches back to the last poll).
+ * process's memory tier, `clear` the whole tier (when the ring no longer reaches back to the last poll, or is another
+ * ring: the store restarted).
  */
 export function storePeers(store: Fetcher, tier: { forget(key: string): void; clear(): void }): PeerInvalidations {
   // Where this process is in the store's ring (none before the first read: then it forgets all, nothing at boot).
