@@ -10,7 +10,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { serveFetch, type Served } from "../../src/node/serve-fetch.ts";
-import { curlHttps, presentedCertificate, run, sleep, startEdgeBox, type EdgeBox } from "../support/frontdoor.ts";
+import { curlHttps, downloadStarted, presentedCertificate, run, sleep, startEdgeBox, type EdgeBox } from "../support/frontdoor.ts";
 import { startPebble, type Pebble } from "../support/pebble.ts";
 import { pattern, ScriptedOrigin } from "../support/scripted-origin.ts";
 import { startDnsNode, type DnsNode } from "../support/dns-process.ts";
@@ -111,7 +111,7 @@ describe("certificates by ACME DNS-01 through the project's DNS node", () => {
     const download = curlHttps(box, "one.geo.example.org", "/big", pebble.rootPath, [
       "--http2", "--limit-rate", "2M", "-o", file, "-w", "%{http_code} %{size_download}",
     ]);
-    await sleep(1000);
+    await downloadStarted(file);
     const renew = await curlHttps(box, "one.geo.example.org", "/.well-known/cdn/frontdoor/renew", pebble.rootPath, [
       "-X", "POST", "-H", `Authorization: Bearer ${TOKEN}`, "-d", '{"site":"one.geo.example.org"}',
     ]);

@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { issueLocalCertificate, placeholderCertificate } from "../../src/frontdoor/local-ca.ts";
 import { combinedPem } from "../../src/frontdoor/cert-store.ts";
 import { serveFetch, type Served } from "../../src/node/serve-fetch.ts";
-import { curlHttps, presentedCertificate, run, sleep, startEdgeBox, type EdgeBox } from "../support/frontdoor.ts";
+import { curlHttps, downloadStarted, presentedCertificate, run, sleep, startEdgeBox, type EdgeBox } from "../support/frontdoor.ts";
 import { pattern, ScriptedOrigin } from "../support/scripted-origin.ts";
 
 const TOKEN = "frontdoor-test-token-0123";
@@ -135,7 +135,7 @@ describe("certificate changes without dropping connections", () => {
     const before = await presentedCertificate(box.httpsPort, "a.fd.test");
     const file = join(box.dir, "big.bin");
     const download = curlHttps(box, "a.fd.test", "/big", ca, ["--http2", "--limit-rate", "3M", "-o", file, "-w", "%{http_code} %{size_download} %{http_version}"]);
-    await sleep(1500);
+    await downloadStarted(file);
     const renewed = await curlHttps(box, "a.fd.test", "/.well-known/cdn/frontdoor/renew", ca, [
       "-X", "POST", "-H", `Authorization: Bearer ${TOKEN}`, "-d", '{"site":"a.fd.test"}',
     ]);

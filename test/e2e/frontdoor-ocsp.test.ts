@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { serveFetch, type Served } from "../../src/node/serve-fetch.ts";
 import { run, sleep, startEdgeBox, type EdgeBox } from "../support/frontdoor.ts";
 import { ScriptedOrigin } from "../support/scripted-origin.ts";
-import { freePort } from "../support/ports.ts";
+import { freePort, waitListening } from "../support/ports.ts";
 
 const origin = new ScriptedOrigin();
 let served: Served;
@@ -45,7 +45,7 @@ beforeAll(async () => {
   writeFileSync(join(dir, "chain.pem"), (await run("cat", [join(dir, "leaf.pem"), join(dir, "ca.pem")])).out);
   responder = spawn("openssl", ["ocsp", "-index", join(dir, "index.txt"), "-port", String(ocspPort), "-rsigner", join(dir, "ca.pem"),
     "-rkey", join(dir, "ca.key"), "-CA", join(dir, "ca.pem"), "-ndays", "1"], { stdio: "ignore" });
-  await sleep(300);
+  await waitListening(ocspPort);
   box = await startEdgeBox(
     `
 [frontdoor]

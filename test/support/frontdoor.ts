@@ -4,7 +4,7 @@
  */
 import { execFile } from "node:child_process";
 import { createHash, X509Certificate } from "node:crypto";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startNodeScript, type Running } from "../../src/node/children.ts";
@@ -95,3 +95,12 @@ export function spkiHash(certPem: string): string {
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Waits (bounded) until a download's file holds bytes: the transfer is under way, whatever the machine's load. */
+export async function downloadStarted(file: string, ms = 30_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(existsSync(file) && statSync(file).size > 0)) {
+    if (Date.now() > deadline) throw new Error(`${file} got no bytes in ${ms} ms`);
+    await sleep(50);
+  }
+}

@@ -1,4 +1,5 @@
 /** Free TCP ports for the processes a test starts (port 0 where a program can report its port is better still). */
+import { readFileSync } from "node:fs";
 import { createServer } from "node:net";
 
 /** A TCP port free on `host` right now. */
@@ -32,4 +33,22 @@ export async function portFreeOn(hosts: string[]): Promise<number> {
     if (ok) return port;
   }
   throw new Error("no port free on every edge address");
+}
+
+/** Waits (bounded) until a socket listens on TCP `port` (read from /proc/net, so the server sees no probe
+ * connection: some, like `openssl ocsp`, serve one client at a time). */
+export async function waitListening(port: number, ms = 20_000): Promise<void> {
+  const hex = `:${port.toString(16).toUpperCase().padStart(4, "0")} `;
+  const listening = () =>
+    ["/proc/net/tcp", "/proc/net/tcp6"].some((f) =>
+      readFileSync(f, "utf8").split("\n").some((line) => {
+        const cols = line.trim().split(/\s+/);
+        return `${cols[1]} `.endsWith(hex) && cols[3] === "0A"; // local address, state LISTEN
+      }),
+    );
+  const deadline = Date.now() + ms;
+  while (!listening()) {
+    if (Date.now() > deadline) throw new Error(`nothing listens on port ${port} after ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }
