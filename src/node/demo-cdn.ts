@@ -11,6 +11,7 @@ import { parse as parseToml, stringify as stringifyToml } from "smol-toml";
 import { demoOrigin } from "../demo-origin/origin.ts";
 import { ROOT, startNodeScript, type Running } from "./children.ts";
 import { loadConfigFile } from "./config-file.ts";
+import { installed, leaveOutMissingEngines } from "./engines.ts";
 import { serveFetch } from "./serve-fetch.ts";
 import { startLocalNats } from "../control/nats-server.ts";
 import { parseConfig } from "../config/config.ts";
@@ -63,6 +64,7 @@ export async function runDemoCdn(values: DemoCdnOptions): Promise<void> {
     control?: { servers: string[] };
     frontdoor?: Record<string, unknown>;
     sites?: Array<Record<string, unknown>>;
+    anycast?: Record<string, unknown>;
   };
   raw.edge = { ...raw.edge, origin: origin.url };
   delete raw.edge.origins;
@@ -87,6 +89,7 @@ export async function runDemoCdn(values: DemoCdnOptions): Promise<void> {
   // HTTPS through each edge's front door: the file's [[sites]], or the demo site www.<zone> with this run's local CA.
   raw.sites ??= [demoSite(file.config.dns?.zone ?? "geo.example.org")];
   raw.frontdoor = { ...raw.frontdoor, cert_dir: join(stateDir, "certs") };
+  for (const note of leaveOutMissingEngines(raw, (command) => installed(command))) console.log(note);
   const effective = join(stateDir, "cdn.toml");
   const effectiveText = `# Written by npm start from ${file.path}; rewritten at every start.\n${stringifyToml(raw)}`;
   writeFileSync(effective, effectiveText, { mode: 0o600 });
