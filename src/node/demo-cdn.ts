@@ -12,6 +12,7 @@ import { demoOrigin } from "../demo-origin/origin.ts";
 import { ROOT, startNodeScript, type Running } from "./children.ts";
 import { loadConfigFile } from "./config-file.ts";
 import { installed, leaveOutMissingEngines } from "./engines.ts";
+import { stopWithNpm } from "./npm-parent.ts";
 import { serveFetch } from "./serve-fetch.ts";
 import { startLocalNats } from "../control/nats-server.ts";
 import { parseConfig } from "../config/config.ts";
@@ -45,6 +46,10 @@ export async function runDemoCdn(values: DemoCdnOptions): Promise<void> {
   }
   process.on("SIGINT", () => void stop());
   process.on("SIGTERM", () => void stop());
+  stopWithNpm((npm) => {
+    console.error(`start: npm (pid ${npm}), which ran this, has exited; stopping everything`);
+    void stop();
+  });
 
   const origin = await serveFetch(demoOrigin, { port: Number(values["origin-port"]) }).catch((err: NodeJS.ErrnoException) => {
     console.error(
