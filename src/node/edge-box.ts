@@ -72,12 +72,12 @@ export async function runEdgeBox(values: EdgeBoxOptions, usage: (message: string
         processes,
         control,
         // Behind the front door workerd listens on loopback only, and believes the front door's X-Forwarded-*.
-        ...(frontDoor ? workerdBehindFrontDoor(file.text) : {}),
+        ...(frontDoor ? workerdBehindFrontDoor(file.text, config.frontdoor.upstream_host) : {}),
       });
       console.log(`store: ${w.storeDir} (${w.recovered.entries} entries, ${w.recovered.removed} files removed at start)`);
       console.log(`workerd pids: ${w.edgePids().join(" ")}${w.edgePids().includes(w.storePid()) ? "" : ` (store ${w.storePid()})`}`);
       edge = w;
-      reloadEdge = (text) => w.reload(frontDoor ? behindFrontDoor(text) : text);
+      reloadEdge = (text) => w.reload(frontDoor ? behindFrontDoor(text, config.frontdoor.upstream_host) : text);
       if (frontDoor) {
         door = await startFrontDoor({
           config,
