@@ -120,7 +120,7 @@ export async function runEdgeBox(values: EdgeBoxOptions, usage: (message: string
       console.error(`edge: cannot write the pid file: ${(err as Error).message}`);
     }
   }
-  console.log(`edge pid ${process.pid}${pidFile ? ` (in ${pidFile})` : ""}: kill -HUP ${process.pid} reloads ${values.config ?? "the config"}`);
+  if (values.config && reloadEdge) console.log(`edge pid ${process.pid}${pidFile ? ` (in ${pidFile})` : ""}: kill -HUP ${process.pid} reloads ${values.config}`);
   console.log(`edge ready: ${door?.httpUrl ?? edge.url} -> origin ${origin} (${values.runtime})`);
   let stopping = false;
   const stop = async () => {

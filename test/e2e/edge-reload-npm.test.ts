@@ -1,14 +1,15 @@
 /**
  * Reloading a box started with `npm run edge`, the documented way: `kill -HUP $(cat <store>/.run/edge.pid)` reaches
  * the node process (npm itself dies of SIGHUP), and the changed config applies. A SIGHUP sent to npm by mistake
- * leaves no orphan: the box notices npm is gone and stops, its workerd processes with it.
+ * leaves no orphan: the box notices npm is gone and stops, its workerd processes with it. The systemd unit's
+ * ExecStart and ExecReload, run as systemd would (ExecReload with $MAINPID), reload too.
  */
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ROOT } from "../../src/node/children.ts";
+import { ROOT, startNodeScript } from "../../src/node/children.ts";
 import { procStat } from "../../src/node/npm-parent.ts";
 import { endWithThisProcess, stopProcess } from "../../src/node/process.ts";
 import { serveFetch, type Served } from "../../src/node/serve-fetch.ts";
@@ -93,4 +94,31 @@ describe("npm run edge", () => {
     expect(await body()).toMatch(/^error: /);
     expect(existsSync(pidFile)).toBe(false);
   }, 60_000);
+});
+
+describe("the systemd unit (scripts/systemd-unit.ts)", () => {
+  it("runs node itself, so its ExecReload (kill -HUP $MAINPID) applies a changed config", async () => {
+    const unitDir = mkdtempSync(join(tmpdir(), "parrot-unit-"));
+    const unitConfig = join(unitDir, "cdn.toml");
+    const text = (origin: string) => `${toml(origin)}store_dir = "${join(unitDir, "store")}"\n`;
+    writeFileSync(unitConfig, text(a.url));
+    const unit = execFileSync(process.execPath, [join(ROOT, "scripts/systemd-unit.ts"), "--config", unitConfig, "--dir", ROOT, "--host", "127.0.0.1", "--port", "0"], { encoding: "utf8" });
+    const execStart = /^ExecStart=(.*)$/m.exec(unit)![1]!.split(" ");
+    const execReload = /^ExecReload=(.*)$/m.exec(unit)![1]!;
+    expect(execStart[0]).toBe(join(ROOT, "node_modules/.bin/node"));
+    expect(execStart[1]).toBe("scripts/edge.ts");
+    // The same node as the unit's (this test's), so startNodeScript runs exactly ExecStart's arguments.
+    const box = await startNodeScript(execStart[1]!, execStart.slice(2), /edge ready: (\S+)/, 60_000);
+    try {
+      const get = () => fetch(`${box.match[1]}/plain`).then((r) => r.text());
+      expect(await get()).toBe("from a\n");
+      writeFileSync(unitConfig, text(b.url));
+      execFileSync("bash", ["-c", execReload.replace("$MAINPID", String(box.proc.pid))]);
+      expect(await until("the unit's box follows the new config", async () => ((await get()) === "from b\n" ? true : undefined), 10_000)).toBe(true);
+      expect(alive(box.proc.pid!)).toBe(true);
+    } finally {
+      await box.stop();
+      rmSync(unitDir, { recursive: true, force: true });
+    }
+  }, 90_000);
 });
