@@ -1,6 +1,7 @@
 /**
  * npm run edge -- (--origin URL | --config cdn.toml) [--port 8787] [--host 127.0.0.1] [--name NAME]
  *                 [--runtime workerd|miniflare] [--store DIR] [--persist DIR] [--processes N] [--https-port 443]
+ *                 [--pid-file FILE]
  * Puts the edge cache in front of an origin and prints its address when ready. With --origin alone it is a plain
  * RFC 9111 cache (no operator rules); a config file brings rules, origins and the rest (--origin overrides its origin).
  *   workerd (default): bare workerd with the project's disk store ([edge] store_dir, or --store DIR); --processes N
@@ -10,6 +11,8 @@
  *     --port (plain HTTP, default [frontdoor] http_port) and --https-port, in front of workerd on loopback
  * With [control] the box's control agent (NATS JetStream) runs here too; with [anycast] service = "edge", its
  * announcer. A planned stop withdraws the anycast route first, then stops serving.
+ * SIGHUP to this node process (its pid in --pid-file, default <store>/.run/edge.pid) reloads the config file; under
+ * `npm run edge` the box stops when npm exits (npm dies of SIGHUP without passing it on).
  */
 import { parseArgs } from "node:util";
 import { runEdgeBox } from "../src/node/edge-box.ts";
@@ -26,6 +29,7 @@ const { values } = parseArgs({
     name: { type: "string" },
     runtime: { type: "string", default: "workerd" },
     processes: { type: "string" },
+    "pid-file": { type: "string" },
   },
 });
 

@@ -112,6 +112,14 @@ export const FrontDoorSchema = z
     http_port: port.default(80),
     https_port: port.default(443),
     /**
+     * Where the box's workerd listens behind the front door (a free port): an IPv4 loopback address, since workerd
+     * believes the X-Forwarded-For of connections from loopback.
+     */
+    upstream_host: z
+      .string()
+      .default("127.0.0.1")
+      .refine((h) => /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h) && h.split(".").every((o) => Number(o) <= 255), "must be an IPv4 loopback address (127.0.0.0/8): workerd behind the front door is reached over loopback only"),
+    /**
      * Certificates, one `<site>.crt` + `<site>.key` pair per site: written by the ACME issuer, read by every front door
      * (poll_seconds apart). Several boxes may share it or receive copies (see the README: one issuer per fleet).
      */

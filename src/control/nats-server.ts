@@ -23,6 +23,8 @@ export interface NatsServerOptions {
   password?: string;
   /** A JetStream cluster: its name, this server's route port and every server's route URL (`nats-route://h:p`). */
   cluster?: { name: string; port: number; routes: string[] };
+  /** TLS for clients and routes (PEM files); with `ca`, routes must present a certificate it signed. */
+  tls?: { cert: string; key: string; ca?: string };
 }
 
 export interface RunningNats {
@@ -50,6 +52,18 @@ export function natsServerConfig(opts: NatsServerOptions): string {
     `  max_file_store: 4GB`,
     `}`,
   ];
+  const tls = (indent: string, verify: boolean) =>
+    opts.tls
+      ? [
+          `${indent}tls {`,
+          `${indent}  cert_file: ${q(opts.tls.cert)}`,
+          `${indent}  key_file: ${q(opts.tls.key)}`,
+          ...(opts.tls.ca ? [`${indent}  ca_file: ${q(opts.tls.ca)}`] : []),
+          ...(verify && opts.tls.ca ? [`${indent}  verify: true`] : []),
+          `${indent}}`,
+        ]
+      : [];
+  lines.push(...tls("", false));
   if (opts.token) lines.push(`authorization {`, `  token: ${q(opts.token)}`, `}`);
   else if (opts.user) lines.push(`authorization {`, `  user: ${q(opts.user)}`, `  password: ${q(opts.password ?? "")}`, `}`);
   if (opts.cluster) {
@@ -58,6 +72,7 @@ export function natsServerConfig(opts: NatsServerOptions): string {
       `  name: ${q(opts.cluster.name)}`,
       `  listen: ${q(`${host}:${opts.cluster.port}`)}`,
       `  routes: [${opts.cluster.routes.map((r) => q(r)).join(", ")}]`,
+      ...tls("  ", true),
       `}`,
     );
   }

@@ -22,6 +22,9 @@ export function connectionOptions(cfg: ControlConfig, name: string): NodeConnect
   };
   const opts: NodeConnectionOptions = {
     servers: cfg.servers.map((s) => s.replace(/^(nats|tls):\/\//, "")),
+    // `servers` is the whole list: the servers a cluster gossips (INFO connect_urls) are not added, so a box given
+    // one server stays on it whether or not the cluster sets no_advertise.
+    ignoreClusterUpdates: true,
     name,
     // Forever: an edge box keeps trying while it serves; purges fail loudly meanwhile.
     maxReconnectAttempts: -1,

@@ -69,19 +69,20 @@ export interface RunningFrontDoor {
  * The edge's cdn.toml text as its workerd should see it behind the front door: the terminator's loopback address
  * added to `[edge] trusted_proxies`, so X-Forwarded-For is believed from it and from no one else.
  */
-export function behindFrontDoor(configText: string): string {
+export function behindFrontDoor(configText: string, upstreamHost = "127.0.0.1"): string {
   const raw = parseToml(configText) as { edge?: { trusted_proxies?: string[] } };
   raw.edge ??= {};
-  raw.edge.trusted_proxies = [...new Set([...(raw.edge.trusted_proxies ?? []), ...FRONTDOOR_PEERS])];
+  // Connections to any 127.x address come from 127.0.0.1 (the loopback route's source); the address itself too.
+  raw.edge.trusted_proxies = [...new Set([...(raw.edge.trusted_proxies ?? []), ...FRONTDOOR_PEERS, `${upstreamHost}/32`])];
   return stringifyToml(raw);
 }
 
 /**
- * The edge's workerd options behind the front door: loopback only, a free port, the scheme from X-Forwarded-Proto,
- * and the terminator's X-Forwarded-For believed (see behindFrontDoor).
+ * The edge's workerd options behind the front door: loopback only ([frontdoor] upstream_host), a free port, the
+ * scheme from X-Forwarded-Proto, and the terminator's X-Forwarded-For believed (see behindFrontDoor).
  */
-export function workerdBehindFrontDoor(configText: string) {
-  return { configText: behindFrontDoor(configText), host: "127.0.0.1", port: 0, forwardedProtoHeader: FORWARDED_PROTO_HEADER };
+export function workerdBehindFrontDoor(configText: string, upstreamHost = "127.0.0.1") {
+  return { configText: behindFrontDoor(configText, upstreamHost), host: upstreamHost, port: 0, forwardedProtoHeader: FORWARDED_PROTO_HEADER };
 }
 
 /** The site npm start serves over HTTPS when the config names none: www.<zone>, with a certificate from a local CA. */

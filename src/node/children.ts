@@ -19,7 +19,8 @@ export interface Running {
 
 /**
  * Runs `node <script> ...args` (this Node) and waits until stdout matches `ready`. Output is kept in memory for
- * `output()`, or, with `logFile`, appended to that file instead (long-running children).
+ * `output()`, or, with `logFile`, appended to that file instead (long-running children). `env`: the child's
+ * environment (default: this process's).
  */
 export function startNodeScript(
   script: string,
@@ -27,9 +28,11 @@ export function startNodeScript(
   ready: RegExp,
   timeoutMs = 30_000,
   logFile?: string,
+  env?: NodeJS.ProcessEnv,
 ): Promise<Running> {
   const proc = spawn(process.execPath, [resolve(ROOT, script), ...args], {
     cwd: ROOT,
+    env,
     detached: true,
     stdio: ["ignore", "pipe", "pipe"],
   });

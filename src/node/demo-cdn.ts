@@ -6,11 +6,15 @@
  */
 import { randomBytes } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
+import { networkInterfaces } from "node:os";
 import { join, resolve } from "node:path";
 import { parse as parseToml, stringify as stringifyToml } from "smol-toml";
 import { demoOrigin } from "../demo-origin/origin.ts";
 import { ROOT, startNodeScript, type Running } from "./children.ts";
 import { loadConfigFile } from "./config-file.ts";
+import { dnsHost, placeLocalEdges, urlHost } from "./demo-edges.ts";
+import { installed, leaveOutMissingEngines } from "./engines.ts";
+import { stopWithNpm } from "./npm-parent.ts";
 import { serveFetch } from "./serve-fetch.ts";
 import { startLocalNats } from "../control/nats-server.ts";
 import { parseConfig } from "../config/config.ts";
@@ -26,11 +30,24 @@ export interface DemoCdnOptions {
   "dns-port": string;
   "doh-port": string;
   "state-dir": string;
+  /** Addresses for the local [[edges]], in order (comma-separated). */
+  "edge-hosts"?: string;
+  "dns-host": string;
 }
 
 /** Runs everything until SIGINT/SIGTERM (or a child stops). */
 export async function runDemoCdn(values: DemoCdnOptions): Promise<void> {
   const file = loadConfigFile(values.config!);
+  // The addresses asked for are checked before anything starts.
+  const interfaces = Object.values(networkInterfaces()).flatMap((list) => (list ?? []).map((a) => a.address));
+  let dnsAddress: string;
+  try {
+    dnsAddress = dnsHost(values["dns-host"], interfaces);
+    placeLocalEdges(structuredClone(parseToml(file.text).edges ?? []) as Array<Record<string, unknown>>, { port: values.port, edgeHosts: values["edge-hosts"], interfaces });
+  } catch (err) {
+    console.error(`start: ${(err as Error).message}`);
+    process.exit(2);
+  }
   const stateDir = resolve(values["state-dir"]!);
   mkdirSync(stateDir, { recursive: true });
   const children: Running[] = [];
@@ -44,6 +61,10 @@ export async function runDemoCdn(values: DemoCdnOptions): Promise<void> {
   }
   process.on("SIGINT", () => void stop());
   process.on("SIGTERM", () => void stop());
+  stopWithNpm((npm) => {
+    console.error(`start: npm (pid ${npm}), which ran this, has exited; stopping everything`);
+    void stop();
+  });
 
   const origin = await serveFetch(demoOrigin, { port: Number(values["origin-port"]) }).catch((err: NodeJS.ErrnoException) => {
     console.error(
@@ -63,6 +84,7 @@ export async function runDemoCdn(values: DemoCdnOptions): Promise<void> {
     control?: { servers: string[] };
     frontdoor?: Record<string, unknown>;
     sites?: Array<Record<string, unknown>>;
+    anycast?: Record<string, unknown>;
   };
   raw.edge = { ...raw.edge, origin: origin.url };
   delete raw.edge.origins;
@@ -75,18 +97,11 @@ export async function runDemoCdn(values: DemoCdnOptions): Promise<void> {
       ? `control plane NATS JetStream ${raw.control.servers.join(", ")} (purges and drains are durable messages)`
       : "control plane direct fan-out to each edge (apt-get install nats-server for the JetStream control plane)",
   );
-  const local: { name: string; host: string; url: string }[] = [];
-  for (const e of raw.edges ?? []) {
-    if (typeof e.url !== "string") continue;
-    const u = new URL(e.url);
-    if (!u.hostname.startsWith("127.")) continue;
-    u.port = values.port!;
-    e.url = u.origin;
-    local.push({ name: e.name as string, host: u.hostname, url: u.origin });
-  }
+  const local = placeLocalEdges((raw.edges ??= []), { port: values.port, edgeHosts: values["edge-hosts"], interfaces });
   // HTTPS through each edge's front door: the file's [[sites]], or the demo site www.<zone> with this run's local CA.
   raw.sites ??= [demoSite(file.config.dns?.zone ?? "geo.example.org")];
   raw.frontdoor = { ...raw.frontdoor, cert_dir: join(stateDir, "certs") };
+  for (const note of leaveOutMissingEngines(raw, (command) => installed(command))) console.log(note);
   const effective = join(stateDir, "cdn.toml");
   const effectiveText = `# Written by npm start from ${file.path}; rewritten at every start.\n${stringifyToml(raw)}`;
   writeFileSync(effective, effectiveText, { mode: 0o600 });
@@ -95,7 +110,7 @@ export async function runDemoCdn(values: DemoCdnOptions): Promise<void> {
   const site = effectiveConfig.sites.find((s) => s.certificate === "local")?.names.find((n) => !n.startsWith("*."));
   const localCa = hasFrontDoor(effectiveConfig) ? await ensureLocalCertificates(effectiveConfig) : undefined;
   if (!local.length) {
-    console.error(`${file.path}: no [[edges]] with a loopback url (http://127.0.0.x:port) to run here`);
+    console.error(`${file.path}: no [[edges]] with a url on an address of this machine (http://127.0.0.x:port) to run here`);
     await stop(2);
   }
 
@@ -115,7 +130,7 @@ export async function runDemoCdn(values: DemoCdnOptions): Promise<void> {
     edges.forEach((e, i) => console.log(`edge         ${e.match[1]}  ${local[i]!.name}`));
     const dns = await startNodeScript(
       "scripts/dns.ts",
-      ["--config", effective, "--port", values["doh-port"]!, "--dns-port", values["dns-port"]!],
+      ["--config", effective, "--host", dnsAddress, "--port", values["doh-port"]!, "--dns-port", values["dns-port"]!],
       /dns http (\S+)/,
       60_000,
       join(stateDir, "dns.log"),
@@ -136,7 +151,7 @@ export async function runDemoCdn(values: DemoCdnOptions): Promise<void> {
       }
       await new Promise((r) => setTimeout(r, 100));
     }
-    const at = `@${udp[1]} -p ${udp[2]}`;
+    const at = `@${udp[1]!.replace(/^\[(.*)\]$/, "$1")} -p ${udp[2]}`;
     const director = `${file.config.dns?.director.name ?? "director"}.${file.config.dns?.zone ?? "geo.example.org"}`;
     console.log(`
 Test how the CDN sees your requests (from here you are 127.0.0.1; +subnet asks as another client would):
@@ -152,22 +167,22 @@ Test how the CDN caches content, at the edge the director gives you (run it twic
 ${
     localCa && site
       ? `Test HTTPS with HTTP/2 through the front door (HAProxy), trusting this run's local CA:
-  curl --cacert ${localCa} --resolve ${site}:${values["https-port"]}:${local[0]!.host} -sI https://${site}:${values["https-port"]}/ | head -1
+  curl --cacert ${localCa} --resolve ${site}:${values["https-port"]}:${urlHost(local[0]!.host)} -sI https://${site}:${values["https-port"]}/ | head -1
 
 `
       : ""
   }Watch a resumed download come from the cache (a 300 MiB image, stored by the edge in slices; README "Mirrors"):
-  E=http://${local[0]!.host}:${values.port}; ISO=parrot-demo-1.0-amd64.iso
+  E=http://${urlHost(local[0]!.host)}:${values.port}; ISO=parrot-demo-1.0-amd64.iso
   curl -so /dev/null -w '%{http_code} %{size_download}\\n' $E/iso/$ISO                 # a first download fills the cache
   curl -s -r 0-104857599 -o $ISO $E/iso/$ISO                                            # a client stopped at 100 MiB
   curl -s -C - -o $ISO -D - $E/iso/$ISO | grep -iE '^(content-range|x-cache-status)'   # resumed: HIT
   curl -s $E/iso/SHA256SUMS | sha256sum -c
-apt through the CDN: deb [trusted=yes] http://${local[0]!.host}:${values.port}/debian parrot main
+apt through the CDN: deb [trusted=yes] http://${urlHost(local[0]!.host)}:${values.port}/debian parrot main
 
 Admin token for this run (purge, metrics, drain), in ${effective}:
   export PARROT_ADMIN_TOKEN=${raw.admin.token}
   npm run purge -- --config ${effective} --tag img   # the logo, at every edge
-  curl -H "Authorization: Bearer $PARROT_ADMIN_TOKEN" http://${local[0]!.host}:${values.port}/.well-known/cdn/metrics
+  curl -H "Authorization: Bearer $PARROT_ADMIN_TOKEN" http://${urlHost(local[0]!.host)}:${values.port}/.well-known/cdn/metrics
 Logs and state: ${stateDir}
 Ctrl-C stops everything.`);
     for (const c of children) {

@@ -3,13 +3,15 @@
  * front door ([[sites]]), its control agent ([control]) and its anycast announcer ([anycast] service = "edge"); a
  * planned stop withdraws the anycast route first, then stops serving; SIGHUP reloads the config file.
  */
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { startAnycast } from "../anycast/host.ts";
 import { originsOf } from "../config/edge-schema.ts";
 import { prepareControl, runControlAgent } from "../control/host.ts";
 import { behindFrontDoor, hasFrontDoor, startFrontDoor, workerdBehindFrontDoor, type RunningFrontDoor } from "../frontdoor/frontdoor.ts";
 import { configFromText, configPath, exitOnConfigError, loadConfigFile, readConfigFile, withOverrides } from "./config-file.ts";
+import { stopWithNpm } from "./npm-parent.ts";
 import { restartOnlyChanges } from "./reload.ts";
 import { startEdgeMiniflare, type RunningEdge } from "./edge-host.ts";
 import { startEdgeWorkerd } from "./workerd-host.ts";
@@ -26,6 +28,8 @@ export interface EdgeBoxOptions {
   name?: string;
   runtime: "workerd" | "miniflare";
   processes?: number;
+  /** Where the box writes its pid (the process SIGHUP reloads); default `<store>/.run/edge.pid`. */
+  "pid-file"?: string;
 }
 
 /** Runs the box until SIGINT/SIGTERM; `usage` reports an error of the operator's (and exits). */
@@ -68,12 +72,12 @@ export async function runEdgeBox(values: EdgeBoxOptions, usage: (message: string
         processes,
         control,
         // Behind the front door workerd listens on loopback only, and believes the front door's X-Forwarded-*.
-        ...(frontDoor ? workerdBehindFrontDoor(file.text) : {}),
+        ...(frontDoor ? workerdBehindFrontDoor(file.text, config.frontdoor.upstream_host) : {}),
       });
       console.log(`store: ${w.storeDir} (${w.recovered.entries} entries, ${w.recovered.removed} files removed at start)`);
       console.log(`workerd pids: ${w.edgePids().join(" ")}${w.edgePids().includes(w.storePid()) ? "" : ` (store ${w.storePid()})`}`);
       edge = w;
-      reloadEdge = (text) => w.reload(frontDoor ? behindFrontDoor(text) : text);
+      reloadEdge = (text) => w.reload(frontDoor ? behindFrontDoor(text, config.frontdoor.upstream_host) : text);
       if (frontDoor) {
         door = await startFrontDoor({
           config,
@@ -106,6 +110,17 @@ export async function runEdgeBox(values: EdgeBoxOptions, usage: (message: string
     await edge.stop();
     process.exit(2);
   });
+  // The process a reload signal goes to is this one (not npm's: npm dies of SIGHUP), named in a pid file.
+  const pidFile = values["pid-file"] ?? (storeDir ? join(storeDir, ".run", "edge.pid") : undefined);
+  if (pidFile) {
+    try {
+      mkdirSync(dirname(pidFile), { recursive: true });
+      writeFileSync(pidFile, `${process.pid}\n`);
+    } catch (err) {
+      console.error(`edge: cannot write the pid file: ${(err as Error).message}`);
+    }
+  }
+  if (values.config && reloadEdge) console.log(`edge pid ${process.pid}${pidFile ? ` (in ${pidFile})` : ""}: kill -HUP ${process.pid} reloads ${values.config}`);
   console.log(`edge ready: ${door?.httpUrl ?? edge.url} -> origin ${origin} (${values.runtime})`);
   let stopping = false;
   const stop = async () => {
@@ -116,10 +131,15 @@ export async function runEdgeBox(values: EdgeBoxOptions, usage: (message: string
     await door?.stop();
     await edge.stop();
     await anycast?.stop();
+    if (pidFile) rmSync(pidFile, { force: true });
     process.exit(0);
   };
   process.on("SIGINT", stop);
   process.on("SIGTERM", stop);
+  stopWithNpm((npm) => {
+    console.error(`edge: npm (pid ${npm}), which ran this box, has exited; stopping (a reload is kill -HUP ${process.pid}, this process)`);
+    void stop();
+  });
 
   /**
    * SIGHUP: reads the config file again and, when it is valid, hands it to the running edge workers (rules, origins,

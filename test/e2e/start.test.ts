@@ -4,48 +4,29 @@
  * site through an edge's front door over HTTP/2 with the HTML compressed; the printed resumed ISO download. Ports
  * are free ones so the test never collides with a running CDN.
  */
-import { execFileSync, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ROOT, startNodeScript, type Running } from "../../src/node/children.ts";
+import { ROOT } from "../../src/node/children.ts";
 import { evaluateInPage } from "../support/chromium.ts";
 import { spkiHash } from "../support/frontdoor.ts";
-import { freePort } from "../support/ports.ts";
+import { printed as printedBy, sh, startNpmStart, type StartedCdn } from "../support/npm-start.ts";
 
-let cdn: Running;
+let cdn: StartedCdn;
 let state: string;
 let httpsPort: number;
 
 beforeAll(async () => {
-  state = mkdtempSync(join(tmpdir(), "parrot-start-"));
-  httpsPort = await freePort();
-  cdn = await startNodeScript(
-    "scripts/start.ts",
-    ["--port", String(await freePort()), "--https-port", String(httpsPort), "--origin-port", "0", "--dns-port", "0", "--doh-port", "0", "--state-dir", state],
-    /Ctrl-C stops everything/,
-    120_000,
-  );
+  cdn = await startNpmStart();
+  ({ state, httpsPort } = cdn);
 }, 150_000);
 afterAll(async () => {
   await cdn?.stop();
-  if (state) rmSync(state, { recursive: true, force: true });
 });
 
-/** The printed command lines that start with `command`. */
-function printed(command: string): string[] {
-  return cdn
-    .output()
-    .split("\n")
-    .map((l) => l.trim())
-    .filter((l) => l.startsWith(command));
-}
-
-/** Runs printed shell lines (with their `| grep …`) as the user would, in `cwd`. */
-function sh(line: string, cwd = tmpdir()): string {
-  return execFileSync("bash", ["-c", line], { encoding: "utf8", timeout: 60_000, cwd });
-}
+const printed = (command: string) => printedBy(cdn, command);
 
 describe("npm start", () => {
   it("prints TXT checks that show how the CDN sees the client", () => {
@@ -98,7 +79,7 @@ describe("npm start over HTTPS", () => {
 describe("npm start's mirror check", () => {
   it("prints a resumed download of the demo ISO that comes from the cache, checksum right", () => {
     // The printed block, from "E=…" to the SHA256SUMS check, run as one script in a fresh folder.
-    const lines = cdn.output().split("\n").map((l) => l.trim());
+    const lines = cdn.run.output().split("\n").map((l) => l.trim());
     const first = lines.findIndex((l) => l.startsWith("E=http://"));
     const last = lines.findIndex((l, i) => i > first && l.includes("sha256sum -c"));
     expect(first).toBeGreaterThanOrEqual(0);
