@@ -4,6 +4,7 @@ import { describe, expect, it } from "vitest";
 import { parseIp } from "../net/ip.ts";
 import { answerQuery } from "./answer.ts";
 import { testServer } from "../../test/support/dns-server.ts";
+import { TEST_ZONE_TOML } from "../../test/support/dns-zone.ts";
 
 const server = testServer();
 type Q = { name: string; type?: string; ecs?: [string, number]; edns?: boolean; id?: number; flags?: number };
@@ -25,6 +26,13 @@ function query(q: Q): Uint8Array {
     questions: [{ name: q.name, type: (q.type ?? "A") as never }],
     additionals: additionals as dnsPacket.Answer[],
   });
+}
+
+/** A query for a type number (dns-packet cannot encode every number by name). */
+function typed(name: string, type: number): Uint8Array {
+  const b = Buffer.from(query({ name, type: "A" }));
+  b.writeUInt16BE(type, b.length - 4);
+  return b;
 }
 
 function ask(q: Q | Uint8Array, client = "81.2.69.142") {
@@ -120,6 +128,20 @@ describe("answerQuery", () => {
     const badEcs = Buffer.from(query({ name: "director.geo.example.org", ecs: ["81.2.69.0", 24] }));
     badEcs[badEcs.length - 4] = 5; // SCOPE must be 0 in a query
     expect(ask(badEcs).p.rcode).toBe("FORMERR");
+  });
+
+  it("answers data types above 255 (CAA, TYPE1234: NODATA) and NOTIMP only for meta types 128–255 but ANY", () => {
+    const caaZone = testServer(TEST_ZONE_TOML.replace('records = [', `records = [ { name = "@", type = "CAA", value = '0 issue "letsencrypt.org"' },`));
+    const caa = answerQuery(query({ name: "geo.example.org", type: "CAA" }), null, caaZone)!;
+    const p = dnsPacket.decode(Buffer.from(caa.bytes)) as dnsPacket.DecodedPacket & { rcode: string };
+    expect([p.rcode, p.answers!.map((a) => a.type)]).toEqual(["NOERROR", ["CAA"]]);
+    expect(data(p)).toMatchObject({ flags: 0, tag: "issue", value: "letsencrypt.org" });
+    for (const type of [257, 256, 1234, 65280]) {
+      const r = ask(typed("ns1.geo.example.org", type));
+      expect([r.p.rcode, r.p.flag_aa, r.p.answers, r.p.authorities![0].type], `TYPE${type}`).toEqual(["NOERROR", true, [], "SOA"]);
+    }
+    expect(ask(typed("nope.geo.example.org", 1234)).p.rcode).toBe("NXDOMAIN");
+    for (const type of [128, 249, 250, 254]) expect(ask(typed("ns1.geo.example.org", type)).p.rcode, `TYPE${type}`).toBe("NOTIMP");
   });
 
   it("drops responses and runts", () => {

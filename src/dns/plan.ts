@@ -94,7 +94,8 @@ export function buildPlan(zone: Zone, start: string, qtype: number, challenges?:
       break;
     }
     const cname = node.get("CNAME");
-    if (cname && qtype !== TYPE.CNAME && qtype !== TYPE.ANY) {
+    // The CNAME's own node answers CNAME, ANY and NSEC (a signed zone's NSEC lives beside the CNAME, RFC 4035 §2.3).
+    if (cname && qtype !== TYPE.CNAME && qtype !== TYPE.ANY && qtype !== TYPE.NSEC) {
       push(owner, cname[0]);
       const t = cname[0].data as string;
       const tk = asciiLower(t);

@@ -22,7 +22,7 @@ beforeAll(async () => {
   node = await startDnsNode({
     tls: true,
     workers: 2,
-    toml: `${ZONE_TOML}
+    toml: `${ZONE_TOML.replace("records = [", `records = [ { name = "@", type = "CAA", value = '0 issue "letsencrypt.org"' },`)}
 [dns.dnssec]
 keys = [ { file = "ksk.pem", role = "ksk" }, { file = "zsk.pem", role = "zsk" } ]
 
@@ -81,6 +81,33 @@ it("delv validates an NXDOMAIN and a NODATA (minimally covering NSEC)", async ()
   expect(nodata.out).toContain(";-$NXRRSET");
   const ent = await delv(anchors, "deep.geo.example.org", "TXT"); // an empty non-terminal
   expect(ent.out).toMatch(/^; negative response, fully validated$/m);
+});
+
+it("answers CAA (type 257) and NODATA for an unknown type above 255, both validated by delv", async () => {
+  const dig = (...args: string[]) => run("dig", ["@127.0.0.1", "-p", String(node.dnsPort), "+time=5", "+tries=1", ...args]);
+  const caa = await dig("geo.example.org", "CAA");
+  expect(caa.out).toMatch(/status: NOERROR/);
+  expect(caa.out).toMatch(/^geo\.example\.org\.\s+30\s+IN\s+CAA\s+0 issue "letsencrypt\.org"$/m);
+  const unknown = await dig("ns1.geo.example.org", "TYPE1234");
+  expect(unknown.out).toMatch(/status: NOERROR/);
+  expect(unknown.out).toMatch(/ANSWER: 0, AUTHORITY: 1,/);
+  expect(unknown.out).toMatch(/^geo\.example\.org\.\s+\d+\s+IN\s+SOA\s/m);
+  const signed = await delv(anchors, "geo.example.org", "CAA");
+  expect(signed.out).toMatch(/^; fully validated$/m);
+  expect(signed.out).toMatch(/IN\s+RRSIG\s+CAA 13 3 30 /);
+  for (const type of ["TYPE1234", "URI"]) {
+    const denied = await delv(anchors, "ns1.geo.example.org", type);
+    expect(denied.out, type).toMatch(/^; negative response, fully validated$/m);
+    expect(denied.out).toContain(";-$NXRRSET");
+  }
+});
+
+it("delv validates the answer to a question for NSEC", async () => {
+  for (const name of ["ns1.geo.example.org", "www.geo.example.org", "geo.example.org"]) {
+    const r = await delv(anchors, name, "NSEC");
+    expect(r.out, `${name}: ${r.out}`).toMatch(/^; fully validated$/m);
+    expect(r.out).toMatch(new RegExp(`^${name.replace(/\./g, "\\.")}\\.\\s+30\\s+IN\\s+NSEC\\s+\\\\000\\.${name.replace(/\./g, "\\.")}\\.`, "m"));
+  }
 });
 
 it("delv validates an ACME challenge TXT published through the admin call", async () => {

@@ -61,6 +61,16 @@ describe("signed answers", () => {
     expect(types(plain.authorities)).toEqual(["SOA"]);
   });
 
+  it("answers a question for NSEC with the name's own signed NSEC, not a NODATA its bitmap contradicts", () => {
+    for (const [name, bitmap] of [["ns1.geo.example.org", ["A", "NSEC", "RRSIG"]], ["www.geo.example.org", ["CNAME", "NSEC", "RRSIG"]], ["director.geo.example.org", ["A", "AAAA", "NSEC", "RRSIG", "TXT"]]] as const) {
+      const r = ask(name, "NSEC");
+      expect([r.rcode, types(r.answers), types(r.authorities)], name).toEqual(["NOERROR", ["NSEC", "RRSIG"], []]);
+      const nsec = r.answers![0] as unknown as { name: string; data: { rrtypes: string[] } };
+      expect([nsec.name, nsec.data.rrtypes.sort()]).toEqual([name, bitmap]);
+    }
+    expect(ask("nope.geo.example.org", "NSEC").rcode).toBe("NXDOMAIN");
+  });
+
   it("signs challenge TXT records, and keeps signatures for repeated questions", () => {
     challenges.add("_acme-challenge.www.geo.example.org", "token", 600);
     expect(types(ask("_acme-challenge.www.geo.example.org", "TXT").answers)).toEqual(["TXT", "RRSIG"]);

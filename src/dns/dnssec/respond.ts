@@ -43,10 +43,11 @@ export interface SignedSections {
   additionals: Part[];
 }
 
-/** What the reply is about: the question's name (lowercase wire and text key, null when not text) and the plan. */
+/** What the reply is about: the question's name (lowercase wire and text key, null when not text), type and plan. */
 export interface SignedQuery {
   name: Uint8Array;
   key: string | null;
+  qtype: number;
   plan: Plan;
   director?: DirectorAnswer;
   negative: boolean;
@@ -104,6 +105,8 @@ export function signedSections(
       // NODATA where resolution ended: made once per plan and window, when first needed.
       planSigned.denial ??= nsecParts(signer, zone, [nodataNsec(encodeName(plan.final), existingNames(c, zone, challenges).names)], q.name);
       denial = planSigned.denial;
+      // A question for the NSEC itself gets it as the answer (its bitmap lists NSEC: an empty answer would contradict it).
+      if (q.qtype === TYPE.NSEC) return { ...out, answers: denial };
     } else denial = [];
     out.authorities = [...c.soa, ...denial];
   }
