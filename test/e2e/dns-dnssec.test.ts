@@ -122,6 +122,14 @@ it("delv validates an ACME challenge TXT published through the admin call", asyn
   expect(r.out).toContain('"signed-token"');
 });
 
+it("refuses to start a signed zone with a \"*\" name, naming the record (no wildcard expansion: a known gap)", async () => {
+  const config = join(node.dir, "wild.toml"); // beside the node's own: the same keys, GeoIP and TLS files
+  writeFileSync(config, readFileSync(node.config, "utf8").replace("records = [", 'records = [ { name = "*.cdn", type = "A", value = "192.0.2.80" },'));
+  const r = await dnsCli("--config", config, "--port", "0", "--dns-port", "0");
+  expect(r.code).toBe(2);
+  expect(r.out).toContain('dns: dns.records *.cdn A "192.0.2.80": a name with "*" cannot be served in a signed zone (no wildcard expansion');
+});
+
 it("fails validation against another key's DS", async () => {
   const other = join(node.dir, "other.conf");
   writeFileSync(other, readFileSync(anchors, "utf8").replace(/static-ds \d+ 13 2 "[0-9A-F]+"/, 'static-ds 12345 13 2 "' + "AB".repeat(32) + '"'));
