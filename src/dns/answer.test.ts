@@ -144,6 +144,26 @@ describe("answerQuery", () => {
     for (const type of [128, 249, 250, 254]) expect(ask(typed("ns1.geo.example.org", type)).p.rcode, `TYPE${type}`).toBe("NOTIMP");
   });
 
+  it("answers names that do not exist from a wildcard below their closest encloser (RFC 4592)", () => {
+    const wild = testServer(
+      TEST_ZONE_TOML.replace("records = [", 'records = [ { name = "*.cdn", type = "A", value = "192.0.2.80" }, { name = "*.alias", type = "CNAME", value = "director" },'),
+    );
+    const at = (name: string, type = "A") => {
+      const a = answerQuery(query({ name, type }), parseIp("81.2.69.142"), wild)!;
+      return dnsPacket.decode(Buffer.from(a.bytes)) as dnsPacket.DecodedPacket & { rcode: string };
+    };
+    for (const name of ["x.cdn.geo.example.org", "A.b.CDN.geo.example.org", "*.cdn.geo.example.org"]) {
+      const p = at(name);
+      expect([p.rcode, p.answers!.map((a) => [a.name, (a as { data: unknown }).data])], name).toEqual(["NOERROR", [[name, "192.0.2.80"]]]);
+    }
+    const nodata = at("x.cdn.geo.example.org", "AAAA");
+    expect([nodata.rcode, nodata.answers, nodata.authorities![0].type]).toEqual(["NOERROR", [], "SOA"]);
+    expect([at("cdn.geo.example.org").rcode, at("cdn.geo.example.org").answers]).toEqual(["NOERROR", []]); // the encloser itself
+    expect(at("x.alias.geo.example.org").answers!.map((a) => a.type)).toEqual(["CNAME", "A", "A"]);
+    // No wildcard below the closest encloser: NXDOMAIN, also below a wildcard's own name.
+    for (const name of ["x.ns1.geo.example.org", "nope.geo.example.org", "a.*.cdn.geo.example.org"]) expect(at(name).rcode, name).toBe("NXDOMAIN");
+  });
+
   it("drops responses and runts", () => {
     const resp = Buffer.from(query({ name: "director.geo.example.org" }));
     resp[2] |= 0x80;

@@ -26,13 +26,4 @@ describe("the zone from cdn.toml", () => {
     expect(() => zoneOf("", ['{ name = "ns1", type', '{ name = "director", type'])).toThrow(/dns.director.name director: also named in dns.records/);
     expect(() => zoneOf(`\n[[edges]]\nname = "gb-lon"\nlat = 1\nlon = 1\n`)).toThrow(/edges: name gb-lon appears twice/);
   });
-
-  it("serves a \"*\" name only as a literal name, and refuses it in a signed zone naming the record", () => {
-    const wild: [string, string] = ["records = [", 'records = [ { name = "*.cdn", type = "CNAME", value = "director" },'];
-    expect(zoneOf("", wild).nodes.get("*.cdn.geo.example.org")!.get("CNAME")![0].data).toBe("director.geo.example.org");
-    const dnskey = { flags: 257, algorithm: 13, key: new Uint8Array(64) };
-    expect(() => buildZone(parseConfig(TEST_ZONE_TOML.replace(...wild)), [dnskey])).toThrow(
-      'dns.records *.cdn CNAME "director": a name with "*" cannot be served in a signed zone (no wildcard expansion: list the names instead)',
-    );
-  });
 });

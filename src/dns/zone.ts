@@ -140,10 +140,6 @@ export function buildZone(config: CdnConfig, dnskeys: ZoneDnskey[] = []): Zone {
   for (const r of dns.records) {
     const name = absolute(r.name, origin);
     if (name !== origin && !name.endsWith(`.${origin}`)) throw new Error(`dns.records ${r.name}: outside zone ${origin}`);
-    // No wildcard expansion: a "*" label is a literal name. A signed zone proves every name's absence without
-    // wildcards, and resolvers would take a "*" owner for one, so it cannot serve such a name (a known gap).
-    if (dnskeys.length && name.split(".").some((l) => l.includes("*")))
-      throw new Error(`dns.records ${r.name} ${r.type} "${r.value}": a name with "*" cannot be served in a signed zone (no wildcard expansion: list the names instead)`);
     add(name, { type: r.type, ttl: r.ttl ?? dns.ttl, data: recordData(r, origin) });
   }
   for (const [name, node] of nodes) {

@@ -22,7 +22,8 @@ beforeAll(async () => {
   node = await startDnsNode({
     tls: true,
     workers: 2,
-    toml: `${ZONE_TOML.replace("records = [", `records = [ { name = "@", type = "CAA", value = '0 issue "letsencrypt.org"' },`)}
+    toml: `${ZONE_TOML.replace("records = [", `records = [ { name = "@", type = "CAA", value = '0 issue "letsencrypt.org"' },
+            { name = "*.cdn", type = "A", value = "192.0.2.80" }, { name = "*.alias", type = "CNAME", value = "director" },`)}
 [dns.dnssec]
 keys = [ { file = "ksk.pem", role = "ksk" }, { file = "zsk.pem", role = "zsk" } ]
 
@@ -122,12 +123,31 @@ it("delv validates an ACME challenge TXT published through the admin call", asyn
   expect(r.out).toContain('"signed-token"');
 });
 
-it("refuses to start a signed zone with a \"*\" name, naming the record (no wildcard expansion: a known gap)", async () => {
-  const config = join(node.dir, "wild.toml"); // beside the node's own: the same keys, GeoIP and TLS files
-  writeFileSync(config, readFileSync(node.config, "utf8").replace("records = [", 'records = [ { name = "*.cdn", type = "A", value = "192.0.2.80" },'));
-  const r = await dnsCli("--config", config, "--port", "0", "--dns-port", "0");
-  expect(r.code).toBe(2);
-  expect(r.out).toContain('dns: dns.records *.cdn A "192.0.2.80": a name with "*" cannot be served in a signed zone (no wildcard expansion');
+it("delv validates answers synthesized from wildcards, their NODATA, and the names around them", async () => {
+  const a = await delv(anchors, "any.thing.cdn.geo.example.org", "A");
+  expect(a.out, a.out).toMatch(/^; fully validated$/m);
+  expect(a.out).toMatch(/^any\.thing\.cdn\.geo\.example\.org\.\s+30\s+IN\s+A\s+192\.0\.2\.80$/m);
+  expect(a.out).toMatch(/IN\s+RRSIG\s+A 13 4 30 /); // labels: *.cdn.geo.example.org less the "*"
+  const cname = await delv(anchors, "x.alias.geo.example.org", "A");
+  expect(cname.out, cname.out).toMatch(/^; fully validated$/m);
+  expect(cname.out).toMatch(/^x\.alias\.geo\.example\.org\.\s+30\s+IN\s+CNAME\s+director\.geo\.example\.org\.$/m);
+  expect(cname.out).toMatch(/^director\.geo\.example\.org\.\s+30\s+IN\s+A\s/m);
+  for (const [name, type] of [["other.cdn.geo.example.org", "AAAA"], ["cdn.geo.example.org", "A"], ["*.cdn.geo.example.org", "TXT"]]) {
+    const r = await delv(anchors, name!, type!);
+    expect(r.out, `${name} ${type}: ${r.out}`).toMatch(/^; negative response, fully validated$/m);
+    expect(r.out).toContain(";-$NXRRSET");
+  }
+  const nsec = await delv(anchors, "any.cdn.geo.example.org", "NSEC"); // the wildcard's NSEC, synthesized
+  expect(nsec.out, nsec.out).toMatch(/^; fully validated$/m);
+  expect(nsec.out).toMatch(/^any\.cdn\.geo\.example\.org\.\s+30\s+IN\s+NSEC\s+\\000\.any\.cdn\.geo\.example\.org\. A RRSIG NSEC$/m);
+  const literal = await delv(anchors, "*.cdn.geo.example.org", "A");
+  expect(literal.out, literal.out).toMatch(/^; fully validated$/m);
+  const none = await delv(anchors, "x.ns1.geo.example.org", "A"); // below a name without a wildcard
+  expect(none.out, none.out).toMatch(/^; negative response, fully validated$/m);
+  expect(none.out).toContain(";-$NXDOMAIN");
+  // Plain dig (no DNSSEC) gets the synthesized answer too.
+  const plain = await run("dig", ["@127.0.0.1", "-p", String(node.dnsPort), "+short", "Mixed.Case.CDN.geo.example.org", "A"]);
+  expect(plain.out.trim()).toBe("192.0.2.80");
 });
 
 it("fails validation against another key's DS", async () => {
