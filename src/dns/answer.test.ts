@@ -4,6 +4,7 @@ import { describe, expect, it } from "vitest";
 import { parseIp } from "../net/ip.ts";
 import { answerQuery } from "./answer.ts";
 import { testServer } from "../../test/support/dns-server.ts";
+import { TEST_ZONE_TOML } from "../../test/support/dns-zone.ts";
 
 const server = testServer();
 type Q = { name: string; type?: string; ecs?: [string, number]; edns?: boolean; id?: number; flags?: number };
@@ -25,6 +26,13 @@ function query(q: Q): Uint8Array {
     questions: [{ name: q.name, type: (q.type ?? "A") as never }],
     additionals: additionals as dnsPacket.Answer[],
   });
+}
+
+/** A query for a type number (dns-packet cannot encode every number by name). */
+function typed(name: string, type: number): Uint8Array {
+  const b = Buffer.from(query({ name, type: "A" }));
+  b.writeUInt16BE(type, b.length - 4);
+  return b;
 }
 
 function ask(q: Q | Uint8Array, client = "81.2.69.142") {
@@ -120,6 +128,40 @@ describe("answerQuery", () => {
     const badEcs = Buffer.from(query({ name: "director.geo.example.org", ecs: ["81.2.69.0", 24] }));
     badEcs[badEcs.length - 4] = 5; // SCOPE must be 0 in a query
     expect(ask(badEcs).p.rcode).toBe("FORMERR");
+  });
+
+  it("answers data types above 255 (CAA, TYPE1234: NODATA) and NOTIMP only for meta types 128–255 but ANY", () => {
+    const caaZone = testServer(TEST_ZONE_TOML.replace('records = [', `records = [ { name = "@", type = "CAA", value = '0 issue "letsencrypt.org"' },`));
+    const caa = answerQuery(query({ name: "geo.example.org", type: "CAA" }), null, caaZone)!;
+    const p = dnsPacket.decode(Buffer.from(caa.bytes)) as dnsPacket.DecodedPacket & { rcode: string };
+    expect([p.rcode, p.answers!.map((a) => a.type)]).toEqual(["NOERROR", ["CAA"]]);
+    expect(data(p)).toMatchObject({ flags: 0, tag: "issue", value: "letsencrypt.org" });
+    for (const type of [257, 256, 1234, 65280]) {
+      const r = ask(typed("ns1.geo.example.org", type));
+      expect([r.p.rcode, r.p.flag_aa, r.p.answers, r.p.authorities![0].type], `TYPE${type}`).toEqual(["NOERROR", true, [], "SOA"]);
+    }
+    expect(ask(typed("nope.geo.example.org", 1234)).p.rcode).toBe("NXDOMAIN");
+    for (const type of [128, 249, 250, 254]) expect(ask(typed("ns1.geo.example.org", type)).p.rcode, `TYPE${type}`).toBe("NOTIMP");
+  });
+
+  it("answers names that do not exist from a wildcard below their closest encloser (RFC 4592)", () => {
+    const wild = testServer(
+      TEST_ZONE_TOML.replace("records = [", 'records = [ { name = "*.cdn", type = "A", value = "192.0.2.80" }, { name = "*.alias", type = "CNAME", value = "director" },'),
+    );
+    const at = (name: string, type = "A") => {
+      const a = answerQuery(query({ name, type }), parseIp("81.2.69.142"), wild)!;
+      return dnsPacket.decode(Buffer.from(a.bytes)) as dnsPacket.DecodedPacket & { rcode: string };
+    };
+    for (const name of ["x.cdn.geo.example.org", "A.b.CDN.geo.example.org", "*.cdn.geo.example.org"]) {
+      const p = at(name);
+      expect([p.rcode, p.answers!.map((a) => [a.name, (a as { data: unknown }).data])], name).toEqual(["NOERROR", [[name, "192.0.2.80"]]]);
+    }
+    const nodata = at("x.cdn.geo.example.org", "AAAA");
+    expect([nodata.rcode, nodata.answers, nodata.authorities![0].type]).toEqual(["NOERROR", [], "SOA"]);
+    expect([at("cdn.geo.example.org").rcode, at("cdn.geo.example.org").answers]).toEqual(["NOERROR", []]); // the encloser itself
+    expect(at("x.alias.geo.example.org").answers!.map((a) => a.type)).toEqual(["CNAME", "A", "A"]);
+    // No wildcard below the closest encloser: NXDOMAIN, also below a wildcard's own name.
+    for (const name of ["x.ns1.geo.example.org", "nope.geo.example.org", "a.*.cdn.geo.example.org"]) expect(at(name).rcode, name).toBe("NXDOMAIN");
   });
 
   it("drops responses and runts", () => {

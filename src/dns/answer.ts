@@ -122,7 +122,8 @@ export function answerQuery(query: Uint8Array, client: Uint8Array | null, server
   const inZone = key !== null ? inZoneKey(key, zone.origin, zone.dotOrigin) : inZoneLabels(q.labels, zone.originLabels);
   if (!inZone) return refuse(RCODE.REFUSED);
   if (q.qtype === TYPE.AXFR || q.qtype === TYPE.IXFR) return refuse(RCODE.REFUSED);
-  if (q.qtype >= 128 && q.qtype !== TYPE.ANY) return refuse(RCODE.NOTIMP, true);
+  // Meta and query types (RFC 6895: 128–255) other than ANY; types above are data types (CAA), unknown ones NODATA.
+  if (q.qtype >= 128 && q.qtype <= 255 && q.qtype !== TYPE.ANY) return refuse(RCODE.NOTIMP, true);
 
   const compiled = compile(server);
   const plan = key === null ? compiled.plans.nxdomain : planFor(compiled.plans, zone, key, q.qtype, server.challenges);
@@ -142,7 +143,7 @@ export function answerQuery(query: Uint8Array, client: Uint8Array | null, server
   let bytes: Uint8Array;
   if (server.dnssec && edns?.dnssecOk) {
     const name = lowerName(q.bytes.subarray(0, q.bytes.length - 4));
-    const signed = signedSections(compiled.signing, server.dnssec, zone, compiled.plans.soa, { name, key, plan, director, negative }, server.challenges);
+    const signed = signedSections(compiled.signing, server.dnssec, zone, compiled.plans.soa, { name, key, qtype: q.qtype, plan, director, negative }, server.challenges);
     bytes = assemble(head, {
       rcode: plan.rcode,
       aa: true,

@@ -25,8 +25,13 @@ export interface Plan {
   final?: string;
   /** Records of the asked type at `final` (CNAMEs before it not counted): none means NODATA there. */
   terminal: number;
+  /**
+   * Synthesized from a wildcard (RFC 4592): the name did not exist; `source` ("*.<closest encloser>") answered for it,
+   * and `nextCloser` (the closest encloser and one more label of the name) is what a signed answer proves absent.
+   */
+  wildcard?: { source: string; nextCloser: string };
   /** Signed variants, made on demand per signing window (dnssec/respond.ts). */
-  signed?: { window: number; answers: Part[]; additionals: Part[]; denial?: Part[] };
+  signed?: { window: number; answers: Part[]; additionals: Part[]; denial?: Part[]; closer?: Part[]; nsec?: Part[] };
 }
 
 /** Plans by name and type for one zone. */
@@ -53,19 +58,37 @@ export function planCache(zone: Zone): PlanCache {
  * cache). ACME challenge records count as the zone's own TXT records (and their names as existing names).
  */
 export function planFor(c: PlanCache, zone: Zone, key: string, qtype: number, challenges?: ChallengeStore): Plan {
-  if (!zone.names.has(key) && !challenges?.exists(key)) return c.nxdomain;
+  let wildcard: Plan["wildcard"];
+  if (!zone.names.has(key) && !challenges?.exists(key)) {
+    wildcard = wildcardFor(zone, key, challenges);
+    if (!wildcard) return c.nxdomain;
+  }
   const cacheKey = `${qtype} ${key}`;
   let plan = c.plans.get(cacheKey);
   if (!plan) {
-    plan = buildPlan(zone, key, qtype, challenges);
+    plan = buildPlan(zone, key, qtype, challenges, wildcard);
     if (c.plans.size >= MAX_PLANS) c.plans.clear();
     c.plans.set(cacheKey, plan);
   }
   return plan;
 }
 
-/** Resolves a name and type in the zone (at most 8 CNAME hops inside it). */
-export function buildPlan(zone: Zone, start: string, qtype: number, challenges?: ChallengeStore): Plan {
+/**
+ * The wildcard that answers for a name that does not exist (RFC 4592 §3.3.1): "*" below its closest encloser, the
+ * nearest existing ancestor; undefined when that has none (NXDOMAIN).
+ */
+export function wildcardFor(zone: Zone, key: string, challenges?: ChallengeStore): Plan["wildcard"] {
+  let nextCloser = key;
+  for (let up = key.slice(key.indexOf(".") + 1); nextCloser !== zone.origin; nextCloser = up, up = up.slice(up.indexOf(".") + 1)) {
+    if (!zone.names.has(up) && !challenges?.exists(up)) continue;
+    const source = `*.${up}`;
+    return zone.nodes.has(source) ? { source, nextCloser } : undefined;
+  }
+  return undefined;
+}
+
+/** Resolves a name and type in the zone (at most 8 CNAME hops inside it); `wildcard` answers for a name that does not exist. */
+export function buildPlan(zone: Zone, start: string, qtype: number, challenges?: ChallengeStore, wildcard?: Plan["wildcard"]): Plan {
   const answers: Part[] = [];
   const texts: string[] = [];
   const ttls: number[] = [];
@@ -73,7 +96,7 @@ export function buildPlan(zone: Zone, start: string, qtype: number, challenges?:
   let rcode: number = RCODE.NOERROR;
   let director: Uint8Array | null | undefined;
   let owner: Uint8Array | null = null; // the query's name until a CNAME leads elsewhere
-  let key = start;
+  let key = wildcard?.source ?? start; // the records answered with the query's name as owner
   let terminal = 0;
   const push = (o: Uint8Array | null, r: ZoneRecord) => {
     answers.push(staticPart(o, r));
@@ -94,7 +117,8 @@ export function buildPlan(zone: Zone, start: string, qtype: number, challenges?:
       break;
     }
     const cname = node.get("CNAME");
-    if (cname && qtype !== TYPE.CNAME && qtype !== TYPE.ANY) {
+    // The CNAME's own node answers CNAME, ANY and NSEC (a signed zone's NSEC lives beside the CNAME, RFC 4035 §2.3).
+    if (cname && qtype !== TYPE.CNAME && qtype !== TYPE.ANY && qtype !== TYPE.NSEC) {
       push(owner, cname[0]);
       const t = cname[0].data as string;
       const tk = asciiLower(t);
@@ -115,7 +139,7 @@ export function buildPlan(zone: Zone, start: string, qtype: number, challenges?:
     if (qtype === TYPE.NS) for (const r of node.get("NS") ?? []) additionals.push(...glue(r.data as string, zone));
     break;
   }
-  return { rcode, answers, minTtl: Math.min(Infinity, ...ttls), texts, director, additionals, final: key, terminal };
+  return { rcode, answers, minTtl: Math.min(Infinity, ...ttls), texts, director, additionals, final: key, terminal, wildcard };
 }
 
 /** A name's records: the zone's, with the ACME challenge TXT values held for it added. */

@@ -140,9 +140,6 @@ export function buildZone(config: CdnConfig, dnskeys: ZoneDnskey[] = []): Zone {
   for (const r of dns.records) {
     const name = absolute(r.name, origin);
     if (name !== origin && !name.endsWith(`.${origin}`)) throw new Error(`dns.records ${r.name}: outside zone ${origin}`);
-    // A signed zone proves every name's absence without wildcards: a "*" record would read as one to resolvers.
-    if (dnskeys.length && name.split(".").some((l) => l.includes("*")))
-      throw new Error(`dns.records ${r.name}: names with "*" are not served in a signed zone (no wildcard expansion)`);
     add(name, { type: r.type, ttl: r.ttl ?? dns.ttl, data: recordData(r, origin) });
   }
   for (const [name, node] of nodes) {

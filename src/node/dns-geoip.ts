@@ -9,7 +9,8 @@ import { createRequire } from "node:module";
 import { dirname, resolve } from "node:path";
 import type { GeoipConfig } from "../config/dns-schema.ts";
 import { createGeoIp, type GeoIp } from "../geoip/geoip.ts";
-import { isMmdb, openGeoBytes } from "../geoip/open.ts";
+import { metadataProblem, mmdbSource } from "../geoip/mmdb.ts";
+import { isMmdb, metadataMarker, openGeoBytes } from "../geoip/open.ts";
 import type { GeoSource } from "../geoip/types.ts";
 
 /** Attribution the embedded data's licence (CC-BY-4.0) asks for. */
@@ -22,6 +23,10 @@ export interface GeoFile {
   size: number;
   mtimeMs: number;
   mmdb: boolean;
+  /** The mmdb database_type ("GeoIP2-City", "GeoLite2-ASN", …); undefined for a CSV table. */
+  databaseType?: string;
+  /** The address families it answers. */
+  families: (4 | 6)[];
 }
 
 /** The lookup and the files behind it. */
@@ -58,11 +63,22 @@ const SAMPLES = [
   ...Array.from({ length: 16 }, (_, i) => `2${(i % 10).toString(16)}0${i.toString(16)}:db8:${i}::1`),
 ];
 
-/** Opens one file's bytes and tries lookups; throws with the reason when it is not a usable database. */
-function openChecked(path: string, bytes: Uint8Array): GeoSource {
+/**
+ * Opens one file's bytes, checks an mmdb's metadata against the file and tries lookups; throws with the reason when
+ * it is not a usable database.
+ */
+function openChecked(path: string, bytes: Uint8Array): { source: GeoSource; databaseType?: string } {
   let source: GeoSource;
+  let databaseType: string | undefined;
   try {
-    source = openGeoBytes(bytes);
+    const markerAt = metadataMarker(bytes);
+    if (markerAt >= 0) {
+      const mmdb = mmdbSource(bytes);
+      const problem = metadataProblem(mmdb.metadata, bytes, markerAt);
+      if (problem) throw new Error(`damaged MaxMind DB: ${problem}`);
+      source = mmdb;
+      databaseType = mmdb.databaseType;
+    } else source = openGeoBytes(bytes);
   } catch (err) {
     throw new Error(`geoip: cannot open ${path}: ${(err as Error).message}`);
   }
@@ -72,13 +88,25 @@ function openChecked(path: string, bytes: Uint8Array): GeoSource {
   } catch (err) {
     throw new Error(`geoip: ${path} fails lookups: ${(err as Error).message}`);
   }
-  return source;
+  return { source, databaseType };
 }
+
+/** What an mmdb's data is about, by its database_type: GeoLite2-City and GeoIP2-City are alike (locations). */
+function dataKind(databaseType: string | undefined): string | undefined {
+  if (databaseType === undefined) return undefined;
+  if (/asn|isp/i.test(databaseType)) return "as";
+  if (/city|country/i.test(databaseType)) return "location";
+  return databaseType;
+}
+
+const familiesText = (f: (4 | 6)[]) => f.map((n) => `IPv${n}`).join(" and ") || "no address";
 
 /**
  * Loads [geoip]; `baseDir` is the config file's folder. With `previous`, unchanged files (same paths, sizes and
- * times) are not read again: the previous lookup is returned. `strict` (a file changed under a running node) also
- * refuses a file of another kind than before or of less than half its previous size (a cut-off download).
+ * times) are not read again: the previous lookup is returned. Every file read is validated (it opens, an mmdb's
+ * metadata fits the file, lookups work); `strict` (a file changed under a running node) also refuses one that is not
+ * what it replaces: another kind of file or of data (AS numbers for locations), fewer address families, a CSV table
+ * cut off mid-line. Its size says nothing: a new edition may be smaller.
  */
 export async function loadGeoIp(
   cfg: GeoipConfig | undefined,
@@ -110,11 +138,19 @@ export async function loadGeoIp(
     const before = prev?.files.find((f) => f.path === s.path);
     if (opts.strict && before) {
       if (before.mmdb !== mmdb) throw new Error(`geoip: ${s.path} is no longer a ${before.mmdb ? "MaxMind DB" : "CSV table"}`);
-      if (bytes.length < before.size / 2)
-        throw new Error(`geoip: ${s.path} shrank from ${before.size} to ${bytes.length} bytes (a cut-off copy?)`);
+      const last = bytes[bytes.length - 1];
+      if (!mmdb && last !== 0x0a && last !== 0x0d) throw new Error(`geoip: ${s.path} ends mid-line (a cut-off copy?)`);
     }
-    sources.push(openChecked(s.path, bytes));
-    files.push({ path: s.path, size: bytes.length, mtimeMs: s.mtimeMs, mmdb });
+    const { source, databaseType } = openChecked(s.path, bytes);
+    const families = ([4, 6] as const).filter((f) => source.families.has(f));
+    if (opts.strict && before) {
+      if (dataKind(before.databaseType) !== dataKind(databaseType))
+        throw new Error(`geoip: ${s.path} is a ${databaseType} database now, it was ${before.databaseType} (SIGHUP takes it)`);
+      if (before.families.some((f) => !families.includes(f)))
+        throw new Error(`geoip: ${s.path} answers ${familiesText(families)} now, it answered ${familiesText(before.families)} (SIGHUP takes it)`);
+    }
+    sources.push(source);
+    files.push({ path: s.path, size: bytes.length, mtimeMs: s.mtimeMs, mmdb, databaseType, families });
   }
   return { geoip: createGeoIp(sources), files, embedded };
 }

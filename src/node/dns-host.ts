@@ -208,8 +208,12 @@ function dotServer(o: HostOptions, answer: AnswerCore, limiter: ConnectionLimits
   const peer = peerParser();
   const watches = new Map<string, StreamWatch>();
   const key = (s: { remoteAddress?: string; remotePort?: number }) => `${s.remoteAddress}|${s.remotePort}`;
+  const handshakes = new Map<string, ReturnType<typeof setTimeout>>();
   const server = createTlsServer({ ...o.tls!, ALPNProtocols: ["dot"], handshakeTimeout: o.limits.handshakeMs }, (sock) => {
-    const watch = watches.get(key(sock));
+    const k = key(sock);
+    clearTimeout(handshakes.get(k));
+    handshakes.delete(k);
+    const watch = watches.get(k);
     if (!watch) return void sock.destroy();
     serveStream(sock, "dot", answer, peer(sock.remoteAddress ?? ""), watch);
   });
@@ -218,7 +222,13 @@ function dotServer(o: HostOptions, answer: AnswerCore, limiter: ConnectionLimits
     const k = key(raw);
     const limits = o.limits;
     watches.set(k, watchConnection(limiter, limits, raw, Math.min(limits.idleMs, limits.handshakeMs + limits.messageMs)));
-    raw.once("close", () => watches.delete(k));
+    // The whole handshake within tls_handshake_ms of the connection (Node's handshakeTimeout restarts with each byte).
+    handshakes.set(k, setTimeout(() => raw.destroy(), limits.handshakeMs));
+    raw.once("close", () => {
+      clearTimeout(handshakes.get(k));
+      handshakes.delete(k);
+      watches.delete(k);
+    });
   });
   server.on("tlsClientError", () => {});
   return server;

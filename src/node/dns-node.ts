@@ -168,6 +168,8 @@ export async function runDnsNode(cli: DnsNodeCli): Promise<void> {
   const dns = state.config.dns!;
   if (cli.tlsPort !== undefined && !state.tls) throw new Error("--tls-port needs dns.tls_cert and dns.tls_key in the config");
   if (cli.dotPort !== undefined && !state.tls) throw new Error("--dot-port needs dns.tls_cert and dns.tls_key in the config");
+  if (state.tls && cli.tlsPort === undefined && cli.dotPort === undefined)
+    log("dns: dns.tls_cert is set but neither --tls-port nor --dot-port is given: no DoH over TLS, no DoT");
 
   // Stay up whatever happens to one query.
   process.on("uncaughtException", (err) => log(`dns: uncaught: ${err.stack ?? err}`));
@@ -182,7 +184,7 @@ export async function runDnsNode(cli: DnsNodeCli): Promise<void> {
     host: cli.host ?? dns.listen,
     dnsPort: cli.dnsPort,
     httpPort: cli.httpPort,
-    tlsPort: state.tls ? (cli.tlsPort ?? 8443) : undefined,
+    tlsPort: cli.tlsPort, // only where told: a certificate alone opens no port
     dotPort: cli.dotPort,
     tls: state.tls,
     maxUdpSize: dns.max_udp_size,

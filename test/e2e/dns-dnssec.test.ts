@@ -22,7 +22,8 @@ beforeAll(async () => {
   node = await startDnsNode({
     tls: true,
     workers: 2,
-    toml: `${ZONE_TOML}
+    toml: `${ZONE_TOML.replace("records = [", `records = [ { name = "@", type = "CAA", value = '0 issue "letsencrypt.org"' },
+            { name = "*.cdn", type = "A", value = "192.0.2.80" }, { name = "*.alias", type = "CNAME", value = "director" },`)}
 [dns.dnssec]
 keys = [ { file = "ksk.pem", role = "ksk" }, { file = "zsk.pem", role = "zsk" } ]
 
@@ -83,6 +84,33 @@ it("delv validates an NXDOMAIN and a NODATA (minimally covering NSEC)", async ()
   expect(ent.out).toMatch(/^; negative response, fully validated$/m);
 });
 
+it("answers CAA (type 257) and NODATA for an unknown type above 255, both validated by delv", async () => {
+  const dig = (...args: string[]) => run("dig", ["@127.0.0.1", "-p", String(node.dnsPort), "+time=5", "+tries=1", ...args]);
+  const caa = await dig("geo.example.org", "CAA");
+  expect(caa.out).toMatch(/status: NOERROR/);
+  expect(caa.out).toMatch(/^geo\.example\.org\.\s+30\s+IN\s+CAA\s+0 issue "letsencrypt\.org"$/m);
+  const unknown = await dig("ns1.geo.example.org", "TYPE1234");
+  expect(unknown.out).toMatch(/status: NOERROR/);
+  expect(unknown.out).toMatch(/ANSWER: 0, AUTHORITY: 1,/);
+  expect(unknown.out).toMatch(/^geo\.example\.org\.\s+\d+\s+IN\s+SOA\s/m);
+  const signed = await delv(anchors, "geo.example.org", "CAA");
+  expect(signed.out).toMatch(/^; fully validated$/m);
+  expect(signed.out).toMatch(/IN\s+RRSIG\s+CAA 13 3 30 /);
+  for (const type of ["TYPE1234", "URI"]) {
+    const denied = await delv(anchors, "ns1.geo.example.org", type);
+    expect(denied.out, type).toMatch(/^; negative response, fully validated$/m);
+    expect(denied.out).toContain(";-$NXRRSET");
+  }
+});
+
+it("delv validates the answer to a question for NSEC", async () => {
+  for (const name of ["ns1.geo.example.org", "www.geo.example.org", "geo.example.org"]) {
+    const r = await delv(anchors, name, "NSEC");
+    expect(r.out, `${name}: ${r.out}`).toMatch(/^; fully validated$/m);
+    expect(r.out).toMatch(new RegExp(`^${name.replace(/\./g, "\\.")}\\.\\s+30\\s+IN\\s+NSEC\\s+\\\\000\\.${name.replace(/\./g, "\\.")}\\.`, "m"));
+  }
+});
+
 it("delv validates an ACME challenge TXT published through the admin call", async () => {
   const res = await fetch(`http://127.0.0.1:${node.httpPort}/admin/acme-challenge`, {
     method: "POST",
@@ -93,6 +121,33 @@ it("delv validates an ACME challenge TXT published through the admin call", asyn
   const r = await delv(anchors, "_acme-challenge.www.geo.example.org", "TXT");
   expect(r.out).toMatch(/^; fully validated$/m);
   expect(r.out).toContain('"signed-token"');
+});
+
+it("delv validates answers synthesized from wildcards, their NODATA, and the names around them", async () => {
+  const a = await delv(anchors, "any.thing.cdn.geo.example.org", "A");
+  expect(a.out, a.out).toMatch(/^; fully validated$/m);
+  expect(a.out).toMatch(/^any\.thing\.cdn\.geo\.example\.org\.\s+30\s+IN\s+A\s+192\.0\.2\.80$/m);
+  expect(a.out).toMatch(/IN\s+RRSIG\s+A 13 4 30 /); // labels: *.cdn.geo.example.org less the "*"
+  const cname = await delv(anchors, "x.alias.geo.example.org", "A");
+  expect(cname.out, cname.out).toMatch(/^; fully validated$/m);
+  expect(cname.out).toMatch(/^x\.alias\.geo\.example\.org\.\s+30\s+IN\s+CNAME\s+director\.geo\.example\.org\.$/m);
+  expect(cname.out).toMatch(/^director\.geo\.example\.org\.\s+30\s+IN\s+A\s/m);
+  for (const [name, type] of [["other.cdn.geo.example.org", "AAAA"], ["cdn.geo.example.org", "A"], ["*.cdn.geo.example.org", "TXT"]]) {
+    const r = await delv(anchors, name!, type!);
+    expect(r.out, `${name} ${type}: ${r.out}`).toMatch(/^; negative response, fully validated$/m);
+    expect(r.out).toContain(";-$NXRRSET");
+  }
+  const nsec = await delv(anchors, "any.cdn.geo.example.org", "NSEC"); // the wildcard's NSEC, synthesized
+  expect(nsec.out, nsec.out).toMatch(/^; fully validated$/m);
+  expect(nsec.out).toMatch(/^any\.cdn\.geo\.example\.org\.\s+30\s+IN\s+NSEC\s+\\000\.any\.cdn\.geo\.example\.org\. A RRSIG NSEC$/m);
+  const literal = await delv(anchors, "*.cdn.geo.example.org", "A");
+  expect(literal.out, literal.out).toMatch(/^; fully validated$/m);
+  const none = await delv(anchors, "x.ns1.geo.example.org", "A"); // below a name without a wildcard
+  expect(none.out, none.out).toMatch(/^; negative response, fully validated$/m);
+  expect(none.out).toContain(";-$NXDOMAIN");
+  // Plain dig (no DNSSEC) gets the synthesized answer too.
+  const plain = await run("dig", ["@127.0.0.1", "-p", String(node.dnsPort), "+short", "Mixed.Case.CDN.geo.example.org", "A"]);
+  expect(plain.out.trim()).toBe("192.0.2.80");
 });
 
 it("fails validation against another key's DS", async () => {

@@ -2,13 +2,14 @@
  * Live reload of a real DNS node with `--workers 2` (issue 12): SIGHUP with a changed TTL answers the new TTL from
  * both processes with no query lost and the same PID; a broken file keeps the running configuration and says why;
  * `POST /admin/reload` does the same with the token; a GeoIP file replaced on disk is picked up on its own after a
- * sanity check, and a damaged one is refused.
+ * validation (not judged by its size: a smaller edition is taken), and a damaged one is refused.
  */
 import { createSocket } from "node:dgram";
 import { copyFileSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import * as dnsPacket from "dns-packet";
 import { afterAll, beforeAll, expect, it } from "vitest";
+import { metadataMarker } from "../../src/geoip/open.ts";
 import { TEST_ZONE_TOML } from "../support/dns-zone.ts";
 import { pollUntil } from "../support/dns-cdn.ts";
 import { fromWorker, run, startDnsNode, type DnsNode } from "../support/dns-process.ts";
@@ -117,4 +118,16 @@ it("picks up a replaced GeoIP file on its own, and refuses a damaged one", async
   const refused = await pollUntil(async () => (/reload \(GeoIP file .* refused/.test(node.stderr()) ? true : undefined), 10_000, 200);
   expect(refused).toBeDefined();
   expect(await txt()).toContain("city boxford");
+  // Judged by validation, not size: a valid file three times as big, then a valid one a third of that.
+  const reloads = () => (node.stdout().match(/GeoIP reloaded/g) ?? []).length;
+  const big = readFileSync(join(fixtures, "GeoIP2-City-Test.mmdb"));
+  const at = metadataMarker(big);
+  const before = reloads();
+  writeFileSync(`${city}.new`, Buffer.concat([big.subarray(0, at), Buffer.alloc(big.length * 2), big.subarray(at)]));
+  renameSync(`${city}.new`, city);
+  expect(await pollUntil(async () => (reloads() > before ? true : undefined), 10_000, 200)).toBeDefined();
+  copyFileSync(join(fixtures, "GeoLite2-City-Test.mmdb"), `${city}.new`);
+  renameSync(`${city}.new`, city);
+  const smaller = await pollUntil(async () => ((await txt()).includes("city unknown") ? true : undefined), 10_000, 200);
+  expect(smaller, node.stderr()).toBeDefined();
 });

@@ -86,6 +86,8 @@ export async function makeCert(dir: string): Promise<string> {
 export interface DnsNodeOptions {
   /** TLS: a self-signed localhost certificate; DoH over TLS and DoT listen. */
   tls?: boolean;
+  /** With `tls`: the TLS listeners asked for on the command line (default both). */
+  tlsListeners?: ("https" | "dot")[];
   workers?: number;
   /** The config instead of ZONE_TOML (files it names relative to the node's temp folder are copied there by `files`). */
   toml?: string;
@@ -108,13 +110,14 @@ export async function startDnsNode(opts: DnsNodeOptions = {}): Promise<DnsNode> 
   }
   writeFileSync(join(dir, "cdn.toml"), toml + (opts.extraToml ?? ""));
   const args = ["scripts/dns.ts", "--config", join(dir, "cdn.toml"), "--port", "0", "--dns-port", "0"];
-  if (opts.tls) args.push("--tls-port", "0", "--dot-port", "0");
+  const tlsListeners = opts.tls ? (opts.tlsListeners ?? ["https", "dot"]) : [];
+  for (const l of tlsListeners) args.push(l === "https" ? "--tls-port" : "--dot-port", "0");
   if (opts.workers) args.push("--workers", String(opts.workers));
   const child = spawn(process.execPath, args, { cwd: repo, stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
   let err = "";
   child.stderr!.on("data", (d) => (err += d));
-  const want = opts.tls ? 4 : 2;
+  const want = 2 + tlsListeners.length;
   await new Promise<void>((ok, fail) => {
     child.stdout!.on("data", (d) => {
       out += d;
@@ -129,8 +132,8 @@ export async function startDnsNode(opts: DnsNodeOptions = {}): Promise<DnsNode> 
     cert,
     dnsPort: port("udp\\+tcp"),
     httpPort: port("http"),
-    tlsPort: opts.tls ? port("https") : undefined,
-    dotPort: opts.tls ? port("dot") : undefined,
+    tlsPort: tlsListeners.includes("https") ? port("https") : undefined,
+    dotPort: tlsListeners.includes("dot") ? port("dot") : undefined,
     child,
     stdout: () => out,
     stderr: () => err,

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { TYPE } from "../codes.ts";
 import { encodeName } from "../names.ts";
 import { compareNames, labelsOf, nameOf } from "./canonical.ts";
-import { closestEncloser, nodataNsec, nxdomainNsecs, typeBitmap, type ExistingNames, type Nsec } from "./denial.ts";
+import { closestEncloser, cover, nodataNsec, nxdomainNsecs, typeBitmap, type ExistingNames, type Nsec } from "./denial.ts";
 
 const ZONE = ["geo.example.org", "www.geo.example.org", "ns1.geo.example.org", "deep.geo.example.org", "b.deep.geo.example.org",
   "a.b.deep.geo.example.org", "director.geo.example.org", "mail.geo.example.org", "z.geo.example.org", "-.geo.example.org"];
@@ -39,6 +39,20 @@ describe("authenticated denial", () => {
   it("finds the closest encloser and the next-closer name", () => {
     const { encloser, nextCloser } = closestEncloser(encodeName("x.y.b.deep.geo.example.org"), exists);
     expect([key(encloser), key(nextCloser)]).toEqual([key(encodeName("b.deep.geo.example.org")), key(encodeName("y.b.deep.geo.example.org"))]);
+  });
+
+  it("proves a wildcard answer's next-closer name absent with a truthful span that leaves the wildcard out", () => {
+    const zone = ["geo.example.org", "cdn.geo.example.org", "*.cdn.geo.example.org", "!.cdn.geo.example.org", "+.cdn.geo.example.org",
+      "a.cdn.geo.example.org", "0.cdn.geo.example.org", "x.a.cdn.geo.example.org"].map((n) => encodeName(n)).sort(compareNames);
+    const wild: ExistingNames = { sorted: zone, types: () => [] };
+    const wildcard = encodeName("*.cdn.geo.example.org");
+    for (const label of ["b", "*x", ")", "+a", "-", "\x00", "a0", "z", "x".repeat(63), "\xff"]) {
+      const nextCloser = nameOf([Uint8Array.from(label, (c) => c.charCodeAt(0)), ...labelsOf(encodeName("cdn.geo.example.org"))]);
+      const n = cover(nextCloser, wild);
+      expect(covers(n, nextCloser), JSON.stringify(label)).toBe(true);
+      expect(zone.every((e) => !covers(n, e)), `${JSON.stringify(label)}: ${key(n.owner)} → ${key(n.next)}`).toBe(true);
+      expect(covers(n, wildcard)).toBe(false);
+    }
   });
 
   it("covers every kind of missing name with truthful spans, the name and the wildcard at its closest encloser", () => {

@@ -14,7 +14,7 @@ import { ALGORITHM_ECDSAP256SHA256, zoneKeyFromPem } from "./keys.ts";
 import { ZoneSigner } from "./sign.ts";
 
 const key = zoneKeyFromPem(fixture("dnssec-test-csk.pem"), "csk", true, "test");
-const config = parseConfig(`${TEST_ZONE_TOML}\n[dns.dnssec]\nkeys = [ { file = "csk.pem", role = "csk" } ]\n`);
+const config = parseConfig(`${TEST_ZONE_TOML.replace("records = [", 'records = [ { name = "*.cdn", type = "A", value = "192.0.2.80" },')}\n[dns.dnssec]\nkeys = [ { file = "csk.pem", role = "csk" } ]\n`);
 const zone = buildZone(config, [{ flags: key.flags, algorithm: ALGORITHM_ECDSAP256SHA256, key: key.rdata.subarray(4) }]);
 const signer = new ZoneSigner(encodeName(zone.origin), [key], 14 * 86400);
 const challenges = new ChallengeStore(10);
@@ -59,6 +59,30 @@ describe("signed answers", () => {
     expect(nsec.data.rrtypes.sort()).toEqual(["A", "NSEC", "RRSIG"]);
     const plain = ask("nope.geo.example.org", "A", false);
     expect(types(plain.authorities)).toEqual(["SOA"]);
+  });
+
+  it("answers a question for NSEC with the name's own signed NSEC, not a NODATA its bitmap contradicts", () => {
+    for (const [name, bitmap] of [["ns1.geo.example.org", ["A", "NSEC", "RRSIG"]], ["www.geo.example.org", ["CNAME", "NSEC", "RRSIG"]], ["director.geo.example.org", ["A", "AAAA", "NSEC", "RRSIG", "TXT"]]] as const) {
+      const r = ask(name, "NSEC");
+      expect([r.rcode, types(r.answers), types(r.authorities)], name).toEqual(["NOERROR", ["NSEC", "RRSIG"], []]);
+      const nsec = r.answers![0] as unknown as { name: string; data: { rrtypes: string[] } };
+      expect([nsec.name, nsec.data.rrtypes.sort()]).toEqual([name, bitmap]);
+    }
+    expect(ask("nope.geo.example.org", "NSEC").rcode).toBe("NXDOMAIN");
+  });
+
+  it("signs a wildcard's answers as the wildcard's and proves no closer name exists", () => {
+    const a = ask("x.y.cdn.geo.example.org", "A");
+    expect([a.rcode, types(a.answers), types(a.authorities)]).toEqual(["NOERROR", ["A", "RRSIG"], ["NSEC", "RRSIG"]]);
+    expect((a.answers![1] as unknown as { data: { labels: number } }).data.labels).toBe(4); // *.cdn.geo.example.org less "*"
+    const closer = a.authorities![0] as unknown as { name: string; data: { nextDomain: string } };
+    expect([closer.name < "y.cdn.geo.example.org", closer.data.nextDomain]).toEqual([true, "y\u0000.cdn.geo.example.org"]);
+    const nodata = ask("x.cdn.geo.example.org", "TXT");
+    expect(types(nodata.authorities)).toEqual(["SOA", "RRSIG", "NSEC", "RRSIG", "NSEC", "RRSIG"]);
+    expect((nodata.authorities![2] as unknown as { name: string; data: { rrtypes: string[] } }).data.rrtypes.sort()).toEqual(["A", "NSEC", "RRSIG"]);
+    expect(nodata.authorities![2].name).toBe("*.cdn.geo.example.org");
+    const nsec = ask("x.cdn.geo.example.org", "NSEC");
+    expect([types(nsec.answers), nsec.answers![0].name, types(nsec.authorities)]).toEqual([["NSEC", "RRSIG"], "x.cdn.geo.example.org", ["NSEC", "RRSIG"]]);
   });
 
   it("signs challenge TXT records, and keeps signatures for repeated questions", () => {

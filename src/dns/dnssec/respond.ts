@@ -13,7 +13,7 @@ import type { Plan } from "../plan.ts";
 import type { Part } from "../records.ts";
 import type { Zone } from "../zone.ts";
 import { compareNames, lowerName } from "./canonical.ts";
-import { nodataNsec, nsecTail, nxdomainNsecs, type ExistingNames, type Nsec } from "./denial.ts";
+import { cover, nodataNsec, nsecTail, nxdomainNsecs, type ExistingNames, type Nsec } from "./denial.ts";
 import type { ZoneSigner } from "./sign.ts";
 
 /** Signatures and denial records kept for the current signing window. */
@@ -43,10 +43,11 @@ export interface SignedSections {
   additionals: Part[];
 }
 
-/** What the reply is about: the question's name (lowercase wire and text key, null when not text) and the plan. */
+/** What the reply is about: the question's name (lowercase wire and text key, null when not text), type and plan. */
 export interface SignedQuery {
   name: Uint8Array;
   key: string | null;
+  qtype: number;
   plan: Plan;
   director?: DirectorAnswer;
   negative: boolean;
@@ -73,7 +74,9 @@ export function signedSections(
   const plan = q.plan;
   let planSigned = plan.signed;
   if (plan.final !== undefined && (!planSigned || planSigned.window !== window)) {
-    const ownerOf = (p: Part) => p.owner ?? q.name;
+    // Records synthesized from a wildcard are signed as the wildcard's (RFC 4035 §5.3.4 rebuilds it from the labels).
+    const asked = plan.wildcard ? encodeName(plan.wildcard.source) : q.name;
+    const ownerOf = (p: Part) => p.owner ?? asked;
     plan.signed = planSigned = {
       window,
       answers: signer.signParts(plan.answers, ownerOf),
@@ -86,6 +89,14 @@ export function signedSections(
     authorities: [],
   };
   if (q.director?.tails.length) out.director = [...q.director.tails, ...directorRrsigs(c, signer, zone, q.director)];
+  // A wildcard's answer (or NODATA) also proves that no closer name exists: the NSEC covering the next-closer name.
+  let closer: Part[] = [];
+  if (plan.wildcard && planSigned) {
+    const nextCloser = encodeName(plan.wildcard.nextCloser);
+    planSigned.closer ??= nsecParts(signer, zone, [cover(nextCloser, existingNames(c, zone, challenges).names)], q.name);
+    closer = planSigned.closer;
+  }
+  if (!q.negative) out.authorities = closer;
   if (q.negative) {
     c.soa ??= signer.signParts(soa, (p) => p.owner!);
     let denial: Part[];
@@ -104,10 +115,23 @@ export function signedSections(
       // NODATA where resolution ended: made once per plan and window, when first needed.
       planSigned.denial ??= nsecParts(signer, zone, [nodataNsec(encodeName(plan.final), existingNames(c, zone, challenges).names)], q.name);
       denial = planSigned.denial;
+      // A question for the NSEC itself gets it as the answer (its bitmap lists NSEC: an empty answer would contradict it);
+      // at a name a wildcard answers for, the wildcard's NSEC synthesized for the name, with the proof of no closer name.
+      if (q.qtype === TYPE.NSEC && !plan.wildcard) return { ...out, answers: denial };
+      if (q.qtype === TYPE.NSEC) return { ...out, answers: (planSigned.nsec ??= wildcardNsec(signer, zone, q.name, plan.final, c, challenges)), authorities: closer };
     } else denial = [];
-    out.authorities = [...c.soa, ...denial];
+    out.authorities = [...c.soa, ...denial, ...closer];
   }
   return out;
+}
+
+/** The NSEC of a name a wildcard answers for: the wildcard's types, the next name below the name; signed as the wildcard. */
+function wildcardNsec(signer: ZoneSigner, zone: Zone, qname: Uint8Array, source: string, c: SigningCache, challenges?: ChallengeStore): Part[] {
+  const existing = existingNames(c, zone, challenges).names;
+  const wildcard = encodeName(source);
+  const n = nodataNsec(qname, existing);
+  const tail = nsecTail(n.next, existing.types(wildcard), zone.negativeTtl);
+  return [{ owner: null, tail }, ...signer.rrsigs(wildcard, TYPE.NSEC, zone.negativeTtl, [tail.subarray(10)]).map((t) => ({ owner: null, tail: t }))];
 }
 
 /** The director answer's RRSIGs: per answer object, and for edge sets across clients. */

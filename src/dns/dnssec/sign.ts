@@ -43,8 +43,11 @@ export class ZoneSigner {
     const sorted = [...rdatas].sort(compareRdata).filter((r, i, all) => i === 0 || compareRdata(r, all[i - 1]) !== 0);
     const signing = this.keys.filter((k) => k.active && (type === TYPE.DNSKEY ? k.role !== "zsk" : k.role !== "ksk"));
     const out: Uint8Array[] = [];
+    // RFC 4034 §3.1.3: the labels of the owner, a leading "*" not counted (a wildcard's answers are signed as it).
+    const labels = labelsOf(owner);
+    const count = labels.length - (labels[0]?.length === 1 && labels[0][0] === 0x2a ? 1 : 0);
     for (const key of signing) {
-      const head = rrsigHead(type, labelsOf(owner).length, ttl, expiration, inception, key.tag, this.origin);
+      const head = rrsigHead(type, count, ttl, expiration, inception, key.tag, this.origin);
       let len = head.length;
       for (const r of sorted) len += owner.length + 10 + r.length;
       const data = new Uint8Array(len);
