@@ -9,6 +9,7 @@ import { parsePurgeRequest, type PurgeRequest } from "../cache/purge.ts";
 import { findRule } from "../cache/rules.ts";
 import { isAuthorized, unauthorized } from "../net/admin-auth.ts";
 import { PROMETHEUS_CONTENT_TYPE } from "../metrics/registry.ts";
+import type { ControlLease } from "./control-lease.ts";
 import type { EdgeCache } from "./engine.ts";
 import type { EdgeObserver, EdgeStoreStats } from "./observe.ts";
 import type { FetchLike } from "../contracts/fetch.ts";
@@ -217,15 +218,18 @@ export async function handleDrain(request: Request, config: CdnConfig, cache: Ed
 }
 
 /**
- * The control agent's mark (`/.well-known/cdn/control`): GET reads it with this box start's id; POST
+ * The control agent's mark (`/.well-known/cdn/control`): GET reads it with this box start's id and the box's lease
+ * (current, lagging by N, cut off since T: src/edge/control-lease.ts); POST
  * {"stream", "seq", "boot"?} records how far the box applied the control stream and, with "boot", that it has
  * caught up since this start (stored entries are trusted again).
  */
-export async function handleControl(request: Request, config: CdnConfig, cache: EdgeCache, boot: string | undefined): Promise<Response> {
+export async function handleControl(request: Request, config: CdnConfig, cache: EdgeCache, boot: string | undefined, lease?: ControlLease): Promise<Response> {
   if (!(await isAuthorized(request, config.admin.token))) return unauthorized(!!config.admin.token);
   if (request.method === "GET") {
     const mark = (await cache.controlMark()) ?? null;
-    return json({ edge: config.edge!.name, boot: boot ?? null, mark, caughtUp: !!boot && mark?.boot === boot });
+    await lease?.sync();
+    // caughtUp: replayed what it missed since this start; lease: whether it hears the control plane now.
+    return json({ edge: config.edge!.name, boot: boot ?? null, mark, caughtUp: !!boot && mark?.boot === boot, ...(lease ? { lease: lease.view() } : {}) });
   }
   if (request.method !== "POST") return new Response("405 use GET or POST\n", { status: 405, headers: { allow: "GET, POST" } });
   let body: unknown;
