@@ -37,7 +37,7 @@ export interface Published {
 export function explainPublishError(err: Error): { retry: boolean; reason: string } {
   const text = `${err.name}: ${err.message}`;
   if (/no ?responders|503/i.test(text)) return { retry: true, reason: "leader election in progress (no JetStream server answered for the stream)" };
-  if (/jetstream ?not ?enabled|JetStreamNotEnabled/i.test(text)) return { retry: true, reason: "leader election in progress (the cluster has no JetStream leader)" };
+  if (/jetstream (is )?not enabled|JetStreamNotEnabled/i.test(text)) return { retry: true, reason: "leader election in progress (the cluster has no JetStream leader)" };
   if (/timeout|timed out/i.test(text)) return { retry: true, reason: "no acknowledgement in time (a hung server or a leader election)" };
   if (/disconnect|closed|connection/i.test(text)) return { retry: true, reason: "the connection to the control plane is down" };
   return { retry: false, reason: text };
