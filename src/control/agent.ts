@@ -65,20 +65,24 @@ export interface ControlAgent {
 
 /** The calls the agent makes to its edge (EdgeAdmin, or a fake in tests). */
 export interface EdgeCalls {
-  purge(req: PurgeRequest): Promise<void>;
+  /** With `mark`: the purge and the mark in one edge call. */
+  purge(req: PurgeRequest, mark?: Omit<ControlMark, "at">): Promise<void>;
   drain(draining: boolean): Promise<void>;
   setMark(mark: Omit<ControlMark, "at">): Promise<void>;
 }
 
 /**
  * Applies one batch at the edge: soft purges, hard purges, the last drain, then the mark "applied up to the batch's
- * last sequence" (with the boot id once nothing is pending). Throws if the edge refused any call: nothing is acked.
+ * last sequence" (with the boot id once nothing is pending) — with the last purge when there is no drain (one write
+ * of the edge's log instead of two). Throws if the edge refused any call: nothing is acked.
  */
 export async function applyBatch(edge: EdgeCalls, batch: Delivered[], self: string, stream: string, caughtUpBoot?: string): Promise<ApplyPlan> {
   const plan = coalesce(batch, self);
-  for (const req of plan.purges) await edge.purge(req);
+  const mark = { stream, seq: plan.lastSeq, ...(caughtUpBoot ? { boot: caughtUpBoot } : {}) };
+  const withMark = plan.drain === undefined && plan.purges.length > 0;
+  for (const [i, req] of plan.purges.entries()) await edge.purge(req, withMark && i === plan.purges.length - 1 ? mark : undefined);
   if (plan.drain !== undefined) await edge.drain(plan.drain);
-  await edge.setMark({ stream, seq: plan.lastSeq, ...(caughtUpBoot ? { boot: caughtUpBoot } : {}) });
+  if (!withMark) await edge.setMark(mark);
   return plan;
 }
 

@@ -154,6 +154,20 @@ describe("with [control]", () => {
     expect((await t.call("/h")).xcs).toBe("MISS");
   });
 
+  it("records the agent's mark with its purge in one call, and refuses a mark outside the agent's own call", async () => {
+    const t = setup(CONTROL, { control: agentAnswer(500, {}), bootId: BOOT });
+    await stored(t, "/j");
+    const purge = (body: object) => t.call("/.well-known/cdn/purge", { method: "POST", headers: t.auth, body: JSON.stringify(body) });
+    const res = await purge({ urls: ["http://www.example.org/j"], fanout: false, mark: { stream: "S", seq: 12, boot: BOOT } });
+    expect(res.status).toBe(200);
+    expect((await t.call("/j")).xcs).toBe("MISS");
+    expect(JSON.parse((await t.call("/.well-known/cdn/control", { headers: t.auth })).text)).toMatchObject({ mark: { stream: "S", seq: 12, boot: BOOT }, caughtUp: true });
+    expect(JSON.parse((await purge({ tags: ["x"], mark: { stream: "S", seq: 13 } })).text).error).toMatch(/"mark" goes with "fanout": false/);
+    const wrongBoot = await purge({ tags: ["x"], fanout: false, mark: { stream: "S", seq: 13, boot: "1-00" } });
+    expect([wrongBoot.status, JSON.parse(wrongBoot.text).error]).toEqual([400, 'mark: "boot" must be this box start\'s id']);
+    expect(t.forwarded).toEqual([]);
+  });
+
   it("revalidates entries stored before this box start until the agent marks it caught up", async () => {
     const t0 = Date.parse("2026-01-01T01:00:00Z");
     const boot1 = `${t0}-00112233445566aa`;

@@ -110,7 +110,7 @@ export function createEdgeApp({ config, store, fetch: fetchImpl = (i, init) => f
   });
   own.post(DRAIN_PATH, (c) => handleDrain(c.req.raw, config, cache, control));
   own.post(ANYCAST_PATH, (c) => handleAnycast(c.req.raw, config, cache));
-  own.all(PURGE_PATH, (c) => handlePurge(c.req.raw, config, cache, fetchImpl, control));
+  own.all(PURGE_PATH, (c) => handlePurge(c.req.raw, config, cache, fetchImpl, control, boot?.id));
   own.all(CONTROL_PATH, (c) => handleControl(c.req.raw, config, cache, boot?.id, lease));
   own.get(METRICS_PATH, (c) => handleMetrics(c.req.raw, config, observer, stats));
   own.get(TRACE_PATH, (c) => handleTrace(c.req.raw, config, clientIp(c.req.raw), locate));

@@ -179,14 +179,19 @@ export class EdgeCache {
   }
 
   /**
-   * Purges by URL (every variant), prefix, tag, host or everything: recorded in the purge log at once, and a hard
+   * Purges by URL (every variant), prefix, tag, host or everything (and records the control agent's `mark` with it):
+   * recorded in the purge log at once, and a hard
    * URL purge also deletes the stored entry. Says how many of the URLs had an entry here (a key is host + path +
    * query: a URL with another host or port than the clients use matches nothing).
    */
-  async purge(req: PurgeRequest): Promise<{ urls: number; stored: number }> {
+  async purge(req: PurgeRequest, mark?: Omit<ControlMark, "at">): Promise<{ urls: number; stored: number }> {
     const { rules, store, shared, now } = this.e;
     const keyOf = (url: URL) => primaryKey(url, findRule(rules, "GET", url.host, url.pathname)?.query);
-    await shared.update((log) => recordPurge(log, req, now(), keyOf, (url) => primaryKey(url, "drop")));
+    await shared.update((log) => {
+      const next = recordPurge(log, req, now(), keyOf, (url) => primaryKey(url, "drop"));
+      // With the control agent's mark: the purge and "applied up to N" in one write.
+      return mark ? { ...next, control: { ...mark, at: now() } } : next;
+    });
     const urls = req.urls ?? [];
     const found = await Promise.all(
       urls.map(async (u) => {

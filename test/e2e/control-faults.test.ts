@@ -52,7 +52,9 @@ function serve(path: string, v: string) {
   cdn.origin.set(path, { headers: { "cache-control": "max-age=600", etag: `"${v}"` }, body: `${path} ${v}` });
 }
 
+/** Stores `paths` at every edge (MISS, then HIT), once every edge is current (a backlog may have left one lagging). */
 async function storeAtAll(paths: string[]) {
+  for (const e of EDGES) await until(`${e} current`, async () => ((await health(e)).control === "current" ? true : undefined), 30_000);
   for (const e of EDGES) for (const p of paths) await cdn.get(e, p);
   for (const e of EDGES) for (const p of paths) expect((await cdn.get(e, p)).xcs, `${e} ${p}`).toBe("HIT");
   await new Promise((r) => setTimeout(r, 5)); // a purge comes strictly after the store
@@ -152,7 +154,6 @@ describe("a hung NATS server (SIGSTOP)", () => {
   it("is detected within lease_ms: the edge on it revalidates and says so, then moves to another server while it hangs", async () => {
     serve("/hung", "v1");
     await storeAtAll(["/hung"]);
-    await until("as-pek current", async () => ((await health("as-pek")).control === "current" ? true : undefined), 20_000);
     const n3 = cluster.servers[2]!;
     n3.proc.kill("SIGSTOP");
     const stoppedAt = performance.now();
