@@ -127,10 +127,12 @@ export class ControlClient {
     let first: string | undefined;
     for (let attempt = 0, delay = 100; ; attempt++) {
       let reason: string;
+      let why: string;
       let retry = true;
       // A publish while disconnected would sit in the client's buffer and might land long after this call failed.
       if (!this.connected || this.nc.isClosed()) {
         reason = `control plane unreachable (${this.cfg.servers.join(", ")}${this.lastError ? `: ${this.lastError}` : ""})`;
+        why = "the connection to the control plane was down";
         retry = !this.nc.isClosed();
       } else {
         try {
@@ -139,12 +141,13 @@ export class ControlClient {
           const ack = await js.publish(subject, data, { msgID, timeout });
           return { seq: ack.seq, retries: attempt, ...(first ? { retried: first } : {}) };
         } catch (err) {
-          const why = explainPublishError(err as Error);
-          reason = `control plane did not store it: ${why.reason} (${(err as Error).name}: ${(err as Error).message})`;
-          retry = why.retry;
+          const explained = explainPublishError(err as Error);
+          reason = `control plane did not store it: ${explained.reason} (${(err as Error).name}: ${(err as Error).message})`;
+          why = explained.reason;
+          retry = explained.retry;
         }
       }
-      first ??= reason;
+      first ??= why;
       const left = deadline - Date.now();
       if (!retry || left <= 0) {
         throw new Error(attempt ? `${reason}; tried ${attempt + 1} times over ${Math.round(this.cfg.publish_deadline_ms / 1000)} s` : reason);
