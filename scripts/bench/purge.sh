@@ -3,9 +3,13 @@
 #   fanout     no [control]: the purge endpoint calls every other edge over HTTP
 #   jetstream  [control] with a JetStream nats-server on loopback: the purge is published, every box's agent applies it
 # For each purge: the URL is stored at all five edges (MISS, HIT), then a purge call goes to the first edge while every
-# edge is polled back to back; the propagation time is call → the last edge's first MISS. Then (jetstream) one box is
-# stopped, 10,000 purges (one URL each) are published, and the box is started again: the agent's catch-up time
-# (replay of the 10,000 messages, from its log) and the box's start → "edge ready".
+# edge is polled back to back; the propagation time is call → the last edge's first MISS. Then (jetstream), with every
+# box running:
+#   burst    1,000 purges published in 10 s (100/s): publish → every edge reports it applied, p50/p99
+#   backlog  10,000 purges published as fast as they are stored, then one more: that purge's publish → applied at every
+#            edge, and each edge's rate over the 10,001 (first publish → its report of the last), purges/s
+# Then one box is stopped, 10,000 purges (one URL each) are published, and the box is started again: the agent's
+# catch-up time (replay of the 10,000 messages, from its log) and the box's start → "edge ready".
 # Modes alternate, fresh processes per mode and run; the summary is the median of the runs.
 # Needs: nats-server curl python3. Usage: scripts/bench/purge.sh [purges per run, default 50] [runs, default 3]
 set -euo pipefail
@@ -128,10 +132,45 @@ async function runMode(mode: "fanout" | "jetstream", run: number) {
     }
     const result: Record<string, number> = { p50: quantile(times, 0.5), p99: quantile(times, 0.99) };
     if (mode === "jetstream") {
-      await running[4]!.stop();
       const cfg = parseConfig(readFileSync(config, "utf8")).control!;
       const nc = await connectOnce(cfg, "bench");
       const client = await ControlClient.open(nc, cfg, NAMES);
+      // The burst: 1,000 purges in 10 s.
+      const burst: Promise<number>[] = [];
+      const tb = performance.now();
+      for (let i = 0; i < 1000; i++) {
+        const wait = tb + i * 10 - performance.now();
+        if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+        burst.push((async () => {
+          const t0 = performance.now();
+          const published = await client.publishPurge({ urls: ["http://www.example.org/burst/" + i] });
+          const s = await client.waitApplied(published, 120_000);
+          if (s.pending.length) throw new Error("burst purge " + published.seq + " not applied at " + s.pending.map((p) => p.edge).join(", "));
+          return performance.now() - t0;
+        })());
+      }
+      const burstTimes = await Promise.all(burst);
+      result.burstP50 = quantile(burstTimes, 0.5);
+      result.burstP99 = quantile(burstTimes, 0.99);
+      // The backlog: 10,000 as fast as they are stored, then one more.
+      const reached = new Map<string, number>();
+      const t1 = performance.now();
+      let last = 0;
+      for (let i = 0; i < MISSED; i += 500) {
+        const acks = await Promise.all(Array.from({ length: Math.min(500, MISSED - i) }, (_, j) => client.publishPurge({ urls: ["http://www.example.org/backlog/" + (i + j)] })));
+        last = Math.max(last, ...acks.map((a) => a.seq));
+      }
+      const tq = performance.now();
+      const behind = await client.publishPurge({ urls: ["http://www.example.org/behind"] });
+      await Promise.all(NAMES.map(async (n) => {
+        await client.waitApplied(behind, 300_000, [n]);
+        reached.set(n, performance.now());
+      }));
+      result.behind = Math.max(...reached.values()) - tq;
+      const rates = NAMES.map((n) => (MISSED + 1) / ((reached.get(n)! - t1) / 1000));
+      result.rateMin = Math.min(...rates);
+      result.rateMax = Math.max(...rates);
+      await running[4]!.stop();
       const tp = performance.now();
       for (let i = 0; i < MISSED; i += 500) {
         await Promise.all(Array.from({ length: Math.min(500, MISSED - i) }, (_, j) => client.publishPurge({ urls: ["http://www.example.org/missed/" + (i + j)] })));
@@ -168,6 +207,7 @@ for (let run = 1; run <= RUNS; run++) {
     const r = await runMode(mode, run);
     results[mode]!.push(r);
     console.log("run " + run + " " + mode.padEnd(9) + " propagation p50 " + f(r.p50!) + " ms  p99 " + f(r.p99!) + " ms" +
+      (r.burstP50 !== undefined ? "  | burst 1,000 in 10 s: p50 " + f(r.burstP50) + " ms p99 " + f(r.burstP99!) + " ms  | a purge behind 10,000: " + f(r.behind! / 1000) + " s, per edge " + f(r.rateMin!) + "–" + f(r.rateMax!) + " purges/s" : "") +
       (r.catchUp !== undefined ? "  | 10,000 missed purges: published in " + f(r.publish! / 1000) + " s, agent replay " + f(r.catchUp / 1000) + " s, box start to ready " + f(r.ready! / 1000) + " s" : ""));
   }
 }
@@ -176,6 +216,8 @@ console.log("");
 console.log("median of " + RUNS + " runs, " + PURGES + " purges each, 5 edges on loopback (call -> every edge answers MISS):");
 console.log("  fanout     p50 " + f(med("fanout", "p50")) + " ms  p99 " + f(med("fanout", "p99")) + " ms");
 console.log("  jetstream  p50 " + f(med("jetstream", "p50")) + " ms  p99 " + f(med("jetstream", "p99")) + " ms  (ratio to fanout: p50 " + (med("jetstream", "p50") / med("fanout", "p50")).toFixed(2) + "x, p99 " + (med("jetstream", "p99") / med("fanout", "p99")).toFixed(2) + "x)");
+console.log("  burst (1,000 purges in 10 s, publish -> applied at all 5 edges): p50 " + f(med("jetstream", "burstP50")) + " ms, p99 " + f(med("jetstream", "burstP99")) + " ms");
+console.log("  a purge behind a 10,000-purge backlog at running edges: applied everywhere " + f(med("jetstream", "behind") / 1000) + " s after its publish; per edge " + f(med("jetstream", "rateMin")) + "-" + f(med("jetstream", "rateMax")) + " purges/s");
 console.log("  restarted box catching up on 10,000 missed purges: agent replay " + f(med("jetstream", "catchUp") / 1000) + " s, box start to ready " + f(med("jetstream", "ready") / 1000) + " s");
 origin.close();
 process.exit(0);

@@ -152,11 +152,13 @@ export function purgeEffect(
 /**
  * The catch-up gate of an edge box on the control plane: until its agent has marked the log caught up for this box
  * start (`boot`), entries stored before the start are stale (a soft purge): they may have been purged while the box
- * was away. Entries fetched since come from the origin after the start, like any other edge's.
+ * was away. Entries fetched since come from the origin after the start, like any other edge's. `staleBefore`: the
+ * box's lease has run out (it cannot hear the control plane), so everything stored before then is stale too.
  */
-export function controlGate(log: PurgeLog, boot: { id: string; at: number } | undefined): PurgeMark | undefined {
-  if (!boot || log.control?.boot === boot.id) return undefined;
-  return { soft: boot.at };
+export function controlGate(log: PurgeLog, boot: { id: string; at: number } | undefined, staleBefore?: number): PurgeMark | undefined {
+  const afterBoot = !boot || log.control?.boot === boot.id ? undefined : boot.at;
+  const soft = Math.max(afterBoot ?? -Infinity, staleBefore ?? -Infinity);
+  return soft === -Infinity ? undefined : { soft };
 }
 
 /** A key is host + path + query; the host part, without a port. */

@@ -42,6 +42,20 @@ export const ControlSchema = z
     report_ms: z.number().int().min(0).max(60_000).default(2_000),
     /** How long the JetStream acknowledgement of a published purge may take before the call fails. */
     publish_timeout_ms: z.number().int().min(100).max(60_000).default(5_000),
+    /**
+     * How long an edge box trusts its cache after it was last confirmed current on the control stream (the agent
+     * checks every second). Past it the box cannot know of purges made meanwhile (a dead or hung NATS server, a
+     * partition): see `when_cut_off`.
+     */
+    lease_ms: z.number().int().min(2_000).max(600_000).default(5_000),
+    /**
+     * What a box whose lease expired does with stored entries: "revalidate" (conditional requests to the origin; a
+     * purge made meanwhile is never served) or "serve" (answer from cache as before: a purge made meanwhile is served
+     * stale until the box hears the control plane again).
+     */
+    when_cut_off: z.enum(["revalidate", "serve"]).default("revalidate"),
+    /** How long a purge or drain call keeps retrying a publish JetStream did not acknowledge (a leader election, a hung server). */
+    publish_deadline_ms: z.number().int().min(0).max(120_000).default(20_000),
     /** `npm run edge` waits this long for the agent's catch-up before it says "edge ready" (serving meanwhile). */
     catch_up_timeout_ms: z.number().int().min(0).max(600_000).default(30_000),
   })

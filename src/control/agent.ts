@@ -5,13 +5,17 @@
  *   start ── read the edge's control mark ── plan (resume after it; a gap → soft purge of all) ── (re)create the
  *            durable consumer at that sequence ── replay in batches through the edge's admin endpoints ── nothing
  *            pending → mark "caught up for BOOT_ID" (the edge stops treating older entries as stale)
- *   then  ── apply each new message as it comes, ack, report presence ("applied up to N") every interval
+ *   then  ── apply new messages in batches (whatever arrived within a few ms, up to 2,000: one purge call per batch),
+ *            ack, report presence ("applied up to N") after each batch and every interval
+ *   every second ── ask where the stream ends; once applied up to there, the box was current then (its lease, see
+ *            lease.ts: the edge trusts its cache until lease_ms after that). No answer twice in a row (a hung server,
+ *            a partition) → move to another server; answers but no delivery while behind → start the consumer again
  *   purge calls the edge hands over (its CONTROL binding → this agent's unix socket) are published here
  *
  * Every failure (NATS down, the edge restarting) is retried with a bounded backoff for as long as the box runs; the
  * edge keeps serving meanwhile.
  */
-import { AckPolicy, DeliverPolicy, jetstream, type ConsumerMessages, type JsMsg } from "@nats-io/jetstream";
+import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type ConsumerMessages, type JetStreamManager, type JsMsg } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { CdnConfig } from "../config/config.ts";
 import type { ControlConfig } from "../config/control-schema.ts";
@@ -19,6 +23,7 @@ import { ControlApi } from "./api.ts";
 import { batches } from "./batch.ts";
 import { ControlClient } from "./client.ts";
 import { EdgeAdmin } from "./edge-admin.ts";
+import { Lease, type LeaseView } from "./lease.ts";
 import { parseControlMessage } from "./messages.ts";
 import { connectForever, ensureStreams, streamIdentity } from "./nats.ts";
 import { coalesce, contiguous, planStart, type ApplyPlan, type Delivered } from "./plan.ts";
@@ -45,6 +50,10 @@ export interface AgentStatus {
   seq: number;
   caughtUp: boolean;
   lastError: string;
+  /** Whether the box is confirmed current on the control stream, and until when its cache is trusted. */
+  lease: LeaseView;
+  /** The NATS server the agent is connected to (empty while disconnected). */
+  server: string;
 }
 
 export interface ControlAgent {
@@ -56,29 +65,39 @@ export interface ControlAgent {
 
 /** The calls the agent makes to its edge (EdgeAdmin, or a fake in tests). */
 export interface EdgeCalls {
-  purge(req: PurgeRequest): Promise<void>;
+  /** With `mark`: the purge and the mark in one edge call. */
+  purge(req: PurgeRequest, mark?: Omit<ControlMark, "at">): Promise<void>;
   drain(draining: boolean): Promise<void>;
   setMark(mark: Omit<ControlMark, "at">): Promise<void>;
 }
 
 /**
  * Applies one batch at the edge: soft purges, hard purges, the last drain, then the mark "applied up to the batch's
- * last sequence" (with the boot id once nothing is pending). Throws if the edge refused any call: nothing is acked.
+ * last sequence" (with the boot id once nothing is pending) — with the last purge when there is no drain (one write
+ * of the edge's log instead of two). Throws if the edge refused any call: nothing is acked.
  */
 export async function applyBatch(edge: EdgeCalls, batch: Delivered[], self: string, stream: string, caughtUpBoot?: string): Promise<ApplyPlan> {
   const plan = coalesce(batch, self);
-  for (const req of plan.purges) await edge.purge(req);
+  const mark = { stream, seq: plan.lastSeq, ...(caughtUpBoot ? { boot: caughtUpBoot } : {}) };
+  const withMark = plan.drain === undefined && plan.purges.length > 0;
+  for (const [i, req] of plan.purges.entries()) await edge.purge(req, withMark && i === plan.purges.length - 1 ? mark : undefined);
   if (plan.drain !== undefined) await edge.drain(plan.drain);
-  await edge.setMark({ stream, seq: plan.lastSeq, ...(caughtUpBoot ? { boot: caughtUpBoot } : {}) });
+  if (!withMark) await edge.setMark(mark);
   return plan;
 }
 
 /** The consumer must start again after the last applied sequence (not an error: no backoff). */
 class Replan extends Error {}
 
-/** Most messages applied in one batch. */
+/** Most messages applied in one batch; a batch closes when nothing more came within BATCH_IDLE_MS, at most BATCH_WAIT_MS. */
 const BATCH_MAX = 2000;
-const BATCH_IDLE_MS = 100;
+const BATCH_IDLE_MS = 5;
+const BATCH_WAIT_MS = 50;
+/** How often the agent asks where the stream ends (the lease check), and how long an answer may take. */
+const CHECK_INTERVAL_MS = 1_000;
+const CHECK_TIMEOUT_MS = 1_500;
+/** Unanswered checks in a row after which the agent leaves its server (a hung one answers nothing, and pings take 10 s). */
+const CHECK_FAILURES_TO_MOVE = 2;
 
 /** Starts the agent: its socket listens at once; NATS and the edge are reached (and reached again) in the background. */
 export async function startControlAgent(opts: ControlAgentOptions): Promise<ControlAgent> {
@@ -113,6 +132,16 @@ class Agent implements ControlAgent {
   private isCaughtUp = false;
   private lastError = "";
   private presenceTimer: ReturnType<typeof setInterval> | undefined;
+  private checkTimer: ReturnType<typeof setInterval> | undefined;
+  private checkJsm: JetStreamManager | undefined;
+  private checking = false;
+  private checkFailures = 0;
+  /** The applied sequence and when it last moved (the no-progress timer), and whether a batch is being applied. */
+  private progress = { seq: 0, at: 0 };
+  private applying = false;
+  private readonly lease: Lease;
+  /** The edge's health as last read (every presence interval; not on each batch). */
+  private health = "unknown";
   private wake: (() => void) | undefined;
   /** Where and when the current consumer started: the catch-up's size and time. */
   private replay = { from: 1, started: 0 };
@@ -124,12 +153,14 @@ class Agent implements ControlAgent {
     this.cfg = cfg;
     this.self = self;
     this.edge = edge;
-    this.log = opts.log ?? ((line) => process.stderr.write(`control: ${line}\n`));
+    this.log = opts.log ?? ((line) => process.stderr.write(`${new Date().toISOString()} control: ${line}\n`));
+    this.lease = new Lease(cfg.lease_ms);
     this.caughtUp = new Promise((r) => (this.markCaughtUp = r));
     this.api = new ControlApi({
       self,
       cfg,
       client: () => (this.client?.connected ? this.client : undefined),
+      reconnecting: () => !!this.nc && !this.nc.isClosed() && !this.stopped,
       status: () => this.status(),
       lastError: () => this.client?.lastError || this.lastError,
     });
@@ -148,6 +179,8 @@ class Agent implements ControlAgent {
       seq: this.seq,
       caughtUp: this.isCaughtUp,
       lastError: this.lastError,
+      lease: this.lease.view(Date.now()),
+      server: this.client?.connected ? (this.nc?.getServer() ?? "") : "",
     };
   }
 
@@ -191,6 +224,7 @@ class Agent implements ControlAgent {
           if (s.type === "disconnect") this.log(`disconnected from the control plane; edges keep serving, purges fail until it returns`);
           if (s.type === "reconnect") {
             this.log(`reconnected to ${this.nc!.getServer()}`);
+            this.checkFailures = 0;
             // Messages delivered to the dead connection would wait for ack_wait: start again after the last applied.
             if (this.messages) {
               this.replan = "reconnected";
@@ -203,7 +237,45 @@ class Agent implements ControlAgent {
     }
     if (!this.client) {
       this.client = await ControlClient.open(this.nc, this.cfg, configuredEdges(this.opts.config));
-      this.presenceTimer ??= setInterval(() => void this.report(), this.cfg.presence_interval_ms);
+      this.checkJsm = await jetstreamManager(this.nc, { timeout: CHECK_TIMEOUT_MS, checkAPI: false });
+      this.presenceTimer ??= setInterval(() => void this.refreshHealth().then(() => this.report()), this.cfg.presence_interval_ms);
+      this.checkTimer ??= setInterval(() => void this.check(), CHECK_INTERVAL_MS);
+    }
+  }
+
+  /**
+   * The lease check: where does the stream end now? Once this box has applied up to there, it was current when the
+   * question was sent. A server that does not answer twice in a row is left for another (a hung server keeps its TCP
+   * connection, and pings would take 10 s to notice); a consumer that delivers nothing while the box is behind is
+   * started again.
+   */
+  private async check() {
+    const jsm = this.checkJsm;
+    if (this.checking || this.stopped || !jsm || !this.client || !this.stream) return;
+    this.checking = true;
+    const at = Date.now();
+    try {
+      const info = await jsm.streams.info(this.client.names.controlStream);
+      this.checkFailures = 0;
+      this.lease.answered(at, info.state.last_seq, this.seq);
+      const behind = info.state.last_seq > this.seq;
+      if (!behind || this.applying || this.progress.seq !== this.seq) this.progress = { seq: this.seq, at: Date.now() };
+      else if (this.messages && !this.replan && Date.now() - this.progress.at > this.cfg.lease_ms) {
+        this.replan = `nothing delivered for ${Math.round((Date.now() - this.progress.at) / 1000)} s while ${info.state.last_seq - this.seq} messages are stored past ${this.seq}`;
+        this.progress = { seq: this.seq, at: Date.now() };
+        this.messages.stop();
+      }
+    } catch (err) {
+      if (this.stopped) return;
+      this.checkFailures++;
+      const nc = this.nc;
+      if (this.checkFailures === CHECK_FAILURES_TO_MOVE && nc && !nc.isClosed() && this.client?.connected) {
+        this.log(`${nc.getServer()} did not answer ${this.checkFailures} checks in a row (${(err as Error).message}): moving to another server`);
+        this.lastError = `${nc.getServer()} not answering`;
+        await nc.reconnect().catch((e: Error) => this.log(`reconnecting failed: ${e.message}`));
+      }
+    } finally {
+      this.checking = false;
     }
   }
 
@@ -213,9 +285,11 @@ class Agent implements ControlAgent {
     const jsm = client.manager;
     const names = client.names;
     const state = await this.edge.state();
+    await this.refreshHealth();
     if (state.boot !== this.opts.bootId) {
       throw new Error(`the edge runs with boot id ${state.boot ?? "(none)"}, not this box start's ${this.opts.bootId}`);
     }
+    const asked = Date.now();
     const info = await ensureStreams(jsm, this.cfg, names);
     const stream = streamIdentity(info);
     const plan = planStart(state.mark ?? undefined, { id: stream, firstSeq: info.state.first_seq, lastSeq: info.state.last_seq });
@@ -226,6 +300,8 @@ class Agent implements ControlAgent {
     }
     this.stream = stream;
     this.seq = plan.startSeq - 1;
+    // The stream ended at last_seq when it was asked (just now): once applied up to there, the box was current.
+    this.lease.answered(asked, info.state.last_seq, this.seq);
     const durable = names.durable(this.self);
     await jsm.consumers.delete(names.controlStream, durable).catch(() => undefined);
     const consumer = await jsm.consumers.add(names.controlStream, {
@@ -256,7 +332,7 @@ class Agent implements ControlAgent {
       }
     })().catch(() => undefined);
     try {
-      for await (const batch of batches<JsMsg>(messages, { complete: (m) => m.info.pending === 0, max: BATCH_MAX, idleMs: BATCH_IDLE_MS })) {
+      for await (const batch of batches<JsMsg>(messages, { max: BATCH_MAX, idleMs: BATCH_IDLE_MS, maxWaitMs: BATCH_WAIT_MS })) {
         // Only what continues the applied sequence: a message lost in delivery (its connection died) must not be
         // skipped by acking a later one; the consumer starts again after the last applied sequence instead.
         const { run, gapAt } = contiguous(batch, this.seq);
@@ -264,11 +340,17 @@ class Agent implements ControlAgent {
           const last = run[run.length - 1]!;
           const nothingPending = gapAt === undefined && last.info.pending === 0;
           const delivered: Delivered[] = run.map((m) => ({ seq: m.seq, message: parseControlMessage(m.data) }));
-          const plan = await this.applyUntilDone(delivered, stream, nothingPending || this.isCaughtUp ? this.opts.bootId : undefined);
+          this.applying = true;
+          const plan = await this.applyUntilDone(delivered, stream, nothingPending || this.isCaughtUp ? this.opts.bootId : undefined).finally(() => {
+            this.applying = false;
+          });
           for (const r of plan.refused) this.log(`refused message ${r.seq}: ${r.reason}`);
           last.ack();
           this.seq = last.seq;
+          this.lease.applied(this.seq);
           if (nothingPending && !this.isCaughtUp) await this.caughtUpAt(stream, false);
+          // A drain changes the edge's health: report it now, not at the next interval.
+          if (plan.drain !== undefined) await this.refreshHealth();
           void this.report();
         }
         if (gapAt !== undefined) throw new Replan(`sequence ${this.seq + 1} was not delivered before ${gapAt}`);
@@ -308,10 +390,14 @@ class Agent implements ControlAgent {
     void this.report();
   }
 
+  private async refreshHealth() {
+    this.health = await this.edge.health();
+  }
+
   private async report(state: "running" | "stopped" = "running") {
     const client = this.client;
     if (!client || !this.stream) return;
-    const health = state === "stopped" ? "stopped" : await this.edge.health();
+    const health = state === "stopped" ? "stopped" : this.health;
     client.report({
       edge: this.self,
       boot: this.opts.bootId,
@@ -339,6 +425,7 @@ class Agent implements ControlAgent {
     if (this.stopped) return;
     this.stopped = true;
     clearInterval(this.presenceTimer);
+    clearInterval(this.checkTimer);
     this.wake?.();
     await this.report("stopped").catch(() => undefined);
     this.messages?.stop();

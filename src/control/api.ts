@@ -3,8 +3,11 @@
  * worker's CONTROL binding points here. The edge has already checked the operator's token.
  *
  *   POST /purge  a purge body (as /.well-known/cdn/purge takes it) → published; 200 every known edge applied it,
- *                202 stored and some pending (named), 503 not stored (the control plane is unreachable)
+ *                202 stored and some pending (named), 503 not stored (the control plane is unreachable, or did not
+ *                acknowledge within `publish_deadline_ms` of retries: the reason says which)
  *   POST /drain  {"draining": bool} for this edge → published; 200, or 503 not stored
+ * A publish JetStream does not acknowledge (a leader election, a hung server) is retried with the same message id;
+ * the answer says how many times and why (`retries`, `retried`).
  *   GET  /status the agent's state
  */
 import { createServer, type IncomingMessage, type Server } from "node:http";
@@ -12,16 +15,21 @@ import { chmodSync, rmSync } from "node:fs";
 import { parsePurgeRequest } from "../cache/purge.ts";
 import type { ControlConfig } from "../config/control-schema.ts";
 import type { AgentStatus } from "./agent.ts";
-import type { ControlClient } from "./client.ts";
+import type { ControlClient, Published } from "./client.ts";
 
 export interface ControlApiDeps {
   self: string;
   cfg: ControlConfig;
   /** The client while connected; undefined while the control plane is unreachable. */
   client: () => ControlClient | undefined;
+  /** Whether the agent is reconnecting (not given up): a call waits a little for it. */
+  reconnecting: () => boolean;
   status: () => AgentStatus;
   lastError: () => string;
 }
+
+/** How long a call waits for a connection that is being re-established (the agent moving off a hung server). */
+const RECONNECT_WAIT_MS = 5_000;
 
 /** Largest request body taken (a purge of 4 × 1000 long URLs fits). */
 const MAX_BODY = 8 * 1024 * 1024;
@@ -84,7 +92,7 @@ export class ControlApi {
   async purge(body: unknown): Promise<ApiAnswer> {
     const request = parsePurgeRequest(body);
     if (typeof request === "string") return { status: 400, body: { error: request } };
-    const client = this.deps.client();
+    const client = await this.connectedClient();
     if (!client) return this.unreachable("purge");
     let published;
     try {
@@ -92,10 +100,10 @@ export class ControlApi {
     } catch (err) {
       return { status: 503, body: { stored: false, error: (err as Error).message } };
     }
-    const summary = await client.waitApplied(published, this.deps.cfg.report_ms);
+    const summary = await client.waitApplied(published, this.deps.cfg.report_ms, undefined, true);
     return {
       status: summary.pending.length ? 202 : 200,
-      body: { stored: true, stream: published.stream, seq: published.seq, parts: published.parts, ...summary },
+      body: { stored: true, ...streamFields(client, published), parts: published.parts, ...retryFields(published), ...summary },
     };
   }
 
@@ -103,14 +111,27 @@ export class ControlApi {
   async drain(body: unknown): Promise<ApiAnswer> {
     const draining = (body as { draining?: unknown } | null)?.draining;
     if (typeof draining !== "boolean") return { status: 400, body: { error: '"draining" must be true or false' } };
-    const client = this.deps.client();
+    const client = await this.connectedClient();
     if (!client) return this.unreachable("drain");
     try {
       const published = await client.publishDrain(this.deps.self, draining);
       const summary = await client.waitApplied(published, this.deps.cfg.report_ms, [this.deps.self]);
-      return { status: 200, body: { stored: true, stream: published.stream, seq: published.seq, applied: summary.applied.includes(this.deps.self) } };
+      return {
+        status: 200,
+        body: { stored: true, ...streamFields(client, published), ...retryFields(published), applied: summary.applied.includes(this.deps.self) },
+      };
     } catch (err) {
       return { status: 503, body: { stored: false, error: (err as Error).message } };
+    }
+  }
+
+  /** The client, waiting up to RECONNECT_WAIT_MS while the agent reconnects. */
+  private async connectedClient(): Promise<ControlClient | undefined> {
+    const deadline = Date.now() + RECONNECT_WAIT_MS;
+    for (;;) {
+      const client = this.deps.client();
+      if (client || !this.deps.reconnecting() || Date.now() >= deadline) return client;
+      await new Promise((r) => setTimeout(r, 100));
     }
   }
 
@@ -121,6 +142,15 @@ export class ControlApi {
       body: { stored: false, error: `control plane unreachable (${this.deps.cfg.servers.join(", ")}${why ? `: ${why}` : ""}): the ${what} was not stored` },
     };
   }
+}
+
+/** The stream's name, the message's sequence, and the stream's creation time (a recreated stream numbers anew). */
+function streamFields(client: ControlClient, published: Published) {
+  return { stream: client.names.controlStream, seq: published.seq, streamCreated: published.stream };
+}
+
+function retryFields(published: Published) {
+  return published.retries ? { retries: published.retries, retried: published.retried } : {};
 }
 
 function readBody(req: IncomingMessage): Promise<string> {

@@ -9,7 +9,7 @@ import type { PurgeRequest } from "../cache/purge.ts";
 import type { ControlConfig } from "../config/control-schema.ts";
 import { controlNames, encodeMessage, parsePresence, splitPurge, type ControlNames, type PresenceReport } from "./messages.ts";
 import { ensureStreams, streamIdentity } from "./nats.ts";
-import { summarize, type AppliedSummary } from "./presence.ts";
+import { knownDown, summarize, type AppliedSummary } from "./presence.ts";
 
 /** The control plane could not store the message: nothing was (or only the named part was) published. */
 export class ControlUnavailableError extends Error {
@@ -20,11 +20,27 @@ export class ControlUnavailableError extends Error {
 }
 
 export interface Published {
-  /** The control stream's identity and the sequence of the (last) message: applied once an edge reports it. */
+  /** The control stream's identity (its creation time) and the sequence of the (last) message: applied once an edge reports it. */
   stream: string;
   seq: number;
   /** Messages the call became (a large purge is split). */
   parts: number;
+  /** Publishes made again before JetStream acknowledged (within `publish_deadline_ms`), and why the first failed. */
+  retries: number;
+  retried?: string;
+}
+
+/**
+ * Why a publish was not acknowledged, for an operator, and whether trying again can help. During a stream leader
+ * election JetStream answers "no responders" or "JetStream not enabled" (no meta leader), or nothing (a hung server).
+ */
+export function explainPublishError(err: Error): { retry: boolean; reason: string } {
+  const text = `${err.name}: ${err.message}`;
+  if (/no ?responders|503/i.test(text)) return { retry: true, reason: "leader election in progress (no JetStream server answered for the stream)" };
+  if (/jetstream (is )?not enabled|JetStreamNotEnabled/i.test(text)) return { retry: true, reason: "leader election in progress (the cluster has no JetStream leader)" };
+  if (/timeout|timed out/i.test(text)) return { retry: true, reason: "no acknowledgement in time (a hung server or a leader election)" };
+  if (/disconnect|closed|connection/i.test(text)) return { retry: true, reason: "the connection to the control plane is down" };
+  return { retry: false, reason: text };
 }
 
 export class ControlClient {
@@ -73,39 +89,71 @@ export class ControlClient {
     const parts = splitPurge(request);
     if (typeof parts === "string") throw new Error(parts);
     let seq = 0;
+    let retries = 0;
+    let retried: string | undefined;
+    const deadline = Date.now() + this.cfg.publish_deadline_ms;
     for (let i = 0; i < parts.length; i++) {
       const message = encodeMessage({ kind: "purge", request: parts[i]!, ...(targets?.length ? { targets } : {}), at: Date.now() });
       try {
-        seq = await this.publish(this.names.purgeSubject, message);
+        const r = await this.publish(this.names.purgeSubject, message, deadline);
+        seq = r.seq;
+        retries += r.retries;
+        retried ??= r.retried;
       } catch (err) {
         const stored = i ? ` (parts 1–${i} of ${parts.length} were stored up to sequence ${seq}: purge again)` : "";
         throw new ControlUnavailableError(`${(err as Error).message}: the purge was not stored${stored}`);
       }
     }
-    return { stream: this.streamId, seq, parts: parts.length };
+    return { stream: this.streamId, seq, parts: parts.length, retries, ...(retried ? { retried } : {}) };
   }
 
   /** Publishes a drain (or its end) for one edge; resolves when stored. */
   async publishDrain(edge: string, draining: boolean): Promise<Published> {
     try {
-      const seq = await this.publish(this.names.drainSubject(edge), encodeMessage({ kind: "drain", edge, draining, at: Date.now() }));
-      return { stream: this.streamId, seq, parts: 1 };
+      const message = encodeMessage({ kind: "drain", edge, draining, at: Date.now() });
+      const r = await this.publish(this.names.drainSubject(edge), message, Date.now() + this.cfg.publish_deadline_ms);
+      return { stream: this.streamId, seq: r.seq, parts: 1, retries: r.retries, ...(r.retried ? { retried: r.retried } : {}) };
     } catch (err) {
       throw new ControlUnavailableError(`${(err as Error).message}: the drain was not stored`);
     }
   }
 
-  private async publish(subject: string, data: Uint8Array): Promise<number> {
-    // A publish while disconnected would sit in the client's buffer and might land long after this call failed.
-    if (!this.connected || this.nc.isClosed()) {
-      throw new Error(`control plane unreachable (${this.cfg.servers.join(", ")}${this.lastError ? `: ${this.lastError}` : ""})`);
-    }
-    try {
-      const js = jetstream(this.nc, { timeout: this.cfg.publish_timeout_ms });
-      const ack = await js.publish(subject, data, { msgID: crypto.randomUUID(), timeout: this.cfg.publish_timeout_ms });
-      return ack.seq;
-    } catch (err) {
-      throw new Error(`control plane did not store it (${(err as Error).name}: ${(err as Error).message})`);
+  /**
+   * Publishes until JetStream acknowledges or `deadline` passes. Every attempt carries the same message id: one that
+   * was stored without its acknowledgement reaching us is stored once (the stream's duplicate window is 2 minutes).
+   */
+  private async publish(subject: string, data: Uint8Array, deadline: number): Promise<{ seq: number; retries: number; retried?: string }> {
+    const msgID = crypto.randomUUID();
+    let first: string | undefined;
+    for (let attempt = 0, delay = 100; ; attempt++) {
+      let reason: string;
+      let why: string;
+      let retry = true;
+      // A publish while disconnected would sit in the client's buffer and might land long after this call failed.
+      if (!this.connected || this.nc.isClosed()) {
+        reason = `control plane unreachable (${this.cfg.servers.join(", ")}${this.lastError ? `: ${this.lastError}` : ""})`;
+        why = "the connection to the control plane was down";
+        retry = !this.nc.isClosed();
+      } else {
+        try {
+          const timeout = Math.max(100, Math.min(this.cfg.publish_timeout_ms, deadline - Date.now()));
+          const js = jetstream(this.nc, { timeout });
+          const ack = await js.publish(subject, data, { msgID, timeout });
+          return { seq: ack.seq, retries: attempt, ...(first ? { retried: first } : {}) };
+        } catch (err) {
+          const explained = explainPublishError(err as Error);
+          reason = `control plane did not store it: ${explained.reason} (${(err as Error).name}: ${(err as Error).message})`;
+          why = explained.reason;
+          retry = explained.retry;
+        }
+      }
+      first ??= why;
+      const left = deadline - Date.now();
+      if (!retry || left <= 0) {
+        throw new Error(attempt ? `${reason}; tried ${attempt + 1} times over ${Math.round(this.cfg.publish_deadline_ms / 1000)} s` : reason);
+      }
+      await new Promise((r) => setTimeout(r, Math.min(delay, left)));
+      delay = Math.min(delay * 2, 1_000);
     }
   }
 
@@ -119,19 +167,27 @@ export class ControlClient {
     return summarize(this.reports, this.configured, published.stream, published.seq, Date.now(), targets);
   }
 
-  /** Waits until every known edge has applied `published`, or `timeoutMs` passes; then who has and who has not. */
-  async waitApplied(published: Pick<Published, "stream" | "seq">, timeoutMs: number, targets?: string[]): Promise<AppliedSummary> {
+  /**
+   * Waits until every known edge has applied `published`, or `timeoutMs` passes; then who has and who has not. With
+   * `untilKnownDown`, it stops waiting once every edge still pending is known down (stopped, never reported, silent).
+   */
+  async waitApplied(published: Pick<Published, "stream" | "seq">, timeoutMs: number, targets?: string[], untilKnownDown = false): Promise<AppliedSummary> {
+    const silentMs = 3 * this.cfg.presence_interval_ms;
+    const settled = (s: AppliedSummary) => !s.pending.length || (untilKnownDown && s.pending.every((p) => knownDown(this.reports.get(p.edge), Date.now(), silentMs)));
     const now = this.summary(published, targets);
-    if (!now.pending.length || timeoutMs <= 0) return now;
+    if (settled(now) || timeoutMs <= 0) return now;
     await new Promise<void>((done) => {
       const finish = () => {
         clearTimeout(timer);
+        clearInterval(ticker);
         this.listeners.delete(listener);
         done();
       };
       const listener = () => {
-        if (!this.summary(published, targets).pending.length) finish();
+        if (settled(this.summary(published, targets))) finish();
       };
+      // An edge falls silent without a report saying so: look again as time passes.
+      const ticker = setInterval(listener, 250);
       const timer = setTimeout(finish, timeoutMs);
       this.listeners.add(listener);
     });

@@ -35,8 +35,9 @@ export class EdgeAdmin {
     await this.call("POST", "/.well-known/cdn/control", mark);
   }
 
-  async purge(req: PurgeRequest): Promise<void> {
-    await this.call("POST", "/.well-known/cdn/purge", { ...req, fanout: false });
+  /** Purges here only; with `mark`, also records "applied up to mark.seq" in the same write. */
+  async purge(req: PurgeRequest, mark?: Omit<ControlMark, "at">): Promise<void> {
+    await this.call("POST", "/.well-known/cdn/purge", { ...req, fanout: false, ...(mark ? { mark } : {}) });
   }
 
   async drain(draining: boolean): Promise<void> {

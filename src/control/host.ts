@@ -43,11 +43,12 @@ export async function runControlAgent(config: CdnConfig, prepared: PreparedContr
   ]);
   clearTimeout(timer);
   const where = cfg.servers.join(", ");
-  if (result) say(`control: NATS JetStream ${where}; caught up at sequence ${result.seq} (boot ${prepared.bootId})`);
+  const at = new Date().toISOString();
+  if (result) say(`${at} control: NATS JetStream ${where}; caught up at sequence ${result.seq} (boot ${prepared.bootId})`);
   else {
     const s = agent.status();
     say(
-      `control: NATS JetStream ${where}; NOT caught up within ${cfg.catch_up_timeout_ms} ms (${s.lastError || "still replaying"}): ` +
+      `${at} control: NATS JetStream ${where}; NOT caught up within ${cfg.catch_up_timeout_ms} ms (${s.lastError || "still replaying"}): ` +
         `entries stored before this start are revalidated until it is`,
     );
   }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { PresenceReport } from "./messages.ts";
-import { summarize } from "./presence.ts";
+import { knownDown, summarize } from "./presence.ts";
 
 const S = "2026-01-01T00:00:00Z";
 const report = (edge: string, seq: number, extra: Partial<PresenceReport> = {}): [string, PresenceReport] => [
@@ -29,5 +29,14 @@ describe("summarize", () => {
 
   it("looks only at the targets when a purge names some", () => {
     expect(summarize(new Map([report("a", 1)]), ["a", "b"], S, 1, 0, ["a"])).toEqual({ applied: ["a"], pending: [] });
+  });
+});
+
+describe("knownDown", () => {
+  it("is true for an edge that never reported, stopped, or has been silent longer than silentMs; not for a live one", () => {
+    expect(knownDown(undefined, 20_000, 15_000)).toBe(true);
+    expect(knownDown(report("c", 9, { state: "stopped" })[1], 10_500, 15_000)).toBe(true);
+    expect(knownDown(report("a", 7)[1], 25_001, 15_000)).toBe(true);
+    expect(knownDown(report("a", 7)[1], 25_000, 15_000)).toBe(false);
   });
 });

@@ -44,3 +44,11 @@ function describe(r: PresenceReport | undefined, stream: string, now: number): s
   if (r.state === "stopped") return `stopped ${ago} (${where})`;
   return `${r.caughtUp ? "" : "catching up, "}${where}, last report ${ago}`;
 }
+
+/**
+ * Whether an edge is known not to apply anything soon, so a call need not wait its report window for it: it never
+ * reported, it stopped, or it has been silent for `silentMs` (its agent cannot reach the control plane).
+ */
+export function knownDown(r: PresenceReport | undefined, now: number, silentMs: number): boolean {
+  return !r || r.state === "stopped" || now - r.at > silentMs;
+}

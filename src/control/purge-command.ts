@@ -51,8 +51,12 @@ export async function purgeThroughControl(
       err(`purge: NOT stored: ${(e as Error).message}`);
       return 1;
     }
-    out(`stored: sequence ${published.seq} of ${client.names.controlStream}${published.parts > 1 ? ` (${published.parts} messages)` : ""}`);
-    const summary = await client.waitApplied(published, opts.wait ? opts.timeoutMs : cfg.report_ms, opts.targets);
+    const notes = [
+      ...(published.parts > 1 ? [`${published.parts} messages`] : []),
+      ...(published.retries ? [`after ${published.retries} ${published.retries > 1 ? "retries" : "retry"}: ${published.retried}`] : []),
+    ];
+    out(`stored: sequence ${published.seq} of ${client.names.controlStream}${notes.length ? ` (${notes.join("; ")})` : ""}`);
+    const summary = await client.waitApplied(published, opts.wait ? opts.timeoutMs : cfg.report_ms, opts.targets, !opts.wait);
     for (const line of summaryLines(summary)) out(line);
     if (opts.wait && summary.pending.length) {
       err(`purge: stored, but not applied within ${Math.round(opts.timeoutMs / 1000)} s at: ${summary.pending.map((p) => p.edge).join(", ")}`);

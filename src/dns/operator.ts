@@ -144,6 +144,7 @@ export function createOperator(o: OperatorOptions): (request: Request) => Promis
           detail: h.lastProbe?.detail,
           drained: h.drained,
           anycast: h.anycast ?? "-",
+          control: h.control ?? "-",
           inAnswers: inAnswers.has(h.name),
           answers: answers.get(h.name) ?? 0,
           hitRatio: f.hitRatio,

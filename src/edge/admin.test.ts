@@ -17,6 +17,8 @@ interface SetupOptions {
   now?: number;
   /** Another app's store: a restart of the box. */
   store?: MemoryStore;
+  /** What the fake agent's GET /status says of the box's lease (default: trusted for ever). */
+  lease?: () => object;
 }
 
 function setup(extraToml = "", opts: SetupOptions = {}) {
@@ -35,6 +37,9 @@ function setup(extraToml = "", opts: SetupOptions = {}) {
     control: opts.control
       ? {
           fetch: async (req) => {
+            if (new URL(req.url).pathname === "/status") {
+              return Response.json({ lease: opts.lease?.() ?? { state: "current", trustedUntil: Number.MAX_SAFE_INTEGER, confirmedAt: 1, lastContact: 1, lag: 0 } });
+            }
             forwarded.push({ path: new URL(req.url).pathname, body: await req.clone().json() });
             return opts.control!(req);
           },
@@ -50,7 +55,7 @@ function setup(extraToml = "", opts: SetupOptions = {}) {
     return { status: res.status, text, xcs: res.headers.get("x-cache-status") };
   }
   const auth = { authorization: `Bearer ${TOKEN}` };
-  return { origin, store, call, auth, forwarded, advance: (s: number) => void (now += s * 1000) };
+  return { origin, store, call, auth, forwarded, now: () => now, advance: (s: number) => void (now += s * 1000) };
 }
 
 async function stored(t: ReturnType<typeof setup>, path: string, version = "v1") {
@@ -149,6 +154,20 @@ describe("with [control]", () => {
     expect((await t.call("/h")).xcs).toBe("MISS");
   });
 
+  it("records the agent's mark with its purge in one call, and refuses a mark outside the agent's own call", async () => {
+    const t = setup(CONTROL, { control: agentAnswer(500, {}), bootId: BOOT });
+    await stored(t, "/j");
+    const purge = (body: object) => t.call("/.well-known/cdn/purge", { method: "POST", headers: t.auth, body: JSON.stringify(body) });
+    const res = await purge({ urls: ["http://www.example.org/j"], fanout: false, mark: { stream: "S", seq: 12, boot: BOOT } });
+    expect(res.status).toBe(200);
+    expect((await t.call("/j")).xcs).toBe("MISS");
+    expect(JSON.parse((await t.call("/.well-known/cdn/control", { headers: t.auth })).text)).toMatchObject({ mark: { stream: "S", seq: 12, boot: BOOT }, caughtUp: true });
+    expect(JSON.parse((await purge({ tags: ["x"], mark: { stream: "S", seq: 13 } })).text).error).toMatch(/"mark" goes with "fanout": false/);
+    const wrongBoot = await purge({ tags: ["x"], fanout: false, mark: { stream: "S", seq: 13, boot: "1-00" } });
+    expect([wrongBoot.status, JSON.parse(wrongBoot.text).error]).toEqual([400, 'mark: "boot" must be this box start\'s id']);
+    expect(t.forwarded).toEqual([]);
+  });
+
   it("revalidates entries stored before this box start until the agent marks it caught up", async () => {
     const t0 = Date.parse("2026-01-01T01:00:00Z");
     const boot1 = `${t0}-00112233445566aa`;
@@ -171,6 +190,55 @@ describe("with [control]", () => {
     const ok = await t.call("/.well-known/cdn/control", { method: "POST", headers: t.auth, body: JSON.stringify({ stream: "S", seq: 5, boot: boot2 }) });
     expect(JSON.parse(ok.text).mark).toMatchObject({ stream: "S", seq: 5, boot: boot2 });
     expect((await t.call("/old2")).xcs).toBe("HIT");
+  });
+});
+
+describe("the control lease", () => {
+  const CONTROL = '[control]\nservers = ["nats://127.0.0.1:4222"]\nlease_ms = 5000';
+  const caughtUp = (t: ReturnType<typeof setup>) =>
+    t.call("/.well-known/cdn/control", { method: "POST", headers: t.auth, body: JSON.stringify({ stream: "S", seq: 0, boot: BOOT }) });
+
+  it("revalidates every stored entry once the agent's lease has run out, and says so in health and /control", async () => {
+    let lease = { state: "current", trustedUntil: 0, confirmedAt: 0, lastContact: 0, lag: 0 };
+    const t = setup(CONTROL, { control: async () => new Response("{}"), bootId: BOOT, lease: () => lease });
+    lease = { ...lease, trustedUntil: t.now() + 5000, confirmedAt: t.now(), lastContact: t.now() };
+    await caughtUp(t);
+    await stored(t, "/l");
+    expect((await t.call("/.well-known/cdn/health")).text).toBe("ok e1\n");
+    // The agent hears nothing more: its last confirmation ages past lease_ms.
+    lease = { ...lease, state: "cut-off" };
+    t.advance(5);
+    expect((await t.call("/l")).xcs).toBe("REVALIDATED");
+    // Every request while cut off, not once: a purge may come at any moment the box cannot hear.
+    t.advance(1);
+    expect((await t.call("/l")).xcs).toBe("REVALIDATED");
+    const health = await t.call("/.well-known/cdn/health");
+    expect(health.status).toBe(200);
+    expect(health.text).toMatch(/^ok e1 \(control: cut off from the control plane since 2026-01-01T01:00:0\d\.000Z; revalidating every stored entry\)\n$/);
+    const state = JSON.parse((await t.call("/.well-known/cdn/control", { headers: t.auth })).text);
+    expect(state.lease).toMatchObject({ state: "cut-off", trusted: false, revalidating: true });
+    // Confirmed current again: trusted at the next request.
+    lease = { ...lease, state: "current", trustedUntil: t.now() + 5000, confirmedAt: t.now(), lastContact: t.now() };
+    expect((await t.call("/l")).xcs).toBe("HIT");
+  });
+
+  it("with when_cut_off = \"serve\", keeps answering from cache past the lease and states the risk", async () => {
+    const lease = { state: "cut-off", trustedUntil: 0, confirmedAt: 0, lastContact: 0, lag: 0 };
+    const t = setup(`${CONTROL}\nwhen_cut_off = "serve"`, { control: async () => new Response("{}"), bootId: BOOT, lease: () => lease });
+    await caughtUp(t);
+    await stored(t, "/s");
+    expect((await t.call("/s")).xcs).toBe("HIT");
+    expect((await t.call("/.well-known/cdn/health")).text).toMatch(/^ok e1 \(control: cut off .*; serving from cache anyway\)\n$/);
+  });
+
+  it("does not trust the cache while its agent does not answer", async () => {
+    const t = setup(CONTROL, { control: async () => new Response("{}"), bootId: BOOT, lease: () => { throw new Error("agent gone"); } });
+    await caughtUp(t);
+    t.origin.set("/n", { headers: { "cache-control": "max-age=600", etag: '"v1"' }, body: "/n v1" });
+    await t.call("/n");
+    t.advance(1);
+    expect((await t.call("/n")).xcs).toBe("REVALIDATED");
+    expect((await t.call("/.well-known/cdn/health")).text).toMatch(/^ok e1 \(control: this box's control agent is not answering/);
   });
 });
 

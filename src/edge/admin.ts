@@ -5,10 +5,11 @@
  */
 import type { CdnConfig } from "../config/config.ts";
 import { primaryKey } from "../cache/key.ts";
-import { parsePurgeRequest, type PurgeRequest } from "../cache/purge.ts";
+import { parsePurgeRequest, type ControlMark, type PurgeRequest } from "../cache/purge.ts";
 import { findRule } from "../cache/rules.ts";
 import { isAuthorized, unauthorized } from "../net/admin-auth.ts";
 import { PROMETHEUS_CONTENT_TYPE } from "../metrics/registry.ts";
+import type { ControlLease } from "./control-lease.ts";
 import type { EdgeCache } from "./engine.ts";
 import type { EdgeObserver, EdgeStoreStats } from "./observe.ts";
 import type { FetchLike } from "../contracts/fetch.ts";
@@ -44,6 +45,7 @@ export async function handlePurge(
   cache: EdgeCache,
   fetchImpl: FetchLike,
   control?: ControlBinding,
+  boot?: string,
 ): Promise<Response> {
   const token = config.admin.token;
   if (!(await isAuthorized(request, token))) return unauthorized(!!token);
@@ -54,9 +56,19 @@ export async function handlePurge(
   } catch {
     return json({ error: "the body must be JSON" }, 400);
   }
+  // The control agent applies a batch's purges and its mark ("applied up to N") in one call: one write of the log.
+  let mark: Omit<ControlMark, "at"> | undefined;
+  if (body && typeof body === "object" && "mark" in body) {
+    const { mark: m, ...rest } = body as Record<string, unknown>;
+    if (rest.fanout !== false) return json({ error: '"mark" goes with "fanout": false (the control agent\'s own call)' }, 400);
+    const parsed = parseControlMark(m, boot);
+    if (typeof parsed === "string") return json({ error: `mark: ${parsed}` }, 400);
+    mark = parsed;
+    body = rest;
+  }
   const req = parsePurgeRequest(body);
   if (typeof req === "string") return json({ error: req }, 400);
-  return purgeEverywhere(req, (body as { fanout?: unknown }).fanout !== false, config, cache, fetchImpl, control);
+  return purgeEverywhere(req, (body as { fanout?: unknown }).fanout !== false, config, cache, fetchImpl, control, mark);
 }
 
 /**
@@ -84,6 +96,7 @@ async function purgeEverywhere(
   cache: EdgeCache,
   fetchImpl: FetchLike,
   control?: ControlBinding,
+  mark?: Omit<ControlMark, "at">,
 ): Promise<Response> {
   const token = config.admin.token;
   if (everywhere && config.control) {
@@ -94,7 +107,7 @@ async function purgeEverywhere(
   const self = config.edge!.name;
   const results: PurgeResult[] = [];
   try {
-    const { stored } = await cache.purge(req);
+    const { stored } = await cache.purge(req, mark);
     results.push({ edge: self, ok: true, ...(req.urls ? { stored } : {}) });
   } catch (err) {
     results.push({ edge: self, ok: false, error: (err as Error).message });
@@ -217,15 +230,18 @@ export async function handleDrain(request: Request, config: CdnConfig, cache: Ed
 }
 
 /**
- * The control agent's mark (`/.well-known/cdn/control`): GET reads it with this box start's id; POST
+ * The control agent's mark (`/.well-known/cdn/control`): GET reads it with this box start's id and the box's lease
+ * (current, lagging by N, cut off since T: src/edge/control-lease.ts); POST
  * {"stream", "seq", "boot"?} records how far the box applied the control stream and, with "boot", that it has
  * caught up since this start (stored entries are trusted again).
  */
-export async function handleControl(request: Request, config: CdnConfig, cache: EdgeCache, boot: string | undefined): Promise<Response> {
+export async function handleControl(request: Request, config: CdnConfig, cache: EdgeCache, boot: string | undefined, lease?: ControlLease): Promise<Response> {
   if (!(await isAuthorized(request, config.admin.token))) return unauthorized(!!config.admin.token);
   if (request.method === "GET") {
     const mark = (await cache.controlMark()) ?? null;
-    return json({ edge: config.edge!.name, boot: boot ?? null, mark, caughtUp: !!boot && mark?.boot === boot });
+    await lease?.sync();
+    // caughtUp: replayed what it missed since this start; lease: whether it hears the control plane now.
+    return json({ edge: config.edge!.name, boot: boot ?? null, mark, caughtUp: !!boot && mark?.boot === boot, ...(lease ? { lease: lease.view() } : {}) });
   }
   if (request.method !== "POST") return new Response("405 use GET or POST\n", { status: 405, headers: { allow: "GET, POST" } });
   let body: unknown;
@@ -234,13 +250,21 @@ export async function handleControl(request: Request, config: CdnConfig, cache: 
   } catch {
     return json({ error: "the body must be JSON" }, 400);
   }
-  const b = (body ?? {}) as Record<string, unknown>;
-  for (const k of Object.keys(b)) if (!["stream", "seq", "boot"].includes(k)) return json({ error: `unknown field "${k}"` }, 400);
-  if (typeof b.stream !== "string" || !b.stream || b.stream.length > 64) return json({ error: '"stream" must name the control stream' }, 400);
-  if (!Number.isSafeInteger(b.seq) || (b.seq as number) < 0) return json({ error: '"seq" must be a stream sequence' }, 400);
-  if (b.boot !== undefined && (typeof b.boot !== "string" || b.boot !== boot)) return json({ error: '"boot" must be this box start\'s id' }, 400);
-  await cache.setControlMark({ stream: b.stream, seq: b.seq as number, ...(b.boot ? { boot: b.boot as string } : {}) });
+  const mark = parseControlMark(body, boot);
+  if (typeof mark === "string") return json({ error: mark }, 400);
+  await cache.setControlMark(mark);
   return json({ edge: config.edge!.name, mark: await cache.controlMark() });
+}
+
+/** A control mark {"stream", "seq", "boot"?} as the agent sends it, or what is wrong with it. */
+function parseControlMark(body: unknown, boot: string | undefined): Omit<ControlMark, "at"> | string {
+  const b = (body ?? {}) as Record<string, unknown>;
+  if (typeof b !== "object" || Array.isArray(b)) return "the mark must be a JSON object";
+  for (const k of Object.keys(b)) if (!["stream", "seq", "boot"].includes(k)) return `unknown field "${k}"`;
+  if (typeof b.stream !== "string" || !b.stream || b.stream.length > 64) return '"stream" must name the control stream';
+  if (!Number.isSafeInteger(b.seq) || (b.seq as number) < 0) return '"seq" must be a stream sequence';
+  if (b.boot !== undefined && (typeof b.boot !== "string" || b.boot !== boot)) return '"boot" must be this box start\'s id';
+  return { stream: b.stream, seq: b.seq as number, ...(b.boot ? { boot: b.boot as string } : {}) };
 }
 
 /**

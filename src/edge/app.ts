@@ -12,10 +12,14 @@ import type { FetchLike } from "../contracts/fetch.ts";
 import type { PeerInvalidations, SharedLocks } from "../contracts/store.ts";
 import { ANYCAST_PATH, CONTROL_PATH, DRAIN_PATH, HEALTH_PATH, METRICS_PATH, PURGE_PATH, TRACE_PATH, WELL_KNOWN_PREFIX } from "../contracts/well-known.ts";
 import { isAuthorized } from "../net/admin-auth.ts";
+import { ControlLease } from "./control-lease.ts";
 import { EdgeCache } from "./engine.ts";
 import { EdgeObserver, type EdgeStoreStats } from "./observe.ts";
 import { isLoop, originFetcher } from "./origin.ts";
 import { textResponse } from "./transaction.ts";
+
+/** The health answer's header naming the box's state on the control plane. */
+export const CONTROL_HEADER = "cdn-control";
 import type { EntryStore } from "./store.ts";
 
 export interface EdgeAppOptions {
@@ -50,10 +54,23 @@ export function createEdgeApp({ config, store, fetch: fetchImpl = (i, init) => f
   const origin = observer.wrapOrigin(originFetcher(edge, fetchImpl));
   // With a control plane, entries older than this box start are stale until its agent has caught up.
   const boot = config.control ? parseBootId(bootId) : undefined;
-  const cache = new EdgeCache({ edge, rules: config.rules, store, origin, now, locks, peers, boot });
-  observer.metrics.onCollect(() =>
-    observer.metrics.set("parrot_edge_purge_log_bytes", "Bytes of the shared purge-log record (operator purges only).", {}, cache.purgeLogBytes),
-  );
+  // With a control plane and its agent: the box's lease (stored entries revalidated while it cannot hear the fleet).
+  const lease =
+    config.control && control
+      ? new ControlLease(() => control.fetch(new Request("http://control/status")), config.control.when_cut_off === "revalidate", now)
+      : undefined;
+  const cache = new EdgeCache({ edge, rules: config.rules, store, origin, now, locks, peers, boot, lease });
+  observer.metrics.onCollect(() => {
+    observer.metrics.set("parrot_edge_purge_log_bytes", "Bytes of the shared purge-log record (operator purges only).", {}, cache.purgeLogBytes);
+    if (lease) {
+      const v = lease.view();
+      for (const state of ["current", "lagging", "cut-off", "no-agent"]) {
+        observer.metrics.set("parrot_edge_control_state", "The box on the control plane: current, lagging, cut-off, or no-agent (1 = this state).", { state }, v.state === state ? 1 : 0);
+      }
+      observer.metrics.set("parrot_edge_control_trusted", "1 while the box is confirmed current (its stored entries are trusted; else revalidated).", {}, v.trusted ? 1 : 0);
+      observer.metrics.set("parrot_edge_control_lag_messages", "Control messages stored and not yet applied here, as of the last check.", {}, v.lag);
+    }
+  });
   const trusted = edge.trusted_proxies.map((c) => parseCidr(c)).filter((c): c is Cidr => c !== null);
   const clientIp = (request: Request) => {
     const bytes = clientAddress(peerAddress(request), request.headers.get("x-forwarded-for"), trusted);
@@ -77,16 +94,24 @@ export function createEdgeApp({ config, store, fetch: fetchImpl = (i, init) => f
   // metrics and the trace.
   const own = new Hono();
   own.get(HEALTH_PATH, async (c) => {
-    const [draining, storeOk] = await Promise.all([cache.isDraining(), cache.storeAnswers()]);
+    const [draining, storeOk] = await Promise.all([cache.isDraining(), cache.storeAnswers(), lease?.sync()]);
     const anycast = config.anycast?.service === "edge" ? cache.anycastState() : undefined;
-    const headers: Record<string, string> = { "cache-control": "no-store", ...(anycast ? { "cdn-anycast": anycast } : {}) };
+    // With a control plane, `cdn-control` says whether the box hears it (current, lagging, cut-off, no-agent), and the
+    // text why its cache is not trusted: DNS nodes and operators see a box that cannot know of purges.
+    const ctl = lease?.view();
+    const headers: Record<string, string> = {
+      "cache-control": "no-store",
+      ...(anycast ? { "cdn-anycast": anycast } : {}),
+      ...(ctl ? { [CONTROL_HEADER]: ctl.state } : {}),
+    };
+    const note = ctl && !ctl.trusted ? ` (control: ${ctl.detail}; ${ctl.revalidating ? "revalidating every stored entry" : "serving from cache anyway"})` : "";
     if (!storeOk) return c.text(`store unavailable ${edge.name}\n`, 503, headers);
-    return draining ? c.text(`draining ${edge.name}\n`, 503, headers) : c.text(`ok ${edge.name}\n`, 200, headers);
+    return draining ? c.text(`draining ${edge.name}${note}\n`, 503, headers) : c.text(`ok ${edge.name}${note}\n`, 200, headers);
   });
   own.post(DRAIN_PATH, (c) => handleDrain(c.req.raw, config, cache, control));
   own.post(ANYCAST_PATH, (c) => handleAnycast(c.req.raw, config, cache));
-  own.all(PURGE_PATH, (c) => handlePurge(c.req.raw, config, cache, fetchImpl, control));
-  own.all(CONTROL_PATH, (c) => handleControl(c.req.raw, config, cache, boot?.id));
+  own.all(PURGE_PATH, (c) => handlePurge(c.req.raw, config, cache, fetchImpl, control, boot?.id));
+  own.all(CONTROL_PATH, (c) => handleControl(c.req.raw, config, cache, boot?.id, lease));
   own.get(METRICS_PATH, (c) => handleMetrics(c.req.raw, config, observer, stats));
   own.get(TRACE_PATH, (c) => handleTrace(c.req.raw, config, clientIp(c.req.raw), locate));
   // Metrics also at /metrics with the token; without it /metrics is the origin's page.

@@ -27,6 +27,7 @@ import { pass } from "./pass.ts";
 import { refresh, revalidate } from "./revalidate.ts";
 import { ClientInvalidations } from "./invalidations.ts";
 import { PeriodicRead, SharedLog } from "./shared-log.ts";
+import type { ControlLease } from "./control-lease.ts";
 import { answerSliced, deleteSlices, fetchMiss, isSliced } from "./slices.ts";
 import type { EntryStore } from "./store.ts";
 import type { Engine, OriginFn, Outcome, RequestContext, Transaction } from "./transaction.ts";
@@ -53,6 +54,8 @@ export interface EngineOptions {
    * for it, entries stored before the start are stale (`controlGate`).
    */
   boot?: { id: string; at: number };
+  /** With a control plane: the box's lease as its agent reports it; past it, stored entries are revalidated. */
+  lease?: ControlLease;
 }
 
 export class EdgeCache {
@@ -72,6 +75,7 @@ export class EdgeCache {
       shared: new SharedLog(opts.store),
       uses: new UseCounter(),
       boot: opts.boot,
+      lease: opts.lease,
     };
     const invalidations = new ClientInvalidations(opts.store, opts.peers);
     this.invalidations = invalidations;
@@ -86,10 +90,12 @@ export class EdgeCache {
   /** The answer to one client request, with what the log and metrics need to know of it. */
   async answer(request: Request, ctx: RequestContext, url = new URL(request.url)): Promise<Delivered> {
     const shared = this.e.shared;
-    if (shared.due || this.invalidationReads.due) {
+    const lease = this.e.lease;
+    if (shared.due || this.invalidationReads.due || lease?.due) {
       // Once a second the request waits for the box's shared state (a store round trip), so a purge or another
-      // process's invalidation applies from the first request a second after it, however long this process was idle.
-      await Promise.all([shared.sync(), this.invalidationReads.run()]);
+      // process's invalidation applies from the first request a second after it, however long this process was idle;
+      // and for the control agent's lease (a unix-socket round trip).
+      await Promise.all([shared.sync(), this.invalidationReads.run(), lease?.sync()]);
     }
     return deliver(this.e, request, await this.route(receive(this.e, request, ctx, url)));
   }
@@ -173,14 +179,19 @@ export class EdgeCache {
   }
 
   /**
-   * Purges by URL (every variant), prefix, tag, host or everything: recorded in the purge log at once, and a hard
+   * Purges by URL (every variant), prefix, tag, host or everything (and records the control agent's `mark` with it):
+   * recorded in the purge log at once, and a hard
    * URL purge also deletes the stored entry. Says how many of the URLs had an entry here (a key is host + path +
    * query: a URL with another host or port than the clients use matches nothing).
    */
-  async purge(req: PurgeRequest): Promise<{ urls: number; stored: number }> {
+  async purge(req: PurgeRequest, mark?: Omit<ControlMark, "at">): Promise<{ urls: number; stored: number }> {
     const { rules, store, shared, now } = this.e;
     const keyOf = (url: URL) => primaryKey(url, findRule(rules, "GET", url.host, url.pathname)?.query);
-    await shared.update((log) => recordPurge(log, req, now(), keyOf, (url) => primaryKey(url, "drop")));
+    await shared.update((log) => {
+      const next = recordPurge(log, req, now(), keyOf, (url) => primaryKey(url, "drop"));
+      // With the control agent's mark: the purge and "applied up to N" in one write.
+      return mark ? { ...next, control: { ...mark, at: now() } } : next;
+    });
     const urls = req.urls ?? [];
     const found = await Promise.all(
       urls.map(async (u) => {

@@ -33,12 +33,13 @@ export function storedResponse(found: Lookup): (StoredEntry & { meta: EntryMeta 
 
 /**
  * The entry as purges leave it: gone (hard), stale from now on (soft), or as it was. With a control plane, entries
- * stored before this box start are stale until the box caught up on the purges it missed (controlGate).
+ * stored before this box start are stale until the box caught up on the purges it missed, and every entry is while
+ * the box's lease has run out (controlGate).
  */
 async function afterPurges(e: Engine, entry: StoredEntry): Promise<StoredEntry | null> {
   const meta = entry.meta as EntryMeta;
   const log = e.shared.current;
-  const effect = purgeEffect(log, meta, controlGate(log, e.boot));
+  const effect = purgeEffect(log, meta, controlGate(log, e.boot, e.lease?.staleBefore(e.now())));
   if (effect === "hard") {
     await entry.body?.cancel();
     return null;

@@ -9,6 +9,7 @@ import type { CacheStatusParams, XCacheStatus } from "../cache/status.ts";
 import { headerPairs, type HeaderList } from "../cache/headers.ts";
 import type { Claim, Coalescer } from "./coalesce.ts";
 import type { OriginRequest } from "./origin.ts";
+import type { ControlLease } from "./control-lease.ts";
 import type { SharedLog } from "./shared-log.ts";
 import type { EntryStore, StoredEntry } from "./store.ts";
 import type { UseCounter } from "./uses.ts";
@@ -34,6 +35,8 @@ export interface Engine {
   uses: UseCounter;
   /** With a control plane: this box start, for the catch-up gate (see EngineOptions.boot). */
   boot?: { id: string; at: number };
+  /** With a control plane and its agent bound: whether the box is confirmed current (see EngineOptions.lease). */
+  lease?: ControlLease;
 }
 
 /** Where the entry for a request lives (the variant's key under a Vary marker) and what is there. */

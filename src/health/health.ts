@@ -23,6 +23,20 @@ export interface EdgeHealth {
   drained: boolean;
   /** The edge box's anycast announcement as its last answered probe said (`cdn-anycast` header); absent: unknown. */
   anycast?: AnycastState;
+  /** The edge box on the control plane as its last answered probe said (`cdn-control` header); absent: unknown. */
+  control?: ControlState;
+}
+
+/** An edge box with `[control]`: confirmed current, lagging, cut off from NATS, or its agent not answering (src/edge/control-lease.ts). */
+export type ControlState = "current" | "lagging" | "cut-off" | "no-agent";
+
+/** The response header an edge box reports its control-plane state in. */
+export const CONTROL_HEADER = "cdn-control";
+
+/** The control state a header value names; undefined for anything else (or no header). */
+export function parseControl(value: string | null): ControlState | undefined {
+  const v = value?.trim().toLowerCase();
+  return v === "current" || v === "lagging" || v === "cut-off" || v === "no-agent" ? v : undefined;
 }
 
 /** What an edge box with anycast says of its route (issue 13): announced while healthy, withdrawn otherwise. */
@@ -32,7 +46,7 @@ export type AnycastState = "announced" | "withdrawn";
 export const ANYCAST_HEADER = "cdn-anycast";
 
 /** A probe's outcome: the edge answered healthy, answered that it is draining, or failed (and its anycast state). */
-export type ProbeResult = ({ kind: "ok" } | { kind: "draining" } | { kind: "failed"; detail: string }) & { anycast?: AnycastState };
+export type ProbeResult = ({ kind: "ok" } | { kind: "draining" } | { kind: "failed"; detail: string }) & { anycast?: AnycastState; control?: ControlState };
 
 export function initialHealth(now: number, drained = false): EdgeHealth {
   return { state: "unknown", streak: 0, since: now, drained };
@@ -41,9 +55,9 @@ export function initialHealth(now: number, drained = false): EdgeHealth {
 /** The health after one probe. */
 export function afterProbe(h: EdgeHealth, r: ProbeResult, s: HealthSettings, now: number): EdgeHealth {
   const lastProbe = { at: now, ok: r.kind === "ok", detail: r.kind === "failed" ? r.detail : r.kind };
-  const anycast = r.anycast;
-  const to = (state: EdgeState): EdgeHealth => ({ ...h, state, streak: 0, since: state === h.state ? h.since : now, lastProbe, anycast });
-  const stay = (streak: number): EdgeHealth => ({ ...h, streak, lastProbe, anycast });
+  const { anycast, control } = r;
+  const to = (state: EdgeState): EdgeHealth => ({ ...h, state, streak: 0, since: state === h.state ? h.since : now, lastProbe, anycast, control });
+  const stay = (streak: number): EdgeHealth => ({ ...h, streak, lastProbe, anycast, control });
   if (r.kind === "draining") return to("draining");
   const good = r.kind === "ok";
   switch (h.state) {

@@ -5,7 +5,7 @@ describe("health monitor", () => {
   it("probes each edge's health endpoint and applies the answers", async () => {
     const answers: Record<string, () => Response | Promise<Response>> = {
       "http://a/.well-known/cdn/health": () => new Response("ok a\n", { headers: { "cdn-anycast": "announced" } }),
-      "http://b/.well-known/cdn/health": () => new Response("draining b\n", { status: 503 }),
+      "http://b/.well-known/cdn/health": () => new Response("draining b\n", { status: 503, headers: { "cdn-control": "cut-off" } }),
       "http://c/.well-known/cdn/health": () => Promise.reject(new TypeError("connection refused")),
       "http://d/.well-known/cdn/health": () => new Promise<Response>(() => {}),
     };
@@ -19,6 +19,8 @@ describe("health monitor", () => {
     expect(states).toEqual({ a: "up", b: "draining", c: "down", d: "down", e: "unknown" });
     expect(m.snapshot().find((s) => s.name === "d")!.lastProbe!.detail).toBe("timed out");
     expect(m.snapshot().map((s) => s.anycast)).toEqual(["announced", undefined, undefined, undefined, undefined]);
+    // An edge box that cannot hear the control plane says so (cdn-control): shown on the status page.
+    expect(m.snapshot().map((s) => s.control)).toEqual([undefined, "cut-off", undefined, undefined, undefined]);
     const edges = ["a", "b", "c", "d", "e"].map((name) => ({ name }));
     expect(m.answerable(edges).edges.map((e) => e.name)).toEqual(["a", "e"]);
     m.setDrained("a", true);

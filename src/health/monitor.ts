@@ -2,7 +2,7 @@
  * Probes every edge's health endpoint and keeps each edge's state (see health.ts). Runtime-agnostic: the Node DNS
  * host runs rounds on a timer; a worker runs them from request handling (waitUntil) when a round is due.
  */
-import { afterProbe, ANYCAST_HEADER, answerable, initialHealth, parseAnycast, type EdgeHealth, type HealthSettings, type ProbeResult } from "./health.ts";
+import { afterProbe, ANYCAST_HEADER, answerable, CONTROL_HEADER, initialHealth, parseAnycast, parseControl, type EdgeHealth, type HealthSettings, type ProbeResult } from "./health.ts";
 
 export { HEALTH_PATH } from "../contracts/well-known.ts";
 import { HEALTH_PATH } from "../contracts/well-known.ts";
@@ -69,8 +69,8 @@ export class HealthMonitor {
    * leave the probing to one monitor. Edges not named keep their state.
    */
   replace(states: Array<{ name: string } & EdgeHealth>): void {
-    for (const { name, state, streak, since, lastProbe, drained, anycast } of states)
-      if (this.states.has(name)) this.update(name, { state, streak, since, lastProbe, drained, anycast });
+    for (const { name, state, streak, since, lastProbe, drained, anycast, control } of states)
+      if (this.states.has(name)) this.update(name, { state, streak, since, lastProbe, drained, anycast, control });
   }
 
   private update(name: string, h: EdgeHealth): void {
@@ -139,9 +139,10 @@ export class HealthMonitor {
       ]);
       const text = (await Promise.race([res.text(), aborted])).trim();
       const anycast = parseAnycast(res.headers.get(ANYCAST_HEADER));
-      if (res.status === 200 && text.startsWith("ok")) return { kind: "ok", anycast };
-      if (text.startsWith("draining")) return { kind: "draining", anycast };
-      return { kind: "failed", detail: `HTTP ${res.status}`, anycast };
+      const control = parseControl(res.headers.get(CONTROL_HEADER));
+      if (res.status === 200 && text.startsWith("ok")) return { kind: "ok", anycast, control };
+      if (text.startsWith("draining")) return { kind: "draining", anycast, control };
+      return { kind: "failed", detail: `HTTP ${res.status}`, anycast, control };
     } catch (err) {
       return { kind: "failed", detail: controller.signal.aborted ? "timed out" : (err as Error).message };
     } finally {

@@ -1,7 +1,9 @@
 /**
- * An edge box cut off from NATS (a loopback TCP proxy between its agent and the server, cut by the test): it is
- * named pending by purges, catches up when the connection returns, and an edge that starts while cut off never
- * answers a HIT from entries it stored before (it revalidates them) until it has caught up.
+ * An edge box cut off from NATS (a loopback TCP proxy between its agent and the server, cut by the test): within its
+ * lease (lease_ms, here 3 s, plus the agent's one-second check and the edge's read) it stops trusting its cache and
+ * revalidates every entry, and its health and /.well-known/cdn/control say so; it is named pending by purges,
+ * catches up when the connection returns, and an edge that starts while cut off never answers a HIT from entries it
+ * stored before (it revalidates them) until it has caught up.
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -13,6 +15,7 @@ import { startTcpProxy, type TcpProxy } from "../support/tcp-proxy.ts";
 
 const EDGES = ["eu-lon", "na-sea", "as-pek"];
 const CUT = "as-pek";
+const LEASE_MS = 3000;
 let natsDir: string;
 let nats: TestNats;
 let proxy: TcpProxy;
@@ -26,7 +29,7 @@ beforeAll(async () => {
     edges: EDGES,
     servers: [nats.url],
     serversFor: { [CUT]: [`nats://127.0.0.1:${proxy.port}`] },
-    control: "catch_up_timeout_ms = 3000",
+    control: `catch_up_timeout_ms = 3000\nlease_ms = ${LEASE_MS}`,
   });
 }, 180_000);
 
@@ -49,34 +52,67 @@ async function storeAtAll(path: string) {
   await new Promise((r) => setTimeout(r, 5));
 }
 
-async function controlState(edge: string): Promise<{ caughtUp: boolean; mark: { seq: number } | null }> {
+interface ControlState {
+  caughtUp: boolean;
+  mark: { seq: number } | null;
+  lease: { state: string; trusted: boolean; revalidating: boolean; lastContact: string | null };
+}
+
+async function controlState(edge: string): Promise<ControlState> {
   const res = await fetch(cdn.edgeUrl(edge) + "/.well-known/cdn/control", { headers: { authorization: `Bearer ${TOKEN}` } });
-  return (await res.json()) as { caughtUp: boolean; mark: { seq: number } | null };
+  return (await res.json()) as ControlState;
+}
+
+async function health(edge: string) {
+  const res = await fetch(cdn.edgeUrl(edge) + "/.well-known/cdn/health");
+  return { status: res.status, text: await res.text(), control: res.headers.get("cdn-control") };
 }
 
 describe("an edge cut off from the control plane", () => {
-  it("is named pending while silently partitioned, and applies what it missed when the connection returns", async () => {
+  it("silently partitioned, it stops trusting its cache within its lease, says so, and never serves what was purged meanwhile", async () => {
     serve("/p", "v1");
     await storeAtAll("/p");
+    await until("the edge is current", async () => ((await health(CUT)).control === "current" ? true : undefined), 20_000);
     await proxy.cut("silent");
+    const cutAt = performance.now();
+    const cut = await until(
+      "the cut-off edge's health says so",
+      async () => {
+        const h = await health(CUT);
+        return h.control === "cut-off" ? h : undefined;
+      },
+      LEASE_MS + 10_000,
+    );
+    console.log(`silent partition: the edge stopped trusting its cache ${((performance.now() - cutAt) / 1000).toFixed(1)} s after the cut (lease ${LEASE_MS / 1000} s)`);
+    expect(cut.status).toBe(200);
+    expect(cut.text).toMatch(/^ok as-pek \(control: cut off from the control plane since \d{4}-\d\d-\d\dT[\d:.]+Z; revalidating every stored entry\)\n$/);
+    expect((await controlState(CUT)).lease).toMatchObject({ state: "cut-off", trusted: false, revalidating: true });
+    const metrics = await (await fetch(cdn.edgeUrl(CUT) + "/.well-known/cdn/metrics", { headers: { authorization: `Bearer ${TOKEN}` } })).text();
+    expect(metrics).toContain('parrot_edge_control_state{state="cut-off"} 1');
+    expect(metrics).toContain("parrot_edge_control_trusted 0");
+    // Unchanged at the origin: a conditional request confirms it, every time (a purge could come at any moment).
+    expect((await cdn.get(CUT, "/p")).xcs).toBe("REVALIDATED");
+    expect((await cdn.get(CUT, "/p")).xcs).toBe("REVALIDATED");
+
     serve("/p", "v2");
     const { status, json } = await cdn.purge("eu-lon", { urls: [`http://${SITE}/p`] });
     expect(status).toBe(202);
     expect(json.applied).toEqual(["eu-lon", "na-sea"]);
     expect(json.pending?.map((p) => p.edge)).toEqual([CUT]);
-    // Documented trade-off: a cut-off edge cannot know of the purge and keeps its copy until it is back.
-    expect((await cdn.get(CUT, "/p")).body).toBe("/p v1");
+    // The cut-off edge cannot know of the purge, but it does not trust its copy: the origin's new version.
+    expect(await cdn.get(CUT, "/p")).toMatchObject({ xcs: "EXPIRED", body: "/p v2" });
     const waited = await cdn.cli(["--url", `http://${SITE}/p`, "--wait", "--timeout", "2"]);
     expect(waited.code).toBe(1);
     expect(waited.stderr).toMatch(/not applied within 2 s at: as-pek/);
 
-    const cutAt = performance.now();
+    const restoredAt = performance.now();
     await proxy.restore();
-    // The client notices the dead connection by its pings (5 s, 2 missed), reconnects, and the consumer resumes.
-    const back = await until("the cut-off edge catches up", async () => ((await cdn.get(CUT, "/p")).xcs === "MISS" ? true : undefined), 60_000);
-    expect(back).toBe(true);
-    console.log(`partitioned edge applied the missed purge ${((performance.now() - cutAt) / 1000).toFixed(1)} s after the connection returned`);
+    // The agent left the dead connection after two unanswered checks and keeps reconnecting; the consumer resumes.
+    await until("the cut-off edge is current again", async () => ((await health(CUT)).control === "current" ? true : undefined), 60_000);
+    console.log(`partitioned edge current again ${((performance.now() - restoredAt) / 1000).toFixed(1)} s after the connection returned`);
+    expect((await controlState(CUT)).mark!.seq).toBeGreaterThanOrEqual(json.seq!);
     expect((await cdn.get(CUT, "/p")).body).toBe("/p v2");
+    expect((await health(CUT)).text).toBe("ok as-pek\n");
     const all = await cdn.cli(["--url", `http://${SITE}/p`, "--wait", "--timeout", "30"]);
     expect(all.code).toBe(0);
   }, 120_000);
@@ -106,12 +142,12 @@ describe("an edge cut off from the control plane", () => {
     const started = await cdn.startEdge(CUT);
     expect(started.output()).toMatch(/control: NATS JetStream .*; NOT caught up within 3000 ms/);
     expect(await controlState(CUT)).toMatchObject({ caughtUp: false });
-    // /g did not change: a conditional request confirms it (REVALIDATED), never a HIT from before the start.
+    // /g did not change: a conditional request confirms it (REVALIDATED), never a HIT from before the start, and
+    // again at the next request: while the box cannot hear the control plane it trusts no stored entry.
     const hits = cdn.origin.hitsOf("/g");
     expect((await cdn.get(CUT, "/g")).xcs).toBe("REVALIDATED");
     expect(cdn.origin.hitsOf("/g")).toBe(hits + 1);
-    // Revalidated after the start: that copy is as good as any edge's.
-    expect((await cdn.get(CUT, "/g")).xcs).toBe("HIT");
+    expect((await cdn.get(CUT, "/g")).xcs).toBe("REVALIDATED");
     // /h was purged while it was away: the conditional request fetches the new version, not the purged one.
     expect(await cdn.get(CUT, "/h")).toMatchObject({ xcs: "EXPIRED", body: "/h v2" });
 

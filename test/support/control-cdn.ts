@@ -83,6 +83,8 @@ export interface PurgeAnswer {
   applied?: string[];
   pending?: { edge: string; detail: string }[];
   error?: string;
+  retries?: number;
+  retried?: string;
 }
 
 const hostOf = (i: number) => `127.0.0.${i + 2}`;
