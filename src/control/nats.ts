@@ -25,6 +25,8 @@ export function connectionOptions(cfg: ControlConfig, name: string): NodeConnect
     // `servers` is the whole list: the servers a cluster gossips (INFO connect_urls) are not added, so a box given
     // one server stays on it whether or not the cluster sets no_advertise.
     ignoreClusterUpdates: true,
+    // In the listed order: a box names its nearest server first and falls back to the others in turn.
+    noRandomize: true,
     name,
     // Forever: an edge box keeps trying while it serves; purges fail loudly meanwhile.
     maxReconnectAttempts: -1,
