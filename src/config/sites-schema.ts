@@ -143,8 +143,9 @@ export const FrontDoorSchema = z
     handshake_timeout_ms: z.number().int().min(1000).max(600_000).default(5_000),
     /**
      * Requests one connection may make within connection_seconds, whatever the site's limits and the allow list
-     * (HTTP/2 streams the client resets count too): more are refused before they reach the edge, and the
-     * connection is closed (GOAWAY) at its next request the client did not reset itself. 0 = no bound.
+     * (an HTTP/2 stream the client resets counts once HAProxy analysed it; one reset before never reaches the edge):
+     * more are refused before they reach the edge, and the connection is closed (GOAWAY) at its next request the
+     * client did not reset itself. 0 = no bound.
      */
     connection_requests: z.number().int().min(0).max(10_000_000).default(2_000),
     connection_seconds: z.number().int().min(1).max(3600).default(10),
