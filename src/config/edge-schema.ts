@@ -141,6 +141,11 @@ export const EdgeSchema = z
     compress_min_bytes: z.number().int().min(0).default(1024),
     /** Larger bodies pass uncompressed (compression runs once, at store time, on the whole body). */
     compress_max_bytes: z.number().int().min(0).max(64 * 1024 * 1024).default(8 * 1024 * 1024),
+    /**
+     * Bytes of bodies being compressed at once in one edge process: a body that would go beyond passes uncompressed
+     * (identity), so compression holds at most about twice this in memory (the bodies and their output).
+     */
+    compress_budget_bytes: z.number().int().min(0).max(1024 * 1024 * 1024).default(32 * 1024 * 1024),
     /** Bare workerd: serve HTTPS with this certificate chain and private key (PEM files); both or neither. */
     tls_cert: z.string().min(1).optional(),
     tls_key: z.string().min(1).optional(),

@@ -130,17 +130,33 @@ export const FrontDoorSchema = z
     /** What "prefix" means in limits and bans: an IPv4 /prefix4 or an IPv6 /prefix6. */
     prefix4: z.number().int().min(8).max(32).default(24),
     prefix6: z.number().int().min(16).max(128).default(56),
-    /** Concurrent connections per client (nginx limit_conn); more are closed at once. 0 = no limit. */
-    connections: z.number().int().min(0).max(1_000_000).default(0),
+    /**
+     * Concurrent connections per client (nginx limit_conn); more are closed at once, before TLS. 0 = no limit. The
+     * default leaves room for a few dozen browsers behind one NAT address and stops one address from holding maxconn.
+     */
+    connections: z.number().int().min(0).max(1_000_000).default(256),
     connections_key: limitKey,
     ban: BanSchema.optional(),
     /** All connections the terminator holds at once (HAProxy maxconn). */
     max_connections: z.number().int().min(1).max(10_000_000).default(20_000),
     /** After a reload, old connections keep being served this long at most (a long download continues). */
     drain_seconds: seconds.default(3600),
-    /** Idle time allowed on a client connection, and for a client to send its request headers (slowloris). */
+    /** Idle time allowed on a client connection between requests; request_timeout_ms for its request headers (slowloris). */
     client_timeout_ms: z.number().int().min(1000).max(3_600_000).default(60_000),
     request_timeout_ms: z.number().int().min(100).max(600_000).default(10_000),
+    /**
+     * How long a client may take for its TLS handshake (nothing sent, a cut ClientHello). HAProxy 2.6 has one timer
+     * for this and for a client that stops reading its response or sending its body mid-transfer (`timeout client`).
+     */
+    handshake_timeout_ms: z.number().int().min(1000).max(600_000).default(5_000),
+    /**
+     * Requests one connection may make within connection_seconds, whatever the site's limits and the allow list
+     * (an HTTP/2 stream the client resets counts once HAProxy analysed it; one reset before never reaches the edge):
+     * more are refused before they reach the edge, and the connection is closed (GOAWAY) at its next request the
+     * client did not reset itself. 0 = no bound.
+     */
+    connection_requests: z.number().int().min(0).max(10_000_000).default(2_000),
+    connection_seconds: z.number().int().min(1).max(3600).default(10),
     /** Fetch OCSP responses and staple them, for certificates that name an OCSP responder. */
     ocsp: z.boolean().default(true),
   })

@@ -2,6 +2,7 @@
  * What the edge tells its operator: Prometheus metrics and one JSON log line per request. The origin function is
  * wrapped to time origin requests; request and origin facts meet through the client Request object.
  */
+import { compressionGauges } from "./compress.ts";
 import { Registry } from "../metrics/registry.ts";
 import type { OriginRequest } from "./origin.ts";
 import type { StoreStats } from "../contracts/store.ts";
@@ -34,6 +35,9 @@ export class EdgeObserver {
       const total = this.metrics.sum("parrot_edge_requests_total");
       const hits = this.metrics.sum("parrot_edge_requests_total", { cache_status: "HIT" });
       this.metrics.set("parrot_edge_hit_ratio", "HIT answers over all answers since start.", {}, total ? hits / total : 0);
+      const z = compressionGauges();
+      this.metrics.set("parrot_edge_compress_held_bytes", "Bytes of bodies held for compression in this process (at most compress_budget_bytes).", {}, z.heldBytes);
+      this.metrics.set("parrot_edge_compressing_bytes", "Bytes of bodies being compressed in this process now.", {}, z.compressingBytes);
     });
   }
 

@@ -82,8 +82,28 @@ http = "serve"
     expect(lines(basic)).toContain('server admin "unix@/run/parrot/admin.sock"');
   });
 
-  it("has no limit tables or rules when none are configured", () => {
-    expect(basic).not.toMatch(/stick-table|track-sc|tcp-request/);
+  it("has no request-rate or ban tables when none are configured", () => {
+    expect(basic).not.toMatch(/st_limit|st_strike|track-sc1|track-sc2/);
+  });
+
+  it("bounds every address's connections and every connection's requests by default, allow list or not", () => {
+    expect(lines(basic)).toContain("tcp-request connection track-sc0 src table st_conn");
+    expect(lines(basic)).toContain("tcp-request connection reject if { sc0_conn_cur gt 256 }");
+    expect(lines(basic)).toContain("http-request set-var(sess.conn_reqs) int(0) if { date,sub(sess.conn_since) ge 10 }");
+    expect(lines(basic)).toContain("http-request reject if { var(sess.conn_reqs) -m int gt 2000 }");
+    // Counted before anything else answers, logged once per connection.
+    const l = lines(basic);
+    expect(l.indexOf("http-request reject if { var(sess.conn_reqs) -m int gt 2000 }")).toBeLessThan(l.findIndex((x) => x.startsWith("http-request redirect")));
+    expect(l).toContain("http-request set-var(txn.action) str(flooding) if { var(sess.conn_reqs) -m int gt 2000 } !{ var(sess.flood_logged) -m found }");
+    const off = lines(generate('[frontdoor]\nconnections = 0\nconnection_requests = 0\n[[sites]]\nnames = ["a.example"]\ncertificate = "local"\n'));
+    expect(off.join("\n")).not.toMatch(/st_conn|conn_reqs/);
+  });
+
+  it("gives the TLS handshake handshake_timeout_ms (HAProxy 2.6: timeout client), idle connections client_timeout_ms", () => {
+    expect(lines(basic)).toContain("timeout client 5s");
+    expect(lines(basic)).toContain("timeout http-keep-alive 60s");
+    expect(lines(basic)).toContain("timeout http-request 10s");
+    expect(lines(generate('[frontdoor]\nhandshake_timeout_ms = 3000\n[[sites]]\nnames = ["a.example"]\ncertificate = "local"\n'))).toContain("timeout client 3s");
   });
 
   describe("limits", () => {
@@ -135,6 +155,11 @@ limits = [ { name = "api", paths = ["/api/", "/search"], requests = 10, seconds 
       expect(l).toContain("tcp-request session sc-set-gpt0(2) date if { sc2_gpc0_rate ge 5 }");
       expect(l).toContain("http-request sc-inc-gpc0(2) if { var(txn.action) -m str limited }");
       expect(l).toContain("http-request reject if { var(txn.action) -m str banned }");
+      // One log line per banned connection, not one per request.
+      expect(l).toContain("http-request set-log-level silent if { var(txn.action) -m str banned } { var(sess.ban_logged) -m found }");
+      expect(l.indexOf("http-request set-var(sess.ban_logged) bool(true) if { var(txn.action) -m str banned }")).toBeLessThan(
+        l.indexOf("http-request reject if { var(txn.action) -m str banned }"),
+      );
     });
 
     it("logs only limited and banned requests, as JSON", () => {

@@ -3,7 +3,8 @@
  * the host only writes files and starts the process. Never edited by hand: rewritten at every start.
  *
  *   one frontend, two listeners (plain HTTP, and TLS with every site's certificate chosen by SNI, ALPN h2 + http/1.1)
- *   → per-client limits (stick tables: concurrent connections, request rates per site and path, strikes and bans)
+ *   → per-client limits (stick tables: concurrent connections, request rates per site and path, strikes and bans),
+ *     requests per connection (session variables; HTTP/2 rapid reset), the TLS handshake deadline
  *   → redirect to HTTPS per site (except its http_paths and the CDN's own /.well-known/cdn/ paths), HSTS
  *   → X-Forwarded-For set to the connecting address (a client's own value is overwritten, never appended to),
  *     X-Forwarded-Proto set from the listener
@@ -91,7 +92,9 @@ export function haproxyConfig(input: HaproxyConfigInput): string {
   line("  log global");
   line("  option dontlognull");
   line("  timeout connect 5s");
-  line(`  timeout client ${secs(door.client_timeout_ms)}`);
+  // HAProxy 2.6 times the TLS handshake with `timeout client` (no `timeout client-hs` before 2.8): a connection that
+  // sends nothing or a cut ClientHello is closed after handshake_timeout_ms; so is a client that stops reading.
+  line(`  timeout client ${secs(door.handshake_timeout_ms)}`);
   line(`  timeout http-request ${secs(door.request_timeout_ms)}`);
   line(`  timeout http-keep-alive ${secs(door.client_timeout_ms)}`);
   line(`  timeout server ${secs(input.serverTimeoutMs)}`);
@@ -149,6 +152,26 @@ export function haproxyConfig(input: HaproxyConfigInput): string {
     line(`  tcp-request session reject if ${strikes}`);
   }
 
+  // Requests per connection, whatever the limits and the allow list: a fixed window in session variables (one
+  // connection's streams run on one thread). HAProxy 2.6 runs no rule for a stream the client reset before it was
+  // analysed, and cannot close a connection from a stream the client already reset (mux_h2 h2_do_shutr skips closed
+  // streams): reset streams beyond the bound are refused before the edge, and the first one the client did not reset
+  // closes the connection (reject: GOAWAY ENHANCE_YOUR_CALM). Logged once per connection.
+  if (door.connection_requests > 0) {
+    const over = `{ var(sess.conn_reqs) -m int gt ${door.connection_requests} }`;
+    line("  tcp-request session set-var(sess.conn_since) date");
+    line("  tcp-request session set-var(sess.conn_reqs) int(0)");
+    line(`  http-request set-var(sess.conn_reqs) int(0) if { date,sub(sess.conn_since) ge ${door.connection_seconds} }`);
+    line("  http-request set-var(sess.conn_since) date if { var(sess.conn_reqs) -m int eq 0 }");
+    line("  http-request set-var(sess.conn_reqs) var(sess.conn_reqs),add(1)");
+    line(`  http-request set-var(txn.action) str(flooding) if ${over} !{ var(sess.flood_logged) -m found }`);
+    line("  http-request set-var(sess.flood_logged) bool(true) if { var(txn.action) -m str flooding }");
+    line("  http-request set-var(txn.log_host) req.hdr(host),json(utf8ps) if { var(txn.action) -m str flooding }");
+    line("  http-request set-var(txn.log_path) path,json(utf8ps) if { var(txn.action) -m str flooding }");
+    line(`  http-request set-log-level silent if ${over} !{ var(txn.action) -m str flooding }`);
+    line(`  http-request reject if ${over}`);
+  }
+
   // Which site a request is for.
   plan.sites.forEach((site, i) => hostAcl(`site_${i}`, site).forEach((l) => line(l)));
   line("  acl tls ssl_fc");
@@ -191,6 +214,12 @@ export function haproxyConfig(input: HaproxyConfigInput): string {
   line("  http-request set-var(txn.log_host) req.hdr(host),json(utf8ps) if { var(txn.action) -m found }");
   line("  http-request set-var(txn.log_path) path,json(utf8ps) if { var(txn.action) -m found }");
   line("  http-request set-log-level silent unless { var(txn.action) -m found }");
+  if (ban) {
+    // A banned request ends its connection (reject: GOAWAY on HTTP/2), except a stream the client already reset
+    // (see above): only a connection's first banned request is logged.
+    line("  http-request set-log-level silent if { var(txn.action) -m str banned } { var(sess.ban_logged) -m found }");
+    line("  http-request set-var(sess.ban_logged) bool(true) if { var(txn.action) -m str banned }");
+  }
   line("  http-request reject if { var(txn.action) -m str banned }");
   // A cache relays neither tunnels nor traces (workerd would answer CONNECT 500 itself): a client error.
   line('  http-request deny deny_status 405 content-type "text/plain; charset=utf-8" string "405 method not served here" if METH_CONNECT or METH_TRACE');

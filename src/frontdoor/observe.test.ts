@@ -14,6 +14,10 @@ describe("the terminator's output", () => {
       limit: undefined,
       ban: true,
     });
+    expect(parseTerminatorLog('{"client":"127.0.0.20","host":"a.example","path":"\\/","status":-1,"action":"flooding","limit":"-","ban":"-"}')).toMatchObject({
+      action: "flooding",
+      client: "127.0.0.20",
+    });
     expect(parseTerminatorLog("[NOTICE]   (1) : Loading success.")).toBeUndefined();
     expect(parseTerminatorLog('{"action":"ok"}')).toBeUndefined();
     expect(parseTerminatorLog("{broken")).toBeUndefined();
@@ -40,6 +44,7 @@ describe("the front door's metrics and logs", () => {
     o.terminatorLine('{"client":"127.0.0.10","host":"a.example","path":"\\/","status":429,"action":"limited","limit":"a","ban":"-"}');
     o.terminatorLine('{"client":"127.0.0.10","host":"a.example","path":"\\/","status":429,"action":"limited","limit":"a","ban":"1"}');
     o.terminatorLine("[WARNING]  (9) : Proxy public stopped");
+    o.terminatorLine('{"client":"127.0.0.20","host":"a.example","path":"\\/","status":-1,"action":"flooding","limit":"-","ban":"-"}');
     o.certificateInstalled("a.example", "acme", { serial: "ab", notBefore: 0, notAfter: Date.UTC(2026, 3, 1), names: ["a.example"], issuer: "x", fingerprint256: "f" }, "due");
     o.acmeFailed("a.example", "due", "DNS node down", now + 300_000);
     const start = Math.floor(now / 1000) - 10;
@@ -61,10 +66,11 @@ describe("the front door's metrics and logs", () => {
     expect(families.parrot_frontdoor_connections![0]!.value).toBe("1");
 
     const events = out.filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as Record<string, unknown>);
-    expect(events.map((e) => e.event)).toEqual(["limited", "limited", "certificate", "acme-failed", "ban"]);
+    expect(families.parrot_frontdoor_flooding_connections_total![0]!.value).toBe("1");
+    expect(events.map((e) => e.event)).toEqual(["limited", "limited", "flooding", "certificate", "acme-failed", "ban"]);
     expect(events[1]).toMatchObject({ time: "2026-01-01T00:00:00.000Z", edge: "eu-lon", source: "frontdoor", client: "127.0.0.10", status: 429, ban_started: true });
-    expect(events[3]).toMatchObject({ site: "a.example", error: "DNS node down", retry_at: "2026-01-01T00:05:00.000Z" });
-    expect(events[4]).toMatchObject({ client: "127.0.0.10", until: new Date((start + 600) * 1000).toISOString() });
+    expect(events[4]).toMatchObject({ site: "a.example", error: "DNS node down", retry_at: "2026-01-01T00:05:00.000Z" });
+    expect(events[5]).toMatchObject({ client: "127.0.0.10", until: new Date((start + 600) * 1000).toISOString() });
     expect(out).toContain("haproxy: [WARNING]  (9) : Proxy public stopped");
     now += 600_000; // the ban is over
     o.bans([{ key: "127.0.0.10", expiresMs: 1, data: { gpc0: 7, gpt0: start } }], 600);

@@ -8,13 +8,16 @@ import { Registry } from "../metrics/registry.ts";
 import type { CertInfo } from "./cert-store.ts";
 import type { StatRow, TableEntry } from "./haproxy-runtime.ts";
 
-/** A request HAProxy logged: limited (429) or banned (connection closed). */
+/**
+ * A request HAProxy logged: limited (429), banned (connection closed; once per connection), or the first request
+ * beyond a connection's request bound (flooding; once per connection).
+ */
 export interface LimitedRequest {
   client: string;
   host: string;
   path: string;
   status: number;
-  action: "limited" | "banned";
+  action: "limited" | "banned" | "flooding";
   limit?: string;
   /** This request started a ban. */
   ban: boolean;
@@ -30,7 +33,7 @@ export function parseTerminatorLog(line: string): LimitedRequest | undefined {
     return undefined;
   }
   const action = raw.action;
-  if (action !== "limited" && action !== "banned") return undefined;
+  if (action !== "limited" && action !== "banned" && action !== "flooding") return undefined;
   const text = (v: unknown) => (typeof v === "string" && v !== "-" ? v : "");
   return {
     client: text(raw.client),
@@ -73,8 +76,10 @@ export class FrontDoorObserver {
     }
     if (req.action === "limited") {
       this.metrics.inc("parrot_frontdoor_limited_requests_total", "Requests answered 429 by a request-rate limit.", { limit: req.limit ?? "" });
+    } else if (req.action === "banned") {
+      this.metrics.inc("parrot_frontdoor_banned_requests_total", "Connections of a banned client that made a request (closed; counted once each).");
     } else {
-      this.metrics.inc("parrot_frontdoor_banned_requests_total", "Requests from a banned client (connection closed).");
+      this.metrics.inc("parrot_frontdoor_flooding_connections_total", "Connections beyond their request bound (connection_requests); later requests refused.");
     }
     this.event(req.action, { client: req.client, host: req.host, path: req.path, status: req.status, limit: req.limit, ban_started: req.ban || undefined });
   }
