@@ -64,8 +64,9 @@ class ReplayedAnswer implements Answer {
   }
 }
 
-/** Where the key is built (answering is synchronous: one scratch buffer serves every query). */
+/** Where the key is built, and its hash (answering is synchronous: one scratch buffer serves every query). */
 const scratch = new Uint8Array(MAX_QUERY + 17);
+let keyHash = 0;
 
 export class ReplyCache {
   readonly stats: ReplyStats = { hits: 0, misses: 0 };
@@ -131,12 +132,12 @@ export class ReplyCache {
   }
 
   private put(n: number, e: Entry): void {
-    this.entries.set(hash(scratch, n), e);
+    this.entries.set(keyHash, e);
   }
 
-  /** The entry for the key in scratch[0, n), if unexpired. */
+  /** The entry for the key in scratch[0, n) (hashed in keyHash), if unexpired. */
   private find(n: number, now: number): Entry | undefined {
-    const e = this.entries.get(hash(scratch, n));
+    const e = this.entries.get(keyHash);
     if (!e || e.key.length !== n || now >= e.expires) return undefined;
     const k = e.key;
     for (let i = 0; i < n; i++) if (k[i] !== scratch[i]) return undefined;
@@ -145,8 +146,9 @@ export class ReplyCache {
 }
 
 /**
- * The query from its flags on into scratch, the question's name in lowercase; returns the length, or -1 when the
- * query is too long or its question's name does not end inside it (the long way answers those).
+ * The query from its flags on into scratch, the question's name in lowercase, and its FNV-1a hash into keyHash;
+ * returns the length, or -1 when the query is too long or its question's name does not end inside it (the long way
+ * answers those).
  */
 function normalize(query: Uint8Array): number {
   const len = query.length;
@@ -157,26 +159,28 @@ function normalize(query: Uint8Array): number {
     p += query[p] + 1;
   }
   if (p >= len) return -1;
+  let h = 0x811c9dc5;
   for (let i = 2; i < len; i++) {
-    const b = query[i];
+    let b = query[i];
     // Length bytes are below 0x40: only the name's letters are in A–Z.
-    scratch[i - 2] = i >= 12 && i < p && b >= 0x41 && b <= 0x5a ? b + 32 : b;
+    if (b >= 0x41 && b <= 0x5a && i >= 12 && i < p) b += 32;
+    scratch[i - 2] = b;
+    h = Math.imul(h ^ b, 0x01000193);
   }
+  keyHash = h >>> 0;
   return len - 2;
 }
 
-/** Appends the client's address (its length first: none, IPv4, IPv6) to the key in scratch; the new length. */
+/** Appends the client's address (its length first: none, IPv4, IPv6) to the key in scratch and keyHash. */
 function withClient(n: number, client: Uint8Array | null): number {
-  const c = client ?? EMPTY;
-  scratch[n] = c.length;
-  scratch.set(c, n + 1);
-  return n + 1 + c.length;
-}
-const EMPTY = new Uint8Array(0);
-
-/** FNV-1a over bytes [0, n). */
-function hash(b: Uint8Array, n: number): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < n; i++) h = Math.imul(h ^ b[i], 0x01000193);
-  return h >>> 0;
+  const len = client ? client.length : 0;
+  let h = Math.imul(keyHash ^ len, 0x01000193);
+  scratch[n] = len;
+  for (let i = 0; i < len; i++) {
+    const b = client![i];
+    scratch[n + 1 + i] = b;
+    h = Math.imul(h ^ b, 0x01000193);
+  }
+  keyHash = h >>> 0;
+  return n + 1 + len;
 }
