@@ -9,6 +9,7 @@
  * edges' health, the DNSSEC signing window, the ACME challenge records (answer.ts checks them per query) — a reload
  * or key roll makes a new server and so a new cache.
  */
+import { Buffer } from "node:buffer";
 import type { Answer } from "./answer.ts";
 import { readQuestion, type RawQuestion } from "./wire.ts";
 
@@ -109,7 +110,10 @@ export class ReplyCache {
       return null;
     }
     this.stats.hits++;
-    const bytes = e.reply.bytes.slice();
+    // From Node's buffer pool: no backing store of its own per reply (and UDP sends a Buffer without converting).
+    const kept = e.reply.bytes;
+    const bytes = Buffer.allocUnsafe(kept.length);
+    bytes.set(kept);
     bytes[0] = query[0];
     bytes[1] = query[1];
     bytes.set(query.subarray(12, 12 + e.questionLength), 12);
