@@ -315,7 +315,7 @@ for run in $(seq "$RUNS"); do
   done
   echo "run $run: CPU µs/query $(for m in $MODES; do printf '%s %s  ' "$m" "$(for w in $SERVERS; do echo "${C[$w-$m]:-} -" | awk '{printf "%s/", ($1 == "-" ? "-" : $(NF-1))}'; done)"; done)"
 done
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {if (NR == 0) print "-"; else print (NR % 2 ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2)}'; }
+median() { tr ' ' '\n' | { grep -v '^$' || true; } | sort -g | awk '{a[NR]=$1} END {if (NR == 0) print "-"; else print (NR % 2 ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2)}'; }
 echo
 echo "server CPU per answered query, µs (median of $RUNS; lower is better), and queries/s:"
 printf '%-11s' "UDP"; for w in $SERVERS; do printf '%18s' "$w"; done; printf '%14s\n' "ours/gdnsd"
