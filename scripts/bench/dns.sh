@@ -298,7 +298,9 @@ perf() { # pid port extra → "queries/s µs-CPU-per-query"
   echo "$out" | awk -v t=$((after - before)) -v hz="$TICK" '/Queries completed/ {q=$3} /Queries per second/ {qps=$4}
     END {printf "%s %.1f\n", qps, (q > 0 ? t / hz * 1e6 / q : 0)}'
 }
-rss() { local t=0 p; for p in $(procs "$1"); do t=$((t + $(awk '/VmRSS/ {print $2}' "/proc/$p/status"))); done; echo "$((t / 1024)) MB"; }
+# Resident memory of a server's processes, and how much of it is private to them (RSS also counts the pages of the
+# executable and libraries, which every process of the same binary shares: two node processes are not twice the RSS).
+rss() { local t=0 u=0 p; for p in $(procs "$1"); do t=$((t + $(awk '/VmRSS/ {print $2}' "/proc/$p/status"))); u=$((u + $(awk '/^Private_(Clean|Dirty)/ {s += $2} END {print s}' "/proc/$p/smaps_rollup"))); done; echo "$((t / 1024)) MB ($((u / 1024)) MB private)"; }
 MODES="plain ecs signed signed-ecs"
 declare -A R C
 for run in $(seq "$RUNS"); do
