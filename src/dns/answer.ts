@@ -4,9 +4,11 @@
  * parts that do the work: EDNS (edns.ts), zone resolution (plan.ts), the director (director.ts) and wire assembly
  * (assemble.ts). Pure: bytes and a client address in, bytes out.
  *
- * Hot path: everything that does not depend on the client is worked out once per (name, type) and kept as wire
- * bytes; the director's records are cached per located client. A reply is then a header, the query's question bytes
- * and those pieces copied into one buffer.
+ * Hot path: a query seen before (the same bytes apart from ID and case, and for the director's tailored replies the
+ * same client) gets its finished reply again, ID and question patched in (replies.ts). Otherwise everything that
+ * does not depend on the client is worked out once per (name, type) and kept as wire bytes; the director's records
+ * are cached per located client. A reply is then a header, the query's question bytes and those pieces copied into
+ * one buffer.
  */
 import type { GeoIp } from "../geoip/geoip.ts";
 import { assemble, errorBytes, NONE, type Head, type OptOut } from "./assemble.ts";
@@ -20,6 +22,7 @@ import type { ClientSubnet } from "./ecs.ts";
 import { parseEdns } from "./edns.ts";
 import { inZoneKey, inZoneLabels, textKey } from "./names.ts";
 import { planCache, planFor, type PlanCache } from "./plan.ts";
+import { ReplyCache } from "./replies.ts";
 import type { Site } from "./select.ts";
 import { QR, RD, counts, readQuestion, type RawQuestion } from "./wire.ts";
 import type { Zone } from "./zone.ts";
@@ -50,6 +53,8 @@ export interface Server {
   challenges?: ChallengeStore;
   /** DNSSEC: answers to queries with the DO bit are signed with these keys. */
   dnssec?: ZoneSigner;
+  /** Milliseconds clock for the reply cache's TTLs (default Date.now). */
+  now?: () => number;
 }
 
 /** An answer and what HTTP caching needs to know about it. */
@@ -78,21 +83,28 @@ interface Compiled {
   /** The challenge records' version the plans were made under. */
   challenges: number;
   signing: SigningCache;
+  /** Finished replies, dropped when health, the signing window or the challenge records move. */
+  replies: ReplyCache;
 }
 
 const compiledFor = new WeakMap<Server, Compiled>();
 
 function compile(server: Server): Compiled {
   let c = compiledFor.get(server);
-  if (!c) compiledFor.set(server, (c = { plans: planCache(server.zone), director: directorCache(), challenges: 0, signing: signingCache() }));
+  if (!c) {
+    c = { plans: planCache(server.zone), director: directorCache(), challenges: 0, signing: signingCache(), replies: new ReplyCache() };
+    compiledFor.set(server, c);
+  }
   const ch = server.challenges;
   if (ch) {
     ch.expire();
     if (ch.version !== c.challenges) {
       c.plans = planCache(server.zone);
       c.challenges = ch.version;
+      c.replies.clear();
     }
   }
+  c.replies.validate(server.health ? server.health.version : 0, server.dnssec ? server.dnssec.window() : 0);
   return c;
 }
 
@@ -101,6 +113,10 @@ export function answerQuery(query: Uint8Array, client: Uint8Array | null, server
   if (query.length < 12) return null;
   const flags = (query[2] << 8) | query[3];
   if (flags & QR) return null; // a response: never answer one (loops)
+  const compiled = compile(server);
+  const now = server.now ? server.now() : Date.now();
+  const replayed = compiled.replies.lookup(query, client, now);
+  if (replayed) return replayed;
   const opcode = (flags >> 11) & 0xf;
   const q = counts(query).qd === 1 ? readQuestion(query) : null;
   const head: Head = { query, flags: (opcode << 11) | (flags & RD), udpSize: server.udpSize, q };
@@ -125,7 +141,6 @@ export function answerQuery(query: Uint8Array, client: Uint8Array | null, server
   // Meta and query types (RFC 6895: 128–255) other than ANY; types above are data types (CAA), unknown ones NODATA.
   if (q.qtype >= 128 && q.qtype <= 255 && q.qtype !== TYPE.ANY) return refuse(RCODE.NOTIMP, true);
 
-  const compiled = compile(server);
   const plan = key === null ? compiled.plans.nxdomain : planFor(compiled.plans, zone, key, q.qtype, server.challenges);
   let director: DirectorAnswer | undefined;
   if (plan.director !== undefined) director = directorAnswer(compiled.director, server, q.qtype, ecs, client);
@@ -166,7 +181,7 @@ export function answerQuery(query: Uint8Array, client: Uint8Array | null, server
       edns: opt,
     });
   }
-  return {
+  const answer: Answer = {
     bytes,
     rcode: plan.rcode,
     ttl,
@@ -178,6 +193,15 @@ export function answerQuery(query: Uint8Array, client: Uint8Array | null, server
     edges: director?.sites,
     records: plan.answers.length ? plan.texts : undefined,
   };
+  // The director's replies without ECS depend on the connecting address (its place, and the TXT prints it).
+  compiled.replies.store(query, client, answer, plan.director !== undefined && !ecs, now);
+  return answer;
+}
+
+/** The reply cache's hits and misses for a server (tests, metrics). */
+export function replyStats(server: Server): { hits: number; misses: number; size: number } {
+  const r = compile(server).replies;
+  return { ...r.stats, size: r.size };
 }
 
 /**

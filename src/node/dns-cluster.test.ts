@@ -10,6 +10,8 @@ describe("the DNS node's process protocol", () => {
     expect(isToWorker({ type: "reload", configText: "[dns]" })).toBe(true);
     expect(isToWorker({ type: "reload" })).toBe(false);
     expect(isToWorker({ dns: "udp" })).toBe(false);
+    expect(isToWorker({ type: "udp", host: "127.0.0.1", port: 5353 })).toBe(true);
+    expect(isToWorker({ type: "udp" })).toBe(false);
     expect(isToWorker("loaded")).toBe(false);
     expect(isToPrimary({ type: "stats", delta: { queries: [[1, 2]], answers: [] } })).toBe(true);
     expect(isToPrimary({ type: "stats", delta: {} })).toBe(false);

@@ -1,5 +1,6 @@
 /**
- * A DNS node's extra processes (`--workers n`): n − 1 processes answering on the primary's UDP socket, and the typed
+ * A DNS node's extra processes (`--workers n`): n − 1 processes answering on UDP sockets of their own bound to the
+ * primary's address and port (SO_REUSEPORT: the kernel spreads clients over the processes), and the typed
  * messages between them. The primary probes the edges, takes operator calls and reloads; it passes every change
  * (health, ACME challenge records, a new configuration) to the workers, which report their query counts back every
  * second. Messages are checked on arrival: anything not of the protocol is ignored.
@@ -18,8 +19,8 @@ export type EdgeSnapshot = { name: string } & EdgeHealth;
 export type ToWorker =
   /** Load this configuration (the file's path, for relative paths, and its text as the primary read it). */
   | { type: "start"; configPath: string; configText: string; processes: number }
-  /** Serve the UDP socket sent along as the message's handle. */
-  | { type: "udp" }
+  /** Bind a UDP socket of your own on this address and port (SO_REUSEPORT) and serve it. */
+  | { type: "udp"; host: string; port: number }
   | { type: "health"; states: EdgeSnapshot[] }
   | { type: "challenges"; changes: ChallengeChange[] }
   /** A new configuration (SIGHUP, /admin/reload, a changed GeoIP file): load it and swap, or keep the old one. */
@@ -42,7 +43,7 @@ export function isToWorker(m: unknown): m is ToWorker {
     case "start":
       return typeof m.configPath === "string" && typeof m.configText === "string" && typeof m.processes === "number";
     case "udp":
-      return true;
+      return typeof m.host === "string" && Number.isInteger(m.port);
     case "health":
       return Array.isArray(m.states);
     case "challenges":
@@ -90,7 +91,7 @@ export interface DnsWorkers {
 
 const WORKER_ENTRY = fileURLToPath(new URL("./dns-worker.ts", import.meta.url));
 
-/** Starts n − 1 worker processes on the UDP socket; resolves when all serve (rejects when one fails to start). */
+/** Starts n − 1 worker processes on the UDP socket's port; resolves when all serve (rejects when one fails to start). */
 export async function startWorkers(
   n: number,
   udp: UdpSocket,
@@ -99,9 +100,10 @@ export async function startWorkers(
 ): Promise<DnsWorkers> {
   const children: ChildProcess[] = [];
   let stopping = false;
-  const send = (c: ChildProcess, m: ToWorker, handle?: UdpSocket) => {
-    if (c.connected) c.send(m, handle as never);
+  const send = (c: ChildProcess, m: ToWorker) => {
+    if (c.connected) c.send(m);
   };
+  const bound = udp.address();
   const handle: DnsWorkers = {
     get pids() {
       return children.map((c) => c.pid!);
@@ -125,7 +127,7 @@ export async function startWorkers(
             switch (m.type) {
               case "loaded":
                 for (const first of events.initial()) send(child, first);
-                send(child, { type: "udp" }, udp);
+                send(child, { type: "udp", host: bound.address, port: bound.port });
                 break;
               case "serving":
                 ok();

@@ -2,7 +2,8 @@
  * Node host for the GeoDNS handler: classic DNS over UDP and TCP (workerd has no UDP), DNS over TLS (RFC 7858: the
  * TCP framing inside TLS), plain-HTTP DoH, and DoH over TLS with HTTP/2 + HTTP/1.1 (both through serve-fetch.ts, the
  * one Node ↔ fetch adapter). UDP, TCP and DoT messages go straight to the answer core with the peer address, without
- * a Request/Response per query. Extra worker processes can serve the same UDP socket (serveUdp).
+ * a Request/Response per query. Extra worker processes bind UDP sockets of their own on the same port
+ * (SO_REUSEPORT: the kernel spreads the clients over them, no lock or socket shared between processes).
  *
  * Every stream listener (TCP, DoT, both DoH) holds against hostile clients: connections per listener and per client
  * with the oldest idle one closed to make room (src/net/connection-limits.ts), a deadline for each whole message from
@@ -50,6 +51,8 @@ export interface HostOptions {
   maxUdpSize: number;
   /** UDP answers queued in the kernel/libuv before new queries are dropped. */
   maxInflight: number;
+  /** Other processes will bind the UDP port too (SO_REUSEPORT; --workers). */
+  reusePort?: boolean;
   limits: StreamLimits;
   udpGate?: UdpGate;
   log?: (line: string) => void;
@@ -59,7 +62,7 @@ export interface Host {
   /** Listener lines, e.g. "dns udp+tcp 127.0.0.1:5353". */
   addresses: string[];
   ports: { dns?: number; http?: number; tls?: number; dot?: number };
-  /** The bound UDP socket, to hand to worker processes (serveUdp there). */
+  /** The bound UDP socket (its address and port are where worker processes bind theirs). */
   udp?: UdpSocket;
   /** Connections each stream listener closed to make room, since the start. */
   evicted(): Record<string, number>;
@@ -234,6 +237,28 @@ function dotServer(o: HostOptions, answer: AnswerCore, limiter: ConnectionLimits
   return server;
 }
 
+/**
+ * A UDP socket for DNS. Replies go to the address a query came from, an IP literal: the lookup hands it back at once
+ * (dgram's default is dns.lookup, a deferred callback per reply).
+ */
+export function dnsUdpSocket(host: string, reusePort = false): UdpSocket {
+  const lookup = (address: string, _family: unknown, callback: (err: null, address: string, family: number) => void) =>
+    callback(null, address, isIPv6(address) ? 6 : 4);
+  return createSocket({ type: isIPv6(host) ? "udp6" : "udp4", reusePort, lookup: lookup as never });
+}
+
+/** Binds a UDP socket for DNS (a worker's on the primary's port: reusePort). */
+export function bindUdp(host: string, port: number, reusePort = false): Promise<UdpSocket> {
+  const udp = dnsUdpSocket(host, reusePort);
+  return new Promise((resolve, reject) => {
+    udp.once("error", reject);
+    udp.bind(port, host, () => {
+      udp.off("error", reject);
+      resolve(udp);
+    });
+  });
+}
+
 /** Starts the listeners; resolves once all are bound. */
 export async function startHost(options: HostOptions): Promise<Host> {
   // The bounds are changed in place by setLimits (listeners read them per connection); UDP reads `options` per query.
@@ -251,7 +276,7 @@ export async function startHost(options: HostOptions): Promise<Host> {
   const closeServer = (s: TcpServer) => () => new Promise<void>((r) => s.close(() => r()));
 
   if (o.dnsPort !== undefined) {
-    const bound = await bindDns(o.host, o.dnsPort);
+    const bound = await bindDns(o.host, o.dnsPort, o.reusePort ?? false);
     udp = bound.udp;
     ports.dns = bound.port;
     serveUdp(bound.udp, options, answer);
@@ -330,16 +355,9 @@ function listen(server: TcpServer, host: string, port: number): Promise<number> 
 }
 
 /** Binds UDP and TCP on one port number (retrying when 0 picked a port TCP cannot have). */
-async function bindDns(host: string, port: number): Promise<{ udp: UdpSocket; tcp: TcpServer; port: number }> {
+async function bindDns(host: string, port: number, reusePort: boolean): Promise<{ udp: UdpSocket; tcp: TcpServer; port: number }> {
   for (let attempt = 0; ; attempt++) {
-    const udp = createSocket({ type: isIPv6(host) ? "udp6" : "udp4" });
-    await new Promise<void>((resolve, reject) => {
-      udp.once("error", reject);
-      udp.bind(port, host, () => {
-        udp.off("error", reject);
-        resolve();
-      });
-    });
+    const udp = await bindUdp(host, port, reusePort);
     const chosen = udp.address().port;
     const tcp = createTcpServer({ allowHalfOpen: true });
     try {

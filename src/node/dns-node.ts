@@ -189,6 +189,7 @@ export async function runDnsNode(cli: DnsNodeCli): Promise<void> {
     tls: state.tls,
     maxUdpSize: dns.max_udp_size,
     maxInflight: dns.max_inflight,
+    reusePort: cli.workers > 1,
     limits: streamLimits(state.config),
     udpGate: udpGate(rt, () => state.parts.observer),
     log,

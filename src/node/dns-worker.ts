@@ -1,13 +1,12 @@
 /**
  * A DNS node's extra process (`--workers n`, forked by dns-cluster.ts): loads the configuration the primary names,
- * answers on the primary's UDP socket, follows the primary's edge health and challenge records, reloads when told,
+ * answers on a UDP socket of its own bound to the primary's port (SO_REUSEPORT), follows the primary's edge health and challenge records, reloads when told,
  * reports its query counts every second and leaves with the primary. Query log lines go to the shared stdout.
  */
-import type { Socket as UdpSocket } from "node:dgram";
 import { ChallengeStore } from "../dns/challenges.ts";
 import { answerWire } from "../dns/doh.ts";
 import { isToWorker, type ToPrimary } from "./dns-cluster.ts";
-import { lineSink, serveUdp } from "./dns-host.ts";
+import { bindUdp, lineSink, serveUdp } from "./dns-host.ts";
 import { ResponseRateLimiter, rrlSettings } from "../dns/rrl.ts";
 import { applyState, loadState, MAX_CHALLENGE_VALUES, udpGate, type NodeRuntime, type NodeState } from "./dns-node.ts";
 
@@ -33,7 +32,7 @@ const udpOptions = { answer: () => null, maxUdpSize: 1232, maxInflight: 1024, lo
 /** Reloads run one after another, in the order the primary sent them. */
 let queue: Promise<unknown> = Promise.resolve();
 
-process.on("message", (m: unknown, handle: unknown) => {
+process.on("message", (m: unknown) => {
   if (!isToWorker(m)) return;
   switch (m.type) {
     case "start":
@@ -49,11 +48,16 @@ process.on("message", (m: unknown, handle: unknown) => {
       );
       return;
     case "udp": {
-      if (!state || !handle) return;
+      if (!state) return;
       const dns = state.config.dns!;
       Object.assign(udpOptions, { maxUdpSize: dns.max_udp_size, maxInflight: dns.max_inflight });
-      serveUdp(handle as UdpSocket, udpOptions, (msg, peer, transport) => answerWire(msg, peer, state!.parts.server, transport));
-      send({ type: "serving" });
+      bindUdp(m.host, m.port, true).then(
+        (udp) => {
+          serveUdp(udp, udpOptions, (msg, peer, transport) => answerWire(msg, peer, state!.parts.server, transport));
+          send({ type: "serving" });
+        },
+        (err) => send({ type: "failed", error: `udp ${m.host}:${m.port}: ${(err as Error).message}` }),
+      );
       return;
     }
     case "health":

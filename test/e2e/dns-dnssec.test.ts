@@ -63,10 +63,18 @@ it("delv validates the director's A, AAAA and TXT with the DS as trust anchor, f
       expect(r.out).toMatch(new RegExp(`^director\\.geo\\.example\\.org\\.\\s+30\\s+IN\\s+${type}\\s`, "m"));
       expect(r.out).toMatch(new RegExp(`IN\\s+RRSIG\\s+${type} 13 4 30 `));
     }
-  // The worker process alone (the primary stopped) signs with the same keys.
+  // The worker process alone (the primary stopped) signs with the same keys: asked from a client port the kernel
+  // hands to the worker's socket (SO_REUSEPORT picks a process by the client's address and port).
   process.kill(node.child.pid!, "SIGSTOP");
   try {
-    expect((await delv(anchors, "director.geo.example.org", "A")).out).toMatch(/^; fully validated$/m);
+    let port = 0;
+    for (let i = 0; i < 32 && !port; i++) {
+      const p = 20000 + Math.floor(Math.random() * 40000);
+      const dig = await run("dig", ["-b", `127.0.0.1#${p}`, "+time=2", "+tries=1", "@127.0.0.1", "-p", String(node.dnsPort), "director.geo.example.org", "A"]);
+      if (/status: NOERROR/.test(dig.out)) port = p;
+    }
+    expect(port, "a client port the worker answers").toBeGreaterThan(0);
+    expect((await delv(anchors, "-b", `127.0.0.1#${port}`, "director.geo.example.org", "A")).out).toMatch(/^; fully validated$/m);
   } finally {
     process.kill(node.child.pid!, "SIGCONT");
   }

@@ -1,8 +1,9 @@
 /**
- * `--workers 2`: a second process answers on the same UDP socket, follows the first one's edge health (here an
- * operator drain), reports its query counts to the first one's /metrics, and goes away with the first.
+ * `--workers 2`: a second process answers on a UDP socket of its own on the same port (SO_REUSEPORT), follows the
+ * first one's edge health (here an operator drain), reports its query counts to the first one's /metrics, and goes
+ * away with the first.
  */
-import { createSocket } from "node:dgram";
+import { createSocket, type Socket } from "node:dgram";
 import { existsSync } from "node:fs";
 import * as dnsPacket from "dns-packet";
 import { afterAll, beforeAll, expect, it } from "vitest";
@@ -21,8 +22,8 @@ afterAll(async () => {
 });
 
 /** Sends `n` queries over UDP, 50 at a time; resolves with how many were answered (the TXT of the last one too). */
-async function burst(port: number, n: number): Promise<{ answered: number; txt: string }> {
-  const sock = createSocket("udp4");
+async function burst(port: number, n: number, from?: Socket): Promise<{ answered: number; txt: string }> {
+  const sock = from ?? createSocket("udp4");
   const waiting = new Map<number, () => void>();
   let answered = 0;
   let txt = "";
@@ -53,21 +54,46 @@ async function burst(port: number, n: number): Promise<{ answered: number; txt: 
       }),
     );
   }
-  sock.close();
+  sock.removeAllListeners("message");
+  if (!from) sock.close();
   return { answered, txt };
 }
 
-/** The A answer for director over UDP, from whichever process reads the query. */
-async function directorA(port: number): Promise<string[]> {
-  const sock = createSocket("udp4");
+/** The A answer for director over UDP from the process the kernel hands `sock`'s queries to; null: none in 2 s. */
+async function directorA(port: number, sock: Socket): Promise<string[] | null> {
+  const id = Math.floor(Math.random() * 65536);
+  let onMessage: (m: Buffer) => void = () => {};
+  const answer = new Promise<Buffer | null>((resolve) => {
+    const timer = setTimeout(() => resolve(null), 2000);
+    onMessage = (m) => {
+      if (m.readUInt16BE(0) !== id) return; // a late answer to an earlier query
+      clearTimeout(timer);
+      resolve(m);
+    };
+    sock.on("message", onMessage);
+  });
+  sock.send(dnsPacket.encode({ type: "query", id, questions: [{ name: "director.geo.example.org", type: "A" }] }), port, "127.0.0.1");
+  const got = await answer;
+  sock.off("message", onMessage);
+  return got ? (dnsPacket.decode(got).answers ?? []).map((a) => String((a as { data: unknown }).data)) : null;
+}
+
+/**
+ * A client socket whose queries the kernel hands to the worker's socket (SO_REUSEPORT picks a socket by the client's
+ * address and port): found while the first process is stopped, as one that gets an answer. Closed by the caller.
+ */
+async function workerBound(port: number): Promise<Socket> {
+  process.kill(node.child.pid!, "SIGSTOP");
   try {
-    const answer = new Promise<Buffer>((resolve) => sock.once("message", resolve));
-    sock.send(dnsPacket.encode({ type: "query", id: 7, questions: [{ name: "director.geo.example.org", type: "A" }] }), port, "127.0.0.1");
-    const p = dnsPacket.decode(await answer);
-    return (p.answers ?? []).map((a) => String((a as { data: unknown }).data));
+    for (let i = 0; i < 32; i++) {
+      const sock = createSocket("udp4");
+      if (await directorA(port, sock)) return sock;
+      sock.close();
+    }
   } finally {
-    sock.close();
+    process.kill(node.child.pid!, "SIGCONT");
   }
+  throw new Error("no client port reaches the worker process");
 }
 
 const metrics = async () =>
@@ -83,18 +109,23 @@ it("the worker process follows the first one's health and its queries show in th
       headers: { authorization: `Bearer ${TOKEN}` },
       body: JSON.stringify({ edge: "us-sea", draining }),
     });
+  const toWorker = await workerBound(node.dnsPort);
   expect((await drain(true)).status).toBe(200);
   // The state travels to the worker over IPC: ask it alone (the first process stopped) until it has arrived.
-  let alone: string[] = [];
-  for (let i = 0; i < 50; i++) {
-    process.kill(node.child.pid!, "SIGSTOP");
-    try {
-      alone = await directorA(node.dnsPort);
-    } finally {
-      process.kill(node.child.pid!, "SIGCONT");
+  let alone: string[] | null = [];
+  try {
+    for (let i = 0; i < 50; i++) {
+      process.kill(node.child.pid!, "SIGSTOP");
+      try {
+        alone = await directorA(node.dnsPort, toWorker);
+      } finally {
+        process.kill(node.child.pid!, "SIGCONT");
+      }
+      if (alone && !alone.includes("192.0.2.22")) break;
+      await new Promise((r) => setTimeout(r, 50));
     }
-    if (!alone.includes("192.0.2.22")) break;
-    await new Promise((r) => setTimeout(r, 50));
+  } finally {
+    toWorker.close();
   }
   expect(alone).not.toContain("192.0.2.22");
   expect(alone).toHaveLength(2);
@@ -112,16 +143,22 @@ it("the worker process follows the first one's health and its queries show in th
 it("serves UDP from both processes; the worker alone while the first is stopped", async () => {
   const children = (await run("ps", ["--ppid", String(node.child.pid), "-o", "pid="])).out.split("\n").map((s) => s.trim()).filter(Boolean);
   expect(children).toHaveLength(1);
+  // Each process has a UDP socket of its own on the port (SO_REUSEPORT), not one socket shared between them.
+  const sockets = (await run("ss", ["-H", "-u", "-a", "-n", "-p", `sport = :${node.dnsPort}`])).out.trim().split("\n");
+  expect(sockets).toHaveLength(2);
+  expect(sockets.map((l) => l.match(/pid=(\d+)/g)?.length)).toEqual([1, 1]);
   const all = await burst(node.dnsPort, 1000);
   expect(all.answered).toBe(1000);
   expect(all.txt).toBe("ip 127.0.0.1 v4 city unknown country unknown unknown state unknown region unknown name unknown as unknown");
-  // Stop the first process: only the worker can answer now.
+  // Stop the first process: the worker answers the clients the kernel hands its socket, on its own.
+  const toWorker = await workerBound(node.dnsPort);
   process.kill(node.child.pid!, "SIGSTOP");
   try {
-    const alone = await burst(node.dnsPort, 300);
+    const alone = await burst(node.dnsPort, 300, toWorker);
     expect(alone.answered).toBe(300);
   } finally {
     process.kill(node.child.pid!, "SIGCONT");
+    toWorker.close();
   }
   // TCP and DoH stay with the first process.
   const tcp = await run("dig", ["@127.0.0.1", "-p", String(node.dnsPort), "+tcp", "+short", "+time=5", "+tries=1", "director.geo.example.org", "A"]);
