@@ -236,8 +236,7 @@ describe("what the edge guarantees", () => {
     primary.set("/after-upload", { headers: { "cache-control": "no-store" }, body: "from primary" });
     backup.set("/after-upload", { headers: { "cache-control": "no-store" }, body: "from backup" });
     expect(await (await fetch(`${edge.url}/after-upload`)).text()).toBe("from primary");
-    // (A malformed chunk framing is workerd's to judge: its parser ends such a body where it stops making sense,
-    // and the worker sees a shorter body, not an error. A body that fails while read is answered 400: src/edge/engine.test.ts, "client failures".)
+    // (What the origin sees of a cut or malformed upload, and the client's 400: test/e2e/uploads.test.ts.)
   });
 
   it("a force_ttl rule for /static/** does not store /static/..%2faccount (the origin's /account)", async () => {
