@@ -7,6 +7,7 @@ import { originsOf, type EdgeConfig, type OriginConfig } from "../config/edge-sc
 import { codingsKey } from "../cache/encoding.ts";
 import { endToEnd } from "../cache/headers.ts";
 import type { FetchLike } from "../contracts/fetch.ts";
+import { idleLimited } from "./idle.ts";
 
 /**
  * Client headers that must not reach the origin: forged forwarding data (who the client is, which scheme, host or
@@ -60,6 +61,8 @@ export class OriginTimeout extends Error {
 
 export interface OriginRequest {
   method: string;
+  /** The response body fails (OriginIdle) when it stalls for origin_idle_timeout_ms (see idle.ts). */
+  idleLimit?: boolean;
   /** Extra or replaced headers (conditionals for revalidation); `null` deletes. */
   headers?: Record<string, string | null>;
   body?: ReadableStream<Uint8Array> | null;
@@ -187,7 +190,8 @@ export function originFetcher(edge: EdgeConfig, fetchImpl: FetchLike = fetch, po
       }
       if (!retryStatus.has(response.status)) {
         pool.succeeded(i);
-        return response;
+        if (!req.idleLimit || !response.body) return response;
+        return new Response(idleLimited(response.body, edge.origin_idle_timeout_ms), response);
       }
       pool.failed(i);
       if (!retryable || tried.size === pool.size) return response;
