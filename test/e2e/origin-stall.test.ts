@@ -1,9 +1,9 @@
 /**
- * An origin that stalls in the middle of a slice blocks nobody for long, on bare workerd and on Miniflare: after
- * origin_idle_timeout_ms without bytes the store gives the body up (the origin sees its connection closed), the
- * slice's lock is released, and the requests that wanted the slice fetch it afresh and get every byte. The scripted
- * origin sends the headers and 1 MiB of the slice, then nothing until the edge closes the connection (or the test
- * releases it).
+ * An origin that stalls in the middle of a slice blocks nobody for long, on bare workerd (one process, and two with
+ * the locks in the store process) and on Miniflare: after origin_idle_timeout_ms without bytes the edge gives the body
+ * up (the origin sees its connection closed), the slice's lock is released, and the requests that wanted the slice
+ * fetch it afresh and get every byte. The scripted origin sends the headers and 1 MiB of the slice, then nothing
+ * until the edge closes the connection (or the test releases it).
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -20,7 +20,8 @@ const MiB = 1024 * 1024;
 const SLICE = 4 * MiB;
 const SIZE = 5 * SLICE + 12_345;
 const DEADLINE_MS = 30_000;
-const RUNTIMES = ["workerd", "miniflare"] as const;
+/** Bare workerd with one process (in-isolate locks), with two edge processes (the store process holds the locks), Miniflare. */
+const RUNTIMES = ["workerd", "workerd --processes 2", "miniflare"] as const;
 
 /** A response within the deadline, or a failure that says there was none. */
 async function within<T>(p: Promise<T>, what: string): Promise<T> {
@@ -51,9 +52,9 @@ slice_threshold_bytes = ${2 * SLICE}
 lock_timeout_ms = 2000
 origin_idle_timeout_ms = 1500
 `;
-    edge = runtime === "workerd"
-      ? await startEdgeWorkerd({ configText, storeDir: join(dir, "store"), log: () => {} })
-      : await startEdgeMiniflare({ configText });
+    edge = runtime === "miniflare"
+      ? await startEdgeMiniflare({ configText })
+      : await startEdgeWorkerd({ configText, storeDir: join(dir, "store"), processes: runtime === "workerd" ? 1 : 2, log: () => {} });
   }, 60_000);
 
   afterAll(async () => {
