@@ -75,6 +75,11 @@ export const EdgeSchema = z
     /** Time allowed for the origin to send response headers. */
     origin_timeout_ms: z.number().int().min(1).max(600_000).default(30_000),
     /**
+     * Time a slice fetch's origin body may take to bring its next MiB (or its end) before the fetch is given up and its
+     * connection closed: a stalled origin then frees the requests waiting for that slice. 0 = no limit.
+     */
+    origin_idle_timeout_ms: z.number().int().min(0).max(600_000).default(30_000),
+    /**
      * How long concurrent requests wait for another request's origin fetch (proxy_cache_lock_timeout); a slice fetch
      * holds its lock longer while its body goes into the store.
      */

@@ -10,8 +10,9 @@
  * A lock lapses lock_timeout_ms after it was taken, or after it was last renewed: a slice fetch, which may take
  * longer than that on a slow origin or a busy box, holds its lock while its body goes into the store, so its waiters
  * wait instead of asking the origin for the same bytes; a fetch still waiting for the origin's answer frees them
- * within lock_timeout_ms. (Renewing per chunk would need a JavaScript hop in the body's way: on workerd that halves a
- * cold download's speed and doubles its memory.)
+ * within lock_timeout_ms, and one whose body stalls ends after origin_idle_timeout_ms (idle.ts), its renewal with it.
+ * (Renewing per chunk would need a JavaScript hop in the body's way: on workerd that halves a cold download's speed
+ * and doubles its memory.)
  */
 import type { SharedLocks } from "../contracts/store.ts";
 

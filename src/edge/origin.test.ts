@@ -111,6 +111,34 @@ describe("origin failover", () => {
   });
 });
 
+describe("a client body that fails", () => {
+  // On workerd a body stream that errors ends a chunked upload with a clean last chunk (test/e2e/uploads.test.ts):
+  // the failure must abort the origin request instead, and the body given to fetch must neither end nor error.
+  it("aborts the origin request at once; the body the origin reads neither ends nor errors", async () => {
+    let signal: AbortSignal | undefined;
+    let originRead: "ended" | "errored" | "still reading" = "still reading";
+    const fetcher = originFetcher(parseConfig(`[edge]\norigin_timeout_ms = 600000\norigin = "http://a"`).edge!, async (_input, init) => {
+      signal = init!.signal!;
+      const reader = (init!.body as ReadableStream<Uint8Array>).getReader();
+      void (async () => {
+        while (!(await reader.read()).done);
+        originRead = "ended";
+      })().catch(() => (originRead = "errored"));
+      return new Promise<Response>(() => {}); // answers only once the body is complete
+    });
+    let sent = 0;
+    const cut = new ReadableStream<Uint8Array>({
+      pull(c) {
+        if (sent++ < 2) c.enqueue(new Uint8Array(10));
+        else c.error(new TypeError("client went away"));
+      },
+    });
+    await expect(fetcher(new Request("https://www.example.org/up", { method: "POST" }), undefined, { method: "POST", body: cut })).rejects.toBeInstanceOf(ClientBodyError);
+    expect(signal?.aborted).toBe(true);
+    expect(originRead).toBe("still reading");
+  });
+});
+
 describe("headers the origin gets", () => {
   it("drops every client forwarding and override header, and sets the edge's own", async () => {
     const forged = {

@@ -7,6 +7,7 @@ import { originsOf, type EdgeConfig, type OriginConfig } from "../config/edge-sc
 import { codingsKey } from "../cache/encoding.ts";
 import { endToEnd } from "../cache/headers.ts";
 import type { FetchLike } from "../contracts/fetch.ts";
+import { idleLimited } from "./idle.ts";
 
 /**
  * Client headers that must not reach the origin: forged forwarding data (who the client is, which scheme, host or
@@ -60,6 +61,8 @@ export class OriginTimeout extends Error {
 
 export interface OriginRequest {
   method: string;
+  /** The response body fails (OriginIdle) when it stalls for origin_idle_timeout_ms (see idle.ts). */
+  idleLimit?: boolean;
   /** Extra or replaced headers (conditionals for revalidation); `null` deletes. */
   headers?: Record<string, string | null>;
   body?: ReadableStream<Uint8Array> | null;
@@ -157,8 +160,16 @@ export function originFetcher(edge: EdgeConfig, fetchImpl: FetchLike = fetch, po
   return async (client: Request, clientIp: string | undefined, req: OriginRequest): Promise<Response> => {
     const headers = forwardedHeaders(edge, client, clientIp, req);
     const retryable = IDEMPOTENT.has(req.method) && !req.body;
+    // A client body that fails (cut off, a malformed chunk) aborts the origin request: the origin sees the
+    // connection reset, never a complete body (see `forwardedBody`).
+    const clientGone = new AbortController();
     let clientFailed: unknown;
-    const body = req.body ? watched(req.body, (err) => (clientFailed ??= err)) : null;
+    const body = req.body
+      ? forwardedBody(req.body, client.headers.get("content-length"), (err) => {
+          clientFailed ??= err;
+          clientGone.abort(new ClientBodyError(err));
+        })
+      : null;
     const tried = new Set<number>();
     let lastError: unknown = new Error("no origin configured");
     for (let i = pool.pick(tried); i !== undefined; i = retryable ? pool.pick(tried) : undefined) {
@@ -170,7 +181,7 @@ export function originFetcher(edge: EdgeConfig, fetchImpl: FetchLike = fetch, po
           headers,
           body,
           redirect: "manual",
-        }, edge.origin_timeout_ms);
+        }, edge.origin_timeout_ms, clientGone.signal);
       } catch (err) {
         if (clientFailed !== undefined) throw new ClientBodyError(clientFailed); // the origin stays healthy
         pool.failed(i);
@@ -179,7 +190,8 @@ export function originFetcher(edge: EdgeConfig, fetchImpl: FetchLike = fetch, po
       }
       if (!retryStatus.has(response.status)) {
         pool.succeeded(i);
-        return response;
+        if (!req.idleLimit || !response.body) return response;
+        return new Response(idleLimited(response.body, edge.origin_idle_timeout_ms), response);
       }
       pool.failed(i);
       if (!retryable || tried.size === pool.size) return response;
@@ -189,18 +201,26 @@ export function originFetcher(edge: EdgeConfig, fetchImpl: FetchLike = fetch, po
   };
 }
 
-/** The client's body, passed on chunk by chunk; `onError` hears when reading it fails. */
-function watched(body: ReadableStream<Uint8Array>, onError: (err: unknown) => void): ReadableStream<Uint8Array> {
+/**
+ * The client's body as the origin gets it, with its declared length when it has one (workerd then sends it with
+ * that Content-Length). `onError` hears when reading it fails, and the stream then stays open: the caller aborts the
+ * origin request. Erroring it instead would not do: workerd ends a chunked upload whose body stream errors with a
+ * clean last chunk, and the origin would take the part it got for the whole.
+ */
+function forwardedBody(
+  body: ReadableStream<Uint8Array>,
+  declared: string | null,
+  onError: (err: unknown) => void,
+): ReadableStream<Uint8Array> {
   const reader = body.getReader();
-  return new ReadableStream<Uint8Array>({
+  const watched = new ReadableStream<Uint8Array>({
     async pull(controller) {
       let r: ReadableStreamReadResult<Uint8Array>;
       try {
         r = await reader.read();
       } catch (err) {
         onError(err);
-        controller.error(err);
-        return;
+        return; // left open (see above)
       }
       if (r.done) controller.close();
       else controller.enqueue(r.value);
@@ -209,6 +229,10 @@ function watched(body: ReadableStream<Uint8Array>, onError: (err: unknown) => vo
       return reader.cancel(reason);
     },
   });
+  if (declared === null || !/^\d+$/.test(declared) || typeof FixedLengthStream !== "function") return watched;
+  const fixed = new FixedLengthStream(Number(declared));
+  watched.pipeTo(fixed.writable as unknown as WritableStream<Uint8Array>).catch(() => undefined);
+  return fixed.readable as unknown as ReadableStream<Uint8Array>;
 }
 
 /** The request headers an origin gets (see the module comment). */
@@ -235,21 +259,27 @@ function forwardedHeaders(edge: EdgeConfig, client: Request, clientIp: string | 
   return headers;
 }
 
-/** fetch() that gives up (OriginTimeout) when the response headers take longer than `ms`. */
-async function fetchWithTimeout(fetchImpl: FetchLike, url: string, init: RequestInit, ms: number): Promise<Response> {
+/**
+ * fetch() that gives up (OriginTimeout) when the response headers take longer than `ms`; `cancel` aborts it at any
+ * time (the client's body failed: its reason is thrown).
+ */
+async function fetchWithTimeout(fetchImpl: FetchLike, url: string, init: RequestInit, ms: number, cancel?: AbortSignal): Promise<Response> {
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(new OriginTimeout(ms)), ms);
+  const onCancel = () => controller.abort(cancel!.reason);
+  if (cancel?.aborted) onCancel();
+  else cancel?.addEventListener("abort", onCancel);
   // The origin's bytes as they are: a compressed body stays compressed (and keeps its Content-Length).
   const withSignal: RequestInit & { duplex?: string; encodeResponseBody?: string } = { ...init, signal: controller.signal, encodeResponseBody: "manual" };
   if (init.body) withSignal.duplex = "half";
   // Race the abort too: not every fetch implementation gives up on headers the moment the signal fires.
   const aborted = new Promise<never>((_, reject) =>
-    controller.signal.addEventListener("abort", () => reject(new OriginTimeout(ms))),
+    controller.signal.addEventListener("abort", () => reject(controller.signal.reason)),
   );
   try {
     return await Promise.race([fetchImpl(url, withSignal), aborted]);
   } catch (err) {
-    if (controller.signal.aborted) throw new OriginTimeout(ms);
+    if (controller.signal.aborted) throw controller.signal.reason;
     throw err;
   } finally {
     clearTimeout(timer);

@@ -227,11 +227,15 @@ export class SliceReader {
     })();
   }
 
-  /** The origin's bytes for `range` of this version (206 with exactly that Content-Range), or an error. */
+  /**
+   * The origin's bytes for `range` of this version (206 with exactly that Content-Range), or an error. A body that
+   * stalls fails (origin_idle_timeout_ms): a slice fetch never holds its lock, or a client, longer than that.
+   */
   private async fetchRange(range: ByteRange): Promise<ReadableStream<Uint8Array>> {
     const { tx } = this;
     const res = await this.e.origin(tx.request, tx.ctx.clientIp, {
       method: "GET",
+      idleLimit: true,
       drop: PARTIAL_REQUEST_HEADERS,
       headers: { range: `bytes=${range.start}-${range.end}`, ...versionConditions(this.rec.meta) },
     });

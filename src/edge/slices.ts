@@ -70,6 +70,7 @@ export async function fetchMiss(e: Engine, tx: Transaction, status: XCacheStatus
       method: "GET",
       drop: PARTIAL_REQUEST_HEADERS,
       headers: { range: `bytes=${asked.start}-${asked.end}` },
+      idleLimit: true, // its slice holds a lock while it is stored
     });
   } catch (error) {
     release(tx);

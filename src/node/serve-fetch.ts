@@ -98,16 +98,33 @@ async function writeResponse(res: AnyResponse, response: Response, h2: boolean, 
     return void r.end();
   }
   const reader = response.body.getReader();
+  // The client gone (the connection closed mid-body): the handler's body is cancelled, as a runtime would.
+  const gone = () => void reader.cancel(new Error("the client closed the connection")).catch(() => undefined);
+  r.once("close", gone);
   try {
     for (;;) {
       const { done, value } = await reader.read();
       if (done) break;
-      if (!r.write(value)) await new Promise<void>((resolve) => r.once("drain", resolve));
+      if (!r.write(value)) await drained(r);
     }
+    r.off("close", gone);
     r.end();
   } catch {
     r.destroy();
   }
+}
+
+/** Resolves when a response can take more, or its connection closed. */
+function drained(r: ServerResponse): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const done = () => {
+      r.off("drain", done);
+      r.off("close", done);
+      resolve();
+    };
+    r.once("drain", done);
+    r.once("close", done);
+  });
 }
 
 /** A short plain-text error answer. */

@@ -236,8 +236,7 @@ describe("what the edge guarantees", () => {
     primary.set("/after-upload", { headers: { "cache-control": "no-store" }, body: "from primary" });
     backup.set("/after-upload", { headers: { "cache-control": "no-store" }, body: "from backup" });
     expect(await (await fetch(`${edge.url}/after-upload`)).text()).toBe("from primary");
-    // (A malformed chunk framing is workerd's to judge: its parser ends such a body where it stops making sense,
-    // and the worker sees a shorter body, not an error. A body that fails while read is answered 400: src/edge/engine.test.ts, "client failures".)
+    // (What the origin sees of a cut or malformed upload, and the client's 400: test/e2e/uploads.test.ts.)
   });
 
   it("a force_ttl rule for /static/** does not store /static/..%2faccount (the origin's /account)", async () => {
@@ -267,7 +266,8 @@ describe("what the edge guarantees", () => {
   it("input errors are the client's: two Host headers 400, TRACE 405; CONNECT never reaches the worker or an origin", async () => {
     expect(await rawRequest("GET / HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\n\r\n")).toMatch(/^HTTP\/1\.1 400/);
     expect(await rawRequest(`TRACE / HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n\r\n`)).toMatch(/^HTTP\/1\.1 405/);
-    // workerd answers CONNECT itself (there is no tunnel handler); the front door answers it 405 (haproxy-config).
+    // workerd answers CONNECT itself: 500 without a connect() handler, and "200 OK" before one would run (workerd
+    // 1.20261102, global-scope.c++ accepts the tunnel first), so the worker cannot answer 405; the front door does.
     const hitsBefore = primary.hitsOf("example.org:443");
     expect(await rawRequest("CONNECT example.org:443 HTTP/1.1\r\nHost: example.org:443\r\n\r\n")).not.toMatch(/^HTTP\/1\.1 2/);
     expect(primary.hitsOf("example.org:443")).toBe(hitsBefore);

@@ -27,6 +27,11 @@ export interface Script {
   seed?: number;
   /** Send only this many body bytes, whatever the headers announce (a broken origin). */
   truncate?: number;
+  /**
+   * Send this many body bytes, then nothing (the connection stays open) until the request's client closes it or
+   * `releaseStalls()` cuts the body (a stalled origin).
+   */
+  stallAfter?: number;
 }
 
 export class ScriptedOrigin {
@@ -34,6 +39,9 @@ export class ScriptedOrigin {
   private hits = new Map<string, number>();
   private last = new Map<string, Record<string, string>>();
   private sent = new Map<string, number>();
+  /** Answers stalled by `stallAfter`, and how many of them their client closed (the edge aborted the fetch). */
+  readonly stalls = { stalled: 0, closedByClient: 0 };
+  private stallGate = gate();
   /** Every request's Range header (or "" without one), by path. */
   readonly ranges = new Map<string, string[]>();
   private readonly now: () => number;
@@ -54,12 +62,39 @@ export class ScriptedOrigin {
   bytesOf(path: string): number {
     return this.sent.get(path) ?? 0;
   }
+  /** Ends every stalled answer (its body fails, so the connection closes without a complete body). */
+  releaseStalls() {
+    this.stallGate.open();
+    this.stallGate = gate();
+  }
   reset() {
     this.scripts.clear();
     this.hits.clear();
     this.last.clear();
     this.sent.clear();
     this.ranges.clear();
+  }
+
+  /** The part of `body` before `at`, then a stall until the client closes the connection or the test releases it. */
+  private stalling(body: Uint8Array | string, at: number): ReadableStream<Uint8Array> {
+    const bytes = typeof body === "string" ? new TextEncoder().encode(body) : body;
+    const released = this.stallGate.opened;
+    let sent = false;
+    return new ReadableStream<Uint8Array>({
+      pull: async (controller) => {
+        if (!sent) {
+          sent = true;
+          controller.enqueue(bytes.slice(0, at));
+          return;
+        }
+        this.stalls.stalled++;
+        await released;
+        controller.error(new Error("stalled answer released"));
+      },
+      cancel: () => {
+        this.stalls.closedByClient++;
+      },
+    });
   }
 
   handle = async (request: Request): Promise<Response> => {
@@ -115,8 +150,16 @@ export class ScriptedOrigin {
     if (!noBody && !headers.has("content-length")) headers.set("content-length", String(length));
     if (!noBody) this.sent.set(path, this.bytesOf(path) + length);
     if (noBody) return new Response(null, { status: answer, headers });
+    if (script.stallAfter !== undefined) return new Response(this.stalling(body, script.stallAfter), { status: answer, headers });
     return new Response(script.trickleMs ? trickle(body, script.trickleMs) : body, { status: answer, headers });
   };
+}
+
+/** A promise the test opens. */
+function gate(): { opened: Promise<void>; open: () => void } {
+  let open = () => {};
+  const opened = new Promise<void>((r) => (open = r));
+  return { opened, open };
 }
 
 /** `body` in 10 parts, one every tenth of `ms`. */
