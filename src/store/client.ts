@@ -82,6 +82,17 @@ export function storePeers(store: Fetcher, tier: { forget(key: string): void; cl
   // Where this process is in the store's ring (none before the first read: then it forgets all, nothing at boot).
   let ring = "";
   let seq = -1;
+  const read = async () => {
+    const res = await call(store, INVALIDATED_PATH, { since: String(seq), ring });
+    if (!res.ok) return void (await res.body?.cancel());
+    const got = (await res.json()) as Invalidations;
+    if (got.reset) tier.clear();
+    else for (const key of got.keys) tier.forget(key);
+    ring = got.ring;
+    seq = got.seq;
+  };
+  // Concurrent callers share reads: each waits for one that started after it called (see freshRead).
+  const fresh = freshRead(read);
   return {
     async publish(keys) {
       if (!keys.length) return;
@@ -89,14 +100,29 @@ export function storePeers(store: Fetcher, tier: { forget(key: string): void; cl
       await res.body?.cancel();
       if (!res.ok) throw new Error(`the store answered ${res.status} to invalidations`);
     },
-    async poll() {
-      const res = await call(store, INVALIDATED_PATH, { since: String(seq), ring });
-      if (!res.ok) return void (await res.body?.cancel());
-      const got = (await res.json()) as Invalidations;
-      if (got.reset) tier.clear();
-      else for (const key of got.keys) tier.forget(key);
-      ring = got.ring;
-      seq = got.seq;
-    },
+    poll: fresh,
+  };
+}
+
+/**
+ * `read` shared by concurrent callers: a call resolves when a read that started after it ended (rejects when that
+ * read failed). One read runs at a time; callers that arrive while one runs share the next.
+ */
+export function freshRead(read: () => Promise<void>): () => Promise<void> {
+  let running: Promise<void> | undefined;
+  let next: Promise<void> | undefined;
+  return () => {
+    if (!running) {
+      running = read().finally(() => (running = undefined));
+      return running;
+    }
+    next ??= running
+      .catch(() => undefined)
+      .then(() => {
+        next = undefined;
+        running = read().finally(() => (running = undefined));
+        return running;
+      });
+    return next;
   };
 }
