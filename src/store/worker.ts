@@ -26,6 +26,7 @@ import {
 } from "./format.ts";
 import { BLOCK, BlockHasher, bodyMatches, headDigest, readBlock, tableLen, verifiedBody } from "./integrity.ts";
 import { StoreIndex, type IndexEntry } from "./lru.ts";
+import { Slots } from "./slots.ts";
 import {
   CHANGED_HEADER,
   INVALIDATED_PATH,
@@ -50,6 +51,12 @@ export interface StoreEnv {
 const MAX_HEAD = 256 * 1024;
 /** Entries up to this size (head + body) are read in one piece. */
 const SMALL = 256 * 1024;
+/**
+ * Block reads under way at once in this store (each holds one block, 1 MiB, while it is read and its digest checked):
+ * a burst of Ranges waits its turn instead of holding a block each. Enough to keep a core hashing.
+ */
+const BLOCK_READS = 8;
+const blockReads = new Slots(BLOCK_READS);
 const DISK = "http://disk/";
 
 interface State {
@@ -199,14 +206,23 @@ async function match(s: State, env: StoreEnv, ctx: ExecutionContext, request: Re
   if ((await headDigest(headBytes)) !== e.headHash) return corrupt();
   let body: ReadableStream<Uint8Array> | null = null;
   if (request.method !== "HEAD" && e.bodyLen > 0) {
-    const res = await env.DISK.fetch(DISK + e.file, {
-      headers: { range: `bytes=${e.headLen + first * BLOCK}-${e.headLen + Math.min((last + 1) * BLOCK, e.bodyLen) - 1}` },
-    });
+    // A slot before the file is opened: requests beyond BLOCK_READS wait here, holding nothing of the body yet.
+    const held = await blockReads.acquire();
+    let res: Response;
+    try {
+      res = await env.DISK.fetch(DISK + e.file, {
+        headers: { range: `bytes=${e.headLen + first * BLOCK}-${e.headLen + Math.min((last + 1) * BLOCK, e.bodyLen) - 1}` },
+      });
+    } catch (err) {
+      held();
+      throw err;
+    }
     if (res.status !== 206 || !res.body) {
+      held();
       await res.body?.cancel();
       return gone(s, env, ctx, hash, e);
     }
-    body = verifiedBody(res.body, { bodyLen: e.bodyLen, firstBlock: first, table: digests, from, to, onCorrupt: () => void corrupt() });
+    body = verifiedBody(res.body, { bodyLen: e.bodyLen, firstBlock: first, table: digests, from, to, onCorrupt: () => void corrupt(), slots: blockReads, held });
   }
   return answer(request, decodeHead(headBytes), body, e, range);
 }
