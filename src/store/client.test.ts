@@ -1,5 +1,5 @@
 /** freshRead: concurrent callers share reads, and each waits for one that started after it called. */
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { freshRead } from "./client.ts";
 
 describe("freshRead", () => {
@@ -31,5 +31,24 @@ describe("freshRead", () => {
     });
     await expect(read()).rejects.toThrow("store away");
     await expect(read()).resolves.toBeUndefined();
+  });
+  it("a read that never settles (its request ended, on workerd) holds the others at most patienceMs", async () => {
+    vi.useFakeTimers();
+    try {
+      let reads = 0;
+      const read = freshRead(() => (reads++ === 0 ? new Promise<void>(() => {}) : Promise.resolve()), 1000);
+      void read(); // hangs forever
+      let done = false;
+      const next = read().then(() => void (done = true));
+      await vi.advanceTimersByTimeAsync(999);
+      expect(done).toBe(false);
+      await vi.advanceTimersByTimeAsync(1);
+      await next;
+      expect(reads).toBe(2); // it read itself
+      await read(); // and later callers are not held by the hung one either
+      expect(reads).toBe(3);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });

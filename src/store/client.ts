@@ -106,23 +106,34 @@ export function storePeers(store: Fetcher, tier: { forget(key: string): void; cl
 
 /**
  * `read` shared by concurrent callers: a call resolves when a read that started after it ended (rejects when that
- * read failed). One read runs at a time; callers that arrive while one runs share the next.
+ * read failed). One read runs at a time; callers that arrive while one runs share the next, which the first of them
+ * to wake starts and awaits itself: on workerd a read belongs to the request that started it, and a request that
+ * ended no longer settles it. So a caller waits for another caller's read at most `patienceMs`, then reads itself.
  */
-export function freshRead(read: () => Promise<void>): () => Promise<void> {
-  let running: Promise<void> | undefined;
-  let next: Promise<void> | undefined;
-  return () => {
-    if (!running) {
-      running = read().finally(() => (running = undefined));
-      return running;
+export function freshRead(read: () => Promise<void>, patienceMs = 1000): () => Promise<void> {
+  let started = 0;
+  let running: { n: number; done: Promise<void> } | undefined;
+  const patience = (done: Promise<void>) => {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<"late">((r) => (timer = setTimeout(() => r("late"), patienceMs)));
+    return Promise.race([done.then(() => "ok" as const), late]).finally(() => clearTimeout(timer));
+  };
+  return async () => {
+    const after = started; // reads numbered above this started after the call
+    for (;;) {
+      const r = running;
+      if (!r) break;
+      if (r.n > after) {
+        if ((await patience(r.done)) === "ok") return;
+        break; // never settled for us: read ourselves
+      }
+      if ((await patience(r.done.catch(() => undefined))) === "late") break;
     }
-    next ??= running
-      .catch(() => undefined)
-      .then(() => {
-        next = undefined;
-        running = read().finally(() => (running = undefined));
-        return running;
-      });
-    return next;
+    const n = ++started;
+    const done = read().finally(() => {
+      if (running?.n === n) running = undefined;
+    });
+    running = { n, done };
+    return done;
   };
 }
