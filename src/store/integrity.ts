@@ -103,9 +103,8 @@ export interface VerifyOptions {
   to: number;
   /** Called once, before the stream errors, when a block does not match. */
   onCorrupt: () => void;
-  /** Bounds the block reads under way (each holds a block's buffer); `held`: a slot taken for the first block. */
+  /** Bounds the block reads under way (each holds a block's buffer while it is read and checked). */
   slots?: Slots;
-  held?: () => void;
 }
 
 /**
@@ -115,12 +114,7 @@ export interface VerifyOptions {
  */
 export function verifiedBody(source: ReadableStream<Uint8Array>, o: VerifyOptions): ReadableStream<Uint8Array> {
   const reader = source.getReader({ mode: "byob" });
-  let held = o.held;
-  const slot = async () => {
-    const s = held ?? (await o.slots?.acquire()) ?? (() => undefined);
-    held = undefined;
-    return s;
-  };
+  const slot = async () => (await o.slots?.acquire()) ?? (() => undefined);
   let block = o.firstBlock;
   const lastBlock = blockCount(o.bodyLen) - 1;
   const fail = (controller: ReadableStreamDefaultController<Uint8Array>, why: string) => {
@@ -131,8 +125,6 @@ export function verifiedBody(source: ReadableStream<Uint8Array>, o: VerifyOption
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
       if (block > lastBlock || block * BLOCK > o.to) {
-        held?.();
-        held = undefined;
         void reader.cancel().catch(() => undefined);
         return controller.close();
       }
@@ -157,8 +149,6 @@ export function verifiedBody(source: ReadableStream<Uint8Array>, o: VerifyOption
       }
     },
     cancel(reason) {
-      held?.();
-      held = undefined;
       return reader.cancel(reason);
     },
   });

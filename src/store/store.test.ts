@@ -229,14 +229,16 @@ describe("integrity", () => {
     h.update(body);
     const table = await h.table();
     const slots = new Slots(1);
-    const held = await slots.acquire(); // the first block's slot, taken before the file was opened
-    const a = verifiedBody(chunks(body, 70_001), { bodyLen: body.byteLength, firstBlock: 0, table, from: 10, to: 1_009, onCorrupt: () => undefined, slots, held });
+    const held = await slots.acquire(); // another read holds the only slot
+    const a = verifiedBody(chunks(body, 70_001), { bodyLen: body.byteLength, firstBlock: 0, table, from: 10, to: 1_009, onCorrupt: () => undefined, slots });
     const b = verifiedBody(chunks(body.subarray(BLOCK), 70_001), { bodyLen: body.byteLength, firstBlock: 1, table, from: BLOCK + 5, to: BLOCK + 5, onCorrupt: () => undefined, slots });
     const readerB = b.getReader();
     const pendingB = readerB.read();
+    const pendingA = a.getReader().read();
     await new Promise((r) => setTimeout(r, 0));
-    expect(slots.queued).toBe(1); // b waits while a holds the only slot
-    const chunk = (await a.getReader().read()).value!;
+    expect(slots.queued).toBe(2); // both wait while the slot is held; nothing is read yet
+    held();
+    const chunk = (await pendingA).value!;
     expect(chunk).toEqual(body.subarray(10, 1_010));
     expect(chunk.buffer.byteLength).toBe(1_000); // the 1 MiB block is not kept alive by the answer
     expect((await pendingB).value).toEqual(body.subarray(BLOCK + 5, BLOCK + 6));
