@@ -2,7 +2,8 @@
  * HTTP caching conformance run against our edge, as a real process in front of a scripted origin.
  *
  *   npx node scripts/conformance/run.ts [--set-cookie bypass|strip|store] [--only REGEX] [--concurrency N]
- *                                       [--results PATH] [--verbose]
+ *                                       [--runtime workerd|miniflare] [--processes N] [--new-connections]
+ *                                       [--results PATH] [--json PATH] [--verbose]
  *
  * Checks (scripts/conformance/checks.ts) are modelled on the public HTTP caching test suite (cache-tests.fyi) with
  * the same ids and required / optional / check kinds. Prints a per-group table and writes RESULTS.md (every check
@@ -25,6 +26,15 @@ const { values: args } = parseArgs({
     concurrency: { type: "string", default: "40" },
     results: { type: "string", default: join(import.meta.dirname, "RESULTS.md") },
     verbose: { type: "boolean", default: false },
+    runtime: { type: "string", default: "workerd" },
+    /**
+     * Every request on a connection of its own: with several edge processes the kernel then spreads a check's
+     * requests over them (on one connection they all reach the same process).
+     */
+    "new-connections": { type: "boolean", default: false },
+    /** Also writes the outcome of every check as JSON ({ id: { kind, outcome } }), for the test suite. */
+    json: { type: "string" },
+    processes: { type: "string", default: "1" },
   },
 });
 
@@ -71,7 +81,8 @@ interface Edge {
 }
 
 function startEdge(originUrl: string, configPath: string): Promise<Edge> {
-  const proc = spawn(process.execPath, [join(ROOT, "scripts/edge.ts"), "--origin", originUrl, "--port", "0", "--config", configPath], {
+  const runtime = ["--runtime", args.runtime!, ...(args.runtime === "workerd" ? ["--processes", args.processes!] : [])];
+  const proc = spawn(process.execPath, [join(ROOT, "scripts/edge.ts"), "--origin", originUrl, "--port", "0", "--config", configPath, ...runtime], {
     cwd: ROOT,
     detached: true,
     stdio: ["ignore", "pipe", "pipe"],
@@ -148,6 +159,7 @@ async function runCheck(check: Check, edgeUrl: string, origin: ConformanceOrigin
       for (const [n, v] of step.reqHeaders ?? []) headers.append(n, v);
       headers.append("Test-ID", check.id);
       headers.append("Req-Num", String(num));
+      if (args["new-connections"]) headers.append("Connection", "close");
       const method = step.method ?? "GET";
       const res = await fetch(url, {
         method,
@@ -341,10 +353,11 @@ const started = Date.now();
 let edge: Edge | undefined;
 try {
   edge = await startEdge(originUrl, configPath);
-  console.log(`edge ${edge.url} -> origin ${originUrl}; ${selected.length} checks, set_cookie=${setCookie}`);
+  console.log(`edge ${edge.url} -> origin ${originUrl} (${args.runtime}${args.runtime === "workerd" ? `, ${args.processes} processes` : ""}); ${selected.length} checks, set_cookie=${setCookie}`);
   const results = await pool(selected, Number(args.concurrency), (c) => runCheck(c, edge!.url, origin));
   const outcomes = finalOutcomes(results);
   report(results, outcomes);
+  if (args.json) writeFileSync(args.json, JSON.stringify(Object.fromEntries(results.map((r) => [r.check.id, { kind: r.check.kind, outcome: outcomes.get(r.check.id) }]))));
 } finally {
   if (edge) await stopEdge(edge.proc);
   await origin.stop();

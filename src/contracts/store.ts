@@ -11,7 +11,8 @@
  *   /locked?url=U                → 200 held, 404 free
  *   /stats                       → StoreStats as JSON
  *   /invalidate  (body: JSON list of storage keys) → 204: keys invalidated by a client request in one process,
- *                                  for the other processes' memory tiers (a bounded ring, never on disk)
+ *                                  for the other processes' memory tiers (a bounded ring, never on disk); the store
+ *                                  adds every key whose entry a PUT replaced or a PURGE deleted to the same ring
  *   /invalidated?since=SEQ&ring=ID → Invalidations as JSON: the keys after SEQ, or `reset` when the ring no longer
  *                                  reaches back that far or is not ring ID (the store process restarted): the
  *                                  caller then forgets its whole memory tier
@@ -101,6 +102,9 @@ export interface SharedLocks {
 export interface PeerInvalidations {
   /** Tells the box's other processes that these storage keys changed. */
   publish(keys: string[]): Promise<void>;
-  /** Applies what the other processes published since the last call (to this process's memory tier). */
+  /**
+   * Applies what the other processes published, and the keys the store replaced or deleted, to this process's
+   * memory tier: everything up to a read of the ring that started after the call.
+   */
   poll(): Promise<void>;
 }

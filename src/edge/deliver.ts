@@ -74,7 +74,13 @@ export async function deliver(e: Engine, request: Request, o: Outcome): Promise<
       setHeader(h, "content-range", `bytes ${r.start}-${r.end}/${size}`);
       setHeader(h, "content-length", String(r.end - r.start + 1));
       let part: ReadableStream<Uint8Array> | Uint8Array | null = bytes ? bytes.subarray(r.start, r.end + 1) : null;
-      if (!part && o.readRange && (size >= RANGE_FROM_STORE_MIN || storeOnly)) part = await o.readRange(r.start, r.end).catch(() => null);
+      if (!part && o.readRange && (size >= RANGE_FROM_STORE_MIN || storeOnly)) {
+        // The whole body goes first: the store may already be reading its first block, which would stay in memory
+        // while this range waits its turn for a block read (see src/store/slots.ts).
+        await dropBody(o);
+        part = await o.readRange(r.start, r.end).catch(() => null);
+        if (!part) return unreadable();
+      }
       if (part && !bytes) await dropBody(o);
       if (!part && !o.body) return unreadable();
       return answer(206, part ?? sliceStream(o.body as ReadableStream<Uint8Array>, r.start, r.end));

@@ -242,3 +242,61 @@ describe("hot tier meta", () => {
     expect(((await hot.get("a"))!.meta as EntryMeta).lifetime).toBe(60);
   });
 });
+
+describe("hot tiers of several processes over one store", () => {
+  /** Two processes' tiers over one store; the store's ring of changed keys, read by `confirm`. */
+  function box() {
+    let now = T0;
+    const shared = new MemoryStore(() => now);
+    const ring: string[] = [];
+    const changed = (tier: HotTier) => {
+      let seen = 0;
+      return async () => {
+        for (; seen < ring.length; seen++) tier.forget(ring[seen]!);
+      };
+    };
+    // The store announces every key a put replaced or a delete removed (src/store/worker.ts).
+    const announcing: EntryStore = {
+      get: (k) => shared.get(k),
+      put: async (k, m, b, ttl) => {
+        const had = await shared.get(k);
+        await had?.body?.cancel();
+        await shared.put(k, m, b, ttl);
+        if (had) ring.push(k);
+      },
+      delete: async (k) => {
+        const gone = await shared.delete(k);
+        if (gone) ring.push(k);
+        return gone;
+      },
+    };
+    const a = new HotTier(announcing, { maxBytes: 10_000, maxObjectBytes: 2_000, now: () => now });
+    const b = new HotTier(announcing, { maxBytes: 10_000, maxObjectBytes: 2_000, now: () => now });
+    a.confirm = changed(a);
+    b.confirm = changed(b);
+    return { a, b };
+  }
+
+  it("a copy another process replaced (a 304's merged headers) is not served once that process stored it", async () => {
+    const { a, b } = box();
+    await a.put("k", meta("k", 10, { headers: [["content-length", "10"], ["x-v", "1"]] }), body(10), 60);
+    expect(((await b.get("k"))!.meta as EntryMeta).headers).toContainEqual(["x-v", "1"]); // both hold it now
+    await b.put("k", meta("k", 10, { headers: [["content-length", "10"], ["x-v", "2"]] }), body(10), 60);
+    expect(((await a.get("k"))!.meta as EntryMeta).headers).toContainEqual(["x-v", "2"]);
+  });
+
+  it("a copy another process deleted (an unsafe method, its Location) is not served after the delete", async () => {
+    const { a, b } = box();
+    await a.put("k", meta("k", 10), body(10), 60);
+    await b.delete("k");
+    expect(await a.get("k")).toBeNull();
+    expect(await a.getRange("k", 0, 1)).toBeNull();
+  });
+
+  it("serves its copy when the store cannot be asked", async () => {
+    const { a } = box();
+    await a.put("k", meta("k", 10), body(10), 60);
+    a.confirm = () => Promise.reject(new Error("store away"));
+    expect(await text(await a.get("k"))).toEqual(pattern(10));
+  });
+});

@@ -13,6 +13,12 @@ export interface HotTierOptions {
   maxBytes: number;
   maxObjectBytes: number;
   now?: () => number;
+  /**
+   * Several processes share the store below: resolves once the changes other processes made there before the call
+   * reached this tier (forget / clear). Awaited before a held copy is handed out, so a copy another process replaced
+   * or deleted is never served after that process answered. Without it copies are trusted (one process).
+   */
+  confirm?: () => Promise<void>;
 }
 
 interface Held {
@@ -29,6 +35,8 @@ export class HotTier implements EntryStore {
   private readonly maxBytes: number;
   private readonly maxObjectBytes: number;
   private readonly now: () => number;
+  /** See HotTierOptions.confirm; settable because the reader of the store's ring needs this tier first. */
+  confirm: (() => Promise<void>) | undefined;
   private readonly held = new Map<string, Held>();
   /** Per key, bumped on every put/delete; bounded in keys and bytes (keys are URLs a client chooses). */
   private readonly generations = new Map<string, number>();
@@ -45,6 +53,7 @@ export class HotTier implements EntryStore {
     this.maxBytes = opts.maxBytes;
     this.maxObjectBytes = Math.min(opts.maxObjectBytes, opts.maxBytes);
     this.now = opts.now ?? Date.now;
+    this.confirm = opts.confirm;
   }
 
   get totalBytes(): number {
@@ -59,7 +68,12 @@ export class HotTier implements EntryStore {
 
   async get(key: string): Promise<StoredEntry | null> {
     if (!cacheable(key)) return this.inner.get(key);
-    const h = this.held.get(key);
+    let h = this.held.get(key);
+    if (h && this.confirm) {
+      // The store is unreachable: the copy is all there is (as before another process could have told us).
+      await this.confirm().catch(() => undefined);
+      h = this.held.get(key);
+    }
     if (h) {
       if (h.expires > this.now()) {
         this.held.delete(key);
@@ -87,7 +101,11 @@ export class HotTier implements EntryStore {
   }
 
   async getRange(key: string, start: number, end: number): Promise<StoredEntry | null> {
-    const h = this.held.get(key);
+    let h = this.held.get(key);
+    if (h?.body && this.confirm) {
+      await this.confirm().catch(() => undefined);
+      h = this.held.get(key);
+    }
     if (h?.body && h.expires > this.now() && end < h.body.byteLength) {
       return { meta: h.meta, body: bytesStream(h.body.subarray(start, end + 1)) };
     }

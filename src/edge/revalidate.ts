@@ -36,12 +36,14 @@ export async function revalidate(
   if (result.kind === "not-modified") {
     const updated = updatedEntry(e, tx, entry.meta, result);
     let served: StoredEntry = entry;
+    // Stored before the answer leaves: the box's other processes then see the update from their next request on
+    // (their memory tiers read the store's ring first), as this one does.
     if (updated) {
       // The body is stored again from a fresh read: workerd cannot pipe a tee of a cached body into the cache.
-      tx.ctx.waitUntil(restore(e, tx.found.storageKey, updated).finally(() => release(tx)));
+      await restore(e, tx.found.storageKey, updated).finally(() => release(tx));
       served = { meta: updated, body: entry.body };
     } else {
-      tx.ctx.waitUntil(e.store.delete(tx.found.storageKey).catch(() => undefined).finally(() => release(tx)));
+      await e.store.delete(tx.found.storageKey).catch(() => undefined).finally(() => release(tx));
       const headers = headerPairs(mergeNotModified(entryHeaders(entry.meta), result.headers));
       served = { meta: { ...entry.meta, headers }, body: entry.body };
     }

@@ -63,6 +63,9 @@ function appFor(env: Env, text: string) {
       const store = hot.tier;
       const geo = geoFrom(env);
       const storeService = env.STORE;
+      const peers = storeService && env.STORE_LOCKS ? storePeers(storeService, store) : undefined;
+      // A held copy is served only after the store's ring was read: another process may have replaced it.
+      store.confirm = peers?.poll;
       built = {
         text,
         app: createEdgeApp({
@@ -70,7 +73,7 @@ function appFor(env: Env, text: string) {
           store,
           locks: storeService && env.STORE_LOCKS && edge ? storeLocks(storeService, edge.lock_timeout_ms) : undefined,
           // Several processes: a client's invalidation reaches the others' memory tiers through the store.
-          peers: storeService && env.STORE_LOCKS ? storePeers(storeService, store) : undefined,
+          peers,
           stats: storeService
             ? async () => ({
                 store: await storeStats(storeService),

@@ -82,6 +82,17 @@ export function storePeers(store: Fetcher, tier: { forget(key: string): void; cl
   // Where this process is in the store's ring (none before the first read: then it forgets all, nothing at boot).
   let ring = "";
   let seq = -1;
+  const read = async () => {
+    const res = await call(store, INVALIDATED_PATH, { since: String(seq), ring });
+    if (!res.ok) return void (await res.body?.cancel());
+    const got = (await res.json()) as Invalidations;
+    if (got.reset) tier.clear();
+    else for (const key of got.keys) tier.forget(key);
+    ring = got.ring;
+    seq = got.seq;
+  };
+  // Concurrent callers share reads: each waits for one that started after it called (see freshRead).
+  const fresh = freshRead(read);
   return {
     async publish(keys) {
       if (!keys.length) return;
@@ -89,14 +100,40 @@ export function storePeers(store: Fetcher, tier: { forget(key: string): void; cl
       await res.body?.cancel();
       if (!res.ok) throw new Error(`the store answered ${res.status} to invalidations`);
     },
-    async poll() {
-      const res = await call(store, INVALIDATED_PATH, { since: String(seq), ring });
-      if (!res.ok) return void (await res.body?.cancel());
-      const got = (await res.json()) as Invalidations;
-      if (got.reset) tier.clear();
-      else for (const key of got.keys) tier.forget(key);
-      ring = got.ring;
-      seq = got.seq;
-    },
+    poll: fresh,
+  };
+}
+
+/**
+ * `read` shared by concurrent callers: a call resolves when a read that started after it ended (rejects when that
+ * read failed). One read runs at a time; callers that arrive while one runs share the next, which the first of them
+ * to wake starts and awaits itself: on workerd a read belongs to the request that started it, and a request that
+ * ended no longer settles it. So a caller waits for another caller's read at most `patienceMs`, then reads itself.
+ */
+export function freshRead(read: () => Promise<void>, patienceMs = 1000): () => Promise<void> {
+  let started = 0;
+  let running: { n: number; done: Promise<void> } | undefined;
+  const patience = (done: Promise<void>) => {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<"late">((r) => (timer = setTimeout(() => r("late"), patienceMs)));
+    return Promise.race([done.then(() => "ok" as const), late]).finally(() => clearTimeout(timer));
+  };
+  return async () => {
+    const after = started; // reads numbered above this started after the call
+    for (;;) {
+      const r = running;
+      if (!r) break;
+      if (r.n > after) {
+        if ((await patience(r.done)) === "ok") return;
+        break; // never settled for us: read ourselves
+      }
+      if ((await patience(r.done.catch(() => undefined))) === "late") break;
+    }
+    const n = ++started;
+    const done = read().finally(() => {
+      if (running?.n === n) running = undefined;
+    });
+    running = { n, done };
+    return done;
   };
 }

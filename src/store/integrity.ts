@@ -8,6 +8,8 @@
  * at a time (readBlock) and each block hashed in one native call: JavaScript runs once per MiB, not once per chunk.
  */
 
+import type { Slots } from "./slots.ts";
+
 /** Body bytes per digest. */
 export const BLOCK = 1 << 20;
 /** Bytes kept of each block's digest. */
@@ -101,14 +103,18 @@ export interface VerifyOptions {
   to: number;
   /** Called once, before the stream errors, when a block does not match. */
   onCorrupt: () => void;
+  /** Bounds the block reads under way (each holds a block's buffer while it is read and checked). */
+  slots?: Slots;
 }
 
 /**
  * Body bytes read from the start of block `firstBlock`, checked block by block: a block's bytes are passed on (the
- * part within [from, to]) only after its digest matched. Holds at most one block.
+ * part within [from, to]) only after its digest matched. Holds at most one block while it reads (under a slot of
+ * `slots`), and passes on a copy of the part of a block it needs, so a small range keeps no block alive.
  */
 export function verifiedBody(source: ReadableStream<Uint8Array>, o: VerifyOptions): ReadableStream<Uint8Array> {
   const reader = source.getReader({ mode: "byob" });
+  const slot = async () => (await o.slots?.acquire()) ?? (() => undefined);
   let block = o.firstBlock;
   const lastBlock = blockCount(o.bodyLen) - 1;
   const fail = (controller: ReadableStreamDefaultController<Uint8Array>, why: string) => {
@@ -124,18 +130,23 @@ export function verifiedBody(source: ReadableStream<Uint8Array>, o: VerifyOption
       }
       const start = block * BLOCK;
       const end = Math.min(start + BLOCK, o.bodyLen); // exclusive
-      let bytes: Uint8Array;
+      const release = await slot();
       try {
-        bytes = await readBlock(reader, end - start);
-      } catch (err) {
-        return controller.error(err);
+        let bytes: Uint8Array;
+        try {
+          bytes = await readBlock(reader, end - start);
+        } catch (err) {
+          return controller.error(err);
+        }
+        if (bytes.byteLength < end - start) return fail(controller, `the body ended at ${start + bytes.byteLength} of ${o.bodyLen} bytes`);
+        if (!matches(o.table, block, await blockDigest(bytes))) return fail(controller, `block ${block}`);
+        const a = Math.max(o.from, start) - start;
+        const b = Math.min(o.to + 1, end) - start;
+        if (b > a) controller.enqueue(a === 0 && b === bytes.byteLength ? bytes : bytes.slice(a, b));
+        block++;
+      } finally {
+        release();
       }
-      if (bytes.byteLength < end - start) return fail(controller, `the body ended at ${start + bytes.byteLength} of ${o.bodyLen} bytes`);
-      if (!matches(o.table, block, await blockDigest(bytes))) return fail(controller, `block ${block}`);
-      const a = Math.max(o.from, start) - start;
-      const b = Math.min(o.to + 1, end) - start;
-      if (b > a) controller.enqueue(a === 0 && b === bytes.byteLength ? bytes : bytes.subarray(a, b));
-      block++;
     },
     cancel(reason) {
       return reader.cancel(reason);

@@ -8,6 +8,7 @@ import {
   lifetimeSeconds, parseFileName, parseHttpHead, singleRange,
 } from "./format.ts";
 import { BLOCK, BlockHasher, bodyMatches, headDigest, tableLen, verifiedBody } from "./integrity.ts";
+import { Slots } from "./slots.ts";
 import { StoreIndex, type IndexEntry } from "./lru.ts";
 import { scanStore } from "./scan.ts";
 
@@ -195,7 +196,7 @@ describe("integrity", () => {
     expect(await bodyMatches(flipped, table)).toBe(false);
   });
 
-  it("passes a range on only from blocks that matched; a damaged block ends the stream and is reported", async () => {
+  it("passes a range on only from blocks that matched; a damaged block ends the stream and is reported", { timeout: 20_000 }, async () => {
     const body = pattern(3 * BLOCK + 100);
     const h = new BlockHasher();
     h.update(body);
@@ -221,5 +222,26 @@ describe("integrity", () => {
     expect(corrupt).toBe(1);
     // Only the first (good) block's part was passed on: never a byte of the damaged block.
     expect(got.reduce((n, c) => n + c.byteLength, 0)).toBe(2 * BLOCK - from);
+  });
+  it("reads blocks under a bound, and passes on a copy of a small range, not the block it came from", async () => {
+    const body = pattern(2 * BLOCK);
+    const h = new BlockHasher();
+    h.update(body);
+    const table = await h.table();
+    const slots = new Slots(1);
+    const held = await slots.acquire(); // another read holds the only slot
+    const a = verifiedBody(chunks(body, 70_001), { bodyLen: body.byteLength, firstBlock: 0, table, from: 10, to: 1_009, onCorrupt: () => undefined, slots });
+    const b = verifiedBody(chunks(body.subarray(BLOCK), 70_001), { bodyLen: body.byteLength, firstBlock: 1, table, from: BLOCK + 5, to: BLOCK + 5, onCorrupt: () => undefined, slots });
+    const readerB = b.getReader();
+    const pendingB = readerB.read();
+    const pendingA = a.getReader().read();
+    await new Promise((r) => setTimeout(r, 0));
+    expect(slots.queued).toBe(2); // both wait while the slot is held; nothing is read yet
+    held();
+    const chunk = (await pendingA).value!;
+    expect(chunk).toEqual(body.subarray(10, 1_010));
+    expect(chunk.buffer.byteLength).toBe(1_000); // the 1 MiB block is not kept alive by the answer
+    expect((await pendingB).value).toEqual(body.subarray(BLOCK + 5, BLOCK + 6));
+    expect(slots.busy).toBe(0);
   });
 });

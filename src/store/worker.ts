@@ -26,6 +26,7 @@ import {
 } from "./format.ts";
 import { BLOCK, BlockHasher, bodyMatches, headDigest, readBlock, tableLen, verifiedBody } from "./integrity.ts";
 import { StoreIndex, type IndexEntry } from "./lru.ts";
+import { Slots } from "./slots.ts";
 import {
   CHANGED_HEADER,
   INVALIDATED_PATH,
@@ -50,6 +51,12 @@ export interface StoreEnv {
 const MAX_HEAD = 256 * 1024;
 /** Entries up to this size (head + body) are read in one piece. */
 const SMALL = 256 * 1024;
+/**
+ * Block reads under way at once in this store (each holds one block, 1 MiB, while it is read and its digest checked):
+ * a burst of Ranges waits its turn instead of holding a block each. Enough to keep a core hashing.
+ */
+const BLOCK_READS = 8;
+const blockReads = new Slots(BLOCK_READS);
 const DISK = "http://disk/";
 
 interface State {
@@ -206,7 +213,10 @@ async function match(s: State, env: StoreEnv, ctx: ExecutionContext, request: Re
       await res.body?.cancel();
       return gone(s, env, ctx, hash, e);
     }
-    body = verifiedBody(res.body, { bodyLen: e.bodyLen, firstBlock: first, table: digests, from, to, onCorrupt: () => void corrupt() });
+    // Ranges take a slot per block read. Whole bodies do not: the edge may hold one unread while it reads a range of
+    // the same entry (a Range of a large whole entry), and under a shared bound such bodies starved the ranges.
+    const slots = range ? blockReads : undefined;
+    body = verifiedBody(res.body, { bodyLen: e.bodyLen, firstBlock: first, table: digests, from, to, onCorrupt: () => void corrupt(), slots });
   }
   return answer(request, decodeHead(headBytes), body, e, range);
 }
@@ -409,6 +419,9 @@ async function put(s: State, env: StoreEnv, ctx: ExecutionContext, request: Requ
     const now = Date.now();
     const entry: IndexEntry = { hash, file, headLen: headBytes.byteLength, bodyLen: count, expires, written, lastAccess: now, headHash, indexedAt: now };
     const stale = s.index.add(entry);
+    // A replaced entry may be held in another edge process's memory tier: it reads the ring before it serves it.
+    const replaced = stale ? storageKeyOf(request.url) : null;
+    if (replaced !== null) announce(s, [replaced]);
     const over = s.index.evictToFit(max, maxEntries);
     s.evicted.lru += over.length;
     s.dirty = true;
@@ -426,6 +439,8 @@ async function purge(s: State, env: StoreEnv, ctx: ExecutionContext, request: Re
   s.purged.set(hash, Date.now());
   const e = s.index.remove(hash);
   if (!e) return new Response(null, { status: 404 });
+  const key = storageKeyOf(request.url);
+  if (key !== null) announce(s, [key]);
   s.dirty = true;
   ctx.waitUntil(deleteFiles(env, [e.file]));
   return new Response(null, { status: 200 });
@@ -438,6 +453,25 @@ const LOCK_MAX_TTL = 600_000;
 const RING_KEYS = 10_000;
 const RING_BYTES = 4 * 1024 * 1024;
 const INVALIDATE_BODY_MAX = 256 * 1024;
+
+/** Puts keys in the ring the edge processes read to drop their memory copies (bounded: the oldest go). */
+function announce(s: State, keys: string[]) {
+  const inv = s.invalidations;
+  for (const key of keys) {
+    inv.ring.push({ seq: ++inv.seq, key });
+    inv.bytes += key.length;
+  }
+  while (inv.ring.length > RING_KEYS || inv.bytes > RING_BYTES) inv.bytes -= inv.ring.shift()!.key.length;
+}
+
+/** The edge's storage key of a cache URL (see cacheUrl), or null for another URL. */
+function storageKeyOf(url: string): string | null {
+  try {
+    return decodeURIComponent(new URL(url).pathname.slice(1));
+  } catch {
+    return null;
+  }
+}
 
 /** The edge's calls (POST, src/contracts/store.ts): coalescing locks, invalidations between processes, stats. */
 async function control(s: State, request: Request): Promise<Response> {
@@ -452,12 +486,7 @@ async function control(s: State, request: Request): Promise<Response> {
       keys = undefined;
     }
     if (!Array.isArray(keys) || keys.some((k) => typeof k !== "string")) return new Response(null, { status: 400 });
-    const inv = s.invalidations;
-    for (const key of keys as string[]) {
-      inv.ring.push({ seq: ++inv.seq, key });
-      inv.bytes += key.length;
-    }
-    while (inv.ring.length > RING_KEYS || inv.bytes > RING_BYTES) inv.bytes -= inv.ring.shift()!.key.length;
+    announce(s, keys as string[]);
     return new Response(null, { status: 204 });
   }
   if (url.pathname === INVALIDATED_PATH) {

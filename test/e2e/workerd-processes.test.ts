@@ -183,6 +183,30 @@ describe("an edge box with two workerd processes", () => {
     expect(unknown).toContain("loc=unknown\n");
   });
 
+  it("under concurrent memory-tier HITs and POSTs every request is answered (reads of the store's ring never hang)", { timeout: 120_000 }, async () => {
+    // Each HIT from a memory tier waits for a read of the store's ring; concurrent ones share reads. A read started
+    // for one request and awaited by others must never leave them hanging once its request is over.
+    const failed: string[] = [];
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: 16 }, async () => {
+        while (next < 2_000) {
+          const i = next++;
+          const path = `/ring/${i % 40}`;
+          const init: RequestInit = i % 20 === 0 ? { method: "POST", body: "x" } : {};
+          try {
+            const res = await fetch(`${edge.url}${path}`, { ...init, signal: AbortSignal.timeout(20_000) });
+            await res.arrayBuffer();
+            if (res.status !== 200) failed.push(`${init.method ?? "GET"} ${path}: ${res.status}`);
+          } catch (err) {
+            failed.push(`${init.method ?? "GET"} ${path}: ${(err as Error).name}`);
+          }
+        }
+      }),
+    );
+    expect(failed).toEqual([]);
+  });
+
   it("kill -9 of one edge process: the box keeps serving and the process is started again", async () => {
     const [victim, other] = edge.edgePids();
     process.kill(victim!, "SIGKILL");
