@@ -52,8 +52,10 @@ describe("a three-server JetStream cluster", () => {
     for (const e of EDGES) for (const p of paths) await cdn.get(e, p);
     await new Promise((r) => setTimeout(r, 5));
 
+    // Stored (a 202 on a loaded machine: an edge's report still on its way; the checks below see it applied).
     const first = await cdn.purge("eu-lon", { tags: ["k1"] });
-    expect(first.status).toBe(200);
+    expect(first.json.stored, JSON.stringify(first.json)).toBe(true);
+    expect([200, 202], JSON.stringify(first.json)).toContain(first.status);
     const info = await streamInfo(cluster.urls);
     expect(info.config.num_replicas).toBe(3);
     const leader = Number(info.cluster!.leader!.replace(/^n/, "")) - 1;
