@@ -10,7 +10,7 @@ const sliceThreshold = z.number().int().min(0).max(2 ** 50);
 const names = z.array(z.string().min(1)).default([]);
 
 /** Request conditions (nginx's proxy_cache_bypass / proxy_no_cache): any named item present and not "" or "0". */
-/** Slice size and threshold defaults, chosen by measurement (README, "Mirrors"). */
+/** Slice size and threshold defaults, chosen by measurement (docs/mirrors.md). */
 export const DEFAULT_SLICE_BYTES = 16 * 1024 * 1024;
 export const DEFAULT_SLICE_THRESHOLD_BYTES = 32 * 1024 * 1024;
 

@@ -121,7 +121,7 @@ export const FrontDoorSchema = z
       .refine((h) => /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h) && h.split(".").every((o) => Number(o) <= 255), "must be an IPv4 loopback address (127.0.0.0/8): workerd behind the front door is reached over loopback only"),
     /**
      * Certificates, one `<site>.crt` + `<site>.key` pair per site: written by the ACME issuer, read by every front door
-     * (poll_seconds apart). Several boxes may share it or receive copies (see the README: one issuer per fleet).
+     * (poll_seconds apart). Several boxes may share it or receive copies (see docs/frontdoor.md: one issuer per fleet).
      */
     cert_dir: z.string().min(1).default(".parrot/certs"),
     poll_seconds: z.number().int().min(1).max(3600).default(10),

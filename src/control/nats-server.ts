@@ -1,7 +1,7 @@
 /**
  * Running Debian's `nats-server` with JetStream: `npm start` starts one on loopback when it is installed, the tests
  * start single servers and three-server clusters. The config file is generated (pure: `natsServerConfig`), so the
- * README's production example and the tests' clusters come from the same code.
+ * docs/control-plane.md's production example and the tests' clusters come from the same code.
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";

@@ -3,7 +3,7 @@
  * (README, "Put the edge in front of any origin"): a long-lived image (MISS, HIT), a slow page with
  * stale-while-revalidate (STALE, UPDATING), an apt-style index that must be revalidated (REVALIDATED), a clock
  * without validators (EXPIRED), a page with stale-if-error (STALE when the origin is down), a no-store API and a
- * private page. And a mirror (README, "Mirrors"): a 300 MiB installer image generated as it is sent, its SHA256SUMS,
+ * private page. And a mirror (docs/mirrors.md): a 300 MiB installer image generated as it is sent, its SHA256SUMS,
  * and a small Debian archive under /debian/. A plain fetch handler for Node (src/node/serve-fetch.ts serves it).
  */
 import { createHash } from "node:crypto";

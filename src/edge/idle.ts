@@ -5,7 +5,7 @@
  *
  * Used for slice fetches, which hold their lock while their body goes into the store: a stalled one would keep every
  * request for that slice waiting. The store cannot do it: workerd's cache.put waits for its upload's source, whatever
- * the store answers. The cost is JavaScript once per block between the origin and the store (README, "Mirrors").
+ * the store answers. The cost is JavaScript once per block between the origin and the store (docs/mirrors.md).
  */
 import { readBlock } from "../store/integrity.ts";
 

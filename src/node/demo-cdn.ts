@@ -171,7 +171,7 @@ ${
 
 `
       : ""
-  }Watch a resumed download come from the cache (a 300 MiB image, stored by the edge in slices; README "Mirrors"):
+  }Watch a resumed download come from the cache (a 300 MiB image, stored by the edge in slices; docs/mirrors.md):
   E=http://${urlHost(local[0]!.host)}:${values.port}; ISO=parrot-demo-1.0-amd64.iso
   curl -so /dev/null -w '%{http_code} %{size_download}\\n' $E/iso/$ISO                 # a first download fills the cache
   curl -s -r 0-104857599 -o $ISO $E/iso/$ISO                                            # a client stopped at 100 MiB

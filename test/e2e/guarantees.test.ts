@@ -1,5 +1,5 @@
 /**
- * What the edge guarantees (README, "What the edge guarantees"), each held by a bounded test against a real edge box
+ * What the edge guarantees (docs/edge.md, "What the edge guarantees"), each held by a bounded test against a real edge box
  * on bare workerd and scripted origins: clients cannot grow shared state, fill the store past its bounds, poison or
  * corrupt the cache, or turn their own failures into the origin's; every byte served is the byte stored.
  * (Connections spread over processes and a dying store process: test/e2e/workerd-processes.test.ts.)
