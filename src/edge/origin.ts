@@ -8,6 +8,7 @@ import { codingsKey } from "../cache/encoding.ts";
 import { endToEnd } from "../cache/headers.ts";
 import type { FetchLike } from "../contracts/fetch.ts";
 import { idleLimited } from "./idle.ts";
+import { withLength } from "./length-stream.ts";
 
 /**
  * Client headers that must not reach the origin: forged forwarding data (who the client is, which scheme, host or
@@ -191,7 +192,8 @@ export function originFetcher(edge: EdgeConfig, fetchImpl: FetchLike = fetch, po
       if (!retryStatus.has(response.status)) {
         pool.succeeded(i);
         if (!req.idleLimit || !response.body) return response;
-        return new Response(idleLimited(response.body, edge.origin_idle_timeout_ms), response);
+        // Its declared length kept: a JavaScript stream alone would be answered chunked, without Content-Length.
+        return new Response(withLength(idleLimited(response.body, edge.origin_idle_timeout_ms), response.headers.get("content-length")), response);
       }
       pool.failed(i);
       if (!retryable || tried.size === pool.size) return response;
@@ -229,10 +231,7 @@ function forwardedBody(
       return reader.cancel(reason);
     },
   });
-  if (declared === null || !/^\d+$/.test(declared) || typeof FixedLengthStream !== "function") return watched;
-  const fixed = new FixedLengthStream(Number(declared));
-  watched.pipeTo(fixed.writable as unknown as WritableStream<Uint8Array>).catch(() => undefined);
-  return fixed.readable as unknown as ReadableStream<Uint8Array>;
+  return typeof FixedLengthStream === "function" ? withLength(watched, declared) : watched;
 }
 
 /** The request headers an origin gets (see the module comment). */

@@ -27,6 +27,7 @@ import type { ByteRange } from "../cache/range.ts";
 import type { Claim } from "./coalesce.ts";
 import { PARTIAL_REQUEST_HEADERS } from "./fetch-store.ts";
 import { exactLength } from "./store.ts";
+import { lengthStream } from "./length-stream.ts";
 import type { Engine, Transaction } from "./transaction.ts";
 
 /** An object record and where it is stored (the slices live under that key). */
@@ -289,13 +290,4 @@ export class SliceReader {
   }
 
   private readonly waitUntil = (p: Promise<unknown>) => this.tx.ctx.waitUntil(p);
-}
-
-/** A stream that must carry exactly `length` bytes: workerd's FixedLengthStream (its length is the answer's). */
-export function lengthStream(length: number): { readable: ReadableStream<Uint8Array>; writable: WritableStream<Uint8Array> } {
-  if (typeof FixedLengthStream === "function") {
-    const fixed = new FixedLengthStream(length);
-    return { readable: fixed.readable as unknown as ReadableStream<Uint8Array>, writable: fixed.writable as unknown as WritableStream<Uint8Array> };
-  }
-  return new TransformStream<Uint8Array, Uint8Array>();
 }

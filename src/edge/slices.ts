@@ -37,7 +37,8 @@ import type { CacheStatusParams, XCacheStatus } from "../cache/status.ts";
 import { gatewayTimeout, originFailure } from "./deliver.ts";
 import { fetchAndStore, PARTIAL_REQUEST_HEADERS, putResponse, release, storeResponse } from "./fetch-store.ts";
 import { refreshedStorage } from "./revalidate.ts";
-import { lengthStream, SliceReader, VersionChanged, type SlicedRecord } from "./slice-reader.ts";
+import { lengthStream } from "./length-stream.ts";
+import { SliceReader, VersionChanged, type SlicedRecord } from "./slice-reader.ts";
 import type { EntryStore, StoredEntry } from "./store.ts";
 import { NULL_BODY_STATUS, type Engine, type Outcome, type Transaction } from "./transaction.ts";
 

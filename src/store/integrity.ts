@@ -171,9 +171,11 @@ export async function readBlock(reader: ReadableStreamBYOBReader, size: number, 
   while (filled < size) {
     const view = new Uint8Array(buffer, filled, size - filled);
     const { done, value } = r.readAtLeast ? await r.readAtLeast(size - filled, view) : await r.read(view);
-    if (value) buffer = value.buffer as ArrayBuffer; // the view's buffer was transferred to the stream and back
+    if (value) {
+      buffer = value.buffer as ArrayBuffer; // the view's buffer was transferred to the stream and back
+      filled += value.byteLength; // a last read may bring bytes and done at once
+    }
     if (done || !value) break;
-    filled += value.byteLength;
   }
   return new Uint8Array(buffer, 0, filled);
 }
