@@ -192,8 +192,10 @@ export function originFetcher(edge: EdgeConfig, fetchImpl: FetchLike = fetch, po
       if (!retryStatus.has(response.status)) {
         pool.succeeded(i);
         if (!req.idleLimit || !response.body) return response;
-        // Its declared length kept: a JavaScript stream alone would be answered chunked, without Content-Length.
-        return new Response(withLength(idleLimited(response.body, edge.origin_idle_timeout_ms), response.headers.get("content-length")), response);
+        const limited = idleLimited(response.body, edge.origin_idle_timeout_ms);
+        // A whole answer (the origin ignored Range) may go to the client as it is: keep its declared length, which a
+        // JavaScript stream alone would lose (answered chunked). Slices (206) are measured by the slice reader.
+        return new Response(response.status === 200 ? withLength(limited, response.headers.get("content-length")) : limited, response);
       }
       pool.failed(i);
       if (!retryable || tried.size === pool.size) return response;
