@@ -85,6 +85,8 @@ describe("per-client limits", () => {
     expect(banned.code).not.toBe(0);
     expect(banned.out).toBe("000");
 
+    // The front door's log lines reach the box's output asynchronously: wait (bounded) for the 429s' lines.
+    for (let i = 0; i < 40 && box.events().filter((e) => e.event === "limited").length < 20; i++) await sleep(250);
     const events = box.events();
     const limited = events.filter((e) => e.event === "limited");
     expect(limited.length).toBeGreaterThanOrEqual(20);

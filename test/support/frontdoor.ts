@@ -60,12 +60,21 @@ export async function startEdgeBox(toml: string, opts: { origin?: string; dir?: 
     httpsPort: Number(line[1]),
     httpPort: Number(line[2]),
     workerdUrl: line[3]!,
-    events: () =>
-      running
-        .output()
-        .split("\n")
-        .filter((l) => l.startsWith("{"))
-        .map((l) => JSON.parse(l) as Record<string, unknown>),
+    events: () => {
+      // Complete lines only (the last may still be being written), and only those that parse: the box's stdout and
+      // stderr share one buffer, so a chunk of one can land inside a line of the other.
+      const lines = running.output().split("\n").slice(0, -1);
+      const events: Record<string, unknown>[] = [];
+      for (const l of lines) {
+        if (!l.startsWith("{")) continue;
+        try {
+          events.push(JSON.parse(l) as Record<string, unknown>);
+        } catch {
+          // an interleaved line (see above)
+        }
+      }
+      return events;
+    },
     async stop() {
       await running.stop();
       if (!opts.dir) rmSync(dir, { recursive: true, force: true });
