@@ -21,7 +21,8 @@ import type { SharedLocks } from "../contracts/store.ts";
  * `fetched: false` that nothing went to the origin under it (so nothing can have been stored).
  */
 export interface Claim {
-  release(opts?: { stored?: boolean; fetched?: boolean }): void;
+  /** Settles when the lock is free everywhere (the store process told, for a shared one). */
+  release(opts?: { stored?: boolean; fetched?: boolean }): Promise<void>;
   /**
    * Keeps the lock while `work` (a body on its way into the store) is under way: renewed every quarter of its time to
    * live, so waiters keep waiting for it instead of fetching the same bytes again.
@@ -85,10 +86,12 @@ export class Coalescer {
     let released = false;
     return {
       release: (opts) => {
-        local.release();
-        if (released) return;
+        void local.release();
+        if (released || opts?.stored) return Promise.resolve();
         released = true;
-        if (!opts?.stored) waitUntil(shared.release(key).catch(() => undefined));
+        const told = shared.release(key).catch(() => undefined);
+        waitUntil(told);
+        return told;
       },
       holdWhile: (work) => {
         local.holdWhile(work);
@@ -116,11 +119,12 @@ export class Coalescer {
         this.renewWhile(work, renew);
       },
       release: (opts) => {
-        if (this.inflight.get(key)?.token !== token) return;
+        if (this.inflight.get(key)?.token !== token) return Promise.resolve();
         this.inflight.delete(key);
-        if (opts?.fetched === false) return; // never went to the origin: nothing can have been stored
+        if (opts?.fetched === false) return Promise.resolve(); // never went to the origin: nothing can have been stored
         if (this.ended.size > 100_000) this.ended.clear();
         this.ended.set(key, ++this.seq);
+        return Promise.resolve();
       },
     };
   }

@@ -56,6 +56,8 @@ export class SliceUnavailable extends Error {
 const SLICE_TTL = 365 * 86_400;
 /** Tries to read a slice that others or this answer are fetching, before it is fetched for this answer alone. */
 const ATTEMPTS = 4;
+/** How many fetches of one slice by other requests a request waits for before it asks the origin itself. */
+const MAX_WAITS = 2;
 
 /** A slice stream handed out before the answer's body was asked for (the first slice opened to decide the status). */
 interface Opened {
@@ -165,7 +167,7 @@ export class SliceReader {
   private async open(index: number, from: number, to: number): Promise<ReadableStream<Uint8Array>> {
     const key = this.key(index);
     const coalescer = this.e.coalescer;
-    let waited = false;
+    let waits = 0;
     for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
       const mine = this.writing.get(index);
       if (mine) {
@@ -178,9 +180,10 @@ export class SliceReader {
       const claim = await coalescer.claim(key, mark, this.waitUntil);
       if (claim === "changed") continue;
       if (claim === "held") {
-        if (waited) break; // waited for one fetch of it to end or stall already: do not wait again
+        // A fetch that stalled is followed by another request's fresh one: wait for that too, not for a third.
+        if (waits === MAX_WAITS) break;
         await coalescer.wait(key);
-        waited = true;
+        waits++;
         continue;
       }
       this.fetched = true;
@@ -274,8 +277,9 @@ export class SliceReader {
     const done = this.e.store
       .put(this.key(index), meta, body, SLICE_TTL)
       .catch(() => undefined)
-      // Released explicitly even when stored: workerd's cache.put resolves when the store refuses (413).
-      .finally(() => claim.release());
+      // Released explicitly even when stored: workerd's cache.put resolves when the store refuses (413). Settles once
+      // the store process knows, so this request's next claim of the slice (after a failed store) is not "held".
+      .then(() => claim.release(), () => claim.release());
     claim.holdWhile(done);
     this.writing.set(index, done);
   }
