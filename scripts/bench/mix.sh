@@ -76,11 +76,18 @@ name = "bench"
 origin = "http://127.0.0.1:$P_ORIGIN"
 store_max_bytes = 20000000000
 access_log = false
+[admin]
+token = "mix-bench-token-0123456789"
 TOML
 taskset -c 0 "$NODE" scripts/edge.ts --config "$T/edge/cdn.toml" --port "$P_EDGE" --store "$T/edge/store" > "$T/edge/edge.log" 2>&1 & PIDS+=($!)
 for _ in $(seq 1 300); do grep -qs "edge ready" "$T/edge/edge.log" && break; sleep 0.1; done
 grep -q "edge ready" "$T/edge/edge.log" || { cat "$T/edge/edge.log"; exit 1; }
 EDGE_PIDS=$(sed -n 's/^workerd pids: \([0-9 ]*\).*/\1/p' "$T/edge/edge.log")
+# The edge's memory-tier reads and the store reads it passed on, so far: "hits misses".
+edge_tier() {
+  curl -s -H "authorization: Bearer mix-bench-token-0123456789" "http://127.0.0.1:$P_EDGE/.well-known/cdn/metrics" |
+    awk '$1 == "parrot_edge_store_hot_hits_total" {h = $2} $1 == "parrot_edge_store_hot_misses_total" {m = $2} END {print h + 0, m + 0}'
+}
 
 # --- nginx proxy_cache (server core), slice 1m for the ISOs ---------------------------------------------------------
 P_NGINX=$(free_port)
@@ -150,6 +157,8 @@ mem_of() { local p; for p in $2; do cat "/proc/$p/status" 2>/dev/null; done | aw
 declare -A R
 measure() { # server key round: one wrk run of SECS against the server, results in R[server,*,key]
   local s=$1 k=$2 r=$3 pids c0 c1 o0 out line requests bytes duration_us status_errors socket_errors p50_us p99_us
+  local t0=(0 0) t1=(0 0) tier=""
+  [ "$s" = edge ] && read -ra t0 <<<"$(edge_tier)"
   pids=$(pids_of "$s"); c0=$(cpu_of "$pids"); o0=$(origin_mb)
   out=$(TAG="$s-$k" taskset -c 1 wrk -t1 -c"$CONNS" -d"${SECS}s" --timeout 10s -s scripts/bench/mix.lua "http://127.0.0.1:$(port_of "$s")")
   c1=$(cpu_of "$pids")
@@ -161,9 +170,13 @@ measure() { # server key round: one wrk run of SECS against the server, results 
   R[$s,p50,$k]=$(awk -v v="$p50_us" 'BEGIN{printf "%.1f", v / 1000}'); R[$s,p99,$k]=$(awk -v v="$p99_us" 'BEGIN{printf "%.1f", v / 1000}')
   R[$s,rss,$k]=$(mem_of VmRSS "$pids"); R[$s,hwm,$k]=$(mem_of VmHWM "$pids")
   R[$s,origin,$k]=$(($(origin_mb) - o0))
-  printf '%-6s %-10s %s req/s, %s MB/s, p50 %s ms, p99 %s ms, %s µs CPU/req, RSS %s MB (peak %s), origin %s MB, errors: %s status, %s socket\n' \
+  if [ "$s" = edge ]; then
+    read -ra t1 <<<"$(edge_tier)"
+    tier=$(awk -v h=$((t1[0] - t0[0])) -v m=$((t1[1] - t0[1])) 'BEGIN{if (h + m > 0) printf ", memory tier %.0f %% of %d reads", 100 * h / (h + m), h + m}')
+  fi
+  printf '%-6s %-10s %s req/s, %s MB/s, p50 %s ms, p99 %s ms, %s µs CPU/req, RSS %s MB (peak %s), origin %s MB, errors: %s status, %s socket%s\n' \
     "$s" "$r:" "${R[$s,rps,$k]}" "${R[$s,mbs,$k]}" "${R[$s,p50,$k]}" "${R[$s,p99,$k]}" "${R[$s,cpu,$k]}" "${R[$s,rss,$k]}" \
-    "${R[$s,hwm,$k]}" "${R[$s,origin,$k]}" "$status_errors" "$socket_errors"
+    "${R[$s,hwm,$k]}" "${R[$s,origin,$k]}" "$status_errors" "$socket_errors" "$tier"
 }
 # Both servers back to back in each round, the order alternating, so a busy moment of the machine hits both.
 in_order() { local r=$1; shift; if [ $((r % 2)) = 0 ] && [ $# = 2 ]; then echo "$2 $1"; else echo "$@"; fi; }
