@@ -17,7 +17,7 @@
 # edge / nginx ratios. Server processes: the edge's workerd (the idle Node launcher not counted); nginx's master,
 # worker and cache manager.
 # Needs: wrk nginx curl python3 (apt-get install wrk nginx curl).
-# Usage: scripts/bench/mix.sh                       (RUNS=3 SECS=20; about 3 minutes plus the fill)
+# Usage: scripts/bench/mix.sh                       (RUNS=3 SECS=20: 2 minutes of runs after the fill, 1-3 minutes)
 #        SMOKE=1 scripts/bench/mix.sh               (one 3 s round, 500 site objects, 1,000 debs, one 64 MiB ISO)
 # env: RUNS SECS CONNS (wrk connections, 32) SITE_OBJECTS ZIPF_S APT_OBJECTS APT_MIN APT_MAX ISOS ISO_BYTES SEGMENT
 #      MIX (site,apt,iso %) MISS_PCT SEED ONLY=edge|nginx PARTS=1 (then each part of the mix alone, one run each)
@@ -153,7 +153,8 @@ done
 
 # --- the rounds ------------------------------------------------------------------------------------------------------
 cpu_of() { local t=0 v p; for p in $1; do v=$(awk '{print $14+$15}' "/proc/$p/stat" 2>/dev/null || echo 0); t=$((t + ${v:-0})); done; echo "$t"; }
-mem_of() { local p; for p in $2; do cat "/proc/$p/status" 2>/dev/null; done | awk -v k="$1" '$1 == k":" {s += $2} END {printf "%.0f", s / 1024}'; }
+# A process gone meanwhile (nginx's cache loader exits a minute after the start) counts nothing.
+mem_of() { local p; for p in $2; do cat "/proc/$p/status" 2>/dev/null || true; done | awk -v k="$1" '$1 == k":" {s += $2} END {printf "%.0f", s / 1024}'; }
 declare -A R
 measure() { # server key round: one wrk run of SECS against the server, results in R[server,*,key]
   local s=$1 k=$2 r=$3 pids c0 c1 o0 out line requests bytes duration_us status_errors socket_errors p50_us p99_us
