@@ -4,7 +4,7 @@
  * read is checked in JavaScript against its digest; once checked, whole bodies, single Ranges and slices leave the
  * store as the disk service's body, untouched (no JavaScript byte read), and a Range reads only its own bytes.
  */
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 // @ts-expect-error: the package ships no types
@@ -153,4 +153,44 @@ describe("disk store reads", () => {
     expect(r.cost.head).toBeLessThan(4096);
     expect(r.disk).toBe(1000 + r.cost.head);
   }, 60_000);
+
+  it("with store_recheck_seconds = 0 every read is checked: a byte flipped on disk after a HIT is never served", async () => {
+    const SIZE = 2 * MB + 10;
+    origin.set("/recheck.bin", { headers: bin, size: SIZE });
+    const strict = await startEdgeWorkerd({
+      configText: `[edge]\nname = "strict"\norigin = "${served.url}"\nhot_max_bytes = 0\naccess_log = false\nstore_recheck_seconds = 0\n`,
+      storeDir: join(dir, "strict"),
+      processes: 1,
+      log: () => {},
+    });
+    try {
+      expect((await fetch(`${strict.url}/recheck.bin`).then(async (r) => [r.headers.get("x-cache-status"), (await r.arrayBuffer()).byteLength]))).toEqual(["MISS", SIZE]);
+      let file = "";
+      for (let i = 0; i < 100 && !file; i++) {
+        file = storeFiles(join(dir, "strict")).find((f) => statSync(f).size > SIZE) ?? "";
+        if (!file) await new Promise((r) => setTimeout(r, 50));
+      }
+      const hit = await fetch(`${strict.url}/recheck.bin`);
+      expect([hit.headers.get("x-cache-status"), new Uint8Array(await hit.arrayBuffer())]).toEqual(["HIT", pattern(SIZE)]);
+      // Flipped after the read that checked every block: the next read checks again and never ends cleanly.
+      const headLen = JSON.parse(readFileSync(file).subarray(-192).toString("utf8").split("\n")[0]!).h as number;
+      const fd = openSync(file, "r+");
+      writeSync(fd, Buffer.from([pattern(SIZE)[MB + 3]! ^ 0x20]), 0, 1, headLen + MB + 3);
+      closeSync(fd);
+      const damaged = await fetch(`${strict.url}/recheck.bin`);
+      expect(damaged.headers.get("x-cache-status")).toBe("HIT");
+      await expect(damaged.arrayBuffer()).rejects.toThrow();
+      const after = await fetch(`${strict.url}/recheck.bin`);
+      expect([after.headers.get("x-cache-status"), new Uint8Array(await after.arrayBuffer())]).toEqual(["MISS", pattern(SIZE)]);
+    } finally {
+      await strict.stop();
+    }
+  }, 60_000);
 });
+
+/** The entry files under a store directory (not its run directory). */
+function storeFiles(storeDir: string): string[] {
+  return readdirSync(storeDir, { withFileTypes: true })
+    .filter((d) => d.isDirectory() && /^[0-9a-f]{2}$/.test(d.name))
+    .flatMap((d) => readdirSync(join(storeDir, d.name)).map((n) => join(storeDir, d.name, n)));
+}
