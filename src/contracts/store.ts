@@ -81,7 +81,8 @@ export interface StoreStats {
   /**
    * How HIT bodies left the store: `native` answers returned the disk service's body untouched (no JavaScript on
    * their bytes), `checked` answers were read block by block in JavaScript and checked against their digests (a
-   * block's first read, or its recheck). Bytes: body bytes asked of the disk on each path, and heads read.
+   * block's first read, or its recheck). Bytes: body bytes asked of the disk on each path (a native body dropped
+   * unread counts whole: workerd reads only what it pumped), and heads read.
    */
   reads?: ReadStats;
 }
