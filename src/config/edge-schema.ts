@@ -125,6 +125,11 @@ export const EdgeSchema = z
     store_max_entries: z.number().int().min(1000).default(500_000),
     /** Bare workerd: entries unused this many seconds are deleted (nginx's inactive). */
     store_inactive: seconds.default(7 * 86_400),
+    /**
+     * Bare workerd: a body block that matched its digest is served natively (no JavaScript on its bytes) for this
+     * many seconds; the first read after that checks it again. 0: every read is checked in JavaScript.
+     */
+    store_recheck_seconds: seconds.default(600),
     /** The in-isolate memory tier in front of the store: total bytes (0 = off) and largest object. */
     hot_max_bytes: z.number().int().min(0).default(64 * 1024 * 1024),
     hot_max_object_bytes: z.number().int().min(0).default(1024 * 1024),

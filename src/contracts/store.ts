@@ -46,6 +46,8 @@ export interface StoreSettings {
   inactiveSeconds: number;
   /** Seconds between saves of the use order. */
   saveEverySeconds?: number;
+  /** Seconds a body block that matched its digest is served natively before a read checks it again (default 600). */
+  recheckSeconds?: number;
 }
 
 /**
@@ -76,6 +78,21 @@ export interface StoreStats {
   locks: number;
   /** Entries dropped because a digest did not match (a flipped bit on disk): never served. */
   corrupt: number;
+  /**
+   * How HIT bodies left the store: `native` answers returned the disk service's body untouched (no JavaScript on
+   * their bytes), `checked` answers were read block by block in JavaScript and checked against their digests (a
+   * block's first read, or its recheck). Bytes: body bytes asked of the disk on each path (a native body dropped
+   * unread counts whole: workerd reads only what it pumped), and heads read.
+   */
+  reads?: ReadStats;
+}
+
+export interface ReadStats {
+  native: number;
+  nativeBytes: number;
+  checked: number;
+  checkedBytes: number;
+  headBytes: number;
 }
 
 /**

@@ -73,6 +73,12 @@ export class EdgeObserver {
       m.set("parrot_edge_store_entries", "Entries in the disk store.", {}, store.entries);
       m.set("parrot_edge_store_locks", "Coalescing locks held in the store (origin fetches under way for the box).", {}, store.locks);
       this.counterFrom("parrot_edge_store_corrupt_total", "Entries the disk store dropped because a digest did not match (never served).", {}, store.corrupt ?? 0);
+      if (store.reads) {
+        const help = "Bytes the disk store asked of its disk for answers: native (body bytes passed on untouched; a body the edge drops unread counts whole, though the disk reads 64 KiB of it), checked (body blocks read and checked in JavaScript), head.";
+        this.counterFrom("parrot_edge_store_read_bytes_total", help, { path: "native" }, store.reads.nativeBytes);
+        this.counterFrom("parrot_edge_store_read_bytes_total", help, { path: "checked" }, store.reads.checkedBytes);
+        this.counterFrom("parrot_edge_store_read_bytes_total", help, { path: "head" }, store.reads.headBytes);
+      }
       for (const reason of ["lru", "inactive", "expired"] as const) {
         this.counterFrom("parrot_edge_store_evictions_total", "Entries the disk store removed: lru (size bound), inactive (store_inactive), expired.", { reason }, store.evictions[reason]);
       }

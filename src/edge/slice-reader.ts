@@ -73,6 +73,8 @@ export class SliceReader {
   private readonly writing = new Map<number, Promise<void>>();
   private first: Opened | undefined;
   private invalidated: Promise<void> | undefined;
+  /** Bodies read from the store (a Range's exact bytes, with their length), as opposed to the origin's. */
+  private readonly stored = new WeakSet<ReadableStream<Uint8Array>>();
 
   private readonly e: Engine;
   private readonly tx: Transaction;
@@ -114,13 +116,20 @@ export class SliceReader {
     };
   }
 
-  /** Bytes `start`..`end` of the object as one stream, slice after slice, one slice read ahead. */
+  /**
+   * Bytes `start`..`end` of the object as one stream, slice after slice, one slice read ahead; within the first slice
+   * opened, that slice's body itself.
+   */
   stream(start: number, end: number): ReadableStream<Uint8Array> {
     const length = end - start + 1;
-    const { readable, writable } = lengthStream(length);
     const lastIndex = sliceOf(end, this.object.sliceBytes);
     let first = this.first;
     this.first = undefined;
+    if (first && first.index === lastIndex && first.from === start && first.to === end && this.stored.has(first.body)) {
+      // One slice, already open in the store: its body as it is (of its known length), pumped natively by the runtime.
+      return first.body;
+    }
+    const { readable, writable } = lengthStream(length);
     const part = (index: number): Promise<ReadableStream<Uint8Array>> => {
       const span = this.span(index);
       const from = Math.max(start, span.start);
@@ -212,7 +221,9 @@ export class SliceReader {
       await entry.body?.cancel();
       return null;
     }
-    return whole || store.getRange ? entry.body : sliceStream(entry.body, from - span.start, to - span.start);
+    if (!whole && !store.getRange) return sliceStream(entry.body, from - span.start, to - span.start);
+    if (store.getRange) this.stored.add(entry.body);
+    return entry.body;
   }
 
   /** One origin request for slice `index`, stored; settles when the store has it (or refused it). */

@@ -210,7 +210,12 @@ async function prepareRunDir(file: ConfigFile, opts: WorkerdEdgeOptions): Promis
   const [edgeJs, storeJs] = await Promise.all([bundleWorker("src/edge/worker.ts", "edge"), bundleWorker("src/store/worker.ts", "store")]);
   copyFileSync(edgeJs, join(runDir, "edge.js"));
   copyFileSync(storeJs, join(runDir, "store.js"));
-  const store = { maxBytes: edge.store_max_bytes, maxEntries: edge.store_max_entries, inactiveSeconds: edge.store_inactive };
+  const store = {
+    maxBytes: edge.store_max_bytes,
+    maxEntries: edge.store_max_entries,
+    inactiveSeconds: edge.store_inactive,
+    recheckSeconds: edge.store_recheck_seconds,
+  };
   writeFileSync(join(runDir, "store.json"), JSON.stringify({ storeDir, ...store }));
   const recovered = await recoverStore(runDir);
 

@@ -1,8 +1,14 @@
 /**
- * Integrity of stored entries: a digest of the head (kept in the trailer and the index, checked at recovery and on
- * every read) and one digest per BLOCK of the body (a table between the body and the trailer, checked as the body
- * streams). A block is passed on only once its digest matched, so no byte that is not the byte stored ever leaves
- * the store: a mismatch errors the stream (the client's connection ends short) and the caller drops the entry.
+ * Integrity of stored entries: a digest of the head (kept in the trailer and the index, checked at recovery and when
+ * the head is read) and one digest per BLOCK of the body (a table between the body and the trailer), computed once
+ * when the entry is written.
+ *
+ * The body is checked lazily, block by block: a block not yet checked is read in JavaScript and passed on only once
+ * its digest matched (verifiedBody: a mismatch errors the stream, the client's connection ends short, and the caller
+ * drops the entry). A block that matched is then served natively (the disk service's body returned untouched, no
+ * JavaScript on its bytes) until `store_recheck_seconds` have passed; the next read after that checks it again (a scrub
+ * driven by reads, at most one checked read per block per period). What this store checked stays in its memory only: after
+ * a restart every block is checked again on its first read.
  *
  * Digests are SHA-256 cut to DIGEST_LEN bytes: enough to tell any corruption, cheap to keep. Bodies are read a block
  * at a time (readBlock) and each block hashed in one native call: JavaScript runs once per MiB, not once per chunk.
@@ -17,6 +23,27 @@ export const DIGEST_LEN = 16;
 
 export function blockCount(bodyLen: number): number {
   return Math.ceil(bodyLen / BLOCK);
+}
+
+/**
+ * When each block of one entry's body was last found to match its digest (ms; 0: never). Kept beside the entry in
+ * the index, for this run only.
+ */
+export class BlockChecks {
+  private readonly at: Float64Array;
+  constructor(bodyLen: number) {
+    this.at = new Float64Array(Math.max(1, blockCount(bodyLen)));
+  }
+
+  /** Whether every block from `first` to `last` matched within `withinMs` before `now`. */
+  covers(first: number, last: number, now: number, withinMs: number): boolean {
+    for (let b = first; b <= last; b++) if (!(this.at[b]! > now - withinMs)) return false;
+    return true;
+  }
+
+  mark(block: number, now: number) {
+    if (block < this.at.length) this.at[block] = now;
+  }
 }
 
 /** Bytes of the digest table of a body of `bodyLen` bytes. */
@@ -105,6 +132,12 @@ export interface VerifyOptions {
   onCorrupt: () => void;
   /** Bounds the block reads under way (each holds a block's buffer while it is read and checked). */
   slots?: Slots;
+  /** A slot of `slots` already held for the first block (given back with it). */
+  held?: () => void;
+  /** Called with each block's index once it matched. */
+  onChecked?: (block: number) => void;
+  /** Called with the bytes of each block read (before it is checked). */
+  onRead?: (bytes: number) => void;
 }
 
 /**
@@ -114,7 +147,12 @@ export interface VerifyOptions {
  */
 export function verifiedBody(source: ReadableStream<Uint8Array>, o: VerifyOptions): ReadableStream<Uint8Array> {
   const reader = source.getReader({ mode: "byob" });
-  const slot = async () => (await o.slots?.acquire()) ?? (() => undefined);
+  let held = o.held;
+  const slot = async () => {
+    const h = held;
+    held = undefined;
+    return h ?? (await o.slots?.acquire()) ?? (() => undefined);
+  };
   let block = o.firstBlock;
   const lastBlock = blockCount(o.bodyLen) - 1;
   const fail = (controller: ReadableStreamDefaultController<Uint8Array>, why: string) => {
@@ -125,6 +163,7 @@ export function verifiedBody(source: ReadableStream<Uint8Array>, o: VerifyOption
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
       if (block > lastBlock || block * BLOCK > o.to) {
+        held?.();
         void reader.cancel().catch(() => undefined);
         return controller.close();
       }
@@ -138,8 +177,10 @@ export function verifiedBody(source: ReadableStream<Uint8Array>, o: VerifyOption
         } catch (err) {
           return controller.error(err);
         }
+        o.onRead?.(bytes.byteLength);
         if (bytes.byteLength < end - start) return fail(controller, `the body ended at ${start + bytes.byteLength} of ${o.bodyLen} bytes`);
         if (!matches(o.table, block, await blockDigest(bytes))) return fail(controller, `block ${block}`);
+        o.onChecked?.(block);
         const a = Math.max(o.from, start) - start;
         const b = Math.min(o.to + 1, end) - start;
         if (b > a) controller.enqueue(a === 0 && b === bytes.byteLength ? bytes : bytes.slice(a, b));
@@ -149,6 +190,8 @@ export function verifiedBody(source: ReadableStream<Uint8Array>, o: VerifyOption
       }
     },
     cancel(reason) {
+      held?.();
+      held = undefined;
       return reader.cancel(reason);
     },
   });

@@ -4,6 +4,7 @@
  * their size first, so the disk holds at most the bound plus the writes of unknown length under way.
  */
 import { fileLength } from "./format.ts";
+import type { BlockChecks } from "./integrity.ts";
 
 export interface IndexEntry {
   hash: string;
@@ -16,8 +17,10 @@ export interface IndexEntry {
   written: number;
   /** Last use, ms. */
   lastAccess: number;
-  /** The head's digest (format.ts): checked on every read. */
+  /** The head's digest (format.ts): checked when the head is read. */
   headHash: string;
+  /** Which body blocks this run found matching their digests, and when (integrity.ts); absent: none yet. */
+  checks?: BlockChecks;
   /** When this write became visible (this run only): a lock call asks whether it is newer than a lookup. */
   indexedAt?: number;
 }

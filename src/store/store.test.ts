@@ -7,7 +7,8 @@ import {
   TRAILER_LEN, decodeHead, decodeTrailer, encodeHead, encodeTrailer, fileLength, fileName, findHeadEnd, keyHash,
   lifetimeSeconds, parseFileName, parseHttpHead, singleRange,
 } from "./format.ts";
-import { BLOCK, BlockHasher, bodyMatches, headDigest, tableLen, verifiedBody } from "./integrity.ts";
+import { BLOCK, BlockChecks, BlockHasher, bodyMatches, headDigest, tableLen, verifiedBody } from "./integrity.ts";
+import { HeadCache } from "./heads.ts";
 import { Slots } from "./slots.ts";
 import { StoreIndex, type IndexEntry } from "./lru.ts";
 import { scanStore } from "./scan.ts";
@@ -243,5 +244,51 @@ describe("integrity", () => {
     expect(chunk.buffer.byteLength).toBe(1_000); // the 1 MiB block is not kept alive by the answer
     expect((await pendingB).value).toEqual(body.subarray(BLOCK + 5, BLOCK + 6));
     expect(slots.busy).toBe(0);
+  });
+
+  it("knows which blocks matched and when: a check stands for the recheck period, a block matched is marked", async () => {
+    const checks = new BlockChecks(3 * BLOCK + 1); // 4 blocks
+    const t0 = 1_000_000;
+    expect(checks.covers(0, 0, t0, 600_000)).toBe(false);
+    checks.mark(1, t0);
+    checks.mark(2, t0);
+    expect(checks.covers(1, 2, t0 + 599_999, 600_000)).toBe(true);
+    expect(checks.covers(1, 3, t0, 600_000)).toBe(false); // block 3 never matched
+    expect(checks.covers(1, 2, t0 + 600_000, 600_000)).toBe(false); // the period passed: checked again
+    expect(checks.covers(1, 1, t0, 0)).toBe(false); // 0: every read is checked
+
+    // verifiedBody marks each block once its digest matched, and not the damaged one.
+    const body = pattern(3 * BLOCK);
+    const h = new BlockHasher();
+    h.update(body);
+    const table = await h.table();
+    const damaged = body.slice();
+    damaged[2 * BLOCK + 9] ^= 1;
+    const matched: number[] = [];
+    let bytesRead = 0;
+    const stream = verifiedBody(chunks(damaged, 65_536), {
+      bodyLen: body.byteLength, firstBlock: 0, table, from: 0, to: body.byteLength - 1, onCorrupt: () => undefined,
+      onChecked: (b) => matched.push(b), onRead: (n) => (bytesRead += n),
+    });
+    await expect(read(stream)).rejects.toThrow(/does not match/);
+    expect(matched).toEqual([0, 1]);
+    expect(bytesRead).toBe(3 * BLOCK);
+  });
+});
+
+describe("head cache", () => {
+  const head = (n: number) => ({ status: 200, statusText: "OK", headers: [["x", String(n)]] as [string, string][] });
+  it("keeps heads within its byte bound, least recently used out first", () => {
+    const heads = new HeadCache(1000);
+    heads.set("a", head(1), 400);
+    heads.set("b", head(2), 400);
+    expect(heads.get("a")).toEqual(head(1)); // a is now the most recently used
+    heads.set("c", head(3), 400);
+    expect([heads.get("a"), heads.get("b"), heads.get("c")]).toEqual([head(1), undefined, head(3)]);
+    expect(heads.bytes).toBe(800);
+    heads.set("d", head(4), 2000); // larger than the bound: not kept, nothing else dropped
+    expect([heads.get("d"), heads.bytes]).toEqual([undefined, 800]);
+    heads.delete("a");
+    expect([heads.get("a"), heads.bytes]).toEqual([undefined, 400]);
   });
 });

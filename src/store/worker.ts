@@ -24,7 +24,8 @@ import {
   singleRange,
   type StoredHead,
 } from "./format.ts";
-import { BLOCK, BlockHasher, bodyMatches, headDigest, readBlock, tableLen, verifiedBody } from "./integrity.ts";
+import { BLOCK, BlockChecks, BlockHasher, bodyMatches, headDigest, readBlock, tableLen, verifiedBody } from "./integrity.ts";
+import { HeadCache } from "./heads.ts";
 import { StoreIndex, type IndexEntry } from "./lru.ts";
 import { Slots } from "./slots.ts";
 import {
@@ -38,6 +39,7 @@ import {
   UNLOCK_PATH,
   type IndexRow,
   type Invalidations,
+  type ReadStats,
   type StoreSettings,
   type StoreStats,
 } from "../contracts/store.ts";
@@ -57,6 +59,8 @@ const SMALL = 256 * 1024;
  */
 const BLOCK_READS = 8;
 const blockReads = new Slots(BLOCK_READS);
+/** Decoded heads kept in memory (their encoded bytes): a HIT of a known head reads nothing but its body. */
+const HEAD_CACHE_BYTES = 8 * 1024 * 1024;
 const DISK = "http://disk/";
 
 interface State {
@@ -72,6 +76,9 @@ interface State {
   evicted: { lru: number; inactive: number; expired: number };
   /** Entries dropped because a digest did not match. */
   corrupt: number;
+  /** How bodies were read for answers (see StoreStats.reads). */
+  reads: ReadStats;
+  heads: HeadCache;
   /** Coalescing locks: cache URL hash → holder's token and expiry (ms); a PUT of the URL releases its lock. */
   locks: Map<string, { token: string; expires: number }>;
   /** Client invalidations for the edge processes' memory tiers: the newest, oldest first, bounded (see /invalidate). */
@@ -96,6 +103,8 @@ function stateFor(env: StoreEnv): State {
     purged: new Map(),
     evicted: { lru: 0, inactive: 0, expired: 0 },
     corrupt: 0,
+    reads: { native: 0, nativeBytes: 0, checked: 0, checkedBytes: 0, headBytes: 0 },
+    heads: new HeadCache(HEAD_CACHE_BYTES),
     locks: new Map(),
     invalidations: { id: crypto.randomUUID(), seq: 0, ring: [], bytes: 0 },
   };
@@ -183,29 +192,56 @@ async function match(s: State, env: StoreEnv, ctx: ExecutionContext, request: Re
     });
   }
   const corrupt = () => dropCorrupt(s, env, ctx, hash, e);
-  const table = tableLen(e.bodyLen);
-  if (!range && e.headLen + e.bodyLen + table <= SMALL) {
-    // Small: head, body and digests in one read, checked whole before anything is answered.
-    const all = await readBytes(env, e.file, 0, e.headLen + e.bodyLen + table);
-    if (!all) return gone(s, env, ctx, hash, e);
-    const headBytes = all.subarray(0, e.headLen);
-    const body = all.subarray(e.headLen, e.headLen + e.bodyLen);
-    if ((await headDigest(headBytes)) !== e.headHash || !(await bodyMatches(body, all.subarray(e.headLen + e.bodyLen)))) return corrupt();
-    return answer(request, decodeHead(headBytes), body, e);
-  }
-  // Large, or a range: the head and the digests of the blocks needed, then the body checked block by block.
   const from = range ? range.start : 0;
   const to = range ? range.end : e.bodyLen - 1;
   const first = Math.floor(from / BLOCK);
   const last = Math.max(first, Math.floor(to / BLOCK));
-  const [headBytes, digests] = await Promise.all([
-    readBytes(env, e.file, 0, e.headLen),
-    readBytes(env, e.file, e.headLen + e.bodyLen, table),
-  ]);
-  if (!headBytes || !digests) return gone(s, env, ctx, hash, e);
-  if ((await headDigest(headBytes)) !== e.headHash) return corrupt();
-  let body: ReadableStream<Uint8Array> | null = null;
-  if (request.method !== "HEAD" && e.bodyLen > 0) {
+  const checks = (e.checks ??= new BlockChecks(e.bodyLen));
+  const recheckMs = (s.settings.recheckSeconds ?? 600) * 1000;
+  const wantsBody = request.method !== "HEAD" && e.bodyLen > 0;
+  const table = tableLen(e.bodyLen);
+  if (wantsBody && !range && e.headLen + e.bodyLen + table <= SMALL && !checks.covers(first, last, now, recheckMs)) {
+    // A small body not checked lately: head, body and digests in one read, checked whole before anything is answered.
+    const all = await readBytes(env, e.file, 0, e.headLen + e.bodyLen + table);
+    if (!all) return gone(s, env, ctx, hash, e);
+    s.reads.checked++;
+    s.reads.checkedBytes += e.bodyLen;
+    s.reads.headBytes += e.headLen;
+    const headBytes = all.subarray(0, e.headLen);
+    const body = all.subarray(e.headLen, e.headLen + e.bodyLen);
+    if ((await headDigest(headBytes)) !== e.headHash || !(await bodyMatches(body, all.subarray(e.headLen + e.bodyLen)))) return corrupt();
+    const head = decodeHead(headBytes);
+    if (!head) return miss();
+    s.heads.set(e.file, head, e.headLen);
+    checks.mark(0, Date.now());
+    return answer(head, body, e);
+  }
+
+  let head = s.heads.get(e.file);
+  if (!head) {
+    const headBytes = await readBytes(env, e.file, 0, e.headLen);
+    if (!headBytes) return gone(s, env, ctx, hash, e);
+    s.reads.headBytes += e.headLen;
+    if ((await headDigest(headBytes)) !== e.headHash) return corrupt();
+    const decoded = decodeHead(headBytes);
+    if (!decoded) return miss();
+    s.heads.set(e.file, decoded, e.headLen);
+    head = decoded;
+  }
+  if (!wantsBody) return answer(head, null, e, range);
+  if (checks.covers(first, last, now, recheckMs)) return nativeAnswer(s, env, ctx, hash, e, head, from, to, range);
+
+  // Blocks not checked lately: read in JavaScript, each passed on once it matched (and then served natively). A range
+  // waits for a slot first, and reads natively after all when a request before it checked its blocks meanwhile.
+  const held = range ? await blockReads.acquire() : undefined;
+  if (held && checks.covers(first, last, Date.now(), recheckMs)) {
+    held();
+    return nativeAnswer(s, env, ctx, hash, e, head, from, to, range);
+  }
+  let handedOver = false;
+  try {
+    const digests = await readBytes(env, e.file, e.headLen + e.bodyLen, table);
+    if (!digests) return gone(s, env, ctx, hash, e);
     const res = await env.DISK.fetch(DISK + e.file, {
       headers: { range: `bytes=${e.headLen + first * BLOCK}-${e.headLen + Math.min((last + 1) * BLOCK, e.bodyLen) - 1}` },
     });
@@ -213,43 +249,105 @@ async function match(s: State, env: StoreEnv, ctx: ExecutionContext, request: Re
       await res.body?.cancel();
       return gone(s, env, ctx, hash, e);
     }
+    s.reads.checked++;
     // Ranges take a slot per block read. Whole bodies do not: the edge may hold one unread while it reads a range of
     // the same entry (a Range of a large whole entry), and under a shared bound such bodies starved the ranges.
-    const slots = range ? blockReads : undefined;
-    body = verifiedBody(res.body, { bodyLen: e.bodyLen, firstBlock: first, table: digests, from, to, onCorrupt: () => void corrupt(), slots });
+    const body = verifiedBody(res.body, {
+      bodyLen: e.bodyLen,
+      firstBlock: first,
+      table: digests,
+      from,
+      to,
+      onCorrupt: () => void corrupt(),
+      slots: range ? blockReads : undefined,
+      held,
+      onChecked: (block) => checks.mark(block, Date.now()),
+      onRead: (bytes) => (s.reads.checkedBytes += bytes),
+    });
+    handedOver = true;
+    // Known length: the client can tell a body cut short by a failed check from a complete one.
+    const length = to - from + 1;
+    const fixed = new FixedLengthStream(length);
+    void body.pipeTo(fixed.writable as unknown as WritableStream<Uint8Array>).catch(() => undefined);
+    return answer(head, fixed.readable as unknown as ReadableStream<Uint8Array>, e, range);
+  } finally {
+    if (!handedOver) held?.();
   }
-  return answer(request, decodeHead(headBytes), body, e, range);
+}
+
+/**
+ * Bytes `from`..`to` of a body whose blocks were checked lately: the disk service's own body, returned untouched, so
+ * workerd pumps it to the edge without JavaScript (and the edge to its client). Its length is the answer's.
+ */
+async function nativeAnswer(
+  s: State,
+  env: StoreEnv,
+  ctx: ExecutionContext,
+  hash: string,
+  e: IndexEntry,
+  head: StoredHead,
+  from: number,
+  to: number,
+  range: { start: number; end: number } | undefined,
+): Promise<Response> {
+  const length = to - from + 1;
+  const res = await env.DISK.fetch(DISK + e.file, { headers: { range: `bytes=${e.headLen + from}-${e.headLen + to}` } });
+  if (res.status !== 206 || !res.body || res.headers.get("content-length") !== String(length)) {
+    await res.body?.cancel();
+    return gone(s, env, ctx, hash, e);
+  }
+  s.reads.native++;
+  s.reads.nativeBytes += length;
+  return answer(head, res.body, e, range);
 }
 
 /** The HIT response: the stored status and headers, the body (or the range) with its length. */
 function answer(
-  request: Request,
-  head: StoredHead | null,
+  head: StoredHead,
   body: ReadableStream<Uint8Array> | Uint8Array | null,
   e: IndexEntry,
   range?: { start: number; end: number },
 ): Response {
-  if (!head) return miss();
-  const headers = new Headers();
-  for (const [n, v] of head.headers) headers.append(n, v);
-  headers.set("cf-cache-status", "HIT");
   const length = range ? range.end - range.start + 1 : e.bodyLen;
-  if (range) headers.set("content-range", `bytes ${range.start}-${range.end}/${e.bodyLen}`);
-  headers.set("content-length", String(length));
-  if (request.method === "HEAD") {
-    if (body instanceof ReadableStream) void body.cancel();
-    body = null;
-  } else if (body instanceof ReadableStream) {
-    // Known length: the client can tell a body cut short by a failed check from a complete one.
-    const fixed = new FixedLengthStream(length);
-    void body.pipeTo(fixed.writable as unknown as WritableStream<Uint8Array>).catch(() => undefined);
-    body = fixed.readable as unknown as ReadableStream<Uint8Array>;
+  const own: [string, string][] = [["cf-cache-status", "HIT"], ["content-length", String(length)]];
+  if (range) own.push(["content-range", `bytes ${range.start}-${range.end}/${e.bodyLen}`]);
+  const base = headerRecord(head);
+  let headers: HeadersInit;
+  if (base) {
+    // A plain object: the runtime takes it in one step (a Headers object filled field by field costs a call each).
+    const record: Record<string, string> = Object.assign(Object.create(null), base);
+    for (const [n, v] of own) record[n] = v;
+    headers = record;
+  } else {
+    const h = new Headers();
+    for (const [n, v] of head.headers) h.append(n, v);
+    for (const [n, v] of own) h.set(n, v);
+    headers = h;
   }
   return new Response(body, { status: range ? 206 : head.status, statusText: range ? "Partial Content" : head.statusText, headers });
 }
 
+const records = new WeakMap<StoredHead, Record<string, string> | null>();
+
+/** The stored headers as one object (made once per kept head), or null when a name repeats (Set-Cookie). */
+function headerRecord(head: StoredHead): Record<string, string> | null {
+  let r = records.get(head);
+  if (r !== undefined) return r;
+  r = Object.create(null) as Record<string, string>;
+  for (const [n, v] of head.headers) {
+    if (r[n] !== undefined) {
+      r = null;
+      break;
+    }
+    r[n] = v;
+  }
+  records.set(head, r);
+  return r;
+}
+
 /** The file disappeared or is not what the index says: forget it, answer MISS. */
 async function gone(s: State, env: StoreEnv, ctx: ExecutionContext, hash: string, e: IndexEntry) {
+  s.heads.delete(e.file);
   if (s.index.get(hash) === e) {
     s.index.remove(hash);
     s.dirty = true;
@@ -542,6 +640,7 @@ async function control(s: State, request: Request): Promise<Response> {
         evictions: { ...s.evicted },
         locks: s.locks.size,
         corrupt: s.corrupt,
+        reads: { ...s.reads },
       };
       return Response.json(stats);
     }

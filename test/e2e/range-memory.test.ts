@@ -88,12 +88,14 @@ describe("concurrent Ranges into a large stored object", () => {
     const agent = new Agent({ keepAlive: false, maxSockets: RANGES });
     // Spread over every slice and block, each Range inside one 1 MiB block (deterministic offsets).
     const starts = Array.from({ length: RANGES }, (_, i) => ((i * 7_919 * 4_099) % (size / 4_096 - 1)) * 4_096 + (i % 3_000));
+    const began = performance.now();
     const answers = await Promise.all(starts.map((s) => range(agent, path, s, s + RANGE_BYTES - 1)));
+    const seconds = (performance.now() - began) / 1000;
     agent.destroy();
     const after = memory(pid);
     const wrong = answers.filter((a, i) => a.status !== 206 || a.body.byteLength !== RANGE_BYTES || !chunkMatches(a.body, starts[i]!));
     expect(wrong.length).toBe(0);
-    console.log(`range-memory ${path}: RSS ${before.rss} MB before, peak ${after.peak} MB, ${after.rss} MB after ${RANGES} Ranges`);
+    console.log(`range-memory ${path}: RSS ${before.rss} MB before, peak ${after.peak} MB, ${after.rss} MB after ${RANGES} Ranges (${Math.round(RANGES / seconds)} answers/s)`);
     return after.peak - before.rss;
   }
 
