@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { EntryMeta } from "./entry.ts";
-import { controlGate, emptyPurgeLog, mergePurgeLogs, parsePurgeRequest, purgeEffect, purgeLogsDiffer, readPurgeLog, recordPurge, type PurgeRequest } from "./purge.ts";
+import { controlGate, emptyPurgeLog, mergePurgeLogs, parsePurgeRequest, purgeEffect, purgeLogCovers, purgeLogsDiffer, readPurgeLog, recordPurge, type PurgeRequest } from "./purge.ts";
 
 const keyOf = (u: URL) => u.host + u.pathname + u.search;
 const prefixOf = (u: URL) => u.host + u.pathname;
@@ -65,6 +65,18 @@ describe("the purge log", () => {
     expect(m.tags["t"]).toEqual({ hard: 5 });
     expect(purgeLogsDiffer(a, b)).toBe(true);
     expect(purgeLogsDiffer(m, b)).toBe(false);
+  });
+
+  it("tells without merging whether one log holds every mark of another (a process reading back its own write)", () => {
+    const a = purge({ urls: ["http://h/x"], tags: ["__proto__"] }, 10);
+    const later = purge({ urls: ["http://h/x"] }, 20, a);
+    expect(purgeLogCovers(later, a)).toBe(true);
+    expect(purgeLogCovers(a, later)).toBe(false);
+    expect(purgeLogCovers(a, purge({ urls: ["http://h/x"], soft: true }, 5, a))).toBe(false); // a soft mark a lacks
+    expect(purgeLogCovers(a, { ...a, control: { stream: "S", seq: 3, at: 30 } })).toBe(false);
+    expect(purgeLogCovers({ ...a, control: { stream: "S", seq: 4, at: 31 } }, { ...a, control: { stream: "S", seq: 3, at: 30 } })).toBe(true);
+    expect(purgeLogCovers(a, { ...a, floor: 7 })).toBe(false);
+    expect(purgeLogCovers(readPurgeLog(JSON.parse(JSON.stringify(later))), a)).toBe(true);
   });
 
   it("keeps at most 10,000 records per selector kind, the newest", () => {

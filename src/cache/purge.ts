@@ -266,6 +266,28 @@ export function readPurgeLog(raw: unknown): PurgeLog {
 
 /** Whether `b` holds a mark `a` lacks or has older (then `a`'s holder should write the merge back). */
 export function purgeLogsDiffer(a: PurgeLog, b: PurgeLog): boolean {
+  if (purgeLogCovers(a, b)) return false;
   // Both sides through the merge: the same marks in the same order, however each log was built.
   return JSON.stringify(mergePurgeLogs(a, b)) !== JSON.stringify(mergePurgeLogs(a, emptyPurgeLog()));
+}
+
+/**
+ * Whether `a` already holds every mark of `b`, as late or later (then merging `b` into `a` changes nothing): one
+ * pass without copying, so a process that reads back a record holding its own marks (the usual case) does not merge
+ * two logs of thousands of records. False when unsure (a record of `b` that `a` dropped to its floor): the caller
+ * then merges.
+ */
+export function purgeLogCovers(a: PurgeLog, b: PurgeLog): boolean {
+  const markCovers = (x: PurgeMark | undefined, y: PurgeMark | undefined) =>
+    !y || (!!x && (y.hard === undefined || (x.hard ?? -Infinity) >= y.hard) && (y.soft === undefined || (x.soft ?? -Infinity) >= y.soft));
+  // The merge keeps `a`'s drain, anycast and control records unless `b`'s are later.
+  const newerOrSame = <T extends { at: number }>(x?: T, y?: T) => !y || (!!x && x.at >= y.at);
+  if (!newerOrSame(a.drain, b.drain) || !newerOrSame(a.anycast, b.anycast) || !newerOrSame(a.control, b.control)) return false;
+  if (!markCovers(a.all, b.all)) return false;
+  if (b.floor !== undefined && (a.floor ?? -Infinity) < b.floor) return false;
+  for (const kind of ["urls", "hosts", "prefixes", "tags"] as const) {
+    const records = a[kind];
+    for (const key of Object.keys(b[kind])) if (!markCovers(own(records, key), own(b[kind], key))) return false;
+  }
+  return true;
 }
