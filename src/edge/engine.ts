@@ -63,6 +63,8 @@ export class EdgeCache {
   private readonly invalidations: ClientInvalidations;
   /** Client invalidations, the box's (sent again when the store was away) and the other processes', once a second. */
   private readonly invalidationReads: PeriodicRead;
+  /** Whether the box runs other edge processes (they read the purge log up to a second late). */
+  private readonly otherProcesses: boolean;
 
   constructor(opts: EngineOptions) {
     this.e = {
@@ -79,6 +81,7 @@ export class EdgeCache {
     };
     const invalidations = new ClientInvalidations(opts.store, opts.peers);
     this.invalidations = invalidations;
+    this.otherProcesses = opts.peers !== undefined;
     this.invalidationReads = new PeriodicRead(() => invalidations.read());
   }
 
@@ -188,7 +191,8 @@ export class EdgeCache {
    * write and read back, whatever the batch's size): a store call or two per URL held a running edge to a few hundred
    * purges a second. A purged entry stays on disk until the next fetch of its URL replaces it or the store evicts it,
    * never served meanwhile; once its record leaves the bounded log it is stale (the floor), as an entry purged by
-   * prefix, tag or host already was.
+   * prefix, tag or host already was. Not on a box with several processes: the others read the log up to a second
+   * later, and only the delete (through the store's ring) keeps them from serving a hard-purged URL meanwhile.
    */
   async purge(req: PurgeRequest, opts: { mark?: Omit<ControlMark, "at">; logOnly?: boolean } = {}): Promise<{ urls: number; stored?: number }> {
     const { rules, store, shared, now } = this.e;
@@ -200,7 +204,7 @@ export class EdgeCache {
       return mark ? { ...next, control: { ...mark, at: now() } } : next;
     });
     const urls = req.urls ?? [];
-    if (opts.logOnly) return { urls: urls.length };
+    if (opts.logOnly && !this.otherProcesses) return { urls: urls.length };
     const found = await Promise.all(
       urls.map(async (u) => {
         const key = keyOf(new URL(u));

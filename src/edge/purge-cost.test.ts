@@ -24,13 +24,14 @@ class CountingStore extends MemoryStore {
   }
 }
 
-function setup() {
+function setup(opts: { otherProcesses?: boolean } = {}) {
   const config = parseConfig('[edge]\nname = "e1"\norigin = "http://origin.test"');
   const store = new CountingStore();
   const cache = new EdgeCache({
     edge: config.edge!,
     rules: config.rules,
     store,
+    peers: opts.otherProcesses ? { publish: async () => undefined, poll: async () => undefined } : undefined,
     origin: async (req) => new Response(`body of ${new URL(req.url).pathname}`, { headers: { "cache-control": "max-age=600", etag: '"v1"' } }),
   });
   const ctx = { waitUntil: () => undefined, clientIp: "192.0.2.7" };
@@ -66,6 +67,13 @@ describe("a control batch's cost", () => {
     expect(await store.get("www.example.org/b/999")).not.toBeNull();
     expect(await get("/b/999")).toBe("MISS");
     expect(await get("/b/3")).toBe("MISS");
+  });
+
+  it("on a box with several processes still deletes hard-purged entries (the others read the log up to a second late)", async () => {
+    const { cache, store, get } = setup({ otherProcesses: true });
+    await get("/b/3");
+    await cache.purge({ urls: urls(10) }, { mark: { stream: "S", seq: 1 }, logOnly: true });
+    expect(await store.get("www.example.org/b/3")).toBeNull();
   });
 
   it("keeps the log bounded: 10,000 URL records, the older ones as a soft floor", async () => {
