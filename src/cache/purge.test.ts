@@ -91,6 +91,20 @@ describe("the purge log", () => {
     expect(purgeEffect(log, entry("h/x", 1, ["old-0"]))).toBeUndefined();
   });
 
+  it("keeps at most 1 MiB of keys per selector kind, the newest: long URLs cannot make the log tens of megabytes", () => {
+    const long = (round: number, i: number) => `http://h/${"x".repeat(8000)}/${round}/${i}`;
+    let log = emptyPurgeLog();
+    for (let round = 0; round < 3; round++) log = purge({ urls: Array.from({ length: 100 }, (_, i) => long(round, i)) }, 10 + round, log);
+    const keys = Object.keys(log.urls);
+    expect(keys.reduce((n, k) => n + k.length, 0)).toBeLessThanOrEqual(1024 * 1024);
+    expect(keys.length).toBeGreaterThan(100);
+    expect(keys.length).toBeLessThan(300);
+    expect(log.urls[keyOf(new URL(long(2, 99)))]).toEqual({ hard: 12 }); // the newest kept
+    expect(log.urls[keyOf(new URL(long(0, 0)))]).toBeUndefined();
+    expect(log.floor).toBe(11); // the newest dropped: round 1 (part of it) and round 0
+    expect(purgeEffect(log, entry(keyOf(new URL(long(0, 0))), 5))).toBe("soft");
+  });
+
   it("a later soft purge does not weaken an earlier hard one", () => {
     const log = purge({ urls: ["http://h/x"], soft: true }, 20, purge({ urls: ["http://h/x"] }, 10));
     expect(log.urls["h/x"]).toEqual({ hard: 10, soft: 20 });
