@@ -58,6 +58,9 @@ function setup(extraToml = "", opts: SetupOptions = {}) {
   return { origin, store, call, auth, forwarded, now: () => now, advance: (s: number) => void (now += s * 1000) };
 }
 
+/** The fake control agent's answer to every call. */
+const agentAnswer = (status: number, body: object) => async () => new Response(JSON.stringify(body), { status });
+
 async function stored(t: ReturnType<typeof setup>, path: string, version = "v1") {
   t.origin.set(path, { headers: { "cache-control": "max-age=600", etag: `"${version}"` }, body: `${path} ${version}` });
   await t.call(path);
@@ -116,7 +119,6 @@ describe("invalidate_on_unsafe", () => {
 
 describe("with [control]", () => {
   const CONTROL = '[control]\nservers = ["nats://127.0.0.1:4222"]';
-  const agentAnswer = (status: number, body: object) => async () => new Response(JSON.stringify(body), { status });
 
   it("hands purges (POST and PURGE) to the control agent instead of purging or fanning out itself", async () => {
     const answer = { stored: true, stream: "S", seq: 4, parts: 1, applied: ["e1"], pending: [{ edge: "e2", detail: "stopped" }] };
@@ -192,8 +194,6 @@ describe("with [control]", () => {
     expect((await t.call("/old2")).xcs).toBe("HIT");
   });
 });
-
-const agentAnswer = (status: number, body: object) => async () => new Response(JSON.stringify(body), { status });
 
 describe("the control agent's batches", () => {
   const CONTROL = '[control]\nservers = ["nats://127.0.0.1:4222"]';
