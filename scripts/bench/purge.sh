@@ -7,13 +7,15 @@
 # box running:
 #   burst    1,000 purges published in 10 s (100/s): publish → every edge reports it applied, p50/p99
 #   backlog  10,000 purges published as fast as they are stored, then one more: that purge's publish → applied at every
-#            edge, and each edge's rate over the 10,001 (first publish → its report of the last), purges/s
+#            edge, and each edge's rate over the 10,001 (first publish → its report of the last), purges/s, next to the
+#            publish rate (its ceiling; scripts/bench/purge-rate.sh measures the rate alone, with fewer edges)
 # Then one box is stopped, 10,000 purges (one URL each) are published, and the box is started again: the agent's
 # catch-up time (replay of the 10,000 messages, from its log) and the box's start → "edge ready".
 # Modes alternate, fresh processes per mode and run; the summary is the median of the runs.
 # Needs: nats-server curl python3. Usage: scripts/bench/purge.sh [purges per run, default 50] [runs, default 3]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 PURGES=${1:-50}
 RUNS=${2:-3}
 NODE=$PWD/node_modules/.bin/node
@@ -161,6 +163,7 @@ async function runMode(mode: "fanout" | "jetstream", run: number) {
         last = Math.max(last, ...acks.map((a) => a.seq));
       }
       const tq = performance.now();
+      result.publishRate = MISSED / ((tq - t1) / 1000);
       const behind = await client.publishPurge({ urls: ["http://www.example.org/behind"] });
       await Promise.all(NAMES.map(async (n) => {
         await client.waitApplied(behind, 300_000, [n]);
@@ -207,7 +210,7 @@ for (let run = 1; run <= RUNS; run++) {
     const r = await runMode(mode, run);
     results[mode]!.push(r);
     console.log("run " + run + " " + mode.padEnd(9) + " propagation p50 " + f(r.p50!) + " ms  p99 " + f(r.p99!) + " ms" +
-      (r.burstP50 !== undefined ? "  | burst 1,000 in 10 s: p50 " + f(r.burstP50) + " ms p99 " + f(r.burstP99!) + " ms  | a purge behind 10,000: " + f(r.behind! / 1000) + " s, per edge " + f(r.rateMin!) + "–" + f(r.rateMax!) + " purges/s" : "") +
+      (r.burstP50 !== undefined ? "  | burst 1,000 in 10 s: p50 " + f(r.burstP50) + " ms p99 " + f(r.burstP99!) + " ms  | a purge behind 10,000: " + f(r.behind! / 1000) + " s, per edge " + f(r.rateMin!) + "–" + f(r.rateMax!) + " purges/s (published at " + f(r.publishRate!) + "/s)" : "") +
       (r.catchUp !== undefined ? "  | 10,000 missed purges: published in " + f(r.publish! / 1000) + " s, agent replay " + f(r.catchUp / 1000) + " s, box start to ready " + f(r.ready! / 1000) + " s" : ""));
   }
 }
@@ -217,10 +220,11 @@ console.log("median of " + RUNS + " runs, " + PURGES + " purges each, 5 edges on
 console.log("  fanout     p50 " + f(med("fanout", "p50")) + " ms  p99 " + f(med("fanout", "p99")) + " ms");
 console.log("  jetstream  p50 " + f(med("jetstream", "p50")) + " ms  p99 " + f(med("jetstream", "p99")) + " ms  (ratio to fanout: p50 " + (med("jetstream", "p50") / med("fanout", "p50")).toFixed(2) + "x, p99 " + (med("jetstream", "p99") / med("fanout", "p99")).toFixed(2) + "x)");
 console.log("  burst (1,000 purges in 10 s, publish -> applied at all 5 edges): p50 " + f(med("jetstream", "burstP50")) + " ms, p99 " + f(med("jetstream", "burstP99")) + " ms");
-console.log("  a purge behind a 10,000-purge backlog at running edges: applied everywhere " + f(med("jetstream", "behind") / 1000) + " s after its publish; per edge " + f(med("jetstream", "rateMin")) + "-" + f(med("jetstream", "rateMax")) + " purges/s");
+console.log("  a purge behind a 10,000-purge backlog at running edges: applied everywhere " + f(med("jetstream", "behind") / 1000) + " s after its publish; per edge " + f(med("jetstream", "rateMin")) + "-" + f(med("jetstream", "rateMax")) + " purges/s (published at " + f(med("jetstream", "publishRate")) + "/s: an edge that keeps up applies at that rate)");
 console.log("  restarted box catching up on 10,000 missed purges: agent replay " + f(med("jetstream", "catchUp") / 1000) + " s, box start to ready " + f(med("jetstream", "ready") / 1000) + " s");
 origin.close();
 process.exit(0);
 TS
 
 "$NODE" "$T/bench.ts"
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

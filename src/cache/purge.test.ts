@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { EntryMeta } from "./entry.ts";
-import { controlGate, emptyPurgeLog, mergePurgeLogs, parsePurgeRequest, purgeEffect, purgeLogsDiffer, readPurgeLog, recordPurge, type PurgeRequest } from "./purge.ts";
+import { controlGate, emptyPurgeLog, mergePurgeLogs, parsePurgeRequest, purgeEffect, purgeLogCovers, purgeLogsDiffer, readPurgeLog, recordPurge, type PurgeRequest } from "./purge.ts";
 
 const keyOf = (u: URL) => u.host + u.pathname + u.search;
 const prefixOf = (u: URL) => u.host + u.pathname;
@@ -67,6 +67,18 @@ describe("the purge log", () => {
     expect(purgeLogsDiffer(m, b)).toBe(false);
   });
 
+  it("tells without merging whether one log holds every mark of another (a process reading back its own write)", () => {
+    const a = purge({ urls: ["http://h/x"], tags: ["__proto__"] }, 10);
+    const later = purge({ urls: ["http://h/x"] }, 20, a);
+    expect(purgeLogCovers(later, a)).toBe(true);
+    expect(purgeLogCovers(a, later)).toBe(false);
+    expect(purgeLogCovers(a, purge({ urls: ["http://h/x"], soft: true }, 5, a))).toBe(false); // a soft mark a lacks
+    expect(purgeLogCovers(a, { ...a, control: { stream: "S", seq: 3, at: 30 } })).toBe(false);
+    expect(purgeLogCovers({ ...a, control: { stream: "S", seq: 4, at: 31 } }, { ...a, control: { stream: "S", seq: 3, at: 30 } })).toBe(true);
+    expect(purgeLogCovers(a, { ...a, floor: 7 })).toBe(false);
+    expect(purgeLogCovers(readPurgeLog(JSON.parse(JSON.stringify(later))), a)).toBe(true);
+  });
+
   it("keeps at most 10,000 records per selector kind, the newest", () => {
     let log = emptyPurgeLog();
     log = purge({ tags: Array.from({ length: 1000 }, (_, i) => `old-${i}`) }, 1, log);
@@ -77,6 +89,20 @@ describe("the purge log", () => {
     expect(log.floor).toBe(1);
     expect(purgeEffect(log, entry("h/x", 0, ["old-0"]))).toBe("soft");
     expect(purgeEffect(log, entry("h/x", 1, ["old-0"]))).toBeUndefined();
+  });
+
+  it("keeps at most 1 MiB of keys per selector kind, the newest: long URLs cannot make the log tens of megabytes", () => {
+    const long = (round: number, i: number) => `http://h/${"x".repeat(8000)}/${round}/${i}`;
+    let log = emptyPurgeLog();
+    for (let round = 0; round < 3; round++) log = purge({ urls: Array.from({ length: 100 }, (_, i) => long(round, i)) }, 10 + round, log);
+    const keys = Object.keys(log.urls);
+    expect(keys.reduce((n, k) => n + k.length, 0)).toBeLessThanOrEqual(1024 * 1024);
+    expect(keys.length).toBeGreaterThan(100);
+    expect(keys.length).toBeLessThan(300);
+    expect(log.urls[keyOf(new URL(long(2, 99)))]).toEqual({ hard: 12 }); // the newest kept
+    expect(log.urls[keyOf(new URL(long(0, 0)))]).toBeUndefined();
+    expect(log.floor).toBe(11); // the newest dropped: round 1 (part of it) and round 0
+    expect(purgeEffect(log, entry(keyOf(new URL(long(0, 0))), 5))).toBe("soft");
   });
 
   it("a later soft purge does not weaken an earlier hard one", () => {

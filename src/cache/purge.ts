@@ -63,8 +63,12 @@ export function emptyPurgeLog(): PurgeLog {
   return { urls: {}, hosts: {}, prefixes: {}, tags: {} };
 }
 
-/** Most records a log keeps per selector kind; the oldest go first, into the floor. */
+/**
+ * Most records a log keeps per selector kind, and most bytes of their keys (long URLs: 10,000 of 8 KB would make a
+ * log of 80 MB, read and written whole); the oldest go first, into the floor.
+ */
 const MAX_RECORDS = 10_000;
+const MAX_KEY_BYTES = 1024 * 1024;
 
 /**
  * The log with a purge request's selectors recorded at `now`. `keyOf` turns a URL into the primary cache key
@@ -101,14 +105,23 @@ export function recordPurge(
 
 const latest = (m: PurgeMark) => Math.max(m.hard ?? 0, m.soft ?? 0);
 
-/** Keeps the newest MAX_RECORDS records of one kind; the newest time among the dropped raises the floor. */
+/**
+ * Keeps the newest records of one kind, at most MAX_RECORDS and MAX_KEY_BYTES of keys (counted in UTF-16 units);
+ * the newest time among the dropped raises the floor.
+ */
 function bound(log: PurgeLog, kind: "urls" | "hosts" | "prefixes" | "tags") {
   const entries = Object.entries(log[kind]);
-  if (entries.length <= MAX_RECORDS) return;
+  let bytes = 0;
+  for (const [key] of entries) bytes += key.length;
+  if (entries.length <= MAX_RECORDS && bytes <= MAX_KEY_BYTES) return;
   entries.sort((a, b) => latest(b[1]) - latest(a[1]));
-  const dropped = entries.slice(MAX_RECORDS);
-  log.floor = Math.max(log.floor ?? 0, ...dropped.map(([, m]) => latest(m)));
-  log[kind] = Object.fromEntries(entries.slice(0, MAX_RECORDS));
+  let kept = 0;
+  bytes = 0;
+  while (kept < entries.length && kept < MAX_RECORDS && bytes + entries[kept]![0].length <= MAX_KEY_BYTES) bytes += entries[kept++]![0].length;
+  let floor = log.floor ?? 0;
+  for (let i = kept; i < entries.length; i++) floor = Math.max(floor, latest(entries[i]![1]));
+  log.floor = floor;
+  log[kind] = Object.fromEntries(entries.slice(0, kept));
 }
 
 /**
@@ -266,6 +279,28 @@ export function readPurgeLog(raw: unknown): PurgeLog {
 
 /** Whether `b` holds a mark `a` lacks or has older (then `a`'s holder should write the merge back). */
 export function purgeLogsDiffer(a: PurgeLog, b: PurgeLog): boolean {
+  if (purgeLogCovers(a, b)) return false;
   // Both sides through the merge: the same marks in the same order, however each log was built.
   return JSON.stringify(mergePurgeLogs(a, b)) !== JSON.stringify(mergePurgeLogs(a, emptyPurgeLog()));
+}
+
+/**
+ * Whether `a` already holds every mark of `b`, as late or later (then merging `b` into `a` changes nothing): one
+ * pass without copying, so a process that reads back a record holding its own marks (the usual case) does not merge
+ * two logs of thousands of records. False when unsure (a record of `b` that `a` dropped to its floor): the caller
+ * then merges.
+ */
+export function purgeLogCovers(a: PurgeLog, b: PurgeLog): boolean {
+  const markCovers = (x: PurgeMark | undefined, y: PurgeMark | undefined) =>
+    !y || (!!x && (y.hard === undefined || (x.hard ?? -Infinity) >= y.hard) && (y.soft === undefined || (x.soft ?? -Infinity) >= y.soft));
+  // The merge keeps `a`'s drain, anycast and control records unless `b`'s are later.
+  const newerOrSame = <T extends { at: number }>(x?: T, y?: T) => !y || (!!x && x.at >= y.at);
+  if (!newerOrSame(a.drain, b.drain) || !newerOrSame(a.anycast, b.anycast) || !newerOrSame(a.control, b.control)) return false;
+  if (!markCovers(a.all, b.all)) return false;
+  if (b.floor !== undefined && (a.floor ?? -Infinity) < b.floor) return false;
+  for (const kind of ["urls", "hosts", "prefixes", "tags"] as const) {
+    const records = a[kind];
+    for (const key of Object.keys(b[kind])) if (!markCovers(own(records, key), own(b[kind], key))) return false;
+  }
+  return true;
 }

@@ -35,9 +35,12 @@ export class EdgeAdmin {
     await this.call("POST", "/.well-known/cdn/control", mark);
   }
 
-  /** Purges here only; with `mark`, also records "applied up to mark.seq" in the same write. */
+  /**
+   * Purges here only, in the edge's purge log alone (a batch costs the edge a few store calls however many URLs it
+   * holds); with `mark`, also records "applied up to mark.seq" in the same write.
+   */
   async purge(req: PurgeRequest, mark?: Omit<ControlMark, "at">): Promise<void> {
-    await this.call("POST", "/.well-known/cdn/purge", { ...req, fanout: false, ...(mark ? { mark } : {}) });
+    await this.call("POST", "/.well-known/cdn/purge", { ...req, fanout: false, log_only: true, ...(mark ? { mark } : {}) });
   }
 
   async drain(draining: boolean): Promise<void> {

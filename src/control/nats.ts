@@ -55,9 +55,30 @@ export async function connectOnce(cfg: ControlConfig, name: string): Promise<Nat
   return connect({ ...connectionOptions(cfg, name), maxReconnectAttempts: 0, reconnect: false });
 }
 
-/** Connects and keeps reconnecting for as long as the process runs (the agent); resolves at the first connection. */
+/**
+ * Connects and keeps reconnecting for as long as the process runs (the agent); resolves at the first connection.
+ * The first dial after a connection is lost (or left with `reconnect()`: its server hung) goes to the next server
+ * listed, not to the same one: nats.js would dial the server of the first connection again first, and a hung one (its
+ * kernel still accepts connections) holds that dial for the whole connect `timeout` (5 s) before the next is tried.
+ * Later dials follow the client's own order (the lost server included: it may be the only one left).
+ */
 export async function connectForever(cfg: ControlConfig, name: string): Promise<NatsConnection> {
-  return connect({ ...connectionOptions(cfg, name), waitOnFirstConnect: true });
+  let on: string | undefined;
+  const nc = await connect({
+    ...connectionOptions(cfg, name),
+    waitOnFirstConnect: true,
+    // Called before each dial with the servers in the order the client would try them; null: the client's choice.
+    reconnectToServer: (pool) => {
+      const lost = on;
+      on = undefined;
+      return (lost && pool.find((s) => s.listen !== lost)) || null;
+    },
+  });
+  on = nc.getServer();
+  void (async () => {
+    for await (const s of nc.status()) if (s.type === "reconnect") on = nc.getServer();
+  })().catch(() => undefined);
+  return nc;
 }
 
 /** The two streams' configurations for `[control]`. */

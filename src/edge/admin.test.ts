@@ -58,6 +58,9 @@ function setup(extraToml = "", opts: SetupOptions = {}) {
   return { origin, store, call, auth, forwarded, now: () => now, advance: (s: number) => void (now += s * 1000) };
 }
 
+/** The fake control agent's answer to every call. */
+const agentAnswer = (status: number, body: object) => async () => new Response(JSON.stringify(body), { status });
+
 async function stored(t: ReturnType<typeof setup>, path: string, version = "v1") {
   t.origin.set(path, { headers: { "cache-control": "max-age=600", etag: `"${version}"` }, body: `${path} ${version}` });
   await t.call(path);
@@ -116,7 +119,6 @@ describe("invalidate_on_unsafe", () => {
 
 describe("with [control]", () => {
   const CONTROL = '[control]\nservers = ["nats://127.0.0.1:4222"]';
-  const agentAnswer = (status: number, body: object) => async () => new Response(JSON.stringify(body), { status });
 
   it("hands purges (POST and PURGE) to the control agent instead of purging or fanning out itself", async () => {
     const answer = { stored: true, stream: "S", seq: 4, parts: 1, applied: ["e1"], pending: [{ edge: "e2", detail: "stopped" }] };
@@ -162,7 +164,7 @@ describe("with [control]", () => {
     expect(res.status).toBe(200);
     expect((await t.call("/j")).xcs).toBe("MISS");
     expect(JSON.parse((await t.call("/.well-known/cdn/control", { headers: t.auth })).text)).toMatchObject({ mark: { stream: "S", seq: 12, boot: BOOT }, caughtUp: true });
-    expect(JSON.parse((await purge({ tags: ["x"], mark: { stream: "S", seq: 13 } })).text).error).toMatch(/"mark" goes with "fanout": false/);
+    expect(JSON.parse((await purge({ tags: ["x"], mark: { stream: "S", seq: 13 } })).text).error).toMatch(/"mark" and "log_only" go with "fanout": false/);
     const wrongBoot = await purge({ tags: ["x"], fanout: false, mark: { stream: "S", seq: 13, boot: "1-00" } });
     expect([wrongBoot.status, JSON.parse(wrongBoot.text).error]).toEqual([400, 'mark: "boot" must be this box start\'s id']);
     expect(t.forwarded).toEqual([]);
@@ -190,6 +192,45 @@ describe("with [control]", () => {
     const ok = await t.call("/.well-known/cdn/control", { method: "POST", headers: t.auth, body: JSON.stringify({ stream: "S", seq: 5, boot: boot2 }) });
     expect(JSON.parse(ok.text).mark).toMatchObject({ stream: "S", seq: 5, boot: boot2 });
     expect((await t.call("/old2")).xcs).toBe("HIT");
+  });
+});
+
+describe("the control agent's batches", () => {
+  const CONTROL = '[control]\nservers = ["nats://127.0.0.1:4222"]';
+  const urls = (n: number, from = 0) => Array.from({ length: n }, (_, i) => `http://www.example.org/b/${from + i}`);
+
+  it("are applied from the log alone: purged entries are never served, hard ones refetched, soft ones revalidated, also after a restart", async () => {
+    const t = setup(CONTROL, { control: agentAnswer(500, {}), bootId: BOOT });
+    await t.call("/.well-known/cdn/control", { method: "POST", headers: t.auth, body: JSON.stringify({ stream: "S", seq: 0, boot: BOOT }) });
+    for (const i of [0, 999, 1000, 1500]) await stored(t, `/b/${i}`);
+    const batch = (body: object, seq: number) =>
+      t.call("/.well-known/cdn/purge", {
+        method: "POST",
+        headers: t.auth,
+        body: JSON.stringify({ ...body, fanout: false, log_only: true, mark: { stream: "S", seq, boot: BOOT } }),
+      });
+    expect((await batch({ urls: urls(1000) }, 1)).status).toBe(200);
+    expect((await batch({ urls: urls(1000, 1000), soft: true }, 2)).status).toBe(200);
+    // Nothing was deleted: the lookups apply the log.
+    for (const i of [0, 999, 1000, 1500]) expect(await t.store.get(`www.example.org/b/${i}`)).not.toBeNull();
+    expect(JSON.parse((await t.call("/.well-known/cdn/control", { headers: t.auth })).text).mark).toMatchObject({ stream: "S", seq: 2, boot: BOOT });
+    // The box starts again over the same store (another start, caught up): the log is read back from it.
+    const boot2 = `${Date.parse("2026-01-01T01:00:00Z") + 60_000}-00112233445566bb`;
+    const again = setup(CONTROL, { control: agentAnswer(500, {}), bootId: boot2, store: t.store, now: t.now() + 60_000 });
+    await again.call("/.well-known/cdn/control", { method: "POST", headers: again.auth, body: JSON.stringify({ stream: "S", seq: 2, boot: boot2 }) });
+    for (const i of [0, 999, 1000, 1500]) again.origin.set(`/b/${i}`, { headers: { "cache-control": "max-age=600", etag: '"v1"' }, body: `/b/${i} v1` });
+    expect((await again.call("/b/999")).xcs).toBe("MISS");
+    expect((await again.call("/b/1500")).xcs).toBe("REVALIDATED");
+    expect((await t.call("/b/0")).xcs).toBe("MISS");
+    expect((await t.call("/b/1000")).xcs).toBe("REVALIDATED");
+  });
+
+  it("\"log_only\" is the agent's own call's, and true or false", async () => {
+    const t = setup(CONTROL, { control: agentAnswer(500, {}), bootId: BOOT });
+    const purge = (body: object) => t.call("/.well-known/cdn/purge", { method: "POST", headers: t.auth, body: JSON.stringify(body) });
+    expect(JSON.parse((await purge({ tags: ["x"], log_only: true })).text).error).toMatch(/"log_only" go with "fanout": false/);
+    expect(JSON.parse((await purge({ tags: ["x"], fanout: false, log_only: "yes" })).text).error).toBe('"log_only" must be true or false');
+    expect(t.forwarded).toEqual([]);
   });
 });
 

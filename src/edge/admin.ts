@@ -56,19 +56,25 @@ export async function handlePurge(
   } catch {
     return json({ error: "the body must be JSON" }, 400);
   }
-  // The control agent applies a batch's purges and its mark ("applied up to N") in one call: one write of the log.
+  // The control agent's own call ("fanout": false): a batch's purges with its mark ("applied up to N") in one write
+  // of the log, and "log_only": the log alone, however many URLs (see EdgeCache.purge).
   let mark: Omit<ControlMark, "at"> | undefined;
-  if (body && typeof body === "object" && "mark" in body) {
-    const { mark: m, ...rest } = body as Record<string, unknown>;
-    if (rest.fanout !== false) return json({ error: '"mark" goes with "fanout": false (the control agent\'s own call)' }, 400);
-    const parsed = parseControlMark(m, boot);
-    if (typeof parsed === "string") return json({ error: `mark: ${parsed}` }, 400);
-    mark = parsed;
+  let logOnly = false;
+  if (body && typeof body === "object" && ("mark" in body || "log_only" in body)) {
+    const { mark: m, log_only: only, ...rest } = body as Record<string, unknown>;
+    if (rest.fanout !== false) return json({ error: '"mark" and "log_only" go with "fanout": false (the control agent\'s own call)' }, 400);
+    if (only !== undefined && typeof only !== "boolean") return json({ error: '"log_only" must be true or false' }, 400);
+    if (m !== undefined) {
+      const parsed = parseControlMark(m, boot);
+      if (typeof parsed === "string") return json({ error: `mark: ${parsed}` }, 400);
+      mark = parsed;
+    }
+    logOnly = only === true;
     body = rest;
   }
   const req = parsePurgeRequest(body);
   if (typeof req === "string") return json({ error: req }, 400);
-  return purgeEverywhere(req, (body as { fanout?: unknown }).fanout !== false, config, cache, fetchImpl, control, mark);
+  return purgeEverywhere(req, (body as { fanout?: unknown }).fanout !== false, config, cache, fetchImpl, control, { mark, logOnly });
 }
 
 /**
@@ -96,7 +102,7 @@ async function purgeEverywhere(
   cache: EdgeCache,
   fetchImpl: FetchLike,
   control?: ControlBinding,
-  mark?: Omit<ControlMark, "at">,
+  here: { mark?: Omit<ControlMark, "at">; logOnly?: boolean } = {},
 ): Promise<Response> {
   const token = config.admin.token;
   if (everywhere && config.control) {
@@ -107,8 +113,8 @@ async function purgeEverywhere(
   const self = config.edge!.name;
   const results: PurgeResult[] = [];
   try {
-    const { stored } = await cache.purge(req, mark);
-    results.push({ edge: self, ok: true, ...(req.urls ? { stored } : {}) });
+    const { stored } = await cache.purge(req, here);
+    results.push({ edge: self, ok: true, ...(req.urls && stored !== undefined ? { stored } : {}) });
   } catch (err) {
     results.push({ edge: self, ok: false, error: (err as Error).message });
   }

@@ -63,6 +63,8 @@ export class EdgeCache {
   private readonly invalidations: ClientInvalidations;
   /** Client invalidations, the box's (sent again when the store was away) and the other processes', once a second. */
   private readonly invalidationReads: PeriodicRead;
+  /** Whether the box runs other edge processes (they read the purge log up to a second late). */
+  private readonly otherProcesses: boolean;
 
   constructor(opts: EngineOptions) {
     this.e = {
@@ -79,6 +81,7 @@ export class EdgeCache {
     };
     const invalidations = new ClientInvalidations(opts.store, opts.peers);
     this.invalidations = invalidations;
+    this.otherProcesses = opts.peers !== undefined;
     this.invalidationReads = new PeriodicRead(() => invalidations.read());
   }
 
@@ -180,12 +183,20 @@ export class EdgeCache {
 
   /**
    * Purges by URL (every variant), prefix, tag, host or everything (and records the control agent's `mark` with it):
-   * recorded in the purge log at once, and a hard
-   * URL purge also deletes the stored entry. Says how many of the URLs had an entry here (a key is host + path +
-   * query: a URL with another host or port than the clients use matches nothing).
+   * recorded in the purge log, which every lookup applies — the purge itself. An operator's direct call also deletes
+   * hard-purged URLs' entries and says how many of the URLs had an entry here (a key is host + path + query: a URL
+   * with another host or port than the clients use matches nothing).
+   *
+   * `logOnly`: the control agent's batches, thousands of URLs each. Only the log is written (three store calls, read,
+   * write and read back, whatever the batch's size): a store call or two per URL held a running edge to a few hundred
+   * purges a second. A purged entry stays on disk until the next fetch of its URL replaces it or the store evicts it,
+   * never served meanwhile; once its record leaves the bounded log it is stale (the floor), as an entry purged by
+   * prefix, tag or host already was. Not on a box with several processes: the others read the log up to a second
+   * later, and only the delete (through the store's ring) keeps them from serving a hard-purged URL meanwhile.
    */
-  async purge(req: PurgeRequest, mark?: Omit<ControlMark, "at">): Promise<{ urls: number; stored: number }> {
+  async purge(req: PurgeRequest, opts: { mark?: Omit<ControlMark, "at">; logOnly?: boolean } = {}): Promise<{ urls: number; stored?: number }> {
     const { rules, store, shared, now } = this.e;
+    const { mark } = opts;
     const keyOf = (url: URL) => primaryKey(url, findRule(rules, "GET", url.host, url.pathname)?.query);
     await shared.update((log) => {
       const next = recordPurge(log, req, now(), keyOf, (url) => primaryKey(url, "drop"));
@@ -193,19 +204,16 @@ export class EdgeCache {
       return mark ? { ...next, control: { ...mark, at: now() } } : next;
     });
     const urls = req.urls ?? [];
+    if (opts.logOnly && !this.otherProcesses) return { urls: urls.length };
     const found = await Promise.all(
       urls.map(async (u) => {
         const key = keyOf(new URL(u));
-        if (!req.soft) {
-          // A sliced object's slices go with its record (the purge log keeps them from being served meanwhile).
-          const entry = await store.get(key).catch(() => null);
-          await entry?.body?.cancel();
-          if (entry?.meta.kind === "entry" && entry.meta.sliced) await deleteSlices(store, key, entry.meta.sliced);
-          return store.delete(key).catch(() => false);
-        }
         const entry = await store.get(key).catch(() => null);
         await entry?.body?.cancel();
-        return entry !== null;
+        if (req.soft) return entry !== null;
+        // A sliced object's slices go with its record (the purge log keeps them from being served meanwhile).
+        if (entry?.meta.kind === "entry" && entry.meta.sliced) await deleteSlices(store, key, entry.meta.sliced);
+        return store.delete(key).catch(() => false);
       }),
     );
     return { urls: urls.length, stored: found.filter(Boolean).length };

@@ -3,7 +3,7 @@
  * survives restarts and every process of the box reads it. Each isolate holds a copy, re-read at most once a second
  * and merged (a merge that adds marks is written back, so no process loses another's purge).
  */
-import { emptyPurgeLog, mergePurgeLogs, purgeLogsDiffer, readPurgeLog, type PurgeLog } from "../cache/purge.ts";
+import { emptyPurgeLog, mergePurgeLogs, purgeLogCovers, purgeLogsDiffer, readPurgeLog, type PurgeLog } from "../cache/purge.ts";
 import type { EntryStore } from "./store.ts";
 
 /** Where the record lives in the store (no request key can start with a control character). */
@@ -54,6 +54,8 @@ export class PeriodicRead {
 export class SharedLog {
   private readonly store: EntryStore;
   private log: PurgeLog = emptyPurgeLog();
+  /** The stored record's text when this copy is exactly what it holds (as last written or read), else undefined. */
+  private text: string | undefined;
   private readonly reads = new PeriodicRead(() => this.read());
   /** Size of the record as last read or written (a metric: it must stay small). */
   bytes = 0;
@@ -84,18 +86,31 @@ export class SharedLog {
   private async read(): Promise<void> {
     try {
       const stored = await this.store.get(KEY);
-      let log = emptyPurgeLog();
-      if (stored?.meta.kind === "purge-log" && stored.body) {
-        const text = await new Response(stored.body).text();
-        this.bytes = text.length;
-        log = readPurgeLog(JSON.parse(text));
-      } else await stored?.body?.cancel();
-      const mustWrite = purgeLogsDiffer(log, this.log);
-      this.log = mergePurgeLogs(this.log, log); // marks only add up: two reads at once merge in either order
-      if (mustWrite) await this.write();
+      if (stored?.meta.kind !== "purge-log" || !stored.body) {
+        await stored?.body?.cancel();
+        return await this.adopt(emptyPurgeLog(), undefined);
+      }
+      const text = await new Response(stored.body).text();
+      this.bytes = text.length;
+      // What this isolate last wrote or read: nothing to parse or merge (the once-a-second read of an unchanged log).
+      if (text === this.text) return;
+      await this.adopt(readPurgeLog(JSON.parse(text)), text);
     } catch {
       // An unreadable record leaves this isolate's copy; the next sync tries again.
     }
+  }
+
+  /** Takes in the stored log: as it is when it holds every mark of this copy, else merged and written back. */
+  private async adopt(log: PurgeLog, text: string | undefined) {
+    if (text !== undefined && purgeLogCovers(log, this.log)) {
+      this.log = log;
+      this.text = text;
+      return;
+    }
+    const mustWrite = purgeLogsDiffer(log, this.log);
+    this.log = mergePurgeLogs(this.log, log); // marks only add up: two reads at once merge in either order
+    this.text = undefined;
+    if (mustWrite) await this.write();
   }
 
   /**
@@ -105,6 +120,7 @@ export class SharedLog {
   async update(change: (log: PurgeLog) => PurgeLog): Promise<void> {
     await this.sync(true);
     this.log = change(this.log);
+    this.text = undefined; // until written
     await this.write();
   }
 
@@ -113,14 +129,21 @@ export class SharedLog {
    * store refuse the write without the Cache API saying so), else this throws and the caller reports the failure.
    */
   private async write() {
-    const text = JSON.stringify(this.log);
+    const written = this.log;
+    const text = JSON.stringify(written);
     this.bytes = text.length;
     await this.store.put(KEY, { kind: "purge-log", key: KEY }, new Response(text).body, TTL_SECONDS);
     const back = await this.store.get(KEY);
-    const stored = back?.body ? readPurgeLog(JSON.parse(await new Response(back.body).text())) : null;
+    const backText = back?.body ? await new Response(back.body).text() : null;
+    if (backText === text) {
+      if (this.log === written) this.text = text; // (a read may have taken in more meanwhile)
+      return;
+    }
     // Another process may have stored a merge meanwhile: enough that every mark written here is in what is stored.
+    const stored = backText === null ? null : readPurgeLog(JSON.parse(backText));
     if (!stored || purgeLogsDiffer(stored, this.log)) {
       throw new Error("the store did not keep the purge record (disk full or failing): nothing was purged durably");
     }
+    this.text = undefined;
   }
 }

@@ -8,6 +8,8 @@ import { createConnection, createServer, type Server, type Socket } from "node:n
 
 export interface TcpProxy {
   port: number;
+  /** Connections accepted so far (forwarded or, while cut silently, left hanging). */
+  readonly accepted: number;
   cut(how: "close" | "silent"): Promise<void>;
   restore(): Promise<void>;
   close(): Promise<void>;
@@ -18,6 +20,7 @@ export async function startTcpProxy(targetPort: number, host = "127.0.0.1"): Pro
   let server: Server | undefined;
   let port = 0;
   let silent = false;
+  let accepted = 0;
   const drop = (pair: [Socket, Socket | undefined]) => {
     pair[0].destroy();
     pair[1]?.destroy();
@@ -26,6 +29,7 @@ export async function startTcpProxy(targetPort: number, host = "127.0.0.1"): Pro
   const listen = () =>
     new Promise<void>((resolve, reject) => {
       const s = createServer((client) => {
+        accepted++;
         client.on("error", () => undefined);
         if (silent) {
           const pair: [Socket, Socket | undefined] = [client, undefined];
@@ -58,6 +62,9 @@ export async function startTcpProxy(targetPort: number, host = "127.0.0.1"): Pro
   return {
     get port() {
       return port;
+    },
+    get accepted() {
+      return accepted;
     },
     async cut(how) {
       if (how === "silent") {
