@@ -18,6 +18,10 @@
  *                                  caller then forgets its whole memory tier
  *
  * and the host (Node) hands the store worker its settings and the index it recovered from the directory.
+ *
+ * Every match answer and every /invalidated answer carries `x-parrot-log-seq: ID.N` (LOG_SEQ_HEADER): N counts the
+ * stores of the box's purge log (PURGE_LOG_KEY) this store process (ID) made visible so far, so an edge process that
+ * gets an answer knows whether its copy of the log may be older than what is stored (see SharedLog.behind).
  */
 
 /** Where an entry of `key` lives in the runtime's Cache API: one URL per storage key. */
@@ -33,6 +37,10 @@ export const LOCKED_PATH = "/locked";
 export const STATS_PATH = "/stats";
 export const INVALIDATE_PATH = "/invalidate";
 export const INVALIDATED_PATH = "/invalidated";
+/** The storage key of the box's shared purge log (no request key can start with a control character). */
+export const PURGE_LOG_KEY = "\u0001purge-log";
+/** On the store's answers: `ID.N`, the store process and how many purge-log stores it made visible (see above). */
+export const LOG_SEQ_HEADER = "x-parrot-log-seq";
 /** Set on a /lock answer when the entry was stored after `since`: the caller should look it up again. */
 export const CHANGED_HEADER = "x-parrot-changed";
 

@@ -20,6 +20,7 @@ import { textResponse } from "./transaction.ts";
 
 /** The health answer's header naming the box's state on the control plane. */
 export const CONTROL_HEADER = "cdn-control";
+import type { StoreLogSequence } from "./shared-log.ts";
 import type { EntryStore } from "./store.ts";
 
 export interface EdgeAppOptions {
@@ -34,6 +35,8 @@ export interface EdgeAppOptions {
   locks?: SharedLocks;
   /** Several processes on one box: client invalidations reach the others' memory tiers through this. */
   peers?: PeerInvalidations;
+  /** With `peers`: the purge log's sequence the store's answers carry (EngineOptions.logSequence). */
+  logSequence?: StoreLogSequence;
   /** Store and hot-tier stats for the metrics (bare workerd). */
   stats?: () => Promise<EdgeStoreStats | undefined>;
   /** With `[control]`: the box's control agent (purges and drains go through it) and this box start's id. */
@@ -47,7 +50,7 @@ export interface EdgeApp {
 }
 
 /** Builds the edge application for one isolate. */
-export function createEdgeApp({ config, store, fetch: fetchImpl = (i, init) => fetch(i, init), now, locate = () => undefined, log, locks, peers, stats, control, bootId }: EdgeAppOptions): EdgeApp {
+export function createEdgeApp({ config, store, fetch: fetchImpl = (i, init) => fetch(i, init), now, locate = () => undefined, log, locks, peers, logSequence, stats, control, bootId }: EdgeAppOptions): EdgeApp {
   const edge = config.edge;
   if (!edge) throw new Error("cdn.toml has no [edge] table: this worker has no origin to serve");
   const observer = new EdgeObserver(edge.name, edge.access_log, log);
@@ -59,7 +62,7 @@ export function createEdgeApp({ config, store, fetch: fetchImpl = (i, init) => f
     config.control && control
       ? new ControlLease(() => control.fetch(new Request("http://control/status")), config.control.when_cut_off === "revalidate", now)
       : undefined;
-  const cache = new EdgeCache({ edge, rules: config.rules, store, origin, now, locks, peers, boot, lease });
+  const cache = new EdgeCache({ edge, rules: config.rules, store, origin, now, locks, peers, logSequence, boot, lease });
   observer.metrics.onCollect(() => {
     observer.metrics.set("parrot_edge_purge_log_bytes", "Bytes of the shared purge-log record (operator purges only).", {}, cache.purgeLogBytes);
     if (lease) {

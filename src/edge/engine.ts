@@ -26,7 +26,7 @@ import { lookup, storedResponse } from "./lookup.ts";
 import { pass } from "./pass.ts";
 import { refresh, revalidate } from "./revalidate.ts";
 import { ClientInvalidations } from "./invalidations.ts";
-import { PeriodicRead, SharedLog } from "./shared-log.ts";
+import { PeriodicRead, SharedLog, type StoreLogSequence } from "./shared-log.ts";
 import type { ControlLease } from "./control-lease.ts";
 import { answerSliced, deleteSlices, fetchMiss, isSliced } from "./slices.ts";
 import type { EntryStore } from "./store.ts";
@@ -50,6 +50,11 @@ export interface EngineOptions {
   /** Several processes on one box: client invalidations reach the others' memory tiers through this. */
   peers?: PeerInvalidations;
   /**
+   * With `peers`: the purge log's sequence the store's answers carry. A process that hears of a newer log than its
+   * copy reads it before it judges an entry, so the control agent's batches need only the log on such a box too.
+   */
+  logSequence?: StoreLogSequence;
+  /**
    * With a control plane: this box start (the host's BOOT_ID). Until the box's agent marks the purge log caught up
    * for it, entries stored before the start are stale (`controlGate`).
    */
@@ -63,8 +68,11 @@ export class EdgeCache {
   private readonly invalidations: ClientInvalidations;
   /** Client invalidations, the box's (sent again when the store was away) and the other processes', once a second. */
   private readonly invalidationReads: PeriodicRead;
-  /** Whether the box runs other edge processes (they read the purge log up to a second late). */
-  private readonly otherProcesses: boolean;
+  /**
+   * Whether a purge recorded in the log alone reaches every process of the box at once: one process, or several that
+   * hear of the log's stores from the store (EngineOptions.logSequence).
+   */
+  private readonly logReachesAll: boolean;
 
   constructor(opts: EngineOptions) {
     this.e = {
@@ -74,14 +82,14 @@ export class EdgeCache {
       origin: opts.origin,
       now: opts.now ?? Date.now,
       coalescer: new Coalescer({ shared: opts.locks, timeoutMs: opts.edge.lock_timeout_ms }),
-      shared: new SharedLog(opts.store),
+      shared: new SharedLog(opts.store, opts.logSequence),
       uses: new UseCounter(),
       boot: opts.boot,
       lease: opts.lease,
     };
     const invalidations = new ClientInvalidations(opts.store, opts.peers);
     this.invalidations = invalidations;
-    this.otherProcesses = opts.peers !== undefined;
+    this.logReachesAll = opts.peers === undefined || opts.logSequence !== undefined;
     this.invalidationReads = new PeriodicRead(() => invalidations.read());
   }
 
@@ -191,8 +199,9 @@ export class EdgeCache {
    * write and read back, whatever the batch's size): a store call or two per URL held a running edge to a few hundred
    * purges a second. A purged entry stays on disk until the next fetch of its URL replaces it or the store evicts it,
    * never served meanwhile; once its record leaves the bounded log it is stale (the floor), as an entry purged by
-   * prefix, tag or host already was. Not on a box with several processes: the others read the log up to a second
-   * later, and only the delete (through the store's ring) keeps them from serving a hard-purged URL meanwhile.
+   * prefix, tag or host already was. On a box with several processes the others apply it from their first store
+   * answer after the log was stored (it carries the log's sequence: EngineOptions.logSequence); without that
+   * sequence they would read the log up to a second later, so hard-purged entries are deleted one by one.
    */
   async purge(req: PurgeRequest, opts: { mark?: Omit<ControlMark, "at">; logOnly?: boolean } = {}): Promise<{ urls: number; stored?: number }> {
     const { rules, store, shared, now } = this.e;
@@ -204,7 +213,7 @@ export class EdgeCache {
       return mark ? { ...next, control: { ...mark, at: now() } } : next;
     });
     const urls = req.urls ?? [];
-    if (opts.logOnly && !this.otherProcesses) return { urls: urls.length };
+    if (opts.logOnly && this.logReachesAll) return { urls: urls.length };
     const found = await Promise.all(
       urls.map(async (u) => {
         const key = keyOf(new URL(u));

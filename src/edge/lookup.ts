@@ -34,10 +34,17 @@ export function storedResponse(found: Lookup): (StoredEntry & { meta: EntryMeta 
 /**
  * The entry as purges leave it: gone (hard), stale from now on (soft), or as it was. With a control plane, entries
  * stored before this box start are stale until the box caught up on the purges it missed, and every entry is while
- * the box's lease has run out (controlGate).
+ * the box's lease has run out (controlGate). The log applied is at least as new as what the store told of in the
+ * answers that brought the entry (SharedLog.behind).
  */
 async function afterPurges(e: Engine, entry: StoredEntry): Promise<StoredEntry | null> {
   const meta = entry.meta as EntryMeta;
+  // Several processes: a store's answer told of a newer log than this copy (another process's purge); unreadable
+  // now, the entry counts as not stored (the origin answers) rather than served past a purge.
+  if (e.shared.behind && !(await e.shared.catchUp().then(() => true, () => false))) {
+    await entry.body?.cancel();
+    return null;
+  }
   const log = e.shared.current;
   const effect = purgeEffect(log, meta, controlGate(log, e.boot, e.lease?.staleBefore(e.now())));
   if (effect === "hard") {

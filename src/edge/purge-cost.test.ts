@@ -2,10 +2,12 @@
  * What one purge batch of the control agent costs the box's store: a bounded number of calls before it is answered,
  * whatever its size (the agent applies thousands of purges per batch); the deletes of hard-purged entries come after.
  */
-import { describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { parseConfig } from "../config/config.ts";
+import { PURGE_LOG_KEY } from "../contracts/store.ts";
 import { EdgeCache } from "./engine.ts";
-import { MemoryStore } from "./store.ts";
+import { StoreLogSequence } from "./shared-log.ts";
+import { MemoryStore, type EntryStore } from "./store.ts";
 
 /** A MemoryStore that counts the calls made to it. */
 class CountingStore extends MemoryStore {
@@ -24,23 +26,47 @@ class CountingStore extends MemoryStore {
   }
 }
 
-function setup(opts: { otherProcesses?: boolean } = {}) {
+function setup(opts: { otherProcesses?: boolean; store?: CountingStore; view?: EntryStore; logSequence?: StoreLogSequence } = {}) {
   const config = parseConfig('[edge]\nname = "e1"\norigin = "http://origin.test"');
-  const store = new CountingStore();
+  const store = opts.store ?? new CountingStore();
+  let version = 1;
   const cache = new EdgeCache({
     edge: config.edge!,
     rules: config.rules,
-    store,
+    store: opts.view ?? store,
     peers: opts.otherProcesses ? { publish: async () => undefined, poll: async () => undefined } : undefined,
-    origin: async (req) => new Response(`body of ${new URL(req.url).pathname}`, { headers: { "cache-control": "max-age=600", etag: '"v1"' } }),
+    logSequence: opts.logSequence,
+    origin: async (req) => new Response(`body of ${new URL(req.url).pathname} v${version}`, { headers: { "cache-control": "max-age=600", etag: `"v${version}"` } }),
   });
   const ctx = { waitUntil: () => undefined, clientIp: "192.0.2.7" };
-  const get = async (path: string) => {
+  const get = async (path: string) => (await answer(path)).xcs;
+  const answer = async (path: string) => {
     const res = await cache.handle(new Request(`http://www.example.org${path}`), ctx);
-    await res.text();
-    return res.headers.get("x-cache-status");
+    return { body: await res.text(), xcs: res.headers.get("x-cache-status") };
   };
-  return { cache, store, get };
+  return { cache, store, get, answer, newVersion: () => version++ };
+}
+
+/**
+ * The box's store as the disk store answers an edge process: every read carries the purge log's sequence (how many
+ * stores of the log it holds so far), which the process's StoreLogSequence hears (CacheApiStore does this on workerd).
+ */
+function sequencedStore() {
+  const store = new CountingStore();
+  let logStores = 0;
+  const view = (sequence: StoreLogSequence): EntryStore => ({
+    async get(key) {
+      const found = await store.get(key);
+      sequence.see(`store-1.${logStores}`);
+      return found;
+    },
+    async put(key, meta, body, ttl) {
+      await store.put(key, meta, body, ttl);
+      if (key === PURGE_LOG_KEY) logStores++;
+    },
+    delete: (key) => store.delete(key),
+  });
+  return { store, view };
 }
 
 const urls = (n: number, from = 0) => Array.from({ length: n }, (_, i) => `http://www.example.org/b/${from + i}`);
@@ -74,6 +100,30 @@ describe("a control batch's cost", () => {
     await get("/b/3");
     await cache.purge({ urls: urls(10) }, { mark: { stream: "S", seq: 1 }, logOnly: true });
     expect(await store.get("www.example.org/b/3")).toBeNull();
+  });
+
+  describe("on a box with several processes that hear the log's sequence from the store", () => {
+    // No second passes: a process reads the log only when an answer of the store tells it to.
+    beforeEach(() => void vi.useFakeTimers({ toFake: ["Date"], now: Date.parse("2026-01-01T00:00:00Z") }));
+    afterEach(() => void vi.useRealTimers());
+
+    it("is three store calls for 1,000 URLs, and the other process never serves a purged entry after the answer", async () => {
+      const { store, view } = sequencedStore();
+      const [seqA, seqB] = [new StoreLogSequence(), new StoreLogSequence()];
+      const a = setup({ otherProcesses: true, store, view: view(seqA), logSequence: seqA });
+      const b = setup({ otherProcesses: true, store, view: view(seqB), logSequence: seqB });
+      expect((await b.answer("/b/3")).xcs).toBe("MISS");
+      expect(await b.answer("/b/3")).toEqual({ body: "body of /b/3 v1", xcs: "HIT" });
+      b.newVersion();
+      vi.setSystemTime(Date.now() + 10); // the purge comes after the store (well within the second)
+      store.calls = 0;
+      await a.cache.purge({ urls: urls(1000) }, { mark: { stream: "S", seq: 1 }, logOnly: true });
+      expect(store.calls).toBe(3); // read the log, write it, read it back: no get and delete per URL
+      expect(await store.get("www.example.org/b/3")).not.toBeNull();
+      // Process B's copy of the log is older; the entry's read told it so: it reads the log before it judges.
+      expect(await b.answer("/b/3")).toEqual({ body: "body of /b/3 v2", xcs: "MISS" });
+      expect(await b.answer("/b/3")).toEqual({ body: "body of /b/3 v2", xcs: "HIT" });
+    });
   });
 
   it("keeps the log bounded: 10,000 URL records, the older ones as a soft floor", async () => {

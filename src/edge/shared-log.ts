@@ -4,10 +4,11 @@
  * and merged (a merge that adds marks is written back, so no process loses another's purge).
  */
 import { emptyPurgeLog, mergePurgeLogs, purgeLogCovers, purgeLogsDiffer, readPurgeLog, type PurgeLog } from "../cache/purge.ts";
+import { PURGE_LOG_KEY } from "../contracts/store.ts";
 import type { EntryStore } from "./store.ts";
 
 /** Where the record lives in the store (no request key can start with a control character). */
-const KEY = "\u0001purge-log";
+const KEY = PURGE_LOG_KEY;
 const TTL_SECONDS = 365 * 86_400;
 /** How stale an isolate's copy of the box's shared state may be. */
 const REFRESH_MS = 1000;
@@ -51,6 +52,33 @@ export class PeriodicRead {
   }
 }
 
+/**
+ * The newest purge-log sequence (LOG_SEQ_HEADER, `ID.N`) the store's answers to this isolate carried: the store bumps
+ * it when a store of the log becomes visible, before that store is answered. A process whose copy of the log was read
+ * before the sequence it last saw reads the log again before it judges an entry (SharedLog.behind), so a purge
+ * another process answered is applied here from the first answer after it, not a second later.
+ */
+export class StoreLogSequence {
+  private id = "";
+  private n = -1;
+
+  /** Takes in an answer's header (absent or malformed: nothing). */
+  see(value: string | null): void {
+    const m = value === null ? null : /^(.+)\.(\d+)$/.exec(value);
+    if (!m) return;
+    const n = Number(m[2]);
+    if (m[1] !== this.id) {
+      // Another store process (it restarted): its count starts again.
+      this.id = m[1]!;
+      this.n = n;
+    } else if (n > this.n) this.n = n;
+  }
+
+  get current(): { id: string; n: number } {
+    return { id: this.id, n: this.n };
+  }
+}
+
 export class SharedLog {
   private readonly store: EntryStore;
   private log: PurgeLog = emptyPurgeLog();
@@ -60,8 +88,44 @@ export class SharedLog {
   /** Size of the record as last read or written (a metric: it must stay small). */
   bytes = 0;
 
-  constructor(store: EntryStore) {
+  /** The store's purge-log sequence as this isolate last heard it (several processes: see StoreLogSequence). */
+  private readonly sequence: StoreLogSequence | undefined;
+  /** The sequence this isolate had heard when its newest read of the log started (its copy is at least that new). */
+  private readFrom = { id: "", n: -1 };
+  private catchingUp: Promise<void> | undefined;
+
+  constructor(store: EntryStore, sequence?: StoreLogSequence) {
     this.store = store;
+    this.sequence = sequence;
+  }
+
+  /** Whether this copy may be older than a store of the log an answer of the store told of (then `catchUp`). */
+  get behind(): boolean {
+    return !!this.sequence && !this.covers(this.sequence.current);
+  }
+
+  private covers(seq: { id: string; n: number }): boolean {
+    return seq.id === this.readFrom.id && seq.n <= this.readFrom.n;
+  }
+
+  /**
+   * Reads the log until the copy is as new as the sequence heard when this was called (concurrent callers share a
+   * read). Throws when the store does not answer: the caller must then not serve what the log could have purged.
+   */
+  async catchUp(): Promise<void> {
+    if (!this.sequence) return;
+    const target = this.sequence.current;
+    // A read under way may have started before the answer that told of `target`: then one more, which did not.
+    for (let attempt = 0; attempt < 2 && !this.covers(target); attempt++) {
+      if (!this.catchingUp) {
+        const read = this.read(true).finally(() => {
+          if (this.catchingUp === read) this.catchingUp = undefined;
+        });
+        this.catchingUp = read;
+      }
+      await this.catchingUp;
+    }
+    if (!this.covers(target)) throw new Error("the purge log could not be read");
   }
 
   /** This isolate's copy (as of the last sync). */
@@ -83,21 +147,27 @@ export class SharedLog {
     return this.reads.run(force);
   }
 
-  private async read(): Promise<void> {
+  /** `strict`: a failed read throws (catchUp), else it leaves the copy as it was. */
+  private async read(strict = false): Promise<void> {
+    const from = this.sequence?.current;
     try {
       const stored = await this.store.get(KEY);
       if (stored?.meta.kind !== "purge-log" || !stored.body) {
         await stored?.body?.cancel();
-        return await this.adopt(emptyPurgeLog(), undefined);
+        await this.adopt(emptyPurgeLog(), undefined);
+      } else {
+        const text = await new Response(stored.body).text();
+        this.bytes = text.length;
+        // What this isolate last wrote or read: nothing to parse or merge (the once-a-second read of an unchanged log).
+        if (text !== this.text) await this.adopt(readPurgeLog(JSON.parse(text)), text);
       }
-      const text = await new Response(stored.body).text();
-      this.bytes = text.length;
-      // What this isolate last wrote or read: nothing to parse or merge (the once-a-second read of an unchanged log).
-      if (text === this.text) return;
-      await this.adopt(readPurgeLog(JSON.parse(text)), text);
-    } catch {
+    } catch (error) {
       // An unreadable record leaves this isolate's copy; the next sync tries again.
+      if (strict) throw error;
+      return;
     }
+    // What was stored when the read started is in this copy now (a newer sequence heard meanwhile may not be).
+    if (from && (from.id !== this.readFrom.id || from.n > this.readFrom.n)) this.readFrom = from;
   }
 
   /** Takes in the stored log: as it is when it holds every mark of this copy, else merged and written back. */

@@ -4,7 +4,7 @@
  * the isolate (tests with a fake clock).
  */
 import type { StoredMeta } from "../cache/entry.ts";
-import { cacheUrl } from "../contracts/store.ts";
+import { LOG_SEQ_HEADER, cacheUrl } from "../contracts/store.ts";
 
 export interface StoredEntry {
   meta: StoredMeta;
@@ -36,19 +36,22 @@ const META_HEADER = "x-parrot-meta";
 export class CacheApiStore implements EntryStore {
   private readonly cache: Promise<Cache>;
   private readonly checkUploads: boolean;
+  private readonly logSequence: { see(value: string | null): void } | undefined;
   /**
    * `checkUploads`: follow every body on its way in and remove what a put kept of one that failed or had another
    * length than announced (Miniflare: its Cache API commits an upload that failed midway). The disk store checks
-   * lengths itself.
+   * lengths itself. `logSequence`: hears the purge log's sequence the disk store puts on its answers.
    */
-  constructor(cache: Cache | Promise<Cache>, opts: { checkUploads?: boolean } = {}) {
+  constructor(cache: Cache | Promise<Cache>, opts: { checkUploads?: boolean; logSequence?: { see(value: string | null): void } } = {}) {
     this.cache = Promise.resolve(cache);
     this.checkUploads = opts.checkUploads ?? false;
+    this.logSequence = opts.logSequence;
   }
 
   async get(key: string): Promise<StoredEntry | null> {
     const res = await (await this.cache).match(cacheUrl(key));
     if (!res) return null;
+    this.logSequence?.see(res.headers.get(LOG_SEQ_HEADER));
     const meta = parseMeta(res.headers.get(META_HEADER));
     if (!meta) {
       await res.body?.cancel();
@@ -69,6 +72,7 @@ export class CacheApiStore implements EntryStore {
   async getRange(key: string, start: number, end: number): Promise<StoredEntry | null> {
     const res = await (await this.cache).match(new Request(cacheUrl(key), { headers: { range: `bytes=${start}-${end}` } }));
     if (!res) return null;
+    this.logSequence?.see(res.headers.get(LOG_SEQ_HEADER));
     const meta = res.status === 206 ? parseMeta(res.headers.get(META_HEADER)) : undefined;
     const range = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(res.headers.get("content-range") ?? "");
     const expected = meta ? expectedLength(meta) : undefined;

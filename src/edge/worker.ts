@@ -3,6 +3,7 @@ import { parseConfig } from "../config/config.ts";
 import { embeddedConfigText } from "../config/embedded.ts";
 import { createEdgeApp } from "./app.ts";
 import { HotTier } from "./hot-tier.ts";
+import { StoreLogSequence } from "./shared-log.ts";
 import { CacheApiStore } from "./store.ts";
 import { createGeoIp, type GeoIp } from "../geoip/geoip.ts";
 import { openGeoBytes } from "../geoip/open.ts";
@@ -49,6 +50,8 @@ function geoFrom(env: Env): GeoIp | undefined {
 let built: { text: string; app: ReturnType<typeof createEdgeApp> } | { text: string; error: Error } | undefined;
 /** Kept across config changes with the same bounds: a reload does not empty the memory tier. */
 let hot: { key: string; tier: HotTier } | undefined;
+/** The purge log's sequence the store's answers carry (several processes: see StoreLogSequence). */
+const logSequence = new StoreLogSequence();
 
 function appFor(env: Env, text: string) {
   if (built?.text !== text) {
@@ -59,11 +62,11 @@ function appFor(env: Env, text: string) {
       const bounds = { maxBytes: edge?.hot_max_bytes ?? 0, maxObjectBytes: edge?.hot_max_object_bytes ?? 0 };
       const key = JSON.stringify(bounds);
       // Without the disk store (Miniflare, wrangler dev) uploads are counted on the way in (see CacheApiStore).
-      if (hot?.key !== key) hot = { key, tier: new HotTier(new CacheApiStore(caches.default, { checkUploads: !env.STORE }), bounds) };
+      if (hot?.key !== key) hot = { key, tier: new HotTier(new CacheApiStore(caches.default, { checkUploads: !env.STORE, logSequence }), bounds) };
       const store = hot.tier;
       const geo = geoFrom(env);
       const storeService = env.STORE;
-      const peers = storeService && env.STORE_LOCKS ? storePeers(storeService, store) : undefined;
+      const peers = storeService && env.STORE_LOCKS ? storePeers(storeService, store, logSequence) : undefined;
       // A held copy is served only after the store's ring was read: another process may have replaced it.
       store.confirm = peers?.poll;
       built = {
@@ -74,6 +77,8 @@ function appFor(env: Env, text: string) {
           locks: storeService && env.STORE_LOCKS && edge ? storeLocks(storeService, edge.lock_timeout_ms) : undefined,
           // Several processes: a client's invalidation reaches the others' memory tiers through the store.
           peers,
+          // ... and a purge another process answered applies here from the first store answer that tells of it.
+          logSequence: peers ? logSequence : undefined,
           stats: storeService
             ? async () => ({
                 store: await storeStats(storeService),

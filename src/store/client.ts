@@ -7,6 +7,7 @@ import {
   INVALIDATED_PATH,
   INVALIDATE_PATH,
   LOCKED_PATH,
+  LOG_SEQ_HEADER,
   LOCK_PATH,
   RENEW_PATH,
   STATS_PATH,
@@ -76,14 +77,20 @@ export async function storeStats(store: Fetcher): Promise<StoreStats | undefined
 /**
  * Client invalidations between the processes of a box, through the store's ring: `forget` drops a key from this
  * process's memory tier, `clear` the whole tier (when the ring no longer reaches back to the last poll, or is another
- * ring: the store restarted).
+ * ring: the store restarted). Each read also hands `logSequence` the purge log's sequence the store answered with
+ * (a memory-tier HIT reads the ring first, so it learns of another process's purge before it is judged).
  */
-export function storePeers(store: Fetcher, tier: { forget(key: string): void; clear(): void }): PeerInvalidations {
+export function storePeers(
+  store: Fetcher,
+  tier: { forget(key: string): void; clear(): void },
+  logSequence?: { see(value: string | null): void },
+): PeerInvalidations {
   // Where this process is in the store's ring (none before the first read: then it forgets all, nothing at boot).
   let ring = "";
   let seq = -1;
   const read = async () => {
     const res = await call(store, INVALIDATED_PATH, { since: String(seq), ring });
+    logSequence?.see(res.headers.get(LOG_SEQ_HEADER));
     if (!res.ok) return void (await res.body?.cancel());
     const got = (await res.json()) as Invalidations;
     if (got.reset) tier.clear();

@@ -32,6 +32,8 @@ import {
   CHANGED_HEADER,
   INVALIDATED_PATH,
   INVALIDATE_PATH,
+  LOG_SEQ_HEADER,
+  PURGE_LOG_KEY,
   LOCKED_PATH,
   LOCK_PATH,
   STATS_PATH,
@@ -83,6 +85,8 @@ interface State {
   locks: Map<string, { token: string; expires: number }>;
   /** Client invalidations for the edge processes' memory tiers: the newest, oldest first, bounded (see /invalidate). */
   invalidations: { id: string; seq: number; ring: { seq: number; key: string }[]; bytes: number };
+  /** Stores of the purge log made visible so far (LOG_SEQ_HEADER, with the ring's id as this process's). */
+  logSeq: number;
 }
 
 let state: State | undefined;
@@ -107,6 +111,7 @@ function stateFor(env: StoreEnv): State {
     heads: new HeadCache(HEAD_CACHE_BYTES),
     locks: new Map(),
     invalidations: { id: crypto.randomUUID(), seq: 0, ring: [], bytes: 0 },
+    logSeq: 0,
   };
   return state;
 }
@@ -130,19 +135,35 @@ export default {
     switch (request.method) {
       case "GET":
       case "HEAD":
-        return match(s, env, ctx, request);
+        return withLogSeq(s, await match(s, env, ctx, request));
       case "PUT":
         return put(s, env, ctx, request);
       case "PURGE":
       case "DELETE":
         return purge(s, env, ctx, request);
       case "POST":
-        return control(s, request);
+        return withLogSeq(s, await control(s, request));
       default:
         return new Response(null, { status: 405 });
     }
   },
 } satisfies ExportedHandler<StoreEnv>;
+
+/**
+ * The purge log's sequence on an answer an edge process gets on its lookup path (a match, a read of the ring): set
+ * once the answer is made, so it is at least what was stored when the call arrived.
+ */
+function withLogSeq(s: State, res: Response): Response {
+  const value = `${s.invalidations.id}.${s.logSeq}`;
+  try {
+    res.headers.set(LOG_SEQ_HEADER, value);
+    return res;
+  } catch {
+    const copy = new Response(res.body, res); // immutable headers (a fetched response): a copy with its own
+    copy.headers.set(LOG_SEQ_HEADER, value);
+    return copy;
+  }
+}
 
 /** Inactive and expired entries go; the use order is saved when it changed. */
 function housekeeping(s: State, env: StoreEnv, ctx: ExecutionContext) {
@@ -517,6 +538,7 @@ async function put(s: State, env: StoreEnv, ctx: ExecutionContext, request: Requ
     const now = Date.now();
     const entry: IndexEntry = { hash, file, headLen: headBytes.byteLength, bodyLen: count, expires, written, lastAccess: now, headHash, indexedAt: now };
     const stale = s.index.add(entry);
+    if (storageKeyOf(request.url) === PURGE_LOG_KEY) s.logSeq++; // visible from here on (see withLogSeq)
     // A replaced entry may be held in another edge process's memory tier: it reads the ring before it serves it.
     const replaced = stale ? storageKeyOf(request.url) : null;
     if (replaced !== null) announce(s, [replaced]);
@@ -538,6 +560,7 @@ async function purge(s: State, env: StoreEnv, ctx: ExecutionContext, request: Re
   const e = s.index.remove(hash);
   if (!e) return new Response(null, { status: 404 });
   const key = storageKeyOf(request.url);
+  if (key === PURGE_LOG_KEY) s.logSeq++;
   if (key !== null) announce(s, [key]);
   s.dirty = true;
   ctx.waitUntil(deleteFiles(env, [e.file]));

@@ -7,7 +7,6 @@
  * the pid holding the server side of each connection) and each process's own count of the requests it answered (its
  * metrics, asked over a connection the table says it holds).
  */
-import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { Agent, get as httpGet } from "node:http";
 import { tmpdir } from "node:os";
@@ -17,6 +16,7 @@ import parsePrometheusTextFormat from "parse-prometheus-text-format";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { serveFetch, type Served } from "../../src/node/serve-fetch.ts";
 import { startEdgeWorkerd, type RunningWorkerdEdge } from "../../src/node/workerd-host.ts";
+import { serverPids } from "../support/socket-owners.ts";
 
 const TOKEN = "spread-test-token-0123456789";
 const CONNECTIONS = 200;
@@ -70,18 +70,6 @@ function get(agent: Agent, path: string, headers: Record<string, string> = {}): 
     req.on("error", fail);
   });
   return { connected: isConnected, answer };
-}
-
-/** The pid holding the server side of each established connection to `port`, by the client's port (kernel's table). */
-function serverPids(port: string): Map<number, number> {
-  const owners = new Map<number, number>();
-  const lines = execFileSync("ss", ["-Htnp", "state", "established", `( sport = :${port} )`], { encoding: "utf8" }).split("\n");
-  for (const line of lines) {
-    const peer = /:(\d+)\s+users:/.exec(line)?.[1];
-    const pid = /pid=(\d+)/.exec(line)?.[1];
-    if (peer && pid) owners.set(Number(peer), Number(pid));
-  }
-  return owners;
 }
 
 /**
