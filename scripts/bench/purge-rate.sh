@@ -7,11 +7,13 @@
 # applies at the publish rate (the measurement's ceiling, printed too) and ends a batch or two behind. The load
 # average before and after: figures taken on a shared machine say so.
 # Needs: nats-server. Usage: scripts/bench/purge-rate.sh [edges, default 1] [purges, default 10000] [runs, default 1]
+# PROCESSES=N: edge workerd processes per box (`[edge] processes`, default 1).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 EDGES=${1:-1}
 PURGES=${2:-10000}
 RUNS=${3:-1}
+PROCESSES=${PROCESSES:-1}
 NODE=$PWD/node_modules/.bin/node
 export PATH=$PWD/node_modules/.bin:$PATH
 command -v nats-server >/dev/null || { echo "nats-server not installed (apt-get install nats-server)" >&2; exit 1; }
@@ -68,7 +70,7 @@ async function run(n: number) {
   const nats = await startNatsServer({ dir: join(dir, "nats"), serverName: "bench", port: 0 });
   const edges = NAMES.map((e, i) => '[[edges]]\nname = "' + e + '"\nurl = "http://' + HOSTS[i] + ":" + port + '"\nlat = 0\nlon = 0\n').join("\n");
   const config = join(dir, "cdn.toml");
-  writeFileSync(config, '[edge]\norigin = "' + originUrl + '"\naccess_log = false\n\n[admin]\ntoken = "' + TOKEN + '"\n\n[control]\nservers = ["' + nats.url + '"]\nreport_ms = 0\ncatch_up_timeout_ms = 120000\n\n' + edges);
+  writeFileSync(config, '[edge]\norigin = "' + originUrl + '"\naccess_log = false\nprocesses = $PROCESSES\n\n[admin]\ntoken = "' + TOKEN + '"\n\n[control]\nservers = ["' + nats.url + '"]\nreport_ms = 0\ncatch_up_timeout_ms = 120000\n\n' + edges);
   const started = await Promise.allSettled(NAMES.map((e, i) =>
     startNodeScript("scripts/edge.ts", ["--config", config, "--name", e, "--host", HOSTS[i]!, "--port", String(port), "--store", join(dir, "store-" + e)], /edge ready/, 180_000)));
   const running: Running[] = started.filter((s) => s.status === "fulfilled").map((s) => s.value);
