@@ -1,6 +1,7 @@
 /**
  * What one purge batch of the control agent costs the box's store: a bounded number of calls before it is answered,
- * whatever its size (the agent applies thousands of purges per batch); the deletes of hard-purged entries come after.
+ * whatever its size (the agent applies thousands of purges per batch), also on a box with several processes (which
+ * hear of the log's stores from the store's answers).
  */
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { parseConfig } from "../config/config.ts";
@@ -54,8 +55,10 @@ function setup(opts: { otherProcesses?: boolean; store?: CountingStore; view?: E
 function sequencedStore() {
   const store = new CountingStore();
   let logStores = 0;
+  const state = { logUnreadable: false };
   const view = (sequence: StoreLogSequence): EntryStore => ({
     async get(key) {
+      if (key === PURGE_LOG_KEY && state.logUnreadable) throw new Error("store away");
       const found = await store.get(key);
       sequence.see(`store-1.${logStores}`);
       return found;
@@ -66,7 +69,7 @@ function sequencedStore() {
     },
     delete: (key) => store.delete(key),
   });
-  return { store, view };
+  return { store, view, state };
 }
 
 const urls = (n: number, from = 0) => Array.from({ length: n }, (_, i) => `http://www.example.org/b/${from + i}`);
@@ -123,6 +126,25 @@ describe("a control batch's cost", () => {
       // Process B's copy of the log is older; the entry's read told it so: it reads the log before it judges.
       expect(await b.answer("/b/3")).toEqual({ body: "body of /b/3 v2", xcs: "MISS" });
       expect(await b.answer("/b/3")).toEqual({ body: "body of /b/3 v2", xcs: "HIT" });
+    });
+  });
+
+  describe("on a box with several processes, when the log cannot be read after a store answer told of a newer one", () => {
+    beforeEach(() => void vi.useFakeTimers({ toFake: ["Date"], now: Date.parse("2026-01-01T00:00:00Z") }));
+    afterEach(() => void vi.useRealTimers());
+
+    it("the entry counts as not stored: the origin answers, never the copy the purge may have removed", async () => {
+      const { store, view, state } = sequencedStore();
+      const [seqA, seqB] = [new StoreLogSequence(), new StoreLogSequence()];
+      const a = setup({ otherProcesses: true, store, view: view(seqA), logSequence: seqA });
+      const b = setup({ otherProcesses: true, store, view: view(seqB), logSequence: seqB });
+      await b.answer("/b/3");
+      expect((await b.answer("/b/3")).xcs).toBe("HIT");
+      b.newVersion();
+      vi.setSystemTime(Date.now() + 10);
+      await a.cache.purge({ urls: urls(1) }, { mark: { stream: "S", seq: 1 }, logOnly: true });
+      state.logUnreadable = true;
+      expect((await b.answer("/b/3")).body).toBe("body of /b/3 v2");
     });
   });
 

@@ -1,5 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { PeriodicRead } from "./shared-log.ts";
+import { PURGE_LOG_KEY } from "../contracts/store.ts";
+import { PeriodicRead, SharedLog, StoreLogSequence } from "./shared-log.ts";
+import { MemoryStore } from "./store.ts";
 
 describe("reads of the box's shared state, at most once a second", () => {
   let started: number[];
@@ -61,5 +63,65 @@ describe("reads of the box's shared state, at most once a second", () => {
     expect(started).toEqual([0, 100]);
     finish[1]!();
     await Promise.all([b, c]);
+  });
+});
+
+describe("a process's copy of the log against the store's sequence (several processes)", () => {
+  /** A store whose reads carry `seq` (as the disk store's answers do) and fail while `down`. */
+  function setup() {
+    const store = new MemoryStore();
+    const sequence = new StoreLogSequence();
+    const state = { seq: "s.0", down: false, logReads: 0 };
+    const log = new SharedLog(
+      {
+        async get(key) {
+          if (key === PURGE_LOG_KEY) state.logReads++;
+          if (state.down) throw new Error("store away");
+          const found = await store.get(key);
+          sequence.see(state.seq);
+          return found;
+        },
+        put: (...a) => store.put(...a),
+        delete: (k) => store.delete(k),
+      },
+      sequence,
+    );
+    return { log, sequence, state };
+  }
+
+  it("is behind once an answer tells of a newer store of the log, and caught up by one read that started after", async () => {
+    const { log, sequence, state } = setup();
+    expect(log.behind).toBe(false); // nothing heard yet
+    sequence.see("s.0");
+    expect(log.behind).toBe(true);
+    await log.catchUp();
+    expect([log.behind, state.logReads]).toEqual([false, 1]);
+    sequence.see("s.0"); // the same: no read
+    await log.catchUp();
+    expect(state.logReads).toBe(1);
+    sequence.see("s.3");
+    sequence.see("s.2"); // an older answer arriving late does not lower it
+    expect(log.behind).toBe(true);
+    state.seq = "s.3";
+    await Promise.all([log.catchUp(), log.catchUp()]); // concurrent callers share the read
+    expect([log.behind, state.logReads]).toEqual([false, 2]);
+  });
+
+  it("another store process (restarted) counts again: behind until read from it; an unreadable log throws", async () => {
+    const { log, sequence, state } = setup();
+    sequence.see("s.5");
+    state.seq = "s.5";
+    await log.catchUp();
+    sequence.see("t.0");
+    expect(log.behind).toBe(true);
+    state.down = true;
+    await expect(log.catchUp()).rejects.toThrow();
+    expect(log.behind).toBe(true);
+    state.down = false;
+    state.seq = "t.0";
+    await log.catchUp();
+    expect(log.behind).toBe(false);
+    sequence.see("garbage");
+    expect(log.behind).toBe(false);
   });
 });

@@ -77,6 +77,11 @@ export class StoreLogSequence {
   get current(): { id: string; n: number } {
     return { id: this.id, n: this.n };
   }
+
+  /** Whether `seq` is as new as what was heard (no object made: asked on every lookup). */
+  heardBy(seq: { id: string; n: number }): boolean {
+    return seq.id === this.id && seq.n >= this.n;
+  }
 }
 
 export class SharedLog {
@@ -101,7 +106,7 @@ export class SharedLog {
 
   /** Whether this copy may be older than a store of the log an answer of the store told of (then `catchUp`). */
   get behind(): boolean {
-    return !!this.sequence && !this.covers(this.sequence.current);
+    return !!this.sequence && !this.sequence.heardBy(this.readFrom);
   }
 
   private covers(seq: { id: string; n: number }): boolean {
