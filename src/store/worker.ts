@@ -81,12 +81,12 @@ interface State {
   /** How bodies were read for answers (see StoreStats.reads). */
   reads: ReadStats;
   heads: HeadCache;
+  /** Stores of the purge log made visible so far (LOG_SEQ_HEADER, with the ring's id as this process's). */
+  logSeq: number;
   /** Coalescing locks: cache URL hash → holder's token and expiry (ms); a PUT of the URL releases its lock. */
   locks: Map<string, { token: string; expires: number }>;
   /** Client invalidations for the edge processes' memory tiers: the newest, oldest first, bounded (see /invalidate). */
   invalidations: { id: string; seq: number; ring: { seq: number; key: string }[]; bytes: number };
-  /** Stores of the purge log made visible so far (LOG_SEQ_HEADER, with the ring's id as this process's). */
-  logSeq: number;
 }
 
 let state: State | undefined;
@@ -109,9 +109,9 @@ function stateFor(env: StoreEnv): State {
     corrupt: 0,
     reads: { native: 0, nativeBytes: 0, checked: 0, checkedBytes: 0, headBytes: 0 },
     heads: new HeadCache(HEAD_CACHE_BYTES),
+    logSeq: 0,
     locks: new Map(),
     invalidations: { id: crypto.randomUUID(), seq: 0, ring: [], bytes: 0 },
-    logSeq: 0,
   };
   return state;
 }
@@ -135,7 +135,7 @@ export default {
     switch (request.method) {
       case "GET":
       case "HEAD":
-        return withLogSeq(s, await match(s, env, ctx, request));
+        return match(s, env, ctx, request);
       case "PUT":
         return put(s, env, ctx, request);
       case "PURGE":
@@ -189,7 +189,12 @@ function housekeeping(s: State, env: StoreEnv, ctx: ExecutionContext) {
   }
 }
 
+/** A match (GET/HEAD of the cache protocol), with the purge log's sequence on its answer (see withLogSeq). */
 async function match(s: State, env: StoreEnv, ctx: ExecutionContext, request: Request): Promise<Response> {
+  return withLogSeq(s, await matchEntry(s, env, ctx, request));
+}
+
+async function matchEntry(s: State, env: StoreEnv, ctx: ExecutionContext, request: Request): Promise<Response> {
   const hash = await hashOf(request);
   const now = Date.now();
   const e = s.index.get(hash);
