@@ -103,8 +103,9 @@ describe("a process's copy of the log against the store's sequence (several proc
     sequence.see("s.2"); // an older answer arriving late does not lower it
     expect(log.behind).toBe(true);
     state.seq = "s.3";
-    await Promise.all([log.catchUp(), log.catchUp()]); // concurrent callers share the read
-    expect([log.behind, state.logReads]).toEqual([false, 2]);
+    // The first caller reads; those that came while it read share the next one (it started after them).
+    await Promise.all([log.catchUp(), log.catchUp(), log.catchUp()]);
+    expect([log.behind, state.logReads]).toEqual([false, 3]);
   });
 
   it("another store process (restarted) counts again: behind until read from it; an unreadable log throws", async () => {

@@ -5,6 +5,7 @@
  */
 import { emptyPurgeLog, mergePurgeLogs, purgeLogCovers, purgeLogsDiffer, readPurgeLog, type PurgeLog } from "../cache/purge.ts";
 import { PURGE_LOG_KEY } from "../contracts/store.ts";
+import { freshRead } from "../store/client.ts";
 import type { EntryStore } from "./store.ts";
 
 /** Where the record lives in the store (no request key can start with a control character). */
@@ -97,7 +98,7 @@ export class SharedLog {
   private readonly sequence: StoreLogSequence | undefined;
   /** The sequence this isolate had heard when its newest read of the log started (its copy is at least that new). */
   private readFrom = { id: "", n: -1 };
-  private catchingUp: Promise<void> | undefined;
+  private readonly freshRead = freshRead(() => this.read(true));
 
   constructor(store: EntryStore, sequence?: StoreLogSequence) {
     this.store = store;
@@ -114,22 +115,15 @@ export class SharedLog {
   }
 
   /**
-   * Reads the log until the copy is as new as the sequence heard when this was called (concurrent callers share a
-   * read). Throws when the store does not answer: the caller must then not serve what the log could have purged.
+   * Reads the log so the copy is as new as the sequence heard when this was called: waits for a read that started
+   * after the call (concurrent callers share one; see freshRead). Throws when the store does not answer: the caller
+   * must then not serve what the log could have purged.
    */
   async catchUp(): Promise<void> {
     if (!this.sequence) return;
     const target = this.sequence.current;
-    // A read under way may have started before the answer that told of `target`: then one more, which did not.
-    for (let attempt = 0; attempt < 2 && !this.covers(target); attempt++) {
-      if (!this.catchingUp) {
-        const read = this.read(true).finally(() => {
-          if (this.catchingUp === read) this.catchingUp = undefined;
-        });
-        this.catchingUp = read;
-      }
-      await this.catchingUp;
-    }
+    if (this.covers(target)) return;
+    await this.freshRead();
     if (!this.covers(target)) throw new Error("the purge log could not be read");
   }
 
