@@ -81,11 +81,19 @@ export function createEdgeApp({ config, store, fetch: fetchImpl = (i, init) => f
   const serve = async (request: Request, ctx: { waitUntil(p: Promise<unknown>): void }, url?: URL): Promise<Response> => {
     if (isLoop(request, edge.name)) return textResponse(508, "508 loop detected: this request already passed through this edge\n");
     const started = Date.now();
-    const ip = clientIp(request);
     const waitUntil = (p: Promise<unknown>) => ctx.waitUntil(p);
     const parsed = url ?? new URL(request.url);
-    const answer = await cache.answer(request, { waitUntil, clientIp: ip }, parsed);
-    observer.answered(request, parsed, answer, ip, started, waitUntil);
+    // Worked out when first asked (an origin request, the access log): a HIT without a log line never needs it.
+    let ip: string | undefined | null = null;
+    const context = {
+      waitUntil,
+      get clientIp() {
+        if (ip === null) ip = clientIp(request);
+        return ip;
+      },
+    };
+    const answer = await cache.answer(request, context, parsed);
+    observer.answered(request, parsed, answer, context, started, waitUntil);
     return answer.response;
   };
 

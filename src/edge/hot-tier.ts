@@ -7,7 +7,7 @@
  * Bounds: total bytes (bodies plus an estimate of the meta) and bytes per object; least recently used goes first.
  */
 import type { StoredMeta } from "../cache/entry.ts";
-import type { EntryStore, StoredEntry } from "./store.ts";
+import type { EntryStore, LookupLock, StoredEntry } from "./store.ts";
 
 export interface HotTierOptions {
   maxBytes: number;
@@ -24,6 +24,8 @@ export interface HotTierOptions {
 interface Held {
   meta: StoredMeta;
   body: Uint8Array | null;
+  /** What a hit hands out, made once (its stream only when read). */
+  entry: StoredEntry;
   expires: number;
   bytes: number;
   /** Bumped on every put/delete of the key: a fill started before it must not land. */
@@ -66,8 +68,9 @@ export class HotTier implements EntryStore {
     return this.held.has(key);
   }
 
-  async get(key: string): Promise<StoredEntry | null> {
-    if (!cacheable(key)) return this.inner.get(key);
+  /** `lock` goes to the store below with a read this tier cannot answer (a copy here needs no lock). */
+  async get(key: string, lock?: LookupLock): Promise<StoredEntry | null> {
+    if (!cacheable(key)) return this.inner.get(key, lock);
     let h = this.held.get(key);
     if (h && this.confirm) {
       // The store is unreachable: the copy is all there is (as before another process could have told us).
@@ -79,15 +82,16 @@ export class HotTier implements EntryStore {
         this.held.delete(key);
         this.held.set(key, h);
         this.hits++;
-        // The held meta is deep-frozen and handed out as is: a copy per hit costs ~15% of HIT throughput, and the
-        // engine builds new metas rather than changing the ones it reads (a change would throw, not corrupt).
-        return heldEntry(h.meta, h.body);
+        // The held meta is deep-frozen and handed out as is (one entry object per copy): a copy per hit costs ~15%
+        // of HIT throughput, and the engine builds new metas rather than changing the ones it reads (a change would
+        // throw, not corrupt).
+        return h.entry;
       }
       this.drop(key);
     }
     this.misses++;
     const gen = this.generation(key);
-    const entry = await this.inner.get(key);
+    const entry = await this.inner.get(key, lock);
     if (!entry) return null;
     if (!holdable(entry.meta)) return entry; // shared records (the purge log) are never held here
     const size = entry.meta.kind === "entry" ? entry.meta.size : 0;
@@ -155,7 +159,8 @@ export class HotTier implements EntryStore {
     const bytes = (body?.byteLength ?? 0) + metaBytes(meta);
     if (bytes > this.maxObjectBytes + 4096 || bytes > this.maxBytes) return;
     this.drop(key);
-    this.held.set(key, { meta: deepFreeze(structuredClone(meta)), body, expires, bytes, generation: gen });
+    const frozen = deepFreeze(structuredClone(meta));
+    this.held.set(key, { meta: frozen, body, entry: Object.freeze(heldEntry(frozen, body)), expires, bytes, generation: gen });
     this.bytes += bytes;
     for (const [k] of this.held) {
       if (this.bytes <= this.maxBytes) break;

@@ -11,7 +11,7 @@ import type { Claim, Coalescer } from "./coalesce.ts";
 import type { OriginRequest } from "./origin.ts";
 import type { ControlLease } from "./control-lease.ts";
 import type { SharedLog } from "./shared-log.ts";
-import type { EntryStore, StoredEntry } from "./store.ts";
+import type { EntryStore, LookupLock, StoredEntry } from "./store.ts";
 import type { UseCounter } from "./uses.ts";
 
 /** What the host gives each request: a place for work that outlives the answer, and the client's address. */
@@ -48,6 +48,8 @@ export interface Lookup {
   mark: number;
   /** Date.now() when the lookup began (the store's clock, for shared locks). */
   at: number;
+  /** A lookup that asked for the lock of `storageKey` when nothing is there: what the store did (see LookupLock). */
+  lock?: LookupLock;
 }
 
 /** One client request on its way through the engine. */

@@ -38,6 +38,9 @@ export function storeLocks(store: Fetcher, ttlMs: number): SharedLocks {
       tokens.set(key, token);
       return "taken";
     },
+    adopt(key, token) {
+      tokens.set(key, token);
+    },
     async release(key) {
       const token = tokens.get(key);
       if (token === undefined) return;
@@ -84,6 +87,7 @@ export function storePeers(store: Fetcher, tier: { forget(key: string): void; cl
   let seq = -1;
   const read = async () => {
     const res = await call(store, INVALIDATED_PATH, { since: String(seq), ring });
+    if (res.status === 204) return; // nothing new since `seq` in ring `ring`
     if (!res.ok) return void (await res.body?.cancel());
     const got = (await res.json()) as Invalidations;
     if (got.reset) tier.clear();
