@@ -7,6 +7,7 @@
  * Bounds: total bytes (bodies plus an estimate of the meta) and bytes per object; least recently used goes first.
  */
 import type { StoredMeta } from "../cache/entry.ts";
+import { readBlock } from "../store/integrity.ts";
 import type { EntryStore, LookupLock, StoredEntry } from "./store.ts";
 
 export interface HotTierOptions {
@@ -97,7 +98,7 @@ export class HotTier implements EntryStore {
     const size = entry.meta.kind === "entry" ? entry.meta.size : 0;
     if (entry.body && (size === undefined || size > this.maxObjectBytes)) return entry;
     // Small: read it once, keep a copy, hand out a stream of the copy.
-    const body = entry.body ? await readAtMost(entry.body, this.maxObjectBytes) : null;
+    const body = entry.body ? await readAtMost(entry.body, this.maxObjectBytes, size) : null;
     if (entry.body && !body) return null; // the body failed or was not the size its meta said
     const ttl = ttlOf(entry.meta, this.now());
     if (ttl > 0) this.hold(key, entry.meta, body, this.now() + ttl, gen);
@@ -129,7 +130,7 @@ export class HotTier implements EntryStore {
     }
     // Tee: one branch to the store below, one collected here while it stays small.
     const [down, copy] = body.tee();
-    const collected = readAtMost(copy, this.maxObjectBytes);
+    const collected = readAtMost(copy, this.maxObjectBytes, size);
     await this.inner.put(key, meta, down, ttlSeconds);
     const bytes = await collected;
     if (bytes && (size === undefined || bytes.byteLength === size)) {
@@ -253,8 +254,30 @@ function bytesStream(bytes: Uint8Array): ReadableStream<Uint8Array> {
   return new Response(bytes).body!;
 }
 
-/** The whole stream as bytes when it ends within `max` bytes; null when longer or failing (the stream is cancelled). */
-async function readAtMost(stream: ReadableStream<Uint8Array>, max: number): Promise<Uint8Array | null> {
+/**
+ * The whole stream as bytes when it ends within `max` bytes; null when longer or failing (the stream is cancelled).
+ * With the length it should have (`expected`), in one native read where the runtime can (workerd's readAtLeast on a
+ * byte stream), not a JavaScript step per network chunk; fewer bytes when it ends short (the caller checks).
+ */
+async function readAtMost(stream: ReadableStream<Uint8Array>, max: number, expected?: number): Promise<Uint8Array | null> {
+  if (expected !== undefined && expected <= max) {
+    let byob: ReadableStreamBYOBReader | undefined;
+    try {
+      byob = stream.getReader({ mode: "byob" });
+    } catch {
+      byob = undefined; // not a byte stream: chunk by chunk below
+    }
+    if (byob) {
+      try {
+        const bytes = await readBlock(byob, expected + 1); // one more: a longer body shows
+        if (bytes.byteLength <= expected) return bytes;
+        await byob.cancel().catch(() => undefined);
+      } catch {
+        // failed
+      }
+      return null;
+    }
+  }
   const reader = stream.getReader();
   const chunks: Uint8Array[] = [];
   let n = 0;

@@ -24,7 +24,7 @@ import {
   singleRange,
   type StoredHead,
 } from "./format.ts";
-import { BLOCK, BlockHasher, bodyMatches, headDigest, readBlock, tableLen, verifiedBody } from "./integrity.ts";
+import { BLOCK, BlockHasher, bodyMatches, digestTable, headDigest, readBlock, tableLen, verifiedBody } from "./integrity.ts";
 import { StoreIndex, type IndexEntry } from "./lru.ts";
 import { Slots } from "./slots.ts";
 import {
@@ -273,6 +273,27 @@ function answer(
   return new Response(body, { status: range ? 206 : head.status, statusText: range ? "Partial Content" : head.statusText, headers });
 }
 
+type AtLeastReader = ReadableStreamBYOBReader & { readAtLeast?: <T extends ArrayBufferView>(min: number, view: T) => Promise<ReadableStreamReadResult<T>> };
+
+/**
+ * Reads up to `length` bytes into `buffer` from `offset` (fewer only at the stream's end), in as few reads as the
+ * stream allows. Each read transfers the buffer: the one to use afterwards is returned.
+ */
+async function readInto(reader: ReadableStreamBYOBReader, buffer: ArrayBuffer, offset: number, length: number): Promise<{ buffer: ArrayBuffer; filled: number }> {
+  const r = reader as AtLeastReader;
+  let filled = 0;
+  while (filled < length) {
+    const view = new Uint8Array(buffer, offset + filled, length - filled);
+    const { done, value } = r.readAtLeast ? await r.readAtLeast(length - filled, view) : await r.read(view);
+    if (value) {
+      buffer = value.buffer as ArrayBuffer;
+      filled += value.byteLength;
+    }
+    if (done || !value) break;
+  }
+  return { buffer, filled };
+}
+
 /** The file disappeared or is not what the index says: forget it, answer MISS. */
 async function gone(s: State, env: StoreEnv, ctx: ExecutionContext, hash: string, e: IndexEntry) {
   if (s.index.get(hash) === e) {
@@ -364,21 +385,24 @@ async function put(s: State, env: StoreEnv, ctx: ExecutionContext, request: Requ
   // A small body of a known length is read whole (one read when it came with the head), checked and hashed, and the
   // file written in one piece: the disk service then takes a buffer instead of pulling a stream through JavaScript.
   const small = declared !== undefined && fileLength(headBytes.byteLength, declared) <= SMALL;
-  /** The whole file of a small entry, or null when the body is not exactly `declared` bytes or fails. */
+  /**
+   * The whole file of a small entry, or null when the body is not exactly `declared` bytes or fails. One buffer: the
+   * body is read into its place (workerd's readAtLeast) and hashed there, a block at a time, without copies.
+   */
   const smallFile = async (): Promise<Uint8Array | null> => {
     const length = declared!;
+    const at = headBytes.byteLength;
     if (pending.byteLength > length) return null; // longer than announced
-    const bytes = pending.byteLength === length ? pending : await readBlock(body, length, pending);
-    if (bytes.byteLength !== length || (await readBlock(body, 1)).byteLength) return null; // shorter, or longer
+    const start = new Uint8Array(fileLength(at, length));
+    start.set(headBytes);
+    start.set(pending, at);
+    const read = await readInto(body, start.buffer as ArrayBuffer, at + pending.byteLength, length - pending.byteLength);
+    if (read.filled !== length - pending.byteLength || (await readBlock(body, 1)).byteLength) return null; // shorter, or longer
+    const out = new Uint8Array(read.buffer);
     count = length;
-    hasher.update(bytes);
-    const table = await hasher.table();
-    const trailer = encodeTrailer({ h: headBytes.byteLength, b: count, e: expires, w: written, hh: headHash });
-    const out = new Uint8Array(fileLength(headBytes.byteLength, length));
-    out.set(headBytes);
-    out.set(bytes, headBytes.byteLength);
-    out.set(table, headBytes.byteLength + length);
-    out.set(trailer, headBytes.byteLength + length + table.byteLength);
+    const table = await digestTable(out.subarray(at, at + length));
+    out.set(table, at + length);
+    out.set(encodeTrailer({ h: at, b: count, e: expires, w: written, hh: headHash }), at + length + table.byteLength);
     complete = true;
     return out;
   };
