@@ -84,6 +84,11 @@ export interface Outcome {
   age?: number;
   /** Body size when known (ranges need it). */
   size?: number;
+  /**
+   * The unchanging stored entry these headers and body are (a memory-tier copy's frozen meta): deliver makes the
+   * answer headers of a plain GET once per second for it instead of per request.
+   */
+  template?: object;
   /** Reads a byte range of the same stored body from the store (large objects: a seek instead of a skip). */
   readRange?: (start: number, end: number) => Promise<ReadableStream<Uint8Array> | null>;
 }
