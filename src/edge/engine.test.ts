@@ -584,7 +584,7 @@ describe("memory-tier HITs", () => {
     now += 2_000;
     const plain = await get(); // made here
     const again = await get(); // reused
-    // A conditional that does not match, and a Range of the whole: the generic path, the same headers.
+    // A conditional that does not match: the generic path, the same headers.
     const generic = await get({ "if-none-match": '"other"' });
     expect(plain).toEqual(again);
     expect(generic).toEqual(plain);
