@@ -43,6 +43,7 @@ export async function deliver(e: Engine, request: Request, o: Outcome): Promise<
     const key = `${o.age === undefined ? "" : Math.floor(o.age)}\n${o.xcs}\n${member}`;
     let p = prepared.get(o.template);
     if (p?.key !== key) {
+      o.headers = o.headers.slice(); // the held copy's own list is shared (and frozen)
       const h = stamp(o, name, member);
       setHeader(h, "accept-ranges", "bytes");
       p = { key, init: headersInit(h), bytes: Number(headerOf(h, "content-length") ?? 0) || 0 };
@@ -51,6 +52,7 @@ export async function deliver(e: Engine, request: Request, o: Outcome): Promise<
     const response = edgeResponse(o.body, { status: 200, statusText: o.statusText, headers: p.init });
     return { response, xcs: o.xcs, bytes: p.bytes, collapsed: o.cacheStatus.collapsed === true };
   }
+  if (o.template) o.headers = o.headers.slice(); // a held copy's list is shared (and frozen): changed on a copy
   const h = stamp(o, name, member);
   const facts = (response: Response, list: HeaderList = h): Delivered => ({
     response,
@@ -185,6 +187,7 @@ export function fromEntry(
   const meta = entry.meta as EntryMeta;
   const noBody = NULL_BODY_STATUS.has(meta.status);
   if (noBody && !entry.bytes) void entry.body?.cancel();
+  const template = entry.bytes && Object.isFrozen(meta) ? meta : undefined;
   const store = e.store;
   const readRange =
     storageKey !== undefined && store.getRange
@@ -201,10 +204,11 @@ export function fromEntry(
   return {
     status: meta.status,
     statusText: meta.statusText,
-    headers: meta.headers.slice(), // a copy: stored metas are shared (the memory tier's are frozen)
+    // A copy: stored metas are shared. A held copy's (frozen, the same object while held) is copied by deliver only
+    // when it needs to change it: its answer headers are made once (see deliver).
+    headers: template ? meta.headers : meta.headers.slice(),
     body: noBody ? null : (entry.bytes ?? entry.body),
-    // A held copy's meta is frozen and the same object while held: its answer headers can be made once (deliver).
-    template: entry.bytes && Object.isFrozen(meta) ? meta : undefined,
+    template,
     xcs: status,
     cacheStatus,
     age: currentAgeOf(meta, e.now()),
