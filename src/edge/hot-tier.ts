@@ -278,8 +278,10 @@ async function readAtMost(stream: ReadableStream<Uint8Array>, max: number, expec
     }
     if (byob) {
       try {
-        const bytes = await readBlock(byob, expected + 1); // one more: a longer body shows
-        if (bytes.byteLength <= expected) return bytes;
+        // Exactly the expected bytes, then one more read that must find the end (a longer body shows). Kept as a
+        // copy: answers made from the buffer the reads filled cost a 100 KB HIT about a third more (measured).
+        const bytes = await readBlock(byob, expected);
+        if (bytes.byteLength < expected || (await readBlock(byob, 1)).byteLength === 0) return bytes.slice();
         await byob.cancel().catch(() => undefined);
       } catch {
         // failed
