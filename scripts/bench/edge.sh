@@ -11,6 +11,7 @@
 # then a 1 GB object through a cold and a warm cache (edge vs nginx, MB/s) and the edge's peak RSS against its
 # memory tier's bound. Every row also gives the server's CPU µs per request (steadier than req/s on a busy machine).
 # Needs: wrk nginx curl python3 (apt-get install wrk nginx). Usage: scripts/bench/edge.sh [seconds per run, default 8]
+# ONLY=<regex> runs only the rows whose label matches (e.g. ONLY='const|forward|MISS|hot tier') and skips the 1 GB part.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SECS=${1:-8}
@@ -133,6 +134,7 @@ LUA
 ROWS=()
 cpu_of() { local t=0 v; for p in $1; do v=$(awk '{print $14+$15}' "/proc/$p/stat" 2>/dev/null || echo 0); t=$((t + ${v:-0})); done; echo "$t"; }
 run() { # label url [lua] [size] [server pids]
+  [[ -z "${ONLY:-}" || "$1" =~ $ONLY ]] || return 0
   local c0; c0=$(cpu_of "${5:-}")
   local out; out=$(SIZE=${4:-0} taskset -c 1 wrk -t1 -c32 -d"${SECS}s" --latency ${3:+-s "$3"} "$2")
   local c1; c1=$(cpu_of "${5:-}")
@@ -166,6 +168,7 @@ curl -s -D - -o /dev/null "http://127.0.0.1:$P_EDGE/obj/1024/x" | grep -i x-cach
 curl -s -D - -o /dev/null "http://127.0.0.1:$P_NGINX/obj/1024/x" | grep -i x-cache-status
 
 # --- 1 GB object: cold (origin → cache → client) and warm (cache → client) ----------------------------------------
+if [ -z "${ONLY:-}" ]; then
 speed() { taskset -c 1 curl -s -o /dev/null -w '%{speed_download}' "$1" | awk '{printf "%.0f", $1/1e6}'; }
 E_COLD=$(speed "http://127.0.0.1:$P_BIG/obj/$BIG/big"); sleep 2
 E_WARM=$(speed "http://127.0.0.1:$P_BIG/obj/$BIG/big")
@@ -174,6 +177,7 @@ N_WARM=$(speed "http://127.0.0.1:$P_NGINX/obj/$BIG/big")
 RSS=$(awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$EDGE_PID/status")
 DEF_RSS=$(awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$DEF_PID/status")
 BIG_RSS=$(awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$BIG_PID/status")
+fi
 
 # --- table ---------------------------------------------------------------------------------------------------------
 echo
@@ -195,6 +199,7 @@ for size in "1 KB" "100 KB"; do
   done
 done
 echo "(edge MISS rows compare with the forward-only worker, the others with the constant worker)"
+[ -z "${ONLY:-}" ] || exit 0
 echo
 echo "| 1 GB object | edge MB/s | nginx MB/s | edge / nginx |"
 echo "|---|---|---|---|"

@@ -2,7 +2,13 @@
  * The edge ↔ store contract on bare workerd. The store process (src/store/worker.ts) is the edge's
  * `cacheApiOutbound`, so entries travel through the standard Cache API (workerd's cache protocol: GET with
  * `Cache-Control: only-if-cached` = match, PUT = store, PURGE = delete). Beside it the edge reaches the same worker
- * through its STORE service binding with POST calls that are not part of the cache protocol:
+ * through its STORE service binding with a lookup that also locks, and POST calls that are not part of the cache protocol:
+ *
+ *   GET U + `x-parrot-lock: MS`  → a lookup that takes the coalescing lock of U (for MS) when it finds nothing: the
+ *                                  504 MISS carries `x-parrot-lock-token: T` (now the caller's) or `x-parrot-lock:
+ *                                  held` (another request holds it) or `changed` (stored while it looked: look
+ *                                  again). One round trip for lookup and lock (a MISS on a box with several
+ *                                  processes); the PUT of U releases the lock as usual
  *
  *   /lock?url=U&ttl=MS[&since=T] → 200 + token: the coalescing lock of cache URL U is now the caller's;
  *                                  409: another request holds it;
@@ -15,7 +21,7 @@
  *                                  adds every key whose entry a PUT replaced or a PURGE deleted to the same ring
  *   /invalidated?since=SEQ&ring=ID → Invalidations as JSON: the keys after SEQ, or `reset` when the ring no longer
  *                                  reaches back that far or is not ring ID (the store process restarted): the
- *                                  caller then forgets its whole memory tier
+ *                                  caller then forgets its whole memory tier; 204 when nothing came after SEQ
  *
  * and the host (Node) hands the store worker its settings and the index it recovered from the directory.
  *
@@ -43,6 +49,10 @@ export const PURGE_LOG_KEY = "\u0001purge-log";
 export const LOG_SEQ_HEADER = "x-parrot-log-seq";
 /** Set on a /lock answer when the entry was stored after `since`: the caller should look it up again. */
 export const CHANGED_HEADER = "x-parrot-changed";
+/** On a lookup (GET): take the lock (ttl in ms) when nothing is stored; on its 504: `held` when another holds it. */
+export const LOCK_HEADER = "x-parrot-lock";
+/** On a lookup's 504: the token of the lock it took. */
+export const LOCK_TOKEN_HEADER = "x-parrot-lock-token";
 
 /** The store's bounds, from [edge] (store_max_bytes, store_max_entries, store_inactive). */
 export interface StoreSettings {
@@ -86,6 +96,8 @@ export interface StoreStats {
   locks: number;
   /** Entries dropped because a digest did not match (a flipped bit on disk): never served. */
   corrupt: number;
+  /** Calls the store answered since it started, by kind (match, lookup-lock, put, purge, the POST paths without `/`). */
+  calls?: Record<string, number>;
   /**
    * How HIT bodies left the store: `native` answers returned the disk service's body untouched (no JavaScript on
    * their bytes), `checked` answers were read block by block in JavaScript and checked against their digests (a
@@ -113,6 +125,8 @@ export interface SharedLocks {
    * (and takes nothing) when the entry under `key` was stored after that time: it is worth looking at again.
    */
   acquire(key: string, since?: number): Promise<"taken" | "held" | "changed">;
+  /** Holds a lock a lookup took with `token` (GET + LOCK_HEADER) as if acquire() had taken it. */
+  adopt(key: string, token: string): void;
   /** Releases a lock this isolate took (a store of the key released it already: then nothing happens). */
   release(key: string): Promise<void>;
   /** Extends a lock this isolate holds by its time to live again: its fetch is still making progress. */

@@ -84,11 +84,19 @@ export function createEdgeApp({ config, store, fetch: fetchImpl = (i, init) => f
   const serve = async (request: Request, ctx: { waitUntil(p: Promise<unknown>): void }, url?: URL): Promise<Response> => {
     if (isLoop(request, edge.name)) return textResponse(508, "508 loop detected: this request already passed through this edge\n");
     const started = Date.now();
-    const ip = clientIp(request);
     const waitUntil = (p: Promise<unknown>) => ctx.waitUntil(p);
     const parsed = url ?? new URL(request.url);
-    const answer = await cache.answer(request, { waitUntil, clientIp: ip }, parsed);
-    observer.answered(request, parsed, answer, ip, started, waitUntil);
+    // Worked out when first asked (an origin request, the access log): a HIT without a log line never needs it.
+    let ip: string | undefined | null = null;
+    const context = {
+      waitUntil,
+      get clientIp() {
+        if (ip === null) ip = clientIp(request);
+        return ip;
+      },
+    };
+    const answer = await cache.answer(request, context, parsed);
+    observer.answered(request, parsed, answer, context, started, waitUntil);
     return answer.response;
   };
 
@@ -128,15 +136,18 @@ export function createEdgeApp({ config, store, fetch: fetchImpl = (i, init) => f
     fetch(request, env, ctx) {
       // Input errors are the client's: 405 for methods a cache must not relay, 400 for a URL that does not parse
       // (workerd builds it from the Host header: two Hosts make "a, b").
-      if (request.method === "CONNECT" || request.method === "TRACE") {
-        return new Response(`405 ${request.method} is not served here\n`, { status: 405, headers: { allow: "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH" } });
+      // Each property of a Request or URL is a call into the runtime: read once.
+      const method = request.method;
+      if (method === "CONNECT" || method === "TRACE") {
+        return new Response(`405 ${method} is not served here\n`, { status: 405, headers: { allow: "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH" } });
       }
       const url = URL.parse(request.url);
       if (!url) return textResponse(400, "400 bad request: the Host header is not one valid host\n");
       // PURGE <url>: an authenticated purge of that URL; never forwarded to the origin like other methods.
-      if (request.method === "PURGE") return handlePurgeMethod(request, config, cache, fetchImpl, control);
+      if (method === "PURGE") return handlePurgeMethod(request, config, cache, fetchImpl, control);
       // Decided once: the hot path never builds a router context.
-      if (url.pathname.startsWith(WELL_KNOWN_PREFIX) || url.pathname === "/metrics") return own.fetch(request, env, ctx as never);
+      const path = url.pathname;
+      if (path.startsWith(WELL_KNOWN_PREFIX) || path === "/metrics") return own.fetch(request, env, ctx as never);
       return serve(request, ctx, url);
     },
   };

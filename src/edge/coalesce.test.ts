@@ -39,6 +39,7 @@ describe("coalescing locks", () => {
       release: async (key: string) => void held.delete(key),
       renew: async (key: string) => void renewals.push(key),
       held: async () => false, // only this isolate's lock is looked at
+      adopt: () => {},
     };
     const c = new Coalescer({ shared, timeoutMs: 1_000 });
     const claim = await c.claim("k", c.mark(), () => {});

@@ -58,6 +58,11 @@ export class Coalescer {
     this.timeoutMs = opts.timeoutMs;
   }
 
+  /** Whether the box's store holds the locks: a lookup can then take a key's lock itself (see adopt). */
+  get sharedLocks(): boolean {
+    return this.shared !== undefined;
+  }
+
   /** Taken before a lookup, given to claim() after it. */
   mark(): LookupMark {
     return { mark: this.seq, at: Date.now() };
@@ -82,7 +87,27 @@ export class Coalescer {
       local.release({ fetched: false });
       return got;
     }
-    const shared = this.shared;
+    return this.sharedClaim(key, local, waitUntil);
+  }
+
+  /**
+   * The shared lock of `key` that a lookup took in the store (`token`, lookup and lock in one round trip), held as
+   * claim() would hold it; "held" or "changed" (and the shared lock let go) when this isolate would not have claimed.
+   */
+  adopt(key: string, token: string, since: LookupMark, waitUntil: (p: Promise<unknown>) => void): ClaimResult {
+    const shared = this.shared!;
+    shared.adopt(key, token);
+    const refused = this.isHeld(key) ? "held" : (this.ended.get(key) ?? -1) > since.mark ? "changed" : undefined;
+    if (refused) {
+      waitUntil(shared.release(key).catch(() => undefined));
+      return refused;
+    }
+    return this.sharedClaim(key, this.local(key), waitUntil);
+  }
+
+  /** A claim of the shared lock of `key` (taken) and this isolate's `local` one. */
+  private sharedClaim(key: string, local: Claim, waitUntil: (p: Promise<unknown>) => void): Claim {
+    const shared = this.shared!;
     let released = false;
     return {
       release: (opts) => {

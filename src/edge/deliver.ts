@@ -26,17 +26,34 @@ export interface Delivered {
 }
 
 /**
+ * The answer headers of a memory-tier entry (by its frozen meta), made once per age, status and Cache-Status member:
+ * every plain GET of a held copy within the same second gets them as they are (see deliver).
+ */
+const prepared = new WeakMap<object, { key: string; init: HeadersInit; bytes: number }>();
+
+/**
  * The client's answer for an Outcome. The headers are one list, changed here and made into a Response once (every
  * change to a Headers object is a call into the runtime; on a HIT they cost more than the rest of the engine).
  */
 export async function deliver(e: Engine, request: Request, o: Outcome): Promise<Delivered> {
-  const h = o.headers;
   const name = e.edge.name;
-  if (o.age !== undefined) setHeader(h, "age", String(Math.floor(o.age)));
-  const via = headerOf(h, "via");
-  setHeader(h, "via", via ? `${via}, 1.1 ${name}` : `1.1 ${name}`);
-  setHeader(h, "x-cache-status", o.xcs);
-  setHeader(h, "cache-status", appendCacheStatus(headerOf(h, "cache-status"), cacheStatusMember(name, o.cacheStatus)));
+  const member = cacheStatusMember(name, o.cacheStatus);
+  if (o.template && o.body instanceof Uint8Array && o.status === 200 && request.method === "GET" && !asksForPart(request.headers)) {
+    // A whole 200 of a held copy, no conditional, no Range: the headers the steps below would make, made once.
+    const key = `${o.age === undefined ? "" : Math.floor(o.age)}\n${o.xcs}\n${member}`;
+    let p = prepared.get(o.template);
+    if (p?.key !== key) {
+      o.headers = o.headers.slice(); // the held copy's own list is shared (and frozen)
+      const h = stamp(o, name, member);
+      setHeader(h, "accept-ranges", "bytes");
+      p = { key, init: headersInit(h), bytes: Number(headerOf(h, "content-length") ?? 0) || 0 };
+      prepared.set(o.template, p);
+    }
+    const response = edgeResponse(o.body, { status: 200, statusText: o.statusText, headers: p.init });
+    return { response, xcs: o.xcs, bytes: p.bytes, collapsed: o.cacheStatus.collapsed === true };
+  }
+  if (o.template) o.headers = o.headers.slice(); // a held copy's list is shared (and frozen): changed on a copy
+  const h = stamp(o, name, member);
   const facts = (response: Response, list: HeaderList = h): Delivered => ({
     response,
     xcs: o.xcs,
@@ -118,6 +135,22 @@ export async function deliver(e: Engine, request: Request, o: Outcome): Promise<
   return answer(o.status, o.body, o.statusText);
 }
 
+/** Whether a request's answer may be other than the whole 200: a conditional (304) or a Range (206, 416). */
+function asksForPart(headers: Headers): boolean {
+  return headers.has("range") || headers.has("if-none-match") || headers.has("if-modified-since");
+}
+
+/** The Outcome's headers with what every answer carries: Age, Via, X-Cache-Status, Cache-Status (changed in place). */
+function stamp(o: Outcome, name: string, member: string): HeaderList {
+  const h = o.headers;
+  if (o.age !== undefined) setHeader(h, "age", String(Math.floor(o.age)));
+  const via = headerOf(h, "via");
+  setHeader(h, "via", via ? `${via}, 1.1 ${name}` : `1.1 ${name}`);
+  setHeader(h, "x-cache-status", o.xcs);
+  setHeader(h, "cache-status", appendCacheStatus(headerOf(h, "cache-status"), member));
+  return h;
+}
+
 /**
  * The list as a Response's headers: a plain object when no name repeats (the runtime takes that in one step, much
  * cheaper than a list of pairs or a Headers object filled field by field), the pairs when one does (Set-Cookie).
@@ -154,6 +187,7 @@ export function fromEntry(
   const meta = entry.meta as EntryMeta;
   const noBody = NULL_BODY_STATUS.has(meta.status);
   if (noBody && !entry.bytes) void entry.body?.cancel();
+  const template = entry.bytes && Object.isFrozen(meta) ? meta : undefined;
   const store = e.store;
   const readRange =
     storageKey !== undefined && store.getRange
@@ -170,8 +204,11 @@ export function fromEntry(
   return {
     status: meta.status,
     statusText: meta.statusText,
-    headers: meta.headers.slice(), // a copy: stored metas are shared (the memory tier's are frozen)
+    // A copy: stored metas are shared. A held copy's (frozen, the same object while held) is copied by deliver only
+    // when it needs to change it: its answer headers are made once (see deliver).
+    headers: template ? meta.headers : meta.headers.slice(),
     body: noBody ? null : (entry.bytes ?? entry.body),
+    template,
     xcs: status,
     cacheStatus,
     age: currentAgeOf(meta, e.now()),

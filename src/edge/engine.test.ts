@@ -7,6 +7,7 @@ import { beforeEach, describe, expect, it } from "vitest";
 import { parseConfig } from "../config/config.ts";
 import { EdgeCache } from "./engine.ts";
 import { originFetcher } from "./origin.ts";
+import { HotTier } from "./hot-tier.ts";
 import { MemoryStore } from "./store.ts";
 import { pattern, ScriptedOrigin } from "../../test/support/scripted-origin.ts";
 
@@ -556,5 +557,45 @@ describe("client failures", () => {
     const after = await cache.handle(new Request("http://www.example.org/after"), ctx);
     expect([after.status, await after.text()]).toEqual([200, "ok"]);
     expect(originCalls).toBe(4);
+  });
+});
+
+describe("memory-tier HITs", () => {
+  it("a held copy's answer headers, made once a second for plain GETs, are those every other path gives it", async () => {
+    let now = T0;
+    const origin = new ScriptedOrigin(() => now);
+    const config = parseConfig(`[edge]\nname = "t1"\norigin = "http://origin.test"\n`);
+    const store = new HotTier(new MemoryStore(() => now), { maxBytes: 1 << 20, maxObjectBytes: 1 << 16, now: () => now });
+    const fetchImpl = async (input: Request | string, init?: RequestInit) => origin.handle(new Request(input, init));
+    const cache = new EdgeCache({ edge: config.edge!, rules: config.rules, store, origin: originFetcher(config.edge!, fetchImpl), now: () => now });
+    const pending: Promise<unknown>[] = [];
+    const ctx = { waitUntil: (p: Promise<unknown>) => void pending.push(p) };
+    const get = async (headers: Record<string, string> = {}) => {
+      const res = await cache.handle(new Request("http://www.example.org/held", { headers }), ctx);
+      const body = await res.text();
+      while (pending.length) await Promise.allSettled(pending.splice(0));
+      return { status: res.status, body, headers: [...res.headers] };
+    };
+    origin.set("/held", {
+      headers: { "cache-control": "max-age=60", etag: '"e1"', "content-type": "application/octet-stream", via: "1.1 upstream" },
+      body: "held bytes",
+    });
+    expect((await get()).headers).toContainEqual(["x-cache-status", "MISS"]);
+    now += 2_000;
+    const plain = await get(); // made here
+    const again = await get(); // reused
+    // A conditional that does not match: the generic path, the same headers.
+    const generic = await get({ "if-none-match": '"other"' });
+    expect(plain).toEqual(again);
+    expect(generic).toEqual(plain);
+    expect(plain.headers).toEqual(
+      expect.arrayContaining([["age", "2"], ["accept-ranges", "bytes"], ["via", "1.1 upstream, 1.1 t1"], ["x-cache-status", "HIT"], ["cache-status", "t1; hit; ttl=58"]]),
+    );
+    now += 5_000;
+    const later = await get();
+    expect(later.headers).toEqual(expect.arrayContaining([["age", "7"], ["cache-status", "t1; hit; ttl=53"]]));
+    const part = await get({ range: "bytes=0-3" });
+    expect([part.status, part.body]).toEqual([206, "held"]);
+    expect((await get({ "if-none-match": '"e1"' })).status).toBe(304);
   });
 });

@@ -119,7 +119,8 @@ export class EdgeCache {
     }
     if (conditionMatches(rule?.bypass, request, tx.url)) return fetchAndStore(e, tx, "BYPASS", { fwd: "bypass" });
 
-    tx.found = await lookup(e, tx.key, request.headers);
+    // The lookup takes the key's lock when it finds nothing (with the box's locks in the store: one round trip).
+    tx.found = await lookup(e, tx.key, request.headers, true);
     if (!tx.found.entry) await this.claimMissing(tx);
     let entry = storedResponse(tx.found);
     if (!entry) {
@@ -171,19 +172,24 @@ export class EdgeCache {
   }
 
   /**
-   * Nothing stored: take the key's lock, or wait for the request that holds it and look again. A key stored since
-   * the lookup is looked up again rather than fetched twice.
+   * Nothing stored: take the key's lock (or keep the one the lookup took), or wait for the request that holds it and
+   * look again. A key stored since the lookup is looked up again rather than fetched twice.
    */
   private async claimMissing(tx: Transaction) {
     const e = this.e;
     for (let attempt = 0; attempt < 5 && !tx.found.entry; attempt++) {
-      const claim = await e.coalescer.claim(tx.found.storageKey, tx.found, tx.ctx.waitUntil.bind(tx.ctx));
+      const waitUntil = tx.ctx.waitUntil.bind(tx.ctx);
+      const { storageKey, lock } = tx.found;
+      const claim =
+        lock?.got === "taken"
+          ? e.coalescer.adopt(storageKey, lock.token!, tx.found, waitUntil)
+          : (lock?.got ?? (await e.coalescer.claim(storageKey, tx.found, waitUntil)));
       if (typeof claim === "object") {
         tx.claim = claim;
         return;
       }
       if (claim === "held") await e.coalescer.wait(tx.found.storageKey);
-      tx.found = await lookup(e, tx.key, tx.request.headers);
+      tx.found = await lookup(e, tx.key, tx.request.headers, claim === "changed");
       tx.collapsed = claim === "held" || !!tx.found.entry;
       if (claim === "held") return; // the fetch we waited for is over: whatever it left, we go on without a lock
     }

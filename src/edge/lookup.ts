@@ -8,22 +8,30 @@ import { controlGate, purgeEffect } from "../cache/purge.ts";
 import type { StoredEntry } from "./store.ts";
 import type { Engine, Lookup } from "./transaction.ts";
 
-/** A store that cannot answer (its process restarting) counts as having nothing: the origin answers meanwhile. */
-export async function lookup(e: Engine, key: string, headers: Headers): Promise<Lookup> {
+/**
+ * A store that cannot answer (its process restarting) counts as having nothing: the origin answers meanwhile.
+ * `lock`: when the store holds the box's locks, the read that finds nothing takes the storage key's lock too (one
+ * round trip for a MISS's lookup and lock; `Lookup.lock` says what it did, the coalescing step adopts it).
+ */
+export async function lookup(e: Engine, key: string, headers: Headers, lock = false): Promise<Lookup> {
   const { mark, at } = e.coalescer.mark();
-  const primary = await e.store.get(key).catch(() => null);
-  if (!primary) return { storageKey: key, entry: null, mark, at };
+  const ask = () => (lock && e.coalescer.sharedLocks ? { ttlMs: e.edge.lock_timeout_ms } : undefined);
+  const primaryLock = ask();
+  const primary = await e.store.get(key, primaryLock).catch(() => null);
+  if (!primary) return { storageKey: key, entry: null, mark, at, lock: primaryLock };
   if (primary.meta.kind === "entry") return { storageKey: key, entry: await afterPurges(e, primary), mark, at };
   await primary.body?.cancel();
   if (primary.meta.kind !== "vary") return { storageKey: key, entry: null, mark, at };
   const marker = primary.meta;
   const storageKey = variantKey(key, marker.id, variantOf(marker.fields, headers));
-  const variant = await e.store.get(storageKey).catch(() => null);
+  const variantLock = ask();
+  const variant = await e.store.get(storageKey, variantLock).catch(() => null);
   if (variant && variant.meta.kind !== "entry") {
     await variant.body?.cancel();
     return { storageKey, entry: null, marker, mark, at };
   }
-  return { storageKey, entry: variant ? await afterPurges(e, variant) : null, marker, mark, at };
+  if (!variant) return { storageKey, entry: null, marker, mark, at, lock: variantLock };
+  return { storageKey, entry: await afterPurges(e, variant), marker, mark, at };
 }
 
 /** The entry of a lookup that holds a response (not a marker), or null. */

@@ -79,6 +79,9 @@ export class EdgeObserver {
         this.counterFrom("parrot_edge_store_read_bytes_total", help, { path: "checked" }, store.reads.checkedBytes);
         this.counterFrom("parrot_edge_store_read_bytes_total", help, { path: "head" }, store.reads.headBytes);
       }
+      for (const [call, n] of Object.entries(store.calls ?? {})) {
+        this.counterFrom("parrot_edge_store_calls_total", "Calls the store answered, by kind (match, lookup-lock, put, purge, lock, unlock, ...): its round trips.", { call }, n);
+      }
       for (const reason of ["lru", "inactive", "expired"] as const) {
         this.counterFrom("parrot_edge_store_evictions_total", "Entries the disk store removed: lru (size bound), inactive (store_inactive), expired.", { reason }, store.evictions[reason]);
       }
@@ -100,7 +103,7 @@ export class EdgeObserver {
   }
 
   /** Counts and logs one answered request; `waitUntil` lets a batch of log lines wait for more. */
-  answered(request: Request, url: URL, answer: Delivered, clientIp: string | undefined, started: number, waitUntil?: (p: Promise<unknown>) => void) {
+  answered(request: Request, url: URL, answer: Delivered, client: { readonly clientIp?: string }, started: number, waitUntil?: (p: Promise<unknown>) => void) {
     const { response, xcs, bytes } = answer;
     const s = response.status;
     const klass = s < 200 ? "1xx" : s < 300 ? "2xx" : s < 400 ? "3xx" : s < 500 ? "4xx" : "5xx";
@@ -113,7 +116,7 @@ export class EdgeObserver {
       JSON.stringify({
         time: new Date(started).toISOString(),
         edge: this.edgeName,
-        client: clientIp ?? null,
+        client: client.clientIp ?? null,
         method: request.method,
         host: url.host,
         path: url.pathname + url.search,

@@ -5,7 +5,7 @@
 import { describe, expect, it } from "vitest";
 import { parseConfig } from "../config/config.ts";
 import { EdgeCache } from "./engine.ts";
-import { originFetcher } from "./origin.ts";
+import { originFetcher, type OriginRequest } from "./origin.ts";
 import { MemoryStore } from "./store.ts";
 import { pattern, ScriptedOrigin, type Script } from "../../test/support/scripted-origin.ts";
 
@@ -24,7 +24,10 @@ function setup(extraToml = "") {
   const store = new MemoryStore(clock.now);
   const pending: Promise<unknown>[] = [];
   const fetchImpl = async (input: Request | string, init?: RequestInit) => origin.handle(new Request(input, init));
-  const cache = new EdgeCache({ edge: config.edge!, rules: config.rules, store, origin: originFetcher(config.edge!, fetchImpl), now: clock.now });
+  // What the engine asked the origin for (the origin's own view is `origin`).
+  const asked: OriginRequest[] = [];
+  const fetcher = originFetcher(config.edge!, fetchImpl);
+  const cache = new EdgeCache({ edge: config.edge!, rules: config.rules, store, origin: (c, ip, req) => (asked.push(req), fetcher(c, ip, req)), now: clock.now });
   const ctx = { waitUntil: (p: Promise<unknown>) => void pending.push(p), clientIp: "192.0.2.7" };
   async function settle() {
     while (pending.length) await Promise.allSettled(pending.splice(0));
@@ -35,7 +38,7 @@ function setup(extraToml = "") {
     await settle();
     return { res, body, status: res.status, xcs: res.headers.get("x-cache-status"), cs: res.headers.get("cache-status") };
   }
-  return { clock, origin, store, cache, ctx, get, settle };
+  return { clock, origin, asked, store, cache, ctx, get, settle };
 }
 
 const iso = (extra: Partial<Script> = {}): Script => ({
@@ -47,6 +50,18 @@ const iso = (extra: Partial<Script> = {}): Script => ({
 const bytes = (start: number, end: number, seed = 0) => pattern(SIZE, seed).subarray(start, end + 1);
 
 describe("sliced objects", () => {
+  it("a MISS the probe brings whole is not idle-limited: the origin's body goes to the client and the store as it came", async () => {
+    const t = setup();
+    t.origin.set("/small", iso({ size: 1000 }));
+    const a = await t.get("/small");
+    expect([a.status, a.xcs, a.res.headers.get("content-length")]).toEqual([200, "MISS", "1000"]);
+    expect(a.body).toEqual(pattern(1000));
+    // No JavaScript stream watching the body (idle.ts): only a slice, which holds a renewed lock, needs one.
+    expect(t.asked.map((r) => r.idleLimit ?? false)).toEqual([false]);
+    const b = await t.get("/small");
+    expect([b.xcs, b.body]).toEqual(["HIT", pattern(1000)]);
+  });
+
   it("a deep Range on a cold cache costs the origin one slice, and the same Range again nothing", async () => {
     const t = setup();
     t.origin.set("/iso", iso());

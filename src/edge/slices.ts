@@ -37,6 +37,7 @@ import type { CacheStatusParams, XCacheStatus } from "../cache/status.ts";
 import { gatewayTimeout, originFailure } from "./deliver.ts";
 import { fetchAndStore, PARTIAL_REQUEST_HEADERS, putResponse, release, storeResponse } from "./fetch-store.ts";
 import { refreshedStorage } from "./revalidate.ts";
+import { idleLimited } from "./idle.ts";
 import { lengthStream } from "./length-stream.ts";
 import { SliceReader, VersionChanged, type SlicedRecord } from "./slice-reader.ts";
 import type { EntryStore, StoredEntry } from "./store.ts";
@@ -71,7 +72,8 @@ export async function fetchMiss(e: Engine, tx: Transaction, status: XCacheStatus
       method: "GET",
       drop: PARTIAL_REQUEST_HEADERS,
       headers: { range: `bytes=${asked.start}-${asked.end}` },
-      idleLimit: true, // its slice holds a lock while it is stored
+      // Not idle-limited here: a whole answer's body stays the runtime's own stream (teed natively to the client and
+      // the store, its length known); only a slice, which holds a renewed lock while it is stored, is (below).
     });
   } catch (error) {
     release(tx);
@@ -115,7 +117,7 @@ export async function fetchMiss(e: Engine, tx: Transaction, status: XCacheStatus
   // The probe's slice is claimed before the key's lock goes: the requests that waited for it wait for the slice.
   const storeProbe = await reader.claimSlice(first);
   release(tx); // explicitly: workerd's cache.put resolves when the store refuses
-  storeProbe(res.body);
+  storeProbe(idleLimited(res.body, e.edge.origin_idle_timeout_ms));
   try {
     return await answer(e, tx, reader, rec, status, { ...cacheStatus, stored: true }, 0);
   } catch (error) {

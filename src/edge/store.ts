@@ -4,7 +4,7 @@
  * the isolate (tests with a fake clock).
  */
 import type { StoredMeta } from "../cache/entry.ts";
-import { LOG_SEQ_HEADER, cacheUrl } from "../contracts/store.ts";
+import { cacheUrl, LOCK_HEADER, LOCK_TOKEN_HEADER, LOG_SEQ_HEADER } from "../contracts/store.ts";
 
 export interface StoredEntry {
   meta: StoredMeta;
@@ -13,8 +13,19 @@ export interface StoredEntry {
   bytes?: Uint8Array;
 }
 
+/**
+ * A lookup that also takes the key's coalescing lock when it finds nothing (a box whose store holds the locks: one
+ * round trip for both). The store fills in what happened; left unset when it could not ask (the caller claims then).
+ */
+export interface LookupLock {
+  ttlMs: number;
+  got?: "taken" | "held" | "changed";
+  /** The lock's token when `got` is "taken". */
+  token?: string;
+}
+
 export interface EntryStore {
-  get(key: string): Promise<StoredEntry | null>;
+  get(key: string, lock?: LookupLock): Promise<StoredEntry | null>;
   /**
    * Bytes `start`..`end` (inclusive) of an entry's body, read by the store itself (a disk seek rather than a read
    * from the start): null when the store cannot, or has nothing there. Optional: the engine slices the body otherwise.
@@ -37,19 +48,26 @@ export class CacheApiStore implements EntryStore {
   private readonly cache: Promise<Cache>;
   private readonly checkUploads: boolean;
   private readonly logSequence: { see(value: string | null): void } | undefined;
+  private readonly lockingLookups: Fetcher | undefined;
   /**
    * `checkUploads`: follow every body on its way in and remove what a put kept of one that failed or had another
    * length than announced (Miniflare: its Cache API commits an upload that failed midway). The disk store checks
    * lengths itself. `logSequence`: hears the purge log's sequence the disk store puts on its answers.
+   * `lockingLookups`: the store service that holds the box's locks, asked directly (the cache protocol's GET and a
+   * lock header) when a lookup wants the key's lock (see LookupLock).
    */
-  constructor(cache: Cache | Promise<Cache>, opts: { checkUploads?: boolean; logSequence?: { see(value: string | null): void } } = {}) {
+  constructor(
+    cache: Cache | Promise<Cache>,
+    opts: { checkUploads?: boolean; logSequence?: { see(value: string | null): void }; lockingLookups?: Fetcher } = {},
+  ) {
     this.cache = Promise.resolve(cache);
     this.checkUploads = opts.checkUploads ?? false;
     this.logSequence = opts.logSequence;
+    this.lockingLookups = opts.lockingLookups;
   }
 
-  async get(key: string): Promise<StoredEntry | null> {
-    const res = await (await this.cache).match(cacheUrl(key));
+  async get(key: string, lock?: LookupLock): Promise<StoredEntry | null> {
+    const res = lock && this.lockingLookups ? await this.lookupLocking(this.lockingLookups, key, lock) : await (await this.cache).match(cacheUrl(key));
     if (!res) return null;
     this.logSequence?.see(res.headers.get(LOG_SEQ_HEADER));
     const meta = parseMeta(res.headers.get(META_HEADER));
@@ -67,6 +85,18 @@ export class CacheApiStore implements EntryStore {
       return null; // not the body its meta describes: never served as complete
     }
     return { meta, body: res.body };
+  }
+
+  /** The store's HIT, or undefined with `lock` filled in from its MISS (see src/contracts/store.ts). */
+  private async lookupLocking(store: Fetcher, key: string, lock: LookupLock): Promise<Response | undefined> {
+    const res = await store.fetch(cacheUrl(key), { headers: { "cache-control": "only-if-cached", [LOCK_HEADER]: String(Math.max(1, lock.ttlMs)) } });
+    if (res.headers.get("cf-cache-status") === "HIT") return res;
+    await res.body?.cancel();
+    const token = res.headers.get(LOCK_TOKEN_HEADER);
+    const other = res.headers.get(LOCK_HEADER);
+    if (token) Object.assign(lock, { got: "taken", token });
+    else if (other === "held" || other === "changed") lock.got = other;
+    return undefined;
   }
 
   async getRange(key: string, start: number, end: number): Promise<StoredEntry | null> {

@@ -11,7 +11,7 @@ import type { Claim, Coalescer } from "./coalesce.ts";
 import type { OriginRequest } from "./origin.ts";
 import type { ControlLease } from "./control-lease.ts";
 import type { SharedLog } from "./shared-log.ts";
-import type { EntryStore, StoredEntry } from "./store.ts";
+import type { EntryStore, LookupLock, StoredEntry } from "./store.ts";
 import type { UseCounter } from "./uses.ts";
 
 /** What the host gives each request: a place for work that outlives the answer, and the client's address. */
@@ -48,6 +48,8 @@ export interface Lookup {
   mark: number;
   /** Date.now() when the lookup began (the store's clock, for shared locks). */
   at: number;
+  /** A lookup that asked for the lock of `storageKey` when nothing is there: what the store did (see LookupLock). */
+  lock?: LookupLock;
 }
 
 /** One client request on its way through the engine. */
@@ -82,6 +84,11 @@ export interface Outcome {
   age?: number;
   /** Body size when known (ranges need it). */
   size?: number;
+  /**
+   * The unchanging stored entry these headers and body are (a memory-tier copy's frozen meta): deliver makes the
+   * answer headers of a plain GET once per second for it instead of per request.
+   */
+  template?: object;
   /** Reads a byte range of the same stored body from the store (large objects: a seek instead of a skip). */
   readRange?: (start: number, end: number) => Promise<ReadableStream<Uint8Array> | null>;
 }

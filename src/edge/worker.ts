@@ -62,7 +62,9 @@ function appFor(env: Env, text: string) {
       const bounds = { maxBytes: edge?.hot_max_bytes ?? 0, maxObjectBytes: edge?.hot_max_object_bytes ?? 0 };
       const key = JSON.stringify(bounds);
       // Without the disk store (Miniflare, wrangler dev) uploads are counted on the way in (see CacheApiStore).
-      if (hot?.key !== key) hot = { key, tier: new HotTier(new CacheApiStore(caches.default, { checkUploads: !env.STORE, logSequence }), bounds) };
+      // With the box's locks in the store process, a lookup that finds nothing takes the key's lock in the same call.
+      const lockingLookups = env.STORE_LOCKS ? env.STORE : undefined;
+      if (hot?.key !== key) hot = { key, tier: new HotTier(new CacheApiStore(caches.default, { checkUploads: !env.STORE, logSequence, lockingLookups }), bounds) };
       const store = hot.tier;
       const geo = geoFrom(env);
       const storeService = env.STORE;

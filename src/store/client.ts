@@ -39,6 +39,9 @@ export function storeLocks(store: Fetcher, ttlMs: number): SharedLocks {
       tokens.set(key, token);
       return "taken";
     },
+    adopt(key, token) {
+      tokens.set(key, token);
+    },
     async release(key) {
       const token = tokens.get(key);
       if (token === undefined) return;
@@ -91,6 +94,7 @@ export function storePeers(
   const read = async () => {
     const res = await call(store, INVALIDATED_PATH, { since: String(seq), ring });
     logSequence?.see(res.headers.get(LOG_SEQ_HEADER));
+    if (res.status === 204) return; // nothing new since `seq` in ring `ring`
     if (!res.ok) return void (await res.body?.cancel());
     const got = (await res.json()) as Invalidations;
     if (got.reset) tier.clear();

@@ -102,6 +102,15 @@ export class BlockHasher {
   }
 }
 
+/** The digest table of a body held whole (a small entry written in one piece): each block hashed where it lies. */
+export async function digestTable(body: Uint8Array): Promise<Uint8Array> {
+  const out = new Uint8Array(tableLen(body.byteLength));
+  const digests = [];
+  for (let at = 0; at < body.byteLength; at += BLOCK) digests.push(blockDigest(body.subarray(at, Math.min(at + BLOCK, body.byteLength))));
+  (await Promise.all(digests)).forEach((d, i) => out.set(d, i * DIGEST_LEN));
+  return out;
+}
+
 /** Whether `digest` equals the `index`-th entry of `table`. */
 function matches(table: Uint8Array, index: number, digest: Uint8Array): boolean {
   const at = index * DIGEST_LEN;

@@ -7,7 +7,7 @@ import {
   TRAILER_LEN, decodeHead, decodeTrailer, encodeHead, encodeTrailer, fileLength, fileName, findHeadEnd, keyHash,
   lifetimeSeconds, parseFileName, parseHttpHead, singleRange,
 } from "./format.ts";
-import { BLOCK, BlockChecks, BlockHasher, bodyMatches, headDigest, tableLen, verifiedBody } from "./integrity.ts";
+import { BLOCK, BlockChecks, BlockHasher, bodyMatches, digestTable, headDigest, tableLen, verifiedBody } from "./integrity.ts";
 import { HeadCache } from "./heads.ts";
 import { Slots } from "./slots.ts";
 import { StoreIndex, type IndexEntry } from "./lru.ts";
@@ -195,6 +195,13 @@ describe("integrity", () => {
     const flipped = body.slice();
     flipped[BLOCK + 5] ^= 1;
     expect(await bodyMatches(flipped, table)).toBe(false);
+    // A body held whole (a small entry written in one piece) gets the same table, block by block where it lies.
+    expect(await digestTable(body)).toEqual(table);
+    for (const n of [0, 1, 1000, BLOCK, BLOCK + 1]) {
+      const h = new BlockHasher();
+      h.update(pattern(n));
+      expect(await digestTable(pattern(n))).toEqual(await h.table());
+    }
   });
 
   it("passes a range on only from blocks that matched; a damaged block ends the stream and is reported", { timeout: 20_000 }, async () => {

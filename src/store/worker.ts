@@ -24,12 +24,14 @@ import {
   singleRange,
   type StoredHead,
 } from "./format.ts";
-import { BLOCK, BlockChecks, BlockHasher, bodyMatches, headDigest, readBlock, tableLen, verifiedBody } from "./integrity.ts";
+import { BLOCK, BlockChecks, BlockHasher, bodyMatches, digestTable, headDigest, readBlock, tableLen, verifiedBody } from "./integrity.ts";
 import { HeadCache } from "./heads.ts";
 import { StoreIndex, type IndexEntry } from "./lru.ts";
 import { Slots } from "./slots.ts";
 import {
   CHANGED_HEADER,
+  LOCK_HEADER,
+  LOCK_TOKEN_HEADER,
   INVALIDATED_PATH,
   INVALIDATE_PATH,
   LOG_SEQ_HEADER,
@@ -87,6 +89,8 @@ interface State {
   locks: Map<string, { token: string; expires: number }>;
   /** Client invalidations for the edge processes' memory tiers: the newest, oldest first, bounded (see /invalidate). */
   invalidations: { id: string; seq: number; ring: { seq: number; key: string }[]; bytes: number };
+  /** Calls answered, by kind (StoreStats.calls): what a request costs the store, in round trips. */
+  calls: Record<string, number>;
 }
 
 let state: State | undefined;
@@ -112,9 +116,13 @@ function stateFor(env: StoreEnv): State {
     logSeq: 0,
     locks: new Map(),
     invalidations: { id: crypto.randomUUID(), seq: 0, ring: [], bytes: 0 },
+    calls: {},
   };
   return state;
 }
+
+/** StoreStats.calls' names of the cache protocol's methods (POST calls are named by their path). */
+const CALL_KINDS: Record<string, string> = { GET: "match", HEAD: "match", PUT: "put", PURGE: "purge", DELETE: "purge" };
 
 function miss(): Response {
   return new Response(null, { status: 504, headers: { "cf-cache-status": "MISS" } });
@@ -132,10 +140,27 @@ export default {
   async fetch(request: Request, env: StoreEnv, ctx: ExecutionContext): Promise<Response> {
     const s = stateFor(env);
     housekeeping(s, env, ctx);
+    const kind = request.headers.has(LOCK_HEADER)
+      ? "lookup-lock"
+      : (CALL_KINDS[request.method] ?? (request.method === "POST" ? new URL(request.url).pathname.slice(1) : "other"));
+    s.calls[kind] = (s.calls[kind] ?? 0) + 1;
     switch (request.method) {
       case "GET":
-      case "HEAD":
-        return match(s, env, ctx, request);
+      case "HEAD": {
+        const ttl = request.headers.get(LOCK_HEADER);
+        if (ttl === null) return match(s, env, ctx, request);
+        // A lookup that locks what it does not find: lookup and lock of a MISS in one round trip.
+        const found = await match(s, env, ctx, request);
+        if (found.status !== 504) return found;
+        const hash = await hashOf(request);
+        // Stored while this lookup ran (its hash was computed meanwhile): look again rather than fetch it twice.
+        if (s.index.get(hash)) found.headers.set(LOCK_HEADER, "changed");
+        else {
+          const token = takeLock(s, hash, Number(ttl), Date.now());
+          found.headers.set(token ? LOCK_TOKEN_HEADER : LOCK_HEADER, token ?? "held");
+        }
+        return found;
+      }
       case "PUT":
         return put(s, env, ctx, request);
       case "PURGE":
@@ -371,6 +396,27 @@ function headerRecord(head: StoredHead): Record<string, string> | null {
   return r;
 }
 
+type AtLeastReader = ReadableStreamBYOBReader & { readAtLeast?: <T extends ArrayBufferView>(min: number, view: T) => Promise<ReadableStreamReadResult<T>> };
+
+/**
+ * Reads up to `length` bytes into `buffer` from `offset` (fewer only at the stream's end), in as few reads as the
+ * stream allows. Each read transfers the buffer: the one to use afterwards is returned.
+ */
+async function readInto(reader: ReadableStreamBYOBReader, buffer: ArrayBuffer, offset: number, length: number): Promise<{ buffer: ArrayBuffer; filled: number }> {
+  const r = reader as AtLeastReader;
+  let filled = 0;
+  while (filled < length) {
+    const view = new Uint8Array(buffer, offset + filled, length - filled);
+    const { done, value } = r.readAtLeast ? await r.readAtLeast(length - filled, view) : await r.read(view);
+    if (value) {
+      buffer = value.buffer as ArrayBuffer;
+      filled += value.byteLength;
+    }
+    if (done || !value) break;
+  }
+  return { buffer, filled };
+}
+
 /** The file disappeared or is not what the index says: forget it, answer MISS. */
 async function gone(s: State, env: StoreEnv, ctx: ExecutionContext, hash: string, e: IndexEntry) {
   s.heads.delete(e.file);
@@ -460,10 +506,35 @@ async function put(s: State, env: StoreEnv, ctx: ExecutionContext, request: Requ
   let pending = buf.subarray(end + 4); // body bytes that came with the head
   reader.releaseLock();
   const body = request.body.getReader({ mode: "byob" });
-  // The file: head, body (a block per read, hashed on the way), digest table, trailer. Whatever goes wrong (the
-  // edge's body fails, it is longer or shorter than announced, no room) ends the upload normally without a trailer,
-  // so the disk service finishes its write and the file can then be deleted for sure: no write the bounds do not count.
-  const upload = new ReadableStream<Uint8Array>({
+  // A small body of a known length is read whole (one read when it came with the head), checked and hashed, and the
+  // file written in one piece: the disk service then takes a buffer instead of pulling a stream through JavaScript.
+  const small = declared !== undefined && fileLength(headBytes.byteLength, declared) <= SMALL;
+  /**
+   * The whole file of a small entry, or null when the body is not exactly `declared` bytes or fails. One buffer: the
+   * body is read into its place (workerd's readAtLeast) and hashed there, a block at a time, without copies.
+   */
+  const smallFile = async (): Promise<Uint8Array | null> => {
+    const length = declared!;
+    const at = headBytes.byteLength;
+    if (pending.byteLength > length) return null; // longer than announced
+    const start = new Uint8Array(fileLength(at, length));
+    start.set(headBytes);
+    start.set(pending, at);
+    const read = await readInto(body, start.buffer as ArrayBuffer, at + pending.byteLength, length - pending.byteLength);
+    if (read.filled !== length - pending.byteLength || (await readBlock(body, 1)).byteLength) return null; // shorter, or longer
+    const out = new Uint8Array(read.buffer);
+    count = length;
+    const table = await digestTable(out.subarray(at, at + length));
+    out.set(table, at + length);
+    out.set(encodeTrailer({ h: at, b: count, e: expires, w: written, hh: headHash }), at + length + table.byteLength);
+    complete = true;
+    return out;
+  };
+  // Larger ones, or of unknown length: head, body (a block per read, hashed on the way), digest table, trailer. Whatever
+  // goes wrong (the edge's body fails, it is longer or shorter than announced, no room) ends the upload normally
+  // without a trailer, so the disk service finishes its write and the file can then be deleted for sure: no write
+  // the bounds do not count.
+  const upload = small ? null : new ReadableStream<Uint8Array>({
     start(c) {
       c.enqueue(headBytes);
     },
@@ -520,9 +591,12 @@ async function put(s: State, env: StoreEnv, ctx: ExecutionContext, request: Requ
   const finished = (async (): Promise<Response> => {
     let ok = false;
     try {
-      const res = await env.DISK.fetch(DISK + file, { method: "PUT", body: upload });
-      await res.body?.cancel();
-      ok = res.ok && complete;
+      const source = small ? await smallFile() : upload;
+      if (source) {
+        const res = await env.DISK.fetch(DISK + file, { method: "PUT", body: source });
+        await res.body?.cancel();
+        ok = res.ok && complete;
+      }
     } catch {
       ok = false;
     }
@@ -575,6 +649,16 @@ async function purge(s: State, env: StoreEnv, ctx: ExecutionContext, request: Re
 
 const LOCK_MAX_TTL = 600_000;
 
+/** Takes the lock of `hash` for `ttl` ms (5 s when not a number): its token, or null when another holds it. */
+function takeLock(s: State, hash: string, ttl: number, now: number): string | null {
+  const held = s.locks.get(hash);
+  if (held && held.expires > now) return null;
+  if (s.locks.size >= 10_000) for (const [k, l] of s.locks) if (l.expires <= now) s.locks.delete(k);
+  const token = crypto.randomUUID();
+  s.locks.set(hash, { token, expires: now + Math.min(LOCK_MAX_TTL, Math.max(1, ttl || 5_000)) });
+  return token;
+}
+
 /** Ring bounds: a client flood of invalidations costs at most this much memory, never disk. */
 const RING_KEYS = 10_000;
 const RING_BYTES = 4 * 1024 * 1024;
@@ -620,10 +704,13 @@ async function control(s: State, request: Request): Promise<Response> {
     const inv = s.invalidations;
     const first = inv.ring[0]?.seq ?? inv.seq + 1;
     // A caller of another ring heard of this store before it restarted: what it missed is unknown, it forgets all.
-    const answer: Invalidations =
-      url.searchParams.get("ring") === inv.id && Number.isInteger(since) && since >= first - 1 && since <= inv.seq
-        ? { ring: inv.id, seq: inv.seq, keys: inv.ring.filter((r) => r.seq > since).map((r) => r.key) }
-        : { ring: inv.id, seq: inv.seq, keys: [], reset: true };
+    const current = url.searchParams.get("ring") === inv.id && Number.isInteger(since) && since >= first - 1 && since <= inv.seq;
+    // Nothing new (a memory-tier HIT on a box with several processes asks this): no body to make or read.
+    if (current && since === inv.seq) return new Response(null, { status: 204 });
+    // The ring's sequence numbers are consecutive: the keys after `since` are its tail.
+    const answer: Invalidations = current
+      ? { ring: inv.id, seq: inv.seq, keys: inv.ring.slice(since - first + 1).map((r) => r.key) }
+      : { ring: inv.id, seq: inv.seq, keys: [], reset: true };
     return Response.json(answer);
   }
   const target = url.searchParams.get("url");
@@ -636,13 +723,8 @@ async function control(s: State, request: Request): Promise<Response> {
       if (Number.isFinite(since) && url.searchParams.has("since") && e && (e.indexedAt ?? 0) >= since) {
         return new Response(null, { headers: { [CHANGED_HEADER]: "1" } });
       }
-      const held = s.locks.get(hash);
-      if (held && held.expires > now) return new Response(null, { status: 409 });
-      if (s.locks.size >= 10_000) for (const [k, l] of s.locks) if (l.expires <= now) s.locks.delete(k);
-      const ttl = Math.min(LOCK_MAX_TTL, Math.max(1, Number(url.searchParams.get("ttl")) || 5_000));
-      const token = crypto.randomUUID();
-      s.locks.set(hash, { token, expires: now + ttl });
-      return new Response(token);
+      const token = takeLock(s, hash, Number(url.searchParams.get("ttl")), now);
+      return token === null ? new Response(null, { status: 409 }) : new Response(token);
     }
     case UNLOCK_PATH: {
       const held = s.locks.get(hash);
@@ -669,6 +751,7 @@ async function control(s: State, request: Request): Promise<Response> {
         locks: s.locks.size,
         corrupt: s.corrupt,
         reads: { ...s.reads },
+        calls: { ...s.calls },
       };
       return Response.json(stats);
     }

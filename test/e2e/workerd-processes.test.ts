@@ -18,6 +18,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { answerStatic, chunkMatches, generatedHeaders } from "../../src/demo-origin/generated.ts";
 import { serveFetch, type Served } from "../../src/node/serve-fetch.ts";
 import { startEdgeWorkerd, type RunningWorkerdEdge } from "../../src/node/workerd-host.ts";
+import { waitFor } from "../support/anycast.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** A GET on a connection of its own (no keep-alive): the kernel picks the edge process for each. */
@@ -80,6 +81,11 @@ beforeAll(async () => {
       sliceRequests.push(req.headers.get("range") ?? "");
       return answerStatic(req, SLOW_SIZE, generatedHeaders({ size: SLOW_SIZE, cacheControl: "max-age=600" }), true, slowBody);
     }
+    // Not compressible, so stored once (a text type would be stored as a variant under a Vary marker: two writes).
+    if (path.startsWith("/calls/")) {
+      const text = `body of ${path}\n`.repeat(20);
+      return new Response(text, { headers: { "cache-control": "max-age=600", "content-type": "application/octet-stream", "content-length": String(text.length) } });
+    }
     originRequests.set(path, (originRequests.get(path) ?? 0) + 1);
     // The coalesced key is slow: long enough for every concurrent request to arrive while the first is at the origin.
     if (path.startsWith("/coalesce/")) await sleep(1500);
@@ -130,6 +136,37 @@ describe("an edge box with two workerd processes", () => {
     expect(answers.every((a) => a.status === 200 && a.body.startsWith("body of /coalesce/one"))).toBe(true);
     expect(originRequests.get("/coalesce/one")).toBe(1);
     expect(answers.filter((a) => a.xcs === "MISS")).toHaveLength(1);
+  });
+
+  it("a MISS costs the store two calls: the lookup, which takes the key's lock, and the write, which releases it", async () => {
+    /** The store's calls by kind, as the metrics carry them (any process: each reads the store's own counts). */
+    const calls = async (): Promise<Record<string, number>> => {
+      const res = await fetch(`${edge.url}/.well-known/cdn/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } });
+      const families = parsePrometheusTextFormat(await res.text()) as Array<{ name: string; metrics: Array<{ value: string; labels?: Record<string, string> }> }>;
+      const fam = families.find((f) => f.name === "parrot_edge_store_calls_total");
+      return Object.fromEntries((fam?.metrics ?? []).map((m) => [m.labels!.call!, Number(m.value)]));
+    };
+    const before = await calls();
+    const misses = 5;
+    for (let i = 0; i < misses; i++) {
+      const res = await fetch(`${edge.url}/calls/${i}`);
+      const expected = `body of /calls/${i}\n`.repeat(20);
+      expect(res.headers.get("x-cache-status")).toBe("MISS");
+      expect(res.headers.get("content-length")).toBe(String(expected.length)); // a whole answer keeps its length
+      expect(await res.text()).toBe(expected);
+    }
+    const delta = (after: Record<string, number>, kind: string) => (after[kind] ?? 0) - (before[kind] ?? 0);
+    // The writes end after the answers (the body is teed to the store): wait for them, bounded.
+    const after = (await waitFor(async () => {
+      const now = await calls();
+      return delta(now, "put") >= misses ? now : undefined;
+    }, 20_000))?.value;
+    expect(after, "every MISS was written").toBeDefined();
+    expect(delta(after!, "put")).toBe(misses);
+    expect(delta(after!, "lookup-lock")).toBe(misses);
+    // No separate lock call, and no unlock: the write released the lock the lookup took.
+    expect(delta(after!, "lock")).toBe(0);
+    expect(delta(after!, "unlock")).toBe(0);
   });
 
   it("a slice that takes longer than lock_timeout_ms to arrive is fetched once for concurrent requests in both processes", async () => {

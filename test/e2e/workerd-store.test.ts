@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { serveFetch, type Served } from "../../src/node/serve-fetch.ts";
 import { startEdgeWorkerd, type RunningWorkerdEdge } from "../../src/node/workerd-host.ts";
 import { storeBytes } from "../../src/store/scan.ts";
+import { waitFor } from "../support/anycast.ts";
 import { pattern, ScriptedOrigin } from "../support/scripted-origin.ts";
 
 const MB = 1024 * 1024;
@@ -126,6 +127,32 @@ describe("bare workerd disk store", () => {
     expect([again.xcs, new TextDecoder().decode(again.body)]).toEqual(["HIT", "persisted"]);
     expect(origin.hitsOf(p)).toBe(1);
     await edge.stop();
+  });
+
+  it("a small body (written in one piece) is stored only when it arrived whole: cut short by the origin, it is not", async () => {
+    const dir = newStore();
+    const edge = await start(dir);
+    const headers = { "cache-control": "max-age=600", "content-type": "application/octet-stream" };
+    for (const size of [1, 10_000, 200_000]) {
+      const p = `/small-write/${size}`;
+      // All but the last byte, then the origin's connection is cut (the answer announced all of them).
+      origin.set(p, { size, headers: { ...headers, "content-length": String(size) }, stallAfter: size - 1 });
+      const stalled = origin.stalls.stalled;
+      const cut = await fetch(edge.url + p);
+      expect(cut.headers.get("content-length")).toBe(String(size));
+      const got = cut.arrayBuffer().then((b) => b.byteLength, () => -1);
+      expect(await waitFor(async () => (origin.stalls.stalled > stalled ? true : undefined), 20_000)).toBeDefined();
+      origin.releaseStalls();
+      expect(await got, "the client sees the body end short").toBe(-1);
+      origin.set(p, { size, headers });
+      // Not stored: the request after it goes to the origin again (it waits for the cut one's lock, then looks).
+      const whole = await get(edge, p);
+      expect([whole.xcs, whole.body.byteLength]).toEqual(["MISS", size]);
+      expect(Buffer.compare(whole.body, pattern(size))).toBe(0);
+      await settle(dir);
+      const hit = await get(edge, p);
+      expect([hit.xcs, hit.res.headers.get("content-length"), Buffer.compare(hit.body, pattern(size))]).toEqual(["HIT", String(size), 0]);
+    }
   });
 
   it("kill -9 during concurrent writes: the box recovers the store and starts again by itself; no torn or wrong entry is ever served", async () => {
