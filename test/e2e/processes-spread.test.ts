@@ -8,7 +8,7 @@
  * metrics, asked over a connection the table says it holds).
  */
 import { mkdtempSync, rmSync } from "node:fs";
-import { Agent, get as httpGet } from "node:http";
+import { Agent } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 // @ts-expect-error: the package ships no types
@@ -16,7 +16,7 @@ import parsePrometheusTextFormat from "parse-prometheus-text-format";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { serveFetch, type Served } from "../../src/node/serve-fetch.ts";
 import { startEdgeWorkerd, type RunningWorkerdEdge } from "../../src/node/workerd-host.ts";
-import { serverPids } from "../support/socket-owners.ts";
+import { getOver, serverPids, type ConnectionAnswer } from "../support/socket-owners.ts";
 
 const TOKEN = "spread-test-token-0123456789";
 const CONNECTIONS = 200;
@@ -47,36 +47,14 @@ afterAll(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-interface Answer {
-  status: number;
-  body: string;
-  /** The client's port of the connection that carried it. */
-  port: number;
-}
 /** One GET through `agent` (one keep-alive connection each); `connected` settles once the TCP handshake is done. */
-function get(agent: Agent, path: string, headers: Record<string, string> = {}): { connected: Promise<void>; answer: Promise<Answer> } {
-  const { hostname, port } = new URL(edge.url);
-  let connected!: () => void;
-  const isConnected = new Promise<void>((r) => (connected = r));
-  const answer = new Promise<Answer>((done, fail) => {
-    const req = httpGet({ host: hostname, port, path, agent, headers }, (res) => {
-      const clientPort = res.socket.localPort!; // read now: at the end the socket is back in the agent's pool
-      let body = "";
-      res.setEncoding("utf8");
-      res.on("data", (c: string) => (body += c));
-      res.on("end", () => done({ status: res.statusCode!, body, port: clientPort }));
-    });
-    req.on("socket", (s) => (s.connecting ? s.once("connect", connected) : connected()));
-    req.on("error", fail);
-  });
-  return { connected: isConnected, answer };
-}
+const get = (agent: Agent, path: string, headers: Record<string, string> = {}) => getOver(edge.url, agent, path, headers);
 
 /**
  * Which process holds each of the connections that carried `answers` (all still open), by the socket table; checks
  * that each process took a fair share, and that its own request count agrees, asked over one of those connections.
  */
-async function expectFairShare(agents: Agent[], answers: Answer[]) {
+async function expectFairShare(agents: Agent[], answers: ConnectionAnswer[]) {
   const pids = edge.edgePids();
   const clientPorts = answers.map((r) => r.port);
   expect(new Set(clientPorts).size).toBe(CONNECTIONS);

@@ -8,7 +8,7 @@
  * process (the kernel's socket table says which), and after the purge's answer every one of them asks again.
  */
 import { mkdtempSync, rmSync } from "node:fs";
-import { Agent, get as httpGet } from "node:http";
+import { Agent } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 // @ts-expect-error: the package ships no types
@@ -16,7 +16,7 @@ import parsePrometheusTextFormat from "parse-prometheus-text-format";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { serveFetch, type Served } from "../../src/node/serve-fetch.ts";
 import { startEdgeWorkerd, type RunningWorkerdEdge } from "../../src/node/workerd-host.ts";
-import { serverPids } from "../support/socket-owners.ts";
+import { getOver, serverPids, type ConnectionAnswer } from "../support/socket-owners.ts";
 
 const TOKEN = "purge-processes-token-0123456789";
 /** Connections opened before the purge; more (up to MAX) until both processes hold some. */
@@ -50,28 +50,8 @@ afterAll(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-interface Answer {
-  status: number;
-  body: string;
-  xcs: string | undefined;
-  /** The client's port of the connection that carried it. */
-  port: number;
-}
-
 /** One GET through `agent` (one keep-alive connection each). */
-function get(agent: Agent, path: string, headers: Record<string, string> = {}): Promise<Answer> {
-  const { hostname, port } = new URL(edge.url);
-  return new Promise<Answer>((done, fail) => {
-    const req = httpGet({ host: hostname, port, path, agent, headers }, (res) => {
-      const clientPort = res.socket.localPort!;
-      let body = "";
-      res.setEncoding("utf8");
-      res.on("data", (c: string) => (body += c));
-      res.on("end", () => done({ status: res.statusCode!, body, xcs: res.headers["x-cache-status"] as string | undefined, port: clientPort }));
-    });
-    req.on("error", fail);
-  });
-}
+const get = (agent: Agent, path: string, headers: Record<string, string> = {}): Promise<ConnectionAnswer> => getOver(edge.url, agent, path, headers).answer;
 
 async function storeEntries(agent: Agent): Promise<number> {
   const m = await get(agent, "/.well-known/cdn/metrics", { authorization: `Bearer ${TOKEN}` });
