@@ -22,7 +22,7 @@ trap 'rm -rf "$T"' EXIT
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 cat > "$T/bench.ts" <<TS
-import { createServer, request } from "node:http";
+import { cacheStatus, freePort, startBenchOrigin } from "$PWD/scripts/bench/purge-fleet.ts";
 import { writeFileSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { startNodeScript, type Running } from "$PWD/src/node/children.ts";
@@ -41,27 +41,8 @@ const TOKEN = "bench-admin-token-0123456789";
 const HOSTS = Array.from({ length: EDGES }, (_, i) => "127.0.0." + (i + 2));
 const NAMES = HOSTS.map((_, i) => "e" + (i + 1));
 
-const freePort = (host: string) =>
-  new Promise<number>((resolve) => {
-    const s = createServer().listen(0, host, () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
-const origin = createServer((req, res) => {
-  res.writeHead(200, { "cache-control": "max-age=3600", etag: '"b"', "content-type": "text/plain" }).end("bench body " + req.url);
-});
-await new Promise<void>((r) => origin.listen(0, "127.0.0.1", () => r()));
-const originUrl = "http://127.0.0.1:" + (origin.address() as { port: number }).port;
-const get = (host: string, port: number, path: string) =>
-  new Promise<string | undefined>((resolve, reject) => {
-    const req = request({ host, port, path, headers: { host: "www.example.org" } }, (res) => {
-      res.resume();
-      res.on("end", () => resolve(res.headers["x-cache-status"] as string | undefined));
-    });
-    req.on("error", reject);
-    req.end();
-  });
+const { url: originUrl, server: origin } = await startBenchOrigin();
+const get = cacheStatus;
 
 async function run(n: number) {
   const dir = join(DIR, "run" + n);

@@ -25,8 +25,8 @@ T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 
 cat > "$T/bench.ts" <<TS
-import { createServer } from "node:http";
-import { Agent, request } from "node:http";
+import { request } from "node:http";
+import { agent, cacheStatus, freePort, startBenchOrigin } from "$PWD/scripts/bench/purge-fleet.ts";
 import { writeFileSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { startNodeScript, type Running } from "$PWD/src/node/children.ts";
@@ -43,31 +43,8 @@ const TOKEN = "bench-admin-token-0123456789";
 const HOSTS = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6"];
 const NAMES = ["e1", "e2", "e3", "e4", "e5"];
 
-const freePort = (host = "127.0.0.1") =>
-  new Promise<number>((resolve) => {
-    const s = createServer().listen(0, host, () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
-
-const origin = createServer((req, res) => {
-  res.writeHead(200, { "cache-control": "max-age=3600", etag: '"b"', "content-type": "text/plain" }).end("bench body " + req.url);
-});
-await new Promise<void>((r) => origin.listen(0, "127.0.0.1", () => r()));
-const originUrl = "http://127.0.0.1:" + (origin.address() as { port: number }).port;
-
-const agent = new Agent({ keepAlive: true, maxSockets: 8 });
-function get(host: string, port: number, path: string): Promise<string | undefined> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host, port, path, agent, headers: { host: "www.example.org" } }, (res) => {
-      res.resume();
-      res.on("end", () => resolve(res.headers["x-cache-status"] as string | undefined));
-    });
-    req.on("error", reject);
-    req.end();
-  });
-}
+const { url: originUrl, server: origin } = await startBenchOrigin();
+const get = cacheStatus;
 function post(host: string, port: number, path: string, body: unknown): Promise<number> {
   const data = JSON.stringify(body);
   return new Promise((resolve, reject) => {
