@@ -7,7 +7,8 @@
  *   a purge published right behind a 2,000-purge backlog reaches every running edge within 10 s (batches: one edge
  *   call per message took 80 s and more);
  *   a hung server (SIGSTOP) puts the edge on it into the revalidating state within lease_ms + margin, its health
- *   says so, no edge serves a purged object meanwhile, and its agent moves to another server while the hung one hangs.
+ *   says so, no edge serves a purged object meanwhile, and its agent moves to another server while the hung one hangs;
+ *   once it resumes, purges still reach every edge.
  */
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -197,6 +198,25 @@ describe("a hung NATS server (SIGSTOP)", () => {
     } finally {
       n3.proc.kill("SIGCONT");
     }
-    await cluster.healthy(2);
-  }, 120_000);
+    // After the hang: n3 is routed to both peers again and the control plane still carries purges everywhere. Whether
+    // n3's own replicas of each consumer have caught up (its full /healthz) is nats-server's business, not the CDN's:
+    // every edge reads from the stream's and consumers' leaders, which are elsewhere. nats-server 2.9.10 has been seen
+    // taking over 30 s for that on a loaded machine after a long hang.
+    await until(
+      "n3 routed to both peers again",
+      async () => {
+        const res = await fetch(`http://127.0.0.1:${cluster.options[2]!.httpPort}/routez`).catch(() => undefined);
+        const routes = res?.ok ? ((await res.json()) as { num_routes: number }) : undefined;
+        return routes && routes.num_routes >= 2 ? true : undefined;
+      },
+      30_000,
+    );
+    serve("/hung", "v4");
+    const after = await cdn.purge("as-pek", { urls: [`http://${SITE}/hung`] });
+    expect(after.json.stored, JSON.stringify(after.json)).toBe(true);
+    for (const e of EDGES) {
+      if (after.status === 200) expect((await cdn.get(e, "/hung")).body, e).toBe("/hung v4");
+      else await until(`${e} serves /hung v4`, async () => ((await cdn.get(e, "/hung")).body === "/hung v4" ? true : undefined), 10_000);
+    }
+  }, 180_000);
 });
