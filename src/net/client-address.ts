@@ -42,3 +42,17 @@ export function clientAddress(peer: string | undefined, forwardedFor: string | n
   }
   return peerBytes;
 }
+
+/**
+ * The host a request was first made for, when a trusted proxy names it in X-Forwarded-Host (an edge filling from
+ * this box as its shield does: the shield then keys and purges the object under the site's host, not its own
+ * address). Undefined when the peer is not trusted or the value is not one valid host[:port].
+ */
+export function forwardedHost(peer: string | undefined, value: string | null, trusted: Cidr[]): string | undefined {
+  if (!value || !peer || !trusted.length) return undefined;
+  const peerBytes = parseIp(stripPort(peer));
+  if (!peerBytes || !trusted.some((c) => inCidr(peerBytes, c))) return undefined;
+  const host = value.trim().toLowerCase();
+  const url = URL.parse(`http://${host}/`);
+  return url && url.host === host ? host : undefined;
+}
