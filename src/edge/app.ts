@@ -90,11 +90,14 @@ export function createEdgeApp({ config, store, fetch: fetchImpl = (i, init) => f
     const waitUntil = (p: Promise<unknown>) => ctx.waitUntil(p);
     let parsed = url ?? new URL(request.url);
     // An edge filling from this box (its shield) names the site's host: the object is keyed (and purged) under it.
-    const site = request.headers.has("x-forwarded-host") ? forwardedHost(peerAddress(request), request.headers.get("x-forwarded-host"), trusted) : undefined;
+    // Believed from any request that came through a CDN tier (CDN-Loop): bare workerd does not know the peer's
+    // address, and a client that sets both gains nothing it could not get with Host (the key's host is the host the
+    // origin is asked for, X-Forwarded-Host).
+    const site = request.headers.has("cdn-loop") ? forwardedHost(request.headers.get("x-forwarded-host")) : undefined;
     const received = request; // its peer address (request.cf) stays with it
     if (site && site !== parsed.host) {
-      parsed = new URL(parsed);
-      parsed.host = site;
+      // Built whole: URL's host setter would keep this box's port when the site's host names none.
+      parsed = new URL(`${parsed.protocol}//${site}${parsed.pathname}${parsed.search}`);
       request = new Request(parsed, request);
     }
     // Worked out when first asked (an origin request, the access log): a HIT without a log line never needs it.

@@ -44,14 +44,11 @@ export function clientAddress(peer: string | undefined, forwardedFor: string | n
 }
 
 /**
- * The host a request was first made for, when a trusted proxy names it in X-Forwarded-Host (an edge filling from
- * this box as its shield does: the shield then keys and purges the object under the site's host, not its own
- * address). Undefined when the peer is not trusted or the value is not one valid host[:port].
+ * The host a request was first made for, as X-Forwarded-Host names it, when it is one valid host[:port] (one value,
+ * lower case); undefined otherwise.
  */
-export function forwardedHost(peer: string | undefined, value: string | null, trusted: Cidr[]): string | undefined {
-  if (!value || !peer || !trusted.length) return undefined;
-  const peerBytes = parseIp(stripPort(peer));
-  if (!peerBytes || !trusted.some((c) => inCidr(peerBytes, c))) return undefined;
+export function forwardedHost(value: string | null): string | undefined {
+  if (!value) return undefined;
   const host = value.trim().toLowerCase();
   const url = URL.parse(`http://${host}/`);
   return url && url.host === host ? host : undefined;
