@@ -15,7 +15,7 @@ import { isAuthorized } from "../net/admin-auth.ts";
 import { ControlLease } from "./control-lease.ts";
 import { EdgeCache } from "./engine.ts";
 import { EdgeObserver, type EdgeStoreStats } from "./observe.ts";
-import { isLoop, originFetcher, ShieldPool } from "./origin.ts";
+import { CONTROL_APPLIED_HEADER, isLoop, originFetcher, ShieldPool } from "./origin.ts";
 import { textResponse } from "./transaction.ts";
 
 /** The health answer's header naming the box's state on the control plane. */
@@ -56,7 +56,12 @@ export function createEdgeApp({ config, store, fetch: fetchImpl = (i, init) => f
   const observer = new EdgeObserver(edge.name, edge.access_log, log);
   const shields = new ShieldPool(edge);
   const origin = observer.wrapOrigin(
-    originFetcher(edge, fetchImpl, undefined, { rules: config.rules, shields, onShield: (client, e) => observer.shield(client, e) }),
+    originFetcher(edge, fetchImpl, undefined, {
+      rules: config.rules,
+      shields,
+      onShield: (client, e) => observer.shield(client, e),
+      applied: config.control ? () => cache.controlMarkNow() : undefined,
+    }),
   );
   // With a control plane, entries older than this box start are stale until its agent has caught up.
   const boot = config.control ? parseBootId(bootId) : undefined;
@@ -109,9 +114,16 @@ export function createEdgeApp({ config, store, fetch: fetchImpl = (i, init) => f
         return ip;
       },
     };
+    // To another tier, with a control plane: how far this box had applied purges when it judged the answer (read
+    // before), so an edge that applied more does not take a copy purged since (origin.ts isBehind).
+    const mark = config.control && received.headers.has("cdn-loop") ? cache.controlMarkNow() : undefined;
     const answer = await cache.answer(request, context, parsed);
     observer.answered(request, parsed, answer, context, started, waitUntil);
-    return answer.response;
+    if (!mark) return answer.response;
+    const headers = new Headers(answer.response.headers);
+    headers.set(CONTROL_APPLIED_HEADER, `${mark.stream} ${mark.seq}`);
+    const r = answer.response;
+    return new Response(r.body, { status: r.status, statusText: r.statusText, headers, encodeBody: "manual" } as ResponseInit);
   };
 
   // The CDN's own paths (Hono): health for DNS nodes' probes ("draining", 503, while the edge should leave DNS

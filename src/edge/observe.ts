@@ -71,11 +71,11 @@ export class EdgeObserver {
   shield(client: Request, e: ShieldEvent) {
     this.metrics.inc(
       "parrot_edge_shield_requests_total",
-      "Requests this edge sent to its shields, by shield and result: hit (the shield had it), miss (the shield went to the origin), failed (the next shield or the origin was tried).",
+      "Requests this edge sent to its shields, by shield and result: hit (the shield had it), miss (the shield went to the origin), failed (no answer or a 5xx of its own), behind (it had not applied a purge this box has); after failed and behind the next shield or the origin was tried.",
       { shield: e.shield, result: e.result },
     );
     if (e.result === "hit") this.metrics.inc("parrot_edge_shield_origin_avoided_total", "Origin requests avoided: fills this edge got from a shield's cache.");
-    if (e.result !== "failed") this.shieldOf.set(client, e.shield);
+    if (e.result === "hit" || e.result === "miss") this.shieldOf.set(client, e.shield);
   }
 
   /** Sets the store's gauges and counters from its stats (absent under Miniflare, which has no store binding). */

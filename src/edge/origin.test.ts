@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { parseConfig } from "../config/config.ts";
-import { ClientBodyError, isUntrustedRequestHeader, OriginPool, originFetcher, OriginTimeout, ShieldPool } from "./origin.ts";
+import { ClientBodyError, CONTROL_APPLIED_HEADER, isBehind, isUntrustedRequestHeader, OriginPool, originFetcher, OriginTimeout, ShieldPool } from "./origin.ts";
 
 function edgeWith(toml: string) {
   return parseConfig(`[edge]\nname = "t"\norigin_timeout_ms = 50\n${toml}`).edge!;
@@ -253,5 +253,40 @@ shields = [ { name = "shield-a", url = "http://shield-a:8080" }, { name = "shiel
     expect(() => parseConfig(`[edge]\norigin = "http://o"\nshields = [ { url = "http://x" } ]`)).toThrow(/edge\.shields\[0\]\.name/);
     expect(() => parseConfig(`[edge]\norigin = "http://o"\nshields = [ { name = "a", url = "http://x" }, { name = "a", url = "http://y" } ]`)).toThrow(/edge\.shields: each shield needs a name of its own/);
     expect(() => parseConfig(`[edge]\norigin = "http://o"\nshields = []`)).toThrow(/edge\.shields: name at least one shield/);
+  });
+});
+
+describe("shields and the control plane's purges", () => {
+  const toml = `origin = "http://origin"
+shields = [ { name = "shield-a", url = "http://shield-a:8080" } ]`;
+
+  it("isBehind: a shield that applied fewer purges of the same stream, or says nothing, is behind", () => {
+    const ours = { stream: "s1", seq: 10 };
+    expect(isBehind("s1 9", ours)).toBe(true);
+    expect(isBehind("s1 10", ours)).toBe(false);
+    expect(isBehind("s1 11", ours)).toBe(false);
+    expect(isBehind(null, ours)).toBe(true);
+    expect(isBehind("garbage", ours)).toBe(true);
+    expect(isBehind("s0 3", ours)).toBe(false); // another stream: a recreated stream's numbers do not compare
+    expect(isBehind(null, undefined)).toBe(false); // no control plane here: nothing to compare
+  });
+
+  it("an edge does not take an answer from a shield behind it on purges: the origin answers, and the mark never reaches the client", async () => {
+    const seen: string[] = [];
+    let shieldMark = "s1 9";
+    const events: string[] = [];
+    const fetcher = originFetcher(edgeWith(toml), async (input) => {
+      const host = new URL(String(input instanceof Request ? input.url : input)).host;
+      seen.push(host);
+      return host === "origin" ? new Response("fresh") : new Response("maybe purged", { headers: { [CONTROL_APPLIED_HEADER]: shieldMark } });
+    }, undefined, { rules: [], shields: new ShieldPool(edgeWith(toml)), applied: () => ({ stream: "s1", seq: 10 }), onShield: (_, e) => events.push(e.result) });
+    const client = new Request("http://www.example.org/x");
+    expect(await (await fetcher(client, undefined, { method: "GET" })).text()).toBe("fresh");
+    expect(seen).toEqual(["shield-a:8080", "origin"]);
+    shieldMark = "s1 10";
+    const caughtUp = await fetcher(client, undefined, { method: "GET" });
+    expect(await caughtUp.text()).toBe("maybe purged");
+    expect(caughtUp.headers.has(CONTROL_APPLIED_HEADER)).toBe(false);
+    expect(events).toEqual(["behind", "miss"]);
   });
 });

@@ -240,16 +240,34 @@ export interface ShieldEvent {
   shield: string;
   /**
    * hit: the shield answered from its cache (an origin request avoided); miss: it went to the origin for it;
-   * failed: no answer, a timeout or a 5xx of its own (the next shield or the origins were tried).
+   * failed: no answer, a timeout or a 5xx of its own; behind: it had not applied a purge this box has (in both
+   * cases the next shield or the origins were tried).
    */
-  result: "hit" | "miss" | "failed";
+  result: "hit" | "miss" | "failed" | "behind";
 }
+
+/**
+ * On a tier's answer, how far the answering box had applied the control plane's purges (`<stream> <seq>`): an edge
+ * that applied more does not take the answer (it could be a copy purged since), see `isBehind`.
+ */
+export const CONTROL_APPLIED_HEADER = "cdn-control-applied";
 
 /** The tiered cache's part of the origin function: the rules (for the cache key), the shields, who hears of them. */
 export interface Tiers {
   rules: Rule[];
   shields: ShieldPool;
   onShield?: (client: Request, event: ShieldEvent) => void;
+  /** With a control plane: how far this box applied its purges (its agent's mark). */
+  applied?: () => { stream: string; seq: number } | undefined;
+}
+
+/** A shield's answer from a box that had applied fewer of the control plane's purges than this one. */
+export function isBehind(answered: string | null, ours: { stream: string; seq: number } | undefined): boolean {
+  if (!ours) return false;
+  const m = /^(\S+) (\d+)$/.exec(answered?.trim() ?? "");
+  // No mark (a shield without the control plane, or not caught up since its start): it cannot vouch for its copies.
+  if (!m) return true;
+  return m[1] === ours.stream && Number(m[2]) < ours.seq;
 }
 
 /** The shield's own Cache-Status member (the last one naming it): what it says about this answer. */
@@ -302,6 +320,12 @@ export function originFetcher(edge: EdgeConfig, fetchImpl: FetchLike = fetch, po
           tiers!.onShield?.(client, { shield: shield.name, result: "failed" });
           continue;
         }
+        if (isBehind(response.headers.get(CONTROL_APPLIED_HEADER), tiers!.applied?.())) {
+          // It has not applied a purge this box has: its copy may be one purged since. The next shield, or the origins.
+          await response.body?.cancel();
+          tiers!.onShield?.(client, { shield: shield.name, result: "behind" });
+          continue;
+        }
         const member = shieldMember(response, shield.name);
         if (response.status >= 500 && response.status !== 508) {
           await response.body?.cancel();
@@ -313,6 +337,12 @@ export function originFetcher(edge: EdgeConfig, fetchImpl: FetchLike = fetch, po
         }
         shields.succeeded(i);
         tiers!.onShield?.(client, { shield: shield.name, result: member && /;\s*hit(;|$)/.test(member) ? "hit" : "miss" });
+        if (response.headers.has(CONTROL_APPLIED_HEADER)) {
+          // Between tiers only: not stored, not for clients.
+          const headers = new Headers(response.headers);
+          headers.delete(CONTROL_APPLIED_HEADER);
+          response = new Response(response.body, { status: response.status, statusText: response.statusText, headers, encodeBody: "manual" } as ResponseInit);
+        }
         return watched(response, req);
       }
     }
