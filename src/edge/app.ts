@@ -73,6 +73,10 @@ export function createEdgeApp({ config, store, fetch: fetchImpl = (i, init) => f
   const cache = new EdgeCache({ edge, rules: config.rules, store, origin, now, locks, peers, logSequence, boot, lease });
   observer.metrics.onCollect(() => {
     observer.metrics.set("parrot_edge_purge_log_bytes", "Bytes of the shared purge-log record (operator purges only).", {}, cache.purgeLogBytes);
+    const down = shields.down();
+    for (const s of shields.shields) {
+      observer.metrics.set("parrot_edge_shield_up", "1 while this edge sends fills to the shield (0: skipped after failures, origin_fail_timeout).", { shield: s.name }, down.includes(s.name) ? 0 : 1);
+    }
     if (lease) {
       const v = lease.view();
       for (const state of ["current", "lagging", "cut-off", "no-agent"]) {

@@ -319,6 +319,8 @@ describe("tiered cache (bare workerd: 3 edges, 2 shields)", () => {
     const trace = await get(edges[0]!.port, `/.well-known/cdn/trace?url=${encodeURIComponent(`http://${SITE}${p}`)}`);
     expect(trace.body).toContain(`shield=${other.name}`);
     expect(trace.body).toContain(`${ownerName}:down`);
+    expect(await metric(edges[0]!.port, "parrot_edge_shield_up", `shield="${ownerName}"`)).toBe(0);
+    expect(await metric(edges[0]!.port, "parrot_edge_shield_up", `shield="${other.name}"`)).toBe(1);
     console.log(`shield e2e: owner ${ownerName} killed mid-download; origin sent ${(origin.bytes(p) / size).toFixed(3)} x the object`);
   }, 120_000);
 });
