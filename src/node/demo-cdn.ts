@@ -10,6 +10,7 @@ import { networkInterfaces } from "node:os";
 import { join, resolve } from "node:path";
 import { parse as parseToml, stringify as stringifyToml } from "smol-toml";
 import { demoOrigin } from "../demo-origin/origin.ts";
+import { HEALTH_PATH } from "../contracts/well-known.ts";
 import { ROOT, startNodeScript, type Running } from "./children.ts";
 import { loadConfigFile } from "./config-file.ts";
 import { dnsHost, placeLocalEdges, urlHost } from "./demo-edges.ts";
@@ -135,6 +136,13 @@ export async function runDemoCdn(values: DemoCdnOptions): Promise<void> {
         join(stateDir, `${shield.name}.log`),
       );
       children.push(box);
+      // With the control plane, edges take a shield's answers only once it says how far it applied the purge
+      // stream: wait (bounded) until its agent has caught up, so the first fills already come through it.
+      for (let tries = 0; raw.control && tries < 300; tries++) {
+        const state = await fetch(`${box.match[1]}${HEALTH_PATH}`).then((r) => r.headers.get("cdn-control")) // app.ts CONTROL_HEADER.catch(() => null);
+        if (state === "current") break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
       console.log(`shield       ${box.match[1]}  ${shield.name} (the edges fill from it; it fills from the origin)`);
     }
     const edges = await Promise.all(
