@@ -58,6 +58,15 @@ export const OriginSchema = z
   })
   .strict();
 
+/** A shield: another edge box this edge fills from (tiered cache); its `name` is that box's `[edge] name`. */
+export const ShieldSchema = z
+  .object({
+    /** The shield box's own `[edge] name` (what it writes in Via, CDN-Loop and Cache-Status); this box skips itself. */
+    name: z.string().regex(/^[A-Za-z0-9._-]+$/, "letters, digits, '.', '_' and '-' only"),
+    url: OriginUrl,
+  })
+  .strict();
+
 export const EdgeSchema = z
   .object({
     /** This edge's name: the cache name in Cache-Status and Via. */
@@ -66,6 +75,12 @@ export const EdgeSchema = z
     origin: OriginUrl.optional(),
     /** Several origins: the lowest priority number with a healthy member serves (higher numbers are backups). */
     origins: z.array(OriginSchema).min(1).optional(),
+    /**
+     * Shield boxes this edge fills from (tiered cache): a GET or HEAD goes to the shield the cache key hashes to
+     * (rendezvous), then the next one in that key's order when it fails, then the origins. Failures and timeouts use
+     * the origin_* settings.
+     */
+    shields: z.array(ShieldSchema).min(1, "name at least one shield, or leave `shields` out").optional(),
     /** Passive origin health (nginx's max_fails / fail_timeout): this many failures in a row skip an origin... */
     origin_max_fails: z.number().int().min(1).default(3),
     /** ...for this many seconds. */
@@ -168,12 +183,17 @@ export const EdgeSchema = z
   .refine((e) => !(e.origin !== undefined && e.origins !== undefined), {
     message: "set either `origin` or `origins`, not both",
     path: ["origins"],
+  })
+  .refine((e) => new Set((e.shields ?? []).map((s) => s.name)).size === (e.shields ?? []).length, {
+    message: "each shield needs a name of its own (the rendezvous hash and the metrics tell them apart by name)",
+    path: ["shields"],
   });
 
 export type RequestCondition = z.infer<typeof RequestConditionSchema>;
 export type Rule = z.infer<typeof RuleSchema>;
 export type EdgeConfig = z.infer<typeof EdgeSchema>;
 export type OriginConfig = z.infer<typeof OriginSchema>;
+export type ShieldConfig = z.infer<typeof ShieldSchema>;
 
 /** The origins of an edge, whichever way the file names them. */
 export function originsOf(edge: EdgeConfig): OriginConfig[] {

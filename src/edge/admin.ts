@@ -10,6 +10,7 @@ import { findRule } from "../cache/rules.ts";
 import { isAuthorized, unauthorized } from "../net/admin-auth.ts";
 import { PROMETHEUS_CONTENT_TYPE } from "../metrics/registry.ts";
 import type { ControlLease } from "./control-lease.ts";
+import type { ShieldPool } from "./origin.ts";
 import type { EdgeCache } from "./engine.ts";
 import type { EdgeObserver, EdgeStoreStats } from "./observe.ts";
 import type { FetchLike } from "../contracts/fetch.ts";
@@ -112,20 +113,21 @@ async function purgeEverywhere(
   }
   const self = config.edge!.name;
   const results: PurgeResult[] = [];
-  try {
-    const { stored } = await cache.purge(req, here);
-    results.push({ edge: self, ok: true, ...(req.urls && stored !== undefined ? { stored } : {}) });
-  } catch (err) {
-    results.push({ edge: self, ok: false, error: (err as Error).message });
-  }
-  if (everywhere) {
-    const peers = config.edges.filter((e) => e.url && e.name !== self);
-    results.push(
-      ...(await Promise.all(
-        peers.map((peer) => purgeAt(peer.name, peer.url!, req, token!, fetchImpl)),
-      )),
-    );
-  }
+  const purgeHere = async () => {
+    try {
+      const { stored } = await cache.purge(req, here);
+      return { edge: self, ok: true, ...(req.urls && stored !== undefined ? { stored } : {}) };
+    } catch (err) {
+      return { edge: self, ok: false, error: (err as Error).message };
+    }
+  };
+  // With shields (tiered cache), the shields first, then this box and the other edges: an edge purged before its
+  // shield could refill from the shield's old copy and keep it after the purge was acknowledged.
+  const shields = everywhere ? (config.edge!.shields ?? []).filter((s) => s.name !== self) : [];
+  const peers = everywhere ? config.edges.filter((e) => e.url && e.name !== self && !shields.some((s) => s.name === e.name)) : [];
+  results.push(...(await Promise.all(shields.map((s) => purgeAt(s.name, s.url, req, token!, fetchImpl)))));
+  results.unshift(await purgeHere());
+  results.push(...(await Promise.all(peers.map((peer) => purgeAt(peer.name, peer.url!, req, token!, fetchImpl)))));
   return json({ results }, results.every((r) => r.ok) ? 200 : 502);
 }
 
@@ -190,6 +192,7 @@ export function handleTrace(
   config: CdnConfig,
   clientIp: string | undefined,
   locate: (ip: string) => string | undefined,
+  shields?: ShieldPool,
 ): Response {
   const url = new URL(request.url);
   const cf = (request as { cf?: Record<string, unknown> }).cf ?? {};
@@ -208,9 +211,21 @@ export function handleTrace(
     `url=${target.href}`,
     `key=${primaryKey(target, rule?.query)}`,
     `rule=${rule ? rule.path : "none"}`,
+    ...tierLines(shields, primaryKey(target, rule?.query)),
     `ts=${(Date.now() / 1000).toFixed(3)}`,
   ];
   return new Response(lines.join("\n") + "\n", { headers: { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" } });
+}
+
+/**
+ * The trace's tiered-cache lines: the shield a fill of the key goes to now (`origin` when none: no shields, this box
+ * is the key's shield, or every shield before it is down) and the key's whole order with each shield's health.
+ */
+function tierLines(shields: ShieldPool | undefined, key: string): string[] {
+  if (!shields?.size) return [];
+  const first = shields.candidates(key)[0];
+  const order = shields.view(key).map((s) => `${s.name}:${s.self ? "self" : s.up ? "up" : "down"}`);
+  return [`shield=${first === undefined ? "origin" : shields.shields[first]!.name}`, `shields=${order.join(",")}`];
 }
 
 /**

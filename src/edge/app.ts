@@ -4,7 +4,7 @@
  */
 import { Hono } from "hono";
 import type { CdnConfig } from "../config/config.ts";
-import { clientAddress, peerAddress } from "../net/client-address.ts";
+import { clientAddress, forwardedHost, peerAddress } from "../net/client-address.ts";
 import { formatIp, parseCidr, type Cidr } from "../net/ip.ts";
 import { handleAnycast, handleControl, handleDrain, handleMetrics, handlePurge, handlePurgeMethod, handleTrace, type ControlBinding } from "./admin.ts";
 import { parseBootId } from "../control/boot.ts";
@@ -15,7 +15,7 @@ import { isAuthorized } from "../net/admin-auth.ts";
 import { ControlLease } from "./control-lease.ts";
 import { EdgeCache } from "./engine.ts";
 import { EdgeObserver, type EdgeStoreStats } from "./observe.ts";
-import { isLoop, originFetcher } from "./origin.ts";
+import { CONTROL_APPLIED_HEADER, isLoop, originFetcher, ShieldPool } from "./origin.ts";
 import { textResponse } from "./transaction.ts";
 
 /** The health answer's header naming the box's state on the control plane. */
@@ -54,7 +54,15 @@ export function createEdgeApp({ config, store, fetch: fetchImpl = (i, init) => f
   const edge = config.edge;
   if (!edge) throw new Error("cdn.toml has no [edge] table: this worker has no origin to serve");
   const observer = new EdgeObserver(edge.name, edge.access_log, log);
-  const origin = observer.wrapOrigin(originFetcher(edge, fetchImpl));
+  const shields = new ShieldPool(edge);
+  const origin = observer.wrapOrigin(
+    originFetcher(edge, fetchImpl, undefined, {
+      rules: config.rules,
+      shields,
+      onShield: (client, e) => observer.shield(client, e),
+      applied: config.control ? () => cache.controlMarkNow() : undefined,
+    }),
+  );
   // With a control plane, entries older than this box start are stale until its agent has caught up.
   const boot = config.control ? parseBootId(bootId) : undefined;
   // With a control plane and its agent: the box's lease (stored entries revalidated while it cannot hear the fleet).
@@ -65,6 +73,10 @@ export function createEdgeApp({ config, store, fetch: fetchImpl = (i, init) => f
   const cache = new EdgeCache({ edge, rules: config.rules, store, origin, now, locks, peers, logSequence, boot, lease });
   observer.metrics.onCollect(() => {
     observer.metrics.set("parrot_edge_purge_log_bytes", "Bytes of the shared purge-log record (operator purges only).", {}, cache.purgeLogBytes);
+    const down = shields.down();
+    for (const s of shields.shields) {
+      observer.metrics.set("parrot_edge_shield_up", "1 while this edge sends fills to the shield (0: skipped after failures, origin_fail_timeout).", { shield: s.name }, down.includes(s.name) ? 0 : 1);
+    }
     if (lease) {
       const v = lease.view();
       for (const state of ["current", "lagging", "cut-off", "no-agent"]) {
@@ -85,19 +97,37 @@ export function createEdgeApp({ config, store, fetch: fetchImpl = (i, init) => f
     if (isLoop(request, edge.name)) return textResponse(508, "508 loop detected: this request already passed through this edge\n");
     const started = Date.now();
     const waitUntil = (p: Promise<unknown>) => ctx.waitUntil(p);
-    const parsed = url ?? new URL(request.url);
+    let parsed = url ?? new URL(request.url);
+    // An edge filling from this box (its shield) names the site's host: the object is keyed (and purged) under it.
+    // Believed from any request that came through a CDN tier (CDN-Loop): bare workerd does not know the peer's
+    // address, and a client that sets both gains nothing it could not get with Host (the key's host is the host the
+    // origin is asked for, X-Forwarded-Host).
+    const site = request.headers.has("cdn-loop") ? forwardedHost(request.headers.get("x-forwarded-host")) : undefined;
+    const received = request; // its peer address (request.cf) stays with it
+    if (site && site !== parsed.host) {
+      // Built whole: URL's host setter would keep this box's port when the site's host names none.
+      parsed = new URL(`${parsed.protocol}//${site}${parsed.pathname}${parsed.search}`);
+      request = new Request(parsed, request);
+    }
     // Worked out when first asked (an origin request, the access log): a HIT without a log line never needs it.
     let ip: string | undefined | null = null;
     const context = {
       waitUntil,
       get clientIp() {
-        if (ip === null) ip = clientIp(request);
+        if (ip === null) ip = clientIp(received);
         return ip;
       },
     };
+    // To another tier, with a control plane: how far this box had applied purges when it judged the answer (read
+    // before), so an edge that applied more does not take a copy purged since (origin.ts isBehind).
+    const mark = config.control && received.headers.has("cdn-loop") ? cache.controlMarkNow() : undefined;
     const answer = await cache.answer(request, context, parsed);
     observer.answered(request, parsed, answer, context, started, waitUntil);
-    return answer.response;
+    if (!mark) return answer.response;
+    const headers = new Headers(answer.response.headers);
+    headers.set(CONTROL_APPLIED_HEADER, `${mark.stream} ${mark.seq}`);
+    const r = answer.response;
+    return new Response(r.body, { status: r.status, statusText: r.statusText, headers, encodeBody: "manual" } as ResponseInit);
   };
 
   // The CDN's own paths (Hono): health for DNS nodes' probes ("draining", 503, while the edge should leave DNS
@@ -124,7 +154,7 @@ export function createEdgeApp({ config, store, fetch: fetchImpl = (i, init) => f
   own.all(PURGE_PATH, (c) => handlePurge(c.req.raw, config, cache, fetchImpl, control, boot?.id));
   own.all(CONTROL_PATH, (c) => handleControl(c.req.raw, config, cache, boot?.id, lease));
   own.get(METRICS_PATH, (c) => handleMetrics(c.req.raw, config, observer, stats));
-  own.get(TRACE_PATH, (c) => handleTrace(c.req.raw, config, clientIp(c.req.raw), locate));
+  own.get(TRACE_PATH, (c) => handleTrace(c.req.raw, config, clientIp(c.req.raw), locate, shields));
   // Metrics also at /metrics with the token; without it /metrics is the origin's page.
   own.get("/metrics", async (c) => {
     if (await isAuthorized(c.req.raw, config.admin.token)) return handleMetrics(c.req.raw, config, observer, stats);

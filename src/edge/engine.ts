@@ -276,6 +276,11 @@ export class EdgeCache {
     return this.e.shared.current.control;
   }
 
+  /** The control agent's mark as this isolate last read it (what its answers were judged with), without a read. */
+  controlMarkNow(): ControlMark | undefined {
+    return this.e.shared.current.control;
+  }
+
   async setControlMark(mark: Omit<ControlMark, "at">): Promise<void> {
     await this.e.shared.update((log) => ({ ...log, control: { ...mark, at: this.e.now() } }));
   }

@@ -4,7 +4,7 @@
  */
 import { compressionGauges } from "./compress.ts";
 import { Registry } from "../metrics/registry.ts";
-import type { OriginRequest } from "./origin.ts";
+import type { OriginRequest, ShieldEvent } from "./origin.ts";
 import type { StoreStats } from "../contracts/store.ts";
 import type { Delivered } from "./deliver.ts";
 
@@ -21,6 +21,8 @@ const ORIGIN_BOUNDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 
 export class EdgeObserver {
   readonly metrics = new Registry();
   private readonly origin = new WeakMap<Request, { status?: number; ms: number }>();
+  /** The shield that answered a request's fill (tiered cache), for the access log. */
+  private readonly shieldOf = new WeakMap<Request, string>();
   private readonly edgeName: string;
   private readonly accessLog: boolean;
   private readonly lines: BatchedLines;
@@ -35,6 +37,9 @@ export class EdgeObserver {
       const total = this.metrics.sum("parrot_edge_requests_total");
       const hits = this.metrics.sum("parrot_edge_requests_total", { cache_status: "HIT" });
       this.metrics.set("parrot_edge_hit_ratio", "HIT answers over all answers since start.", {}, total ? hits / total : 0);
+      const shieldHits = this.metrics.sum("parrot_edge_shield_requests_total", { result: "hit" });
+      const shieldAnswers = shieldHits + this.metrics.sum("parrot_edge_shield_requests_total", { result: "miss" });
+      if (shieldAnswers) this.metrics.set("parrot_edge_shield_hit_ratio", "Fills a shield answered from its cache over all fills shields answered, since start.", {}, shieldHits / shieldAnswers);
       const z = compressionGauges();
       this.metrics.set("parrot_edge_compress_held_bytes", "Bytes of bodies held for compression in this process (at most compress_budget_bytes).", {}, z.heldBytes);
       this.metrics.set("parrot_edge_compressing_bytes", "Bytes of bodies being compressed in this process now.", {}, z.compressingBytes);
@@ -60,6 +65,17 @@ export class EdgeObserver {
         throw err;
       }
     };
+  }
+
+  /** Counts one request to a shield (tiered cache). */
+  shield(client: Request, e: ShieldEvent) {
+    this.metrics.inc(
+      "parrot_edge_shield_requests_total",
+      "Requests this edge sent to its shields, by shield and result: hit (the shield had it), miss (the shield went to the origin), failed (no answer or a 5xx of its own), behind (it had not applied a purge this box has); after failed and behind the next shield or the origin was tried.",
+      { shield: e.shield, result: e.result },
+    );
+    if (e.result === "hit") this.metrics.inc("parrot_edge_shield_origin_avoided_total", "Origin requests avoided: fills this edge got from a shield's cache.");
+    if (e.result === "hit" || e.result === "miss") this.shieldOf.set(client, e.shield);
   }
 
   /** Sets the store's gauges and counters from its stats (absent under Miniflare, which has no store binding). */
@@ -126,6 +142,7 @@ export class EdgeObserver {
         cache_status: xcs,
         origin_status: origin?.status ?? null,
         origin_ms: origin?.ms ?? null,
+        shield: this.shieldOf.get(request) ?? null,
       }),
       waitUntil,
     );

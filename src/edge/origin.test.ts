@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { parseConfig } from "../config/config.ts";
-import { ClientBodyError, isUntrustedRequestHeader, OriginPool, originFetcher, OriginTimeout } from "./origin.ts";
+import { ClientBodyError, CONTROL_APPLIED_HEADER, isBehind, isUntrustedRequestHeader, OriginPool, originFetcher, OriginTimeout, ShieldPool } from "./origin.ts";
 
 function edgeWith(toml: string) {
   return parseConfig(`[edge]\nname = "t"\norigin_timeout_ms = 50\n${toml}`).edge!;
@@ -164,5 +164,129 @@ describe("headers the origin gets", () => {
     }
     expect(isUntrustedRequestHeader("x-forwarded-anything")).toBe(true);
     expect(isUntrustedRequestHeader("accept")).toBe(false);
+  });
+});
+
+describe("shields (tiered cache)", () => {
+  const tiersToml = `origin = "http://origin"
+origin_max_fails = 1
+origin_fail_timeout = 10
+shields = [ { name = "shield-a", url = "http://shield-a:8080" }, { name = "shield-b", url = "http://shield-b:8080" } ]`;
+  const keyOf = (path: string) => `www.example.org${path}`;
+  /** A path the given shield owns (first in its rendezvous order). */
+  const ownedBy = (shields: ShieldPool, name: string) => {
+    for (let i = 0; ; i++) if (shields.view(keyOf(`/o${i}`))[0]!.name === name) return `/o${i}`;
+  };
+  const hostOf = (input: RequestInfo | URL) => new URL(String(input instanceof Request ? input.url : input)).host;
+
+  it("sends a GET to the shield its key hashes to, the same one from every edge, with the site's host and CDN-Loop", async () => {
+    const a = new ShieldPool(edgeWith(tiersToml));
+    const b = new ShieldPool(parseConfig(`[edge]\nname = "other-edge"\n${tiersToml}`).edge!);
+    const path = ownedBy(a, "shield-b");
+    expect(b.candidates(keyOf(path)).map((i) => b.shields[i]!.name)).toEqual(["shield-b", "shield-a"]);
+    const seen: { host: string; headers: Headers }[] = [];
+    const fetcher = originFetcher(edgeWith(tiersToml), async (input, init) => {
+      seen.push({ host: hostOf(input), headers: new Headers(init?.headers) });
+      return new Response("x", { headers: { "cache-status": "shield-b; hit" } });
+    }, undefined, { rules: [], shields: a });
+    const res = await fetcher(new Request(`http://www.example.org${path}`), "192.0.2.1", { method: "GET" });
+    expect(await res.text()).toBe("x");
+    expect(seen.map((s) => s.host)).toEqual(["shield-b:8080"]);
+    expect(seen[0]!.headers.get("x-forwarded-host")).toBe("www.example.org");
+    expect(seen[0]!.headers.get("cdn-loop")).toBe("t");
+  });
+
+  it("a shield that fails goes to the next one in the key's order, then the origin; passive health skips it afterwards", async () => {
+    const shields = new ShieldPool(edgeWith(tiersToml));
+    const path = ownedBy(shields, "shield-a");
+    const seen: string[] = [];
+    const events: string[] = [];
+    const fetcher = originFetcher(edgeWith(tiersToml), async (input) => {
+      const host = hostOf(input);
+      seen.push(host);
+      if (host === "shield-a:8080") throw new TypeError("connection refused");
+      if (host === "shield-b:8080") return new Response("own failure", { status: 500, headers: { "cache-status": "shield-b; fwd=uri-miss" } });
+      return new Response("from origin");
+    }, undefined, { rules: [], shields, onShield: (_, e) => events.push(`${e.shield}:${e.result}`) });
+    const res = await fetcher(new Request(`http://www.example.org${path}`), undefined, { method: "GET" });
+    expect(await res.text()).toBe("from origin");
+    expect(seen).toEqual(["shield-a:8080", "shield-b:8080", "origin"]);
+    expect(events).toEqual(["shield-a:failed", "shield-b:failed"]);
+    expect(shields.down().sort()).toEqual(["shield-a", "shield-b"]);
+    seen.length = 0;
+    await fetcher(new Request(`http://www.example.org${path}`), undefined, { method: "GET" });
+    expect(seen).toEqual(["origin"]);
+  });
+
+  it("a shield whose origin failed stays in service; a 508 (a loop) is passed on at once; POST goes to the origin", async () => {
+    const shields = new ShieldPool(edgeWith(tiersToml));
+    const path = ownedBy(shields, "shield-a");
+    const seen: string[] = [];
+    let answer = new Response("502 origin unreachable\n", { status: 502, headers: { "cache-status": "shield-a; fwd=uri-miss; detail=origin-unreachable" } });
+    const fetcher = originFetcher(edgeWith(tiersToml), async (input) => {
+      const host = hostOf(input);
+      seen.push(host);
+      return host === "origin" ? new Response("from origin") : answer;
+    }, undefined, { rules: [], shields });
+    expect(await (await fetcher(new Request(`http://www.example.org${path}`), undefined, { method: "GET" })).text()).toBe("from origin");
+    expect(seen).toEqual(["shield-a:8080", "origin"]);
+    expect(shields.down()).toEqual([]);
+    seen.length = 0;
+    answer = new Response("508 loop detected\n", { status: 508 });
+    expect((await fetcher(new Request(`http://www.example.org${path}`), undefined, { method: "GET" })).status).toBe(508);
+    expect(seen).toEqual(["shield-a:8080"]);
+    seen.length = 0;
+    await fetcher(new Request(`http://www.example.org${path}`, { method: "POST", body: "x" }), undefined, { method: "POST", body: new Response("x").body });
+    expect(seen).toEqual(["origin"]);
+  });
+
+  it("a box that is one of the shields fills from the origin for the keys it owns, and skips itself in the others' order", () => {
+    const self = new ShieldPool(parseConfig(`[edge]\nname = "shield-a"\n${tiersToml}`).edge!);
+    const owned = ownedBy(self, "shield-a");
+    const other = ownedBy(self, "shield-b");
+    expect(self.candidates(keyOf(owned))).toEqual([]);
+    expect(self.candidates(keyOf(other)).map((i) => self.shields[i]!.name)).toEqual(["shield-b"]);
+  });
+
+  it("the config names the shield field and reason", () => {
+    expect(() => parseConfig(`[edge]\norigin = "http://o"\nshields = [ { name = "a", url = "ftp://x" } ]`)).toThrow(/edge\.shields\[0\]\.url: must be an http/);
+    expect(() => parseConfig(`[edge]\norigin = "http://o"\nshields = [ { url = "http://x" } ]`)).toThrow(/edge\.shields\[0\]\.name/);
+    expect(() => parseConfig(`[edge]\norigin = "http://o"\nshields = [ { name = "a", url = "http://x" }, { name = "a", url = "http://y" } ]`)).toThrow(/edge\.shields: each shield needs a name of its own/);
+    expect(() => parseConfig(`[edge]\norigin = "http://o"\nshields = []`)).toThrow(/edge\.shields: name at least one shield/);
+  });
+});
+
+describe("shields and the control plane's purges", () => {
+  const toml = `origin = "http://origin"
+shields = [ { name = "shield-a", url = "http://shield-a:8080" } ]`;
+
+  it("isBehind: a shield that applied fewer purges of the same stream, or says nothing, is behind", () => {
+    const ours = { stream: "s1", seq: 10 };
+    expect(isBehind("s1 9", ours)).toBe(true);
+    expect(isBehind("s1 10", ours)).toBe(false);
+    expect(isBehind("s1 11", ours)).toBe(false);
+    expect(isBehind(null, ours)).toBe(true);
+    expect(isBehind("garbage", ours)).toBe(true);
+    expect(isBehind("s0 3", ours)).toBe(false); // another stream: a recreated stream's numbers do not compare
+    expect(isBehind(null, undefined)).toBe(false); // no control plane here: nothing to compare
+  });
+
+  it("an edge does not take an answer from a shield behind it on purges: the origin answers, and the mark never reaches the client", async () => {
+    const seen: string[] = [];
+    let shieldMark = "s1 9";
+    const events: string[] = [];
+    const fetcher = originFetcher(edgeWith(toml), async (input) => {
+      const host = new URL(String(input instanceof Request ? input.url : input)).host;
+      seen.push(host);
+      return host === "origin" ? new Response("fresh") : new Response("maybe purged", { headers: { [CONTROL_APPLIED_HEADER]: shieldMark } });
+    }, undefined, { rules: [], shields: new ShieldPool(edgeWith(toml)), applied: () => ({ stream: "s1", seq: 10 }), onShield: (_, e) => events.push(e.result) });
+    const client = new Request("http://www.example.org/x");
+    expect(await (await fetcher(client, undefined, { method: "GET" })).text()).toBe("fresh");
+    expect(seen).toEqual(["shield-a:8080", "origin"]);
+    shieldMark = "s1 10";
+    const caughtUp = await fetcher(client, undefined, { method: "GET" });
+    expect(await caughtUp.text()).toBe("maybe purged");
+    expect(caughtUp.headers.has(CONTROL_APPLIED_HEADER)).toBe(false);
+    expect(events).toEqual(["behind", "miss"]);
   });
 });

@@ -3,7 +3,10 @@
  * the client's own, which would let it poison what the origin generates), CDN-Loop (RFC 8586) against loops,
  * redirects passed through rather than followed, and a time limit for the response headers.
  */
-import { originsOf, type EdgeConfig, type OriginConfig } from "../config/edge-schema.ts";
+import { originsOf, type EdgeConfig, type OriginConfig, type Rule, type ShieldConfig } from "../config/edge-schema.ts";
+import { primaryKey } from "../cache/key.ts";
+import { findRule } from "../cache/rules.ts";
+import { rendezvousOrder } from "./shields.ts";
 import { codingsKey } from "../cache/encoding.ts";
 import { endToEnd } from "../cache/headers.ts";
 import type { FetchLike } from "../contracts/fetch.ts";
@@ -80,52 +83,26 @@ export function originUrl(origin: string, clientUrl: URL): string {
 }
 
 /**
- * The origins of an edge and their passive health: an origin that fails `maxFails` times in a row (no response, a
- * timeout, or a status in origin_retry_status) is skipped for `failTimeout` seconds. Among the healthy origins of
- * the lowest priority number, one is picked by weight; when none is healthy, every origin is tried anyway.
+ * Passive health of a list of upstreams (nginx's max_fails / fail_timeout): one that fails `maxFails` times in a row
+ * (no response, a timeout, or a failing status) is skipped for `failTimeout` seconds; one success clears it.
  */
-export class OriginPool {
-  private readonly origins: OriginConfig[];
+export class PassiveHealth {
   private readonly fails: number[];
   private readonly downUntil: number[];
   private readonly maxFails: number;
   private readonly failTimeoutMs: number;
   private readonly now: () => number;
-  private readonly random: () => number;
 
-  constructor(edge: EdgeConfig, now: () => number = Date.now, random: () => number = Math.random) {
-    this.origins = originsOf(edge);
-    this.fails = this.origins.map(() => 0);
-    this.downUntil = this.origins.map(() => 0);
-    this.maxFails = edge.origin_max_fails;
-    this.failTimeoutMs = edge.origin_fail_timeout * 1000;
+  constructor(size: number, maxFails: number, failTimeoutMs: number, now: () => number) {
+    this.maxFails = maxFails;
+    this.failTimeoutMs = failTimeoutMs;
     this.now = now;
-    this.random = random;
+    this.fails = Array.from({ length: size }, () => 0);
+    this.downUntil = Array.from({ length: size }, () => 0);
   }
 
-  get size(): number {
-    return this.origins.length;
-  }
-
-  url(i: number): string {
-    return this.origins[i]!.url;
-  }
-
-  /** The origin to try next, not among `tried`; undefined when all were tried. */
-  pick(tried: Set<number>): number | undefined {
-    const now = this.now();
-    const untried = this.origins.map((_, i) => i).filter((i) => !tried.has(i));
-    if (!untried.length) return undefined;
-    const healthy = untried.filter((i) => this.downUntil[i]! <= now);
-    const pool = healthy.length ? healthy : untried;
-    const best = Math.min(...pool.map((i) => this.origins[i]!.priority));
-    const group = pool.filter((i) => this.origins[i]!.priority === best);
-    let ticket = this.random() * group.reduce((n, i) => n + this.origins[i]!.weight, 0);
-    for (const i of group) {
-      ticket -= this.origins[i]!.weight;
-      if (ticket < 0) return i;
-    }
-    return group[group.length - 1];
+  isUp(i: number): boolean {
+    return this.downUntil[i]! <= this.now();
   }
 
   failed(i: number) {
@@ -140,27 +117,235 @@ export class OriginPool {
     this.fails[i] = 0;
     this.downUntil[i] = 0;
   }
+}
+
+/**
+ * The origins of an edge and their passive health. Among the healthy origins of the lowest priority number, one is
+ * picked by weight; when none is healthy, every origin is tried anyway.
+ */
+export class OriginPool {
+  private readonly origins: OriginConfig[];
+  private readonly health: PassiveHealth;
+  private readonly random: () => number;
+
+  constructor(edge: EdgeConfig, now: () => number = Date.now, random: () => number = Math.random) {
+    this.origins = originsOf(edge);
+    this.health = new PassiveHealth(this.origins.length, edge.origin_max_fails, edge.origin_fail_timeout * 1000, now);
+    this.random = random;
+  }
+
+  get size(): number {
+    return this.origins.length;
+  }
+
+  url(i: number): string {
+    return this.origins[i]!.url;
+  }
+
+  /** The origin to try next, not among `tried`; undefined when all were tried. */
+  pick(tried: Set<number>): number | undefined {
+    const untried = this.origins.map((_, i) => i).filter((i) => !tried.has(i));
+    if (!untried.length) return undefined;
+    const healthy = untried.filter((i) => this.health.isUp(i));
+    const pool = healthy.length ? healthy : untried;
+    const best = Math.min(...pool.map((i) => this.origins[i]!.priority));
+    const group = pool.filter((i) => this.origins[i]!.priority === best);
+    let ticket = this.random() * group.reduce((n, i) => n + this.origins[i]!.weight, 0);
+    for (const i of group) {
+      ticket -= this.origins[i]!.weight;
+      if (ticket < 0) return i;
+    }
+    return group[group.length - 1];
+  }
+
+  failed(i: number) {
+    this.health.failed(i);
+  }
+
+  succeeded(i: number) {
+    this.health.succeeded(i);
+  }
 
   /** Origins currently skipped, for metrics and logs. */
   down(): string[] {
-    const now = this.now();
-    return this.origins.filter((_, i) => this.downUntil[i]! > now).map((o) => o.url);
+    return this.origins.filter((_, i) => !this.health.isUp(i)).map((o) => o.url);
+  }
+}
+
+/** One shield in a key's order, as the trace and the status page show it. */
+export interface ShieldView {
+  name: string;
+  url: string;
+  up: boolean;
+  /** This box itself: the key's order stops here and the request goes to the origins. */
+  self: boolean;
+}
+
+/**
+ * The shields of an edge (tiered cache) and their passive health (the origin_* settings). A key's shields are its
+ * rendezvous order (shields.ts) up to this box itself, when this box is one of them (it is then the key's shield,
+ * or the next one after those before it): a box can be an edge and a shield with one fleet-wide list.
+ */
+export class ShieldPool {
+  readonly shields: ShieldConfig[];
+  private readonly names: string[];
+  private readonly health: PassiveHealth;
+  private readonly self: string;
+
+  constructor(edge: EdgeConfig, now: () => number = Date.now) {
+    this.shields = edge.shields ?? [];
+    this.names = this.shields.map((s) => s.name);
+    this.health = new PassiveHealth(this.shields.length, edge.origin_max_fails, edge.origin_fail_timeout * 1000, now);
+    this.self = edge.name;
+  }
+
+  get size(): number {
+    return this.shields.length;
+  }
+
+  /** The key's whole order, with each shield's health (for the trace). */
+  view(key: string): ShieldView[] {
+    return rendezvousOrder(this.names, key).map((i) => ({ ...this.shields[i]!, up: this.health.isUp(i), self: this.names[i] === this.self }));
+  }
+
+  /** The shields to try for a key, in order: those before this box in the key's order that are not down. */
+  candidates(key: string): number[] {
+    const out: number[] = [];
+    for (const i of rendezvousOrder(this.names, key)) {
+      if (this.names[i] === this.self) break;
+      if (this.health.isUp(i)) out.push(i);
+    }
+    return out;
+  }
+
+  failed(i: number) {
+    this.health.failed(i);
+  }
+
+  succeeded(i: number) {
+    this.health.succeeded(i);
+  }
+
+  /** Shields currently skipped. */
+  down(): string[] {
+    return this.shields.filter((_, i) => !this.health.isUp(i)).map((s) => s.name);
   }
 }
 
 /** Methods whose requests may be sent again to another origin (RFC 9110 §9.2.2), when they carry no body. */
 const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]);
 
+/** What happened at a shield for one request (for the metrics and the access log). */
+export interface ShieldEvent {
+  shield: string;
+  /**
+   * hit: the shield answered from its cache (an origin request avoided); miss: it went to the origin for it;
+   * failed: no answer, a timeout or a 5xx of its own; behind: it had not applied a purge this box has (in both
+   * cases the next shield or the origins were tried).
+   */
+  result: "hit" | "miss" | "failed" | "behind";
+}
+
 /**
- * Builds the function that forwards a client request to the origins: one attempt per origin for idempotent
- * requests without a body (connect errors, timeouts and origin_retry_status move on to the next), one attempt
- * otherwise. When every attempt fails it throws, and the engine answers from the cache if stale-if-error allows.
+ * On a tier's answer, how far the answering box had applied the control plane's purges (`<stream> <seq>`): an edge
+ * that applied more does not take the answer (it could be a copy purged since), see `isBehind`.
  */
-export function originFetcher(edge: EdgeConfig, fetchImpl: FetchLike = fetch, pool = new OriginPool(edge)) {
+export const CONTROL_APPLIED_HEADER = "cdn-control-applied";
+
+/** The tiered cache's part of the origin function: the rules (for the cache key), the shields, who hears of them. */
+export interface Tiers {
+  rules: Rule[];
+  shields: ShieldPool;
+  onShield?: (client: Request, event: ShieldEvent) => void;
+  /** With a control plane: how far this box applied its purges (its agent's mark). */
+  applied?: () => { stream: string; seq: number } | undefined;
+}
+
+/** A shield's answer from a box that had applied fewer of the control plane's purges than this one. */
+export function isBehind(answered: string | null, ours: { stream: string; seq: number } | undefined): boolean {
+  if (!ours) return false;
+  const m = /^(\S+) (\d+)$/.exec(answered?.trim() ?? "");
+  // No mark (a shield without the control plane, or not caught up since its start): it cannot vouch for its copies.
+  if (!m) return true;
+  return m[1] === ours.stream && Number(m[2]) < ours.seq;
+}
+
+/** The shield's own Cache-Status member (the last one naming it): what it says about this answer. */
+function shieldMember(response: Response, shield: string): string | undefined {
+  const members = (response.headers.get("cache-status") ?? "").split(",").map((m) => m.trim());
+  for (let i = members.length - 1; i >= 0; i--) {
+    const name = members[i]!.split(";")[0]!.trim().replace(/^"|"$/g, "");
+    if (name === shield) return members[i];
+  }
+  return undefined;
+}
+
+/** A shield's 5xx that is its origin's failure (it says so), not its own: the shield stays in service. */
+function isOriginFailureAtShield(member: string | undefined): boolean {
+  return member !== undefined && /;\s*detail=("?)(origin-unreachable|origin-timeout)\1/.test(member);
+}
+
+/**
+ * Builds the function that forwards a client request upstream. With shields (tiered cache), a GET or HEAD goes to
+ * the key's shields first (see ShieldPool): a shield that does not answer, times out or fails with a 5xx of its own
+ * is marked (passive health) and the next one is tried, then the origins. A 508 (a loop of tiers, CDN-Loop) is
+ * passed on at once. Then the origins: one attempt per origin for idempotent requests without a body (connect
+ * errors, timeouts and origin_retry_status move on to the next), one attempt otherwise. When every attempt fails it
+ * throws, and the engine answers from the cache if stale-if-error allows.
+ */
+export function originFetcher(edge: EdgeConfig, fetchImpl: FetchLike = fetch, pool = new OriginPool(edge), tiers?: Tiers) {
   const retryStatus = new Set(edge.origin_retry_status);
+  const shields = tiers && tiers.shields.size ? tiers.shields : undefined;
+  /** The answer as the caller gets it: a body that must keep coming is watched (see idle.ts). */
+  const watched = (response: Response, req: OriginRequest): Response => {
+    if (!req.idleLimit || !response.body) return response;
+    const limited = idleLimited(response.body, edge.origin_idle_timeout_ms);
+    // A whole answer (the origin ignored Range) may go to the client as it is: keep its declared length, which a
+    // JavaScript stream alone would lose (answered chunked). Slices (206) are measured by the slice reader.
+    return new Response(response.status === 200 ? withLength(limited, response.headers.get("content-length")) : limited, response);
+  };
   return async (client: Request, clientIp: string | undefined, req: OriginRequest): Promise<Response> => {
     const headers = forwardedHeaders(edge, client, clientIp, req);
     const retryable = IDEMPOTENT.has(req.method) && !req.body;
+    const url = new URL(client.url);
+    if (shields && (req.method === "GET" || req.method === "HEAD") && !req.body) {
+      const key = primaryKey(url, findRule(tiers!.rules, "GET", url.host, url.pathname)?.query);
+      for (const i of shields.candidates(key)) {
+        const shield = shields.shields[i]!;
+        let response: Response;
+        try {
+          response = await fetchWithTimeout(fetchImpl, originUrl(shield.url, url), { method: req.method, headers, redirect: "manual" }, edge.origin_timeout_ms);
+        } catch {
+          shields.failed(i);
+          tiers!.onShield?.(client, { shield: shield.name, result: "failed" });
+          continue;
+        }
+        if (isBehind(response.headers.get(CONTROL_APPLIED_HEADER), tiers!.applied?.())) {
+          // It has not applied a purge this box has: its copy may be one purged since. The next shield, or the origins.
+          await response.body?.cancel();
+          tiers!.onShield?.(client, { shield: shield.name, result: "behind" });
+          continue;
+        }
+        const member = shieldMember(response, shield.name);
+        if (response.status >= 500 && response.status !== 508) {
+          await response.body?.cancel();
+          // Its origin failed: the shield is fine, and the origins are tried from here (they may answer us).
+          if (isOriginFailureAtShield(member)) break;
+          shields.failed(i);
+          tiers!.onShield?.(client, { shield: shield.name, result: "failed" });
+          continue;
+        }
+        shields.succeeded(i);
+        tiers!.onShield?.(client, { shield: shield.name, result: member && /;\s*hit(;|$)/.test(member) ? "hit" : "miss" });
+        if (response.headers.has(CONTROL_APPLIED_HEADER)) {
+          // Between tiers only: not stored, not for clients.
+          const headers = new Headers(response.headers);
+          headers.delete(CONTROL_APPLIED_HEADER);
+          response = new Response(response.body, { status: response.status, statusText: response.statusText, headers, encodeBody: "manual" } as ResponseInit);
+        }
+        return watched(response, req);
+      }
+    }
     // A client body that fails (cut off, a malformed chunk) aborts the origin request: the origin sees the
     // connection reset, never a complete body (see `forwardedBody`).
     const clientGone = new AbortController();
@@ -177,7 +362,7 @@ export function originFetcher(edge: EdgeConfig, fetchImpl: FetchLike = fetch, po
       tried.add(i);
       let response: Response;
       try {
-        response = await fetchWithTimeout(fetchImpl, originUrl(pool.url(i), new URL(client.url)), {
+        response = await fetchWithTimeout(fetchImpl, originUrl(pool.url(i), url), {
           method: req.method,
           headers,
           body,
@@ -191,11 +376,7 @@ export function originFetcher(edge: EdgeConfig, fetchImpl: FetchLike = fetch, po
       }
       if (!retryStatus.has(response.status)) {
         pool.succeeded(i);
-        if (!req.idleLimit || !response.body) return response;
-        const limited = idleLimited(response.body, edge.origin_idle_timeout_ms);
-        // A whole answer (the origin ignored Range) may go to the client as it is: keep its declared length, which a
-        // JavaScript stream alone would lose (answered chunked). Slices (206) are measured by the slice reader.
-        return new Response(response.status === 200 ? withLength(limited, response.headers.get("content-length")) : limited, response);
+        return watched(response, req);
       }
       pool.failed(i);
       if (!retryable || tried.size === pool.size) return response;

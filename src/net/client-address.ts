@@ -42,3 +42,14 @@ export function clientAddress(peer: string | undefined, forwardedFor: string | n
   }
   return peerBytes;
 }
+
+/**
+ * The host a request was first made for, as X-Forwarded-Host names it, when it is one valid host[:port] (one value,
+ * lower case); undefined otherwise.
+ */
+export function forwardedHost(value: string | null): string | undefined {
+  if (!value) return undefined;
+  const host = value.trim().toLowerCase();
+  const url = URL.parse(`http://${host}/`);
+  return url && url.host === host ? host : undefined;
+}

@@ -10,6 +10,7 @@ import { networkInterfaces } from "node:os";
 import { join, resolve } from "node:path";
 import { parse as parseToml, stringify as stringifyToml } from "smol-toml";
 import { demoOrigin } from "../demo-origin/origin.ts";
+import { HEALTH_PATH } from "../contracts/well-known.ts";
 import { ROOT, startNodeScript, type Running } from "./children.ts";
 import { loadConfigFile } from "./config-file.ts";
 import { dnsHost, placeLocalEdges, urlHost } from "./demo-edges.ts";
@@ -20,6 +21,9 @@ import { startLocalNats } from "../control/nats-server.ts";
 import { parseConfig } from "../config/config.ts";
 import { demoSite, ensureLocalCertificates, hasFrontDoor } from "../frontdoor/frontdoor.ts";
 
+
+/** The name of the shield `npm start` runs in front of the demo origin. */
+export const DEMO_SHIELD = "shield-local";
 
 /** What `npm start` was given (scripts/start.ts parses it). */
 export interface DemoCdnOptions {
@@ -102,6 +106,11 @@ export async function runDemoCdn(values: DemoCdnOptions): Promise<void> {
   raw.sites ??= [demoSite(file.config.dns?.zone ?? "geo.example.org")];
   raw.frontdoor = { ...raw.frontdoor, cert_dir: join(stateDir, "certs") };
   for (const note of leaveOutMissingEngines(raw, (command) => installed(command))) console.log(note);
+  // The tiered cache: one shield in front of the demo origin that the edges fill from (Cache-Status shows both hops),
+  // unless the file names its own shields. It runs the same config under its own name (a box that is its own shield
+  // fills from the origin), without the front door, and listens on 127.0.0.1 at the edges' port.
+  const shield = raw.edge.shields ? undefined : { name: DEMO_SHIELD, host: "127.0.0.1", url: `http://127.0.0.1:${values.port}` };
+  if (shield) raw.edge.shields = [{ name: shield.name, url: shield.url }];
   const effective = join(stateDir, "cdn.toml");
   const effectiveText = `# Written by npm start from ${file.path}; rewritten at every start.\n${stringifyToml(raw)}`;
   writeFileSync(effective, effectiveText, { mode: 0o600 });
@@ -115,6 +124,27 @@ export async function runDemoCdn(values: DemoCdnOptions): Promise<void> {
   }
 
   try {
+    if (shield) {
+      const shieldConfig = join(stateDir, "shield.toml");
+      const { sites: _sites, frontdoor: _frontdoor, anycast: _anycast, ...rest } = raw;
+      writeFileSync(shieldConfig, `# Written by npm start: the demo's shield.\n${stringifyToml({ ...rest, edge: { ...raw.edge, name: shield.name } })}`, { mode: 0o600 });
+      const box = await startNodeScript(
+        "scripts/edge.ts",
+        ["--config", shieldConfig, "--host", shield.host, "--port", values.port!, "--store", join(stateDir, shield.name)],
+        /edge ready: (\S+)/,
+        60_000,
+        join(stateDir, `${shield.name}.log`),
+      );
+      children.push(box);
+      // With the control plane, edges take a shield's answers only once it says how far it applied the purge
+      // stream: wait (bounded) until its agent has caught up, so the first fills already come through it.
+      for (let tries = 0; raw.control && tries < 300; tries++) {
+        const state = await fetch(`${box.match[1]}${HEALTH_PATH}`).then((r) => r.headers.get("cdn-control")) // app.ts CONTROL_HEADER.catch(() => null);
+        if (state === "current") break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      console.log(`shield       ${box.match[1]}  ${shield.name} (the edges fill from it; it fills from the origin)`);
+    }
     const edges = await Promise.all(
       local.map((e) =>
         startNodeScript(
@@ -168,6 +198,13 @@ ${
     localCa && site
       ? `Test HTTPS with HTTP/2 through the front door (HAProxy), trusting this run's local CA:
   curl --cacert ${localCa} --resolve ${site}:${values["https-port"]}:${urlHost(local[0]!.host)} -sI https://${site}:${values["https-port"]}/ | head -1
+
+`
+      : ""
+  }${
+    shield
+      ? `See both tiers in Cache-Status: the edge filled from the shield, which filled from the origin (RFC 9211):
+  curl -sI http://${urlHost(local[0]!.host)}:${values.port}/css/site.css | grep -i '^cache-status'
 
 `
       : ""

@@ -39,6 +39,11 @@ describe("workerd config", () => {
     expect(gen('origin = "https://origin.example.org"')).not.toMatch(/CONTROL|BOOT_ID/);
   });
 
+  it("a shield on a private address is reachable even when the origin is public", () => {
+    const c = gen('origin = "https://origin.example.org"\nshields = [ { name = "shield-a", url = "http://10.0.0.2:8080" } ]');
+    expect(c).toContain('allow = ["public", "private"]');
+  });
+
   it("a loopback or private origin also allows private addresses", () => {
     for (const o of ["http://127.0.0.1:8080", "http://10.1.2.3", "http://[::1]:81", "http://localhost:8080", "http://192.168.1.1"]) {
       expect(gen(`origin = "${o}"`)).toContain('allow = ["public", "private"]');

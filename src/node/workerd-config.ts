@@ -3,7 +3,7 @@
  * unit-tested and the host only writes files and starts the process.
  *
  *   socket "http" (or https with the configured keypair) → worker "edge" (the edge bundle, CDN_CONFIG text)
- *   edge: globalOutbound "origin-net" (public addresses; private/loopback only when an origin itself is one),
+ *   edge: globalOutbound "origin-net" (public addresses; private/loopback only when an origin or shield itself is one),
  *         cacheApiOutbound "store", binding STORE = "store" (coalescing locks, stats), GEOIP_* Data when configured
  *   store: the cache store worker (src/store/worker.ts) over the writable `disk` service "store-disk"; with several
  *          processes it runs in its own workerd (workerdStoreConfig) and "store" is an external service to it
@@ -82,7 +82,9 @@ export function originIsPrivate(origin: string): boolean {
 
 export function workerdEdgeConfig(input: WorkerdEdgeConfigInput): string {
   const { edge, files } = input;
-  const allow = originsOf(edge).some((o) => originIsPrivate(o.url)) ? '["public", "private"]' : '["public"]';
+  // Shields are upstreams too: a shield box on a private network (the usual case) must be reachable.
+  const upstreams = [...originsOf(edge).map((o) => o.url), ...(edge.shields ?? []).map((s) => s.url)];
+  const allow = upstreams.some((url) => originIsPrivate(url)) ? '["public", "private"]' : '["public"]';
   const flags = `[${input.compatibilityFlags.map(capnpString).join(", ")}]`;
   const tls = files.tlsCert && files.tlsKey;
   const socketKind = tls

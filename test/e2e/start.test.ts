@@ -49,6 +49,15 @@ describe("npm start", () => {
   });
 });
 
+describe("npm start's tiered cache", () => {
+  it("prints a check whose Cache-Status shows two hops: the shield, then the edge", () => {
+    const line = printed("curl -sI").find((l) => l.includes("cache-status"));
+    expect(line).toBeDefined();
+    const got = sh(line!).trim();
+    expect(got).toMatch(/^cache-status: shield-local; fwd=uri-miss; stored, [a-z0-9-]+; fwd=uri-miss; stored$/i);
+  });
+});
+
 describe("npm start over HTTPS", () => {
   it("prints a curl command, trusting its local CA, that gets HTTP/2 200 through the front door", () => {
     const line = printed("curl --cacert")[0];

@@ -27,6 +27,8 @@ export interface ControlCdnOptions {
   control?: string;
   /** Start the DNS node too (probing every edge every 250 ms). */
   dns?: boolean;
+  /** More `[edge]` lines, given each edge's base URL by name (e.g. `shields`). */
+  edge?: (urlOf: (name: string) => string) => string;
 }
 
 export interface ControlCdn {
@@ -106,6 +108,7 @@ export async function startControlCdn(opts: ControlCdnOptions): Promise<ControlC
   const toml = (servers: string[]) => `[edge]
 origin = "${served.url}"
 access_log = false
+${opts.edge?.((name) => `http://${hostOf(index(name))}:${port}`) ?? ""}
 
 [admin]
 token = "${TOKEN}"
