@@ -99,9 +99,9 @@ export function createEdgeApp({ config, store, fetch: fetchImpl = (i, init) => f
     const waitUntil = (p: Promise<unknown>) => ctx.waitUntil(p);
     let parsed = url ?? new URL(request.url);
     // An edge filling from this box (its shield) names the site's host: the object is keyed (and purged) under it.
-    // Believed from any request that came through a CDN tier (CDN-Loop): bare workerd does not know the peer's
-    // address, and a client that sets both gains nothing it could not get with Host (the key's host is the host the
-    // origin is asked for, X-Forwarded-Host).
+    // It comes as X-Forwarded-Host because workerd's fetch() sends the URL's host as Host. Believed from any request
+    // that came through a CDN tier (CDN-Loop), not only from listed peers: a client that sets both gains nothing it
+    // could not get with Host itself (the key's host is the host the origin is asked for).
     const site = request.headers.has("cdn-loop") ? forwardedHost(request.headers.get("x-forwarded-host")) : undefined;
     const received = request; // its peer address (request.cf) stays with it
     if (site && site !== parsed.host) {
