@@ -96,7 +96,7 @@ export function metalinkAnswer(path: string, file: CatalogFile, chosen: Ranked[]
     headers: {
       "content-type": METALINK_TYPE,
       "content-disposition": `attachment; filename="${name.replace(/["\\]/g, "_")}.meta4"`,
-      ...digestHeaders(file),
+      // No Digest / Repr-Digest here: they would describe this document (aria2c checks them against it).
       "cache-control": PRIVATE,
     },
   });

@@ -274,6 +274,9 @@ describe("the redirector", () => {
     const { r } = await scanned({ "london.test": full, "cambridge.test": { ...full, "/debian/pool/main/h/hello_1_all.deb": "x" }, "seattle.test": full, "stockholm.test": "down" });
     const meta = await get(r, "/iso/parrot.iso", MILTON_WA, { accept: "application/metalink4+xml" });
     expect(meta.headers.get("content-type")).toBe("application/metalink4+xml");
+    // The file's digest is in the document; a Repr-Digest header would describe the document itself.
+    expect(meta.headers.get("repr-digest")).toBeNull();
+    expect(meta.headers.get("digest")).toBeNull();
     const xml = await meta.text();
     expect(xml).toContain(`<size>${ISO.length}</size>`);
     expect(xml).toContain(`<hash type="sha-256">${sha(ISO)}</hash>`);
