@@ -53,7 +53,7 @@ export class Redirector {
   readonly mirrors: MirrorState[];
   readonly chooser: Chooser;
   readonly metrics = new Registry();
-  private readonly config: CdnConfig;
+  readonly config: CdnConfig;
   private readonly geoip?: GeoIp;
   private readonly fetchImpl: FetchLike;
   private readonly now: () => number;
