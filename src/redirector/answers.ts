@@ -47,25 +47,19 @@ function digestHeaders(file: CatalogFile | undefined): Record<string, string> {
 /** 302 to the first mirror, the others as Links. */
 export function redirectAnswer(path: string, file: CatalogFile, chosen: Ranked[], cdn: string): Response {
   const target = mirrorUrl(chosen[0]!.mirror, path);
-  return new Response(`302 ${target}\n`, {
+  // No body: a text body costs Node's Response a stream (~20 µs, most of an answer's CPU); clients follow Location.
+  return new Response(null, {
     status: 302,
-    headers: {
-      location: target,
-      link: linkHeader(path, chosen, cdn),
-      ...digestHeaders(file),
-      "cache-control": PRIVATE,
-      "content-type": "text/plain; charset=utf-8",
-      "x-mirror": chosen[0]!.mirror.config.name,
-    },
+    headers: { location: target, link: linkHeader(path, chosen, cdn), ...digestHeaders(file), "cache-control": PRIVATE, "x-mirror": chosen[0]!.mirror.config.name },
   });
 }
 
 /** 302 to the CDN itself: no usable mirror has this exact file (or it is not in the origin's lists). */
 export function cdnAnswer(path: string, search: string, file: CatalogFile | undefined, cdn: string, reason: string): Response {
   const target = urlFor(cdn, path) + search;
-  return new Response(`302 ${target}\n`, {
+  return new Response(null, {
     status: 302,
-    headers: { location: target, ...digestHeaders(file), "cache-control": PRIVATE, "content-type": "text/plain; charset=utf-8", "x-mirror": "cdn", "x-mirror-reason": reason },
+    headers: { location: target, ...digestHeaders(file), "cache-control": PRIVATE, "x-mirror": "cdn", "x-mirror-reason": reason },
   });
 }
 
