@@ -93,7 +93,7 @@ function world(opts: { mirrors: Record<string, Record<string, string> | "down">;
     calls.push(`${method} ${url.href}`);
     const files = url.host === "origin.test" || url.host === "cdn.test" ? opts.origin : opts.mirrors[url.host];
     if (files === undefined || files === "down") throw new TypeError("fetch failed: connection refused");
-    const body = files[url.pathname.replace(/^\/pub\//, "/")]; // stockholm keeps its copy under /pub/
+    const body = files[decodeURIComponent(url.pathname).replace(/^\/pub\//, "/")]; // stockholm keeps its copy under /pub/
     if (body === undefined) return new Response("not found", { status: 404 });
     return new Response(method === "HEAD" ? null : body, { headers: { "content-length": String(body.length), "x-from": url.host } });
   };
@@ -308,6 +308,18 @@ describe("the redirector", () => {
     expect(metrics).toMatch(/parrot_redirector_mirror_up\{mirror="stockholm-isos"\} 0/);
     expect(metrics).toMatch(/parrot_redirector_metalinks_total\{country="US"\} 2/);
     expect(metrics).toMatch(/parrot_redirector_apt_lists_total\{country="GB"\} 1/);
+  });
+
+  it("puts file names with spaces and non-ASCII letters in URLs percent-encoded (Location, Link, scans)", async () => {
+    const odd = { ...origin, "/iso/SHA256SUMS": `${origin["/iso/SHA256SUMS"]}${sha("odd")}  parrot 7.0 ü+x.iso\n`, "/iso/parrot 7.0 ü+x.iso": "odd" };
+    const w = world({ origin: odd, mirrors: { "london.test": { "/iso/parrot 7.0 ü+x.iso": "odd" }, "cambridge.test": "down", "seattle.test": "down", "stockholm.test": "down" } });
+    const r = new Redirector({ config: redirectorConfig(), geoip, fetch: w.fetchImpl, now: () => 1 });
+    await r.refreshOrigin();
+    await r.scanRound();
+    const res = await get(r, "/iso/parrot%207.0%20%C3%BC+x.iso", LONDON);
+    expect(res.headers.get("location")).toBe("http://london.test/iso/parrot%207.0%20%C3%BC+x.iso");
+    expect(res.headers.get("link")).toContain("<http://cdn.test/iso/parrot%207.0%20%C3%BC+x.iso>; rel=duplicate; pri=2");
+    expect(w.calls).toContain("HEAD http://london.test/iso/parrot%207.0%20%C3%BC+x.iso");
   });
 
   it("locates a client by the connection, a configured network by its stand-in, never by a client's header", async () => {

@@ -114,7 +114,7 @@ export class Redirector {
     const originTrace = (path: string) => {
       let t = traces.get(path);
       if (!t) {
-        t = this.fetchImpl(urlFor(this.cfg.origin, `/${path.replace(/^\//, "")}`), { signal: AbortSignal.timeout(this.cfg.scan_timeout_ms) })
+        t = this.fetchImpl(urlFor(this.cfg.origin, path), { signal: AbortSignal.timeout(this.cfg.scan_timeout_ms) })
           .then((r) => (r.ok ? r.text() : (void r.body?.cancel(), undefined)))
           .catch(() => undefined);
         traces.set(path, t);
@@ -164,7 +164,7 @@ export class Redirector {
     if (!this.answers.some((re) => re.test(path))) return new Response("404 not a path the redirector answers for\n", { status: 404, headers: { "content-type": "text/plain; charset=utf-8" } });
     if (this.never.some((re) => re.test(path))) {
       this.metrics.inc("parrot_redirector_cdn_total", "Requests served by the CDN itself, by reason and client country.", { reason: "never-redirect", country });
-      return this.proxy(request, path + url.search);
+      return this.proxy(request, urlFor(this.cfg.cdn, path) + url.search);
     }
     const file = this.catalog.get(path);
     const chosen = file && file.size !== undefined ? this.chooser.choose(client, ip ?? "", file) : [];
@@ -189,14 +189,14 @@ export class Redirector {
   }
 
   /** A path the CDN serves through the redirector (signed indexes): fetched from the CDN, streamed as it comes. */
-  private async proxy(request: Request, pathAndQuery: string): Promise<Response> {
+  private async proxy(request: Request, target: string): Promise<Response> {
     const headers = new Headers({ "accept-encoding": "identity" });
     for (const h of ["range", "if-none-match", "if-modified-since", "if-range", "if-match", "if-unmodified-since", "cache-control"]) {
       const v = request.headers.get(h);
       if (v !== null) headers.set(h, v);
     }
     try {
-      const res = await this.fetchImpl(urlFor(this.cfg.cdn, pathAndQuery), { method: request.method, headers, redirect: "manual", signal: AbortSignal.timeout(this.cfg.scan_timeout_ms) });
+      const res = await this.fetchImpl(target, { method: request.method, headers, redirect: "manual", signal: AbortSignal.timeout(this.cfg.scan_timeout_ms) });
       const out = new Headers(res.headers);
       for (const h of ["connection", "keep-alive", "transfer-encoding"]) out.delete(h);
       out.set("x-mirror", "cdn");

@@ -29,9 +29,17 @@ async function bodyText(res: Response, path: string): Promise<string> {
   return new Response(res.body!.pipeThrough(new DecompressionStream("gzip"))).text();
 }
 
-/** Joins the origin's (or a mirror's) base URL and a path on the origin. */
+/** A decoded path as it goes in a URL: each segment percent-encoded (spaces, non-ASCII), `+ : @ = ,` kept. */
+export function encodePath(path: string): string {
+  return path
+    .split("/")
+    .map((seg) => encodeURIComponent(seg).replace(/%(2B|3A|40|3D|2C)/g, (m) => decodeURIComponent(m)))
+    .join("/");
+}
+
+/** Joins the origin's (or a mirror's, the CDN's) base URL and a (decoded) path on the origin. */
 export function urlFor(base: string, path: string): string {
-  return base.replace(/\/+$/, "") + path;
+  return base.replace(/\/+$/, "") + encodePath(path.startsWith("/") ? path : `/${path}`);
 }
 
 /** One list from the origin; throws with the reason when it cannot be read. */
@@ -114,7 +122,7 @@ export async function scanMirror(
   const fail = (reason: string) => m.recordFailure(reason);
   if (m.config.trace) {
     try {
-      const res = await timed(fetchImpl, base + m.config.trace.replace(/^\//, ""), {}, cfg.scan_timeout_ms);
+      const res = await timed(fetchImpl, urlFor(base, m.config.trace), {}, cfg.scan_timeout_ms);
       if (res.status >= 500) {
         await res.body?.cancel();
         fail(`trace: ${res.status}`);
@@ -134,7 +142,7 @@ export async function scanMirror(
     if (m.failures >= cfg.max_failures && checked > 0) return; // down: the next round tries again
     const f = catalog.files[id]!;
     try {
-      const res = await timed(fetchImpl, base + f.path.replace(/^\//, ""), { method: "HEAD" }, cfg.scan_timeout_ms);
+      const res = await timed(fetchImpl, urlFor(base, f.path), { method: "HEAD" }, cfg.scan_timeout_ms);
       await res.body?.cancel();
       checked++;
       if (res.status === 404 || res.status === 410) return m.recordFile(id, FileState.Absent, opts.now());
