@@ -3,7 +3,7 @@
  * placement, partial mirrors, ~5 % of files missing per mirror), clients from the GeoIP test data's addresses.
  * Measures (1) the pure choice (Chooser.choose), (2) whole answers (Redirector.handle: URL, GeoIP lookup, choice,
  * the 302 with its Link headers), each as decisions per second and CPU µs per decision, and (3) the scan planning
- * cost per mirror round (filesToCheck over 100,000 files). Usage: node scripts/bench/redirector-decisions.ts [seconds]
+ * cost per mirror round (filesToCheck over 100,000 files), and the memory the state takes. Usage: node scripts/bench/redirector-decisions.ts [seconds]
  */
 import { readFileSync } from "node:fs";
 import { parseConfig } from "../../src/config/config.ts";
@@ -66,3 +66,6 @@ let cursor = 0;
 for (let k = 0; k < 20; k++) cursor = filesToCheck(r.mirrors[k]!, r.catalog, 500, cursor).cursor;
 const scanCpu = process.cpuUsage(t0);
 console.log(`scan planning: ${((scanCpu.user + scanCpu.system) / 20 / 1000).toFixed(1)} ms CPU per mirror round (${FILES.toLocaleString("en")} files, 500 HEADs)`);
+const stateBytes = r.mirrors.reduce((n, m) => n + m.files.byteLength, 0);
+const mem = process.memoryUsage();
+console.log(`state: ${(stateBytes / 1e6).toFixed(1)} MB of per-file states; process RSS ${(mem.rss / 1e6).toFixed(0)} MB, heap ${(mem.heapUsed / 1e6).toFixed(0)} MB`);

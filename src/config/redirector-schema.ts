@@ -118,6 +118,8 @@ export const RedirectorSchema = z
     scan_interval_ms: z.number().int().min(100).max(86_400_000).default(300_000),
     /** Files checked (HEAD) on one mirror per round: the newest first, then the rest in turn. */
     scan_files_per_round: z.number().int().min(1).max(1_000_000).default(500),
+    /** Mirrors scanned at once (the rest wait their turn in the round). */
+    scan_mirrors_at_once: z.number().int().min(1).max(1024).default(16),
     /** HEAD requests in flight at once, per mirror. */
     scan_concurrency: z.number().int().min(1).max(64).default(4),
     scan_timeout_ms: z.number().int().min(100).max(120_000).default(10_000),

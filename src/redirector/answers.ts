@@ -126,7 +126,8 @@ export interface MirrorListEntry {
   state: string;
   has: boolean;
   up: boolean;
-  checked?: string;
+  /** When the mirror was last scanned (its answer for this file is from then or before). */
+  scanned?: string;
   failures: number;
 }
 
@@ -138,7 +139,7 @@ export function mirrorListEntries(path: string, file: CatalogFile | undefined, r
     .map((r): MirrorListEntry => {
       const m = r.mirror;
       const st = file ? m.files[file.id]! : FileState.Unknown;
-      const at = file ? m.checkedAt[file.id] : 0;
+      const at = m.lastScan;
       return {
         name: m.config.name,
         url: mirrorUrl(m, path),
@@ -148,7 +149,7 @@ export function mirrorListEntries(path: string, file: CatalogFile | undefined, r
         state: st === FileState.Unknown && m.synced ? "synced (trace)" : STATE_NAMES[st]!,
         has: file ? m.has(file.id) : false,
         up: m.usable(maxFailures),
-        ...(at ? { checked: new Date(at).toISOString() } : {}),
+        ...(at ? { scanned: new Date(at).toISOString() } : {}),
         failures: m.failures,
       };
     });
@@ -164,14 +165,14 @@ export function mirrorListPage(path: string, file: CatalogFile | undefined, entr
   const rows = entries
     .map(
       (e) =>
-        `<tr><td>${e.rank ?? ""}</td><td><a href="${xml(e.url)}">${xml(e.name)}</a></td><td>${e.country ?? ""}</td><td>${e.km ?? ""}</td><td>${xml(e.state)}</td><td>${e.up ? "up" : `down (${e.failures} failures)`}</td><td>${e.checked ?? ""}</td></tr>`,
+        `<tr><td>${e.rank ?? ""}</td><td><a href="${xml(e.url)}">${xml(e.name)}</a></td><td>${e.country ?? ""}</td><td>${e.km ?? ""}</td><td>${xml(e.state)}</td><td>${e.up ? "up" : `down (${e.failures} failures)`}</td><td>${e.scanned ?? ""}</td></tr>`,
     )
     .join("\n");
   const body = `<!doctype html>
 <html><head><meta charset="utf-8"><title>Mirrors of ${xml(path)}</title></head><body>
 <h1>Mirrors of ${xml(path)}</h1>
 <p>${file ? `${file.size ?? "?"} bytes${file.sha256 ? `, SHA-256 <code>${file.sha256}</code>` : ""}` : "Not in the origin's file lists."}</p>
-<table border="1"><tr><th>#</th><th>mirror</th><th>country</th><th>km</th><th>this file</th><th>health</th><th>checked</th></tr>
+<table border="1"><tr><th>#</th><th>mirror</th><th>country</th><th>km</th><th>this file</th><th>health</th><th>last scan</th></tr>
 ${rows}
 </table>
 <p>Always available from the CDN: <a href="${xml(urlFor(cdn, path))}">${xml(urlFor(cdn, path))}</a></p>

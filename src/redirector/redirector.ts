@@ -19,7 +19,7 @@ import { aptMirrorListAnswer, cdnAnswer, METALINK_TYPE, metalinkAnswer, mirrorLi
 import { Catalog } from "./catalog.ts";
 import { Chooser, type ClientLocation } from "./choose.ts";
 import { MirrorState, type MirrorLocation } from "./mirror-state.ts";
-import { readOriginFiles, scanMirror, urlFor } from "./scan.ts";
+import { bounded, readOriginFiles, scanMirror, urlFor } from "./scan.ts";
 
 /** The redirector's status document. */
 export const MIRRORS_PATH = "/.well-known/cdn/mirrors";
@@ -108,7 +108,7 @@ export class Redirector {
     }
   }
 
-  /** One scan round of every enabled mirror (all at once; each bounded by scan_concurrency). */
+  /** One scan round of every enabled mirror (scan_mirrors_at_once at a time, each bounded by scan_concurrency). */
   async scanRound(): Promise<void> {
     const traces = new Map<string, Promise<string | undefined>>();
     const originTrace = (path: string) => {
@@ -121,17 +121,17 @@ export class Redirector {
       }
       return t;
     };
-    await Promise.all(
-      this.mirrors
-        .filter((m) => m.config.enabled && !m.config.maintenance)
-        .map(async (m) => {
-          const wasUp = m.usable(this.cfg.max_failures);
-          const trace = m.config.trace ? await originTrace(m.config.trace) : undefined;
-          const r = await scanMirror(this.fetchImpl, m, this.catalog, this.cfg, { now: this.now, cursor: this.cursors.get(m) ?? 0, originTrace: trace });
-          this.cursors.set(m, r.cursor);
-          const up = m.usable(this.cfg.max_failures);
-          if (up !== wasUp) this.log(JSON.stringify({ redirector: "mirror", mirror: m.config.name, up, failures: m.failures, error: m.lastError }));
-        }),
+    await bounded(
+      this.mirrors.filter((m) => m.config.enabled && !m.config.maintenance),
+      this.cfg.scan_mirrors_at_once,
+      async (m) => {
+        const wasUp = m.usable(this.cfg.max_failures);
+        const trace = m.config.trace ? await originTrace(m.config.trace) : undefined;
+        const r = await scanMirror(this.fetchImpl, m, this.catalog, this.cfg, { now: this.now, cursor: this.cursors.get(m) ?? 0, originTrace: trace });
+        this.cursors.set(m, r.cursor);
+        const up = m.usable(this.cfg.max_failures);
+        if (up !== wasUp) this.log(JSON.stringify({ redirector: "mirror", mirror: m.config.name, up, failures: m.failures, error: m.lastError }));
+      },
     );
   }
 

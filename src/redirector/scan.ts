@@ -12,7 +12,7 @@ import { FileState, type MirrorState } from "./mirror-state.ts";
 type ScanSettings = Pick<RedirectorConfig, "scan_files_per_round" | "scan_concurrency" | "scan_timeout_ms" | "max_failures">;
 
 /** Runs `work` over `items` with at most `limit` at once. */
-async function bounded<T>(items: T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
+export async function bounded<T>(items: T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
   let next = 0;
   const worker = async () => {
     while (next < items.length) await work(items[next++]!);
@@ -145,12 +145,12 @@ export async function scanMirror(
       const res = await timed(fetchImpl, urlFor(base, f.path), { method: "HEAD" }, cfg.scan_timeout_ms);
       await res.body?.cancel();
       checked++;
-      if (res.status === 404 || res.status === 410) return m.recordFile(id, FileState.Absent, opts.now());
+      if (res.status === 404 || res.status === 410) return m.recordFile(id, FileState.Absent);
       if (!res.ok) return fail(`HEAD ${f.path}: ${res.status}`);
       const length = Number(res.headers.get("content-length"));
       const digest = digestOf(res.headers);
       const right = res.headers.has("content-length") && length === f.size && (digest === undefined || f.sha256 === undefined || digest === f.sha256);
-      m.recordFile(id, right ? FileState.Present : FileState.Wrong, opts.now());
+      m.recordFile(id, right ? FileState.Present : FileState.Wrong);
     } catch (err) {
       checked++;
       fail(`HEAD ${f.path}: ${(err as Error).message}`);
