@@ -2,8 +2,9 @@
  * Node host of the mirror redirector (`npm run redirector`): loads cdn.toml and the GeoIP data ([geoip], as the DNS
  * node does), reads the origin's lists and scans every mirror once before it says ready, then again every
  * `scan_interval_ms` (one round at a time). The client's address is the connection's (`peer.address`), never a
- * header unless the peer is a trusted proxy. SIGHUP (or `reload()`) builds a new redirector from the file, scans
- * once, then swaps it in; a bad file keeps the running one. `POST /.well-known/cdn/scan` with the admin token runs a
+ * header unless the peer is a trusted proxy. SIGHUP (or `reload()`) builds a new redirector from the file (with the
+ * running one's catalog and the checks of unchanged mirrors), scans once, then swaps it in; a bad file keeps the
+ * running one. `POST /.well-known/cdn/scan` with the admin token runs a
  * round now and answers when it is done (operators after fixing a mirror; the tests, which never wait on a timer).
  */
 import { isAuthorized, unauthorized } from "../net/admin-auth.ts";
@@ -27,11 +28,11 @@ export interface RedirectorHost {
 export async function runRedirector(opts: { configPath: string; port?: number; host?: string; log?: (line: string) => void }): Promise<RedirectorHost> {
   const log = opts.log ?? ((line: string) => process.stdout.write(`${line}\n`));
   let geo: LoadedGeoIp | undefined;
-  const build = async (configPath: string) => {
+  const build = async (configPath: string, previous?: Redirector) => {
     const file = readConfigFile(configPath);
     if (!file.config.redirector) throw new Error(`${configPath}: no [redirector] table`);
     geo = await loadGeoIp(file.config.geoip, file.dir, { previous: geo, log });
-    const r = new Redirector({ config: file.config, geoip: geo.geoip, log });
+    const r = new Redirector({ config: file.config, geoip: geo.geoip, log, previous });
     await r.refreshOrigin();
     await r.scanRound();
     return r;
@@ -79,7 +80,7 @@ export async function runRedirector(opts: { configPath: string; port?: number; h
 
   const reload = async () => {
     try {
-      redirector = await build(opts.configPath);
+      redirector = await build(opts.configPath, redirector);
       log(JSON.stringify({ redirector: "reloaded", mirrors: redirector.mirrors.length, files: redirector.catalog.size }));
     } catch (err) {
       log(JSON.stringify({ redirector: "reload refused, the running config stays", error: (err as Error).message }));

@@ -35,6 +35,8 @@ export class MirrorState {
   readonly location: MirrorLocation;
   /** Index in the redirector's list (stable while the config is). */
   readonly index: number;
+  /** Catalog ids given a state so far (`files` has room for more). */
+  private followed = 0;
   /** FileState per catalog id: one byte per file (no per-file times: 8 more bytes × 100,000 files × 300 mirrors). */
   files = new Uint8Array(0);
   /** Consecutive failed requests (connection errors, timeouts, 5xx). */
@@ -71,13 +73,26 @@ export class MirrorState {
     if (this.files.length < n) {
       const files = new Uint8Array(Math.max(n, this.files.length * 2));
       files.set(this.files);
-      for (let id = this.files.length; id < n; id++) files[id] = this.carriesPath(catalog.files[id]!.path) ? FileState.Unknown : FileState.NotCarried;
       this.files = files;
     }
+    // Ids past the ones followed so far are new files (the array has room for more than it followed).
+    for (let id = this.followed; id < n; id++) this.files[id] = this.carriesPath(catalog.files[id]!.path) ? FileState.Unknown : FileState.NotCarried;
+    this.followed = Math.max(this.followed, n);
     for (const id of changed) {
       this.files[id] = this.carriesPath(catalog.files[id]!.path) ? FileState.Unknown : FileState.NotCarried;
       this.wrong.delete(id);
     }
+  }
+
+  /** Takes the checks of the same mirror (same url and paths) from before a reload: files, health, trace state. */
+  takeChecksFrom(old: MirrorState) {
+    this.files = old.files.slice();
+    this.followed = old.followed;
+    for (const id of old.wrong) this.wrong.add(id);
+    this.failures = old.failures;
+    this.lastError = old.lastError;
+    this.lastScan = old.lastScan;
+    this.synced = old.synced;
   }
 
   carriesPath(path: string): boolean {

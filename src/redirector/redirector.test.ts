@@ -322,6 +322,32 @@ describe("the redirector", () => {
     expect(w.calls).toContain("HEAD http://london.test/iso/parrot%207.0%20%C3%BC+x.iso");
   });
 
+  it("a partial mirror never counts as carrying a file outside its paths, however the catalog grew", async () => {
+    const w = world({ origin, mirrors: {} });
+    const r = new Redirector({ config: redirectorConfig(), geoip, fetch: w.fetchImpl, now: () => 1 });
+    const stockholm = r.mirrors[3]!; // paths = ["/iso/**"]
+    const grow = (paths: string[]) => {
+      const { changed } = r.catalog.update(paths.map((path) => ({ path, size: 1 })), 1);
+      for (const m of r.mirrors) m.follow(r.catalog, changed);
+    };
+    grow(["/iso/a", "/iso/b", "/iso/c"]);
+    grow(["/iso/a", "/iso/b", "/iso/c", "/iso/d", "/iso/e"]);
+    grow(["/iso/a", "/iso/b", "/iso/c", "/iso/d", "/iso/e", "/debian/pool/x.deb"]);
+    expect(stockholm.files[r.catalog.get("/debian/pool/x.deb")!.id]).toBe(FileState.NotCarried);
+    expect(stockholm.files[r.catalog.get("/iso/e")!.id]).toBe(FileState.Unknown);
+  });
+
+  it("a reload keeps the catalog and the checks of unchanged mirrors", async () => {
+    const { r, w } = await scanned({ "london.test": full, "cambridge.test": full, "seattle.test": full, "stockholm.test": full });
+    const config = redirectorConfig();
+    config.mirrors[1]!.url = "http://cambridge2.test/"; // moved: checked again from nothing
+    const next = new Redirector({ config, geoip, fetch: w.fetchImpl, now: () => 2, previous: r });
+    const iso = next.catalog.get("/iso/parrot.iso")!;
+    expect(next.mirrors[0]!.has(iso.id)).toBe(true);
+    expect(next.mirrors[1]!.files[iso.id]).toBe(FileState.Unknown);
+    expect((await get(next, "/iso/parrot.iso", LONDON)).headers.get("x-mirror")).toBe("london");
+  });
+
   it("locates a client by the connection, a configured network by its stand-in, never by a client's header", async () => {
     const w = world({ origin, mirrors: { "london.test": full, "cambridge.test": full, "seattle.test": full, "stockholm.test": full } });
     const config = redirectorConfig(`scan_files_per_round = 100\nnetworks = [ { cidr = "127.0.0.0/8", locate_as = "${MILTON_WA}" } ]`);

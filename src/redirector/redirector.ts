@@ -30,6 +30,11 @@ export interface RedirectorOptions {
   fetch?: FetchLike;
   now?: () => number;
   log?: (line: string) => void;
+  /**
+   * The redirector this one replaces (a reload): its catalog, and the checks of every mirror whose url and paths are
+   * unchanged, carry over, so a reload does not send every download to the CDN until the mirrors are scanned again.
+   */
+  previous?: Redirector;
 }
 
 /** A mirror's location: its configured coordinates and country, else what the GeoIP data says of its address. */
@@ -49,7 +54,7 @@ export function mirrorLocation(m: MirrorConfig, geoip: GeoIp | undefined): Mirro
 
 export class Redirector {
   readonly cfg: RedirectorConfig;
-  readonly catalog = new Catalog();
+  readonly catalog: Catalog;
   readonly mirrors: MirrorState[];
   readonly chooser: Chooser;
   readonly metrics = new Registry();
@@ -67,7 +72,7 @@ export class Redirector {
   originReadAt?: number;
   originError?: string;
 
-  constructor({ config, geoip, fetch: fetchImpl = (i, init) => fetch(i, init), now = Date.now, log = () => {} }: RedirectorOptions) {
+  constructor({ config, geoip, fetch: fetchImpl = (i, init) => fetch(i, init), now = Date.now, log = () => {}, previous }: RedirectorOptions) {
     if (!config.redirector) throw new Error("cdn.toml has no [redirector] table");
     this.config = config;
     this.cfg = config.redirector;
@@ -75,7 +80,15 @@ export class Redirector {
     this.fetchImpl = fetchImpl;
     this.now = now;
     this.log = log;
+    this.catalog = previous?.catalog ?? new Catalog();
     this.mirrors = config.mirrors.map((m, i) => new MirrorState(m, i, mirrorLocation(m, geoip)));
+    for (const m of this.mirrors) {
+      const old = previous?.mirrors.find((o) => o.config.name === m.config.name);
+      if (old && old.config.url === m.config.url && JSON.stringify(old.config.paths) === JSON.stringify(m.config.paths)) {
+        m.takeChecksFrom(old);
+        this.cursors.set(m, previous!.cursors.get(old) ?? 0);
+      } else m.follow(this.catalog);
+    }
     this.chooser = new Chooser(this.mirrors, { spreadKm: this.cfg.spread_km, alternatives: this.cfg.alternatives, maxFailures: this.cfg.max_failures });
     this.answers = this.cfg.paths.map(globToRegExp);
     this.never = this.cfg.never_redirect.map(globToRegExp);
