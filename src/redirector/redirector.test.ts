@@ -7,6 +7,7 @@ import { mmdbSource } from "../geoip/mmdb.ts";
 import { Catalog, parsePackages, parseSha256Sums } from "./catalog.ts";
 import { FileState } from "./mirror-state.ts";
 import { Redirector } from "./redirector.ts";
+import { digestOf } from "./scan.ts";
 
 const geoip = createGeoIp([mmdbSource(readFileSync("test/fixtures/GeoIP2-City-Test.mmdb")), mmdbSource(readFileSync("test/fixtures/GeoLite2-ASN-Test.mmdb"))]);
 const sha = (s: string) => createHash("sha256").update(s).digest("hex");
@@ -57,6 +58,16 @@ describe("[[mirrors]] and [redirector] in cdn.toml", () => {
     const r = new Redirector({ config: c, geoip });
     expect(r.mirrors[0]!.location).toMatchObject({ country: "GB", continent: "EU" });
     expect(r.mirrors[0]!.location.lat).toBeCloseTo(51.5, 0);
+  });
+});
+
+describe("a mirror's digest headers", () => {
+  it("reads Repr-Digest and Digest as hex; a malformed one says nothing (no failure of the mirror)", () => {
+    const b64 = createHash("sha256").update("x").digest("base64");
+    expect(digestOf(new Headers({ "repr-digest": `sha-256=:${b64}:` }))).toBe(sha("x"));
+    expect(digestOf(new Headers({ digest: `SHA-256=${b64}` }))).toBe(sha("x"));
+    expect(digestOf(new Headers({ "repr-digest": "sha-256=:a:" }))).toBeUndefined();
+    expect(digestOf(new Headers({ "repr-digest": "sha-256=:YWJj:" }))).toBeUndefined(); // 3 bytes, not 32
   });
 });
 

@@ -86,7 +86,12 @@ export function digestOf(headers: Headers): string | undefined {
   const old = /sha-256=([A-Za-z0-9+/=]+)/i.exec(headers.get("digest") ?? "")?.[1];
   const b64 = repr ?? old;
   if (!b64) return undefined;
-  const bin = atob(b64);
+  let bin: string;
+  try {
+    bin = atob(b64);
+  } catch {
+    return undefined; // not base64: says nothing (and is no failure of the mirror)
+  }
   if (bin.length !== 32) return undefined;
   let hex = "";
   for (let i = 0; i < bin.length; i++) hex += bin.charCodeAt(i).toString(16).padStart(2, "0");
