@@ -69,6 +69,24 @@ describe("a mirror's digest headers", () => {
     expect(digestOf(new Headers({ "repr-digest": "sha-256=:a:" }))).toBeUndefined();
     expect(digestOf(new Headers({ "repr-digest": "sha-256=:YWJj:" }))).toBeUndefined(); // 3 bytes, not 32
   });
+
+  it("a same-size copy whose announced SHA-256 differs from the list's is wrong, not up to date", async () => {
+    const w = world({ origin, mirrors: { "london.test": full(), "cambridge.test": full(), "seattle.test": "down", "stockholm.test": "down" } });
+    const fetchImpl = async (input: Request | string, init?: RequestInit) => {
+      const res = await w.fetchImpl(input, init);
+      const url = typeof input === "string" ? input : input.url;
+      if (!url.startsWith("http://london.test/iso/parrot.iso")) return res;
+      const other = createHash("sha256").update("y".repeat(ISO.length)).digest("base64");
+      return new Response(null, { status: res.status, headers: { "content-length": res.headers.get("content-length")!, "repr-digest": `sha-256=:${other}:` } });
+    };
+    const r = new Redirector({ config: redirectorConfig(), geoip, fetch: fetchImpl, now: () => 1 });
+    await r.refreshOrigin();
+    await r.scanRound();
+    const iso = r.catalog.get("/iso/parrot.iso")!;
+    expect(r.mirrors[0]!.files[iso.id]).toBe(FileState.Wrong);
+    expect(r.mirrors[1]!.files[iso.id]).toBe(FileState.Present);
+    expect((await get(r, iso.path, LONDON)).headers.get("x-mirror")).toBe("cambridge");
+  });
 });
 
 describe("origin lists", () => {
@@ -94,6 +112,8 @@ describe("origin lists", () => {
     expect(c.get("/a")).toBeUndefined();
   });
 });
+
+const full = () => ({ "/iso/parrot.iso": ISO, "/iso/parrot-new.iso": NEW_ISO, "/debian/pool/main/h/hello_1_all.deb": DEB });
 
 /** A world of fake HTTP servers: the origin, mirrors (files with sizes, or down), the CDN. */
 function world(opts: { mirrors: Record<string, Record<string, string> | "down">; origin: Record<string, string> }) {
