@@ -21,6 +21,7 @@ function parsedArgs() {
         "origin-port": { type: "string", default: "8080" },
         "dns-port": { type: "string", default: "5353" },
         "doh-port": { type: "string", default: "8053" },
+        "redirector-port": { type: "string", default: "8790" },
         "state-dir": { type: "string", default: join(ROOT, ".parrot/start") },
         "edge-hosts": { type: "string" },
         "dns-host": { type: "string", default: "127.0.0.1" },

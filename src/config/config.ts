@@ -10,6 +10,7 @@ import { AdminSchema } from "./admin-schema.ts";
 import { AnycastSchema } from "./anycast-schema.ts";
 import { ControlSchema } from "./control-schema.ts";
 import { FrontDoorTables } from "./sites-schema.ts";
+import { MirrorListSchema, RedirectorSchema } from "./redirector-schema.ts";
 
 export const CdnConfigSchema = z
   .object({
@@ -21,6 +22,8 @@ export const CdnConfigSchema = z
     admin: AdminSchema.prefault({}),
     anycast: AnycastSchema.optional(),
     control: ControlSchema.optional(),
+    mirrors: MirrorListSchema,
+    redirector: RedirectorSchema.optional(),
     ...FrontDoorTables,
   })
   .strict();

@@ -17,6 +17,8 @@ import { dnsHost, placeLocalEdges, urlHost } from "./demo-edges.ts";
 import { installed, leaveOutMissingEngines } from "./engines.ts";
 import { stopWithNpm } from "./npm-parent.ts";
 import { serveFetch } from "./serve-fetch.ts";
+import { startDemoRedirector, type DemoRedirector } from "./demo-mirrors.ts";
+import { appendFileSync } from "node:fs";
 import { startLocalNats } from "../control/nats-server.ts";
 import { parseConfig } from "../config/config.ts";
 import { demoSite, ensureLocalCertificates, hasFrontDoor } from "../frontdoor/frontdoor.ts";
@@ -33,6 +35,8 @@ export interface DemoCdnOptions {
   "origin-port": string;
   "dns-port": string;
   "doh-port": string;
+  /** The mirror redirector in front of the demo mirrors (docs/redirector.md). */
+  "redirector-port": string;
   "state-dir": string;
   /** Addresses for the local [[edges]], in order (comma-separated). */
   "edge-hosts"?: string;
@@ -55,11 +59,12 @@ export async function runDemoCdn(values: DemoCdnOptions): Promise<void> {
   const stateDir = resolve(values["state-dir"]!);
   mkdirSync(stateDir, { recursive: true });
   const children: Running[] = [];
+  let redirector: DemoRedirector | undefined;
   let stopping = false;
   async function stop(code = 0) {
     if (stopping) return;
     stopping = true;
-    await Promise.allSettled([...children.map((c) => c.stop()), origin?.close()]);
+    await Promise.allSettled([...children.map((c) => c.stop()), origin?.close(), redirector?.close()]);
     await nats?.server.stop();
     process.exit(code);
   }
@@ -181,6 +186,25 @@ export async function runDemoCdn(values: DemoCdnOptions): Promise<void> {
       }
       await new Promise((r) => setTimeout(r, 100));
     }
+    // The mirror redirector in front of two demo mirrors, the first edge as the CDN (in this process).
+    const redirectorLog = join(stateDir, "redirector.log");
+    redirector = await startDemoRedirector({
+      raw,
+      originUrl: origin.url,
+      cdnUrl: `http://${urlHost(local[0]!.host)}:${values.port}`,
+      stateDir,
+      port: Number(values["redirector-port"]),
+      log: (line) => appendFileSync(redirectorLog, `${line}\n`),
+    }).catch((err: NodeJS.ErrnoException) => {
+      throw new Error(
+        err.code === "EADDRINUSE"
+          ? `start: port ${values["redirector-port"]} on 127.0.0.1 is in use (another npm start?): stop it, or pass --redirector-port N`
+          : `start: the mirror redirector did not start: ${err.message}`,
+      );
+    });
+    for (const m of redirector.mirrors) console.log(`demo mirror  ${m.url}  ${m.name} (${m.note})`);
+    const R = redirector.host.url;
+    console.log(`redirector   ${R}`);
     const at = `@${udp[1]!.replace(/^\[(.*)\]$/, "$1")} -p ${udp[2]}`;
     const director = `${file.config.dns?.director.name ?? "director"}.${file.config.dns?.zone ?? "geo.example.org"}`;
     console.log(`
@@ -215,6 +239,11 @@ ${
   curl -s -C - -o $ISO -D - $E/iso/$ISO | grep -iE '^(content-range|x-cache-status)'   # resumed: HIT
   curl -s $E/iso/SHA256SUMS | sha256sum -c
 apt through the CDN: deb [trusted=yes] http://${urlHost(local[0]!.host)}:${values.port}/debian parrot main
+
+Send downloads to the nearest mirror that has the file (docs/redirector.md): a redirect, then the mirror list:
+  curl -sI ${R}/iso/parrot-demo-1.0-amd64.iso | grep -iE '^(location|link|repr-digest)'
+  curl -s '${R}/iso/parrot-demo-1.0-amd64.iso?mirrorlist=json'
+apt through the mirrors: deb [trusted=yes] mirror+${R}/debian/mirrors.txt parrot main
 
 Admin token for this run (purge, metrics, drain), in ${effective}:
   export PARROT_ADMIN_TOKEN=${raw.admin.token}

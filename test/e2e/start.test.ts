@@ -58,6 +58,18 @@ describe("npm start's tiered cache", () => {
   });
 });
 
+describe("npm start's mirror redirector", () => {
+  it("prints a redirect to a demo mirror (Links, digest) and the mirror list", () => {
+    const redirect = printed("curl -sI").find((l) => l.includes("/iso/parrot-demo-1.0-amd64.iso"))!;
+    const headers = sh(redirect);
+    expect(headers).toMatch(/^location: http:\/\/127\.0\.0\.1:\d+\/iso\/parrot-demo-1\.0-amd64\.iso\r?$/m);
+    expect(headers).toMatch(/^link: <http:\/\/127\.0\.0\.1:\d+\/iso\/parrot-demo-1\.0-amd64\.iso>; rel=duplicate; pri=1; geo=(gb|us), .*; rel=duplicate; pri=3\r?$/m);
+    expect(headers).toMatch(/^repr-digest: sha-256=:[A-Za-z0-9+/]{43}=:\r?$/m);
+    const list = JSON.parse(sh(printed("curl -s '").find((l) => l.includes("mirrorlist=json"))!)) as { mirrors: { name: string; state: string }[] };
+    expect(list.mirrors.map((m) => `${m.name} ${m.state}`).sort()).toEqual(["demo-mirror-lon up to date", "demo-mirror-nyc up to date"]);
+  });
+});
+
 describe("npm start over HTTPS", () => {
   it("prints a curl command, trusting its local CA, that gets HTTP/2 200 through the front door", () => {
     const line = printed("curl --cacert")[0];

@@ -24,7 +24,7 @@ export async function startNpmStart(opts: { env?: NodeJS.ProcessEnv; args?: stri
   try {
     const run = await startNodeScript(
       "scripts/start.ts",
-      ["--port", String(port), "--https-port", String(httpsPort), "--origin-port", "0", "--dns-port", "0", "--doh-port", "0", "--state-dir", state, ...(opts.args ?? [])],
+      ["--port", String(port), "--https-port", String(httpsPort), "--origin-port", "0", "--dns-port", "0", "--doh-port", "0", "--redirector-port", "0", "--state-dir", state, ...(opts.args ?? [])],
       /Ctrl-C stops everything/,
       120_000,
       undefined,

@@ -1,0 +1,101 @@
+/**
+ * Node host of the mirror redirector (`npm run redirector`): loads cdn.toml and the GeoIP data ([geoip], as the DNS
+ * node does), reads the origin's lists and scans every mirror once before it says ready, then again every
+ * `scan_interval_ms` (one round at a time). The client's address is the connection's (`peer.address`), never a
+ * header unless the peer is a trusted proxy. SIGHUP (or `reload()`) builds a new redirector from the file (with the
+ * running one's catalog and the checks of unchanged mirrors), scans once, then swaps it in; a bad file keeps the
+ * running one. `POST /.well-known/cdn/scan` with the admin token runs a
+ * round now and answers when it is done (operators after fixing a mirror; the tests, which never wait on a timer).
+ */
+import { isAuthorized, unauthorized } from "../net/admin-auth.ts";
+import { Redirector } from "../redirector/redirector.ts";
+import { loadConfigFile, readConfigFile } from "./config-file.ts";
+import { loadGeoIp, type LoadedGeoIp } from "./dns-geoip.ts";
+import { serveFetch, type Served } from "./serve-fetch.ts";
+
+export const SCAN_PATH = "/.well-known/cdn/scan";
+
+export interface RedirectorHost {
+  url: string;
+  served: Served;
+  current(): Redirector;
+  /** One round (origin lists, then every mirror) now; resolves when done. */
+  scan(): Promise<void>;
+  reload(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function runRedirector(opts: { configPath: string; port?: number; host?: string; log?: (line: string) => void }): Promise<RedirectorHost> {
+  const log = opts.log ?? ((line: string) => process.stdout.write(`${line}\n`));
+  let geo: LoadedGeoIp | undefined;
+  const build = async (configPath: string, previous?: Redirector) => {
+    const file = readConfigFile(configPath);
+    if (!file.config.redirector) throw new Error(`${configPath}: no [redirector] table`);
+    geo = await loadGeoIp(file.config.geoip, file.dir, { previous: geo, log });
+    const r = new Redirector({ config: file.config, geoip: geo.geoip, log, previous });
+    await r.refreshOrigin();
+    await r.scanRound();
+    return r;
+  };
+  let redirector: Redirector;
+  try {
+    redirector = await build(opts.configPath);
+  } catch (err) {
+    loadConfigFile(opts.configPath); // a config error: printed by field, exit 2
+    throw err;
+  }
+  // One round at a time: a timer's round and a requested one share the promise.
+  let running: Promise<void> | undefined;
+  const scan = () =>
+    (running ??= (async () => {
+      const r = redirector;
+      await r.refreshOrigin();
+      await r.scanRound();
+    })().finally(() => (running = undefined)));
+
+  const cfg = redirector.cfg;
+  const served = await serveFetch(
+    async (request, peer) => {
+      const path = new URL(request.url).pathname;
+      if (path === SCAN_PATH) {
+        const token = redirector.config.admin.token;
+        if (request.method !== "POST") return new Response("405 POST only\n", { status: 405, headers: { allow: "POST" } });
+        if (!(await isAuthorized(request, token))) return unauthorized(!!token);
+        await scan();
+        return Response.json(redirector.status());
+      }
+      return redirector.handle(request, peer.address);
+    },
+    { host: opts.host ?? cfg.listen, port: opts.port ?? cfg.port, log },
+  );
+
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let closed = false;
+  const schedule = () => {
+    if (closed) return;
+    timer = setTimeout(() => void scan().finally(schedule), redirector.cfg.scan_interval_ms);
+    timer.unref();
+  };
+  schedule();
+
+  const reload = async () => {
+    try {
+      redirector = await build(opts.configPath, redirector);
+      log(JSON.stringify({ redirector: "reloaded", mirrors: redirector.mirrors.length, files: redirector.catalog.size }));
+    } catch (err) {
+      log(JSON.stringify({ redirector: "reload refused, the running config stays", error: (err as Error).message }));
+    }
+  };
+  return {
+    url: served.url,
+    served,
+    current: () => redirector,
+    scan,
+    reload,
+    close: async () => {
+      closed = true;
+      clearTimeout(timer);
+      await served.close();
+    },
+  };
+}
