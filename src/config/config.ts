@@ -10,6 +10,7 @@ import { AdminSchema } from "./admin-schema.ts";
 import { AnycastSchema } from "./anycast-schema.ts";
 import { ControlSchema } from "./control-schema.ts";
 import { FrontDoorTables } from "./sites-schema.ts";
+import { FunctionsTables } from "./functions-schema.ts";
 
 export const CdnConfigSchema = z
   .object({
@@ -22,6 +23,7 @@ export const CdnConfigSchema = z
     anycast: AnycastSchema.optional(),
     control: ControlSchema.optional(),
     ...FrontDoorTables,
+    ...FunctionsTables,
   })
   .strict();
 

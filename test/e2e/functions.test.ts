@@ -1,0 +1,201 @@
+/**
+ * Edge functions on a bare workerd edge box: each `[[functions]]` entry runs in a workerd process of its own, in
+ * front of the cache. Asked with real HTTP clients (node:http, curl) by Host: a redirect, a header rewrite that
+ * passes through the cache (MISS then HIT), answers by request.cf.country for clients of two countries (the GeoIP
+ * test database, the client address through the trusted proxy's X-Forwarded-For as the front door sends it), a
+ * function that throws (on_error "cache" and "503"), an infinite loop (the watchdog ends it within its CPU budget,
+ * another site's HIT answers meanwhile), and a function that tries the admin endpoints, a disallowed host and other
+ * sites' secrets (refused, absent).
+ */
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { request as httpRequest } from "node:http";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { serveFetch, type Served } from "../../src/node/serve-fetch.ts";
+import { startEdgeWorkerd, type RunningWorkerdEdge } from "../../src/node/workerd-host.ts";
+import { waitFor } from "../support/anycast.ts";
+import { cpuMsFromStat } from "../../src/functions/watchdog.ts";
+
+const cpuOf = (pid: number) => {
+  try {
+    return cpuMsFromStat(readFileSync(`/proc/${pid}/stat`, "utf8"));
+  } catch {
+    return undefined;
+  }
+};
+
+const TOKEN = "functions-test-token-0123456789";
+const MMDB = resolve(import.meta.dirname, "../fixtures/GeoIP2-City-Test.mmdb");
+const FIXTURES = resolve(import.meta.dirname, "../fixtures/functions");
+/** The loop function's CPU budget. */
+const LOOP_CPU_MS = 1000;
+
+interface Answer {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: string;
+}
+/** A GET with a chosen Host header (and other headers), on its own connection. */
+function get(host: string, path: string, headers: Record<string, string> = {}): Promise<Answer> {
+  const url = new URL(edge.url);
+  return new Promise((done, fail) => {
+    const req = httpRequest({ host: url.hostname, port: url.port, path, headers: { host, ...headers }, agent: false }, (res) => {
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (c: string) => (body += c));
+      res.on("end", () => done({ status: res.statusCode!, headers: res.headers, body }));
+    });
+    req.on("error", fail);
+    req.setTimeout(60_000, () => req.destroy(new Error(`GET ${host}${path}: no answer in 60 s`)));
+    req.end();
+  });
+}
+
+const originSeen: { path: string; headers: Record<string, string> }[] = [];
+let served: Served;
+let edge: RunningWorkerdEdge;
+let dir: string;
+const logs: string[] = [];
+
+beforeAll(async () => {
+  served = await serveFetch((req) => {
+    const url = new URL(req.url);
+    originSeen.push({ path: url.pathname, headers: Object.fromEntries(req.headers) });
+    return new Response(`origin ${url.pathname}\n`, { headers: { "cache-control": "max-age=600", "content-type": "text/plain" } });
+  });
+  dir = mkdtempSync(join(tmpdir(), "parrot-functions-e2e-"));
+  writeFileSync(join(dir, "geo.secrets"), "GEO_SECRET=only-geo-sees-this\n");
+  const fn = (id: string, hosts: string, extra = "") =>
+    `[[functions]]\nid = "${id}"\nhosts = ["${hosts}"]\nmodule = ${JSON.stringify(join(FIXTURES, `${id}.js`))}\n${extra}\n`;
+  const configText = `[edge]
+name = "test-colo"
+origin = "${served.url}"
+access_log = false
+trusted_proxies = ["127.0.0.1"]
+[admin]
+token = "${TOKEN}"
+[geoip]
+city = ${JSON.stringify(MMDB)}
+${fn("redirect", "redirect.test")}
+${fn("rewrite", "rewrite.test")}
+${fn("geo", "geo.test", `vars = { GREETING = "hello" }\nsecrets_file = "geo.secrets"`)}
+${fn("throws", "throws-cache.test", 'on_error = "cache"')}
+[[functions]]
+id = "throws-503"
+hosts = ["throws-503.test"]
+module = ${JSON.stringify(join(FIXTURES, "throws.js"))}
+on_error = "503"
+${fn("loop", "loop.test", `cpu_ms = ${LOOP_CPU_MS}\non_error = "503"`)}
+${fn("sneaky", "sneaky.test", 'allow_hosts = ["allowed.example"]')}
+`;
+  writeFileSync(join(dir, "cdn.toml"), configText);
+  edge = await startEdgeWorkerd({ configText, configDir: dir, storeDir: join(dir, "store"), log: (l) => logs.push(l) });
+}, 120_000);
+
+afterAll(async () => {
+  await edge?.stop();
+  await served?.close();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+describe("edge functions on bare workerd", () => {
+  it("each function runs in a workerd process of its own, apart from the edge's", () => {
+    const pids = edge.functions!.running.map((r) => r.pid());
+    expect(new Set(pids).size).toBe(7);
+    for (const pid of pids) expect(edge.edgePids()).not.toContain(pid);
+  });
+
+  it("a redirect function answers itself: the origin is never asked", async () => {
+    const before = originSeen.length;
+    const res = await get("redirect.test", "/old/page?x=1");
+    expect(res.status).toBe(301);
+    expect(res.headers.location).toBe("https://www.redirect.test/new/page?x=1");
+    expect(originSeen.length).toBe(before);
+  });
+
+  it("a header-rewriting function passes through the cache: request header added for the origin, answer header added, MISS then HIT", async () => {
+    const first = await get("rewrite.test", "/doc");
+    expect(first.status).toBe(200);
+    expect(first.body).toBe("origin /doc\n");
+    expect(first.headers["x-rewritten"]).toBe("yes");
+    expect(first.headers["x-cache-status"]).toBe("MISS");
+    expect(originSeen.find((s) => s.path === "/doc")?.headers["x-from-function"]).toBe("rewrite");
+    const second = await get("rewrite.test", "/doc");
+    expect(second.headers["x-cache-status"]).toBe("HIT");
+    expect(second.headers["x-rewritten"]).toBe("yes");
+    expect(originSeen.filter((s) => s.path === "/doc")).toHaveLength(1);
+  });
+
+  it("request.cf carries the client's country, city and the edge's name: clients from two countries get their own answers", async () => {
+    const gb = await get("geo.test", "/", { "x-forwarded-for": "81.2.69.142" });
+    const us = await get("geo.test", "/", { "x-forwarded-for": "216.160.83.56" });
+    expect(JSON.parse(gb.body)).toMatchObject({ country: "GB", continent: "EU", city: "London", colo: "test-colo", greeting: "hello", secret: "only-geo-sees-this" });
+    expect(JSON.parse(us.body)).toMatchObject({ country: "US", continent: "NA", city: "Milton", colo: "test-colo" });
+  });
+
+  it("a client cannot set request.cf: its own x-parrot-cf header is replaced", async () => {
+    const res = await get("geo.test", "/", { "x-forwarded-for": "81.2.69.142", "x-parrot-cf": JSON.stringify({ country: "KP", colo: "forged" }) });
+    expect(JSON.parse(res.body)).toMatchObject({ country: "GB", colo: "test-colo" });
+    const unknown = await get("geo.test", "/", { "x-forwarded-for": "192.0.2.1", "x-parrot-cf": JSON.stringify({ country: "KP" }) });
+    expect(JSON.parse(unknown.body).country).toBeUndefined();
+  });
+
+  it('a function that throws: on_error = "cache" serves through the cache as if there were no function', async () => {
+    const res = await get("throws-cache.test", "/thrown");
+    expect(res.status).toBe(200);
+    expect(res.body).toBe("origin /thrown\n");
+    expect(res.headers["x-cache-status"]).toBe("MISS");
+  });
+
+  it('a function that throws: on_error = "503" answers 503', async () => {
+    const res = await get("throws-503.test", "/thrown");
+    expect(res.status).toBe(503);
+  });
+
+  it("an infinite loop: the watchdog kills its process within its CPU budget (503), another site's HIT answers meanwhile, the function serves again after", async () => {
+    await get("rewrite.test", "/during-loop"); // stored: a HIT below
+    const loop = edge.functions!.running.find((r) => r.id === "loop")!;
+    const pidBefore = loop.pid();
+    let spinDone = false;
+    const spinning = get("loop.test", "/spin").finally(() => (spinDone = true));
+    // The loop runs once its process has burnt a good part of its budget since the request was sent.
+    const cpu0 = cpuOf(pidBefore)!;
+    const spinningNow = await waitFor(async () => ((cpuOf(pidBefore) ?? 0) - cpu0 >= 100 && !spinDone ? true : undefined), 10_000);
+    expect(spinningNow?.value, "the loop is burning CPU").toBe(true);
+    const hit = await get("rewrite.test", "/during-loop");
+    expect(hit.headers["x-cache-status"]).toBe("HIT");
+    expect(spinDone, "the HIT answered while the loop still ran").toBe(false);
+    const spun = await spinning;
+    expect(spun.status).toBe(503);
+    expect(loop.watchdog.kills).toBe(1);
+    const killed = logs.find((l) => l.includes("watchdog killed"));
+    const cpu = Number(/(\d+(?:\.\d+)?) ms of CPU/.exec(killed ?? "")?.[1]);
+    expect(cpu).toBeGreaterThanOrEqual(LOOP_CPU_MS);
+    // The watchdog's reaction: its timer (every 50 ms) may run late on a loaded machine while the loop keeps burning.
+    expect(cpu).toBeLessThan(LOOP_CPU_MS + 500);
+    // Started again: the same site's ordinary requests are answered by a new process.
+    const again = await waitFor(async () => {
+      const r = await get("loop.test", "/fine");
+      return r.status === 200 ? r : undefined;
+    }, 20_000);
+    expect(again?.value.body).toBe("origin /fine\n");
+    expect(loop.pid()).not.toBe(pidBefore);
+  }, 60_000);
+
+  it("a function reaches neither the admin endpoints nor hosts it is not allowed, nor other sites' secrets", async () => {
+    const port = new URL(edge.url).port;
+    const res = await get("sneaky.test", `/?port=${port}`);
+    const seen = JSON.parse(res.body) as Record<string, { status: number; refused: string | null } | string[]>;
+    // Its own host, through the cache engine: the CDN's own paths are closed to it.
+    expect(seen.purge).toMatchObject({ status: 403 });
+    expect(seen.metrics).toMatchObject({ status: 403 });
+    // The edge's public socket by address, and any host not in allow_hosts: refused by its gate.
+    expect(seen.edgeByAddress).toMatchObject({ status: 403, refused: "1" });
+    expect(seen.disallowed).toMatchObject({ status: 403, refused: "1" });
+    // Its env holds its own bindings only (none here): no admin token, no store, no other site's secret.
+    expect(seen.env).toEqual([]);
+    // Its own site through the cache is allowed.
+    expect(seen.own).toMatchObject({ status: 200 });
+  });
+});
