@@ -20,7 +20,7 @@ import { bundleModule, ROOT } from "./bundle.ts";
 import { configPath, type ConfigFile } from "./config-file.ts";
 import { currentVersionFile } from "./function-versions.ts";
 import { functionProcessConfig, parseSecrets } from "./functions-config.ts";
-import { keepRunning, type Kept } from "./process.ts";
+import { exited, keepRunning, startProcess, stopProcess, type Kept } from "./process.ts";
 import { workerdBinary } from "./workerd-host.ts";
 
 export interface PreparedFunctions {
@@ -250,4 +250,50 @@ export async function waitFunctionsReady(prepared: PreparedFunctions, timeoutMs 
     }
   }
   return late;
+}
+
+/**
+ * Whether a bundled function loads in workerd: it is started alone (its own temporary folder and socket, no engine
+ * behind its gate) until it answers the watchdog's probe. Resolves undefined when it loads, else workerd's words.
+ */
+export async function validateFunction(code: Uint8Array, fn: FunctionConfig, compat: { compatibilityDate: string }, timeoutMs = 20_000): Promise<string | undefined> {
+  const dir = mkdtempSync(join(tmpdir(), "parrot-fn-check-"));
+  try {
+    const [harness, gate] = await Promise.all([bundleModule(join(ROOT, "src/functions/harness.ts"), ["./function.js"]), bundleModule(join(ROOT, "src/functions/gate.ts"))]);
+    writeFileSync(join(dir, "function.js"), code);
+    writeFileSync(join(dir, "harness.js"), harness);
+    writeFileSync(join(dir, "gate.js"), gate);
+    const socket = join(dir, "f.sock");
+    writeFileSync(
+      join(dir, "function.capnp"),
+      functionProcessConfig({
+        id: fn.id,
+        compatibilityDate: fn.compatibility_date > compat.compatibilityDate ? compat.compatibilityDate : fn.compatibility_date,
+        compatibilityFlags: fn.compatibility_flags,
+        files: { harness: "harness.js", gate: "gate.js", module: "function.js" },
+        address: `unix:${socket}`,
+        engineAddress: `unix:${join(dir, "no-engine.sock")}`,
+        vars: fn.vars,
+        secrets: {},
+        hosts: fn.hosts,
+        allowHosts: fn.allow_hosts,
+        memoryMb: fn.memory_mb,
+      }),
+    );
+    let output = "";
+    const proc = startProcess({ command: workerdBinary(), args: ["serve", join(dir, "function.capnp")], cwd: dir, log: (t) => (output += t) });
+    try {
+      const deadline = Date.now() + timeoutMs;
+      while (Date.now() < deadline) {
+        if (exited(proc)) return output.trim() || `workerd exited (${proc.exitCode ?? proc.signalCode})`;
+        if (await probeFunction(socket)) return undefined;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      return `it did not answer within ${timeoutMs / 1000} s${output ? `: ${output.trim()}` : ""}`;
+    } finally {
+      await stopProcess(proc);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
