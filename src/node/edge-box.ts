@@ -48,7 +48,9 @@ export async function runEdgeBox(values: EdgeBoxOptions, usage: (message: string
   const origin = originsOf(config.edge!).map((o) => o.url).join(", ");
   const frontDoor = hasFrontDoor(config);
   if (frontDoor && values.runtime !== "workerd") usage("[[sites]] (the front door) needs --runtime workerd");
-  if (config.functions.length && values.runtime !== "workerd") usage("[[functions]] (edge functions, each in a workerd process of its own) need --runtime workerd");
+  if (config.functions.length && values.runtime !== "workerd") {
+    console.error(`edge: [[functions]] run on --runtime workerd only (each in a workerd process of its own); here their sites are served as their on_error says`);
+  }
   const storeDir = values.store ?? values.persist ?? (values.runtime === "workerd" ? configPath(file, config.edge!.store_dir) : undefined);
   // [control]: a box start id and the control agent's socket, bound into the edge before it starts.
   let control: ReturnType<typeof prepareControl> | undefined;

@@ -41,8 +41,18 @@ export interface PreparedFunction {
   source: string;
 }
 
-/** Writes every function's files (bundling what needs it) and returns where the processes will listen. */
-export async function prepareFunctions(file: ConfigFile, runDir: string, compat: { compatibilityDate: string }, socketDir?: string): Promise<PreparedFunctions> {
+/**
+ * Writes every function's files (bundling what needs it) and returns where the processes will listen. A function
+ * that cannot be prepared (its module does not bundle, its secrets file is unreadable) is left out and its reason
+ * logged: its site gets its on_error, the rest of the box serves.
+ */
+export async function prepareFunctions(
+  file: ConfigFile,
+  runDir: string,
+  compat: { compatibilityDate: string },
+  log: (line: string) => void,
+  socketDir?: string,
+): Promise<PreparedFunctions> {
   const base = join(runDir, "functions");
   mkdirSync(base, { recursive: true });
   chmodSync(runDir, 0o700);
@@ -60,7 +70,11 @@ export async function prepareFunctions(file: ConfigFile, runDir: string, compat:
   const engineSocket = join(socketDir, "engine.sock");
   const functions: PreparedFunction[] = [];
   for (const fn of file.config.functions) {
-    functions.push(await prepareOne(file, fn, join(base, fn.id), join(socketDir, `${fn.id}.sock`), engineSocket, { harness, gate }, compat));
+    try {
+      functions.push(await prepareOne(file, fn, join(base, fn.id), join(socketDir, `${fn.id}.sock`), engineSocket, { harness, gate }, compat));
+    } catch (err) {
+      log(`${(err as Error).message}; not started (its site gets on_error = ${fn.on_error})\n`);
+    }
   }
   return { socketDir, engineSocket, functions };
 }
@@ -166,7 +180,7 @@ export function startFunctions(prepared: PreparedFunctions, runDir: string, comp
   return {
     running,
     async reload(file) {
-      const next = await prepareFunctions(file, runDir, compat, prepared.socketDir);
+      const next = await prepareFunctions(file, runDir, compat, log, prepared.socketDir);
       const notes: string[] = [];
       const seen = new Map<string, string>();
       for (const fn of next.functions) {
@@ -179,7 +193,12 @@ export function startFunctions(prepared: PreparedFunctions, runDir: string, comp
           notes.push(`function ${fn.id} now runs ${fn.source}`);
         }
       }
-      for (const r of running) if (!seen.has(r.id)) notes.push(`function ${r.id} removed from the config: it keeps running until a restart of the box`);
+      for (const r of running) {
+        if (seen.has(r.id)) continue;
+        if (file.config.functions.some((f) => f.id === r.id)) notes.push(`function ${r.id} not reloaded (see above): the running version stays`);
+        else notes.push(`function ${r.id} removed from the config: its process runs until a restart of the box, its site is served without it`);
+        seen.set(r.id, current.get(r.id)!);
+      }
       current = seen;
       return notes;
     },

@@ -274,7 +274,7 @@ async function prepareRunDir(file: ConfigFile, opts: WorkerdEdgeOptions): Promis
     writeFileSync(storeConfig, workerdStoreConfig({ ...compat, files, store, storeDir, address: storeAddress }));
   }
   // [[functions]]: each site's function bundled (or its deployed version) with its process's config.
-  const functions = file.config.functions.length ? await prepareFunctions(file, runDir, compat) : undefined;
+  const functions = file.config.functions.length ? await prepareFunctions(file, runDir, compat, opts.log ?? ((line) => process.stderr.write(line))) : undefined;
   const edgeConfig = join(runDir, "edge.capnp");
   const control = opts.control && { address: `unix:${opts.control.socketPath}`, bootId: opts.control.bootId };
   const configDir = join(runDir, "config");

@@ -7,6 +7,7 @@
  * another site's HIT answers meanwhile), and a function that tries the admin endpoints, a disallowed host and other
  * sites' secrets (refused, absent).
  */
+import { execFileSync, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { request as httpRequest } from "node:http";
 import { tmpdir } from "node:os";
@@ -57,6 +58,7 @@ let served: Served;
 let edge: RunningWorkerdEdge;
 let dir: string;
 const logs: string[] = [];
+let configTextUsed = "";
 
 beforeAll(async () => {
   served = await serveFetch((req) => {
@@ -90,6 +92,7 @@ ${fn("loop", "loop.test", `cpu_ms = ${LOOP_CPU_MS}\non_error = "503"`)}
 ${fn("sneaky", "sneaky.test", 'allow_hosts = ["allowed.example"]')}
 `;
   writeFileSync(join(dir, "cdn.toml"), configText);
+  configTextUsed = configText;
   edge = await startEdgeWorkerd({ configText, configDir: dir, storeDir: join(dir, "store"), log: (l) => logs.push(l) });
 }, 120_000);
 
@@ -198,4 +201,43 @@ describe("edge functions on bare workerd", () => {
     // Its own site through the cache is allowed.
     expect(seen.own).toMatchObject({ status: 200 });
   });
+});
+
+describe("deploy, reload and roll back (npm run fn)", () => {
+  const ROOT = resolve(import.meta.dirname, "../..");
+  const fn = (...args: string[]) => spawnSync(process.execPath, [join(ROOT, "scripts/fn.ts"), ...args, "--config", join(dir, "cdn.toml")], { cwd: ROOT, encoding: "utf8" });
+  const country = async () => JSON.parse((await get("geo.test", "/", { "x-forwarded-for": "81.2.69.142" })).body) as Record<string, unknown>;
+
+  it("a module that does not load in workerd is refused and nothing is deployed", () => {
+    const bad = join(dir, "bad.js");
+    writeFileSync(bad, 'export default { fetch() { return new Response("x") } };\nthrow new Error("top-level failure");\n');
+    const out = fn("deploy", "--site", "geo", bad);
+    expect(out.status, out.stderr).toBe(2);
+    expect(out.stderr).toMatch(/does not load in workerd, nothing deployed/);
+    expect(fn("list").stdout).toMatch(/^geo .*live: .*geo\.js \(bundled at start\)$/m);
+  }, 60_000);
+
+  it("deploy makes a new version current; after a reload the box serves it; rollback brings the previous one back", async () => {
+    const v1 = join(dir, "geo-v1.js");
+    const v2 = join(dir, "geo-v2.ts");
+    writeFileSync(v1, 'export default { fetch(request) { return Response.json({ version: 1, country: request.cf.country }) } };\n');
+    writeFileSync(v2, 'const v: number = 2;\nexport default { fetch(request: Request) { return Response.json({ version: v, country: (request as any).cf.country }) } };\n');
+    for (const f of [v1, v2]) {
+      const out = fn("deploy", "--site", "geo", f);
+      expect(out.status, out.stderr).toBe(0);
+    }
+    expect(fn("list").stdout).toMatch(/live: v2\n {2}\s v1 .*geo-v1\.js\n {2}\* v2 .*geo-v2\.ts/);
+    const geoPid = edge.functions!.running.find((r) => r.id === "geo")!.pid();
+    expect(await edge.reloadFunctions(configTextUsed)).toEqual(["function geo now runs v2"]);
+    // Its process starts again on the new files (the others keep running).
+    const served2 = await waitFor(async () => ((await country()).version === 2 ? true : undefined), 20_000);
+    expect(served2?.value).toBe(true);
+    expect(await country()).toEqual({ version: 2, country: "GB" });
+    expect(edge.functions!.running.find((r) => r.id === "geo")!.pid()).not.toBe(geoPid);
+    const back = fn("rollback", "--site", "geo");
+    expect(back.stdout).toContain("geo v1 is current");
+    await edge.reloadFunctions(configTextUsed);
+    const served1 = await waitFor(async () => ((await country()).version === 1 ? true : undefined), 20_000);
+    expect(served1?.value).toBe(true);
+  }, 90_000);
 });
