@@ -90,6 +90,7 @@ module = ${JSON.stringify(join(FIXTURES, "throws.js"))}
 on_error = "503"
 ${fn("loop", "loop.test", `cpu_ms = ${LOOP_CPU_MS}\non_error = "503"`)}
 ${fn("sneaky", "sneaky.test", 'allow_hosts = ["allowed.example"]')}
+${fn("bomb", "bomb.test", 'memory_mb = 32\ncpu_ms = 20000\non_error = "503"')}
 `;
   writeFileSync(join(dir, "cdn.toml"), configText);
   configTextUsed = configText;
@@ -105,7 +106,7 @@ afterAll(async () => {
 describe("edge functions on bare workerd", () => {
   it("each function runs in a workerd process of its own, apart from the edge's", () => {
     const pids = edge.functions!.running.map((r) => r.pid());
-    expect(new Set(pids).size).toBe(7);
+    expect(new Set(pids).size).toBe(8);
     for (const pid of pids) expect(edge.edgePids()).not.toContain(pid);
   });
 
@@ -184,6 +185,20 @@ describe("edge functions on bare workerd", () => {
     }, 20_000);
     expect(again?.value.body).toBe("origin /fine\n");
     expect(loop.pid()).not.toBe(pidBefore);
+  }, 60_000);
+
+  it("a memory bomb: V8's heap bound (memory_mb) ends its process, the site gets its on_error, the process is started again", async () => {
+    const bomb = edge.functions!.running.find((r) => r.id === "bomb")!;
+    const pidBefore = bomb.pid();
+    const res = await get("bomb.test", "/bomb");
+    expect(res.status).toBe(503);
+    expect(bomb.watchdog.kills).toBe(0); // the heap bound, not the CPU watchdog
+    const again = await waitFor(async () => {
+      const r = await get("bomb.test", "/fine");
+      return r.status === 200 ? r : undefined;
+    }, 20_000);
+    expect(again?.value.body).toBe("origin /fine\n");
+    expect(bomb.pid()).not.toBe(pidBefore);
   }, 60_000);
 
   it("a function reaches neither the admin endpoints nor hosts it is not allowed, nor other sites' secrets", async () => {
