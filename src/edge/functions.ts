@@ -32,8 +32,18 @@ export function functionRoute(
   locate: (ip: string) => GeoInfo | undefined,
   log: (line: string) => void = (l) => console.error(l),
 ): FunctionRoute {
+  // One line per function and reason every 10 s at most (with the count): a function that is down is not a log flood.
+  const logged = new Map<string, { at: number; more: number }>();
   const failed = (fn: FunctionConfig, why: FunctionFailure, detail = ""): Response | undefined => {
-    log(`function ${fn.id}: ${why}${detail ? ` (${detail})` : ""}; on_error = ${fn.on_error}`);
+    const key = `${fn.id} ${why}`;
+    const last = logged.get(key);
+    const now = Date.now();
+    if (last && now - last.at < 10_000) last.more++;
+    else {
+      const more = last?.more ? ` (and ${last.more} more since the last line)` : "";
+      log(`function ${fn.id}: ${why}${detail ? ` (${detail})` : ""}; on_error = ${fn.on_error}${more}`);
+      logged.set(key, { at: now, more: 0 });
+    }
     return fn.on_error === "cache" ? undefined : textResponse(503, `503 the site's edge function is unavailable (${why})\n`);
   };
   return {
