@@ -100,7 +100,7 @@ async function prepareOne(
     try {
       code = await bundleModule(entry);
     } catch (err) {
-      throw new Error(`functions "${fn.id}": module ${entry} does not bundle: ${(err as Error).message.split("\n")[0]}`);
+      throw new Error(`functions "${fn.id}": module ${entry} does not bundle: ${(err as Error).message.replace(/\s*\n\s*/g, " ")}`);
     }
     source = fn.module;
   }

@@ -274,7 +274,9 @@ async function prepareRunDir(file: ConfigFile, opts: WorkerdEdgeOptions): Promis
     writeFileSync(storeConfig, workerdStoreConfig({ ...compat, files, store, storeDir, address: storeAddress }));
   }
   // [[functions]]: each site's function bundled (or its deployed version) with its process's config.
-  const functions = file.config.functions.length ? await prepareFunctions(file, runDir, compat, opts.log ?? ((line) => process.stderr.write(line))) : undefined;
+  const prepared = file.config.functions.length ? await prepareFunctions(file, runDir, compat, opts.log ?? ((line) => process.stderr.write(line))) : undefined;
+  // None could be prepared: no function processes, no socket for them (the sites get their on_error).
+  const functions = prepared?.functions.length ? prepared : undefined;
   const edgeConfig = join(runDir, "edge.capnp");
   const control = opts.control && { address: `unix:${opts.control.socketPath}`, bootId: opts.control.bootId };
   const configDir = join(runDir, "config");

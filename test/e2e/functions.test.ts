@@ -90,6 +90,11 @@ module = ${JSON.stringify(join(FIXTURES, "throws.js"))}
 on_error = "503"
 ${fn("loop", "loop.test", `cpu_ms = ${LOOP_CPU_MS}\non_error = "503"`)}
 ${fn("sneaky", "sneaky.test", 'allow_hosts = ["allowed.example"]')}
+[[functions]]
+id = "missing"
+hosts = ["missing.test"]
+module = "no-such-file.js"
+on_error = "cache"
 ${fn("bomb", "bomb.test", 'memory_mb = 32\ncpu_ms = 20000\non_error = "503"')}
 `;
   writeFileSync(join(dir, "cdn.toml"), configText);
@@ -108,6 +113,13 @@ describe("edge functions on bare workerd", () => {
     const pids = edge.functions!.running.map((r) => r.pid());
     expect(new Set(pids).size).toBe(8);
     for (const pid of pids) expect(edge.edgePids()).not.toContain(pid);
+  });
+
+  it("a function whose module cannot be bundled is left out with its reason logged; its site is served as its on_error says", async () => {
+    expect(edge.functions!.running.map((r) => r.id)).not.toContain("missing");
+    expect(logs.join("")).toMatch(/functions "missing": module \S*no-such-file\.js does not bundle: .*Could not resolve/);
+    const res = await get("missing.test", "/left-out");
+    expect([res.status, res.body, res.headers["x-cache-status"]]).toEqual([200, "origin /left-out\n", "MISS"]);
   });
 
   it("a redirect function answers itself: the origin is never asked", async () => {
