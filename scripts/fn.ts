@@ -3,23 +3,26 @@
  *              list     --config cdn.toml
  *              rollback --config cdn.toml --site ID [--to vN] [--pid-file FILE]…
  *              dev      path/to/worker.ts [--edge URL] [--port 8788] [--client-ip ADDR] [--config cdn.toml]
+ *              cf       [--client-ip ADDR] [--out FILE] [--config cdn.toml]
  *
  * deploy bundles the Worker (esbuild, as wrangler does), checks that it loads in workerd, stores it as the next
  * version of the `[[functions]]` entry `--site` names (`<config dir>/.parrot/functions/<id>/`) and makes it current;
  * rollback makes the version before the current one (or --to) current. Both then send SIGHUP to the edge box (its pid
  * file: --pid-file, default <store_dir>/.run/edge.pid), which restarts that function's process on the new code.
  * list shows each function's versions and the live one. dev runs a Worker under Miniflare in front of an edge (or
- * any URL), with request.cf from the project's GeoIP data (docs/functions.md).
+ * any URL), with request.cf from the project's GeoIP data (docs/functions.md). cf writes that request.cf as JSON
+ * (default .wrangler/cf.json): `npm run dev` hands it to wrangler dev (CLOUDFLARE_CF_FETCH_PATH), which then asks
+ * Cloudflare for nothing.
  */
-import { existsSync, readFileSync } from "node:fs";
-import { resolve } from "node:path";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { dirname, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { bundleModule } from "../src/node/bundle.ts";
 import { configPath, loadConfigFile } from "../src/node/config-file.ts";
 import { wranglerCompat } from "../src/node/edge-host.ts";
 import { addVersion, listVersions, previousVersion, setCurrent } from "../src/node/function-versions.ts";
 import { validateFunction } from "../src/node/functions-host.ts";
-import { runFunctionDev } from "../src/node/function-dev.ts";
+import { localCf, runFunctionDev } from "../src/node/function-dev.ts";
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -31,6 +34,7 @@ const { values, positionals } = parseArgs({
     edge: { type: "string" },
     port: { type: "string", default: "8788" },
     "client-ip": { type: "string" },
+    out: { type: "string", default: ".wrangler/cf.json" },
   },
 });
 
@@ -42,7 +46,12 @@ function usage(message: string): never {
 
 const [command, ...rest] = positionals;
 
-if (command === "dev") {
+if (command === "cf") {
+  const cf = await localCf(existsSync(values.config!) ? values.config : undefined, values["client-ip"]);
+  mkdirSync(dirname(resolve(values.out!)), { recursive: true });
+  writeFileSync(values.out!, JSON.stringify(cf, null, 2));
+  console.log(`fn: request.cf for ${values["client-ip"] ?? "81.2.69.142"} written to ${values.out}`);
+} else if (command === "dev") {
   if (!rest[0]) usage("dev needs the Worker's file");
   await runFunctionDev({ module: resolve(rest[0]), edge: values.edge, port: Number(values.port), clientIp: values["client-ip"], config: existsSync(values.config!) ? values.config : undefined });
 } else {

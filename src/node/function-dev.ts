@@ -26,12 +26,18 @@ export interface FunctionDevOptions {
   config?: string;
 }
 
+/** request.cf for `clientIp` (default 81.2.69.142) from the config's [geoip] files, else the embedded data. */
+export async function localCf(config: string | undefined, clientIp = "81.2.69.142") {
+  const file = config ? loadConfigFile(config) : undefined;
+  const geo = await loadGeoIp(file?.config.geoip, file ? file.dir : process.cwd());
+  return functionCf("dev", geo.geoip.lookup(clientIp)?.info);
+}
+
 export async function runFunctionDev(opts: FunctionDevOptions): Promise<void> {
   const file = opts.config ? loadConfigFile(opts.config) : undefined;
   const entry: FunctionConfig | undefined = file?.config.functions.find((f) => configPath(file, f.module) === opts.module);
-  const geo = await loadGeoIp(file?.config.geoip, file ? file.dir : process.cwd());
   const clientIp = opts.clientIp ?? "81.2.69.142";
-  const cf = functionCf("dev", geo.geoip.lookup(clientIp)?.info);
+  const cf = await localCf(opts.config, clientIp);
   const secrets = entry?.secrets_file && file ? parseSecrets(readFileSync(configPath(file, entry.secrets_file), "utf8"), entry.secrets_file) : {};
   const code = new TextDecoder().decode(await bundleModule(opts.module));
   const compat = wranglerCompat();
