@@ -14,6 +14,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { serveFetch, type Served } from "../../src/node/serve-fetch.ts";
+import { startNodeScript } from "../../src/node/children.ts";
 import { startEdgeWorkerd, type RunningWorkerdEdge } from "../../src/node/workerd-host.ts";
 import { waitFor } from "../support/anycast.ts";
 import { cpuMsFromStat } from "../../src/functions/watchdog.ts";
@@ -267,4 +268,44 @@ describe("deploy, reload and roll back (npm run fn)", () => {
     const served1 = await waitFor(async () => ((await country()).version === 1 ? true : undefined), 20_000);
     expect(served1?.value).toBe(true);
   }, 90_000);
+});
+
+describe("local development (npm run fn -- dev | cf)", () => {
+  it("fn dev runs the function under Miniflare with request.cf from the GeoIP data and the entry's vars and secrets, its fetch() sent to the edge", async () => {
+    const dev = await startNodeScript(
+      "scripts/fn.ts",
+      ["dev", join(FIXTURES, "geo.js"), "--config", join(dir, "cdn.toml"), "--client-ip", "216.160.83.56", "--port", "0", "--edge", edge.url],
+      /fn dev: \S+ at (\S+);/,
+      60_000,
+    );
+    try {
+      const body = (await (await fetch(dev.match[1]!)).json()) as Record<string, unknown>;
+      expect(body).toMatchObject({ country: "US", city: "Milton", colo: "dev", greeting: "hello", secret: "only-geo-sees-this" });
+    } finally {
+      await dev.stop();
+    }
+    const passing = await startNodeScript(
+      "scripts/fn.ts",
+      ["dev", join(FIXTURES, "rewrite.js"), "--port", "0", "--edge", edge.url],
+      /fn dev: \S+ at (\S+);/,
+      60_000,
+    );
+    try {
+      const res = await fetch(new URL("/dev-doc", passing.match[1]!));
+      // Through the edge's cache: the edge answered (MISS, then stored), the origin saw the function's header.
+      expect(res.headers.get("x-cache-status")).toBe("MISS");
+      expect(res.headers.get("x-rewritten")).toBe("yes");
+      expect(await res.text()).toBe("origin /dev-doc\n");
+      expect(originSeen.find((s) => s.path === "/dev-doc")?.headers["x-from-function"]).toBe("rewrite");
+    } finally {
+      await passing.stop();
+    }
+  }, 120_000);
+
+  it("fn cf writes request.cf for an address from the config's GeoIP files (what npm run dev hands to wrangler dev)", () => {
+    const out = join(dir, "cf.json");
+    const run = spawnSync(process.execPath, [resolve(import.meta.dirname, "../../scripts/fn.ts"), "cf", "--config", join(dir, "cdn.toml"), "--client-ip", "81.2.69.142", "--out", out], { encoding: "utf8" });
+    expect(run.status, run.stderr).toBe(0);
+    expect(JSON.parse(readFileSync(out, "utf8"))).toMatchObject({ colo: "dev", country: "GB", city: "London", continent: "EU" });
+  }, 60_000);
 });
