@@ -87,7 +87,9 @@ export function createEdgeApp({ config, store, fetch: fetchImpl = (i, init) => f
     return bytes ? formatIp(bytes) : undefined;
   };
 
-  const route = functions && config.functions.length ? functionRoute(config.functions, functions, edge.name, geoInfo, log) : undefined;
+  const route = functions && config.functions.length ? functionRoute(config.functions, functions, edge.name, geoInfo, log, (id, outcome) =>
+          observer.metrics.inc("parrot_edge_function_requests_total", "Requests routed to a site's edge function, by outcome (answered, threw, timeout, down, not-running).", { function: id, outcome }),
+        ) : undefined;
 
   /** Everything that is not one of the CDN's own paths: the site's function when it has one, else the cache. */
   const serve = async (request: Request, ctx: { waitUntil(p: Promise<unknown>): void }, url?: URL, fromFunction = false): Promise<Response> => {

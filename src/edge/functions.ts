@@ -31,10 +31,13 @@ export function functionRoute(
   colo: string,
   locate: (ip: string) => GeoInfo | undefined,
   log: (line: string) => void = (l) => console.error(l),
+  /** Each routed request's outcome, for the metrics. */
+  count: (id: string, outcome: "answered" | FunctionFailure) => void = () => {},
 ): FunctionRoute {
   // One line per function and reason every 10 s at most (with the count): a function that is down is not a log flood.
   const logged = new Map<string, { at: number; more: number }>();
   const failed = (fn: FunctionConfig, why: FunctionFailure, detail = ""): Response | undefined => {
+    count(fn.id, why);
     const key = `${fn.id} ${why}`;
     const last = logged.get(key);
     const now = Date.now();
@@ -80,6 +83,7 @@ export function functionRoute(
         if (hasBody && fn.on_error === "cache") return failed({ ...fn, on_error: "503" }, "threw", "the request's body was sent to it");
         return failed(fn, "threw");
       }
+      count(fn.id, "answered");
       return answer;
     },
   };

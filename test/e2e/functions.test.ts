@@ -231,6 +231,21 @@ describe("edge functions on bare workerd", () => {
   });
 });
 
+describe("metrics", () => {
+  it("count each function's requests by outcome", async () => {
+    const res = await fetch(`${edge.url}/.well-known/cdn/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } });
+    const text = await res.text();
+    const value = (fn: string, outcome: string) => Number(new RegExp(`^parrot_edge_function_requests_total\\{function="${fn}",outcome="${outcome}"\\} (\\d+)$`, "m").exec(text)?.[1] ?? 0);
+    expect(value("redirect", "answered")).toBe(1);
+    expect(value("throws", "threw")).toBe(1);
+    expect(value("throws-503", "threw")).toBe(1);
+    expect(value("missing", "not-running")).toBe(1);
+    // The killed request, and the requests made while its process started again.
+    expect(value("loop", "down")).toBeGreaterThanOrEqual(1);
+    expect(value("loop", "answered")).toBeGreaterThanOrEqual(1);
+  });
+});
+
 describe("deploy, reload and roll back (npm run fn)", () => {
   const ROOT = resolve(import.meta.dirname, "../..");
   const fn = (...args: string[]) => spawnSync(process.execPath, [join(ROOT, "scripts/fn.ts"), ...args, "--config", join(dir, "cdn.toml")], { cwd: ROOT, encoding: "utf8" });
