@@ -11,6 +11,7 @@ import { AnycastSchema } from "./anycast-schema.ts";
 import { ControlSchema } from "./control-schema.ts";
 import { FrontDoorTables } from "./sites-schema.ts";
 import { MirrorListSchema, RedirectorSchema } from "./redirector-schema.ts";
+import { FunctionsTables } from "./functions-schema.ts";
 
 export const CdnConfigSchema = z
   .object({
@@ -25,6 +26,7 @@ export const CdnConfigSchema = z
     mirrors: MirrorListSchema,
     redirector: RedirectorSchema.optional(),
     ...FrontDoorTables,
+    ...FunctionsTables,
   })
   .strict();
 

@@ -17,6 +17,8 @@ import { EdgeCache } from "./engine.ts";
 import { EdgeObserver, type EdgeStoreStats } from "./observe.ts";
 import { CONTROL_APPLIED_HEADER, isLoop, originFetcher, ShieldPool } from "./origin.ts";
 import { textResponse } from "./transaction.ts";
+import { functionRoute, type FunctionBindings } from "./functions.ts";
+import type { GeoInfo } from "../geoip/types.ts";
 
 /** The health answer's header naming the box's state on the control plane. */
 export const CONTROL_HEADER = "cdn-control";
@@ -42,15 +44,20 @@ export interface EdgeAppOptions {
   /** With `[control]`: the box's control agent (purges and drains go through it) and this box start's id. */
   control?: ControlBinding;
   bootId?: string;
+  /** `[[functions]]`: the box's function processes, and what the GeoIP knows of an address (for `request.cf`). */
+  functions?: FunctionBindings;
+  geoInfo?: (ip: string) => GeoInfo | undefined;
 }
 
 /** The edge for one isolate: `fetch` answers every request (the CDN's own paths first, then the cache). */
 export interface EdgeApp {
   fetch(request: Request, env: unknown, ctx: { waitUntil(p: Promise<unknown>): void }): Response | Promise<Response>;
+  /** A site function's own fetch() (the edge's socket for functions): through the cache, never the CDN's own paths. */
+  fromFunction(request: Request, ctx: { waitUntil(p: Promise<unknown>): void }): Response | Promise<Response>;
 }
 
 /** Builds the edge application for one isolate. */
-export function createEdgeApp({ config, store, fetch: fetchImpl = (i, init) => fetch(i, init), now, locate = () => undefined, log, locks, peers, logSequence, stats, control, bootId }: EdgeAppOptions): EdgeApp {
+export function createEdgeApp({ config, store, fetch: fetchImpl = (i, init) => fetch(i, init), now, locate = () => undefined, log, locks, peers, logSequence, stats, control, bootId, functions, geoInfo = () => undefined }: EdgeAppOptions): EdgeApp {
   const edge = config.edge;
   if (!edge) throw new Error("cdn.toml has no [edge] table: this worker has no origin to serve");
   const observer = new EdgeObserver(edge.name, edge.access_log, log);
@@ -92,8 +99,12 @@ export function createEdgeApp({ config, store, fetch: fetchImpl = (i, init) => f
     return bytes ? formatIp(bytes) : undefined;
   };
 
-  /** Everything that is not one of the CDN's own paths: through the cache. */
-  const serve = async (request: Request, ctx: { waitUntil(p: Promise<unknown>): void }, url?: URL): Promise<Response> => {
+  const route = functions && config.functions.length ? functionRoute(config.functions, functions, edge.name, geoInfo, log, (id, outcome) =>
+          observer.metrics.inc("parrot_edge_function_requests_total", "Requests routed to a site's edge function, by outcome (answered, threw, timeout, down, not-running).", { function: id, outcome }),
+        ) : undefined;
+
+  /** Everything that is not one of the CDN's own paths: the site's function when it has one, else the cache. */
+  const serve = async (request: Request, ctx: { waitUntil(p: Promise<unknown>): void }, url?: URL, fromFunction = false): Promise<Response> => {
     if (isLoop(request, edge.name)) return textResponse(508, "508 loop detected: this request already passed through this edge\n");
     const started = Date.now();
     const waitUntil = (p: Promise<unknown>) => ctx.waitUntil(p);
@@ -108,6 +119,10 @@ export function createEdgeApp({ config, store, fetch: fetchImpl = (i, init) => f
       // Built whole: URL's host setter would keep this box's port when the site's host names none.
       parsed = new URL(`${parsed.protocol}//${site}${parsed.pathname}${parsed.search}`);
       request = new Request(parsed, request);
+    }
+    if (route && !fromFunction) {
+      const answer = await route.answer(request, parsed, () => clientIp(received));
+      if (answer) return answer;
     }
     // Worked out when first asked (an origin request, the access log): a HIT without a log line never needs it.
     let ip: string | undefined | null = null;
@@ -179,6 +194,15 @@ export function createEdgeApp({ config, store, fetch: fetchImpl = (i, init) => f
       const path = url.pathname;
       if (path.startsWith(WELL_KNOWN_PREFIX) || path === "/metrics") return own.fetch(request, env, ctx as never);
       return serve(request, ctx, url);
+    },
+    fromFunction(request, ctx) {
+      const url = URL.parse(request.url);
+      if (!url) return textResponse(400, "400 bad request: the Host header is not one valid host\n");
+      // A function reaches the cache only: the operator endpoints, PURGE and other methods a cache refuses stay closed.
+      if (url.pathname.startsWith(WELL_KNOWN_PREFIX) || request.method === "PURGE" || request.method === "CONNECT" || request.method === "TRACE") {
+        return textResponse(403, "403 an edge function reaches this CDN's cache, not its operator endpoints\n");
+      }
+      return serve(request, ctx, url, true);
     },
   };
 }

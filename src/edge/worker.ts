@@ -88,6 +88,8 @@ function appFor(env: Env, text: string) {
               })
             : undefined,
           control: env.CONTROL,
+          functions: { get: (binding) => (env as unknown as Record<string, Fetcher | undefined>)[binding] },
+          geoInfo: geo ? (ip) => geo.lookup(ip)?.info : undefined,
           bootId: env.BOOT_ID,
           locate: geo
             ? (ip) => {
@@ -121,15 +123,22 @@ async function configText(env: Env): Promise<string> {
   return fileText.text;
 }
 
+const misconfigured = (error: Error) =>
+  new Response(`500 edge misconfigured\n${error.message}\n`, { status: 500, headers: { "content-type": "text/plain; charset=utf-8" } });
+
 export default {
   async fetch(request: Request, env: Env, ctx: ExecutionContext): Promise<Response> {
     const b = appFor(env, await configText(env));
-    if ("error" in b) {
-      return new Response(`500 edge misconfigured\n${b.error.message}\n`, {
-        status: 500,
-        headers: { "content-type": "text/plain; charset=utf-8" },
-      });
-    }
+    if ("error" in b) return misconfigured(b.error);
     return b.app.fetch(request, env, ctx);
+  },
+} satisfies ExportedHandler<Env>;
+
+/** Bare workerd, `[[functions]]`: the socket only the box's function processes reach (their fetch() to their site). */
+export const fromFunction = {
+  async fetch(request: Request, env: Env, ctx: ExecutionContext): Promise<Response> {
+    const b = appFor(env, await configText(env));
+    if ("error" in b) return misconfigured(b.error);
+    return b.app.fromFunction(request, ctx);
   },
 } satisfies ExportedHandler<Env>;

@@ -13,9 +13,19 @@ export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 export async function bundleWorker(entry: string, name: string): Promise<string> {
   const outfile = resolve(ROOT, "dist", `${name}.js`);
   mkdirSync(dirname(outfile), { recursive: true });
+  const aside = `${outfile}.${process.pid}.tmp`;
+  writeFileSync(aside, await bundleModule(resolve(ROOT, entry)));
+  renameSync(aside, outfile);
+  return outfile;
+}
+
+/**
+ * One ES module for workerd from an entry (absolute path), as wrangler bundles a Worker: npm dependencies inlined,
+ * `node:*` and `cloudflare:*` left to the runtime; `external` names imports left as they are (another module).
+ */
+export async function bundleModule(entry: string, external: string[] = []): Promise<Uint8Array> {
   const result = await build({
-    entryPoints: [resolve(ROOT, entry)],
-    outfile,
+    entryPoints: [entry],
     write: false,
     bundle: true,
     format: "esm",
@@ -23,12 +33,9 @@ export async function bundleWorker(entry: string, name: string): Promise<string>
     target: "es2022",
     conditions: ["workerd", "worker", "browser"],
     mainFields: ["module", "main"],
-    external: ["node:*", "cloudflare:*"],
+    external: ["node:*", "cloudflare:*", ...external],
     loader: { ".toml": "text", ".mmdb": "binary" },
-    logLevel: "warning",
+    logLevel: "silent",
   });
-  const aside = `${outfile}.${process.pid}.tmp`;
-  writeFileSync(aside, result.outputFiles[0]!.contents);
-  renameSync(aside, outfile);
-  return outfile;
+  return result.outputFiles[0]!.contents;
 }

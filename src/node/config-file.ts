@@ -26,6 +26,7 @@ export const CONFIG_PATH_FIELDS = [
   "dns.tls_cert", "dns.tls_key", "dns.dnssec.keys[].file",
   "anycast.run_dir",
   "frontdoor.cert_dir", "acme.ca_bundle", "sites[].cert_file", "sites[].key_file",
+  "functions[].module", "functions[].secrets_file",
   "control.creds", "control.nkey", "control.tls_ca", "control.tls_cert", "control.tls_key",
 ] as const;
 

@@ -96,6 +96,9 @@ export async function runDemoCdn(values: DemoCdnOptions): Promise<void> {
     anycast?: Record<string, unknown>;
   };
   raw.edge = { ...raw.edge, origin: origin.url };
+  // The effective config is written elsewhere: the functions' files stay where the file names them.
+  const functions = (raw as { functions?: Array<Record<string, unknown>> }).functions ?? [];
+  for (const f of functions) for (const key of ["module", "secrets_file"]) if (typeof f[key] === "string") f[key] = resolve(file.dir, f[key]);
   delete raw.edge.origins;
   raw.admin = { ...raw.admin, token: (raw.admin?.token as string | undefined) ?? randomBytes(18).toString("base64url") };
   // The control plane: the file's [control], else a JetStream server of our own when nats-server is installed.
@@ -229,6 +232,13 @@ ${
     shield
       ? `See both tiers in Cache-Status: the edge filled from the shield, which filled from the origin (RFC 9211):
   curl -sI http://${urlHost(local[0]!.host)}:${values.port}/css/site.css | grep -i '^cache-status'
+
+`
+      : ""
+  }${
+    functions.length
+      ? `See an edge function (examples/functions/hello.ts, [[functions]] in cdn.toml) answer for your country:
+  curl http://${urlHost(local[0]!.host)}:${values.port}/hello/
 
 `
       : ""

@@ -48,6 +48,9 @@ export async function runEdgeBox(values: EdgeBoxOptions, usage: (message: string
   const origin = originsOf(config.edge!).map((o) => o.url).join(", ");
   const frontDoor = hasFrontDoor(config);
   if (frontDoor && values.runtime !== "workerd") usage("[[sites]] (the front door) needs --runtime workerd");
+  if (config.functions.length && values.runtime !== "workerd") {
+    console.error(`edge: [[functions]] run on --runtime workerd only (each in a workerd process of its own); here their sites are served as their on_error says`);
+  }
   const storeDir = values.store ?? values.persist ?? (values.runtime === "workerd" ? configPath(file, config.edge!.store_dir) : undefined);
   // [control]: a box start id and the control agent's socket, bound into the edge before it starts.
   let control: ReturnType<typeof prepareControl> | undefined;
@@ -59,6 +62,7 @@ export async function runEdgeBox(values: EdgeBoxOptions, usage: (message: string
   let edge: RunningEdge;
   let door: RunningFrontDoor | undefined;
   let reloadEdge: ((text: string) => void) | undefined;
+  let reloadFunctions: ((text: string) => Promise<string[]>) | undefined;
   try {
     if (values.runtime === "miniflare") {
       edge = await startEdgeMiniflare({ configText: file.text, host: values.host, port: Number(values.port ?? 8787), persistDir: values.persist, control });
@@ -78,6 +82,8 @@ export async function runEdgeBox(values: EdgeBoxOptions, usage: (message: string
       console.log(`workerd pids: ${w.edgePids().join(" ")}${w.edgePids().includes(w.storePid()) ? "" : ` (store ${w.storePid()})`}`);
       edge = w;
       reloadEdge = (text) => w.reload(frontDoor ? behindFrontDoor(text, config.frontdoor.upstream_host) : text);
+      reloadFunctions = (text) => w.reloadFunctions(text);
+      for (const f of w.functions?.running ?? []) console.log(`function ${f.id}: workerd pid ${f.pid()}`);
       if (frontDoor) {
         door = await startFrontDoor({
           config,
@@ -159,7 +165,15 @@ export async function runEdgeBox(values: EdgeBoxOptions, usage: (message: string
       return;
     }
     const later = restartOnlyChanges(file.config, next.config);
-    reloadEdge(next.text);
-    console.log(`edge reload: ${next.path} applied${later.length ? `; ${later.join(", ")} changed and apply at the next restart` : ""}`);
+    // Functions first (their files rebuilt, changed ones restarted), then the edge follows the new config.
+    void (reloadFunctions?.(next.text) ?? Promise.resolve([]))
+      .then(
+        (notes) => notes.forEach((n) => console.log(`edge reload: ${n}`)),
+        (err: Error) => console.error(`edge reload: functions not reloaded, the running ones stay: ${err.message}`),
+      )
+      .finally(() => {
+        reloadEdge!(next.text);
+        console.log(`edge reload: ${next.path} applied${later.length ? `; ${later.join(", ")} changed and apply at the next restart` : ""}`);
+      });
   });
 }

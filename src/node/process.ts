@@ -168,14 +168,14 @@ export function shellWord(s: string): string {
   return `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
-/** Starts `spec` under the shell loop (its own process group), with fd 3 = `socketFd`. */
-export function shellLoop(spec: ChildSpec & { pidFile: string; socketFd: number; beforeRestart?: string[] }): ChildProcess {
+/** Starts `spec` under the shell loop (its own process group), with fd 3 = `socketFd` (and fd 4… = `moreFds`). */
+export function shellLoop(spec: ChildSpec & { pidFile: string; socketFd: number; moreFds?: number[]; beforeRestart?: string[] }): ChildProcess {
   const pre = spec.beforeRestart ? spec.beforeRestart.map(shellWord).join(" ") : "";
   return startProcess({
     ...spec,
     command: "sh",
     args: ["-c", SHELL_LOOP, "parrot-edge", spec.pidFile, pre, "--", spec.command, ...spec.args],
-    fds: [spec.socketFd],
+    fds: [spec.socketFd, ...(spec.moreFds ?? [])],
     group: true,
   });
 }

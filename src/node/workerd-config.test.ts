@@ -31,6 +31,15 @@ describe("workerd config", () => {
     expect(c).not.toMatch(/cfBlobHeader/);
   });
 
+  it("with [[functions]]: each function's process bound as FN_<id>, their way back in on a socket of its own (no cfBlobHeader on the edge)", () => {
+    const c = gen('origin = "https://origin.example.org"', { functions: [{ id: "www", address: "unix:/run/fn/www.sock" }] });
+    expect(c).toContain('(name = "fn-www", external = (address = "unix:/run/fn/www.sock", http = ())),');
+    expect(c).toContain('(name = "FN_www", service = "fn-www")');
+    expect(c).toContain('(name = "functions", http = (), service = (name = "edge", entrypoint = "fromFunction")),');
+    expect(c).not.toMatch(/cfBlobHeader/);
+    expect(gen('origin = "https://origin.example.org"')).not.toMatch(/fromFunction|FN_/);
+  });
+
   it("with [control]: the box's agent as an external service bound as CONTROL, and the box start id as BOOT_ID", () => {
     const c = gen('origin = "https://origin.example.org"', { control: { address: "unix:/var/cache/parrot/.run/control.sock", bootId: "1-00" } });
     expect(c).toContain('(name = "control", external = (address = "unix:/var/cache/parrot/.run/control.sock", http = ())),');

@@ -13,6 +13,7 @@
 import { originsOf, type EdgeConfig } from "../config/edge-schema.ts";
 import { parseIp } from "../net/ip.ts";
 import type { StoreSettings } from "../contracts/store.ts";
+import { functionBinding } from "../contracts/functions.ts";
 
 export interface WorkerdEdgeConfigInput {
   compatibilityDate: string;
@@ -41,6 +42,11 @@ export interface WorkerdEdgeConfigInput {
   control?: { address: string; bootId: string };
   /** Behind the front door (loopback only): the request URL takes its scheme from this header. */
   forwardedProtoHeader?: string;
+  /**
+   * `[[functions]]`: each function's process (`unix:/path`), bound as FN_<id>, and the socket the functions' fetch()
+   * comes back on (`--socket-fd functions=N`, served by the edge worker's `fromFunction` entrypoint).
+   */
+  functions?: { id: string; address: string }[];
 }
 
 export type GeoBinding = "GEOIP_CITY" | "GEOIP_CITY_V6" | "GEOIP_ASN" | "GEOIP_ASN_V6";
@@ -103,6 +109,11 @@ export function workerdEdgeConfig(input: WorkerdEdgeConfigInput): string {
   const controlBindings = input.control
     ? `,\n    (name = "CONTROL", service = "control"),\n    (name = "BOOT_ID", text = ${capnpString(input.control.bootId)})`
     : "";
+  const fns = input.functions ?? [];
+  const fnServices = fns.map((f) => `    (name = ${capnpString(`fn-${f.id}`)}, external = (address = ${capnpString(f.address)}, http = ())),\n`).join("");
+  const fnBindings = fns.map((f) => `,\n    (name = ${capnpString(functionBinding(f.id))}, service = ${capnpString(`fn-${f.id}`)})`).join("");
+  // The functions' way back in: only their processes reach it (a unix socket in the run directory).
+  const fnSocket = fns.length ? `\n    (name = "functions", http = (), service = (name = "edge", entrypoint = "fromFunction")),` : "";
   const geo = Object.entries(input.geoip ?? {})
     .filter(([, f]) => f)
     .map(([name, f]) => `,\n    (name = ${capnpString(name)}, data = embed ${capnpString(f!)})`)
@@ -113,10 +124,10 @@ using Workerd = import "/workerd/workerd.capnp";
 const config :Workerd.Config = (
   services = [
     (name = "edge", worker = .edgeWorker),
-${storeServices}${control}${configDir}    (name = "origin-net", network = (allow = ${allow}, tlsOptions = (trustBrowserCas = true))),
+${storeServices}${control}${configDir}${fnServices}    (name = "origin-net", network = (allow = ${allow}, tlsOptions = (trustBrowserCas = true))),
   ],
   sockets = [
-    (name = "http", ${address}${socketKind}, service = "edge"),
+    (name = "http", ${address}${socketKind}, service = "edge"),${fnSocket}
   ],
 );
 
@@ -126,7 +137,7 @@ const edgeWorker :Workerd.Worker = (
   compatibilityFlags = ${flags},
   bindings = [
     (name = "CDN_CONFIG", text = ${capnpString(input.configText)}),${input.configDir ? '\n    (name = "CONFIG_DIR", service = "config-dir"),' : ""}
-    (name = "STORE", service = "store")${remote ? ',\n    (name = "STORE_LOCKS", json = "true")' : ""}${controlBindings}${geo}
+    (name = "STORE", service = "store")${remote ? ',\n    (name = "STORE_LOCKS", json = "true")' : ""}${controlBindings}${geo}${fnBindings}
   ],
   globalOutbound = "origin-net",
   cacheApiOutbound = "store",

@@ -25,6 +25,7 @@ import { bundleWorker, ROOT } from "./bundle.ts";
 import { configFromText, configPath, type ConfigFile } from "./config-file.ts";
 import { wranglerCompat, type RunningEdge } from "./edge-host.ts";
 import { exited, keepRunning, shellLoop, stopProcess, type Kept } from "./process.ts";
+import { openEngineSocket, prepareFunctions, startFunctions, waitFunctionsReady, type PreparedFunctions, type RunningFunctions } from "./functions-host.ts";
 import { workerdEdgeConfig, workerdStoreConfig, type GeoBinding, type WorkerdEdgeConfigInput } from "./workerd-config.ts";
 
 export interface WorkerdEdgeOptions {
@@ -59,6 +60,10 @@ export interface RunningWorkerdEdge extends RunningEdge {
    * text must be valid (the caller validated it); what needs a restart is the caller's to say.
    */
   reload(configText: string): void;
+  /** `[[functions]]`: rebuilds the functions' files from a new config and restarts those that changed. */
+  reloadFunctions(configText: string): Promise<string[]>;
+  /** The site functions' processes (empty without `[[functions]]`). */
+  functions: RunningFunctions | undefined;
 }
 
 export function workerdBinary(): string {
@@ -81,6 +86,7 @@ interface RunDir {
   storeSocket?: string;
   scheme: "http" | "https";
   recovered: { entries: number; removed: number };
+  functions?: PreparedFunctions;
 }
 
 export async function startEdgeWorkerd(opts: WorkerdEdgeOptions): Promise<RunningWorkerdEdge> {
@@ -96,8 +102,13 @@ export async function startEdgeWorkerd(opts: WorkerdEdgeOptions): Promise<Runnin
 
   let store: Kept | undefined;
   const loops: ChildProcess[] = [];
+  // [[functions]]: their processes, and the edge's socket for their fetch() (fd 4 of every edge process).
+  const engineSocket = run.functions ? await openEngineSocket(run.functions.engineSocket) : undefined;
+  const functions = run.functions ? startFunctions(run.functions, run.runDir, wranglerCompat(), log) : undefined;
   const stopAll = async () => {
     await Promise.all(loops.map((l) => stopProcess(l, { group: true })));
+    await functions?.stop();
+    if (run.functions) rmSync(run.functions.engineSocket, { force: true });
     await store?.stop();
     rmSync(join(run.runDir, "workerd.pid"), { force: true });
     if (run.storeSocket) rmSync(run.storeSocket, { force: true });
@@ -122,11 +133,12 @@ export async function startEdgeWorkerd(opts: WorkerdEdgeOptions): Promise<Runnin
       loops.push(
         shellLoop({
           command: workerdBinary(),
-          args: ["serve", run.edgeConfig, "--socket-fd", "http=3"],
+          args: ["serve", run.edgeConfig, "--socket-fd", "http=3", ...(engineSocket ? ["--socket-fd", "functions=4"] : [])],
           cwd: run.runDir,
           log,
           pidFile: pidFile(i),
           socketFd: fdOf(listener),
+          moreFds: engineSocket ? [fdOf(engineSocket)] : undefined,
           // One process holds the store too: the directory is recovered before it starts again.
           beforeRestart: run.storeConfig ? undefined : recover,
         }),
@@ -134,6 +146,7 @@ export async function startEdgeWorkerd(opts: WorkerdEdgeOptions): Promise<Runnin
     });
   } finally {
     for (const l of listeners) l.close(); // the shell loops hold their own copies of the sockets now
+    engineSocket?.close();
   }
 
   const pids = () =>
@@ -159,6 +172,9 @@ export async function startEdgeWorkerd(opts: WorkerdEdgeOptions): Promise<Runnin
     await waitHealthy(`${run.scheme}://${probeHost}:${port}${HEALTH_PATH}`, loops);
     for (let i = 0; i < 600 && edgePids().length < loops.length; i++) await sleep(50);
     if (!store) writeFileSync(join(run.runDir, "workerd.pid"), String(edgePids()[0]));
+    if (run.functions) {
+      for (const id of await waitFunctionsReady(run.functions)) log(`function ${id}: its workerd is not answering yet (its site gets its on_error meanwhile)\n`);
+    }
   } catch (err) {
     await stopAll();
     throw err;
@@ -170,6 +186,8 @@ export async function startEdgeWorkerd(opts: WorkerdEdgeOptions): Promise<Runnin
     edgePids,
     recovered: run.recovered,
     reload: (configText) => writeConfigText(join(run.runDir, "config"), configText),
+    reloadFunctions: async (configText) => (functions ? functions.reload(configFromText(configText, file.dir)) : []),
+    functions,
     stop: stopAll,
   };
 }
@@ -255,6 +273,10 @@ async function prepareRunDir(file: ConfigFile, opts: WorkerdEdgeOptions): Promis
     storeConfig = join(runDir, "store.capnp");
     writeFileSync(storeConfig, workerdStoreConfig({ ...compat, files, store, storeDir, address: storeAddress }));
   }
+  // [[functions]]: each site's function bundled (or its deployed version) with its process's config.
+  const prepared = file.config.functions.length ? await prepareFunctions(file, runDir, compat, opts.log ?? ((line) => process.stderr.write(line))) : undefined;
+  // None could be prepared: no function processes, no socket for them (the sites get their on_error).
+  const functions = prepared?.functions.length ? prepared : undefined;
   const edgeConfig = join(runDir, "edge.capnp");
   const control = opts.control && { address: `unix:${opts.control.socketPath}`, bootId: opts.control.bootId };
   const configDir = join(runDir, "config");
@@ -274,9 +296,10 @@ async function prepareRunDir(file: ConfigFile, opts: WorkerdEdgeOptions): Promis
       geoip,
       control,
       forwardedProtoHeader: opts.forwardedProtoHeader,
+      functions: functions?.functions.map((f) => ({ id: f.id, address: `unix:${f.socket}` })),
     }),
   );
-  return { edge, storeDir, runDir, processes, edgeConfig, storeConfig, storeSocket, scheme: files.tlsCert ? "https" : "http", recovered };
+  return { edge, storeDir, runDir, processes, edgeConfig, storeConfig, storeSocket, scheme: files.tlsCert ? "https" : "http", recovered, functions };
 }
 
 /** `n` listening sockets on one port: SO_REUSEPORT, so the kernel spreads connections over the processes. */

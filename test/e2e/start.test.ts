@@ -47,6 +47,15 @@ describe("npm start", () => {
     expect(sh(line).trim()).toBe("x-cache-status: MISS");
     expect(sh(line).trim()).toBe("x-cache-status: HIT");
   });
+
+  it("prints a curl check of the demo's edge function: its banner names the edge, and it reached the home page through the cache", () => {
+    const line = printed("curl http://")[0]!;
+    expect(line).toMatch(/\/hello\/$/);
+    const answer = sh(line);
+    // From 127.0.0.1 the GeoIP data knows no country; the edge's name is request.cf.colo.
+    expect(answer).toMatch(/^Hello from somewhere this edge's GeoIP data does not know! This answer was made by an edge function on edge eu-lon\./);
+    expect(answer).toMatch(/The home page, through the cache: 200 (MISS|HIT)/);
+  });
 });
 
 describe("npm start's tiered cache", () => {

@@ -1,0 +1,18 @@
+/**
+ * What the edge, a site's function process (its harness and its outbound gate) and the box's watchdog agree on.
+ * These names travel only on the box's own unix sockets (in the run directory, mode 0700): a client's header of
+ * the same name never reaches a function as such (the edge sets or removes each one before it forwards).
+ */
+
+/** The function process's socket reads `request.cf` (JSON) from this header (workerd's `cfBlobHeader`) and removes it. */
+export const FUNCTION_CF_HEADER = "x-parrot-cf";
+/** The request URL's scheme, as the client used it (workerd's `forwardedProtoHeader` on the function's socket). */
+export const FUNCTION_PROTO_HEADER = "x-parrot-proto";
+/** On a function's answer: the function threw (the harness caught it); the edge applies the site's `on_error`. */
+export const FUNCTION_ERROR_HEADER = "x-parrot-function-error";
+/** On the gate's answer to a function's fetch(): refused (a host outside the function's hosts and allow_hosts). */
+export const FUNCTION_REFUSED_HEADER = "x-parrot-function-refused";
+/** The watchdog's probe: the harness answers it before any function code runs (the isolate got back to its event loop). */
+export const FUNCTION_PROBE_PATH = "/.well-known/cdn/function-alive";
+/** The binding name of a function's process in the edge worker's env. */
+export const functionBinding = (id: string) => `FN_${id}`;

@@ -1,0 +1,90 @@
+/**
+ * The edge's one hook for `[[functions]]`: a request for a host (and path) with a function goes to that function's
+ * process (its FN_<id> binding) with `request.cf` on the box's internal channel; the function answers, or passes to
+ * the cache by its own fetch() (which comes back in through the edge's `fromFunction` entrypoint, never to a
+ * function again). When the function throws, does not answer within timeout_ms, or its process is down, the
+ * site's `on_error` decides: "cache" serves the request as if there were no function, "503" answers 503.
+ */
+import type { FunctionConfig } from "../config/functions-schema.ts";
+import { FUNCTION_CF_HEADER, FUNCTION_ERROR_HEADER, FUNCTION_PROTO_HEADER, functionBinding } from "../contracts/functions.ts";
+import { functionCf } from "../functions/cf.ts";
+import { functionFor } from "../functions/match.ts";
+import type { GeoInfo } from "../geoip/types.ts";
+import { textResponse } from "./transaction.ts";
+
+export interface FunctionBindings {
+  /** The box's function processes by binding name (FN_<id>); a function the box does not run has none. */
+  get(binding: string): Fetcher | undefined;
+}
+
+/** Why a function did not answer, for the log and the metrics. */
+export type FunctionFailure = "threw" | "timeout" | "down" | "not-running";
+
+export interface FunctionRoute {
+  /** The function's answer; undefined = serve through the cache (no function, or on_error = "cache"). */
+  answer(request: Request, url: URL, clientIp: () => string | undefined): Promise<Response | undefined>;
+}
+
+export function functionRoute(
+  functions: readonly FunctionConfig[],
+  bindings: FunctionBindings,
+  colo: string,
+  locate: (ip: string) => GeoInfo | undefined,
+  log: (line: string) => void = (l) => console.error(l),
+  /** Each routed request's outcome, for the metrics. */
+  count: (id: string, outcome: "answered" | FunctionFailure) => void = () => {},
+): FunctionRoute {
+  // One line per function and reason every 10 s at most (with the count): a function that is down is not a log flood.
+  const logged = new Map<string, { at: number; more: number }>();
+  const failed = (fn: FunctionConfig, why: FunctionFailure, detail = ""): Response | undefined => {
+    count(fn.id, why);
+    const key = `${fn.id} ${why}`;
+    const last = logged.get(key);
+    const now = Date.now();
+    if (last && now - last.at < 10_000) last.more++;
+    else {
+      const more = last?.more ? ` (and ${last.more} more since the last line)` : "";
+      log(`function ${fn.id}: ${why}${detail ? ` (${detail})` : ""}; on_error = ${fn.on_error}${more}`);
+      logged.set(key, { at: now, more: 0 });
+    }
+    return fn.on_error === "cache" ? undefined : textResponse(503, `503 the site's edge function is unavailable (${why})\n`);
+  };
+  return {
+    async answer(request, url, clientIp) {
+      if (!functions.length) return undefined;
+      const fn = functionFor(functions, url.hostname, url.pathname);
+      if (!fn) return undefined;
+      const target = bindings.get(functionBinding(fn.id));
+      if (!target) return failed(fn, "not-running", "added since this box started: it runs after a restart");
+      const ip = clientIp();
+      const headers = new Headers(request.headers);
+      // The client's own copies of the internal headers are replaced, never passed on.
+      headers.set(FUNCTION_CF_HEADER, JSON.stringify(functionCf(colo, ip ? locate(ip) : undefined)));
+      headers.set(FUNCTION_PROTO_HEADER, url.protocol === "https:" ? "https" : "http");
+      if (ip) headers.set("cf-connecting-ip", ip);
+      else headers.delete("cf-connecting-ip");
+      const hasBody = request.body !== null;
+      // The bound is on the answer's head: a function streaming a long body is not cut.
+      const abort = new AbortController();
+      const timer = setTimeout(() => abort.abort(), fn.timeout_ms);
+      let answer: Response;
+      try {
+        answer = await target.fetch(url.toString(), { method: request.method, headers, body: request.body, redirect: "manual", signal: abort.signal });
+      } catch (err) {
+        const why = abort.signal.aborted ? "timeout" : "down";
+        // A body already sent cannot be served again through the cache.
+        if (hasBody && fn.on_error === "cache") return failed({ ...fn, on_error: "503" }, why, "the request's body was sent to it");
+        return failed(fn, why, (err as Error).message);
+      } finally {
+        clearTimeout(timer);
+      }
+      if (answer.headers.has(FUNCTION_ERROR_HEADER)) {
+        await answer.body?.cancel();
+        if (hasBody && fn.on_error === "cache") return failed({ ...fn, on_error: "503" }, "threw", "the request's body was sent to it");
+        return failed(fn, "threw");
+      }
+      count(fn.id, "answered");
+      return answer;
+    },
+  };
+}
