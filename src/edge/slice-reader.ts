@@ -25,7 +25,7 @@ import {
 } from "../cache/slices.ts";
 import type { ByteRange } from "../cache/range.ts";
 import type { Claim } from "./coalesce.ts";
-import { PARTIAL_REQUEST_HEADERS } from "./fetch-store.ts";
+import { originGet } from "./origin-get.ts";
 import { exactLength } from "./store.ts";
 import { lengthStream } from "./length-stream.ts";
 import type { Engine, Transaction } from "./transaction.ts";
@@ -247,13 +247,7 @@ export class SliceReader {
    * stalls fails (origin_idle_timeout_ms): a slice fetch never holds its lock, or a client, longer than that.
    */
   private async fetchRange(range: ByteRange): Promise<ReadableStream<Uint8Array>> {
-    const { tx } = this;
-    const res = await this.e.origin(tx.request, tx.ctx.clientIp, {
-      method: "GET",
-      idleLimit: true,
-      drop: PARTIAL_REQUEST_HEADERS,
-      headers: { range: `bytes=${range.start}-${range.end}`, ...versionConditions(this.rec.meta) },
-    });
+    const res = await originGet(this.e, this.tx, { range: `bytes=${range.start}-${range.end}`, ...versionConditions(this.rec.meta) }, true);
     const cr = res.status === 206 ? parseContentRange(res.headers.get("content-range")) : null;
     const total = cr?.total ?? Number(res.headers.get("content-length") ?? NaN);
     const version = { ...validatorsOf(res.headers), total };
