@@ -25,6 +25,7 @@ import {
 } from "../cache/slices.ts";
 import type { ByteRange } from "../cache/range.ts";
 import type { Claim } from "./coalesce.ts";
+import { blockReader, copyBlocks, COPY_BLOCK_BYTES } from "./block-copy.ts";
 import { originGet } from "./origin-get.ts";
 import { exactLength } from "./store.ts";
 import { lengthStream } from "./length-stream.ts";
@@ -147,12 +148,28 @@ export class SliceReader {
         void first.body.cancel(); // opened for another answer shape (multipart larger than the limit)
         first = undefined;
       }
+      // One buffer for the whole answer where the runtime allows (block-copy.ts): pipeTo leaves a buffer per chunk
+      // for V8 to collect.
+      let buffer: ArrayBuffer | undefined;
       try {
         for (let index = sliceOf(start, this.object.sliceBytes); index <= lastIndex; index++) {
           const body: ReadableStream<Uint8Array> = await next!;
           next = index < lastIndex ? part(index + 1) : undefined;
           next?.catch(() => undefined);
-          await body.pipeTo(writable, { preventClose: true });
+          const blocks = blockReader(body);
+          if (!blocks) {
+            await body.pipeTo(writable, { preventClose: true });
+            continue;
+          }
+          const writer = writable.getWriter();
+          try {
+            buffer = await copyBlocks(blocks, writer, buffer ?? new ArrayBuffer(COPY_BLOCK_BYTES));
+          } catch (error) {
+            await blocks.cancel(error).catch(() => undefined); // the client went away, or the slice failed
+            throw error;
+          } finally {
+            writer.releaseLock();
+          }
         }
         await writable.close();
       } catch (error) {
