@@ -5,7 +5,9 @@
 # phase measured on both back to back:
 #   cold 1   one client GETs the whole object (the cache fills)      warm 1   the same again (from the cache)
 #   cold 8   a fresh cache, 8 clients GET 8 parallel segments        warm 8   the same again
-# and reports MB/s, origin bytes sent / object size (cold) and the edge's peak RSS (VmHWM of its workerd), medians.
+# and reports MB/s, origin bytes sent / object size (cold) and the edge's peak RSS (VmHWM of its workerd) in each pass,
+# medians. The peak is reset between the passes (/proc/PID/clear_refs), so the warm pass's figure is its own; it
+# starts from what the cold pass left resident.
 # nginx: `slice 1m; proxy_cache_key $uri$slice_range; proxy_set_header Range $slice_range; proxy_cache_valid 200 206 1h;`
 # plus proxy_cache_lock (concurrent misses of one slice wait for one fetch, as the edge does).
 # Needs: nginx curl python3 (apt-get install nginx curl).
@@ -96,6 +98,7 @@ eight() { # url → MB/s of the 8 segments together
 }
 ratio() { awk -v a="$1" -v b="$SIZE" 'BEGIN{printf "%.4f", a/b}'; }
 rss() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
+reset_peak() { echo 5 > "/proc/$1/clear_refs" 2>/dev/null || true; }
 
 declare -A R
 # One round: for each client count, both servers started fresh side by side (each with an empty cache), then each
@@ -120,12 +123,12 @@ round() { # round
         R[$s,$o$mode,$r]=$(ratio "$(sent "$path")")
         sleep 1
       done
+      if [ -n "$EDGE_PID" ]; then R[edge,${phase}rss$mode,$r]=$(rss "$EDGE_PID"); reset_peak "$EDGE_PID"; fi
     done
-    if [ -n "$EDGE_PID" ]; then R[edge,rss$mode,$r]=$(rss "$EDGE_PID"); fi
     stop_server
     rm -rf "$dir_e" "$dir_n"
     for s in "${servers[@]}"; do
-      local extra=""; [ "$s" = edge ] && extra=", peak RSS ${R[edge,rss$mode,$r]:-?} MB"
+      local extra=""; [ "$s" = edge ] && extra=", peak RSS cold ${R[edge,coldrss$mode,$r]:-?} MB, warm ${R[edge,warmrss$mode,$r]:-?} MB"
       printf '%-6s round %d, %d client(s): cold %s MB/s (origin %sx), warm %s MB/s (origin total %sx)%s\n' "$s" "$r" "$mode" \
         "${R[$s,cold$mode,$r]}" "${R[$s,origin$mode,$r]}" "${R[$s,warm$mode,$r]}" "${R[$s,warmorigin$mode,$r]}" "$extra"
     done
@@ -159,10 +162,11 @@ for mode in 1 8; do
   for phase in cold warm; do
     o=$([ $phase = cold ] && echo origin || echo warmorigin)
     e=$(median "edge,$phase$mode"); n=$(median "nginx,$phase$mode")
-    oe=$(median "edge,$o$mode"); on=$(median "nginx,$o$mode"); rs=$(median "edge,rss$mode")
+    oe=$(median "edge,$o$mode"); on=$(median "nginx,$o$mode"); rs=$(median "edge,${phase}rss$mode")
     label="$phase, 1 client"; [ "$mode" = 8 ] && label="$phase, 8 clients (parallel segments)"
-    echo "| $label | $e | $n | $(ratios "$phase$mode") | $oe | $on | $([ $phase = warm ] && echo "$rs" || echo "") |"
+    echo "| $label | $e | $n | $(ratios "$phase$mode") | $oe | $on | $rs |"
   done
 done
 echo
-echo "(origin bytes on the warm rows: the total after the cold and the warm pass; peak RSS: the edge's workerd after both)"
+echo "(origin bytes on the warm rows: the total after the cold and the warm pass; peak RSS: the edge's workerd during that"
+echo " pass, the warm pass's from what the cold pass left resident)"

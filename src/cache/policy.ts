@@ -6,8 +6,8 @@ import type { EdgeConfig, Rule } from "../config/edge-schema.ts";
 import { deltaSeconds, fieldNames, parseDirectives, type Directives } from "./directives.ts";
 import { parseSfDictionary } from "./structured.ts";
 import { correctedInitialAge, freshnessLifetime, parseHttpDate, UNDERSTOOD_STATUSES } from "./freshness.ts";
-import { currentAgeOf, type EntryMeta } from "./entry.ts";
-import { endToEnd, headerPairs } from "./headers.ts";
+import { currentAgeOf, entryHeaders, type EntryMeta } from "./entry.ts";
+import { endToEnd, headerPairs, mergeNotModified } from "./headers.ts";
 import { varyFields } from "./key.ts";
 
 /** Headers the cache reads but never forwards downstream (RFC 9213: targeted fields are for this cache). */
@@ -168,6 +168,29 @@ export function decideStorage(input: StoreInput): StoreDecision {
   // Nothing could ever be served from an entry that is stale on arrival, may not be served stale and has no validators.
   if (fresh === 0 && stale === 0 && !etag && !lastModified) return no("stale on arrival");
   return { store: true, meta, varyFields: fields, physicalTtl: physicalTtl(fresh, stale, edge.keep) };
+}
+
+/**
+ * The storage decision for a stored entry's meta with a validation's headers merged in (a 304, or the 206 that
+ * validates a sliced object's record; RFC 9111 §3.2, §4.3.4).
+ */
+export function decideRefreshed(
+  meta: EntryMeta,
+  validation: { headers: Headers; requestTime: number; responseTime: number },
+  rule: Rule | undefined,
+  edge: EdgeConfig,
+): StoreDecision {
+  return decideStorage({
+    key: meta.key,
+    requestHeaders: new Headers(),
+    status: meta.status,
+    statusText: meta.statusText,
+    headers: mergeNotModified(entryHeaders(meta), validation.headers),
+    requestTime: validation.requestTime,
+    responseTime: validation.responseTime,
+    rule,
+    edge,
+  });
 }
 
 /**

@@ -4,33 +4,43 @@
  *
  *   receive ─┬─ not GET/HEAD ─────────────────────────────────────────────── pass ─────────────────┐
  *            ├─ bypass rule ──────────────────────────────────────────────── fetch and store ──────┤
- *            └─ lookup ─┬─ nothing ── (coalesce: claim, or wait and look again) ── fetch and store ┤ MISS
- *                       └─ judge ─┬─ fresh ───────────────────────────────── HIT ──────────────────┤
+ *            └─ lookup ─┬─ nothing ── (coalesce: claim, or wait and look again) ─┬─ fetch and store ┤ MISS
+ *                       │                           slicing on for the rule ─────┴─ slices ─────────┤
+ *                       └─ judge ─┬─ a sliced object's record ────────────────────── slices ─────────┤
+ *                                 ├─ fresh ───────────────────────────────── HIT ──────────────────┤
  *                                 ├─ stale, swr allows ─ STALE + background refresh / UPDATING ────┤
  *                                 └─ stale ── (coalesce) ── revalidate: REVALIDATED / EXPIRED / STALE ┴─ deliver
  *
- * Each step is a function in its own module (lookup, coalesce, fetch-store, revalidate, pass, deliver); every path
- * ends in an Outcome that `deliver` turns into the answer. Only standard fetch objects and an EntryStore are used,
- * so the same code runs under Miniflare, bare workerd and Node (unit tests with a fake clock).
+ *   slices ── exit: deliver (an answer from slices, or the origin's own) | store whole / fetch whole (→ fetch and
+ *             store: the object was not large after all) | miss (a record whose object changed: → slices, once)
+ *
+ * Each step is a function in its own module (lookup, coalesce, fetch-store, slices, revalidate, pass, deliver). The
+ * slice step has one entry and one exit: it never calls the whole-object step, it says where the request goes next.
+ * The steps share primitives instead: the edge's origin GET (origin-get.ts), the entry write under a Vary marker
+ * (lookup.ts `putResponse`), the request's lock (transaction.ts `release`). Every path ends in an Outcome that
+ * `deliver` turns into the answer. Only standard fetch objects and an EntryStore are used, so the same code runs
+ * under Miniflare, bare workerd and Node (unit tests with a fake clock).
  */
 import type { EdgeConfig, Rule } from "../config/edge-schema.ts";
 import { primaryKey } from "../cache/key.ts";
 import { judge, requestDirectives, type Verdict } from "../cache/policy.ts";
 import { recordPurge, type ControlMark, type PurgeRequest } from "../cache/purge.ts";
 import { conditionMatches, findRule } from "../cache/rules.ts";
+import { sliceSettings } from "../cache/slices.ts";
+import type { CacheStatusParams, XCacheStatus } from "../cache/status.ts";
 import type { PeerInvalidations, SharedLocks } from "../contracts/store.ts";
 import { Coalescer } from "./coalesce.ts";
 import { deliver, fromEntry, gatewayTimeout, type Delivered } from "./deliver.ts";
-import { fetchAndStore, release } from "./fetch-store.ts";
+import { fetchAndStore, storeResponse } from "./fetch-store.ts";
 import { lookup, storedResponse } from "./lookup.ts";
 import { pass } from "./pass.ts";
 import { refresh, revalidate } from "./revalidate.ts";
 import { ClientInvalidations } from "./invalidations.ts";
 import { PeriodicRead, SharedLog, type StoreLogSequence } from "./shared-log.ts";
 import type { ControlLease } from "./control-lease.ts";
-import { answerSliced, deleteSlices, fetchMiss, isSliced } from "./slices.ts";
+import { deleteSlices, isSliced, slices, type SliceExit } from "./slices.ts";
 import type { EntryStore } from "./store.ts";
-import type { Engine, OriginFn, Outcome, RequestContext, Transaction } from "./transaction.ts";
+import { release, type Engine, type OriginFn, type Outcome, type RequestContext, type Transaction } from "./transaction.ts";
 import { UseCounter } from "./uses.ts";
 
 export type { RequestContext } from "./transaction.ts";
@@ -129,7 +139,7 @@ export class EdgeCache {
         return gatewayTimeout("only-if-cached and nothing stored");
       }
       e.uses.count(tx.found.storageKey);
-      return fetchMiss(e, tx, "MISS", { fwd: tx.found.marker ? "vary-miss" : "uri-miss", collapsed: tx.collapsed });
+      return this.miss(tx, "MISS", { fwd: tx.found.marker ? "vary-miss" : "uri-miss", collapsed: tx.collapsed });
     }
 
     let verdict: Verdict = judge(entry.meta, reqCC, e.edge, e.now());
@@ -143,11 +153,11 @@ export class EdgeCache {
         tx.found = await lookup(e, tx.key, request.headers);
         tx.collapsed = true;
         entry = storedResponse(tx.found);
-        if (!entry) return fetchMiss(e, tx, "MISS", { fwd: "uri-miss", collapsed: true });
+        if (!entry) return this.miss(tx, "MISS", { fwd: "uri-miss", collapsed: true });
         verdict = judge(entry.meta, reqCC, e.edge, e.now());
       }
     }
-    if (isSliced(entry)) return answerSliced(e, tx, entry, verdict);
+    if (isSliced(entry)) return this.afterSlices(tx, await slices(e, tx, { at: "record", entry, verdict }));
 
     const key = tx.found.storageKey;
     switch (verdict.use) {
@@ -168,6 +178,30 @@ export class EdgeCache {
           return gatewayTimeout("only-if-cached and the stored response is stale");
         }
         return revalidate(e, tx, entry, verdict.forced, verdict.ttl);
+    }
+  }
+
+  /**
+   * Nothing usable stored (or the stored object changed). With slicing on for the rule the object may be large: the
+   * slice step asks the origin for one slice and says where the request goes next; else it is fetched and stored whole.
+   */
+  private async miss(tx: Transaction, status: XCacheStatus, cacheStatus: CacheStatusParams): Promise<Outcome> {
+    const settings = sliceSettings(this.e.edge, tx.rule);
+    if (!settings) return fetchAndStore(this.e, tx, status, cacheStatus);
+    return this.afterSlices(tx, await slices(this.e, tx, { at: "miss", settings, status, cacheStatus }));
+  }
+
+  /** Follows the slice step's exit: to deliver, to the whole-object step, or a miss anew (at most once: see SliceExit). */
+  private afterSlices(tx: Transaction, exit: SliceExit): Promise<Outcome> | Outcome {
+    switch (exit.to) {
+      case "deliver":
+        return exit.outcome;
+      case "store whole":
+        return storeResponse(this.e, tx, exit.response, exit.requestTime, exit.status, exit.cacheStatus);
+      case "fetch whole":
+        return fetchAndStore(this.e, tx, exit.status, exit.cacheStatus);
+      case "miss":
+        return this.miss(tx, exit.status, exit.cacheStatus);
     }
   }
 

@@ -1,20 +1,19 @@
 /**
  * Step "fetch and store": the whole response from the origin, stored when policy allows (RFC 9111 §3 via
  * decideStorage, the rule's no_store and min_uses), the body teed to the client and the store. The request's
- * coalescing lock ends once the store has the response (or at once when nothing is stored).
+ * coalescing lock ends once the store has the response (or at once when nothing is stored). Large objects come here
+ * only when the slice step's exit says the object is whole after all (see engine.ts).
  */
-import { variantKey, variantOf, primaryKey } from "../cache/key.ts";
-import type { EntryMeta } from "../cache/entry.ts";
+import { primaryKey } from "../cache/key.ts";
 import { endToEnd, headerPairs } from "../cache/headers.ts";
 import { CDN_ONLY_HEADERS, decideStorage } from "../cache/policy.ts";
 import { conditionMatches } from "../cache/rules.ts";
 import type { CacheStatusParams, XCacheStatus } from "../cache/status.ts";
 import { lengthOf, originFailure } from "./deliver.ts";
 import { compressed } from "./compress.ts";
-import { NULL_BODY_STATUS, type Engine, type Outcome, type Transaction } from "./transaction.ts";
-
-/** Request headers that would make the origin answer something other than the whole, storable response. */
-export const PARTIAL_REQUEST_HEADERS = ["range", "if-range", "if-none-match", "if-modified-since", "if-match", "if-unmodified-since"];
+import { putResponse } from "./lookup.ts";
+import { originGet } from "./origin-get.ts";
+import { NULL_BODY_STATUS, release, type Engine, type Outcome, type Transaction } from "./transaction.ts";
 
 /** Fetches the whole response for `tx`, stores it when allowed, and answers with it. */
 export async function fetchAndStore(e: Engine, tx: Transaction, status: XCacheStatus, cacheStatus: CacheStatusParams): Promise<Outcome> {
@@ -22,7 +21,7 @@ export async function fetchAndStore(e: Engine, tx: Transaction, status: XCacheSt
   const requestTime = e.now();
   let response: Response;
   try {
-    response = await e.origin(tx.request, tx.ctx.clientIp, { method: "GET", drop: PARTIAL_REQUEST_HEADERS });
+    response = await originGet(e, tx);
   } catch (error) {
     release(tx);
     return originFailure(error, status, cacheStatus);
@@ -83,40 +82,6 @@ export async function storeResponse(
   tx.ctx.waitUntil(stored);
   // "stored" only when it is known to fit: a body without a length may still turn out too large on the way.
   return { ...answer(client, { ...cacheStatus, stored: size !== undefined }), stored };
-}
-
-/**
- * Stores a new response (or a sliced object's record, without a body), under a Vary marker when it varies (the
- * variant first, so a waiter woken by the marker finds both). Resolves to the keys written, the entry's first.
- */
-export async function putResponse(
-  e: Engine,
-  tx: Transaction,
-  meta: EntryMeta,
-  fields: string[],
-  body: ReadableStream<Uint8Array> | null,
-  ttl: number,
-): Promise<string[]> {
-  const key = meta.key;
-  if (fields.length === 0) {
-    await e.store.put(key, meta, body, ttl);
-    return [key];
-  }
-  let marker = tx.found.marker;
-  if (!marker || marker.fields.join() !== fields.join()) {
-    marker = { kind: "vary", key, fields, id: crypto.randomUUID().slice(0, 8) };
-  }
-  const variant = variantOf(fields, tx.request.headers);
-  const storageKey = variantKey(key, marker.id, variant);
-  await e.store.put(storageKey, { ...meta, vary: variant }, body, ttl);
-  await e.store.put(key, marker, null, Math.max(ttl, e.edge.keep, 3600));
-  return [storageKey, key];
-}
-
-/** Ends the request's lock; `stored`: a store of the key released the shared lock already. */
-export function release(tx: Transaction, stored = false) {
-  tx.claim?.release({ stored });
-  tx.claim = null;
 }
 
 /** Passes a body through, erroring (so the store keeps nothing) once it exceeds `max` bytes. */

@@ -1,12 +1,13 @@
 /**
  * Step "lookup": the stored entry for a request. The primary key holds either the response or a Vary marker naming
- * the request headers that pick a variant's key. Purges apply on the way out: hard → nothing, soft → stale.
+ * the request headers that pick a variant's key. Purges apply on the way out: hard → nothing, soft → stale. Also the
+ * write under the same scheme (putResponse), which the whole-object and the slice steps share.
  */
 import type { EntryMeta } from "../cache/entry.ts";
 import { variantKey, variantOf } from "../cache/key.ts";
 import { controlGate, purgeEffect } from "../cache/purge.ts";
 import type { StoredEntry } from "./store.ts";
-import type { Engine, Lookup } from "./transaction.ts";
+import type { Engine, Lookup, Transaction } from "./transaction.ts";
 
 /**
  * A store that cannot answer (its process restarting) counts as having nothing: the origin answers meanwhile.
@@ -37,6 +38,34 @@ export async function lookup(e: Engine, key: string, headers: Headers, lock = fa
 /** The entry of a lookup that holds a response (not a marker), or null. */
 export function storedResponse(found: Lookup): (StoredEntry & { meta: EntryMeta }) | null {
   return found.entry?.meta.kind === "entry" ? (found.entry as StoredEntry & { meta: EntryMeta }) : null;
+}
+
+/**
+ * Stores a new response (or a sliced object's record, without a body), under a Vary marker when it varies (the
+ * variant first, so a waiter woken by the marker finds both). Resolves to the keys written, the entry's first.
+ */
+export async function putResponse(
+  e: Engine,
+  tx: Transaction,
+  meta: EntryMeta,
+  fields: string[],
+  body: ReadableStream<Uint8Array> | null,
+  ttl: number,
+): Promise<string[]> {
+  const key = meta.key;
+  if (fields.length === 0) {
+    await e.store.put(key, meta, body, ttl);
+    return [key];
+  }
+  let marker = tx.found.marker;
+  if (!marker || marker.fields.join() !== fields.join()) {
+    marker = { kind: "vary", key, fields, id: crypto.randomUUID().slice(0, 8) };
+  }
+  const variant = variantOf(fields, tx.request.headers);
+  const storageKey = variantKey(key, marker.id, variant);
+  await e.store.put(storageKey, { ...meta, vary: variant }, body, ttl);
+  await e.store.put(key, marker, null, Math.max(ttl, e.edge.keep, 3600));
+  return [storageKey, key];
 }
 
 /**

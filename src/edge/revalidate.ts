@@ -6,11 +6,12 @@
  */
 import { currentAgeOf, entryHeaders, type EntryMeta } from "../cache/entry.ts";
 import { headerPairs, mergeNotModified } from "../cache/headers.ts";
-import { decideStorage, isOriginError, physicalTtl, staleIfErrorAllows } from "../cache/policy.ts";
+import { decideRefreshed, isOriginError, physicalTtl, staleIfErrorAllows } from "../cache/policy.ts";
 import { fromEntry, originFailure } from "./deliver.ts";
-import { PARTIAL_REQUEST_HEADERS, release, storeResponse } from "./fetch-store.ts";
+import { storeResponse } from "./fetch-store.ts";
+import { originGet } from "./origin-get.ts";
 import type { StoredEntry } from "./store.ts";
-import { dropBody, type Engine, type Outcome, type Transaction } from "./transaction.ts";
+import { dropBody, release, type Engine, type Outcome, type Transaction } from "./transaction.ts";
 
 type RefreshResult =
   | { kind: "not-modified"; headers: Headers; requestTime: number; responseTime: number }
@@ -102,7 +103,7 @@ async function conditionalFetch(e: Engine, tx: Transaction, meta: EntryMeta): Pr
   const requestTime = e.now();
   let response: Response;
   try {
-    response = await e.origin(tx.request, tx.ctx.clientIp, { method: "GET", drop: PARTIAL_REQUEST_HEADERS, headers });
+    response = await originGet(e, tx, headers);
   } catch (error) {
     return { kind: "error", error, requestTime };
   }
@@ -124,29 +125,9 @@ function updatedEntry(
   meta: EntryMeta,
   r: { headers: Headers; requestTime: number; responseTime: number },
 ): EntryMeta | undefined {
-  const decision = refreshedStorage(e, tx, meta, r);
+  const decision = decideRefreshed(meta, r, tx.rule, e.edge);
   if (!decision.store) return undefined;
   return { ...decision.meta, vary: meta.vary, size: meta.size ?? decision.meta.size };
-}
-
-/** The storage decision for a stored entry's meta with a validation's headers merged in (a 304, or a 206 of it). */
-export function refreshedStorage(
-  e: Engine,
-  tx: Transaction,
-  meta: EntryMeta,
-  r: { headers: Headers; requestTime: number; responseTime: number },
-): ReturnType<typeof decideStorage> {
-  return decideStorage({
-    key: meta.key,
-    requestHeaders: new Headers(),
-    status: meta.status,
-    statusText: meta.statusText,
-    headers: mergeNotModified(entryHeaders(meta), r.headers),
-    requestTime: r.requestTime,
-    responseTime: r.responseTime,
-    rule: tx.rule,
-    edge: e.edge,
-  });
 }
 
 /** Rewrites an entry in place with new metadata (after a 304): the body is read again from the store. */

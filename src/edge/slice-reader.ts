@@ -25,7 +25,8 @@ import {
 } from "../cache/slices.ts";
 import type { ByteRange } from "../cache/range.ts";
 import type { Claim } from "./coalesce.ts";
-import { PARTIAL_REQUEST_HEADERS } from "./fetch-store.ts";
+import { blockReader, copyBlocks, COPY_BLOCK_BYTES } from "./block-copy.ts";
+import { originGet } from "./origin-get.ts";
 import { exactLength } from "./store.ts";
 import { lengthStream } from "./length-stream.ts";
 import type { Engine, Transaction } from "./transaction.ts";
@@ -147,12 +148,28 @@ export class SliceReader {
         void first.body.cancel(); // opened for another answer shape (multipart larger than the limit)
         first = undefined;
       }
+      // One buffer for the whole answer where the runtime allows (block-copy.ts): pipeTo leaves a buffer per chunk
+      // for V8 to collect.
+      let buffer: ArrayBuffer | undefined;
       try {
         for (let index = sliceOf(start, this.object.sliceBytes); index <= lastIndex; index++) {
           const body: ReadableStream<Uint8Array> = await next!;
           next = index < lastIndex ? part(index + 1) : undefined;
           next?.catch(() => undefined);
-          await body.pipeTo(writable, { preventClose: true });
+          const blocks = blockReader(body);
+          if (!blocks) {
+            await body.pipeTo(writable, { preventClose: true });
+            continue;
+          }
+          const writer = writable.getWriter();
+          try {
+            buffer = await copyBlocks(blocks, writer, buffer ?? new ArrayBuffer(COPY_BLOCK_BYTES));
+          } catch (error) {
+            await blocks.cancel(error).catch(() => undefined); // the client went away, or the slice failed
+            throw error;
+          } finally {
+            writer.releaseLock();
+          }
         }
         await writable.close();
       } catch (error) {
@@ -247,13 +264,7 @@ export class SliceReader {
    * stalls fails (origin_idle_timeout_ms): a slice fetch never holds its lock, or a client, longer than that.
    */
   private async fetchRange(range: ByteRange): Promise<ReadableStream<Uint8Array>> {
-    const { tx } = this;
-    const res = await this.e.origin(tx.request, tx.ctx.clientIp, {
-      method: "GET",
-      idleLimit: true,
-      drop: PARTIAL_REQUEST_HEADERS,
-      headers: { range: `bytes=${range.start}-${range.end}`, ...versionConditions(this.rec.meta) },
-    });
+    const res = await originGet(this.e, this.tx, { range: `bytes=${range.start}-${range.end}`, ...versionConditions(this.rec.meta) }, true);
     const cr = res.status === 206 ? parseContentRange(res.headers.get("content-range")) : null;
     const total = cr?.total ?? Number(res.headers.get("content-length") ?? NaN);
     const version = { ...validatorsOf(res.headers), total };

@@ -2,13 +2,18 @@
  * Step "slices": large objects fetched and stored in aligned slices (nginx's slice module, ATS's slice plugin), so
  * a Range costs the origin the slices it covers, once, and an object of any size is cached.
  *
+ * One entry (`slices`), one exit (`SliceExit`): the engine hands a request here once it may be a large object (a
+ * miss with slicing on for its rule) or is one (a stored object record), and follows the exit. The step never calls
+ * the whole-object step; an object that turns out whole leaves with the origin's response for the engine to store.
+ *
  *   miss ── probe: GET with Range for one slice (the one a Range starts in, else the first)
- *           ├─ 206 covering the whole object, 200 (Range ignored), other statuses ── stored whole (fetch-store.ts)
- *           ├─ a full GET of an object up to slice_threshold_bytes ── the rest fetched (If-Range), stored whole
+ *           ├─ 206 covering the whole object, 200 (Range ignored), other statuses ── exit "store whole"
+ *           ├─ a full GET of an object up to slice_threshold_bytes ── the rest fetched (If-Range) ── exit "store whole"
+ *           ├─ a probe that tells nothing usable (416 of an empty object, another range) ── exit "fetch whole"
  *           ├─ 206 of part of an object with a strong ETag or Last-Modified ── object record + the slices it brought
  *           └─ 206 that cannot be stored or sliced ── the client's own request passed through, unstored
  *   record ── judged like any entry (HIT / STALE / UPDATING / revalidated with a `Range: bytes=0-0` conditional;
- *             another version at the origin deletes the record and starts over as a miss)
+ *             another version at the origin deletes the record ── exit "miss": the request starts over)
  *           └─ the answer reads its slices (slice-reader.ts): missing ones come from the origin, one request per slice
  *
  * The answer's first slice is opened before the status is decided: HIT when it was stored, MISS with Cache-Status
@@ -17,7 +22,7 @@
  */
 import { currentAgeOf, entryHeaders, type EntryMeta, type SlicedObject } from "../cache/entry.ts";
 import { endToEnd, headerPairs, mergeNotModified, setHeader } from "../cache/headers.ts";
-import { CDN_ONLY_HEADERS, decideStorage, isOriginError, staleIfErrorAllows, type Verdict } from "../cache/policy.ts";
+import { CDN_ONLY_HEADERS, decideRefreshed, decideStorage, isOriginError, staleIfErrorAllows, type Verdict } from "../cache/policy.ts";
 import { conditionMatches } from "../cache/rules.ts";
 import {
   canSlice,
@@ -28,20 +33,20 @@ import {
   sliceCount,
   sliceKey,
   sliceOf,
-  sliceSettings,
   sliceSpan,
   validatorsOf,
   versionId,
+  type SliceSettings,
 } from "../cache/slices.ts";
 import type { CacheStatusParams, XCacheStatus } from "../cache/status.ts";
 import { gatewayTimeout, originFailure } from "./deliver.ts";
-import { fetchAndStore, PARTIAL_REQUEST_HEADERS, putResponse, release, storeResponse } from "./fetch-store.ts";
-import { refreshedStorage } from "./revalidate.ts";
+import { putResponse } from "./lookup.ts";
+import { originGet } from "./origin-get.ts";
 import { idleLimited } from "./idle.ts";
 import { lengthStream } from "./length-stream.ts";
 import { SliceReader, VersionChanged, type SlicedRecord } from "./slice-reader.ts";
 import type { EntryStore, StoredEntry } from "./store.ts";
-import { NULL_BODY_STATUS, type Engine, type Outcome, type Transaction } from "./transaction.ts";
+import { NULL_BODY_STATUS, release, type Engine, type Outcome, type Transaction } from "./transaction.ts";
 
 /** A sliced object's record as the store hands it out. */
 export type SlicedEntry = StoredEntry & { meta: EntryMeta & { sliced: SlicedObject } };
@@ -51,14 +56,41 @@ export function isSliced(entry: StoredEntry): entry is SlicedEntry {
   return entry.meta.kind === "entry" && entry.meta.sliced !== undefined;
 }
 
+/** The labels a request carries (X-Cache-Status, Cache-Status) into the step that follows. */
+interface Labels {
+  status: XCacheStatus;
+  cacheStatus: CacheStatusParams;
+}
+
+/** Where the slice step starts: nothing stored and slicing on for the rule, or a stored record the route judged. */
+export type SliceStart = ({ at: "miss"; settings: SliceSettings } & Labels) | { at: "record"; entry: SlicedEntry; verdict: Verdict };
+
+/**
+ * Where the request goes from the slice step: the answer, to deliver (from slices, the origin's own passed through,
+ * or a failure); the whole object, to store as one entry (the origin's response, or fetched anew); or, from a record
+ * whose object changed at the origin, a miss anew (whose exit is never "miss": a request passes the step at most
+ * twice). The request's coalescing lock goes with it.
+ */
+export type SliceExit =
+  | { to: "deliver"; outcome: Outcome }
+  | ({ to: "store whole"; response: Response; requestTime: number } & Labels)
+  | ({ to: "fetch whole" } & Labels)
+  | ({ to: "miss" } & Labels);
+
+/** The slice step (see the module comment). */
+export function slices(e: Engine, tx: Transaction, start: SliceStart): Promise<SliceExit> {
+  return start.at === "miss" ? probe(e, tx, start.settings, start) : answerRecord(e, tx, start.entry, start.verdict);
+}
+
+const deliverIt = (outcome: Outcome): SliceExit => ({ to: "deliver", outcome });
+
 /**
  * Nothing stored for a GET/HEAD: asks the origin for the part of the object that tells its size (see the module
- * comment), and stores it whole or in slices. Without slicing (threshold 0) the whole response, as fetch-store does.
+ * comment); stores it in slices, or leaves it to be stored whole.
  */
-export async function fetchMiss(e: Engine, tx: Transaction, status: XCacheStatus, cacheStatus: CacheStatusParams): Promise<Outcome> {
-  const settings = sliceSettings(e.edge, tx.rule);
-  if (!settings) return fetchAndStore(e, tx, status, cacheStatus);
+async function probe(e: Engine, tx: Transaction, settings: SliceSettings, labels: Labels): Promise<SliceExit> {
   const { request } = tx;
+  const { status, cacheStatus } = labels;
   const { sliceBytes } = settings;
   const ranged = request.method === "GET" && request.headers.has("range");
   const first = ranged ? sliceOf(firstWantedByte(request.headers), sliceBytes) : 0;
@@ -68,48 +100,46 @@ export async function fetchMiss(e: Engine, tx: Transaction, status: XCacheStatus
   const requestTime = e.now();
   let res: Response;
   try {
-    res = await e.origin(request, tx.ctx.clientIp, {
-      method: "GET",
-      drop: PARTIAL_REQUEST_HEADERS,
-      headers: { range: `bytes=${asked.start}-${asked.end}` },
-      // Not idle-limited here: a whole answer's body stays the runtime's own stream (teed natively to the client and
-      // the store, its length known); only a slice, which holds a renewed lock while it is stored, is (below).
-    });
+    // Not idle-limited here: a whole answer's body stays the runtime's own stream (teed natively to the client and
+    // the store, its length known); only a slice, which holds a renewed lock while it is stored, is (below).
+    res = await originGet(e, tx, { range: `bytes=${asked.start}-${asked.end}` });
   } catch (error) {
     release(tx);
-    return originFailure(error, status, cacheStatus);
+    return deliverIt(originFailure(error, status, cacheStatus));
   }
+  const fetchWhole: SliceExit = { to: "fetch whole", ...labels };
+  const storeWhole = (response: Response): SliceExit => ({ to: "store whole", response, requestTime, ...labels });
   if (res.status === 416) {
     await res.body?.cancel();
-    if (first === 0) return fetchAndStore(e, tx, status, cacheStatus); // an empty object
+    if (first === 0) return fetchWhole; // an empty object
     release(tx);
-    return passThrough(e, tx, status, cacheStatus); // the client asked beyond the end: the origin answers it
+    return deliverIt(await passThrough(e, tx, status, cacheStatus)); // the client asked beyond the end: the origin answers it
   }
   // A 200 (the origin ignores Range) or any other status is a whole response, stored as such when it may be.
-  if (res.status !== 206) return storeResponse(e, tx, res, requestTime, status, cacheStatus);
+  if (res.status !== 206) return storeWhole(res);
 
   const cr = parseContentRange(res.headers.get("content-range"));
   const coded = (res.headers.get("content-encoding") ?? "identity").toLowerCase() !== "identity";
   if (!cr || "unsatisfied" in cr || cr.start !== asked.start || cr.end !== Math.min(asked.end, cr.total - 1) || coded || !res.body) {
     await res.body?.cancel(); // not the range asked for: take the whole response instead
-    return fetchAndStore(e, tx, status, cacheStatus);
+    return fetchWhole;
   }
-  if (cr.start === 0 && cr.end === cr.total - 1) return storeResponse(e, tx, whole(res, res.body, cr.total), requestTime, status, cacheStatus);
+  if (cr.start === 0 && cr.end === cr.total - 1) return storeWhole(whole(res, res.body, cr.total));
   // A whole request for an object up to the threshold: stored whole, the probe's slice and the rest as one entry.
-  if (!ranged && cr.total <= settings.thresholdBytes) return stitched(e, tx, res, cr.end + 1, cr.total, requestTime, status, cacheStatus);
+  if (!ranged && cr.total <= settings.thresholdBytes) return stitched(e, tx, res, cr.end + 1, cr.total, requestTime, labels);
 
   // Part of a larger object: its record, then the slice this response brought.
   const decision = canSlice(res.headers) ? recordDecision(e, tx, res.headers, requestTime, cr.total, sliceBytes) : undefined;
   if (!decision) {
     await res.body.cancel();
     release(tx);
-    return passThrough(e, tx, status, cacheStatus);
+    return deliverIt(await passThrough(e, tx, status, cacheStatus));
   }
   const keys = await putResponse(e, tx, decision.meta, decision.varyFields, null, decision.physicalTtl).catch(() => null);
   if (!keys) {
     await res.body.cancel();
     release(tx);
-    return passThrough(e, tx, status, cacheStatus);
+    return deliverIt(await passThrough(e, tx, status, cacheStatus));
   }
   // Slices live under the record's storage key (its variant's, when the object varies).
   const rec: SlicedRecord = { storageKey: keys[0]!, meta: decision.meta };
@@ -119,15 +149,16 @@ export async function fetchMiss(e: Engine, tx: Transaction, status: XCacheStatus
   release(tx); // explicitly: workerd's cache.put resolves when the store refuses
   storeProbe(idleLimited(res.body, e.edge.origin_idle_timeout_ms));
   try {
-    return await answer(e, tx, reader, rec, status, { ...cacheStatus, stored: true }, 0);
+    return deliverIt(await answer(e, tx, reader, rec, status, { ...cacheStatus, stored: true }, 0));
   } catch (error) {
-    return originFailure(error, status, cacheStatus);
+    return deliverIt(originFailure(error, status, cacheStatus));
   }
 }
 
 /**
  * The probe held the first slice of an object small enough to be stored whole: the rest is asked for with If-Range
- * (a new version comes whole instead) and both bodies make one response, stored whole. Origin bytes: the object, once.
+ * (a new version comes whole instead) and both bodies make one response, to be stored whole. Origin bytes: the
+ * object, once.
  */
 async function stitched(
   e: Engine,
@@ -136,46 +167,41 @@ async function stitched(
   from: number,
   total: number,
   requestTime: number,
-  status: XCacheStatus,
-  cacheStatus: CacheStatusParams,
-): Promise<Outcome> {
+  labels: Labels,
+): Promise<SliceExit> {
   const probeBody = probe.body!;
   const v = validatorsOf(probe.headers);
   const validator = v.etag ?? v.lastModified;
   if (!validator) {
     await probeBody.cancel(); // without a validator the two parts could be of two versions
-    return fetchAndStore(e, tx, status, cacheStatus);
+    return { to: "fetch whole", ...labels };
   }
   let rest: Response;
   try {
-    rest = await e.origin(tx.request, tx.ctx.clientIp, {
-      method: "GET",
-      drop: PARTIAL_REQUEST_HEADERS,
-      headers: { range: `bytes=${from}-`, "if-range": validator },
-    });
+    rest = await originGet(e, tx, { range: `bytes=${from}-`, "if-range": validator });
   } catch (error) {
     await probeBody.cancel();
     release(tx);
-    return originFailure(error, status, cacheStatus);
+    return deliverIt(originFailure(error, labels.status, labels.cacheStatus));
   }
   if (rest.status === 200) {
     await probeBody.cancel(); // another version, sent whole
-    return storeResponse(e, tx, rest, requestTime, status, cacheStatus);
+    return { to: "store whole", response: rest, requestTime, ...labels };
   }
   const cr = rest.status === 206 ? parseContentRange(rest.headers.get("content-range")) : null;
   const fits = cr && !("unsatisfied" in cr) && cr.start === from && cr.end === total - 1 && rest.body;
   if (!fits || !sameVersion({ ...v, total }, { ...validatorsOf(rest.headers), total: cr.total })) {
     await Promise.all([probeBody.cancel(), rest.body?.cancel()]);
-    return fetchAndStore(e, tx, status, cacheStatus);
+    return { to: "fetch whole", ...labels };
   }
-  return storeResponse(e, tx, whole(probe, concat(tx, [probeBody, rest.body!], total), total), requestTime, status, cacheStatus);
+  return { to: "store whole", response: whole(probe, concat(tx, [probeBody, rest.body!], total), total), requestTime, ...labels };
 }
 
 /**
  * A stored object record, judged (`verdict`) by the route like any entry: answers from its slices, revalidating the
  * record first when it must be. The route holds the record's coalescing lock when it is to be revalidated.
  */
-export async function answerSliced(e: Engine, tx: Transaction, entry: SlicedEntry, verdict: Verdict): Promise<Outcome> {
+async function answerRecord(e: Engine, tx: Transaction, entry: SlicedEntry, verdict: Verdict): Promise<SliceExit> {
   await entry.body?.cancel();
   const rec: SlicedRecord = { storageKey: tx.found.storageKey, meta: entry.meta };
   switch (verdict.use) {
@@ -192,7 +218,7 @@ export async function answerSliced(e: Engine, tx: Transaction, entry: SlicedEntr
     case "revalidate":
       if (tx.reqCC.has("only-if-cached")) {
         release(tx);
-        return gatewayTimeout("only-if-cached and the stored response is stale");
+        return deliverIt(gatewayTimeout("only-if-cached and the stored response is stale"));
       }
       return revalidateRecord(e, tx, rec, verdict.forced, verdict.ttl);
   }
@@ -209,12 +235,12 @@ export async function deleteSlices(store: EntryStore, storageKey: string, object
 }
 
 /** Answers from a record's slices; another version found at the origin on the first slice starts over as a miss. */
-async function serve(e: Engine, tx: Transaction, rec: SlicedRecord, status: XCacheStatus, cacheStatus: CacheStatusParams): Promise<Outcome> {
+async function serve(e: Engine, tx: Transaction, rec: SlicedRecord, status: XCacheStatus, cacheStatus: CacheStatusParams): Promise<SliceExit> {
   try {
-    return await answer(e, tx, new SliceReader(e, tx, rec), rec, status, cacheStatus, currentAgeOf(rec.meta, e.now()));
+    return deliverIt(await answer(e, tx, new SliceReader(e, tx, rec), rec, status, cacheStatus, currentAgeOf(rec.meta, e.now())));
   } catch (error) {
-    if (error instanceof VersionChanged) return fetchMiss(e, tx, status === "BYPASS" ? "BYPASS" : "EXPIRED", { fwd: "stale" });
-    return originFailure(error, "MISS", { fwd: "partial" }); // the record was there, its first slice could not be had
+    if (error instanceof VersionChanged) return { to: "miss", status: status === "BYPASS" ? "BYPASS" : "EXPIRED", cacheStatus: { fwd: "stale" } };
+    return deliverIt(originFailure(error, "MISS", { fwd: "partial" })); // the record was there, its first slice could not be had
   }
 }
 
@@ -254,8 +280,8 @@ async function answer(
   };
 }
 
-/** Revalidates a record: same version → REVALIDATED (meta refreshed); another → EXPIRED, fetched as a miss. */
-async function revalidateRecord(e: Engine, tx: Transaction, rec: SlicedRecord, forced: boolean, ttl: number): Promise<Outcome> {
+/** Revalidates a record: same version → REVALIDATED (meta refreshed); another → EXPIRED, a miss anew. */
+async function revalidateRecord(e: Engine, tx: Transaction, rec: SlicedRecord, forced: boolean, ttl: number): Promise<SliceExit> {
   tx.claim ??= e.coalescer.local(rec.storageKey);
   const check = await checkRecord(e, tx, rec.meta);
   if (check.kind === "same") {
@@ -281,12 +307,12 @@ async function revalidateRecord(e: Engine, tx: Transaction, rec: SlicedRecord, f
       return serve(e, tx, rec, "STALE", { fwd: "stale", fwdStatus: check.response?.status ?? 504, ttl, detail: "stale-if-error" });
     }
     release(tx);
-    if (!check.response) return originFailure(check.error, forced ? "BYPASS" : "EXPIRED");
-    return unstored(check.response, forced ? "BYPASS" : "EXPIRED", { fwd: forced ? "request" : "stale", fwdStatus: check.response.status });
+    if (!check.response) return deliverIt(originFailure(check.error, forced ? "BYPASS" : "EXPIRED"));
+    return deliverIt(unstored(check.response, forced ? "BYPASS" : "EXPIRED", { fwd: forced ? "request" : "stale", fwdStatus: check.response.status }));
   }
   // Another version (or none): its slices are keyed under another version id; the record goes, the lock stays ours.
   await e.store.delete(rec.storageKey).catch(() => false);
-  return fetchMiss(e, tx, forced ? "BYPASS" : "EXPIRED", { fwd: forced ? "request" : "stale" });
+  return { to: "miss", status: forced ? "BYPASS" : "EXPIRED", cacheStatus: { fwd: forced ? "request" : "stale" } };
 }
 
 /** The background refresh of stale-while-revalidate for a record: refreshed, or deleted when the object changed. */
@@ -320,7 +346,7 @@ async function checkRecord(e: Engine, tx: Transaction, meta: EntryMeta & { slice
   const requestTime = e.now();
   let res: Response;
   try {
-    res = await e.origin(tx.request, tx.ctx.clientIp, { method: "GET", drop: PARTIAL_REQUEST_HEADERS, headers });
+    res = await originGet(e, tx, headers);
   } catch (error) {
     return { kind: "error", error };
   }
@@ -344,7 +370,7 @@ function updatedRecord(
   meta: EntryMeta & { sliced: SlicedObject },
   r: { headers: Headers; requestTime: number; responseTime: number },
 ): { meta: EntryMeta & { sliced: SlicedObject }; ttl: number } | undefined {
-  const decision = refreshedStorage(e, tx, meta, r);
+  const decision = decideRefreshed(meta, r, tx.rule, e.edge);
   if (!decision.store) return undefined;
   return { meta: { ...decision.meta, vary: meta.vary, sliced: meta.sliced }, ttl: decision.physicalTtl };
 }

@@ -98,6 +98,12 @@ export function outcomeOf(response: Response, xcs: XCacheStatus, cacheStatus: Ca
   return { status: response.status, statusText: response.statusText, headers: headerPairs(response.headers), body: response.body, xcs, cacheStatus };
 }
 
+/** Ends the request's coalescing lock; `stored`: a store of the key released the shared lock already. */
+export function release(tx: Transaction, stored = false) {
+  tx.claim?.release({ stored });
+  tx.claim = null;
+}
+
 /** Lets go of an Outcome's body (a stream is cancelled; bytes need nothing). */
 export function dropBody(o: Pick<Outcome, "body">): Promise<void> | undefined {
   return o.body instanceof ReadableStream ? o.body.cancel().catch(() => undefined) : undefined;
