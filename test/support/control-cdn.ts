@@ -47,6 +47,8 @@ export interface ControlCdn {
   purge(via: string, body: object): Promise<{ status: number; json: PurgeAnswer }>;
   /** `npm run purge` with the common config; its exit status and output. */
   cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }>;
+  /** `npm run fleet -- ARGS --config <the common config>`; its exit status and output. */
+  fleet(args: string[]): Promise<{ code: number; stdout: string; stderr: string }>;
   dns?: { dnsPort: number; dig(...args: string[]): Promise<string[]> };
   stop(): Promise<void>;
 }
@@ -85,6 +87,16 @@ export interface PurgeAnswer {
   error?: string;
   retries?: number;
   retried?: string;
+}
+
+/** A command to its end (at most 90 s): its exit status and output. */
+function runScript(script: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [join(ROOT, script), ...args], { timeout: 90_000 }, (err, stdout, stderr) => {
+      const code = err ? (typeof (err as { code?: unknown }).code === "number" ? (err as { code: number }).code : 1) : 0;
+      resolve({ code, stdout, stderr });
+    });
+  });
 }
 
 const hostOf = (i: number) => `127.0.0.${i + 2}`;
@@ -182,14 +194,8 @@ ${edgesToml}`;
       });
       return { status: res.status, json: (await res.json()) as PurgeAnswer };
     },
-    cli(args) {
-      return new Promise((resolve) => {
-        execFile(process.execPath, [join(ROOT, "scripts/purge.ts"), "--config", config, ...args], { timeout: 60_000 }, (err, stdout, stderr) => {
-          const code = err ? (typeof (err as { code?: unknown }).code === "number" ? (err as { code: number }).code : 1) : 0;
-          resolve({ code, stdout, stderr });
-        });
-      });
-    },
+    cli: (args) => runScript("scripts/purge.ts", ["--config", config, ...args]),
+    fleet: (args) => runScript("scripts/fleet.ts", [...args, "--config", config]),
     async stop() {
       await Promise.allSettled([...[...edges.keys()].map(stopEdge), dnsNode?.stop()]);
       await served.close();
