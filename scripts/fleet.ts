@@ -2,6 +2,7 @@
  * npm run fleet -- push FILE [--config cdn.toml] [--canary NAME…| --canary-fraction F] [--window S]
  *                  [--probe-path /] [--probe-timeout MS] [--timeout S]
  * npm run fleet -- status | rollback | promote [--config cdn.toml] [--timeout S]
+ * npm run fleet -- keys --dir DIR --box NAME… [--dns NAME…]
  * The fleet's configuration through NATS JetStream (`[control]`; boxes with `[control] fleet = true` follow it):
  *   push      validates FILE (every schema, every [[edges]] box's view), stores it as the next version, rolls it
  *             out to the canaries (named, or the first ceil(F × n) running boxes, default one), waits for their
@@ -10,11 +11,14 @@
  *   status    the rollout and, per box, the version it runs and why (applied, refused, rolled back)
  *   rollback  every box back to the version before the current one
  *   promote   a version left in its canary stage (the push command stopped) to every box
+ *   keys      an nkey per box and DNS node and one for the operator (DIR/<name>.nk, DIR/users.json): each box's
+ *             credentials may publish only its own heartbeat, drain and status, never a purge or a config
  * Exit 0 done, 1 rolled back / not applied everywhere / control plane unreachable, 2 bad arguments or config.
  */
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { moveCommand, pushCommand, statusCommand } from "../src/control/fleet-command.ts";
+import { keysCommand } from "../src/control/keys-command.ts";
 import { loadConfigFile } from "../src/node/config-file.ts";
 
 const { values, positionals } = parseArgs({
@@ -27,6 +31,9 @@ const { values, positionals } = parseArgs({
     "probe-path": { type: "string", default: "/" },
     "probe-timeout": { type: "string", default: "3000" },
     timeout: { type: "string", default: "60" },
+    dir: { type: "string" },
+    box: { type: "string", multiple: true },
+    dns: { type: "string", multiple: true },
   },
 });
 
@@ -76,6 +83,16 @@ if (command === "push") {
     say,
     shout,
   );
+} else if (command === "keys") {
+  if (!values.dir) usage("keys needs --dir DIR (where the seeds and users.json go)");
+  const wanted = [...(values.box ?? []).map((name) => ({ name, role: "box" as const })), ...(values.dns ?? []).map((name) => ({ name, role: "dns" as const }))];
+  if (!wanted.length) usage("keys needs --box NAME (and/or --dns NAME)");
+  try {
+    keysCommand(values.dir, wanted, say);
+    code = 0;
+  } catch (err) {
+    usage((err as Error).message);
+  }
 } else if (command === "status") code = await statusCommand(connectWith("cdn.toml"), say, shout);
 else if (command === "rollback" || command === "promote") code = await moveCommand(command, connectWith("cdn.toml"), timeoutMs, say, shout);
 else usage(command ? `unknown command ${command}` : "name a command");

@@ -23,6 +23,9 @@ export interface ControlCdnOptions {
   /** NATS server URLs every edge uses, unless `serversFor` names others for it. */
   servers: string[];
   serversFor?: Record<string, string[]>;
+  /** The `[control]` credential lines of the common config (default: NATS_USER's user and password), and per edge. */
+  auth?: string;
+  authFor?: Record<string, string>;
   /** More `[control]` lines (replicas, report_ms, catch_up_timeout_ms, …). */
   control?: string;
   /** Start the DNS node too (probing every edge every 250 ms). */
@@ -115,7 +118,8 @@ export async function startControlCdn(opts: ControlCdnOptions): Promise<ControlC
   const edgesToml = opts.edges
     .map((name, i) => `\n[[edges]]\nname = "${name}"\nurl = "http://${hostOf(i)}:${port}"\nipv4 = "${hostOf(i)}"\nlat = ${10 * i}\nlon = ${10 * i}\n`)
     .join("");
-  const toml = (servers: string[]) => `[edge]
+  const defaultAuth = opts.auth ?? `user = "${NATS_USER.user}"\npassword = "${NATS_USER.password}"`;
+  const toml = (servers: string[], auth = defaultAuth) => `[edge]
 origin = "${served.url}"
 access_log = false
 
@@ -124,8 +128,7 @@ token = "${TOKEN}"
 
 [control]
 servers = ${JSON.stringify(servers)}
-user = "${NATS_USER.user}"
-password = "${NATS_USER.password}"
+${auth}
 report_ms = 3000
 ${opts.control ?? ""}
 
@@ -151,9 +154,10 @@ ${edgesToml}`;
   writeFileSync(config, toml(opts.servers));
   const configOf = (name: string) => {
     const servers = opts.serversFor?.[name];
-    if (!servers) return config;
+    const auth = opts.authFor?.[name];
+    if (!servers && !auth) return config;
     const path = join(dir, `cdn-${name}.toml`);
-    writeFileSync(path, toml(servers));
+    writeFileSync(path, toml(servers ?? opts.servers, auth));
     return path;
   };
   const edges = new Map<string, Running>();
