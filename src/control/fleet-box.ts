@@ -90,8 +90,9 @@ function writeCached(path: string, v: FleetVersion) {
 export async function fleetBootConfig(opts: FleetBoxOptions, timeoutMs: number): Promise<FleetVersion & { source: string }> {
   let nc: NatsConnection | undefined;
   let timer: ReturnType<typeof setTimeout> | undefined;
+  let asked: Promise<FleetVersion> | undefined;
   try {
-    const asked = (async () => {
+    asked = (async () => {
       nc = await connectOnce({ ...opts.cfg, publish_timeout_ms: Math.min(opts.cfg.publish_timeout_ms, Math.max(timeoutMs, 100)) }, `parrot-fleet ${opts.box} (boot)`);
       const kv = await FleetKv.open(nc, opts.cfg);
       const record = await kv.get(bucketKeys.rollout);
@@ -108,7 +109,8 @@ export async function fleetBootConfig(opts: FleetBoxOptions, timeoutMs: number):
     return { version: 0, shared: undefined, source: `own file (the fleet's bucket unreachable: ${why}; no version applied here before)` };
   } finally {
     clearTimeout(timer);
-    await (nc as NatsConnection | undefined)?.close().catch(() => undefined);
+    // A connection that came after the deadline is closed when it does.
+    void asked?.catch(() => undefined).finally(() => void (nc as NatsConnection | undefined)?.close().catch(() => undefined));
   }
 }
 
