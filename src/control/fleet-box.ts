@@ -222,7 +222,11 @@ export async function startFleetMember(opts: FleetBoxOptions, hooks: FleetMember
     current = next;
     writeCached(opts.statePath, next);
     log(`version ${target} applied${applied.later.length ? `; ${applied.later.join(", ")} changed and apply at the next restart` : ""}`);
-    await report({ version: target, target, state: "applied", reason: applied.later.length ? `${applied.later.join(", ")} apply at the next restart` : "", since });
+    const why = [
+      ...(entry?.value.stage === "rolled-back" ? [`version ${entry.value.version} rolled back: ${entry.value.reason}`] : []),
+      ...(applied.later.length ? [`${applied.later.join(", ")} apply at the next restart`] : []),
+    ];
+    await report({ version: target, target, state: "applied", reason: why.join("; "), since });
   };
 
   const enqueue = (entry: { revision: number; value: RolloutRecord } | undefined) => {

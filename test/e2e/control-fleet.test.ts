@@ -4,7 +4,7 @@
  *   a push (the origin "two") reaches every box within 5 s with no failed request meanwhile; a push whose origin
  *   does not answer is rolled back by its canary and never reaches the other boxes; a box down during a push applies
  *   the version when it starts, before it serves; with NATS down the boxes keep serving, and one that starts then
- *   serves the version it last applied (not its own file).
+ *   serves the version it last applied (not its own file); `fleet rollback` sends every box to the version before.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -154,4 +154,17 @@ describe("fleet rollout", () => {
       await nats.start();
     }
   }, 120_000);
+
+  it("fleet rollback sends every box back to the version before", async () => {
+    await until("every box reachable on NATS again", async () => ((await cdn.fleet(["status"])).code === 0 ? true : undefined), 30_000);
+    const result = await cdn.fleet(["rollback", "--timeout", "30"]);
+    expect(result.stderr).toBe("");
+    expect(result.code).toBe(0);
+    expect(result.stdout).toMatch(/^rolled back: every box goes to version 1$/m);
+    await allAnswer(EDGES, "two");
+    const status = await cdn.fleet(["status"]);
+    expect(status.stdout).toMatch(/^rollout: version 3, stage rolled-back, .*: rolled back by /m);
+    for (const e of EDGES) expect(status.stdout).toMatch(new RegExp(`^ok +${e}: applied \\(runs version 1, asked for 1\\): version 3 rolled back`, "m"));
+    expect((await cdn.fleet(["rollback"])).stderr).toMatch(/nothing to rollback: version 3 is already rolled back/);
+  }, 90_000);
 });
