@@ -105,12 +105,16 @@ async function readStatuses(kv: FleetKv): Promise<Map<string, BoxStatus>> {
   return out;
 }
 
-/** Boxes running now (their agent reports presence) and every box the fleet knows of. */
+/**
+ * The fleet's boxes: those the config lists (`[[edges]]`) and those that have reported to the fleet's bucket; `live`:
+ * the ones among them that follow the fleet (a status in the bucket) and run now (their agent's presence). A box
+ * whose agent runs without `[control] fleet = true` never reports a status: it is named, never waited for.
+ */
 function boxesOf(s: Session, config: CdnConfig, statuses: ReadonlyMap<string, BoxStatus>): { live: string[]; known: string[] } {
   const presence = s.client.presence();
   const silentMs = 3 * config.control!.presence_interval_ms;
-  const known = [...new Set([...configuredEdges(config), ...statuses.keys(), ...presence.keys()])].sort();
-  const live = known.filter((b) => !knownDown(presence.get(b), Date.now(), silentMs));
+  const known = [...new Set([...configuredEdges(config), ...statuses.keys()])].sort();
+  const live = known.filter((b) => statuses.has(b) && !knownDown(presence.get(b), Date.now(), silentMs));
   return { live, known };
 }
 
@@ -129,7 +133,8 @@ async function waitBoxes(s: Session, config: CdnConfig, boxes: readonly string[]
       const st = statuses.get(b);
       const target = targetVersion(record, b);
       const done = st && st.target === target && st.at >= record.at && ["applied", "refused", "rolled-back"].includes(st.state);
-      return !done && !knownDown(s.client.presence().get(b), Date.now(), silentMs);
+      // Never reported to the fleet: not following it (or never started since it was set up), not waited for.
+      return !done && !!st && !knownDown(s.client.presence().get(b), Date.now(), silentMs);
     });
     if (!pending.length || Date.now() > deadline) return statuses;
     await sleep(200);
@@ -146,7 +151,8 @@ function boxLines(boxes: readonly string[], statuses: ReadonlyMap<string, BoxSta
     const ok = st && st.state === "applied" && st.version === target;
     const down = knownDown(presence.get(b), Date.now(), silentMs);
     const mark = ok ? "ok     " : down ? "down   " : "pending";
-    return `${mark} ${b}: ${describeStatus(st)}${down && !ok ? `; not running (applies version ${target || "its own file"} when it starts)` : ""}`;
+    const note = !ok && !st && !down ? "; runs, but does not follow the fleet ([control] fleet = true in its own file?)" : down && !ok ? `; not running (applies version ${target || "its own file"} when it starts)` : "";
+    return `${mark} ${b}: ${describeStatus(st)}${note}`;
   });
 }
 
