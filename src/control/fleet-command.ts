@@ -181,7 +181,10 @@ export async function pushCommand(text: string, source: string, connectWith: Cdn
       err(`fleet: ${(e as Error).message}`);
       return 2;
     }
-    const version = (current?.value.version ?? 0) + 1;
+    // After the highest version stored, not only the record's: a push that stored its text and then died (or lost
+    // the race for the record) leaves a version no record names.
+    const storedVersions = (await s.kv.keys("config.")).map((key) => Number(key.slice("config.".length))).filter(Number.isInteger);
+    const version = Math.max(current?.value.version ?? 0, ...storedVersions) + 1;
     const previous = current ? (current.value.stage === "all" ? current.value.version : current.value.previous) : 0;
     const stored: ConfigVersion = { v: 1, version, text, digest: configDigest(text), at: Date.now(), by: by() };
     await s.kv.put(fleetKeys.config(version), JSON.stringify(stored), 0);

@@ -73,12 +73,17 @@ export class FleetKv {
     return { key, revision: m.seq, value: m.string() };
   }
 
-  /** The last value of every key under `prefix` (e.g. "box."). */
+  /** The keys under `prefix` (e.g. "box."). */
+  async keys(prefix: string): Promise<string[]> {
+    const info = await this.jsm.streams.info(this.stream, { subjects_filter: `${this.prefix}${prefix}>` });
+    return Object.keys(info.state.subjects ?? {}).map((subject) => subject.slice(this.prefix.length));
+  }
+
+  /** The last value of every key under `prefix`. */
   async list(prefix: string): Promise<KvEntry[]> {
     const out: KvEntry[] = [];
-    const info = await this.jsm.streams.info(this.stream, { subjects_filter: `${this.prefix}${prefix}>` });
-    for (const subject of Object.keys(info.state.subjects ?? {})) {
-      const e = await this.get(subject.slice(this.prefix.length));
+    for (const key of await this.keys(prefix)) {
+      const e = await this.get(key);
       if (e) out.push(e);
     }
     return out;

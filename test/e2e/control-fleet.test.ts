@@ -10,6 +10,9 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parseConfig } from "../../src/config/config.ts";
+import { FleetKv } from "../../src/control/fleet-kv.ts";
+import { connectOnce } from "../../src/control/nats.ts";
 import { serveFetch, type Served } from "../../src/node/serve-fetch.ts";
 import { NATS_USER, startControlCdn, until, type ControlCdn } from "../support/control-cdn.ts";
 import { startTestNats, type TestNats } from "../support/nats.ts";
@@ -166,5 +169,20 @@ describe("fleet rollout", () => {
     expect(status.stdout).toMatch(/^rollout: version 3, stage rolled-back, .*: rolled back by /m);
     for (const e of EDGES) expect(status.stdout).toMatch(new RegExp(`^ok +${e}: applied \\(runs version 1, asked for 1\\): version 3 rolled back`, "m"));
     expect((await cdn.fleet(["rollback"])).stderr).toMatch(/nothing to rollback: version 3 is already rolled back/);
+  }, 90_000);
+
+  it("a push after one that died having stored its text (no record names it) takes the next version", async () => {
+    const config = parseConfig(readFileSync(cdn.config, "utf8"));
+    const nc = await connectOnce(config.control!, "test: a push that died");
+    try {
+      const kv = await FleetKv.open(nc, config.control!);
+      await kv.put("config.4", JSON.stringify({ v: 1, version: 4, text: readFileSync(cdn.config, "utf8"), digest: "0", at: Date.now(), by: "test" }), 0);
+    } finally {
+      await nc.close();
+    }
+    const result = await cdn.fleet(["push", pushed("v5", cdn.served.url), "--canary", "eu-lon", "--window", "0"]);
+    expect(result.stderr).toBe("");
+    expect(result.stdout).toMatch(/^version 5 stored .*; before it: version 1$/m);
+    await allAnswer(EDGES, "one");
   }, 90_000);
 });
