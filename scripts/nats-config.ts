@@ -1,12 +1,18 @@
 /**
  * npm run nats-config -- --server HOST[:PORT] [--config cdn.toml] [--dir /var/lib/nats] [--listen 0.0.0.0]
  *                        [--cluster parrot] [--route-port 6222] [--http-port 8222] [--tls-cert F --tls-key F [--tls-ca F]]
+ *                        [--keys DIR]
  * Prints the nats-server config (JetStream, the cluster block, the clients' authorization) of one server of the
  * control plane: the entry of `[control] servers` named by --server. Run it once per server; check the file with
- * `nats-server -c FILE -t`. Route and monitoring ports default to the client port + 2000 and + 4000.
+ * `nats-server -c FILE -t`. Route and monitoring ports default to the client port + 2000 and + 4000. --keys DIR: the
+ * per-box nkeys `npm run fleet -- keys` wrote (DIR/users.json), each with only its subjects, instead of [control]'s
+ * user/password or token.
  */
 import { parseArgs } from "node:util";
 import { clusterServerConfig } from "../src/control/cluster-config.ts";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { parseUsers } from "../src/control/credentials.ts";
 import { loadConfigFile } from "../src/node/config-file.ts";
 
 const { values } = parseArgs({
@@ -21,6 +27,7 @@ const { values } = parseArgs({
     "tls-cert": { type: "string" },
     "tls-key": { type: "string" },
     "tls-ca": { type: "string" },
+    keys: { type: "string" },
   },
 });
 
@@ -44,6 +51,7 @@ try {
         routePort: num(values["route-port"]),
         httpPort: num(values["http-port"]),
         tls: values["tls-cert"] ? { cert: values["tls-cert"], key: values["tls-key"]!, ca: values["tls-ca"] } : undefined,
+        users: values.keys ? parseUsers(readFileSync(join(values.keys, "users.json"), "utf8"), join(values.keys, "users.json")) : undefined,
       }),
   );
 } catch (err) {

@@ -58,6 +58,11 @@ export const ControlSchema = z
     publish_deadline_ms: z.number().int().min(0).max(120_000).default(20_000),
     /** `npm run edge` waits this long for the agent's catch-up before it says "edge ready" (serving meanwhile). */
     catch_up_timeout_ms: z.number().int().min(0).max(600_000).default(30_000),
+    /**
+     * The box takes its shared configuration from the fleet (`npm run fleet -- push`: the key-value bucket
+     * `<namespace>_fleet`), keeping from its own file only the per-box fields (src/control/fleet-config.ts).
+     */
+    fleet: z.boolean().default(false),
   })
   .strict()
   .refine((c) => (c.user === undefined) === (c.password === undefined), {

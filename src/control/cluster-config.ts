@@ -5,6 +5,7 @@
  * the same code that runs the tests' clusters.
  */
 import type { ControlConfig } from "../config/control-schema.ts";
+import type { NkeyUser } from "./credentials.ts";
 import { natsServerConfig, type NatsServerOptions } from "./nats-server.ts";
 
 export interface ClusterServerChoice {
@@ -20,6 +21,8 @@ export interface ClusterServerChoice {
   routePort?: number;
   httpPort?: number;
   tls?: { cert: string; key: string; ca?: string };
+  /** Per-box nkeys (`npm run fleet -- keys`): the authorization instead of `[control]`'s user/password or token. */
+  users?: NkeyUser[];
 }
 
 interface ServerAddress {
@@ -43,8 +46,8 @@ export function clusterServerOptions(control: ControlConfig, choice: ClusterServ
   if (servers.filter((s) => s.host === self.host).length > 1 && !byPort) {
     throw new Error(`--server ${choice.server}: several [control] servers are on ${self.host}; give host:port`);
   }
-  if (control.creds !== undefined || control.nkey !== undefined) {
-    throw new Error(`control.${control.creds !== undefined ? "creds" : "nkey"}: JWT and nkey authorization need an operator setup this command does not write; use user + password or token`);
+  if (control.creds !== undefined || (control.nkey !== undefined && !choice.users)) {
+    throw new Error(`control.${control.creds !== undefined ? "creds" : "nkey"}: JWT authorization needs an operator setup this command does not write; use per-box nkeys (--keys DIR from npm run fleet -- keys), user + password or token`);
   }
   if (control.servers.some((s) => s.startsWith("tls://")) && !choice.tls) {
     throw new Error(`[control] servers are tls://: give the server's certificate (--tls-cert, --tls-key; --tls-ca for routes)`);
@@ -65,8 +68,9 @@ export function clusterServerOptions(control: ControlConfig, choice: ClusterServ
     host: choice.listen ?? "0.0.0.0",
     port: self.port,
     httpPort,
-    ...(control.token !== undefined ? { token: control.token } : {}),
-    ...(control.user !== undefined ? { user: control.user, password: control.password } : {}),
+    ...(choice.users ? { users: choice.users, namespace: control.namespace } : {}),
+    ...(!choice.users && control.token !== undefined ? { token: control.token } : {}),
+    ...(!choice.users && control.user !== undefined ? { user: control.user, password: control.password } : {}),
     cluster: { name: choice.cluster, port: routePort, routes },
     ...(choice.tls ? { tls: choice.tls } : {}),
   };

@@ -7,6 +7,7 @@ import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
+import { nkeyAuthorization, type NkeyUser } from "./credentials.ts";
 
 export interface NatsServerOptions {
   /** Folder for the config file and the JetStream store (`<dir>/jetstream`). */
@@ -17,6 +18,9 @@ export interface NatsServerOptions {
   port: number;
   /** Monitoring port (`/healthz`); omitted = none. */
   httpPort?: number;
+  /** Client authorization: per-box nkeys with subject permissions (credentials.ts) under `namespace`, a token, or user + password. */
+  users?: NkeyUser[];
+  namespace?: string;
   /** Client authorization: a token, or user + password. */
   token?: string;
   user?: string;
@@ -64,7 +68,8 @@ export function natsServerConfig(opts: NatsServerOptions): string {
         ]
       : [];
   lines.push(...tls("", false));
-  if (opts.token) lines.push(`authorization {`, `  token: ${q(opts.token)}`, `}`);
+  if (opts.users) lines.push(...nkeyAuthorization(opts.users, opts.namespace ?? "parrot"));
+  else if (opts.token) lines.push(`authorization {`, `  token: ${q(opts.token)}`, `}`);
   else if (opts.user) lines.push(`authorization {`, `  user: ${q(opts.user)}`, `  password: ${q(opts.password ?? "")}`, `}`);
   if (opts.cluster) {
     lines.push(

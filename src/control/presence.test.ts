@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { PresenceReport } from "./messages.ts";
-import { knownDown, summarize } from "./presence.ts";
+import { heartbeatProblem, knownDown, summarize } from "./presence.ts";
 
 const S = "2026-01-01T00:00:00Z";
 const report = (edge: string, seq: number, extra: Partial<PresenceReport> = {}): [string, PresenceReport] => [
@@ -38,5 +38,20 @@ describe("knownDown", () => {
     expect(knownDown(report("c", 9, { state: "stopped" })[1], 10_500, 15_000)).toBe(true);
     expect(knownDown(report("a", 7)[1], 25_001, 15_000)).toBe(true);
     expect(knownDown(report("a", 7)[1], 25_000, 15_000)).toBe(false);
+  });
+});
+
+describe("heartbeatProblem", () => {
+  const r = report("a", 1)[1];
+  it("counts a box down when it said it stopped or went silent, once the node has heard the control plane that long", () => {
+    expect(heartbeatProblem(r, 0, 11_000, 1_250)).toBeUndefined();
+    expect(heartbeatProblem(r, 0, 11_300, 1_250)).toBe("no heartbeat for 1.3 s (control plane)");
+    expect(heartbeatProblem({ ...r, state: "stopped" }, 0, 10_000, 1_250)).toMatch(/^its agent reported it stopped 0 s ago/);
+  });
+  it("says nothing of a box that never reported, nor while the node is deaf or has just (re)connected", () => {
+    expect(heartbeatProblem(undefined, 0, 60_000, 1_250)).toBeUndefined();
+    expect(heartbeatProblem(r, undefined, 60_000, 1_250)).toBeUndefined();
+    expect(heartbeatProblem(r, 59_000, 60_000, 1_250)).toBeUndefined();
+    expect(heartbeatProblem(r, 58_000, 60_000, 1_250)).toMatch(/no heartbeat for 50\.0 s/);
   });
 });

@@ -52,3 +52,17 @@ function describe(r: PresenceReport | undefined, stream: string, now: number): s
 export function knownDown(r: PresenceReport | undefined, now: number, silentMs: number): boolean {
   return !r || r.state === "stopped" || now - r.at > silentMs;
 }
+
+/**
+ * Why a box counts as down by its heartbeats (its agent's presence reports), for a DNS node that hears the control
+ * plane: it said it stopped, or it has been silent for `silentMs`. Undefined when its heartbeats are fine, when it
+ * never reported (a box outside the control plane is judged by probes alone), or when the node itself has not heard
+ * the control plane for `silentMs` without a break (`connectedSince`): a node cut off from NATS, or just connected,
+ * cannot tell a silent box from its own deafness, so its probes alone decide.
+ */
+export function heartbeatProblem(r: PresenceReport | undefined, connectedSince: number | undefined, now: number, silentMs: number): string | undefined {
+  if (!r || connectedSince === undefined || now - connectedSince < silentMs) return undefined;
+  if (r.state === "stopped") return `its agent reported it stopped ${Math.max(0, Math.round((now - r.at) / 1000))} s ago (control plane)`;
+  if (now - r.at > silentMs) return `no heartbeat for ${((now - r.at) / 1000).toFixed(1)} s (control plane)`;
+  return undefined;
+}

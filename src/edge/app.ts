@@ -8,6 +8,7 @@ import { clientAddress, forwardedHost, peerAddress } from "../net/client-address
 import { formatIp, parseCidr, type Cidr } from "../net/ip.ts";
 import { handleAnycast, handleControl, handleDrain, handleMetrics, handlePurge, handlePurgeMethod, handleTrace, type ControlBinding } from "./admin.ts";
 import { parseBootId } from "../control/boot.ts";
+import { CONFIG_DIGEST_HEADER } from "../contracts/config-digest.ts";
 import type { FetchLike } from "../contracts/fetch.ts";
 import type { PeerInvalidations, SharedLocks } from "../contracts/store.ts";
 import { ANYCAST_PATH, CONTROL_PATH, DRAIN_PATH, HEALTH_PATH, METRICS_PATH, PURGE_PATH, TRACE_PATH, WELL_KNOWN_PREFIX } from "../contracts/well-known.ts";
@@ -47,6 +48,8 @@ export interface EdgeAppOptions {
   /** `[[functions]]`: the box's function processes, and what the GeoIP knows of an address (for `request.cf`). */
   functions?: FunctionBindings;
   geoInfo?: (ip: string) => GeoInfo | undefined;
+  /** The digest of the config text this app was built from (`cdn-config` on the health answer: the fleet rollout's check). */
+  configDigest?: string;
 }
 
 /** The edge for one isolate: `fetch` answers every request (the CDN's own paths first, then the cache). */
@@ -57,7 +60,7 @@ export interface EdgeApp {
 }
 
 /** Builds the edge application for one isolate. */
-export function createEdgeApp({ config, store, fetch: fetchImpl = (i, init) => fetch(i, init), now, locate = () => undefined, log, locks, peers, logSequence, stats, control, bootId, functions, geoInfo = () => undefined }: EdgeAppOptions): EdgeApp {
+export function createEdgeApp({ config, store, fetch: fetchImpl = (i, init) => fetch(i, init), now, locate = () => undefined, log, locks, peers, logSequence, stats, control, bootId, configDigest, functions, geoInfo = () => undefined }: EdgeAppOptions): EdgeApp {
   const edge = config.edge;
   if (!edge) throw new Error("cdn.toml has no [edge] table: this worker has no origin to serve");
   const observer = new EdgeObserver(edge.name, edge.access_log, log);
@@ -159,6 +162,7 @@ export function createEdgeApp({ config, store, fetch: fetchImpl = (i, init) => f
       "cache-control": "no-store",
       ...(anycast ? { "cdn-anycast": anycast } : {}),
       ...(ctl ? { [CONTROL_HEADER]: ctl.state } : {}),
+      ...(configDigest ? { [CONFIG_DIGEST_HEADER]: configDigest } : {}),
     };
     const note = ctl && !ctl.trusted ? ` (control: ${ctl.detail}; ${ctl.revalidating ? "revalidating every stored entry" : "serving from cache anyway"})` : "";
     if (!storeOk) return c.text(`store unavailable ${edge.name}\n`, 503, headers);

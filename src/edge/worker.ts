@@ -1,6 +1,7 @@
 /** Worker entry of the edge: wrangler dev, Miniflare and bare workerd all load this module. */
 import { parseConfig } from "../config/config.ts";
 import { embeddedConfigText } from "../config/embedded.ts";
+import { configDigest } from "../contracts/config-digest.ts";
 import { createEdgeApp } from "./app.ts";
 import { HotTier } from "./hot-tier.ts";
 import { StoreLogSequence } from "./shared-log.ts";
@@ -91,6 +92,7 @@ function appFor(env: Env, text: string) {
           functions: { get: (binding) => (env as unknown as Record<string, Fetcher | undefined>)[binding] },
           geoInfo: geo ? (ip) => geo.lookup(ip)?.info : undefined,
           bootId: env.BOOT_ID,
+          configDigest: configDigest(text),
           locate: geo
             ? (ip) => {
                 const found = geo.lookup(ip);

@@ -77,4 +77,27 @@ describe("health monitor versions and sharing", () => {
     stop();
     expect(probes).toBeGreaterThanOrEqual(3);
   });
+
+  it("counts a passed probe as failed while the heartbeats say the box is gone (same hysteresis), a failed one always", async () => {
+    let silent: string | undefined;
+    let ok = true;
+    const m = new HealthMonitor([{ name: "a", url: "http://a" }], { intervalMs: 1000, timeoutMs: 50, downAfter: 2, upAfter: 1, minUp: 1 }, async () =>
+      ok ? new Response("ok a") : Promise.reject(new TypeError("connection refused")),
+    );
+    m.heartbeats = () => silent;
+    await m.probeAll();
+    expect(m.health("a")!.state).toBe("up");
+    silent = "no heartbeat for 2.0 s (control plane)";
+    await m.probeAll();
+    expect(m.health("a")).toMatchObject({ state: "up", lastProbe: { ok: false, detail: "no heartbeat for 2.0 s (control plane)" } });
+    await m.probeAll();
+    expect(m.health("a")!.state).toBe("down");
+    silent = undefined;
+    await m.probeAll();
+    expect(m.health("a")!.state).toBe("up");
+    ok = false;
+    await m.probeAll();
+    await m.probeAll();
+    expect(m.health("a")).toMatchObject({ state: "down", lastProbe: { detail: "connection refused" } });
+  });
 });

@@ -33,6 +33,12 @@ export class HealthMonitor {
   private readonly listeners: (() => void)[] = [];
   /** Bumped whenever an edge's state or drain changes: answers cached under an older version are stale. */
   version = 0;
+  /**
+   * With a control plane: why an edge counts as down by its heartbeats (undefined: fine, or not known). A probe that
+   * succeeded then counts as failed, so a box whose heartbeats stopped leaves answers after `downAfter` rounds, as a
+   * failing probe would; probe failures count whatever the heartbeats say.
+   */
+  heartbeats: ((edge: string) => string | undefined) | undefined;
 
   constructor(edges: MonitoredEdge[], settings: MonitorSettings, fetchImpl: FetchLike, now: () => number = Date.now) {
     this.edges = edges;
@@ -100,7 +106,9 @@ export class HealthMonitor {
       this.edges
         .filter((e) => e.url)
         .map(async (e) => {
-          const result = await this.probe(e.url!);
+          let result = await this.probe(e.url!);
+          const silent = result.kind !== "failed" ? this.heartbeats?.(e.name) : undefined;
+          if (silent) result = { kind: "failed", detail: silent, anycast: result.anycast, control: result.control };
           this.update(e.name, afterProbe(this.states.get(e.name)!, result, this.settings, this.now()));
         }),
     ).then(

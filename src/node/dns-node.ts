@@ -20,6 +20,7 @@ import { answerWire } from "../dns/doh.ts";
 import { createDnsNode, type DnsNodeParts } from "../dns/node.ts";
 import type { ReloadHook } from "../dns/operator.ts";
 import { parseCidr, type Cidr } from "../net/ip.ts";
+import { followPresence, type PresenceFollower } from "../control/presence-follower.ts";
 import { startWorkers, type DnsWorkers } from "./dns-cluster.ts";
 import { loadGeoIp, type LoadedGeoIp } from "./dns-geoip.ts";
 import { loadZoneKeys } from "./dns-keys.ts";
@@ -203,7 +204,9 @@ export async function runDnsNode(cli: DnsNodeCli): Promise<void> {
 
   rt.evicted = () => host.evicted();
   let workers: DnsWorkers | undefined;
-  let stopProbes = startProbes(state.parts, () => workers);
+  // With [control]: the edges' heartbeats count with the probes (a box whose heartbeats stop leaves answers).
+  const heartbeats = state.config.control ? followPresence(state.config.control, `parrot-dns ${hostname()}`, log) : undefined;
+  let stopProbes = startProbes(state.parts, () => workers, heartbeats);
   let reloading: Promise<unknown> = Promise.resolve();
 
   /** Loads the file (or `configText`) and swaps it in; the old state stays on any error. */
@@ -221,7 +224,7 @@ export async function runDnsNode(cli: DnsNodeCli): Promise<void> {
       state = next; // the swap: the next query is answered by the new node
       applyState(rt, state);
       stopProbes();
-      stopProbes = startProbes(state.parts, () => workers);
+      stopProbes = startProbes(state.parts, () => workers, heartbeats);
       const d = state.config.dns!;
       Object.assign(hostOptions, { maxUdpSize: d.max_udp_size, maxInflight: d.max_inflight });
       host.setLimits(streamLimits(state.config));
@@ -262,6 +265,7 @@ export async function runDnsNode(cli: DnsNodeCli): Promise<void> {
     stopping = true;
     await anycast?.withdraw(); // routers first, then the sockets
     stopProbes();
+    await heartbeats?.stop();
     workers?.stop();
     for (const p of watched) unwatchFile(p);
     await host.close();
@@ -314,7 +318,8 @@ export async function runDnsNode(cli: DnsNodeCli): Promise<void> {
 }
 
 /** Starts a node's probe timer; health changes go on to the workers. Returns the stop function. */
-function startProbes(parts: DnsNodeParts, workers: () => DnsWorkers | undefined): () => void {
+function startProbes(parts: DnsNodeParts, workers: () => DnsWorkers | undefined, heartbeats?: PresenceFollower): () => void {
+  if (heartbeats) parts.monitor.heartbeats = (edge) => heartbeats.problem(edge);
   parts.monitor.onChange(() => workers()?.send({ type: "health", states: parts.monitor.snapshot() }));
   return parts.monitor.start();
 }

@@ -1,16 +1,25 @@
 /**
  * An edge box, as `npm run edge` runs it: the edge on bare workerd (disk store, --processes) or Miniflare, with its
  * front door ([[sites]]), its control agent ([control]) and its anycast announcer ([anycast] service = "edge"); a
- * planned stop withdraws the anycast route first, then stops serving; SIGHUP reloads the config file.
+ * planned stop withdraws the anycast route first, then stops serving; SIGHUP reloads the config file. With
+ * `[control] fleet = true` the config is the fleet's current version merged with the box's own file, and the box
+ * follows the fleet's rollout (src/control/fleet-box.ts) through the same live reload.
  */
-import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { startAnycast } from "../anycast/host.ts";
 import { originsOf } from "../config/edge-schema.ts";
 import { prepareControl, runControlAgent } from "../control/host.ts";
+import { fleetBootConfig, mergedText, startFleetMember, type FleetBoxOptions, type FleetVersion } from "../control/fleet-box.ts";
+import { wantsFleet } from "../control/fleet-config.ts";
+import { fleetBucket } from "../control/fleet-kv.ts";
+import { ControlSchema } from "../config/control-schema.ts";
+import { ConfigError, type CdnConfig } from "../config/config.ts";
+import { configDigest } from "../contracts/config-digest.ts";
+import { parse as parseToml } from "smol-toml";
 import { behindFrontDoor, hasFrontDoor, startFrontDoor, workerdBehindFrontDoor, type RunningFrontDoor } from "../frontdoor/frontdoor.ts";
-import { configFromText, configPath, exitOnConfigError, loadConfigFile, readConfigFile, withOverrides } from "./config-file.ts";
+import { configFromText, configPath, exitOnConfigError, loadConfigFile, readConfigFile, withAbsolutePaths, withOverrides, type ConfigFile } from "./config-file.ts";
 import { stopWithNpm } from "./npm-parent.ts";
 import { restartOnlyChanges } from "./reload.ts";
 import { startEdgeMiniflare, type RunningEdge } from "./edge-host.ts";
@@ -36,10 +45,14 @@ export interface EdgeBoxOptions {
 export async function runEdgeBox(values: EdgeBoxOptions, usage: (message: string) => never): Promise<void> {
   const processes = values.processes;
   let file;
+  // [control] fleet = true in the box's own file: the fleet's current version, merged with it, before anything starts.
+  const fleet = values.config ? await fleetBoot(values, usage) : undefined;
   try {
-    const base = values.config
-      ? loadConfigFile(values.config)
-      : configFromText(`[edge]\norigin = ${JSON.stringify(values.origin)}\n`, process.cwd(), "--origin");
+    const base = fleet
+      ? fleet.file
+      : values.config
+        ? loadConfigFile(values.config)
+        : configFromText(`[edge]\norigin = ${JSON.stringify(values.origin)}\n`, process.cwd(), "--origin");
     file = withOverrides(base, { origin: values.origin, name: values.name });
   } catch (err) {
     exitOnConfigError(err);
@@ -61,7 +74,8 @@ export async function runEdgeBox(values: EdgeBoxOptions, usage: (message: string
   }
   let edge: RunningEdge;
   let door: RunningFrontDoor | undefined;
-  let reloadEdge: ((text: string) => void) | undefined;
+  /** Hands a config text to the running edge workers; the text they read (the front door's changes made). */
+  let reloadEdge: ((text: string) => string) | undefined;
   let reloadFunctions: ((text: string) => Promise<string[]>) | undefined;
   try {
     if (values.runtime === "miniflare") {
@@ -81,7 +95,11 @@ export async function runEdgeBox(values: EdgeBoxOptions, usage: (message: string
       console.log(`store: ${w.storeDir} (${w.recovered.entries} entries, ${w.recovered.removed} files removed at start)`);
       console.log(`workerd pids: ${w.edgePids().join(" ")}${w.edgePids().includes(w.storePid()) ? "" : ` (store ${w.storePid()})`}`);
       edge = w;
-      reloadEdge = (text) => w.reload(frontDoor ? behindFrontDoor(text, config.frontdoor.upstream_host) : text);
+      reloadEdge = (text) => {
+        const written = frontDoor ? behindFrontDoor(text, config.frontdoor.upstream_host) : text;
+        w.reload(written);
+        return written;
+      };
       reloadFunctions = (text) => w.reloadFunctions(text);
       for (const f of w.functions?.running ?? []) console.log(`function ${f.id}: workerd pid ${f.pid()}`);
       if (frontDoor) {
@@ -108,6 +126,30 @@ export async function runEdgeBox(values: EdgeBoxOptions, usage: (message: string
     usage((err as Error).message);
   }
   const agent = control ? await runControlAgent(config, control, edge.url, (line) => console.log(line)) : undefined;
+  const member =
+    fleet && reloadEdge
+      ? await startFleetMember(
+          fleet.options,
+          {
+            edgeUrl: edge.url,
+            apply: (text) => {
+              const next = withOverrides(configFromText(text, file.dir, `${values.config} with the fleet's version`), { origin: values.origin, name: values.name });
+              // The version's functions too (changed ones restarted in the background, as on SIGHUP).
+              void reloadFunctions?.(next.text).then(
+                (notes) => notes.forEach((n) => console.log(`fleet: ${n}`)),
+                (err: Error) => console.error(`fleet: functions not reloaded, the running ones stay: ${err.message}`),
+              );
+              return {
+                digest: configDigest(reloadEdge!(next.text)),
+                origins: originsOf(next.config.edge!).map((o) => o.url),
+                later: restartOnlyChanges(file.config, next.config),
+              };
+            },
+          },
+          fleet.started,
+        )
+      : undefined;
+  if (fleet) console.log(`fleet: ${fleet.source}; following the rollout record of bucket ${fleetBucket(config.control!.namespace)}`);
   if (!control) console.log("control: direct fan-out to [[edges]] urls (no [control])");
   // [anycast] service = "edge": announce this box's prefixes while its health endpoint is good.
   const anycast = await startAnycast("edge", { config, source: file.path, check: { kind: "http", url: edge.url } }).catch(async (err: Error) => {
@@ -133,6 +175,7 @@ export async function runEdgeBox(values: EdgeBoxOptions, usage: (message: string
     if (stopping) return;
     stopping = true;
     await anycast?.withdraw(); // routers first, then the listeners: in-flight connections finish
+    await member?.stop();
     await agent?.stop();
     await door?.stop();
     await edge.stop();
@@ -157,6 +200,15 @@ export async function runEdgeBox(values: EdgeBoxOptions, usage: (message: string
       console.error(`edge: reload needs --config and the workerd runtime; nothing changed`);
       return;
     }
+    if (member) {
+      // The fleet's version stays; the box's own fields are taken from its file again.
+      try {
+        member.setLocal(readFileSync(values.config, "utf8"));
+      } catch (err) {
+        console.error(`edge: reload refused, the running configuration stays: ${(err as Error).message}`);
+      }
+      return;
+    }
     let next;
     try {
       next = withOverrides(readConfigFile(values.config), { origin: values.origin, name: values.name });
@@ -176,4 +228,37 @@ export async function runEdgeBox(values: EdgeBoxOptions, usage: (message: string
         console.log(`edge reload: ${next.path} applied${later.length ? `; ${later.join(", ")} changed and apply at the next restart` : ""}`);
       });
   });
+}
+
+/**
+ * A box whose own file says `[control] fleet = true`: asks the fleet's bucket for this box's version (within
+ * `catch_up_timeout_ms`; else the version it last applied, else its own file) and merges it with the own file.
+ * Undefined for a box outside the fleet. A version this box cannot run falls back to its own file (the member
+ * reports it refused).
+ */
+async function fleetBoot(values: EdgeBoxOptions, usage: (message: string) => never): Promise<{ file: ConfigFile; options: FleetBoxOptions; started: FleetVersion; source: string } | undefined> {
+  const path = values.config!;
+  let localText: string;
+  try {
+    localText = readFileSync(path, "utf8");
+    if (!wantsFleet(localText)) return undefined;
+  } catch (err) {
+    exitOnConfigError(err instanceof Error ? new Error(`${path}: ${err.message}`) : err);
+  }
+  if (values.runtime !== "workerd") usage("[control] fleet = true needs --runtime workerd (its live reload applies the fleet's versions)");
+  const dir = dirname(resolve(path));
+  const raw = parseToml(localText) as { control?: unknown; edge?: { name?: string; store_dir?: string } };
+  const parsed = ControlSchema.safeParse(raw.control);
+  if (!parsed.success) exitOnConfigError(new ConfigError(path, parsed.error.issues.map((i) => `control.${i.path.join(".")}: ${i.message}`)));
+  const cfg = withAbsolutePaths({ control: parsed.data } as CdnConfig, dir).control!;
+  const box = values.name ?? raw.edge?.name ?? "edge";
+  const storeDir = values.store ?? resolve(dir, raw.edge?.store_dir ?? ".parrot/store");
+  const options: FleetBoxOptions = { box, cfg, localText, statePath: join(storeDir, ".run", "fleet-version.json") };
+  const boot = await fleetBootConfig(options, cfg.catch_up_timeout_ms);
+  try {
+    return { file: configFromText(mergedText(boot, localText), dir, `${path} with ${boot.source}`), options, started: boot, source: boot.source };
+  } catch (err) {
+    console.error(`fleet: version ${boot.version} cannot run here, starting with the own file: ${(err as Error).message.replace(/\n\s*/g, " ")}`);
+    return { file: loadConfigFile(path), options, started: { version: 0, shared: undefined }, source: `own file (version ${boot.version} refused)` };
+  }
 }

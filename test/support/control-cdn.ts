@@ -23,6 +23,9 @@ export interface ControlCdnOptions {
   /** NATS server URLs every edge uses, unless `serversFor` names others for it. */
   servers: string[];
   serversFor?: Record<string, string[]>;
+  /** The `[control]` credential lines of the common config (default: NATS_USER's user and password), and per edge. */
+  auth?: string;
+  authFor?: Record<string, string>;
   /** More `[control]` lines (replicas, report_ms, catch_up_timeout_ms, …). */
   control?: string;
   /** Start the DNS node too (probing every edge every 250 ms). */
@@ -49,6 +52,8 @@ export interface ControlCdn {
   purge(via: string, body: object): Promise<{ status: number; json: PurgeAnswer }>;
   /** `npm run purge` with the common config; its exit status and output. */
   cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }>;
+  /** `npm run fleet -- ARGS --config <the common config>`; its exit status and output. */
+  fleet(args: string[]): Promise<{ code: number; stdout: string; stderr: string }>;
   dns?: { dnsPort: number; dig(...args: string[]): Promise<string[]> };
   stop(): Promise<void>;
 }
@@ -89,6 +94,16 @@ export interface PurgeAnswer {
   retried?: string;
 }
 
+/** A command to its end (at most 90 s): its exit status and output. */
+function runScript(script: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [join(ROOT, script), ...args], { timeout: 90_000 }, (err, stdout, stderr) => {
+      const code = err ? (typeof (err as { code?: unknown }).code === "number" ? (err as { code: number }).code : 1) : 0;
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
 const hostOf = (i: number) => `127.0.0.${i + 2}`;
 
 
@@ -105,7 +120,8 @@ export async function startControlCdn(opts: ControlCdnOptions): Promise<ControlC
   const edgesToml = opts.edges
     .map((name, i) => `\n[[edges]]\nname = "${name}"\nurl = "http://${hostOf(i)}:${port}"\nipv4 = "${hostOf(i)}"\nlat = ${10 * i}\nlon = ${10 * i}\n`)
     .join("");
-  const toml = (servers: string[]) => `[edge]
+  const defaultAuth = opts.auth ?? `user = "${NATS_USER.user}"\npassword = "${NATS_USER.password}"`;
+  const toml = (servers: string[], auth = defaultAuth) => `[edge]
 origin = "${served.url}"
 access_log = false
 ${opts.edge?.((name) => `http://${hostOf(index(name))}:${port}`) ?? ""}
@@ -115,8 +131,7 @@ token = "${TOKEN}"
 
 [control]
 servers = ${JSON.stringify(servers)}
-user = "${NATS_USER.user}"
-password = "${NATS_USER.password}"
+${auth}
 report_ms = 3000
 ${opts.control ?? ""}
 
@@ -142,9 +157,10 @@ ${edgesToml}`;
   writeFileSync(config, toml(opts.servers));
   const configOf = (name: string) => {
     const servers = opts.serversFor?.[name];
-    if (!servers) return config;
+    const auth = opts.authFor?.[name];
+    if (!servers && !auth) return config;
     const path = join(dir, `cdn-${name}.toml`);
-    writeFileSync(path, toml(servers));
+    writeFileSync(path, toml(servers ?? opts.servers, auth));
     return path;
   };
   const edges = new Map<string, Running>();
@@ -185,14 +201,8 @@ ${edgesToml}`;
       });
       return { status: res.status, json: (await res.json()) as PurgeAnswer };
     },
-    cli(args) {
-      return new Promise((resolve) => {
-        execFile(process.execPath, [join(ROOT, "scripts/purge.ts"), "--config", config, ...args], { timeout: 60_000 }, (err, stdout, stderr) => {
-          const code = err ? (typeof (err as { code?: unknown }).code === "number" ? (err as { code: number }).code : 1) : 0;
-          resolve({ code, stdout, stderr });
-        });
-      });
-    },
+    cli: (args) => runScript("scripts/purge.ts", ["--config", config, ...args]),
+    fleet: (args) => runScript("scripts/fleet.ts", [...args, "--config", config]),
     async stop() {
       await Promise.allSettled([...[...edges.keys()].map(stopEdge), dnsNode?.stop()]);
       await served.close();

@@ -1,0 +1,102 @@
+/**
+ * Per-box NATS credentials (pure): who may publish what on the control plane. Every box, DNS node and operator gets
+ * its own nkey (an ed25519 key; the server holds only the public halves, in its authorization block), and each role
+ * only the subjects it needs:
+ *
+ *   box <name>  its own heartbeat (<ns>.presence.<name>), its own drain (<ns>.control.drain.<name>), its own status
+ *               in the fleet's bucket ($KV.<bucket>.box.<name>), and the JetStream API to read streams and run its
+ *               consumers. Never a purge (<ns>.control.purge), another box's drain or status, the rollout record or
+ *               a config version; never a stream created, changed, purged or deleted (a stream's republish or
+ *               subjects could otherwise carry its messages into the control stream).
+ *   dns         reads: the JetStream API (same limits) and presence.
+ *   operator    everything (the CLI: purges, drains, `fleet push`/`rollback`, creating the streams and the bucket).
+ */
+import { fleetBucket } from "./fleet-kv.ts";
+import { nameToken } from "./messages.ts";
+
+export type CredentialRole = "box" | "dns" | "operator";
+
+export interface NkeyUser {
+  /** The box's name (role "box"), or a label. */
+  name: string;
+  role: CredentialRole;
+  /** The public nkey (U…). */
+  nkey: string;
+}
+
+export interface SubjectPermissions {
+  publish: { allow: string[]; deny: string[] };
+  subscribe: { allow: string[] };
+}
+
+/** JetStream API calls no box or DNS node may make: creating or changing streams, deleting data, cluster moves. */
+const JS_API_DENIED = [
+  "$JS.API.STREAM.CREATE.>",
+  "$JS.API.STREAM.UPDATE.>",
+  "$JS.API.STREAM.DELETE.>",
+  "$JS.API.STREAM.PURGE.>",
+  "$JS.API.STREAM.MSG.DELETE.>",
+  "$JS.API.STREAM.RESTORE.>",
+  "$JS.API.STREAM.SNAPSHOT.>",
+  "$JS.API.STREAM.PEER.>",
+  "$JS.API.STREAM.LEADER.>",
+  "$JS.API.META.>",
+  "$JS.API.SERVER.>",
+  "$JS.API.ACCOUNT.>",
+];
+
+/** The subjects a role may use (undefined: the operator, unrestricted). */
+export function permissionsOf(user: Pick<NkeyUser, "name" | "role">, namespace: string): SubjectPermissions | undefined {
+  if (user.role === "operator") return undefined;
+  const subscribe = { allow: ["_INBOX.>", `${namespace}.presence.*`] };
+  if (user.role === "dns") return { publish: { allow: ["$JS.API.>"], deny: JS_API_DENIED }, subscribe };
+  const t = nameToken(user.name);
+  return {
+    publish: {
+      allow: ["$JS.API.>", `$JS.ACK.>`, `${namespace}.presence.${t}`, `${namespace}.control.drain.${t}`, `$KV.${fleetBucket(namespace)}.box.${t}`],
+      deny: JS_API_DENIED,
+    },
+    subscribe,
+  };
+}
+
+/** nats-server's `authorization { users = [...] }` block for these users. */
+export function nkeyAuthorization(users: readonly NkeyUser[], namespace: string): string[] {
+  const q = JSON.stringify;
+  const list = (xs: string[]) => `[${xs.map((x) => q(x)).join(", ")}]`;
+  const lines = ["authorization {", "  users = ["];
+  for (const u of users) {
+    const p = permissionsOf(u, namespace);
+    lines.push(`    # ${u.role}${u.role === "operator" ? "" : ` ${u.name}`}`);
+    if (!p) {
+      lines.push(`    { nkey: ${q(u.nkey)} }`);
+      continue;
+    }
+    lines.push(
+      `    { nkey: ${q(u.nkey)}, permissions: {`,
+      `      publish: { allow: ${list(p.publish.allow)}, deny: ${list(p.publish.deny)} }`,
+      `      subscribe: { allow: ${list(p.subscribe.allow)} }`,
+      `    } }`,
+    );
+  }
+  lines.push("  ]", "}");
+  return lines;
+}
+
+/** The users file (`users.json`) the keys command writes and nats-config reads: checked, each problem named. */
+export function parseUsers(text: string, source: string): NkeyUser[] {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    throw new Error(`${source}: not JSON`);
+  }
+  if (!Array.isArray(raw)) throw new Error(`${source}: must be a list of users`);
+  return raw.map((u, i) => {
+    const o = (u ?? {}) as Record<string, unknown>;
+    if (typeof o.name !== "string" || !/^[A-Za-z0-9._-]{1,128}$/.test(o.name)) throw new Error(`${source}[${i}].name: a box or node name`);
+    if (o.role !== "box" && o.role !== "dns" && o.role !== "operator") throw new Error(`${source}[${i}].role: box, dns or operator`);
+    if (typeof o.nkey !== "string" || !/^U[A-Z2-7]{55}$/.test(o.nkey)) throw new Error(`${source}[${i}].nkey: a public user nkey (U…, 56 characters)`);
+    return { name: o.name, role: o.role, nkey: o.nkey };
+  });
+}

@@ -1,0 +1,102 @@
+/**
+ * Per-box NATS credentials: `npm run fleet -- keys` writes an nkey per box and one for the operator, the real
+ * nats-server runs with the authorization nats-config generates from them, and two edge boxes (bare workerd) run
+ * with their own keys. The boxes work (catch up, apply the operator's purge and fleet push, report); a box's key
+ * cannot publish a purge (directly or through its edge's endpoint), write the rollout record or a config version,
+ * another box's status, or change a stream; it can write its own status.
+ */
+import { execFile } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ControlClient } from "../../src/control/client.ts";
+import { parseUsers } from "../../src/control/credentials.ts";
+import { FleetKv } from "../../src/control/fleet-kv.ts";
+import { connectOnce } from "../../src/control/nats.ts";
+import { ControlSchema, type ControlConfig } from "../../src/config/control-schema.ts";
+import { ROOT } from "../../src/node/children.ts";
+import { startControlCdn, type ControlCdn } from "../support/control-cdn.ts";
+import { startTestNats, type TestNats } from "../support/nats.ts";
+
+const EDGES = ["eu-lon", "na-sea"];
+let dir: string;
+let nats: TestNats;
+let cdn: ControlCdn;
+let keysOut: string;
+
+const controlWith = (nkey: string): ControlConfig => ControlSchema.parse({ servers: [nats.url], nkey: join(dir, "keys", `${nkey}.nk`), publish_deadline_ms: 2000, publish_timeout_ms: 1000 });
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), "parrot-creds-"));
+  keysOut = await new Promise<string>((resolve, reject) =>
+    execFile(process.execPath, [join(ROOT, "scripts/fleet.ts"), "keys", "--dir", join(dir, "keys"), "--box", "eu-lon", "--box", "na-sea"], { timeout: 30_000 }, (err, out) =>
+      err ? reject(err) : resolve(out),
+    ),
+  );
+  const users = parseUsers(readFileSync(join(dir, "keys", "users.json"), "utf8"), "users.json");
+  nats = await startTestNats(join(dir, "nats"), { users, namespace: "parrot" });
+  // The operator creates the streams and the bucket (a box's key may not).
+  const nc = await connectOnce(controlWith("operator"), "test operator");
+  await ControlClient.open(nc, controlWith("operator"), EDGES);
+  await FleetKv.open(nc, controlWith("operator"));
+  await nc.close();
+  const nkey = (name: string) => `nkey = "${join(dir, "keys", `${name}.nk`)}"`;
+  cdn = await startControlCdn({
+    edges: EDGES,
+    servers: [nats.url],
+    auth: nkey("operator"),
+    authFor: Object.fromEntries(EDGES.map((e) => [e, nkey(e)])),
+    control: "catch_up_timeout_ms = 10000\nfleet = true",
+  });
+}, 180_000);
+
+afterAll(async () => {
+  await cdn?.stop();
+  await nats?.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe("per-box NATS credentials", () => {
+  it("keys writes a seed per box and the operator, and the boxes run with theirs", async () => {
+    expect(keysOut).toMatch(/^box +eu-lon: .*eu-lon\.nk \(U[A-Z2-7]{55}\)$/m);
+    expect(keysOut).toMatch(/^operator +operator: /m);
+    for (const e of EDGES) expect(cdn.running(e)!.output()).toMatch(/control: NATS JetStream .*; caught up at sequence/);
+    const purge = await cdn.cli(["--all", "--soft", "--wait", "--timeout", "30"]);
+    expect(purge.stdout).toMatch(/^ok +eu-lon$/m);
+    expect(purge.stdout).toMatch(/^ok +na-sea$/m);
+    expect(purge.code).toBe(0);
+    const push = await cdn.fleet(["push", cdn.config, "--canary", "eu-lon", "--window", "0"]);
+    expect(push.stderr).toBe("");
+    expect(push.stdout).toMatch(/^ok +na-sea: applied \(runs version 1/m);
+  }, 90_000);
+
+  it("a box's key cannot publish a purge or a config, nor another box's status, nor change a stream", async () => {
+    const cfg = controlWith("eu-lon");
+    const nc = await connectOnce(cfg, "test as eu-lon");
+    const operator = await connectOnce(controlWith("operator"), "test operator");
+    try {
+      const client = await ControlClient.open(nc, cfg, EDGES);
+      const kv = await FleetKv.open(nc, cfg);
+      const opKv = await FleetKv.open(operator, controlWith("operator"));
+      const before = (await (await ControlClient.open(operator, controlWith("operator"), EDGES)).manager.streams.info("PARROT_CONTROL")).state.last_seq;
+      const rollout = await opKv.get("rollout");
+      await expect(client.publishPurge({ all: true })).rejects.toThrow(/not stored/);
+      await expect(kv.put("rollout", JSON.stringify({ forged: true }))).rejects.toThrow();
+      await expect(kv.put("config.99", "{}")).rejects.toThrow();
+      await expect(kv.put("box.na-sea", "{}")).rejects.toThrow();
+      expect(await kv.put("box.eu-lon", (await opKv.get("box.eu-lon"))!.value)).toBeGreaterThan(0);
+      await expect(client.manager.streams.update("PARROT_CONTROL", { subjects: ["parrot.control.>", "parrot.presence.eu-lon"] })).rejects.toThrow();
+      await expect(client.manager.streams.purge("PARROT_CONTROL")).rejects.toThrow();
+      // Through its edge's endpoint (the box's agent holds the box's key): refused, nothing stored.
+      const viaEdge = await cdn.purge("eu-lon", { all: true });
+      expect(viaEdge.status).toBe(503);
+      const opClient = await ControlClient.open(operator, controlWith("operator"), EDGES);
+      expect((await opClient.manager.streams.info("PARROT_CONTROL")).state.last_seq).toBe(before);
+      expect((await opKv.get("rollout"))!.revision).toBe(rollout!.revision);
+    } finally {
+      await nc.close();
+      await operator.close();
+    }
+  }, 90_000);
+});
