@@ -18,8 +18,11 @@ export function isNotModified(request: Headers, response: HeaderList): boolean {
   return lastModified !== undefined && lastModified <= ims;
 }
 
-/** The fields a 304 carries (RFC 9110 §15.4.5), plus those a cache adds. */
-const KEPT_IN_304 = new Set(["cache-control", "content-location", "date", "etag", "expires", "vary", "last-modified", "age", "via", "cache-status", "x-cache-status"]);
+/**
+ * The fields a 304 carries (RFC 9110 §15.4.5), plus those a cache adds. CDN-Cache-Control is there only when the
+ * answer goes to another tier (deliver.ts removes it for clients), which updates its stored copy with it.
+ */
+const KEPT_IN_304 = new Set(["cache-control", "cdn-cache-control", "content-location", "date", "etag", "expires", "vary", "last-modified", "age", "via", "cache-status", "x-cache-status"]);
 
 export function notModifiedHeaders(headers: HeaderList): HeaderList {
   return headers.filter(([name]) => KEPT_IN_304.has(name));

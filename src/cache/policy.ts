@@ -10,7 +10,11 @@ import { currentAgeOf, entryHeaders, type EntryMeta } from "./entry.ts";
 import { endToEnd, headerPairs, mergeNotModified } from "./headers.ts";
 import { varyFields } from "./key.ts";
 
-/** Headers the cache reads but never forwards downstream (RFC 9213: targeted fields are for this cache). */
+/**
+ * Targeted fields for this CDN's caches (RFC 9213): stored with the entry and passed on to another tier (a request
+ * that came through one, CDN-Loop), so an edge filling from a shield obeys what the shield obeys; removed from every
+ * answer to a client (deliver.ts).
+ */
 export const CDN_ONLY_HEADERS = ["cdn-cache-control"];
 
 /** The directives this cache obeys: CDN-Cache-Control when present (RFC 9213), else Cache-Control. */
@@ -133,7 +137,7 @@ export function decideStorage(input: StoreInput): StoreDecision {
     : Math.max(deltaSeconds(cc.get("stale-if-error")) ?? 0, rule?.stale_if_error ?? 0);
 
   // Fields that must not be replayed from the cache: private="…", no-cache="…", cookies when stripping.
-  const drop = [...CDN_ONLY_HEADERS, ...fieldNames(cc.get("private")), ...noCacheFields];
+  const drop = [...fieldNames(cc.get("private")), ...noCacheFields];
   if (hasCookie && edge.set_cookie === "strip") drop.push("set-cookie");
   const stored = endToEnd(headers, drop);
 

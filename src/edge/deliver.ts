@@ -7,6 +7,7 @@ import { deleteHeader, headerOf, setHeader, type HeaderList } from "../cache/hea
 import { isNotModified, notModifiedHeaders } from "../cache/conditional.ts";
 import { ifRangeMatches, multipartByteranges, parseRange, sliceStream } from "../cache/range.ts";
 import { appendCacheStatus, cacheStatusMember, type CacheStatusParams, type XCacheStatus } from "../cache/status.ts";
+import { CDN_ONLY_HEADERS } from "../cache/policy.ts";
 import { ClientBodyError, OriginTimeout } from "./origin.ts";
 import type { StoredEntry } from "./store.ts";
 import { NULL_BODY_STATUS, dropBody, edgeResponse, textOutcome, textResponse, type Engine, type Outcome } from "./transaction.ts";
@@ -38,13 +39,15 @@ const prepared = new WeakMap<object, { key: string; init: HeadersInit; bytes: nu
 export async function deliver(e: Engine, request: Request, o: Outcome): Promise<Delivered> {
   const name = e.edge.name;
   const member = cacheStatusMember(name, o.cacheStatus);
+  // Another tier of the CDN (it names itself in CDN-Loop) gets the targeted fields too (RFC 9213); a client never.
+  const toTier = request.headers.has("cdn-loop");
   if (o.template && o.body instanceof Uint8Array && o.status === 200 && request.method === "GET" && !asksForPart(request.headers)) {
     // A whole 200 of a held copy, no conditional, no Range: the headers the steps below would make, made once.
-    const key = `${o.age === undefined ? "" : Math.floor(o.age)}\n${o.xcs}\n${member}`;
+    const key = `${o.age === undefined ? "" : Math.floor(o.age)}\n${o.xcs}\n${member}\n${toTier}`;
     let p = prepared.get(o.template);
     if (p?.key !== key) {
       o.headers = o.headers.slice(); // the held copy's own list is shared (and frozen)
-      const h = stamp(o, name, member);
+      const h = stamp(o, name, member, toTier);
       setHeader(h, "accept-ranges", "bytes");
       p = { key, init: headersInit(h), bytes: Number(headerOf(h, "content-length") ?? 0) || 0 };
       prepared.set(o.template, p);
@@ -53,7 +56,7 @@ export async function deliver(e: Engine, request: Request, o: Outcome): Promise<
     return { response, xcs: o.xcs, bytes: p.bytes, collapsed: o.cacheStatus.collapsed === true };
   }
   if (o.template) o.headers = o.headers.slice(); // a held copy's list is shared (and frozen): changed on a copy
-  const h = stamp(o, name, member);
+  const h = stamp(o, name, member, toTier);
   const facts = (response: Response, list: HeaderList = h): Delivered => ({
     response,
     xcs: o.xcs,
@@ -140,9 +143,13 @@ function asksForPart(headers: Headers): boolean {
   return headers.has("range") || headers.has("if-none-match") || headers.has("if-modified-since");
 }
 
-/** The Outcome's headers with what every answer carries: Age, Via, X-Cache-Status, Cache-Status (changed in place). */
-function stamp(o: Outcome, name: string, member: string): HeaderList {
+/**
+ * The Outcome's headers with what every answer carries: Age, Via, X-Cache-Status, Cache-Status, and without the
+ * targeted fields unless the answer goes to another tier (changed in place).
+ */
+function stamp(o: Outcome, name: string, member: string, toTier: boolean): HeaderList {
   const h = o.headers;
+  if (!toTier) for (const field of CDN_ONLY_HEADERS) deleteHeader(h, field);
   if (o.age !== undefined) setHeader(h, "age", String(Math.floor(o.age)));
   const via = headerOf(h, "via");
   setHeader(h, "via", via ? `${via}, 1.1 ${name}` : `1.1 ${name}`);

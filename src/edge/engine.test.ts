@@ -317,6 +317,47 @@ query = "sort"`);
     expect((await t.get("/cdn")).xcs).toBe("HIT");
   });
 
+  it("passes CDN-Cache-Control on to another tier (CDN-Loop) on a MISS, a HIT and a 304, never to a client", async () => {
+    t.origin.set("/cdn-tier", { headers: { "cache-control": "no-store", "cdn-cache-control": "max-age=60", etag: '"t1"' }, body: "c" });
+    const tier = { "cdn-loop": "edge-a" };
+    const miss = await t.get("/cdn-tier", tier);
+    expect([miss.xcs, miss.res.headers.get("cdn-cache-control")]).toEqual(["MISS", "max-age=60"]);
+    const hit = await t.get("/cdn-tier", tier);
+    expect([hit.xcs, hit.res.headers.get("cdn-cache-control")]).toEqual(["HIT", "max-age=60"]);
+    const notModified = await t.get("/cdn-tier", { ...tier, "if-none-match": '"t1"' });
+    expect([notModified.res.status, notModified.res.headers.get("cdn-cache-control")]).toEqual([304, "max-age=60"]);
+    for (const client of [await t.get("/cdn-tier"), await t.get("/cdn-tier", { "if-none-match": '"t1"' })]) {
+      expect(client.res.headers.get("cdn-cache-control")).toBeNull();
+    }
+  });
+
+  it("an edge filling from a shield gets the shield's freshness from CDN-Cache-Control, not the origin's Cache-Control", async () => {
+    // The shield is `t` (t1); the edge's upstream is the shield's cache itself (the site's host), on the same fake clock.
+    const config = parseConfig(`[edge]\nname = "e1"\norigin = "http://www.example.org"\n`);
+    const edge = new EdgeCache({
+      edge: config.edge!,
+      rules: config.rules,
+      store: new MemoryStore(t.clock.now),
+      origin: originFetcher(config.edge!, (input, init) => t.cache.handle(new Request(input, init), t.ctx)),
+      now: t.clock.now,
+    });
+    const viaEdge = async (path: string) => {
+      const res = await edge.handle(new Request(`http://www.example.org${path}`), t.ctx);
+      await res.text();
+      await t.settle();
+      return res;
+    };
+    t.origin.set("/targeted", { headers: { "cache-control": "max-age=10", "cdn-cache-control": "max-age=600" }, body: "t" });
+    await t.get("/targeted"); // at the shield
+    t.clock.advance(100);
+    const filled = await viaEdge("/targeted");
+    expect(filled.headers.get("cache-status")).toBe("t1; hit; ttl=500, e1; fwd=uri-miss; stored");
+    const hit = await viaEdge("/targeted");
+    expect(hit.headers.get("cache-status")).toBe("t1; hit; ttl=500, e1; hit; ttl=500");
+    expect([hit.headers.get("cdn-cache-control"), hit.headers.get("cache-control")]).toEqual([null, "max-age=10"]);
+    expect(t.origin.hitsOf("/targeted")).toBe(1);
+  });
+
   it("ignores a CDN-Cache-Control that is not a valid structured dictionary", async () => {
     t.origin.set("/cdn-bad", { headers: { "cache-control": "no-store", "cdn-cache-control": 'max-age="60"' }, body: "c" });
     await t.get("/cdn-bad");

@@ -6,7 +6,7 @@
  */
 import { primaryKey } from "../cache/key.ts";
 import { endToEnd, headerPairs } from "../cache/headers.ts";
-import { CDN_ONLY_HEADERS, decideStorage } from "../cache/policy.ts";
+import { decideStorage } from "../cache/policy.ts";
 import { conditionMatches } from "../cache/rules.ts";
 import type { CacheStatusParams, XCacheStatus } from "../cache/status.ts";
 import { lengthOf, originFailure } from "./deliver.ts";
@@ -54,7 +54,7 @@ export async function storeResponse(
     rule,
     edge: e.edge,
   });
-  const headers = headerPairs(endToEnd(response.headers, CDN_ONLY_HEADERS));
+  const headers = headerPairs(endToEnd(response.headers));
   const size = lengthOf(headers);
   const body = NULL_BODY_STATUS.has(response.status) ? null : response.body;
   const answer = (b: ReadableStream<Uint8Array> | null, params: CacheStatusParams): Outcome => ({

@@ -3,7 +3,6 @@
  * invalidates the request URL and its Location / Content-Location of the same origin (RFC 9111 §4.4).
  */
 import { endToEnd, headerPairs } from "../cache/headers.ts";
-import { CDN_ONLY_HEADERS } from "../cache/policy.ts";
 import { originFailure } from "./deliver.ts";
 import { NULL_BODY_STATUS, type Engine, type Outcome, type Transaction } from "./transaction.ts";
 
@@ -30,7 +29,7 @@ export async function pass(e: Engine, tx: Transaction, invalidate: (urls: string
   return {
     status: response.status,
     statusText: response.statusText,
-    headers: headerPairs(endToEnd(response.headers, CDN_ONLY_HEADERS)),
+    headers: headerPairs(endToEnd(response.headers)),
     body: NULL_BODY_STATUS.has(response.status) ? null : response.body,
     xcs: "BYPASS",
     cacheStatus: { fwd: "method" },

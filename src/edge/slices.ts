@@ -22,7 +22,7 @@
  */
 import { currentAgeOf, entryHeaders, type EntryMeta, type SlicedObject } from "../cache/entry.ts";
 import { endToEnd, headerPairs, mergeNotModified, setHeader } from "../cache/headers.ts";
-import { CDN_ONLY_HEADERS, decideRefreshed, decideStorage, isOriginError, staleIfErrorAllows, type Verdict } from "../cache/policy.ts";
+import { decideRefreshed, decideStorage, isOriginError, staleIfErrorAllows, type Verdict } from "../cache/policy.ts";
 import { conditionMatches } from "../cache/rules.ts";
 import {
   canSlice,
@@ -437,7 +437,7 @@ async function passThrough(e: Engine, tx: Transaction, status: XCacheStatus, cac
 }
 
 function unstored(res: Response, status: XCacheStatus, cacheStatus: CacheStatusParams): Outcome {
-  const headers = headerPairs(endToEnd(res.headers, CDN_ONLY_HEADERS));
+  const headers = headerPairs(endToEnd(res.headers));
   const body = NULL_BODY_STATUS.has(res.status) ? null : res.body;
   return { status: res.status, statusText: res.statusText, headers, body, xcs: status, cacheStatus: { ...cacheStatus, stored: false } };
 }

@@ -229,6 +229,25 @@ describe("tiered cache (bare workerd: 3 edges, 2 shields)", () => {
     expect(origin.scripted.hitsOf(p)).toBe(1);
   });
 
+  it("CDN-Cache-Control reaches the edge from the shield (the edge keeps the shield's freshness), never a client", async () => {
+    const p = "/t/targeted";
+    // Browsers may not store it; every cache of the CDN keeps it ten minutes.
+    origin.scripted.set(p, { headers: { "cache-control": "no-store", "cdn-cache-control": "max-age=600" }, body: "targeted" });
+    const first = await get(edges[0]!.port, p);
+    expect([first.status, first.body, first.headers["cdn-cache-control"], first.headers["cache-control"]]).toEqual([200, "targeted", undefined, "no-store"]);
+    const again = await get(edges[0]!.port, p);
+    expect(again.headers["x-cache-status"]).toBe("HIT");
+    const ttl = Number(/edge-1; hit; ttl=(-?\d+)/.exec(String(again.headers["cache-status"]))?.[1]);
+    expect(ttl).toBeGreaterThan(500);
+    expect(again.headers["cdn-cache-control"]).toBeUndefined();
+    // The shield itself: a tier gets the field, a client asking it directly does not.
+    const owner = await shieldFor(edges[0]!.port, p);
+    const shieldPort = shields.find((s) => s.name === owner)!.port;
+    expect((await get(shieldPort, p, { "cdn-loop": "edge-x" })).headers["cdn-cache-control"]).toBe("max-age=600");
+    expect((await get(shieldPort, p)).headers["cdn-cache-control"]).toBeUndefined();
+    expect(origin.scripted.hitsOf(p)).toBe(1);
+  });
+
   it("conditional requests pass through the tiers: the edge revalidates with the shield, the shield with the origin (304)", async () => {
     const p = "/t/cond";
     origin.scripted.set(p, { headers: { "cache-control": "no-cache", etag: '"c1"' }, body: "conditional" });
