@@ -9,6 +9,8 @@ import { parseIp } from "../net/ip.ts";
 import { answerWire } from "./doh.ts";
 import { createDnsNode } from "./node.ts";
 import { parseEdgeFigures } from "./operator.ts";
+import { createEdgeApp } from "../edge/app.ts";
+import { MemoryStore } from "../edge/store.ts";
 import { testGeoIp } from "../../test/support/dns-server.ts";
 import { TEST_ZONE_TOML } from "../../test/support/dns-zone.ts";
 
@@ -30,8 +32,11 @@ token = "${TOKEN}"
 
 const geoip = testGeoIp();
 
-/** A node whose probes answer from `alive`: true → "ok", false → connection refused, "draining" → 503. */
-function node(toml = TOML) {
+/**
+ * A node whose probes answer from `alive`: true → "ok", false → connection refused, "draining" → 503; an edge's
+ * metrics from `edgeMetrics` when it answers for the host.
+ */
+function node(toml = TOML, edgeMetrics?: (host: string, url: string) => Promise<Response> | undefined) {
   const alive: Record<string, boolean | "draining"> = { "lon.test": true, "sea.test": true, "pek.test": true };
   const lines: string[] = [];
   let now = 0;
@@ -43,6 +48,8 @@ function node(toml = TOML) {
     fetchImpl: async (url) => {
       const u = new URL(url);
       if (u.pathname === "/.well-known/cdn/metrics") {
+        const own = edgeMetrics?.(u.host, url);
+        if (own) return own;
         if (u.host === "lon.test") return new Response('parrot_edge_requests_total{cache_status="HIT",status_class="2xx"} 3\nparrot_edge_requests_total{cache_status="MISS",status_class="2xx"} 1\nparrot_edge_hit_ratio 0.75\n');
         throw new TypeError("connection refused");
       }
@@ -188,8 +195,57 @@ describe("status", () => {
     expect(html).toContain("75.0 %");
   });
 
+  it("shows the tier topology from the edges' own metrics: each shield's URL, role and passive health, each edge's role", async () => {
+    // gb-lon is a real edge app filling from shield-fra (which refuses connections) and us-sea (a box in the zone).
+    let now = Date.parse("2026-12-07T19:00:00Z");
+    const edge = createEdgeApp({
+      config: parseConfig(`[edge]
+name = "gb-lon"
+origin = "http://origin.test"
+origin_max_fails = 1
+origin_fail_timeout = 10
+shields = [ { name = "shield-fra", url = "http://fra.test:8787" }, { name = "us-sea", url = "http://sea.test" } ]
+
+[admin]
+token = "${TOKEN}"
+`),
+      store: new MemoryStore(() => now),
+      now: () => now,
+      log: () => undefined,
+      fetch: async (input) => {
+        const host = new URL(String(input instanceof Request ? input.url : input)).host;
+        if (host === "fra.test:8787") throw new TypeError("connection refused");
+        return new Response("x", { headers: { "cache-control": "max-age=60", "cache-status": host === "sea.test" ? "us-sea; hit" : "" } });
+      },
+    });
+    const ctx = { waitUntil: () => undefined, passThroughOnException() {}, props: {} } as unknown as ExecutionContext;
+    // Paths until one hashes to shield-fra first: its failure skips it (origin_max_fails = 1).
+    for (let i = 0; i < 64; i++) {
+      const metrics = await (await edge.fetch(new Request("http://lon.test/.well-known/cdn/metrics", { headers: { authorization: `Bearer ${TOKEN}` } }), {}, ctx)).text();
+      if (metrics.includes('parrot_edge_shield_up{shield="shield-fra"} 0')) break;
+      await (await edge.fetch(new Request(`http://www.example.org/o${i}`), {}, ctx)).text();
+    }
+    const n = node(TOML, (host, url) => (host === "lon.test" ? Promise.resolve(edge.fetch(new Request(url, { headers: { authorization: `Bearer ${TOKEN}` } }), {}, ctx)) : undefined));
+    await n.round();
+    const s = (await (await n.fetch(new Request("http://dns/status.json"))).json()) as { edges: Array<Record<string, unknown>>; shields: unknown[] };
+    expect(s.edges.map((e) => [e.name, e.tier])).toEqual([["gb-lon", "edge"], ["us-sea", "both"], ["cn-pek", "edge"]]);
+    expect(s.shields).toEqual([
+      { name: "shield-fra", urls: ["http://fra.test:8787"], role: "shield", upAt: [], skippedBy: [{ edge: "gb-lon", until: now + 10_000 }] },
+      { name: "us-sea", urls: ["http://sea.test"], role: "both", upAt: ["gb-lon"], skippedBy: [] },
+    ]);
+    const html = await (await n.fetch(new Request("http://dns/status"))).text();
+    expect(html).toContain("skipped by gb-lon until 2026-12-07T19:00:10.000Z");
+    expect(html).toContain('data-shield="us-sea" data-state="up"');
+    now += 10_000; // the skip ends: up again at the next look
+    const later = (await (await n.fetch(new Request("http://dns/status.json"))).json()) as { shields: Array<{ name: string; upAt: string[] }> };
+    expect(later.shields.map((x) => [x.name, x.upAt])).toEqual([["shield-fra", ["gb-lon"]], ["us-sea", ["gb-lon"]]]);
+  });
+
   it("reads an edge's figures from its metrics text", () => {
     expect(parseEdgeFigures("# HELP x\nparrot_edge_hit_ratio 0.5\nparrot_edge_requests_total{a=\"b\"} 2\nparrot_edge_requests_total{a=\"c\"} 3\n")).toEqual({ hitRatio: 0.5, requests: 5 });
     expect(parseEdgeFigures("garbage")).toEqual({});
+    expect(
+      parseEdgeFigures('parrot_edge_shield_skipped_until_seconds{shield="a",url="http://a:1/x\\"y"} 0\nparrot_edge_shield_skipped_until_seconds{shield="b",url="http://b"} 1800000000\nparrot_edge_shield_skipped_until_seconds{shield="c"} 0\nparrot_edge_shield_skipped_until_seconds{shield="d,url="x"} 0\n'),
+    ).toEqual({ shields: [{ name: "a", url: 'http://a:1/x"y' }, { name: "b", url: "http://b", skippedUntil: 1_800_000_000_000 }] });
   });
 });

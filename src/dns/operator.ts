@@ -6,13 +6,15 @@
  *   DELETE /admin/acme-challenge {"name", "value"?}        remove it (no value: every value at the name)
  *   GET  /metrics        Prometheus text: queries, answers by edge, edge health, fail-open; token unless metrics_public
  *   GET  /status         the status page (status/page.ts); GET /status.json the same data as JSON
- * The status page shows each edge's hit ratio and requests, read from the edge's own metrics with the [admin] token.
+ * The status page shows each edge's hit ratio and requests and the shields it fills from (the tier topology, with each
+ * shield's passive health at each edge), read from the edge's own metrics with the [admin] token.
  */
 import type { CdnConfig } from "../config/config.ts";
 import type { HealthMonitor } from "../health/monitor.ts";
 import { Registry, PROMETHEUS_CONTENT_TYPE } from "../metrics/registry.ts";
 import { isAuthorized, unauthorized } from "../net/admin-auth.ts";
 import { renderStatusPage, type EdgeStatus, type StatusData } from "../status/page.ts";
+import { tierTopology, type ShieldSeen } from "../status/tiers.ts";
 import { serviceSets, type Server, type ServiceSets } from "./answer.ts";
 import { checkChallenge, type ChallengeChange } from "./challenges.ts";
 import type { DnsObserver } from "./observe.ts";
@@ -49,6 +51,8 @@ export interface OperatorOptions {
 export interface EdgeFigures {
   hitRatio?: number;
   requests?: number;
+  /** The shields it fills from, with their passive health at this edge (tiered cache). */
+  shields?: ShieldSeen[];
 }
 
 export interface StatusJson extends StatusData {
@@ -61,16 +65,38 @@ const json = (body: unknown, status = 200) =>
     headers: { "content-type": "application/json", "cache-control": "no-store" },
   });
 
-/** Reads parrot_edge_hit_ratio and the sum of parrot_edge_requests_total from Prometheus text. */
+/** A sample line's labels (`name="value"`, with the exposition format's escapes); undefined when malformed. */
+function sampleLabels(text: string): Map<string, string> | undefined {
+  const labels = new Map<string, string>();
+  const re = /\s*([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"\s*(,|$)/y;
+  while (re.lastIndex < text.length) {
+    const m = re.exec(text);
+    if (!m) return undefined;
+    labels.set(m[1]!, m[2]!.replace(/\\(.)/g, (_, c: string) => (c === "n" ? "\n" : c)));
+  }
+  return labels;
+}
+
+/**
+ * Reads parrot_edge_hit_ratio, the sum of parrot_edge_requests_total and each shield's
+ * parrot_edge_shield_skipped_until_seconds from Prometheus text.
+ */
 export function parseEdgeFigures(text: string): EdgeFigures {
   const out: EdgeFigures = {};
   for (const line of text.split("\n")) {
-    const m = /^(parrot_edge_hit_ratio|parrot_edge_requests_total)(?:\{[^}]*\})?\s+(\S+)/.exec(line);
+    const m = /^(parrot_edge_hit_ratio|parrot_edge_requests_total|parrot_edge_shield_skipped_until_seconds)(?:\{(.*)\})?\s+(\S+)$/.exec(line);
     if (!m) continue;
-    const v = Number(m[2]);
+    const v = Number(m[3]);
     if (!Number.isFinite(v)) continue;
     if (m[1] === "parrot_edge_hit_ratio") out.hitRatio = v;
-    else out.requests = (out.requests ?? 0) + v;
+    else if (m[1] === "parrot_edge_requests_total") out.requests = (out.requests ?? 0) + v;
+    else {
+      const labels = sampleLabels(m[2] ?? "");
+      const name = labels?.get("shield");
+      const url = labels?.get("url");
+      if (name === undefined || url === undefined) continue;
+      (out.shields ??= []).push(v > 0 ? { name, url, skippedUntil: v * 1000 } : { name, url });
+    }
   }
   return out;
 }
@@ -122,6 +148,8 @@ export function createOperator(o: OperatorOptions): (request: Request) => Promis
     const figs = await figures();
     const { service, names: inAnswers } = answering();
     const answers = o.observer.answerCounts();
+    const snapshot = o.monitor.snapshot();
+    const tiers = tierTopology(snapshot.map((h) => ({ name: h.name, shields: figs.get(h.name)?.shields })));
     return {
       zone: o.server.zone.origin,
       node: o.node,
@@ -129,7 +157,8 @@ export function createOperator(o: OperatorOptions): (request: Request) => Promis
       failOpen: (service.failOpen4 && !service.fallback4) || (service.failOpen6 && !service.fallback6),
       fallback: service.fallback4 || service.fallback6,
       queries: o.observer.totalQueries(),
-      edges: o.monitor.snapshot().map((h) => {
+      shields: tiers.shields,
+      edges: snapshot.map((h) => {
         const site = sites.get(h.name);
         const f = figs.get(h.name) ?? {};
         return {
@@ -149,6 +178,7 @@ export function createOperator(o: OperatorOptions): (request: Request) => Promis
           answers: answers.get(h.name) ?? 0,
           hitRatio: f.hitRatio,
           requests: f.requests,
+          tier: tiers.roles.get(h.name),
         };
       }),
     };

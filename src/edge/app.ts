@@ -64,7 +64,7 @@ export function createEdgeApp({ config, store, fetch: fetchImpl = (i, init) => f
   const edge = config.edge;
   if (!edge) throw new Error("cdn.toml has no [edge] table: this worker has no origin to serve");
   const observer = new EdgeObserver(edge.name, edge.access_log, log);
-  const shields = new ShieldPool(edge);
+  const shields = new ShieldPool(edge, now);
   const origin = observer.wrapOrigin(
     originFetcher(edge, fetchImpl, undefined, {
       rules: config.rules,
@@ -83,9 +83,10 @@ export function createEdgeApp({ config, store, fetch: fetchImpl = (i, init) => f
   const cache = new EdgeCache({ edge, rules: config.rules, store, origin, now, locks, peers, logSequence, boot, lease });
   observer.metrics.onCollect(() => {
     observer.metrics.set("parrot_edge_purge_log_bytes", "Bytes of the shared purge-log record (operator purges only).", {}, cache.purgeLogBytes);
-    const down = shields.down();
-    for (const s of shields.shields) {
-      observer.metrics.set("parrot_edge_shield_up", "1 while this edge sends fills to the shield (0: skipped after failures, origin_fail_timeout).", { shield: s.name }, down.includes(s.name) ? 0 : 1);
+    for (const s of shields.states()) {
+      observer.metrics.set("parrot_edge_shield_up", "1 while this edge sends fills to the shield (0: skipped after failures, origin_fail_timeout).", { shield: s.name }, s.skippedUntil === undefined ? 1 : 0);
+      // With the shield's URL: the DNS node's status page draws the tier topology from it.
+      observer.metrics.set("parrot_edge_shield_skipped_until_seconds", "Unix time until which this edge skips the shield after failures; 0 while it is up.", { shield: s.name, url: s.url }, s.skippedUntil === undefined ? 0 : Math.ceil(s.skippedUntil / 1000));
     }
     if (lease) {
       const v = lease.view();

@@ -105,6 +105,11 @@ export class PassiveHealth {
     return this.downUntil[i]! <= this.now();
   }
 
+  /** Until when (ms since the epoch) upstream `i` is skipped; undefined while it is up. */
+  skippedUntil(i: number): number | undefined {
+    return this.isUp(i) ? undefined : this.downUntil[i];
+  }
+
   failed(i: number) {
     this.fails[i]! += 1;
     if (this.fails[i]! >= this.maxFails) {
@@ -230,6 +235,18 @@ export class ShieldPool {
   down(): string[] {
     return this.shields.filter((_, i) => !this.health.isUp(i)).map((s) => s.name);
   }
+
+  /** Every shield with its passive health (for the metrics, which the status page reads). */
+  states(): ShieldHealth[] {
+    return this.shields.map((s, i) => ({ name: s.name, url: s.url, skippedUntil: this.health.skippedUntil(i) }));
+  }
+}
+
+/** A shield as one edge sees it: skipped until `skippedUntil` (ms since the epoch) after failures, else up. */
+export interface ShieldHealth {
+  name: string;
+  url: string;
+  skippedUntil?: number;
 }
 
 /** Methods whose requests may be sent again to another origin (RFC 9110 §9.2.2), when they carry no body. */

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { renderStatusPage } from "./page.ts";
+import { tierTopology } from "./tiers.ts";
 
 describe("status page", () => {
   it("says when the director answers its fallback addresses", () => {
@@ -31,5 +32,42 @@ describe("status page", () => {
     expect(html).toContain('<td class="control">current</td>');
     expect(html).toContain('<td class="control warn">cut-off</td>');
     expect(html).not.toMatch(/<script|https?:\/\/(?!www\.w3)/);
+  });
+
+  it("shows the tier topology: each shield's URL and role, its passive health at each edge, each edge's role", () => {
+    const until = Date.parse("2026-12-07T19:00:10Z");
+    const { roles, shields } = tierTopology([
+      // eu-lon names itself (one fleet-wide list): it is a shield too, and its own entry is no health of it.
+      { name: "eu-lon", shields: [{ name: "eu-lon", url: "http://10.0.0.1:8787" }, { name: "shield-fra", url: "http://10.0.0.2:8787", skippedUntil: until }] },
+      { name: "na-sfo", shields: [{ name: "eu-lon", url: "http://10.0.0.1:8787" }, { name: "shield-fra", url: "http://10.0.0.2:8787" }] },
+      { name: "ap-syd" }, // no shields, or its metrics could not be read
+    ]);
+    expect([...roles]).toEqual([["eu-lon", "both"], ["na-sfo", "edge"], ["ap-syd", "edge"]]);
+    expect(shields).toEqual([
+      { name: "eu-lon", urls: ["http://10.0.0.1:8787"], role: "both", upAt: ["na-sfo"], skippedBy: [] },
+      { name: "shield-fra", urls: ["http://10.0.0.2:8787"], role: "shield", upAt: ["na-sfo"], skippedBy: [{ edge: "eu-lon", until }] },
+    ]);
+    const html = renderStatusPage({
+      zone: "z",
+      node: "n",
+      generatedAt: 0,
+      failOpen: false,
+      queries: 0,
+      edges: [
+        { name: "eu-lon", lat: 51.5, lon: -0.1, state: "up", since: 0, drained: false, answers: 0, tier: roles.get("eu-lon") },
+        { name: "ap-syd", lat: -33.9, lon: 151.2, state: "up", since: 0, drained: false, answers: 0 },
+      ],
+      shields,
+    });
+    expect(html).toContain('<td class="tier">both</td>');
+    expect(html).toContain('<td class="tier">–</td>');
+    expect(html).toContain("<h2>Tiered cache</h2>");
+    expect(html).toContain('data-shield="shield-fra" data-state="partly skipped"');
+    expect(html).toContain("<td>http://10.0.0.2:8787</td>");
+    expect(html).toContain('<td class="role">shield</td>');
+    expect(html).toContain("skipped by eu-lon until 2026-12-07T19:00:10.000Z; up at na-sfo");
+    expect(html).toContain('data-shield="eu-lon" data-state="up"');
+    // Without shields, no section.
+    expect(renderStatusPage({ zone: "z", node: "n", generatedAt: 0, failOpen: false, queries: 0, edges: [] })).not.toContain("Tiered cache");
   });
 });

@@ -1,7 +1,9 @@
 /**
  * The DNS node's status page: every edge with its health, place (on a small self-drawn map), the DNS answers that
- * named it and its cache hit ratio. One HTML document, no scripts or assets from anywhere else.
+ * named it, its cache hit ratio and its tier role, then the tiered cache's shields with their health at each edge.
+ * One HTML document, no scripts or assets from anywhere else.
  */
+import type { ShieldStatus, TierRole } from "./tiers.ts";
 
 export interface EdgeStatus {
   name: string;
@@ -26,6 +28,8 @@ export interface EdgeStatus {
   /** From the edge's own metrics; undefined when they could not be read. */
   hitRatio?: number;
   requests?: number;
+  /** Tiered cache: faces clients only ("edge"), or is also some edge's shield ("both"); undefined: not known. */
+  tier?: TierRole;
 }
 
 export interface StatusData {
@@ -37,6 +41,8 @@ export interface StatusData {
   fallback?: boolean;
   queries: number;
   edges: EdgeStatus[];
+  /** Tiered cache: every shield the edges name (tiers.ts); none without shields. */
+  shields?: ShieldStatus[];
 }
 
 const esc = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
@@ -81,6 +87,27 @@ const ago = (since: number, now: number) => {
   return s < 120 ? `${s} s` : s < 7200 ? `${Math.round(s / 60)} min` : `${Math.round(s / 3600)} h`;
 };
 
+/** The tiered cache's shields: name, URL, role, and each edge's passive health of it. */
+function shieldTable(shields: ShieldStatus[]): string {
+  if (!shields.length) return "";
+  const rows = shields.map((s) => {
+    const skipped = s.skippedBy.map((b) => `skipped by ${esc(b.edge)} until ${new Date(b.until).toISOString()}`);
+    const up = s.upAt.length ? [`up at ${s.upAt.map(esc).join(", ")}`] : [];
+    const state = s.skippedBy.length ? (s.upAt.length ? "partly skipped" : "skipped") : s.upAt.length ? "up" : "unknown";
+    return `<tr data-shield="${esc(s.name)}" data-state="${state}">
+  <td>${esc(s.name)}</td>
+  <td>${s.urls.map(esc).join(", ")}</td>
+  <td class="role">${s.role}</td>
+  <td class="health${s.skippedBy.length ? " warn" : ""}">${[...skipped, ...up].join("; ") || "–"}</td>
+</tr>`;
+  });
+  return `<h2>Tiered cache</h2>
+<table><thead><tr><th>shield</th><th>url</th><th>role</th><th>passive health at the edges</th></tr></thead>
+<tbody>
+${rows.join("\n")}
+</tbody></table>`;
+}
+
 /** The whole page. */
 export function renderStatusPage(d: StatusData): string {
   const rows = d.edges
@@ -98,6 +125,7 @@ export function renderStatusPage(d: StatusData): string {
   <td class="num">${e.answers}</td>
   <td class="num">${pct(e.hitRatio)}</td>
   <td class="num">${e.requests ?? "–"}</td>
+  <td class="tier">${e.tier ?? "–"}</td>
 </tr>`,
     )
     .join("\n");
@@ -106,7 +134,7 @@ export function renderStatusPage(d: StatusData): string {
 <title>parrot-cdn status: ${esc(d.zone)}</title>
 <style>
 body{font:15px/1.4 system-ui,sans-serif;margin:2rem auto;max-width:68rem;padding:0 1rem;color:#1f2328}
-h1{font-size:1.4rem}svg{width:100%;height:auto;border:1px solid #d0d7de;border-radius:6px}
+h1{font-size:1.4rem}h2{font-size:1.15rem;margin-top:1.5rem}svg{width:100%;height:auto;border:1px solid #d0d7de;border-radius:6px}
 svg text{font-size:13px;fill:#1f2328}table{border-collapse:collapse;width:100%;margin-top:1rem}
 th,td{text-align:left;padding:.35rem .5rem;border-bottom:1px solid #d0d7de}.num{text-align:right}
 .dot{display:inline-block;width:.7rem;height:.7rem;border-radius:50%;margin-right:.4rem}
@@ -117,10 +145,11 @@ th,td{text-align:left;padding:.35rem .5rem;border-bottom:1px solid #d0d7de}.num{
 ${d.failOpen ? '<p class="warn">Too few edges are up: the director answers with all of them (fail-open).</p>' : ""}
 ${d.fallback ? '<p class="warn">Too few edges are up: the director answers its fallback (anycast) addresses.</p>' : ""}
 ${map(d.edges)}
-<table><thead><tr><th>edge</th><th>health</th><th>for</th><th>last probe</th><th>in DNS</th><th>anycast</th><th>control</th><th>address</th><th>location</th><th class="num">DNS answers</th><th class="num">hit ratio</th><th class="num">requests</th></tr></thead>
+<table><thead><tr><th>edge</th><th>health</th><th>for</th><th>last probe</th><th>in DNS</th><th>anycast</th><th>control</th><th>address</th><th>location</th><th class="num">DNS answers</th><th class="num">hit ratio</th><th class="num">requests</th><th>tier</th></tr></thead>
 <tbody>
 ${rows}
 </tbody></table>
+${shieldTable(d.shields ?? [])}
 </body></html>
 `;
 }
