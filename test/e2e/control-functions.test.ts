@@ -3,7 +3,8 @@
  * edge boxes on bare workerd, each with its cdn.toml (and so its deployed versions) in a folder of its own:
  *   a deploy reaches every box (each answers with the new version within 5 s of its storing); a rollback reaches every
  *   box; `fn list` shows where each version is live; a box down during a deploy installs the version before it
- *   serves, so its first answer is the new version's.
+ *   serves, so its first answer is the new version's; a box cut from NATS during a deploy (na-sea reaches it
+ *   through a TCP proxy) installs it once it is back.
  */
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -11,12 +12,14 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NATS_USER, startControlCdn, until, type ControlCdn } from "../support/control-cdn.ts";
 import { startTestNats, type TestNats } from "../support/nats.ts";
+import { startTcpProxy, type TcpProxy } from "../support/tcp-proxy.ts";
 
 const EDGES = ["eu-lon", "na-sea", "as-pek"];
 let natsDir: string;
 let modules: string;
 let nats: TestNats;
 let cdn: ControlCdn;
+let proxy: TcpProxy;
 
 /** A Worker answering `word` (each version of the function a file of its own). */
 function worker(word: string): string {
@@ -40,9 +43,11 @@ beforeAll(async () => {
   natsDir = mkdtempSync(join(tmpdir(), "parrot-nats-"));
   modules = mkdtempSync(join(tmpdir(), "parrot-fn-modules-"));
   nats = await startTestNats(natsDir, NATS_USER);
+  proxy = await startTcpProxy(nats.options.port);
   cdn = await startControlCdn({
     edges: EDGES,
     servers: [nats.url],
+    serversFor: { "na-sea": [`nats://127.0.0.1:${proxy.port}`] },
     control: "catch_up_timeout_ms = 5000",
     ownDirs: true,
     tables: `[[functions]]\nid = "www"\nhosts = ["www.example.org"]\npath = "/fn/"\nmodule = "${worker("module")}"\n`,
@@ -51,6 +56,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await cdn?.stop();
+  await proxy?.close();
   await nats?.stop();
   rmSync(natsDir, { recursive: true, force: true });
   if (modules) rmSync(modules, { recursive: true, force: true });
@@ -100,5 +106,20 @@ describe("functions through the control plane", () => {
     expect(box.output()).toMatch(/^functions: installed www v3 \(control plane\)$/m);
     expect((await cdn.get("as-pek", "/fn/x")).body).toBe("three");
     await until("as-pek reports v3", async () => ((await cdn.fn(["list"])).stdout.match(/^  \* v3  .* live on: as-pek, eu-lon, na-sea$/m) ? true : undefined), 30_000);
+  }, 120_000);
+
+  it("a box cut from NATS during a deploy installs the version once it is back", async () => {
+    await proxy.cut("close");
+    try {
+      const result = await cdn.fn(["deploy", "--site", "www", worker("four"), "--timeout", "2"]);
+      expect(result.code).toBe(0);
+      expect(result.stdout).toMatch(/^fn: www v4 live on as-pek, eu-lon \(2 of 3 boxes that report\)$/m);
+      await allAnswer(["eu-lon", "as-pek"], "four");
+      expect((await cdn.get("na-sea", "/fn/x")).body).toBe("three");
+    } finally {
+      await proxy.restore();
+    }
+    await allAnswer(["na-sea"], "four");
+    expect(cdn.running("na-sea")!.output()).toMatch(/^functions: installed www v4 from the control plane$/m);
   }, 120_000);
 });
