@@ -122,4 +122,14 @@ describe("functions through the control plane", () => {
     await allAnswer(["na-sea"], "four");
     expect(cdn.running("na-sea")!.output()).toMatch(/^functions: installed www v4 from the control plane$/m);
   }, 120_000);
+
+  it("a bundle larger than a bucket value is refused at deploy, naming the limit; nothing changes", async () => {
+    const path = join(modules, "large.js");
+    writeFileSync(path, `const pad = "${"x".repeat(1_100_000)}";\nexport default { fetch() { return new Response(String(pad.length)) } };\n`);
+    const result = await cdn.fn(["deploy", "--site", "www", path, "--timeout", "2"]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/^fn: the bundle of www is \d+ bytes \(\d+ as a bucket value\): the control plane takes at most 1044480 \(nothing deployed\)$/m);
+    expect((await cdn.fn(["list"])).stdout).toMatch(/^www .* current: v4$/m);
+    await allAnswer(EDGES, "four");
+  }, 90_000);
 });
