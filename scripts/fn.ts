@@ -9,7 +9,10 @@
  * version of the `[[functions]]` entry `--site` names (`<config dir>/.parrot/functions/<id>/`) and makes it current;
  * rollback makes the version before the current one (or --to) current. Both then send SIGHUP to the edge box (its pid
  * file: --pid-file, default <store_dir>/.run/edge.pid), which restarts that function's process on the new code.
- * list shows each function's versions and the live one. dev runs a Worker under Miniflare in front of an edge (or
+ * list shows each function's versions and the live one. With `[control]` in the config, versions go through the
+ * control plane instead (src/control/fleet-functions.ts): deploy and rollback store them in the fleet's bucket, every
+ * box installs the current one and reports it, and the command waits (--timeout seconds, default 15) until every box
+ * that reports runs it; list shows where each version is live. dev runs a Worker under Miniflare in front of an edge (or
  * any URL), with request.cf from the project's GeoIP data (docs/functions.md). cf writes that request.cf as JSON
  * (default .wrangler/cf.json): `npm run dev` hands it to wrangler dev (CLOUDFLARE_CF_FETCH_PATH), which then asks
  * Cloudflare for nothing.
@@ -23,6 +26,10 @@ import { wranglerCompat } from "../src/node/edge-host.ts";
 import { addVersion, listVersions, previousVersion, setCurrent } from "../src/node/function-versions.ts";
 import { validateFunction } from "../src/node/functions-host.ts";
 import { localCf, runFunctionDev } from "../src/node/function-dev.ts";
+import { FleetKv, fleetBucket } from "../src/control/fleet-kv.ts";
+import { fleetVersions, functionReports, previousOf, publishFunction, setFleetCurrent, whereLive } from "../src/control/fleet-functions.ts";
+import { connectOnce } from "../src/control/nats.ts";
+import { hostname, userInfo } from "node:os";
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -35,6 +42,7 @@ const { values, positionals } = parseArgs({
     port: { type: "string", default: "8788" },
     "client-ip": { type: "string" },
     out: { type: "string", default: ".wrangler/cf.json" },
+    timeout: { type: "string", default: "15" },
   },
 });
 
@@ -81,7 +89,91 @@ if (command === "cf") {
     if (!told) console.log("fn: no running edge box found (--pid-file): the version goes live at its next start or kill -HUP");
   };
 
-  if (command === "deploy") {
+  const control = file.config.control;
+  /** With [control]: the fleet's bucket for `use`, then the connection closed. */
+  const withBucket = async <T>(use: (kv: FleetKv) => Promise<T>): Promise<T> => {
+    let nc;
+    try {
+      nc = await connectOnce(control!, "parrot-fn");
+    } catch (err) {
+      console.error(`fn: control plane unreachable (${(err as Error).message}): nothing changed`);
+      process.exit(1);
+    }
+    try {
+      return await use(await FleetKv.open(nc, control!));
+    } finally {
+      await nc.close().catch(() => undefined);
+    }
+  };
+  const by = `${userInfo().username}@${hostname()}`;
+  const ago = (at: number) => `${Math.max(0, Math.round((Date.now() - at) / 1000))} s ago`;
+  /** Polls the boxes' reports until every box that reports this function runs `version` (at most --timeout). */
+  const waitLive = async (kv: FleetKv, id: string, version: string) => {
+    const deadline = Date.now() + Number(values.timeout) * 1000;
+    for (;;) {
+      const reports = await functionReports(kv);
+      const { on, elsewhere } = whereLive(reports, id, version);
+      if (!elsewhere.length || Date.now() > deadline) {
+        console.log(`fn: ${id} ${version} live on ${on.join(", ") || "no box"} (${on.length} of ${on.length + elsewhere.length} boxes that report)`);
+        for (const r of reports.filter((r) => id in r.functions && r.functions[id] !== version)) {
+          console.log(`fn: not yet on ${r.box}: runs ${r.functions[id]}, reported ${ago(r.at)} (down? it installs ${version} when it starts)`);
+        }
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  };
+
+  if (control && (command === "deploy" || command === "rollback")) {
+    const fn = fnFor();
+    await withBucket(async (kv) => {
+      let version: string;
+      if (command === "deploy") {
+        if (!rest[0]) usage("deploy needs the Worker's file");
+        const entry = resolve(rest[0]);
+        let code: Uint8Array;
+        try {
+          code = await bundleModule(entry);
+        } catch (err) {
+          usage(`${entry} does not bundle: ${(err as Error).message}`);
+        }
+        const problem = await validateFunction(code, fn, wranglerCompat());
+        if (problem) usage(`${entry} does not load in workerd, nothing deployed:\n${problem}`);
+        try {
+          version = (await publishFunction(kv, fn.id, code, entry, by)).version;
+        } catch (err) {
+          usage((err as Error).message);
+        }
+        console.log(`fn: ${fn.id} ${version} (${code.byteLength} bytes from ${entry}) is current in the control plane (bucket ${fleetBucket(control.namespace)})`);
+      } else {
+        const { versions, current } = await fleetVersions(kv, fn.id);
+        const to = values.to ?? previousOf(versions, current);
+        if (!to) usage(`${fn.id} has no version before the current one (${current ?? "none"}) in the control plane to roll back to`);
+        try {
+          await setFleetCurrent(kv, fn.id, to, by);
+        } catch (err) {
+          usage((err as Error).message);
+        }
+        version = to;
+        console.log(`fn: ${fn.id} ${to} is current in the control plane`);
+      }
+      await waitLive(kv, fn.id, version);
+    });
+  } else if (control && command === "list") {
+    await withBucket(async (kv) => {
+      const reports = await functionReports(kv);
+      for (const fn of file.config.functions) {
+        const { versions, current } = await fleetVersions(kv, fn.id);
+        console.log(`${fn.id}  hosts ${fn.hosts.join(", ")}${fn.path !== "/" ? ` path ${fn.path}` : ""}  on_error ${fn.on_error}  current: ${current ?? `none deployed (each box runs ${fn.module})`}`);
+        for (const v of versions) {
+          const { on } = whereLive(reports, fn.id, v.version);
+          console.log(`  ${v.version === current ? "*" : " "} ${v.version}  ${v.at}  ${v.bytes} bytes  ${v.from}  live on: ${on.join(", ") || "-"}`);
+        }
+        for (const r of reports) if (fn.id in r.functions && !versions.some((v) => v.version === r.functions[fn.id])) console.log(`    ${r.box} runs ${r.functions[fn.id]} (reported ${ago(r.at)})`);
+      }
+      if (!file.config.functions.length) console.log(`${file.path} has no [[functions]]`);
+    });
+  } else if (command === "deploy") {
     const fn = fnFor();
     if (!rest[0]) usage("deploy needs the Worker's file");
     const entry = resolve(rest[0]);

@@ -16,10 +16,10 @@ import type { ControlConfig } from "../config/control-schema.ts";
 import { CONFIG_DIGEST_HEADER } from "../contracts/config-digest.ts";
 import { HEALTH_PATH } from "../contracts/well-known.ts";
 import { boxConfigText } from "./fleet-config.ts";
-import { FleetKv, type KvEntry } from "./fleet-kv.ts";
+import { askFleetBucket, FleetKv, type KvEntry } from "./fleet-kv.ts";
 import { BoxStatusSchema, ConfigVersionSchema, HealthWindow, parseRecord, RolloutSchema, targetVersion, type BoxStatus, type RolloutRecord } from "./fleet.ts";
 import { nameToken } from "./messages.ts";
-import { connectForever, connectOnce } from "./nats.ts";
+import { connectForever } from "./nats.ts";
 
 /** The shared text of a version (0: none, the box's own file alone). */
 export interface FleetVersion {
@@ -88,18 +88,11 @@ function writeCached(path: string, v: FleetVersion) {
  * applied, else its own file. `source` says which, for the box's log.
  */
 export async function fleetBootConfig(opts: FleetBoxOptions, timeoutMs: number): Promise<FleetVersion & { source: string }> {
-  let nc: NatsConnection | undefined;
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  let asked: Promise<FleetVersion> | undefined;
   try {
-    asked = (async () => {
-      nc = await connectOnce({ ...opts.cfg, publish_timeout_ms: Math.min(opts.cfg.publish_timeout_ms, Math.max(timeoutMs, 100)) }, `parrot-fleet ${opts.box} (boot)`);
-      const kv = await FleetKv.open(nc, opts.cfg);
+    const v = await askFleetBucket(opts.cfg, `parrot-fleet ${opts.box} (boot)`, timeoutMs, async (kv) => {
       const record = await kv.get(bucketKeys.rollout);
-      const target = targetVersion(record && parseRecord(RolloutSchema, "rollout", record.value), opts.box);
-      return readVersion(kv, target);
-    })();
-    const v = await Promise.race([asked, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs)))]);
+      return readVersion(kv, targetVersion(record && parseRecord(RolloutSchema, "rollout", record.value), opts.box));
+    });
     writeCached(opts.statePath, v);
     return { ...v, source: v.version ? `fleet version ${v.version}` : "own file (no version pushed yet)" };
   } catch (err) {
@@ -107,10 +100,6 @@ export async function fleetBootConfig(opts: FleetBoxOptions, timeoutMs: number):
     const why = (err as Error).message;
     if (cached) return { ...cached, source: `fleet version ${cached.version}, as last applied here (the fleet's bucket unreachable: ${why})` };
     return { version: 0, shared: undefined, source: `own file (the fleet's bucket unreachable: ${why}; no version applied here before)` };
-  } finally {
-    clearTimeout(timer);
-    // A connection that came after the deadline is closed when it does.
-    void asked?.catch(() => undefined).finally(() => void (nc as NatsConnection | undefined)?.close().catch(() => undefined));
   }
 }
 

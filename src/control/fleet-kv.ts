@@ -7,6 +7,10 @@
 import { DeliverPolicy, DiscardPolicy, jetstream, jetstreamManager, RetentionPolicy, StorageType, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { ControlConfig } from "../config/control-schema.ts";
+import { connectOnce } from "./nats.ts";
+
+/** The largest value the bucket takes (its stream's max_msg_size; nats-server's default max_payload is the same). */
+export const FLEET_MAX_VALUE_BYTES = 1024 * 1024;
 
 export interface KvEntry {
   key: string;
@@ -57,7 +61,7 @@ export class FleetKv {
           allow_rollup_hdrs: true,
           deny_delete: true,
           allow_direct: true,
-          max_msg_size: 1024 * 1024,
+          max_msg_size: FLEET_MAX_VALUE_BYTES,
         })
         .catch(async (addErr: Error) => {
           if (!/already in use|exists/i.test(addErr.message)) throw addErr;
@@ -104,15 +108,35 @@ export class FleetKv {
   }
 
   /**
-   * Calls `each` with the last value of `key`, then with every new one, until the returned stop is called. An
+   * Calls `each` with the last value of `key` (or of each key it matches), then with every new one, until the returned stop is called. An
    * ordered consumer: it starts itself again after a reconnection (from where it was).
    */
   async watch(key: string, each: (e: KvEntry) => void): Promise<() => void> {
     const consumer = await this.js.consumers.get(this.stream, { filter_subjects: this.prefix + key, deliver_policy: DeliverPolicy.LastPerSubject });
     const messages = await consumer.consume();
     void (async () => {
-      for await (const m of messages) each({ key, revision: m.seq, value: m.string() });
+      // `key` may hold wildcards (`fn.*.current`): each entry names the key it is of.
+      for await (const m of messages) each({ key: m.subject.slice(this.prefix.length), revision: m.seq, value: m.string() });
     })().catch(() => undefined);
     return () => void messages.stop();
+  }
+}
+
+/**
+ * Asks the bucket something on a connection of its own (a box at its start, before it serves): `ask`'s answer within
+ * `timeoutMs`, else a rejection saying so. A connection that comes after the deadline is closed when it does.
+ */
+export async function askFleetBucket<T>(cfg: ControlConfig, name: string, timeoutMs: number, ask: (kv: FleetKv) => Promise<T>): Promise<T> {
+  let nc: NatsConnection | undefined;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const asked = (async () => {
+    nc = await connectOnce({ ...cfg, publish_timeout_ms: Math.min(cfg.publish_timeout_ms, Math.max(timeoutMs, 100)) }, name);
+    return ask(await FleetKv.open(nc, cfg));
+  })();
+  try {
+    return await Promise.race([asked, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs)))]);
+  } finally {
+    clearTimeout(timer);
+    void asked.catch(() => undefined).finally(() => void (nc as NatsConnection | undefined)?.close().catch(() => undefined));
   }
 }

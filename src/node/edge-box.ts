@@ -14,6 +14,8 @@ import { prepareControl, runControlAgent } from "../control/host.ts";
 import { fleetBootConfig, mergedText, startFleetMember, type FleetBoxOptions, type FleetVersion } from "../control/fleet-box.ts";
 import { wantsFleet } from "../control/fleet-config.ts";
 import { fleetBucket } from "../control/fleet-kv.ts";
+import { catchUpFunctions, followFunctions, type FunctionsBox } from "../control/fleet-functions.ts";
+import { currentVersionFile, installVersion } from "./function-versions.ts";
 import { ControlSchema } from "../config/control-schema.ts";
 import { ConfigError, type CdnConfig } from "../config/config.ts";
 import { configDigest } from "../contracts/config-digest.ts";
@@ -72,6 +74,21 @@ export async function runEdgeBox(values: EdgeBoxOptions, usage: (message: string
   } catch (err) {
     usage(`${file.path}: ${(err as Error).message}`);
   }
+  // [control] with [[functions]]: the control plane's current versions installed before the functions start.
+  const functionsBox: FunctionsBox | undefined =
+    config.control && config.functions.length && values.runtime === "workerd"
+      ? {
+          box: config.edge!.name,
+          cfg: config.control,
+          ids: config.functions.map((f) => f.id),
+          running: (id) => currentVersionFile(file, id)?.version ?? config.functions.find((f) => f.id === id)!.module,
+          install: (id, info, code) => installVersion(file, id, info, code),
+          log: (line) => console.log(`functions: ${line}`),
+        }
+      : undefined;
+  if (functionsBox) console.log(`functions: ${await catchUpFunctions(functionsBox, config.control!.catch_up_timeout_ms)}`);
+  /** The config text the functions were last built from (SIGHUP and the fleet's versions change it). */
+  let functionsText = file.text;
   let edge: RunningEdge;
   let door: RunningFrontDoor | undefined;
   /** Hands a config text to the running edge workers; the text they read (the front door's changes made). */
@@ -135,6 +152,7 @@ export async function runEdgeBox(values: EdgeBoxOptions, usage: (message: string
             apply: (text) => {
               const next = withOverrides(configFromText(text, file.dir, `${values.config} with the fleet's version`), { origin: values.origin, name: values.name });
               // The version's functions too (changed ones restarted in the background, as on SIGHUP).
+              functionsText = next.text;
               void reloadFunctions?.(next.text).then(
                 (notes) => notes.forEach((n) => console.log(`fleet: ${n}`)),
                 (err: Error) => console.error(`fleet: functions not reloaded, the running ones stay: ${err.message}`),
@@ -148,6 +166,12 @@ export async function runEdgeBox(values: EdgeBoxOptions, usage: (message: string
           },
           fleet.started,
         )
+      : undefined;
+  const functionsFollower =
+    functionsBox && reloadFunctions
+      ? await followFunctions(functionsBox, async () => {
+          for (const note of await reloadFunctions!(functionsText)) console.log(`functions: ${note}`);
+        })
       : undefined;
   if (fleet) console.log(`fleet: ${fleet.source}; following the rollout record of bucket ${fleetBucket(config.control!.namespace)}`);
   if (!control) console.log("control: direct fan-out to [[edges]] urls (no [control])");
@@ -176,6 +200,7 @@ export async function runEdgeBox(values: EdgeBoxOptions, usage: (message: string
     stopping = true;
     await anycast?.withdraw(); // routers first, then the listeners: in-flight connections finish
     await member?.stop();
+    await functionsFollower?.stop();
     await agent?.stop();
     await door?.stop();
     await edge.stop();
@@ -217,6 +242,7 @@ export async function runEdgeBox(values: EdgeBoxOptions, usage: (message: string
       return;
     }
     const later = restartOnlyChanges(file.config, next.config);
+    functionsText = next.text;
     // Functions first (their files rebuilt, changed ones restarted), then the edge follows the new config.
     void (reloadFunctions?.(next.text) ?? Promise.resolve([]))
       .then(

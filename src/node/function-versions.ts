@@ -62,6 +62,25 @@ export function addVersion(file: Pick<ConfigFile, "dir">, id: string, code: Uint
   return info;
 }
 
+/**
+ * Stores a version made elsewhere (the fleet's, `[control]`: src/control/fleet-functions.ts) under its own number and
+ * makes it current, as a local deploy does. False when it is current already with this code (nothing to do).
+ */
+export function installVersion(file: Pick<ConfigFile, "dir">, id: string, info: VersionInfo, code: Uint8Array): boolean {
+  const dir = versionsDir(file, id);
+  const path = join(dir, `${info.version}.js`);
+  const same = existsSync(path) && Buffer.compare(readFileSync(path), code) === 0;
+  if (same && currentVersionFile(file, id)?.version === info.version) return false;
+  mkdirSync(dir, { recursive: true });
+  // The fleet's numbering is the box's: a per-box deploy of the same number made before [control] is replaced.
+  if (!same) writeAtomically(path, code);
+  const history = readHistory(dir);
+  history[info.version] = info;
+  writeAtomically(join(dir, "history.json"), JSON.stringify(history, null, 2));
+  setCurrent(file, id, info.version);
+  return true;
+}
+
 /** Makes `version` current; it must exist. */
 export function setCurrent(file: Pick<ConfigFile, "dir">, id: string, version: string): void {
   const dir = versionsDir(file, id);

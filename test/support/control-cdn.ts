@@ -6,9 +6,9 @@
  */
 import { execFile } from "node:child_process";
 import { Agent, request as httpRequest } from "node:http";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { ROOT, startNodeScript, type Running } from "../../src/node/children.ts";
 import { serveFetch, type Served } from "../../src/node/serve-fetch.ts";
 import { ScriptedOrigin } from "./scripted-origin.ts";
@@ -32,6 +32,10 @@ export interface ControlCdnOptions {
   dns?: boolean;
   /** More `[edge]` lines, given each edge's base URL by name (e.g. `shields`). */
   edge?: (urlOf: (name: string) => string) => string;
+  /** More tables after the common ones (e.g. `[[functions]]`, with absolute module paths). */
+  tables?: string;
+  /** Each edge's cdn.toml in a folder of its own (`<dir>/<name>/`): what it keeps beside it (deployed function versions) is its own. */
+  ownDirs?: boolean;
 }
 
 export interface ControlCdn {
@@ -54,6 +58,8 @@ export interface ControlCdn {
   cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }>;
   /** `npm run fleet -- ARGS --config <the common config>`; its exit status and output. */
   fleet(args: string[]): Promise<{ code: number; stdout: string; stderr: string }>;
+  /** `npm run fn -- ARGS --config <the common config>`; its exit status and output. */
+  fn(args: string[]): Promise<{ code: number; stdout: string; stderr: string }>;
   dns?: { dnsPort: number; dig(...args: string[]): Promise<string[]> };
   stop(): Promise<void>;
 }
@@ -152,14 +158,16 @@ interval_ms = 250
 timeout_ms = 200
 down_after = 2
 up_after = 2
-${edgesToml}`;
+${edgesToml}
+${opts.tables ?? ""}`;
   const config = join(dir, "cdn.toml");
   writeFileSync(config, toml(opts.servers));
   const configOf = (name: string) => {
     const servers = opts.serversFor?.[name];
     const auth = opts.authFor?.[name];
-    if (!servers && !auth) return config;
-    const path = join(dir, `cdn-${name}.toml`);
+    if (!servers && !auth && !opts.ownDirs) return config;
+    const path = opts.ownDirs ? join(dir, name, "cdn.toml") : join(dir, `cdn-${name}.toml`);
+    mkdirSync(dirname(path), { recursive: true });
     writeFileSync(path, toml(servers ?? opts.servers, auth));
     return path;
   };
@@ -203,6 +211,7 @@ ${edgesToml}`;
     },
     cli: (args) => runScript("scripts/purge.ts", ["--config", config, ...args]),
     fleet: (args) => runScript("scripts/fleet.ts", [...args, "--config", config]),
+    fn: (args) => runScript("scripts/fn.ts", [...args, "--config", config]),
     async stop() {
       await Promise.allSettled([...[...edges.keys()].map(stopEdge), dnsNode?.stop()]);
       await served.close();
