@@ -9,8 +9,7 @@
  * by polling its size and time and taken after a sanity check. Listener addresses and ports need a restart.
  */
 import { readFileSync } from "node:fs";
-import { unwatchFile, watchFile } from "node:fs";
-import { readFile } from "node:fs/promises";
+import { readFile, stat } from "node:fs/promises";
 import { hostname } from "node:os";
 import { dirname, resolve } from "node:path";
 import { startAnycast, type RunningAnycast } from "../anycast/host.ts";
@@ -242,19 +241,33 @@ export async function runDnsNode(cli: DnsNodeCli): Promise<void> {
   rt.reload = () => reload("admin call");
   rt.onChallenge = (change) => workers?.send({ type: "challenges", changes: [change] });
 
-  // A changed GeoIP file: reload once its size and time have stopped changing, with the sanity check.
-  let watched: string[] = [];
+  // A changed GeoIP file: reload once its size and time have stopped changing, with the sanity check. Each poll
+  // compares the file on disk with the one loaded (not with the last poll: a file replaced while a reload ran is
+  // still a change), and a version already tried (refused) is not tried again until it changes.
+  let geoPoll: ReturnType<typeof setInterval> | undefined;
   let geoTimer: ReturnType<typeof setTimeout> | undefined;
   function watchGeoIp() {
-    for (const p of watched) unwatchFile(p);
+    clearInterval(geoPoll);
     const every = state.config.geoip.watch_interval_ms;
-    watched = every > 0 && !state.geo.embedded ? state.geo.files.map((f) => f.path) : [];
-    for (const p of watched)
-      watchFile(p, { interval: every, persistent: false }, (cur, prev) => {
-        if (cur.mtimeMs === prev.mtimeMs && cur.size === prev.size) return;
-        clearTimeout(geoTimer);
-        geoTimer = setTimeout(() => void reload(`GeoIP file ${p} changed`, { configText: state.configText, strictGeo: true }), every);
-      });
+    if (every <= 0 || state.geo.embedded) return;
+    const tried = new Map<string, string>();
+    const poll = () => {
+      for (const loaded of state.geo.files) {
+        void stat(loaded.path).then(
+          (cur) => {
+            const seen = `${cur.mtimeMs} ${cur.size}`;
+            if ((cur.mtimeMs === loaded.mtimeMs && cur.size === loaded.size) || tried.get(loaded.path) === seen) return;
+            tried.set(loaded.path, seen); // a file still being written changes again, and restarts the wait
+            clearTimeout(geoTimer);
+            geoTimer = setTimeout(() => void reload(`GeoIP file ${loaded.path} changed`, { configText: state.configText, strictGeo: true }), every);
+          },
+          () => undefined, // missing for a moment (a replace in two steps): the next poll sees it
+        );
+      }
+    };
+    geoPoll = setInterval(poll, every);
+    geoPoll.unref();
+    poll();
   }
   watchGeoIp();
 
@@ -267,7 +280,8 @@ export async function runDnsNode(cli: DnsNodeCli): Promise<void> {
     stopProbes();
     await heartbeats?.stop();
     workers?.stop();
-    for (const p of watched) unwatchFile(p);
+    clearInterval(geoPoll);
+    clearTimeout(geoTimer);
     await host.close();
     await anycast?.stop();
     process.exit(0);

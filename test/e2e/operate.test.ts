@@ -174,7 +174,7 @@ describe("metrics, logs and trace", () => {
     expect(line).toBeDefined();
     const entry = JSON.parse(line!.slice(line!.indexOf("{")));
     expect(Object.keys(entry).sort()).toEqual(
-      ["bytes", "cache_status", "client", "duration_ms", "edge", "host", "method", "origin_ms", "origin_status", "path", "status", "time"].sort(),
+      ["bytes", "cache_status", "client", "duration_ms", "edge", "host", "method", "origin_ms", "origin_status", "path", "shield", "status", "time"].sort(),
     );
     expect(entry).toMatchObject({ edge: "a", client: "127.0.0.1", method: "GET", status: 200, cache_status: "MISS", origin_status: 200 });
   });
