@@ -10,15 +10,14 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { NATS_USER, startControlCdn, until, type ControlCdn } from "../support/control-cdn.ts";
-import { startTestNats, type TestNats } from "../support/nats.ts";
-import { startTcpProxy, type TcpProxy } from "../support/tcp-proxy.ts";
+import { until, type ControlCdn } from "../support/control-cdn.ts";
+import { startCutOffCdn, type CutOffCdn } from "../support/cut-off-cdn.ts";
+import type { TcpProxy } from "../support/tcp-proxy.ts";
 
 const EDGES = ["eu-lon", "na-sea", "as-pek"];
-let natsDir: string;
 let modules: string;
-let nats: TestNats;
 let cdn: ControlCdn;
+let setup: CutOffCdn;
 let proxy: TcpProxy;
 
 /** A Worker answering `word` (each version of the function a file of its own). */
@@ -40,25 +39,18 @@ async function storedAt(version: string): Promise<number> {
 }
 
 beforeAll(async () => {
-  natsDir = mkdtempSync(join(tmpdir(), "parrot-nats-"));
   modules = mkdtempSync(join(tmpdir(), "parrot-fn-modules-"));
-  nats = await startTestNats(natsDir, NATS_USER);
-  proxy = await startTcpProxy(nats.options.port);
-  cdn = await startControlCdn({
+  setup = await startCutOffCdn("na-sea", {
     edges: EDGES,
-    servers: [nats.url],
-    serversFor: { "na-sea": [`nats://127.0.0.1:${proxy.port}`] },
     control: "catch_up_timeout_ms = 5000",
     ownDirs: true,
     tables: `[[functions]]\nid = "www"\nhosts = ["www.example.org"]\npath = "/fn/"\nmodule = "${worker("module")}"\n`,
   });
+  ({ proxy, cdn } = setup);
 }, 180_000);
 
 afterAll(async () => {
-  await cdn?.stop();
-  await proxy?.close();
-  await nats?.stop();
-  rmSync(natsDir, { recursive: true, force: true });
+  await setup?.stop();
   if (modules) rmSync(modules, { recursive: true, force: true });
 });
 

@@ -5,40 +5,31 @@
  * when they resume; with NATS down for everyone (the DNS node cannot hear anyone) the probes alone decide: every box
  * stays, and a box that stops answering its probes still leaves.
  */
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { NATS_USER, startControlCdn, until, type ControlCdn } from "../support/control-cdn.ts";
-import { startTestNats, type TestNats } from "../support/nats.ts";
-import { startTcpProxy, type TcpProxy } from "../support/tcp-proxy.ts";
+import { until, type ControlCdn } from "../support/control-cdn.ts";
+import type { TestNats } from "../support/nats.ts";
+import { startCutOffCdn, type CutOffCdn } from "../support/cut-off-cdn.ts";
+import type { TcpProxy } from "../support/tcp-proxy.ts";
 
 const EDGES = ["eu-lon", "na-sea", "as-pek"];
 const CUT = "as-pek";
 const ADDRESS = { "eu-lon": "127.0.0.2", "na-sea": "127.0.0.3", "as-pek": "127.0.0.4" } as const;
-let natsDir: string;
 let nats: TestNats;
 let proxy: TcpProxy;
 let cdn: ControlCdn;
+let setup: CutOffCdn;
 
 beforeAll(async () => {
-  natsDir = mkdtempSync(join(tmpdir(), "parrot-nats-"));
-  nats = await startTestNats(natsDir, NATS_USER);
-  proxy = await startTcpProxy(nats.options.port);
-  cdn = await startControlCdn({
+  setup = await startCutOffCdn(CUT, {
     edges: EDGES,
-    servers: [nats.url],
-    serversFor: { [CUT]: [`nats://127.0.0.1:${proxy.port}`] },
     control: "catch_up_timeout_ms = 3000\npresence_interval_ms = 500",
     dns: true,
   });
+  ({ nats, proxy, cdn } = setup);
 }, 180_000);
 
 afterAll(async () => {
-  await cdn?.stop();
-  await proxy?.close();
-  await nats?.stop();
-  rmSync(natsDir, { recursive: true, force: true });
+  await setup?.stop();
 });
 
 const director = async () => (await cdn.dns!.dig("director.geo.example.org", "A")).sort();

@@ -5,39 +5,28 @@
  * catches up when the connection returns, and an edge that starts while cut off never answers a HIT from entries it
  * stored before (it revalidates them) until it has caught up.
  */
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { NATS_USER, SITE, startControlCdn, TOKEN, until, type ControlCdn } from "../support/control-cdn.ts";
-import { startTestNats, type TestNats } from "../support/nats.ts";
-import { startTcpProxy, type TcpProxy } from "../support/tcp-proxy.ts";
+import { SITE, TOKEN, until, type ControlCdn } from "../support/control-cdn.ts";
+import { startCutOffCdn, type CutOffCdn } from "../support/cut-off-cdn.ts";
+import type { TcpProxy } from "../support/tcp-proxy.ts";
 
 const EDGES = ["eu-lon", "na-sea", "as-pek"];
 const CUT = "as-pek";
 const LEASE_MS = 3000;
-let natsDir: string;
-let nats: TestNats;
 let proxy: TcpProxy;
 let cdn: ControlCdn;
+let setup: CutOffCdn;
 
 beforeAll(async () => {
-  natsDir = mkdtempSync(join(tmpdir(), "parrot-nats-"));
-  nats = await startTestNats(natsDir, NATS_USER);
-  proxy = await startTcpProxy(nats.options.port);
-  cdn = await startControlCdn({
+  setup = await startCutOffCdn(CUT, {
     edges: EDGES,
-    servers: [nats.url],
-    serversFor: { [CUT]: [`nats://127.0.0.1:${proxy.port}`] },
     control: `catch_up_timeout_ms = 3000\nlease_ms = ${LEASE_MS}`,
   });
+  ({ proxy, cdn } = setup);
 }, 180_000);
 
 afterAll(async () => {
-  await cdn?.stop();
-  await proxy?.close();
-  await nats?.stop();
-  rmSync(natsDir, { recursive: true, force: true });
+  await setup?.stop();
 });
 
 function serve(path: string, v: string) {

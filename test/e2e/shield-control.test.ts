@@ -5,38 +5,27 @@
  * origin. Three bare workerd boxes on one config (the shield is one of them: it fills from the origin itself); the
  * shield reaches NATS through a proxy the test cuts silently, so it stays trusted (long lease) but lags.
  */
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { NATS_USER, SITE, startControlCdn, TOKEN, until, type ControlCdn } from "../support/control-cdn.ts";
-import { startTestNats, type TestNats } from "../support/nats.ts";
-import { startTcpProxy, type TcpProxy } from "../support/tcp-proxy.ts";
+import { SITE, TOKEN, until, type ControlCdn } from "../support/control-cdn.ts";
+import { startCutOffCdn, type CutOffCdn } from "../support/cut-off-cdn.ts";
+import type { TcpProxy } from "../support/tcp-proxy.ts";
 
 const EDGES = ["shield", "eu-lon", "na-sea"];
-let natsDir: string;
-let nats: TestNats;
 let proxy: TcpProxy;
 let cdn: ControlCdn;
+let setup: CutOffCdn;
 
 beforeAll(async () => {
-  natsDir = mkdtempSync(join(tmpdir(), "parrot-nats-"));
-  nats = await startTestNats(natsDir, NATS_USER);
-  proxy = await startTcpProxy(nats.options.port);
-  cdn = await startControlCdn({
+  setup = await startCutOffCdn("shield", {
     edges: EDGES,
-    servers: [nats.url],
-    serversFor: { shield: [`nats://127.0.0.1:${proxy.port}`] },
     control: "lease_ms = 300000",
     edge: (url) => `shields = [ { name = "shield", url = "${url("shield")}" } ]`,
   });
+  ({ proxy, cdn } = setup);
 }, 180_000);
 
 afterAll(async () => {
-  await cdn?.stop();
-  await proxy?.close();
-  await nats?.stop();
-  rmSync(natsDir, { recursive: true, force: true });
+  await setup?.stop();
 });
 
 const health = async (edge: string) => (await fetch(cdn.edgeUrl(edge) + "/.well-known/cdn/health")).headers.get("cdn-control");
