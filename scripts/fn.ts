@@ -124,21 +124,27 @@ if (command === "cf") {
     }
   };
 
+  /** The Worker file named on the command line, bundled and checked to load in workerd (else the command stops). */
+  const deployable = async (fn: Parameters<typeof validateFunction>[1]): Promise<{ entry: string; code: Uint8Array }> => {
+    if (!rest[0]) usage("deploy needs the Worker's file");
+    const entry = resolve(rest[0]);
+    let code: Uint8Array;
+    try {
+      code = await bundleModule(entry);
+    } catch (err) {
+      usage(`${entry} does not bundle: ${(err as Error).message}`);
+    }
+    const problem = await validateFunction(code, fn, wranglerCompat());
+    if (problem) usage(`${entry} does not load in workerd, nothing deployed:\n${problem}`);
+    return { entry, code };
+  };
+
   if (control && (command === "deploy" || command === "rollback")) {
     const fn = fnFor();
     await withBucket(async (kv) => {
       let version: string;
       if (command === "deploy") {
-        if (!rest[0]) usage("deploy needs the Worker's file");
-        const entry = resolve(rest[0]);
-        let code: Uint8Array;
-        try {
-          code = await bundleModule(entry);
-        } catch (err) {
-          usage(`${entry} does not bundle: ${(err as Error).message}`);
-        }
-        const problem = await validateFunction(code, fn, wranglerCompat());
-        if (problem) usage(`${entry} does not load in workerd, nothing deployed:\n${problem}`);
+        const { entry, code } = await deployable(fn);
         try {
           version = (await publishFunction(kv, fn.id, code, entry, by)).version;
         } catch (err) {
@@ -175,16 +181,7 @@ if (command === "cf") {
     });
   } else if (command === "deploy") {
     const fn = fnFor();
-    if (!rest[0]) usage("deploy needs the Worker's file");
-    const entry = resolve(rest[0]);
-    let code: Uint8Array;
-    try {
-      code = await bundleModule(entry);
-    } catch (err) {
-      usage(`${entry} does not bundle: ${(err as Error).message}`);
-    }
-    const problem = await validateFunction(code, fn, wranglerCompat());
-    if (problem) usage(`${entry} does not load in workerd, nothing deployed:\n${problem}`);
+    const { entry, code } = await deployable(fn);
     const v = addVersion(file, fn.id, code, entry);
     console.log(`fn: ${fn.id} ${v.version} (${v.bytes} bytes from ${entry}) is current`);
     reloadBoxes();
