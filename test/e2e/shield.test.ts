@@ -155,12 +155,18 @@ async function startBox(name: string, port: number, toml: string): Promise<Box> 
   return box;
 }
 
+// The waits are long: a slow box is not a failed one. With the defaults, in one loaded full-suite run the origin
+// was asked for one slice twice (1.08 x): a waiter's patience (lock_timeout_ms) or an edge's wait for its shield's
+// answer (origin_timeout_ms) ran out and the designed fallback fetched again (the run did not say which). What those
+// timeouts do is tested by origin-stall.test.ts; a killed shield fails at once (connection refused), without them.
 const common = (name: string) => `[edge]
 name = "${name}"
 origin = "${origin.served.url}"
 access_log = false
 origin_max_fails = 1
 origin_fail_timeout = 60
+lock_timeout_ms = 120000
+origin_timeout_ms = 120000
 ${SLICES}
 `;
 
