@@ -87,6 +87,20 @@ async function open(config: CdnConfig, err: Say): Promise<Session | undefined> {
   }
 }
 
+/** Runs `command` on an open session, closed after it; an error is said as `fleet: …` and exits 1. */
+async function withSession(connectWith: CdnConfig, err: Say, command: (s: Session) => Promise<number>): Promise<number> {
+  const s = await open(connectWith, err);
+  if (!s) return 1;
+  try {
+    return await command(s);
+  } catch (e) {
+    err(`fleet: ${(e as Error).message}`);
+    return 1;
+  } finally {
+    await s.nc.close().catch(() => undefined);
+  }
+}
+
 async function readRollout(kv: FleetKv): Promise<{ revision: number; value: RolloutRecord } | undefined> {
   const e = await kv.get(fleetKeys.rollout);
   return e && { revision: e.revision, value: parseRecord(RolloutSchema, "rollout", e.value) };
@@ -164,9 +178,7 @@ export async function pushCommand(text: string, source: string, connectWith: Cdn
     err((e as Error).message);
     return 2;
   }
-  const s = await open(connectWith, err);
-  if (!s) return 1;
-  try {
+  return withSession(connectWith, err, async (s) => {
     const current = await readRollout(s.kv);
     if (current?.value.stage === "canary") {
       err(`fleet: version ${current.value.version} is in its canary stage (since ${new Date(current.value.at).toISOString()}, by ${current.value.by}): \`fleet rollback\` or \`fleet promote\` it first`);
@@ -242,19 +254,12 @@ export async function pushCommand(text: string, source: string, connectWith: Cdn
       return 1;
     }
     return 0;
-  } catch (e) {
-    err(`fleet: ${(e as Error).message}`);
-    return 1;
-  } finally {
-    await s.nc.close().catch(() => undefined);
-  }
+  });
 }
 
 /** `fleet status`: the rollout record and every box's state. */
 export async function statusCommand(connectWith: CdnConfig, out: Say, err: Say): Promise<number> {
-  const s = await open(connectWith, err);
-  if (!s) return 1;
-  try {
+  return withSession(connectWith, err, async (s) => {
     const rollout = await readRollout(s.kv);
     const statuses = await readStatuses(s.kv);
     if (!rollout) out("rollout: no version pushed yet (every box runs its own file)");
@@ -266,19 +271,12 @@ export async function statusCommand(connectWith: CdnConfig, out: Say, err: Say):
     const { known } = boxesOf(s, connectWith, statuses);
     for (const line of boxLines(known, statuses, rollout?.value, s, connectWith)) out(line);
     return 0;
-  } catch (e) {
-    err(`fleet: ${(e as Error).message}`);
-    return 1;
-  } finally {
-    await s.nc.close().catch(() => undefined);
-  }
+  });
 }
 
 /** `fleet rollback` (every box back to the version before) or `fleet promote` (a canary stage to every box). */
 export async function moveCommand(kind: "rollback" | "promote", connectWith: CdnConfig, timeoutMs: number, out: Say, err: Say): Promise<number> {
-  const s = await open(connectWith, err);
-  if (!s) return 1;
-  try {
+  return withSession(connectWith, err, async (s) => {
     const rollout = await readRollout(s.kv);
     if (!rollout || rollout.value.stage === "rolled-back") {
       err(`fleet: nothing to ${kind}: ${rollout ? `version ${rollout.value.version} is already rolled back` : "no version pushed yet"}`);
@@ -302,10 +300,5 @@ export async function moveCommand(kind: "rollback" | "promote", connectWith: Cdn
     const after = await waitBoxes(s, connectWith, boxes, record, timeoutMs);
     for (const line of boxLines(boxes, after, record, s, connectWith)) out(line);
     return 0;
-  } catch (e) {
-    err(`fleet: ${(e as Error).message}`);
-    return 1;
-  } finally {
-    await s.nc.close().catch(() => undefined);
-  }
+  });
 }
