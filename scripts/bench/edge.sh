@@ -16,7 +16,6 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 SECS=${1:-8}
 . scripts/bench/common.sh
-WORKERD=$PWD/node_modules/workerd/bin/workerd
 P_ORIGIN=$(free_port); P_CONST=$(free_port); P_EDGE=$(free_port); P_DISK=$(free_port); P_NGINX=$(free_port); P_MULTI=$(free_port); P_BIG=$(free_port)
 P_FWD=$(free_port); P_DEF=$(free_port)
 BIG=$((1000 * 1000 * 1000))
@@ -43,30 +42,14 @@ cat > "$T/const.js" <<'JS'
 const k1 = new Uint8Array(1024).fill(120), k100 = new Uint8Array(102400).fill(120);
 export default { fetch(req) { const b = new URL(req.url).pathname.includes("102400") ? k100 : k1; return new Response(b, { headers: { "content-type": "application/octet-stream", "cache-control": "max-age=3600" } }); } };
 JS
-DATE=$(sed -n 's/^compatibility_date *= *"\(.*\)"/\1/p' wrangler.toml)
-cat > "$T/const.capnp" <<CAPNP
-using Workerd = import "/workerd/workerd.capnp";
-const config :Workerd.Config = (
-  services = [(name = "main", worker = (modules = [(name = "const.js", esModule = embed "const.js")], compatibilityDate = "$DATE"))],
-  sockets = [(name = "http", address = "127.0.0.1:$P_CONST", http = (), service = "main")],
-);
-CAPNP
-(cd "$T" && exec taskset -c 0 "$WORKERD" serve const.capnp) & PIDS+=($!)
+serve_worker const "$P_CONST"
 wait_http "http://127.0.0.1:$P_CONST/"
 
 # --- a workerd worker that only forwards to the origin (server core): the MISS ceiling ------------------------------
 cat > "$T/fwd.js" <<JS
 export default { fetch(req) { const u = new URL(req.url); return fetch("http://127.0.0.1:$P_ORIGIN" + u.pathname + u.search); } };
 JS
-cat > "$T/fwd.capnp" <<CAPNP
-using Workerd = import "/workerd/workerd.capnp";
-const config :Workerd.Config = (
-  services = [(name = "main", worker = (modules = [(name = "fwd.js", esModule = embed "fwd.js")], compatibilityDate = "$DATE", globalOutbound = "net")),
-              (name = "net", network = (allow = ["public", "private"]))],
-  sockets = [(name = "http", address = "127.0.0.1:$P_FWD", http = (), service = "main")],
-);
-CAPNP
-(cd "$T" && exec taskset -c 0 "$WORKERD" serve fwd.capnp) & PIDS+=($!)
+serve_worker fwd "$P_FWD" net
 wait_http "http://127.0.0.1:$P_FWD/obj/1"
 
 # --- the edge, twice: hot tier on (default) and off (every HIT read from the disk store) ---------------------------

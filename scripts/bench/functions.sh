@@ -13,9 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 SECS=${1:-8}
 . scripts/bench/common.sh
-WORKERD=$PWD/node_modules/workerd/bin/workerd
 P_ORIGIN=$(free_port); P_EDGE=$(free_port); P_CONST=$(free_port)
-DATE=$(sed -n 's/^compatibility_date *= *"\(.*\)"/\1/p' wrangler.toml)
 
 cat > "$T/origin.mjs" <<'JS'
 import http from "node:http";
@@ -32,14 +30,7 @@ export default { fetch() { return new Response(k1, { headers: { "content-type": 
 JS
 cp "$T/const.js" "$T/self.js"
 echo 'export default { fetch(request) { return fetch(request); } };' > "$T/pass.js"
-cat > "$T/const.capnp" <<CAPNP
-using Workerd = import "/workerd/workerd.capnp";
-const config :Workerd.Config = (
-  services = [(name = "main", worker = (modules = [(name = "const.js", esModule = embed "const.js")], compatibilityDate = "$DATE"))],
-  sockets = [(name = "http", address = "127.0.0.1:$P_CONST", http = (), service = "main")],
-);
-CAPNP
-(cd "$T" && exec taskset -c 0 "$WORKERD" serve const.capnp) & PIDS+=($!)
+serve_worker const "$P_CONST"
 wait_http "http://127.0.0.1:$P_CONST/"
 
 cat > "$T/cdn.toml" <<TOML
