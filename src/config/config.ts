@@ -12,6 +12,7 @@ import { ControlSchema } from "./control-schema.ts";
 import { FrontDoorTables } from "./sites-schema.ts";
 import { MirrorListSchema, RedirectorSchema } from "./redirector-schema.ts";
 import { FunctionsTables } from "./functions-schema.ts";
+import { PrivacySchema } from "./privacy-schema.ts";
 
 export const CdnConfigSchema = z
   .object({
@@ -25,6 +26,7 @@ export const CdnConfigSchema = z
     control: ControlSchema.optional(),
     mirrors: MirrorListSchema,
     redirector: RedirectorSchema.optional(),
+    privacy: PrivacySchema.prefault({}),
     ...FrontDoorTables,
     ...FunctionsTables,
   })

@@ -127,6 +127,28 @@ describe("the director under edge health", () => {
 });
 
 describe("observing queries", () => {
+  it("writes full addresses only when [privacy] asks, and an ECS /32 as its /24 otherwise", () => {
+    const ecs32 = (id: number) =>
+      dnsPacket.encode({
+        type: "query",
+        id,
+        questions: [{ name: "director.geo.example.org", type: "A" }],
+        additionals: [{ name: ".", type: "OPT", udpPayloadSize: 1232, flags: 0, options: [{ code: 8, ip: "89.160.20.113", sourcePrefixLength: 32, scopePrefixLength: 0 }] } as never],
+      });
+    const truncated = node();
+    answerWire(ecs32(1), parseIp(LONDON), truncated.server, "doh");
+    expect(JSON.parse(truncated.lines[0]!)).toMatchObject({ client: "81.2.69.0/24", ecs: "89.160.20.0/24" });
+    const full = node(TOML + '\n[privacy]\nclient_addresses = "full"\n');
+    answerWire(ecs32(2), parseIp(LONDON), full.server, "doh");
+    expect(JSON.parse(full.lines[0]!)).toMatchObject({ client: LONDON, ecs: "89.160.20.113/32" });
+    const hashed = node(TOML + '\n[privacy]\nclient_addresses = "hash"\n');
+    answerWire(ecs32(3), parseIp(LONDON), hashed.server, "doh");
+    const line = JSON.parse(hashed.lines[0]!) as { client: string; ecs: string };
+    expect(line.client).toMatch(/^h[0-9a-f]{16}$/);
+    expect(hashed.lines[0]).not.toContain("81.2.69");
+    expect(line.ecs).toMatch(/^h[0-9a-f]{16}\/32$/);
+  });
+
   it("logs one JSON line per query with every field", async () => {
     const n = node();
     ask(n.server, LONDON, "A", "tcp");
@@ -138,8 +160,9 @@ describe("observing queries", () => {
     });
     answerWire(q, parseIp("127.0.0.1"), n.server, "doh");
     const [a, b] = n.lines.map((l) => JSON.parse(l));
-    expect(a).toMatchObject({ transport: "tcp", client: LONDON, qname: "director.geo.example.org.", qtype: "A", rcode: "NOERROR", answers: ["gb-lon", "us-sea", "cn-pek"], ecs: null });
-    expect(b).toMatchObject({ transport: "doh", client: "127.0.0.1", qname: "WWW.geo.example.org.", ecs: "89.160.20.0/24" });
+    // [privacy] by default: the client's /24, never the address.
+    expect(a).toMatchObject({ transport: "tcp", client: "81.2.69.0/24", qname: "director.geo.example.org.", qtype: "A", rcode: "NOERROR", answers: ["gb-lon", "us-sea", "cn-pek"], ecs: null });
+    expect(b).toMatchObject({ transport: "doh", client: "127.0.0.0/24", qname: "WWW.geo.example.org.", ecs: "89.160.20.0/24" });
     expect(b.answers[0]).toBe("director.geo.example.org"); // the CNAME, then the edges
     expect([...b.answers.slice(1)].sort()).toEqual(["cn-pek", "gb-lon", "us-sea"]);
     for (const l of [a, b]) {

@@ -6,6 +6,7 @@
  * A reload builds new parts from the new config next to the old ones (`previous`): the observer's counters go on,
  * edge health carries over by edge name (an operator's drain stays; a drain from the config follows the new config).
  */
+import { ClientAddresses, type DailyKey } from "../privacy/client-addresses.ts";
 import type { CdnConfig } from "../config/config.ts";
 import type { HealthConfig } from "../config/dns-schema.ts";
 import type { GeoIp } from "../geoip/geoip.ts";
@@ -59,6 +60,8 @@ export interface DnsNodeOptions {
   onChallenge?: (change: ChallengeChange) => void;
   /** DNSSEC keys for [dns.dnssec] (the host reads them); a signed config without them is refused. */
   keys?: ZoneKey[];
+  /** The key of the day for hashed client addresses in the query log (the host's, shared with its workers). */
+  privacyKey?: DailyKey;
   /** The host's connections closed to make room, per listener (for /metrics). */
   evicted?: () => Record<string, number>;
 }
@@ -80,7 +83,8 @@ export function createDnsNode(config: CdnConfig, o: DnsNodeOptions): DnsNodePart
   );
   if (o.previous) carryHealth(o.previous, monitor, config);
   const write = dns.query_log ? o.write : undefined;
-  const observer = o.previous ? o.previous.observer.withWrite(write) : new DnsObserver({ write });
+  const addresses = new ClientAddresses(config.privacy, o.privacyKey ?? o.previous?.observer.addressKey);
+  const observer = o.previous ? o.previous.observer.withWrite(write, addresses) : new DnsObserver({ write, addresses });
   const server: Server = { zone, geoip: o.geoip, udpSize: dns.max_udp_size, health: monitor, observer, challenges: o.challenges, dnssec };
   const operator = createOperator({ config, server, monitor, observer, node: o.node, fetchImpl, now: o.now, reload: o.reload, onChallenge: o.onChallenge, evicted: o.evicted });
   const doh = createDohHandler(() => server, o.trusted ?? []);

@@ -4,7 +4,7 @@
  * maps keyed by numbers, the log line is concatenated by hand (no object, no JSON.stringify of a whole record), the
  * timestamp text is reused within a millisecond. Runtime-agnostic: the line goes to an injected `write`.
  */
-import { formatIp } from "../net/ip.ts";
+import { ClientAddresses, type DailyKey } from "../privacy/client-addresses.ts";
 import type { Answer, QueryObserver, Transport } from "./answer.ts";
 import { rcodeName, typeName } from "./codes.ts";
 
@@ -39,24 +39,34 @@ export class DnsObserver implements QueryObserver {
   private isoMs = -1;
   private iso = "";
   /** Client address text by bytes object (the Node host hands the same object for the same peer again). */
-  private readonly clientText = new WeakMap<Uint8Array, string>();
+  private clientText = new WeakMap<Uint8Array, string>();
+  /** How the query log writes client addresses and ECS subnets ([privacy]). */
+  private addresses: ClientAddresses;
 
   /**
    * `write`: where query log lines go (undefined: no query log). `clock`: a monotonic clock in ms with sub-ms
    * precision (performance.now); `wallClock`: Date.now.
    */
-  constructor(opts: { write?: (line: string) => void; clock?: () => number; wallClock?: () => number } = {}) {
+  constructor(opts: { write?: (line: string) => void; addresses?: ClientAddresses; clock?: () => number; wallClock?: () => number } = {}) {
     this.write = opts.write;
+    this.addresses = opts.addresses ?? new ClientAddresses({ client_addresses: "truncate", ipv4_prefix: 24, ipv6_prefix: 48 });
     this.timed = !!opts.write;
     this.now = opts.clock ?? (() => performance.now());
     this.wallClock = opts.wallClock ?? Date.now;
   }
 
-  /** The same counters with another query log target (a reload may turn the log on or off). */
-  withWrite(write: ((line: string) => void) | undefined): this {
+  /** The same counters with another query log target and address form (a reload may change either). */
+  withWrite(write: ((line: string) => void) | undefined, addresses: ClientAddresses = this.addresses): this {
     this.write = write;
+    if (addresses !== this.addresses) this.clientText = new WeakMap();
+    this.addresses = addresses;
     this.timed = !!write;
     return this;
+  }
+
+  /** The hashing key in use, for the parts a reload builds. */
+  get addressKey(): DailyKey {
+    return this.addresses.key;
   }
 
   clock(): number {
@@ -84,7 +94,7 @@ export class DnsObserver implements QueryObserver {
     let answers = "";
     if (a.records) for (const r of a.records) answers += (answers ? "," : "") + JSON.stringify(r);
     if (a.edges) for (const e of a.edges) answers += (answers ? ',"' : '"') + e.name + '"'; // names are [A-Za-z0-9._-]
-    const ecs = a.ecs ? `"${formatIp(a.ecs.address)}/${a.ecs.source}"` : "null";
+    const ecs = a.ecs ? `"${this.addresses.subnet(a.ecs.address, a.ecs.source)}"` : "null";
     return (
       `{"time":"${this.iso}","transport":"${transport}","client":${client ? `"${this.clientIp(client)}"` : "null"},` +
       `"qname":${JSON.stringify(qname)},"qtype":"${typeName(a.qtype)}","rcode":"${rcodeName(a.rcode)}",` +
@@ -93,8 +103,9 @@ export class DnsObserver implements QueryObserver {
   }
 
   private clientIp(b: Uint8Array): string {
+    if (this.addresses.mode === "hash") return this.addresses.bytes(b); // the key changes at midnight: not kept
     let t = this.clientText.get(b);
-    if (t === undefined) this.clientText.set(b, (t = formatIp(b)));
+    if (t === undefined) this.clientText.set(b, (t = this.addresses.bytes(b)));
     return t;
   }
 

@@ -25,6 +25,7 @@ import type { GeoInfo } from "../geoip/types.ts";
 export const CONTROL_HEADER = "cdn-control";
 import type { StoreLogSequence } from "./shared-log.ts";
 import type { EntryStore } from "./store.ts";
+import { ClientAddresses, type DailyKey } from "../privacy/client-addresses.ts";
 
 export interface EdgeAppOptions {
   config: CdnConfig;
@@ -50,6 +51,8 @@ export interface EdgeAppOptions {
   geoInfo?: (ip: string) => GeoInfo | undefined;
   /** The digest of the config text this app was built from (`cdn-config` on the health answer: the fleet rollout's check). */
   configDigest?: string;
+  /** The key of the day for hashed client addresses (the box host's, so that its processes agree); else a new one. */
+  privacyKey?: DailyKey;
 }
 
 /** The edge for one isolate: `fetch` answers every request (the CDN's own paths first, then the cache). */
@@ -60,10 +63,10 @@ export interface EdgeApp {
 }
 
 /** Builds the edge application for one isolate. */
-export function createEdgeApp({ config, store, fetch: fetchImpl = (i, init) => fetch(i, init), now, locate = () => undefined, log, locks, peers, logSequence, stats, control, bootId, configDigest, functions, geoInfo = () => undefined }: EdgeAppOptions): EdgeApp {
+export function createEdgeApp({ config, store, fetch: fetchImpl = (i, init) => fetch(i, init), now, locate = () => undefined, log, locks, peers, logSequence, stats, control, bootId, configDigest, functions, geoInfo = () => undefined, privacyKey }: EdgeAppOptions): EdgeApp {
   const edge = config.edge;
   if (!edge) throw new Error("cdn.toml has no [edge] table: this worker has no origin to serve");
-  const observer = new EdgeObserver(edge.name, edge.access_log, log);
+  const observer = new EdgeObserver(edge.name, edge.access_log, new ClientAddresses(config.privacy, privacyKey), log);
   const shields = new ShieldPool(edge, now);
   const origin = observer.wrapOrigin(
     originFetcher(edge, fetchImpl, undefined, {

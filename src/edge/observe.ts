@@ -7,6 +7,7 @@ import { Registry } from "../metrics/registry.ts";
 import type { OriginRequest, ShieldEvent } from "./origin.ts";
 import type { StoreStats } from "../contracts/store.ts";
 import type { Delivered } from "./deliver.ts";
+import type { ClientAddresses } from "../privacy/client-addresses.ts";
 
 /** The store process's stats and this isolate's hot tier, for the metrics (bare workerd only). */
 export interface EdgeStoreStats {
@@ -25,12 +26,15 @@ export class EdgeObserver {
   private readonly shieldOf = new WeakMap<Request, string>();
   private readonly edgeName: string;
   private readonly accessLog: boolean;
+  /** How the access log writes client addresses ([privacy]). */
+  private readonly addresses: ClientAddresses;
   private readonly lines: BatchedLines;
   /** Last absolute value seen of each counter that is read from elsewhere (store stats, hot tier). */
   private readonly seen = new Map<string, number>();
 
-  constructor(edgeName: string, accessLog: boolean, log: (line: string) => void = (l) => console.log(l)) {
+  constructor(edgeName: string, accessLog: boolean, addresses: ClientAddresses, log: (line: string) => void = (l) => console.log(l)) {
     this.edgeName = edgeName;
+    this.addresses = addresses;
     this.accessLog = accessLog;
     this.lines = new BatchedLines(log);
     this.metrics.onCollect(() => {
@@ -132,7 +136,7 @@ export class EdgeObserver {
       JSON.stringify({
         time: new Date(started).toISOString(),
         edge: this.edgeName,
-        client: client.clientIp ?? null,
+        client: client.clientIp === undefined ? null : this.addresses.text(client.clientIp),
         method: request.method,
         host: url.host,
         path: url.pathname + url.search,

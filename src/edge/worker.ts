@@ -10,6 +10,7 @@ import { createGeoIp, type GeoIp } from "../geoip/geoip.ts";
 import { openGeoBytes } from "../geoip/open.ts";
 import type { GeoInfo } from "../geoip/types.ts";
 import { storeLocks, storePeers, storeStats } from "../store/client.ts";
+import { DailyKey } from "../privacy/client-addresses.ts";
 
 export interface Env {
   /** cdn.toml's text; empty means the embedded default. */
@@ -28,6 +29,8 @@ export interface Env {
   /** With [control]: the box's control agent (its unix socket) and this box start's id (src/control/boot.ts). */
   CONTROL?: Fetcher;
   BOOT_ID?: string;
+  /** Bare workerd: the box host's key of the day for hashed client addresses (its environment, never a file). */
+  PRIVACY_KEY?: string | null;
 }
 
 /** `GB London (ENG) AS29518`: what the GeoIP knows, most general first; undefined when nothing. */
@@ -53,6 +56,8 @@ let built: { text: string; app: ReturnType<typeof createEdgeApp> } | { text: str
 let hot: { key: string; tier: HotTier } | undefined;
 /** The purge log's sequence the store's answers carry (several processes: see StoreLogSequence). */
 const logSequence = new StoreLogSequence();
+/** One key per isolate: the host's when it gave one (every process of the box then agrees), else a new one. */
+let privacyKey: DailyKey | undefined;
 
 function appFor(env: Env, text: string) {
   if (built?.text !== text) {
@@ -93,6 +98,7 @@ function appFor(env: Env, text: string) {
           geoInfo: geo ? (ip) => geo.lookup(ip)?.info : undefined,
           bootId: env.BOOT_ID,
           configDigest: configDigest(text),
+          privacyKey: (privacyKey ??= (env.PRIVACY_KEY && DailyKey.parse(env.PRIVACY_KEY)) || DailyKey.fresh()),
           locate: geo
             ? (ip) => {
                 const found = geo.lookup(ip);

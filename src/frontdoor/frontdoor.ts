@@ -7,6 +7,8 @@
  *   cdn.toml → plan.ts → certificates (certificates.ts: files, local CA, ACME) → haproxy-config.ts → terminator.ts
  *   metrics, logs: observe.ts; operator endpoints: admin.ts; ACME: acme-issuer.ts + dns-challenge.ts
  */
+import { ClientAddresses } from "../privacy/client-addresses.ts";
+import { hostPrivacyKey } from "../node/privacy-key.ts";
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync, chmodSync } from "node:fs";
 import { createServer, type AddressInfo, type Server } from "node:net";
 import { get as httpGet } from "node:http";
@@ -151,7 +153,7 @@ export async function startFrontDoor(opts: FrontDoorOptions): Promise<RunningFro
   const plan = planFrontDoor(opts.config);
   const door = plan.door;
   const log = opts.log ?? ((line: string) => process.stdout.write(line + "\n"));
-  const observer = new FrontDoorObserver(opts.config.edge?.name ?? "edge", log);
+  const observer = new FrontDoorObserver(opts.config.edge?.name ?? "edge", new ClientAddresses(opts.config.privacy, hostPrivacyKey()), log);
 
   mkdirSync(opts.runDir, { recursive: true, mode: 0o700 });
   chmodSync(opts.runDir, 0o700);

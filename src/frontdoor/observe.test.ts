@@ -3,6 +3,8 @@ import parsePrometheusTextFormat from "parse-prometheus-text-format";
 import { describe, expect, it } from "vitest";
 import { parseStat, parseTable } from "./haproxy-runtime.ts";
 import { FrontDoorObserver, parseTerminatorLog } from "./observe.ts";
+import { ClientAddresses } from "../privacy/client-addresses.ts";
+import { parseConfig } from "../config/config.ts";
 
 describe("the terminator's output", () => {
   it("parses its JSON log lines of limited and banned requests", () => {
@@ -40,7 +42,7 @@ describe("the front door's metrics and logs", () => {
   it("counts limited requests, bans and certificates, and logs each as a JSON line", () => {
     const out: string[] = [];
     let now = Date.UTC(2026, 0, 1);
-    const o = new FrontDoorObserver("eu-lon", (l) => out.push(l), () => now);
+    const o = new FrontDoorObserver("eu-lon", new ClientAddresses(parseConfig("").privacy), (l) => out.push(l), () => now);
     o.terminatorLine('{"client":"127.0.0.10","host":"a.example","path":"\\/","status":429,"action":"limited","limit":"a","ban":"-"}');
     o.terminatorLine('{"client":"127.0.0.10","host":"a.example","path":"\\/","status":429,"action":"limited","limit":"a","ban":"1"}');
     o.terminatorLine("[WARNING]  (9) : Proxy public stopped");
@@ -68,9 +70,9 @@ describe("the front door's metrics and logs", () => {
     const events = out.filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(families.parrot_frontdoor_flooding_connections_total![0]!.value).toBe("1");
     expect(events.map((e) => e.event)).toEqual(["limited", "limited", "flooding", "certificate", "acme-failed", "ban"]);
-    expect(events[1]).toMatchObject({ time: "2026-01-01T00:00:00.000Z", edge: "eu-lon", source: "frontdoor", client: "127.0.0.10", status: 429, ban_started: true });
+    expect(events[1]).toMatchObject({ time: "2026-01-01T00:00:00.000Z", edge: "eu-lon", source: "frontdoor", client: "127.0.0.0/24", status: 429, ban_started: true });
     expect(events[4]).toMatchObject({ site: "a.example", error: "DNS node down", retry_at: "2026-01-01T00:05:00.000Z" });
-    expect(events[5]).toMatchObject({ client: "127.0.0.10", until: new Date((start + 600) * 1000).toISOString() });
+    expect(events[5]).toMatchObject({ client: "127.0.0.0/24", until: new Date((start + 600) * 1000).toISOString() });
     expect(out).toContain("haproxy: [WARNING]  (9) : Proxy public stopped");
     now += 600_000; // the ban is over
     o.bans([{ key: "127.0.0.10", expiresMs: 1, data: { gpc0: 7, gpt0: start } }], 600);

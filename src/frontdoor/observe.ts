@@ -4,6 +4,7 @@
  * failure). HAProxy logs only limited and banned requests, as JSON lines; they are parsed here, counted and written
  * out again with the time and this edge's name, like the edge's own access log.
  */
+import type { ClientAddresses } from "../privacy/client-addresses.ts";
 import { Registry } from "../metrics/registry.ts";
 import type { CertInfo } from "./cert-store.ts";
 import type { StatRow, TableEntry } from "./haproxy-runtime.ts";
@@ -50,16 +51,24 @@ export class FrontDoorObserver {
   readonly metrics = new Registry();
   private readonly edge: string;
   private readonly write: (line: string) => void;
+  /** How events write client addresses ([privacy]); bans and limits keep using full addresses inside HAProxy. */
+  private readonly addresses: ClientAddresses;
   private readonly now: () => number;
   /** Last absolute value seen of each HAProxy counter (they restart from 0 when HAProxy reloads). */
   private readonly seen = new Map<string, number>();
   /** Bans already reported: client key → ban start (Unix seconds). */
   private readonly bansSeen = new Map<string, number>();
 
-  constructor(edge: string, write: (line: string) => void = (l) => process.stdout.write(l + "\n"), now = () => Date.now()) {
+  constructor(edge: string, addresses: ClientAddresses, write: (line: string) => void = (l) => process.stdout.write(l + "\n"), now = () => Date.now()) {
     this.edge = edge;
+    this.addresses = addresses;
     this.write = write;
     this.now = now;
+  }
+
+  /** A client address or banned prefix (a stick-table key) as the log may show it. */
+  private client(address: string): string {
+    return address ? this.addresses.text(address) : "";
   }
 
   /** Writes one JSON log line. */
@@ -81,7 +90,7 @@ export class FrontDoorObserver {
     } else {
       this.metrics.inc("parrot_frontdoor_flooding_connections_total", "Connections beyond their request bound (connection_requests); later requests refused.");
     }
-    this.event(req.action, { client: req.client, host: req.host, path: req.path, status: req.status, limit: req.limit, ban_started: req.ban || undefined });
+    this.event(req.action, { client: this.client(req.client), host: req.host, path: req.path, status: req.status, limit: req.limit, ban_started: req.ban || undefined });
   }
 
   /** The certificate now served for a site (or none yet). */
@@ -155,7 +164,7 @@ export class FrontDoorObserver {
       if (this.bansSeen.get(e.key) === started) continue;
       this.bansSeen.set(e.key, started);
       this.metrics.inc("parrot_frontdoor_bans_total", "Clients banned after repeated limit hits.");
-      this.event("ban", { client: e.key, strikes: e.data.gpc0, until: new Date((started + banSeconds) * 1000).toISOString() });
+      this.event("ban", { client: this.client(e.key), strikes: e.data.gpc0, until: new Date((started + banSeconds) * 1000).toISOString() });
     }
     for (const [key, started] of this.bansSeen) if (nowS - started >= banSeconds) this.bansSeen.delete(key);
     this.metrics.set("parrot_frontdoor_banned_clients", "Clients (addresses or prefixes) banned now.", {}, active);

@@ -8,6 +8,7 @@
  * PID stays); anything wrong keeps the running node and logs why. A changed GeoIP file (the daily update) is noticed
  * by polling its size and time and taken after a sanity check. Listener addresses and ports need a restart.
  */
+import { hostPrivacyKey } from "./privacy-key.ts";
 import { readFileSync } from "node:fs";
 import { readFile, stat } from "node:fs/promises";
 import { hostname } from "node:os";
@@ -98,6 +99,7 @@ export async function loadState(
     geoip: geo.geoip,
     trusted,
     write: rt.write,
+    privacyKey: hostPrivacyKey(),
     node: hostname(),
     previous: previous?.parts,
     challenges: rt.challenges,

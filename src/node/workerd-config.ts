@@ -10,6 +10,7 @@
  *
  * No `cfBlobHeader` anywhere: on a public socket it would let clients forge `request.cf` (and the client address).
  */
+import { PRIVACY_KEY_ENV } from "./privacy-key.ts";
 import { originsOf, type EdgeConfig } from "../config/edge-schema.ts";
 import { parseIp } from "../net/ip.ts";
 import type { StoreSettings } from "../contracts/store.ts";
@@ -137,6 +138,7 @@ const edgeWorker :Workerd.Worker = (
   compatibilityFlags = ${flags},
   bindings = [
     (name = "CDN_CONFIG", text = ${capnpString(input.configText)}),${input.configDir ? '\n    (name = "CONFIG_DIR", service = "config-dir"),' : ""}
+    (name = "PRIVACY_KEY", fromEnvironment = ${capnpString(PRIVACY_KEY_ENV)}),
     (name = "STORE", service = "store")${remote ? ',\n    (name = "STORE_LOCKS", json = "true")' : ""}${controlBindings}${geo}${fnBindings}
   ],
   globalOutbound = "origin-net",

@@ -10,6 +10,7 @@
  *   to the origin for the rest), and N edge workerds, each on its own SO_REUSEPORT listening socket, so the kernel
  *   spreads connections over them, each under its shell loop.
  */
+import { hostPrivacyKey } from "./privacy-key.ts";
 import type { ChildProcess } from "node:child_process";
 import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { request as httpRequest } from "node:http";
@@ -91,6 +92,7 @@ interface RunDir {
 
 export async function startEdgeWorkerd(opts: WorkerdEdgeOptions): Promise<RunningWorkerdEdge> {
   const file = configFromText(opts.configText, opts.configDir ?? process.cwd());
+  hostPrivacyKey(); // in the environment every workerd of this box inherits (PRIVACY_KEY)
   const run = await prepareRunDir(file, opts);
   const log = opts.log ?? ((line: string) => process.stderr.write(line));
   const host = opts.host ?? "127.0.0.1";

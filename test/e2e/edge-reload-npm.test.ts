@@ -121,4 +121,20 @@ describe("the systemd unit (scripts/systemd-unit.ts)", () => {
       rmSync(unitDir, { recursive: true, force: true });
     }
   }, 90_000);
+
+  it("logs to the parrot-cdn journal namespace, whose settings keep [privacy] log_retention_days in daily files", () => {
+    const unitDir = mkdtempSync(join(tmpdir(), "parrot-unit-"));
+    const unitConfig = join(unitDir, "cdn.toml");
+    writeFileSync(unitConfig, `${toml(a.url)}store_dir = "${join(unitDir, "store")}"\n\n[privacy]\nlog_retention_days = 3\n`);
+    const run = (...more: string[]) => execFileSync(process.execPath, [join(ROOT, "scripts/systemd-unit.ts"), "--config", unitConfig, "--dir", ROOT, ...more], { encoding: "utf8" });
+    try {
+      expect(run()).toMatch(/^LogNamespace=parrot-cdn$/m);
+      const journald = run("--journald");
+      expect(journald).toMatch(/^\[Journal\]$/m);
+      expect(journald).toMatch(/^MaxRetentionSec=3day$/m);
+      expect(journald).toMatch(/^MaxFileSec=1day$/m);
+    } finally {
+      rmSync(unitDir, { recursive: true, force: true });
+    }
+  });
 });

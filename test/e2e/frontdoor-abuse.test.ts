@@ -30,6 +30,9 @@ beforeAll(async () => {
   origin.set("/fresh", { headers: { "content-type": "text/plain", "cache-control": "no-store" }, body: "fresh\n" });
   box = await startEdgeBox(
     `
+# The test tells its clients apart by their loopback addresses in the log events.
+[privacy]
+client_addresses = "full"
 [frontdoor]
 cert_dir = "{dir}/certs"
 allow = ["127.0.0.13"]

@@ -34,6 +34,9 @@ beforeAll(async () => {
   writeFileSync(join(dir, "b.key"), own.keyPem);
   box = await startEdgeBox(
     `
+# The access log must name 127.0.0.11, not the front door's 127.0.0.1: both are in 127.0.0.0/24.
+[privacy]
+client_addresses = "full"
 [admin]
 token = "${TOKEN}"
 [frontdoor]

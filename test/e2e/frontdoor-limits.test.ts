@@ -22,6 +22,9 @@ beforeAll(async () => {
   origin.set("/slow", { headers: { "content-type": "text/plain", "cache-control": "no-store" }, body: "slow\n", delayMs: 3000 });
   box = await startEdgeBox(
     `
+# The test tells its clients apart by their loopback addresses in the log events.
+[privacy]
+client_addresses = "full"
 [admin]
 token = "${TOKEN}"
 [frontdoor]

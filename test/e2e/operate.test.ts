@@ -176,7 +176,8 @@ describe("metrics, logs and trace", () => {
     expect(Object.keys(entry).sort()).toEqual(
       ["bytes", "cache_status", "client", "duration_ms", "edge", "host", "method", "origin_ms", "origin_status", "path", "shield", "status", "time"].sort(),
     );
-    expect(entry).toMatchObject({ edge: "a", client: "127.0.0.1", method: "GET", status: 200, cache_status: "MISS", origin_status: 200 });
+    // [privacy] by default: the client's network, not its address.
+    expect(entry).toMatchObject({ edge: "a", client: "127.0.0.0/24", method: "GET", status: 200, cache_status: "MISS", origin_status: 200 });
   });
 
   it("traces how the edge sees a request", async () => {
