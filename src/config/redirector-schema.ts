@@ -125,6 +125,12 @@ export const RedirectorSchema = z
     scan_timeout_ms: z.number().int().min(100).max(120_000).default(10_000),
     /** Consecutive failed requests that take a mirror out; one good scan round brings it back. */
     max_failures: z.number().int().min(1).max(1000).default(3),
+    /** A folder for the daily statistics (one JSON document per UTC day, today's rewritten every minute); none: in memory only. */
+    stats_dir: z.string().min(1).optional(),
+    /** Days of statistics kept in stats_dir. */
+    stats_days: z.number().int().min(1).max(3660).default(30),
+    /** How DNS nodes reach this redirector (its base URL): their status page shows every mirror's freshness and health. */
+    public_url: baseUrl.optional(),
   })
   .strict()
   .refine((r) => (r.apt_mirrorlist === undefined) === (r.apt_archive === undefined), {

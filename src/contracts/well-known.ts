@@ -10,3 +10,7 @@ export const METRICS_PATH = "/.well-known/cdn/metrics";
 export const TRACE_PATH = "/.well-known/cdn/trace";
 export const ANYCAST_PATH = "/.well-known/cdn/anycast";
 export const CONTROL_PATH = "/.well-known/cdn/control";
+/** The mirror redirector's status document (src/contracts/mirrors-status.ts), read by DNS nodes' status pages. */
+export const MIRRORS_PATH = "/.well-known/cdn/mirrors";
+/** The mirror redirector's daily statistics. */
+export const MIRROR_STATS_PATH = "/.well-known/cdn/mirrors/stats";

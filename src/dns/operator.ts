@@ -15,6 +15,8 @@ import { Registry, PROMETHEUS_CONTENT_TYPE } from "../metrics/registry.ts";
 import { isAuthorized, unauthorized } from "../net/admin-auth.ts";
 import { renderStatusPage, type EdgeStatus, type StatusData } from "../status/page.ts";
 import { tierTopology, type ShieldSeen } from "../status/tiers.ts";
+import { MIRRORS_PATH } from "../contracts/well-known.ts";
+import { parseMirrorsStatus, type MirrorsStatus } from "../contracts/mirrors-status.ts";
 import { serviceSets, type Server, type ServiceSets } from "./answer.ts";
 import { checkChallenge, type ChallengeChange } from "./challenges.ts";
 import type { DnsObserver } from "./observe.ts";
@@ -137,6 +139,26 @@ export function createOperator(o: OperatorOptions): (request: Request) => Promis
     return scraping;
   }
 
+  /** The mirror redirector's status ([redirector] public_url), for the page's mirrors section; requests meanwhile share one read. */
+  const redirectorUrl = o.config.redirector?.public_url;
+  let readingMirrors: Promise<MirrorsStatus | { error: string }> | undefined;
+  function mirrors(): Promise<MirrorsStatus | { error: string }> | undefined {
+    if (!redirectorUrl) return undefined;
+    readingMirrors ??= (async () => {
+      try {
+        const res = await fetchImpl(new URL(MIRRORS_PATH.slice(1), redirectorUrl).href, { signal: AbortSignal.timeout(SCRAPE_TIMEOUT_MS) });
+        if (!res.ok) {
+          await res.body?.cancel();
+          return { error: `the redirector answered ${res.status}` };
+        }
+        return parseMirrorsStatus(await res.json()) ?? { error: "the redirector's answer is not a mirrors status document" };
+      } catch (err) {
+        return { error: `the redirector did not answer: ${(err as Error).message}` };
+      }
+    })().finally(() => void (readingMirrors = undefined));
+    return readingMirrors;
+  }
+
   /** The edges the director may name now (none of a family that answers its fallback addresses). */
   function answering(): { service: ServiceSets; names: Set<string> } {
     const service = serviceSets(o.server);
@@ -145,7 +167,7 @@ export function createOperator(o: OperatorOptions): (request: Request) => Promis
   }
 
   async function status(): Promise<StatusJson> {
-    const figs = await figures();
+    const [figs, mirrorStatus] = await Promise.all([figures(), mirrors()]);
     const { service, names: inAnswers } = answering();
     const answers = o.observer.answerCounts();
     const snapshot = o.monitor.snapshot();
@@ -158,6 +180,7 @@ export function createOperator(o: OperatorOptions): (request: Request) => Promis
       fallback: service.fallback4 || service.fallback6,
       queries: o.observer.totalQueries(),
       shields: tiers.shields,
+      mirrors: mirrorStatus,
       edges: snapshot.map((h) => {
         const site = sites.get(h.name);
         const f = figs.get(h.name) ?? {};

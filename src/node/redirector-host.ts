@@ -12,6 +12,9 @@ import { Redirector } from "../redirector/redirector.ts";
 import { loadConfigFile, readConfigFile } from "./config-file.ts";
 import { loadGeoIp, type LoadedGeoIp } from "./dns-geoip.ts";
 import { serveFetch, type Served } from "./serve-fetch.ts";
+import { StatsFiles } from "./redirector-stats.ts";
+import { MIRROR_STATS_PATH } from "../contracts/well-known.ts";
+import { configPath } from "./config-file.ts";
 
 export const SCAN_PATH = "/.well-known/cdn/scan";
 
@@ -28,11 +31,15 @@ export interface RedirectorHost {
 export async function runRedirector(opts: { configPath: string; port?: number; host?: string; log?: (line: string) => void }): Promise<RedirectorHost> {
   const log = opts.log ?? ((line: string) => process.stdout.write(`${line}\n`));
   let geo: LoadedGeoIp | undefined;
-  const build = async (configPath: string, previous?: Redirector) => {
-    const file = readConfigFile(configPath);
-    if (!file.config.redirector) throw new Error(`${configPath}: no [redirector] table`);
+  let stats: StatsFiles | undefined;
+  const build = async (path: string, previous?: Redirector) => {
+    const file = readConfigFile(path);
+    const cfg = file.config.redirector;
+    if (!cfg) throw new Error(`${path}: no [redirector] table`);
     geo = await loadGeoIp(file.config.geoip, file.dir, { previous: geo, log });
-    const r = new Redirector({ config: file.config, geoip: geo.geoip, log, previous });
+    // The statistics folder is read at start (a reload keeps the running one).
+    stats ??= new StatsFiles(cfg.stats_dir === undefined ? undefined : configPath(file, cfg.stats_dir), cfg.stats_days, log);
+    const r = new Redirector({ config: file.config, geoip: geo.geoip, log, previous, onDay: (finished) => stats!.write(finished) });
     await r.refreshOrigin();
     await r.scanRound();
     return r;
@@ -54,9 +61,11 @@ export async function runRedirector(opts: { configPath: string; port?: number; h
     })().finally(() => (running = undefined)));
 
   const cfg = redirector.cfg;
+  const stopStats = stats!.follow(() => redirector);
   const served = await serveFetch(
     async (request, peer) => {
       const path = new URL(request.url).pathname;
+      if (path === MIRROR_STATS_PATH && (request.method === "GET" || request.method === "HEAD")) return stats!.answer(request, redirector);
       if (path === SCAN_PATH) {
         const token = redirector.config.admin.token;
         if (request.method !== "POST") return new Response("405 POST only\n", { status: 405, headers: { allow: "POST" } });
@@ -96,6 +105,7 @@ export async function runRedirector(opts: { configPath: string; port?: number; h
       closed = true;
       clearTimeout(timer);
       await served.close();
+      stopStats();
     },
   };
 }

@@ -7,7 +7,8 @@
 import type { CdnConfig } from "../config/config.ts";
 import type { MirrorConfig, RedirectorConfig } from "../config/redirector-schema.ts";
 import type { FetchLike } from "../contracts/fetch.ts";
-import { METRICS_PATH, WELL_KNOWN_PREFIX } from "../contracts/well-known.ts";
+import { METRICS_PATH, MIRRORS_PATH, WELL_KNOWN_PREFIX } from "../contracts/well-known.ts";
+import type { MirrorsStatus } from "../contracts/mirrors-status.ts";
 import { globToRegExp, resolvedPath } from "../cache/rules.ts";
 import { continentOf } from "../geoip/countries.ts";
 import type { GeoIp } from "../geoip/geoip.ts";
@@ -20,9 +21,9 @@ import { Catalog } from "./catalog.ts";
 import { Chooser, type ClientLocation } from "./choose.ts";
 import { MirrorState, type MirrorLocation } from "./mirror-state.ts";
 import { bounded, readOriginFiles, scanMirror, urlFor } from "./scan.ts";
+import { DailyStats, type DayReport, type Outcome } from "./stats.ts";
 
-/** The redirector's status document. */
-export const MIRRORS_PATH = "/.well-known/cdn/mirrors";
+export { MIRRORS_PATH } from "../contracts/well-known.ts";
 
 export interface RedirectorOptions {
   config: CdnConfig;
@@ -35,6 +36,8 @@ export interface RedirectorOptions {
    * unchanged, carry over, so a reload does not send every download to the CDN until the mirrors are scanned again.
    */
   previous?: Redirector;
+  /** Given the finished day's statistics when a new day's first request comes (the host writes them). */
+  onDay?: (report: DayReport) => void;
 }
 
 /** A mirror's location: its configured coordinates and country, else what the GeoIP data says of its address. */
@@ -58,11 +61,14 @@ export class Redirector {
   readonly mirrors: MirrorState[];
   readonly chooser: Chooser;
   readonly metrics = new Registry();
+  /** Requests by file, mirror, country and CDN reason for the day (kept across a reload). */
+  readonly stats: DailyStats;
   readonly config: CdnConfig;
   private readonly geoip?: GeoIp;
   private readonly fetchImpl: FetchLike;
   private readonly now: () => number;
   private readonly log: (line: string) => void;
+  private readonly onDay?: (report: DayReport) => void;
   private readonly answers: RegExp[];
   private readonly never: RegExp[];
   private readonly networks: { cidr: Cidr; locateAs: string }[];
@@ -72,7 +78,7 @@ export class Redirector {
   originReadAt?: number;
   originError?: string;
 
-  constructor({ config, geoip, fetch: fetchImpl = (i, init) => fetch(i, init), now = Date.now, log = () => {}, previous }: RedirectorOptions) {
+  constructor({ config, geoip, fetch: fetchImpl = (i, init) => fetch(i, init), now = Date.now, log = () => {}, previous, onDay }: RedirectorOptions) {
     if (!config.redirector) throw new Error("cdn.toml has no [redirector] table");
     this.config = config;
     this.cfg = config.redirector;
@@ -80,6 +86,8 @@ export class Redirector {
     this.fetchImpl = fetchImpl;
     this.now = now;
     this.log = log;
+    this.onDay = onDay;
+    this.stats = previous?.stats ?? new DailyStats(now);
     this.catalog = previous?.catalog ?? new Catalog();
     this.mirrors = config.mirrors.map((m, i) => new MirrorState(m, i, mirrorLocation(m, geoip)));
     for (const m of this.mirrors) {
@@ -172,11 +180,13 @@ export class Redirector {
         .filter((r) => r.mirror.usable(this.cfg.max_failures) && r.mirror.carriesPath(probe) && !r.mirror.hasWrongUnder(archive, this.catalog))
         .slice(0, this.cfg.alternatives);
       this.metrics.inc("parrot_redirector_apt_lists_total", "apt mirror lists served, by client country.", { country });
+      this.count("apt-list", { country });
       return aptMirrorListAnswer(archive, ranked, this.cfg.cdn);
     }
     if (!this.answers.some((re) => re.test(path))) return new Response("404 not a path the redirector answers for\n", { status: 404, headers: { "content-type": "text/plain; charset=utf-8" } });
     if (this.never.some((re) => re.test(path))) {
       this.metrics.inc("parrot_redirector_cdn_total", "Requests served by the CDN itself, by reason and client country.", { reason: "never-redirect", country });
+      this.count("cdn", { reason: "never-redirect", country });
       return this.proxy(request, urlFor(this.cfg.cdn, path) + url.search);
     }
     const file = this.catalog.get(path);
@@ -190,15 +200,24 @@ export class Redirector {
     const wantsMetalink = params.has("metalink") || (request.headers.get("accept") ?? "").includes(METALINK_TYPE);
     if (wantsMetalink && file && file.size !== undefined) {
       this.metrics.inc("parrot_redirector_metalinks_total", "Metalink documents served, by client country.", { country });
+      this.count("metalink", { path, listed: true, country });
       return metalinkAnswer(path, file, chosen, this.cfg.cdn, this.now());
     }
     if (!chosen.length) {
       const reason = !file ? "not-listed" : "no-mirror-has-it";
       this.metrics.inc("parrot_redirector_cdn_total", "Requests served by the CDN itself, by reason and client country.", { reason, country });
+      this.count("cdn", { path, listed: !!file, reason, country });
       return cdnAnswer(path, url.search, file, this.cfg.cdn, reason);
     }
     this.metrics.inc("parrot_redirector_redirects_total", "Clients sent to a mirror, by mirror and client country.", { mirror: chosen[0]!.mirror.config.name, country });
+    this.count("mirror", { path, listed: true, mirror: chosen[0]!.mirror.config.name, country });
     return redirectAnswer(path, file!, chosen, this.cfg.cdn);
+  }
+
+  /** Counts a request in the day's statistics; the first request of a new day hands the finished one to the host. */
+  private count(outcome: Outcome, o: Parameters<DailyStats["record"]>[1]) {
+    const finished = this.stats.record(outcome, o);
+    if (finished) this.onDay?.(finished);
   }
 
   /** A path the CDN serves through the redirector (signed indexes): fetched from the CDN, streamed as it comes. */
@@ -231,7 +250,7 @@ export class Redirector {
   }
 
   /** Every mirror's freshness and health (the status document; the host logs it too). */
-  status() {
+  status(): MirrorsStatus & { mirrors: Array<MirrorsStatus["mirrors"][number] & MirrorLocation> } {
     return {
       files: this.catalog.files.filter((f) => f.listed).length,
       origin: { read: this.originReadAt ? new Date(this.originReadAt).toISOString() : undefined, error: this.originError },

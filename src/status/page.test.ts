@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { renderStatusPage } from "./page.ts";
 import { tierTopology } from "./tiers.ts";
+import { parseMirrorsStatus } from "../contracts/mirrors-status.ts";
 
 describe("status page", () => {
   it("says when the director answers its fallback addresses", () => {
@@ -69,5 +70,31 @@ describe("status page", () => {
     expect(html).toContain('data-shield="eu-lon" data-state="up"');
     // Without shields, no section.
     expect(renderStatusPage({ zone: "z", node: "n", generatedAt: 0, failOpen: false, queries: 0, edges: [] })).not.toContain("Tiered cache");
+  });
+
+  it("shows the redirector's mirrors, escaped, from a document checked field by field, or why it has none", () => {
+    const doc = parseMirrorsStatus({
+      files: 10,
+      origin: { read: "2026-12-07T19:59:00Z" },
+      mirrors: [
+        { name: "gb<1>", url: "http://gb.example/", country: "GB", enabled: true, maintenance: false, up: true, failures: 0, synced: true, lastScan: "2026-12-07T19:59:30Z", carried: 10, present: 9, absent: 1, wrong: 0, unknown: 0 },
+        { name: "us", url: "http://us.example/", enabled: true, maintenance: false, up: false, failures: 3, error: "timed out", carried: 10, present: 0, absent: 0, wrong: 0, unknown: 10 },
+        { url: "no name: left out" },
+        { name: "evil", failures: -5, carried: "lots", enabled: "yes" },
+      ],
+    })!;
+    expect(doc.mirrors.map((m) => m.name)).toEqual(["gb<1>", "us", "evil"]);
+    expect(doc.mirrors[2]).toMatchObject({ failures: 0, carried: 0, enabled: false, up: false });
+    expect(parseMirrorsStatus({ mirrors: "none" })).toBeUndefined();
+    const now = Date.parse("2026-12-07T20:00:00Z");
+    const html = renderStatusPage({ zone: "z", node: "n", generatedAt: now, failOpen: false, queries: 0, edges: [], mirrors: doc });
+    expect(html).toContain('data-mirror="gb&#60;1&#62;" data-state="up"');
+    expect(html).toContain("9 of 10 up to date, 1 missing");
+    expect(html).toContain("30 s ago");
+    expect(html).toMatch(/data-mirror="us" data-state="down"[\s\S]*?down: 3 failures \(timed out\)[\s\S]*?0 of 10 up to date, 10 unchecked/);
+    expect(html).toContain('data-mirror="evil" data-state="disabled"');
+    const failed = renderStatusPage({ zone: "z", node: "n", generatedAt: now, failOpen: false, queries: 0, edges: [], mirrors: { error: "the redirector did not answer" } });
+    expect(failed).toMatch(/<h2>Mirrors<\/h2>\n<p class="warn">the redirector did not answer<\/p>/);
+    expect(renderStatusPage({ zone: "z", node: "n", generatedAt: now, failOpen: false, queries: 0, edges: [] })).not.toContain("Mirrors");
   });
 });

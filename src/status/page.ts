@@ -4,6 +4,7 @@
  * One HTML document, no scripts or assets from anywhere else.
  */
 import type { ShieldStatus, TierRole } from "./tiers.ts";
+import type { MirrorsStatus } from "../contracts/mirrors-status.ts";
 
 export interface EdgeStatus {
   name: string;
@@ -43,6 +44,8 @@ export interface StatusData {
   edges: EdgeStatus[];
   /** Tiered cache: every shield the edges name (tiers.ts); none without shields. */
   shields?: ShieldStatus[];
+  /** The mirror redirector's status ([redirector] public_url), or why it could not be read; none without one. */
+  mirrors?: MirrorsStatus | { error: string };
 }
 
 const esc = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
@@ -108,6 +111,34 @@ ${rows.join("\n")}
 </tbody></table>`;
 }
 
+/** The mirror redirector's mirrors: health, and how many of the files each carries its checks found up to date. */
+function mirrorTable(m: MirrorsStatus | { error: string } | undefined, now: number): string {
+  if (!m) return "";
+  if ("error" in m) return `<h2>Mirrors</h2>\n<p class="warn">${esc(m.error)}</p>`;
+  const rows = m.mirrors.map((x) => {
+    const state = !x.enabled ? "disabled" : x.maintenance ? "maintenance" : x.up ? "up" : "down";
+    const health = state === "down" ? `down: ${x.failures} failures${x.error ? ` (${esc(x.error)})` : ""}` : state;
+    const fresh = `${x.present} of ${x.carried} up to date` + (x.absent ? `, ${x.absent} missing` : "") + (x.wrong ? `, ${x.wrong} wrong` : "") + (x.unknown ? `, ${x.unknown} unchecked` : "");
+    const scanned = x.lastScan ? `${ago(Date.parse(x.lastScan), now)} ago` : "never";
+    return `<tr data-mirror="${esc(x.name)}" data-state="${state}">
+  <td><span class="dot" style="background:${COLORS[state === "up" ? "up" : state === "down" ? "down" : "unknown"]}"></span>${esc(x.name)}</td>
+  <td>${esc(x.url)}</td>
+  <td>${esc(x.country ?? "")}</td>
+  <td class="health${state === "down" ? " warn" : ""}">${health}</td>
+  <td class="fresh${x.wrong || x.absent ? " warn" : ""}">${fresh}</td>
+  <td>${x.synced === undefined ? "–" : x.synced ? "synced" : "behind"}</td>
+  <td>${scanned}</td>
+</tr>`;
+  });
+  const origin = m.origin.error ? `<p class="warn">The origin's lists could not be read: ${esc(m.origin.error)}</p>` : "";
+  return `<h2>Mirrors</h2>
+<p>${m.files} files in the origin's lists${m.origin.read ? `, read ${ago(Date.parse(m.origin.read), now)} ago` : ""}.</p>${origin}
+<table><thead><tr><th>mirror</th><th>url</th><th>country</th><th>health</th><th>freshness (files it carries)</th><th>trace</th><th>last scan</th></tr></thead>
+<tbody>
+${rows.join("\n")}
+</tbody></table>`;
+}
+
 /** The whole page. */
 export function renderStatusPage(d: StatusData): string {
   const rows = d.edges
@@ -150,6 +181,7 @@ ${map(d.edges)}
 ${rows}
 </tbody></table>
 ${shieldTable(d.shields ?? [])}
+${mirrorTable(d.mirrors, d.generatedAt)}
 </body></html>
 `;
 }
