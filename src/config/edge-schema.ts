@@ -81,6 +81,20 @@ export const EdgeSchema = z
      * the origin_* settings.
      */
     shields: z.array(ShieldSchema).min(1, "name at least one shield, or leave `shields` out").optional(),
+    /**
+     * Active health of the shields: each edge process probes every shield's health endpoint every interval_ms (from
+     * request handling: workerd has no timers of its own), and skips one after down_after failed probes in a row, until
+     * up_after good ones, which also end a skip that failures caused. interval_ms = 0: passive health only.
+     */
+    shield_health: z
+      .object({
+        interval_ms: z.number().int().min(0).max(3_600_000).default(5000),
+        timeout_ms: z.number().int().min(100).max(60_000).default(2000),
+        down_after: z.number().int().min(1).max(100).default(2),
+        up_after: z.number().int().min(1).max(100).default(1),
+      })
+      .strict()
+      .prefault({}),
     /** Passive origin health (nginx's max_fails / fail_timeout): this many failures in a row skip an origin... */
     origin_max_fails: z.number().int().min(1).default(3),
     /** ...for this many seconds. */

@@ -67,7 +67,7 @@ export function createEdgeApp({ config, store, fetch: fetchImpl = (i, init) => f
   const edge = config.edge;
   if (!edge) throw new Error("cdn.toml has no [edge] table: this worker has no origin to serve");
   const observer = new EdgeObserver(edge.name, edge.access_log, new ClientAddresses(config.privacy, privacyKey), log);
-  const shields = new ShieldPool(edge, now);
+  const shields = new ShieldPool(edge, now, fetchImpl);
   const origin = observer.wrapOrigin(
     originFetcher(edge, fetchImpl, undefined, {
       rules: config.rules,
@@ -87,7 +87,8 @@ export function createEdgeApp({ config, store, fetch: fetchImpl = (i, init) => f
   observer.metrics.onCollect(() => {
     observer.metrics.set("parrot_edge_purge_log_bytes", "Bytes of the shared purge-log record (operator purges only).", {}, cache.purgeLogBytes);
     for (const s of shields.states()) {
-      observer.metrics.set("parrot_edge_shield_up", "1 while this edge sends fills to the shield (0: skipped after failures, origin_fail_timeout).", { shield: s.name }, s.skippedUntil === undefined ? 1 : 0);
+      observer.metrics.set("parrot_edge_shield_up", "1 while this edge sends fills to the shield (0: skipped after failures for origin_fail_timeout, or down by its probes).", { shield: s.name }, s.up ? 1 : 0);
+      if (s.probe) for (const state of ["up", "down", "unknown", "draining"]) observer.metrics.set("parrot_edge_shield_probe", "The shield's state by this edge's probes of its health endpoint ([edge] shield_health): 1 for the current state.", { shield: s.name, state }, s.probe === state ? 1 : 0);
       // With the shield's URL: the DNS node's status page draws the tier topology from it.
       observer.metrics.set("parrot_edge_shield_skipped_until_seconds", "Unix time until which this edge skips the shield after failures; 0 while it is up.", { shield: s.name, url: s.url }, s.skippedUntil === undefined ? 0 : Math.ceil(s.skippedUntil / 1000));
     }
@@ -115,6 +116,8 @@ export function createEdgeApp({ config, store, fetch: fetchImpl = (i, init) => f
     if (isLoop(request, edge.name)) return textResponse(508, "508 loop detected: this request already passed through this edge\n");
     const started = Date.now();
     const waitUntil = (p: Promise<unknown>) => ctx.waitUntil(p);
+    const probing = shields.probeIfDue(); // shield_health: a round of probes, at most every interval_ms
+    if (probing) waitUntil(probing);
     let parsed = url ?? new URL(request.url);
     // An edge filling from this box (its shield) names the site's host: the object is keyed (and purged) under it.
     // It comes as X-Forwarded-Host because workerd's fetch() sends the URL's host as Host. Believed from any request

@@ -196,6 +196,46 @@ shields = [ { name = "shield-a", url = "http://shield-a:8080" }, { name = "shiel
     expect(seen[0]!.headers.get("cdn-loop")).toBe("t");
   });
 
+  it("active health: probes take a dead shield out before any fill fails, and bring it back before fail_timeout ends", async () => {
+    let now = 1_000_000;
+    const toml = `${tiersToml.replace("origin_fail_timeout = 10", "origin_fail_timeout = 600")}
+shield_health = { interval_ms = 1000, timeout_ms = 500, down_after = 2, up_after = 1 }`;
+    const alive: Record<string, boolean> = { "shield-a:8080": true, "shield-b:8080": true };
+    const probes: string[] = [];
+    const shields = new ShieldPool(edgeWith(toml), () => now, async (input) => {
+      const url = new URL(String(input));
+      probes.push(`${url.host}${url.pathname}`);
+      if (!alive[url.host]) throw new TypeError("connection refused");
+      return new Response("ok\n");
+    });
+    const path = ownedBy(shields, "shield-a");
+    const order = () => shields.candidates(keyOf(path)).map((i) => shields.shields[i]!.name);
+    await shields.probeIfDue();
+    expect(probes.sort()).toEqual(["shield-a:8080/.well-known/cdn/health", "shield-b:8080/.well-known/cdn/health"]);
+    expect(shields.probeIfDue()).toBeUndefined(); // not due again within interval_ms
+    alive["shield-a:8080"] = false;
+    now += 1000;
+    await shields.probeIfDue();
+    expect(order()).toEqual(["shield-a", "shield-b"]); // one failed probe: not yet (down_after = 2)
+    now += 1000;
+    await shields.probeIfDue();
+    expect(order()).toEqual(["shield-b"]);
+    expect(shields.states().find((s) => s.name === "shield-a")).toMatchObject({ up: false, probe: "down", skippedUntil: undefined });
+    // Back: one good probe brings it in; a skip that a failed fill caused meanwhile ends with it (not 600 s later).
+    shields.failed(0);
+    alive["shield-a:8080"] = true;
+    now += 1000;
+    await shields.probeIfDue();
+    expect(order()).toEqual(["shield-a", "shield-b"]);
+    expect(shields.states()[0]).toMatchObject({ up: true, probe: "up", skippedUntil: undefined });
+  });
+
+  it("without shield_health probes (interval_ms = 0) or a probe function, health is passive only", () => {
+    const off = new ShieldPool(edgeWith(`${tiersToml}\nshield_health = { interval_ms = 0 }`), Date.now, async () => new Response("ok"));
+    expect(off.probeIfDue()).toBeUndefined();
+    expect(new ShieldPool(edgeWith(tiersToml)).probeIfDue()).toBeUndefined();
+  });
+
   it("a shield that fails goes to the next one in the key's order, then the origin; passive health skips it afterwards", async () => {
     const shields = new ShieldPool(edgeWith(tiersToml));
     const path = ownedBy(shields, "shield-a");

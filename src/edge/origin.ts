@@ -7,6 +7,7 @@ import { originsOf, type EdgeConfig, type OriginConfig, type Rule, type ShieldCo
 import { primaryKey } from "../cache/key.ts";
 import { findRule } from "../cache/rules.ts";
 import { rendezvousOrder } from "./shields.ts";
+import { HealthMonitor } from "../health/monitor.ts";
 import { codingsKey } from "../cache/encoding.ts";
 import { endToEnd } from "../cache/headers.ts";
 import type { FetchLike } from "../contracts/fetch.ts";
@@ -196,21 +197,50 @@ export class ShieldPool {
   private readonly names: string[];
   private readonly health: PassiveHealth;
   private readonly self: string;
+  /** Active health ([edge] shield_health): probes of every other shield's health endpoint, with hysteresis. */
+  private readonly monitor?: HealthMonitor;
+  /** Shields the probes say are down (skipped whatever the passive health says). */
+  private readonly probedDown = new Set<number>();
 
-  constructor(edge: EdgeConfig, now: () => number = Date.now) {
+  constructor(edge: EdgeConfig, now: () => number = Date.now, probe?: FetchLike) {
     this.shields = edge.shields ?? [];
     this.names = this.shields.map((s) => s.name);
     this.health = new PassiveHealth(this.shields.length, edge.origin_max_fails, edge.origin_fail_timeout * 1000, now);
     this.self = edge.name;
+    const h = edge.shield_health;
+    const others = this.shields.filter((s) => s.name !== this.self);
+    if (probe && h.interval_ms > 0 && others.length) {
+      const settings = { intervalMs: h.interval_ms, timeoutMs: h.timeout_ms, downAfter: h.down_after, upAfter: h.up_after, minUp: 0 };
+      this.monitor = new HealthMonitor(others.map((s) => ({ name: s.name, url: s.url })), settings, probe, now);
+      this.monitor.onChange(() => this.followProbes());
+    }
   }
 
   get size(): number {
     return this.shields.length;
   }
 
+  /** A round of probes when one is due (the caller keeps the request alive for it: waitUntil); else undefined. */
+  probeIfDue(): Promise<void> | undefined {
+    return this.monitor?.due() ? this.monitor.maybeProbe() : undefined;
+  }
+
+  /** Down by probes: skipped; back up by probes: a skip that failures caused ends too. */
+  private followProbes() {
+    for (const s of this.monitor!.snapshot()) {
+      const i = this.names.indexOf(s.name);
+      if (s.state === "down") this.probedDown.add(i);
+      else if (this.probedDown.delete(i) && s.state === "up") this.health.succeeded(i);
+    }
+  }
+
+  private isUp(i: number): boolean {
+    return this.health.isUp(i) && !this.probedDown.has(i);
+  }
+
   /** The key's whole order, with each shield's health (for the trace). */
   view(key: string): ShieldView[] {
-    return rendezvousOrder(this.names, key).map((i) => ({ ...this.shields[i]!, up: this.health.isUp(i), self: this.names[i] === this.self }));
+    return rendezvousOrder(this.names, key).map((i) => ({ ...this.shields[i]!, up: this.isUp(i), self: this.names[i] === this.self }));
   }
 
   /** The shields to try for a key, in order: those before this box in the key's order that are not down. */
@@ -218,7 +248,7 @@ export class ShieldPool {
     const out: number[] = [];
     for (const i of rendezvousOrder(this.names, key)) {
       if (this.names[i] === this.self) break;
-      if (this.health.isUp(i)) out.push(i);
+      if (this.isUp(i)) out.push(i);
     }
     return out;
   }
@@ -233,12 +263,18 @@ export class ShieldPool {
 
   /** Shields currently skipped. */
   down(): string[] {
-    return this.shields.filter((_, i) => !this.health.isUp(i)).map((s) => s.name);
+    return this.shields.filter((_, i) => !this.isUp(i)).map((s) => s.name);
   }
 
-  /** Every shield with its passive health (for the metrics, which the status page reads). */
+  /** Every shield with its health: skipped after failures (passive), and what the probes say (active). */
   states(): ShieldHealth[] {
-    return this.shields.map((s, i) => ({ name: s.name, url: s.url, skippedUntil: this.health.skippedUntil(i) }));
+    return this.shields.map((s, i) => ({
+      name: s.name,
+      url: s.url,
+      up: this.isUp(i),
+      skippedUntil: this.health.skippedUntil(i),
+      probe: this.monitor?.health(s.name)?.state,
+    }));
   }
 }
 
@@ -246,7 +282,11 @@ export class ShieldPool {
 export interface ShieldHealth {
   name: string;
   url: string;
+  /** Fills go to it now (neither skipped after failures nor down by probes). */
+  up: boolean;
   skippedUntil?: number;
+  /** Its state by the probes (up, down, unknown, draining); undefined: not probed (no shield_health, or this box). */
+  probe?: string;
 }
 
 /** Methods whose requests may be sent again to another origin (RFC 9110 §9.2.2), when they carry no body. */

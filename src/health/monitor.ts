@@ -92,6 +92,11 @@ export class HealthMonitor {
     return this.edges.map((e) => ({ name: e.name, url: e.url, ...this.states.get(e.name)! }));
   }
 
+  /** Whether a round is due now (none running, the last one interval_ms ago). */
+  due(): boolean {
+    return !this.running && this.now() - this.lastRound >= this.settings.intervalMs;
+  }
+
   /** A round when one is due (at most one at a time); resolves when it ends. */
   maybeProbe(): Promise<void> {
     if (this.running) return this.running;

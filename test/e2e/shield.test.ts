@@ -167,6 +167,7 @@ origin_max_fails = 1
 origin_fail_timeout = 60
 lock_timeout_ms = 120000
 origin_timeout_ms = 120000
+shield_health = { interval_ms = 300, timeout_ms = 2000, down_after = 2, up_after = 1 }
 ${SLICES}
 `;
 
@@ -346,6 +347,16 @@ describe("tiered cache (bare workerd: 3 edges, 2 shields)", () => {
     expect(trace.body).toContain(`${ownerName}:down`);
     expect(await metric(edges[0]!.port, "parrot_edge_shield_up", `shield="${ownerName}"`)).toBe(0);
     expect(await metric(edges[0]!.port, "parrot_edge_shield_up", `shield="${other.name}"`)).toBe(1);
+    // Active health: the edges' probes (run from client requests, every 300 ms) find the owner down too.
+    origin.objects.set("/after-kill", { size: 10, cacheControl: "public, max-age=3600" });
+    let probedDown = 0;
+    for (let i = 0; i < 100 && !probedDown; i++) {
+      await get(edges[0]!.port, "/after-kill");
+      probedDown = await metric(edges[0]!.port, "parrot_edge_shield_probe", `shield="${ownerName}",state="down"`);
+      if (!probedDown) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(probedDown).toBe(1);
+    expect(await metric(edges[0]!.port, "parrot_edge_shield_probe", `shield="${other.name}",state="up"`)).toBe(1);
     console.log(`shield e2e: owner ${ownerName} killed mid-download; origin sent ${(origin.bytes(p) / size).toFixed(3)} x the object`);
   }, 120_000);
 });
