@@ -64,6 +64,8 @@ export const ShieldSchema = z
     /** The shield box's own `[edge] name` (what it writes in Via, CDN-Loop and Cache-Status); this box skips itself. */
     name: z.string().regex(/^[A-Za-z0-9._-]+$/, "letters, digits, '.', '_' and '-' only"),
     url: OriginUrl,
+    /** A regional shield: only edges of this `[edge] region` fill from it (first); without one, a fleet-wide shield. */
+    region: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, "letters, digits, '.', '_' and '-' only (at most 64)").optional(),
   })
   .strict();
 
@@ -71,6 +73,8 @@ export const EdgeSchema = z
   .object({
     /** This edge's name: the cache name in Cache-Status and Via. */
     name: z.string().regex(/^[A-Za-z0-9._-]+$/, "letters, digits, '.', '_' and '-' only").default("edge"),
+    /** This box's region (its own field in a fleet): it fills from its region's shields, then the fleet-wide ones. */
+    region: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, "letters, digits, '.', '_' and '-' only (at most 64)").optional(),
     /** Where requests go: one origin, or several in `origins`. */
     origin: OriginUrl.optional(),
     /** Several origins: the lowest priority number with a healthy member serves (higher numbers are backups). */

@@ -7,7 +7,7 @@
 import { parse as parseToml, stringify as stringifyToml } from "smol-toml";
 
 /** `[edge]` fields that are the box's own. */
-export const BOX_EDGE_FIELDS = ["name", "store_dir", "store_max_bytes", "store_max_entries", "store_inactive", "processes", "tls_cert", "tls_key"] as const;
+export const BOX_EDGE_FIELDS = ["name", "region", "store_dir", "store_max_bytes", "store_max_entries", "store_inactive", "processes", "tls_cert", "tls_key"] as const;
 /** Tables that are the box's own, whole. */
 export const BOX_TABLES = ["control", "admin", "anycast"] as const;
 

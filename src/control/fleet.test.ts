@@ -90,6 +90,10 @@ describe("boxConfigText", () => {
     // [admin] is the box's own: the shared file's token does not replace it (here: none).
     expect(c.admin.token).toBeUndefined();
   });
+  it("keeps the box's region (regional shields) from its own file, never the shared one's", () => {
+    expect(parseConfig(boxConfigText(`${shared.replace('name = "shared"', 'name = "shared"\nregion = "us"')}`, local.replace('name = "eu-lon"', 'name = "eu-lon"\nregion = "eu"'))).edge?.region).toBe("eu");
+    expect(parseConfig(boxConfigText(shared.replace('name = "shared"', 'name = "shared"\nregion = "us"'), local)).edge?.region).toBeUndefined();
+  });
   it("says which text has a TOML error", () => {
     expect(() => boxConfigText("[edge", local)).toThrow(/the fleet version: TOML syntax/);
     expect(() => boxConfigText(shared, "x = ")).toThrow(/the box's own file: TOML syntax/);

@@ -196,6 +196,39 @@ shields = [ { name = "shield-a", url = "http://shield-a:8080" }, { name = "shiel
     expect(seen[0]!.headers.get("cdn-loop")).toBe("t");
   });
 
+  it("regions: an edge fills from its region's shields, then the fleet-wide ones; a regional shield that owns a key goes up a tier", () => {
+    const regions = `origin = "http://origin"
+shields = [
+  { name = "eu-1", url = "http://eu-1", region = "eu" },
+  { name = "eu-2", url = "http://eu-2", region = "eu" },
+  { name = "us-1", url = "http://us-1", region = "us" },
+  { name = "global", url = "http://global" },
+]`;
+    const pool = (name: string, region?: string) => new ShieldPool(parseConfig(`[edge]\nname = "${name}"\n${region ? `region = "${region}"\n` : ""}${regions}`).edge!);
+    const names = (p: ShieldPool, key: string) => p.candidates(key).map((i) => p.shields[i]!.name);
+    const euEdge = pool("eu-edge", "eu");
+    const keys = Array.from({ length: 40 }, (_, i) => keyOf(`/r${i}`));
+    for (const key of keys) {
+      const order = names(euEdge, key);
+      expect(order.slice(0, 2).sort()).toEqual(["eu-1", "eu-2"]); // its region first, in the key's order
+      expect(order[2]).toBe("global");
+      expect(order).not.toContain("us-1");
+    }
+    expect(names(pool("plain-edge"), keys[0]!)).toEqual(["global"]); // no region: the fleet-wide shields
+    expect(names(pool("us-edge", "us"), keys[0]!)).toEqual(["us-1", "global"]);
+    // eu-1 owns some keys in its region: those go to the fleet-wide tier; the others to eu-2 first.
+    const eu1 = pool("eu-1", "eu");
+    const owned = keys.filter((k) => names(euEdge, k)[0] === "eu-1");
+    const other = keys.filter((k) => names(euEdge, k)[0] === "eu-2");
+    expect(owned.length).toBeGreaterThan(0);
+    expect(other.length).toBeGreaterThan(0);
+    for (const k of owned) expect(names(eu1, k)).toEqual(["global"]);
+    for (const k of other) expect(names(eu1, k)).toEqual(["eu-2", "global"]);
+    // The fleet-wide shield is above the regions, whatever its own region: it fills from the origin.
+    for (const k of keys) expect(names(pool("global", "eu"), k)).toEqual([]);
+    expect(() => parseConfig(`[edge]\nregion = "e u"\n${regions}`)).toThrow(/edge\.region: letters, digits/);
+  });
+
   it("active health: probes take a dead shield out before any fill fails, and bring it back before fail_timeout ends", async () => {
     let now = 1_000_000;
     const toml = `${tiersToml.replace("origin_fail_timeout = 10", "origin_fail_timeout = 600")}

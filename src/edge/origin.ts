@@ -197,6 +197,11 @@ export class ShieldPool {
   private readonly names: string[];
   private readonly health: PassiveHealth;
   private readonly self: string;
+  /**
+   * The shields this box fills from, tier by tier: its region's shields (unless it is a fleet-wide shield itself),
+   * then the fleet-wide ones (no region). A key's order within a tier stops at this box: it owns the key there.
+   */
+  private readonly tiers: number[][];
   /** Active health ([edge] shield_health): probes of every other shield's health endpoint, with hysteresis. */
   private readonly monitor?: HealthMonitor;
   /** Shields the probes say are down (skipped whatever the passive health says). */
@@ -207,8 +212,13 @@ export class ShieldPool {
     this.names = this.shields.map((s) => s.name);
     this.health = new PassiveHealth(this.shields.length, edge.origin_max_fails, edge.origin_fail_timeout * 1000, now);
     this.self = edge.name;
+    const indexes = this.shields.map((_, i) => i);
+    const fleetWide = indexes.filter((i) => this.shields[i]!.region === undefined);
+    const regional = edge.region === undefined ? [] : indexes.filter((i) => this.shields[i]!.region === edge.region);
+    const aboveRegions = fleetWide.some((i) => this.names[i] === this.self);
+    this.tiers = [aboveRegions ? [] : regional, fleetWide].filter((t) => t.length > 0);
     const h = edge.shield_health;
-    const others = this.shields.filter((s) => s.name !== this.self);
+    const others = this.tiers.flat().map((i) => this.shields[i]!).filter((s) => s.name !== this.self);
     if (probe && h.interval_ms > 0 && others.length) {
       const settings = { intervalMs: h.interval_ms, timeoutMs: h.timeout_ms, downAfter: h.down_after, upAfter: h.up_after, minUp: 0 };
       this.monitor = new HealthMonitor(others.map((s) => ({ name: s.name, url: s.url })), settings, probe, now);
@@ -238,17 +248,24 @@ export class ShieldPool {
     return this.health.isUp(i) && !this.probedDown.has(i);
   }
 
-  /** The key's whole order, with each shield's health (for the trace). */
-  view(key: string): ShieldView[] {
-    return rendezvousOrder(this.names, key).map((i) => ({ ...this.shields[i]!, up: this.isUp(i), self: this.names[i] === this.self }));
+  /** A tier's shields in the key's order (indexes into `shields`). */
+  private order(tier: number[], key: string): number[] {
+    return rendezvousOrder(tier.map((i) => this.names[i]!), key).map((j) => tier[j]!);
   }
 
-  /** The shields to try for a key, in order: those before this box in the key's order that are not down. */
+  /** The key's whole order, tier after tier, with each shield's health (for the trace). */
+  view(key: string): ShieldView[] {
+    return this.tiers.flatMap((tier) => this.order(tier, key).map((i) => ({ ...this.shields[i]!, up: this.isUp(i), self: this.names[i] === this.self })));
+  }
+
+  /** The shields to try for a key, in order: per tier, those before this box in the key's order that are not down. */
   candidates(key: string): number[] {
     const out: number[] = [];
-    for (const i of rendezvousOrder(this.names, key)) {
-      if (this.names[i] === this.self) break;
-      if (this.isUp(i)) out.push(i);
+    for (const tier of this.tiers) {
+      for (const i of this.order(tier, key)) {
+        if (this.names[i] === this.self) break;
+        if (this.isUp(i)) out.push(i);
+      }
     }
     return out;
   }

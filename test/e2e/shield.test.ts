@@ -174,7 +174,7 @@ ${SLICES}
 beforeAll(async () => {
   await origin.start();
   dir = mkdtempSync(join(tmpdir(), "parrot-shield-e2e-"));
-  const ports = await Promise.all(Array.from({ length: 7 }, () => freePort()));
+  const ports = await Promise.all(Array.from({ length: 10 }, () => freePort()));
   const shieldList = ["shield-a", "shield-b"].map((n, i) => `{ name = "${n}", url = "http://127.0.0.1:${ports[i]}" }`).join(", ");
   const edgeNames = ["edge-1", "edge-2", "edge-3"];
   const edgeList = edgeNames.map((n, i) => `[[edges]]\nname = "${n}"\nurl = "http://127.0.0.1:${ports[2 + i]}"\nlat = 0\nlon = 0\n`).join("\n");
@@ -185,6 +185,10 @@ beforeAll(async () => {
     // A loop: loop-edge fills from loop-shield, whose shield is loop-edge.
     startBox("loop-edge", ports[5]!, loop("loop-edge", "loop-shield", ports[6]!)),
     startBox("loop-shield", ports[6]!, loop("loop-shield", "loop-edge", ports[5]!)),
+    // Regional tiers, one list for all three (as a fleet shares it): eu-edge → eu-shield → global-shield → origin.
+    ...[["eu-edge", "eu"], ["eu-shield", "eu"], ["global-shield", "eu"]].map(([n, region], i) =>
+      startBox(n!, ports[7 + i]!, `${common(n!).replace(`name = "${n}"`, `name = "${n}"\nregion = "${region}"`)}shields = [ { name = "eu-shield", url = "http://127.0.0.1:${ports[8]}", region = "eu" }, { name = "global-shield", url = "http://127.0.0.1:${ports[9]}" } ]\n`),
+    ),
   ]);
 }, 120_000);
 
@@ -359,6 +363,19 @@ describe("tiered cache (bare workerd: 3 edges, 2 shields)", () => {
     expect(await metric(edges[0]!.port, "parrot_edge_shield_probe", `shield="${other.name}",state="up"`)).toBe(1);
     console.log(`shield e2e: owner ${ownerName} killed mid-download; origin sent ${(origin.bytes(p) / size).toFixed(3)} x the object`);
   }, 120_000);
+});
+
+describe("regional tiers (one shared shield list, each box its own region)", () => {
+  it("an edge fills from its region's shield, which fills from the fleet-wide shield: three hops, one origin request", async () => {
+    const p = "/t/regional";
+    origin.scripted.set(p, { headers: { "cache-control": "max-age=60" }, body: "regional" });
+    const r = await get(boxes.get("eu-edge")!.port, p);
+    expect([r.status, r.body]).toEqual([200, "regional"]);
+    expect(r.headers["cache-status"]).toBe("global-shield; fwd=uri-miss; stored, eu-shield; fwd=uri-miss; stored, eu-edge; fwd=uri-miss; stored");
+    expect(origin.scripted.hitsOf(p)).toBe(1);
+    const again = await get(boxes.get("eu-shield")!.port, p);
+    expect(again.headers["cache-status"]).toMatch(/^global-shield; fwd=uri-miss; stored, eu-shield; hit/);
+  });
 });
 
 describe("a loop of tiers (a shield whose shield is an edge that uses it)", () => {
