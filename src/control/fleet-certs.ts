@@ -73,18 +73,33 @@ export function startFleetCertificates(opts: FleetCertsOptions): FleetCerts {
   };
   let republish: NodeJS.Timeout | undefined;
 
-  /** Every box: a published certificate, opened with this box's key and put into service when newer. */
+  /**
+   * Every box: the last record of each site, opened with this box's key and put into service when newer. Kept and
+   * tried again every few seconds: a site added live after its record came, an install that failed.
+   */
+  const latest = new Map<string, KvEntry>();
+  const problems = new Map<string, string>();
   const receive = async (e: KvEntry) => {
-    const record = parseRecord(CertRecordSchema, e.key, e.value);
-    if (record.issuer === opts.box) return;
-    const served = opts.certificates.acmeSites().find((s) => s.site === record.site);
-    if (!served) return; // a site this box does not serve
-    if (served.info?.serial === record.serial) return;
-    const keyPem = openCertificateKey(record, opts.box, kp);
-    if (await opts.certificates.offerIssued(record.site, { chainPem: record.chain, keyPem })) {
-      log(`installed ${record.site} (serial ${record.serial}) from ${record.issuer}`);
+    try {
+      const record = parseRecord(CertRecordSchema, e.key, e.value);
+      if (record.issuer === opts.box) return;
+      const served = opts.certificates.acmeSites().find((s) => s.site === record.site);
+      if (!served || served.info?.serial === record.serial) return; // a site this box does not serve, or in service
+      const keyPem = openCertificateKey(record, opts.box, kp);
+      if (await opts.certificates.offerIssued(record.site, { chainPem: record.chain, keyPem })) {
+        log(`installed ${record.site} (serial ${record.serial}) from ${record.issuer}`);
+      }
+      problems.delete(e.key);
+    } catch (err) {
+      const problem = (err as Error).message;
+      if (problems.get(e.key) !== problem) log(`${e.key}: ${problem}`); // said once, not at every retry
+      problems.set(e.key, problem);
     }
   };
+  const retry = setInterval(() => {
+    for (const e of latest.values()) serially(`installing ${e.key}`, () => receive(e));
+  }, 5_000);
+  retry.unref();
 
   void (async () => {
     const nc = await connectForever(opts.cfg, `parrot-certs ${opts.box}`);
@@ -113,7 +128,12 @@ export function startFleetCertificates(opts: FleetCertsOptions): FleetCerts {
             }),
           );
         } else {
-          stops.push(await kv.watch("cert.*", (e) => serially(`installing ${e.key}`, () => receive(e))));
+          stops.push(
+            await kv.watch("cert.*", (e) => {
+              latest.set(e.key, e);
+              serially(`installing ${e.key}`, () => receive(e));
+            }),
+          );
         }
         log(`following the fleet's certificates (${opts.issues ? "this box issues" : "installed as the issuer publishes them"}; this box's key ${xkey})`);
         break;
@@ -129,6 +149,7 @@ export function startFleetCertificates(opts: FleetCertsOptions): FleetCerts {
     async stop() {
       stopped = true;
       clearTimeout(republish);
+      clearInterval(retry);
       for (const s of stops.splice(0)) s();
       await queue;
     },

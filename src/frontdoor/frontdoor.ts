@@ -210,7 +210,8 @@ export async function startFrontDoor(opts: FrontDoorOptions): Promise<RunningFro
       metrics,
       certificates: () => certificates.status(),
       renew: (site) => certificates.renew(site),
-      certificatePem: (site) => certificates.servedPem(site),
+      // A fleet with an issuer hands keys only sealed, through the control plane (src/control/fleet-certs.ts).
+      certificatePem: (site) => (plan.acme?.issuer ? undefined : certificates.servedPem(site)),
     }),
   );
 

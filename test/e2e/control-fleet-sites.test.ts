@@ -142,7 +142,9 @@ describe("[[sites]] through the fleet, live", () => {
     const download = curlSite("na-sea", "a.example.net", "/big", testCa, ["--limit-rate", "3M", "-o", file, "-w", "%{http_code} %{size_download}"]);
     await downloadStarted(file);
 
+    const pushed = Date.now();
     const added = await push("with-b", common + (await filesSite("b.example.net")));
+    console.log(`push adding a site → every box applied it (HAProxy reloaded, canary window 1 s included): ${Date.now() - pushed} ms`);
     expect(added.stderr).toBe("");
     expect(added.code).toBe(0);
     for (const e of EDGES) {
@@ -204,7 +206,10 @@ describe("certificates through the fleet", () => {
     }
   }, 200_000);
 
-  it("the bucket holds no plaintext key, and a box cannot open another box's copy", async () => {
+  it("the bucket holds no plaintext key, a box cannot open another box's copy, and no box hands keys over HTTP", async () => {
+    const overHttp = await fetch(`http://${cdn.host(ISSUER)}:${cdn.port}/.well-known/cdn/frontdoor/certificate/${ACME_SITE}`, { headers: { authorization: `Bearer ${TOKEN}` } });
+    expect(overHttp.status).toBe(404);
+    expect(await overHttp.text()).not.toMatch(/PRIVATE KEY/);
     const nc = await connectOnce(controlWith("operator"), "test operator");
     try {
       const kv = await FleetKv.open(nc, controlWith("operator"));
