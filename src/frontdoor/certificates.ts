@@ -128,21 +128,25 @@ export class CertificateManager {
    * (their files stay until the reload no longer names them). Returns the new crt-list entries.
    */
   async setPlan(plan: FrontDoorPlan, issuer: AcmeIssuer | undefined): Promise<{ file: string; names: string[] }[]> {
-    this.opts.plan = plan;
-    this.opts.issuer = issuer;
     const before = new Map(this.states.map((s) => [s.site.id, s]));
     const fresh: SiteState[] = [];
-    this.states = plan.sites.map((site) => {
-      const kept = before.get(site.id);
-      if (kept && kept.site.certificate === site.certificate && kept.site.certFile === site.certFile && kept.site.keyFile === site.keyFile) {
-        kept.site = site;
-        return kept;
+    const kept = new Map<SiteState, SitePlan>();
+    const states = plan.sites.map((site) => {
+      const old = before.get(site.id);
+      if (old && old.site.certificate === site.certificate && old.site.certFile === site.certFile && old.site.keyFile === site.keyFile) {
+        kept.set(old, site);
+        return old;
       }
       const state: SiteState = { site, attempts: { failures: 0 } };
       fresh.push(state);
       return state;
     });
-    await this.prepareStates(fresh);
+    // New sites first (a "files" site whose files are unusable throws here): until then nothing changed.
+    await this.prepareStates(fresh, "site added");
+    for (const [state, site] of kept) state.site = site;
+    this.states = states;
+    this.opts.plan = plan;
+    this.opts.issuer = issuer;
     return this.crtEntries();
   }
 
@@ -151,7 +155,7 @@ export class CertificateManager {
     for (const s of this.states) s.loaded = true;
   }
 
-  private async prepareStates(states: SiteState[]): Promise<void> {
+  private async prepareStates(states: SiteState[], reason = "start"): Promise<void> {
     for (const state of states) {
       const { site } = state;
       let offered: { pair: CertPair; info: CertInfo; placeholder: boolean; reason: string } | undefined;
@@ -161,7 +165,7 @@ export class CertificateManager {
         if (pair) {
           const info = inspectPair(pair);
           if (info.notAfter <= this.now()) throw new Error(`the certificate expired on ${new Date(info.notAfter).toISOString()}`);
-          offered = { pair, info, placeholder: false, reason: "start" };
+          offered = { pair, info, placeholder: false, reason };
         }
       } catch (err) {
         if (site.certificate === "files") throw new Error(`sites ${site.id}: ${site.certFile} / ${site.keyFile}: ${(err as Error).message}`);
@@ -169,6 +173,7 @@ export class CertificateManager {
       }
       if (site.certificate === "local" && (!offered || this.localDue(offered.info, site))) {
         offered = { ...(await this.makeLocal(site)), placeholder: false, reason: "local CA" };
+        state.sourceStamp = this.opts.certDir.stamp(site.id);
       }
       if (!offered) {
         const pair = await placeholderCertificate(site.names);
@@ -186,7 +191,8 @@ export class CertificateManager {
     const ca = await ensureLocalCa(this.opts.certDir.dir);
     const pair = await issueLocalCertificate(ca, site.names);
     this.opts.certDir.write(site.id, pair);
-    this.states.find((s) => s.site === site)!.sourceStamp = this.opts.certDir.stamp(site.id);
+    const state = this.states.find((s) => s.site === site);
+    if (state) state.sourceStamp = this.opts.certDir.stamp(site.id);
     return { pair, info: inspectPair(pair) };
   }
 

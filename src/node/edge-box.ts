@@ -161,8 +161,9 @@ export async function runEdgeBox(values: EdgeBoxOptions, usage: (message: string
                 (notes) => notes.forEach((n) => console.log(`fleet: ${n}`)),
                 (err: Error) => console.error(`fleet: functions not reloaded, the running ones stay: ${err.message}`),
               );
-              const digest = configDigest(reloadEdge!(next.text));
+              // The front door first: a site it cannot serve (HAProxy refuses, a file is unusable) refuses the version whole.
               await door?.reconfigure(next.config);
+              const digest = configDigest(reloadEdge!(next.text));
               return { digest, origins: originsOf(next.config.edge!).map((o) => o.url), later: laterChanges(next.config) };
             },
           },
