@@ -215,7 +215,7 @@ describe("sites changed by a reload (SIGHUP)", () => {
     const sans = async () => (await presentedCertificate(box.httpsPort, "c.fd.test")).subjectAltName;
     const waitSans = async (want: string) => {
       let seen = "";
-      for (let i = 0; i < 120 && seen !== want; i++) {
+      for (const deadline = Date.now() + 20_000; Date.now() < deadline && seen !== want; ) {
         seen = (await sans()) ?? "";
         if (seen !== want) await sleep(250);
       }
