@@ -137,9 +137,11 @@ describe("[[sites]] through the fleet, live", () => {
     for (const e of EDGES) expect((await curlSite(e, "a.example.net", "/page", testCa)).out).toBe("page\n");
     for (const e of EDGES) expect((await curlSite(e, "b.example.net", "/page", testCa)).code).not.toBe(0);
     const pids = EDGES.map((e) => cdn.running(e)!.proc.pid);
-    await curlSite("na-sea", "a.example.net", "/big", testCa, ["-o", "/dev/null"]); // stored: the download below is at HAProxy's pace
+    // Through the canary, which reloads first; stored before, so the download below goes at curl's pace (~16 s).
+    await curlSite(ISSUER, "a.example.net", "/big", testCa, ["-o", "/dev/null"]);
     const file = join(dir, "big.bin");
-    const download = curlSite("na-sea", "a.example.net", "/big", testCa, ["--limit-rate", "3M", "-o", file, "-w", "%{http_code} %{size_download}"]);
+    let downloading = true;
+    const download = curlSite(ISSUER, "a.example.net", "/big", testCa, ["--limit-rate", "1500K", "-o", file, "-w", "%{http_code} %{size_download}"]).finally(() => (downloading = false));
     await downloadStarted(file);
 
     const pushed = Date.now();
@@ -147,6 +149,7 @@ describe("[[sites]] through the fleet, live", () => {
     console.log(`push adding a site → every box applied it (HAProxy reloaded, canary window 1 s included): ${Date.now() - pushed} ms`);
     expect(added.stderr).toBe("");
     expect(added.code).toBe(0);
+    expect(downloading).toBe(true); // every box reloaded HAProxy while the download ran
     for (const e of EDGES) {
       const r = await curlSite(e, "b.example.net", "/page", testCa, ["-w", " %{http_code}"]);
       expect(r.err).toBe("");
