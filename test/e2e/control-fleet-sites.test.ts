@@ -3,7 +3,8 @@
  * three edge boxes on bare workerd behind their HAProxy front doors (`[control] fleet = true`), pebble as the ACME CA
  * validating DNS-01 through a DNS node of the project, and a test CA for the "files" sites:
  *   a push adding a `[[sites]]` entry gives it HTTPS on every box without a restart while a long download through an
- *   existing site continues; a push removing it stops serving it;
+ *   existing site continues; a push removing it stops serving it; a site no box could serve is never stored, and one
+ *   whose files a box cannot read is refused by the canary;
  *   the issuer's certificate (and a forced renewal) reaches every box through the bucket, the key sealed to each
  *   box's own curve key: the served serial changes on every box; one box cannot open another's copy; a box's
  *   credentials cannot publish a certificate or another box's key.
@@ -170,10 +171,16 @@ describe("[[sites]] through the fleet, live", () => {
     }
   }, 180_000);
 
-  it("a pushed site the front door cannot serve is refused by the canary and changes nothing", async () => {
-    const result = await push("bad-site", common + `\n[[sites]]\nnames = ["a.example.net"]\ncertificate = "local"\n`, "0");
-    expect(result.code).not.toBe(0);
-    expect(result.stderr).toMatch(/a\.example\.net is already served by sites\[0\]/);
+  it("a pushed site no box could serve is refused before it is stored, and one a box cannot serve by that box", async () => {
+    const before = (await cdn.fleet(["status"])).stdout.match(/^rollout: version (\d+)/m)?.[1];
+    const twice = await push("served-twice", common + `\n[[sites]]\nnames = ["a.example.net"]\ncertificate = "local"\n`, "0");
+    expect(twice.code).toBe(2);
+    expect(twice.stderr).toMatch(/box eu-lon: sites\[2\]\.names\[0\]: a\.example\.net is already served by sites\[0\]/);
+    expect((await cdn.fleet(["status"])).stdout.match(/^rollout: version (\d+)/m)?.[1]).toBe(before);
+    // Files the boxes cannot read: valid text, refused by the canary (nothing changed there), rolled back.
+    const unreadable = await push("unreadable", common + `\n[[sites]]\nnames = ["d.example.net"]\ncertificate = "files"\ncert_file = "${join(dir, "none.crt")}"\nkey_file = "${join(dir, "none.key")}"\n`, "0");
+    expect(unreadable.code).toBe(1);
+    expect(unreadable.stderr).toMatch(/canary eu-lon refused version \d+: .*sites d\.example\.net: .*none\.crt/);
     for (const e of EDGES) expect((await curlSite(e, "a.example.net", "/page", testCa)).out).toBe("page\n");
   }, 90_000);
 });
