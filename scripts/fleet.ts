@@ -2,7 +2,7 @@
  * npm run fleet -- push FILE [--config cdn.toml] [--canary NAME…| --canary-fraction F] [--window S]
  *                  [--probe-path /] [--probe-timeout MS] [--timeout S]
  * npm run fleet -- status | rollback | promote [--config cdn.toml] [--timeout S]
- * npm run fleet -- keys --dir DIR --box NAME… [--dns NAME…]
+ * npm run fleet -- keys --dir DIR --box NAME… [--issuer NAME] [--dns NAME…]
  * The fleet's configuration through NATS JetStream (`[control]`; boxes with `[control] fleet = true` follow it):
  *   push      validates FILE (every schema, every [[edges]] box's view), stores it as the next version, rolls it
  *             out to the canaries (named, or the first ceil(F × n) running boxes, default one), waits for their
@@ -12,7 +12,8 @@
  *   rollback  every box back to the version before the current one
  *   promote   a version left in its canary stage (the push command stopped) to every box
  *   keys      an nkey per box and DNS node and one for the operator (DIR/<name>.nk, DIR/users.json): each box's
- *             credentials may publish only its own heartbeat, drain and status, never a purge or a config
+ *             credentials may publish only its own heartbeat, drain, status and curve key, never a purge, a config
+ *             or a certificate; --issuer NAME: that box's key may also publish the certificates ([acme] issuer)
  * Exit 0 done, 1 rolled back / not applied everywhere / control plane unreachable, 2 bad arguments or config.
  */
 import { readFileSync } from "node:fs";
@@ -34,6 +35,7 @@ const { values, positionals } = parseArgs({
     dir: { type: "string" },
     box: { type: "string", multiple: true },
     dns: { type: "string", multiple: true },
+    issuer: { type: "string" },
   },
 });
 
@@ -85,7 +87,11 @@ if (command === "push") {
   );
 } else if (command === "keys") {
   if (!values.dir) usage("keys needs --dir DIR (where the seeds and users.json go)");
-  const wanted = [...(values.box ?? []).map((name) => ({ name, role: "box" as const })), ...(values.dns ?? []).map((name) => ({ name, role: "dns" as const }))];
+  const wanted = [
+    ...(values.box ?? []).filter((name) => name !== values.issuer).map((name) => ({ name, role: "box" as const })),
+    ...(values.issuer ? [{ name: values.issuer, role: "issuer" as const }] : []),
+    ...(values.dns ?? []).map((name) => ({ name, role: "dns" as const })),
+  ];
   if (!wanted.length) usage("keys needs --box NAME (and/or --dns NAME)");
   try {
     keysCommand(values.dir, wanted, say);

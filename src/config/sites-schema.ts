@@ -189,6 +189,12 @@ export const AcmeSchema = z
     /** Whether this box issues and renews. Exactly one box per fleet should; the others read cert_dir. */
     issue: z.boolean().default(true),
     /**
+     * The name of the box that issues (`[edge] name`), for a fleet sharing one cdn.toml (`[control]` needed): that
+     * box issues and publishes each certificate through the control plane, its key sealed to every box's own key;
+     * the others install what it publishes. Set, it replaces `issue`.
+     */
+    issuer: z.string().regex(/^[A-Za-z0-9._-]+$/, "a box name ([edge] name)").max(200).optional(),
+    /**
      * issue = false: the issuing box's front door (its https:// URL, or http:// on a private network), from which
      * this box fetches the certificates (GET /.well-known/cdn/frontdoor/certificate/<site>, [admin] token) every
      * fetch_seconds. Without it, cert_dir must be filled by other means (a shared directory, a copy job, the control plane).
@@ -209,6 +215,10 @@ export const AcmeSchema = z
   .refine((a) => a.retry_min_seconds <= a.retry_max_seconds, {
     message: "retry_min_seconds must not exceed retry_max_seconds",
     path: ["retry_min_seconds"],
+  })
+  .refine((a) => !(a.issuer && a.fetch_from), {
+    message: "a fleet with an issuer ([acme] issuer) takes certificates from the control plane: remove fetch_from",
+    path: ["fetch_from"],
   })
   .refine((a) => !(a.issue && a.fetch_from), {
     message: "a box that issues (issue = true) does not fetch: set issue = false on the boxes that fetch",

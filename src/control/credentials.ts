@@ -4,17 +4,19 @@
  * only the subjects it needs:
  *
  *   box <name>  its own heartbeat (<ns>.presence.<name>), its own drain (<ns>.control.drain.<name>), its own status
- *               in the fleet's bucket ($KV.<bucket>.box.<name>), and the JetStream API to read streams and run its
- *               consumers. Never a purge (<ns>.control.purge), another box's drain or status, the rollout record or
- *               a config version; never a stream created, changed, purged or deleted (a stream's republish or
- *               subjects could otherwise carry its messages into the control stream).
+ *               in the fleet's bucket ($KV.<bucket>.box.<name>), its own public curve key ($KV.<bucket>.xkey.<name>,
+ *               see cert-seal.ts), and the JetStream API to read streams and run its consumers. Never a purge
+ *               (<ns>.control.purge), another box's drain, status or key, the rollout record, a config version or a
+ *               certificate; never a stream created, changed, purged or deleted (a stream's republish or subjects
+ *               could otherwise carry its messages into the control stream).
+ *   issuer      a box (as above) that also publishes the fleet's certificates ($KV.<bucket>.cert.*: `[acme] issuer`).
  *   dns         reads: the JetStream API (same limits) and presence.
  *   operator    everything (the CLI: purges, drains, `fleet push`/`rollback`, creating the streams and the bucket).
  */
 import { fleetBucket } from "./fleet-kv.ts";
 import { nameToken } from "./messages.ts";
 
-export type CredentialRole = "box" | "dns" | "operator";
+export type CredentialRole = "box" | "issuer" | "dns" | "operator";
 
 export interface NkeyUser {
   /** The box's name (role "box"), or a label. */
@@ -51,9 +53,11 @@ export function permissionsOf(user: Pick<NkeyUser, "name" | "role">, namespace: 
   const subscribe = { allow: ["_INBOX.>", `${namespace}.presence.*`] };
   if (user.role === "dns") return { publish: { allow: ["$JS.API.>"], deny: JS_API_DENIED }, subscribe };
   const t = nameToken(user.name);
+  const bucket = fleetBucket(namespace);
+  const own = [`${namespace}.presence.${t}`, `${namespace}.control.drain.${t}`, `$KV.${bucket}.box.${t}`, `$KV.${bucket}.xkey.${t}`];
   return {
     publish: {
-      allow: ["$JS.API.>", `$JS.ACK.>`, `${namespace}.presence.${t}`, `${namespace}.control.drain.${t}`, `$KV.${fleetBucket(namespace)}.box.${t}`],
+      allow: ["$JS.API.>", `$JS.ACK.>`, ...own, ...(user.role === "issuer" ? [`$KV.${bucket}.cert.*`] : [])],
       deny: JS_API_DENIED,
     },
     subscribe,
@@ -95,7 +99,7 @@ export function parseUsers(text: string, source: string): NkeyUser[] {
   return raw.map((u, i) => {
     const o = (u ?? {}) as Record<string, unknown>;
     if (typeof o.name !== "string" || !/^[A-Za-z0-9._-]{1,128}$/.test(o.name)) throw new Error(`${source}[${i}].name: a box or node name`);
-    if (o.role !== "box" && o.role !== "dns" && o.role !== "operator") throw new Error(`${source}[${i}].role: box, dns or operator`);
+    if (o.role !== "box" && o.role !== "issuer" && o.role !== "dns" && o.role !== "operator") throw new Error(`${source}[${i}].role: box, issuer, dns or operator`);
     if (typeof o.nkey !== "string" || !/^U[A-Z2-7]{55}$/.test(o.nkey)) throw new Error(`${source}[${i}].nkey: a public user nkey (U…, 56 characters)`);
     return { name: o.name, role: o.role, nkey: o.nkey };
   });

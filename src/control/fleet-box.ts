@@ -112,8 +112,11 @@ export interface FleetMember {
 }
 
 export interface FleetMemberHooks {
-  /** Validates and writes the merged text (throws, naming the field, when it is not a valid config). */
-  apply(text: string): AppliedText;
+  /**
+   * Validates and writes the merged text (throws, naming the field, when it is not a valid config); resolves once
+   * what applies live beside the edge workers (the front door's sites) has.
+   */
+  apply(text: string): AppliedText | Promise<AppliedText>;
   /** The edge's base URL and admin token (the health answer names the config digest). */
   edgeUrl: string;
 }
@@ -144,7 +147,7 @@ export async function startFleetMember(opts: FleetBoxOptions, hooks: FleetMember
 
   /** Applies a version's merged text and waits for the edge to run it; the text's digest. */
   const applyVersion = async (v: FleetVersion): Promise<AppliedText> => {
-    const applied = hooks.apply(mergedText(v, local));
+    const applied = await hooks.apply(mergedText(v, local));
     await edgeFollows(hooks.edgeUrl, applied.digest);
     return applied;
   };
@@ -176,7 +179,7 @@ export async function startFleetMember(opts: FleetBoxOptions, hooks: FleetMember
     const before = current;
     let applied: AppliedText;
     try {
-      applied = hooks.apply(mergedText(next, local));
+      applied = await hooks.apply(mergedText(next, local));
     } catch (err) {
       const reason = (err as Error).message.replace(/\n\s*/g, " ");
       log(`version ${target} refused, version ${current.version} stays: ${reason}`);

@@ -10,6 +10,7 @@ import { ConfigError, parseConfig, type CdnConfig } from "../config/config.ts";
 import { configDigest } from "../contracts/config-digest.ts";
 import { configuredEdges } from "./agent.ts";
 import { ControlClient } from "./client.ts";
+import { hasFrontDoor, planFrontDoor } from "../frontdoor/plan.ts";
 import { boxConfigText } from "./fleet-config.ts";
 import { fleetKeys } from "./fleet-box.ts";
 import { FleetKv } from "./fleet-kv.ts";
@@ -44,9 +45,24 @@ type Say = (line: string) => void;
 export function validatePush(text: string, source: string): CdnConfig {
   const config = parseConfig(text, source);
   const problems: string[] = [];
-  for (const name of configuredEdges(config)) {
+  const boxes = configuredEdges(config);
+  if (config.acme?.issuer && boxes.length && !boxes.includes(config.acme.issuer)) {
+    problems.push(`acme.issuer: no [[edges]] box is named ${config.acme.issuer} (${boxes.join(", ")})`);
+  }
+  for (const name of boxes) {
     try {
-      parseConfig(boxConfigText(text, `[edge]\nname = ${JSON.stringify(name)}\n`), `${source} as box ${name} runs it`);
+      const view = parseConfig(boxConfigText(text, `[edge]\nname = ${JSON.stringify(name)}\n`), `${source} as box ${name} runs it`);
+      // The sites as the box's front door would plan them (names served twice, limits named twice…). Problems of
+      // [acme] may come from the box's own tables ([admin] token, [control]): the box itself judges those.
+      if (hasFrontDoor(view)) {
+        try {
+          planFrontDoor({ ...view, control: view.control ?? config.control }, `${source} as box ${name} runs it`);
+        } catch (err) {
+          if (!(err instanceof ConfigError)) throw err;
+          const sites = err.problems.filter((p) => p.startsWith("sites["));
+          if (sites.length) throw new ConfigError(`${source} as box ${name} runs it`, sites);
+        }
+      }
     } catch (err) {
       problems.push(...(err instanceof ConfigError ? err.problems.map((p) => `box ${name}: ${p}`) : [`box ${name}: ${(err as Error).message}`]));
     }

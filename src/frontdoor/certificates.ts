@@ -39,6 +39,8 @@ interface SiteState {
   ocsp?: { fingerprint: string; at: number; ok: boolean };
   /** When the certificate was last fetched from the issuing box ([acme] fetch_from). */
   fetchedAt?: number;
+  /** Whether the running HAProxy loaded this site's file (a site added live is loaded by the reload that adds it). */
+  loaded?: boolean;
 }
 
 /** A site's certificate as the admin endpoint shows it. */
@@ -63,12 +65,14 @@ export interface CertificateManagerOptions {
   issuer?: AcmeIssuer;
   /** Set when this box fetches from the issuing box ([acme] fetch_from): GETs a URL, resolves with the body. */
   fetchText?: (url: string) => Promise<string>;
+  /** Called with every ACME certificate put into service (not placeholders): the fleet's publisher on the issuer. */
+  onAcmeInstalled?: (site: string, pair: CertPair, info: CertInfo) => void;
   now?: () => number;
 }
 
 export class CertificateManager {
   private readonly opts: CertificateManagerOptions;
-  private readonly states: SiteState[];
+  private states: SiteState[];
   private readonly now: () => number;
   private runtimeSocket?: string;
   private timer?: NodeJS.Timeout;
@@ -109,7 +113,50 @@ export class CertificateManager {
    * unusable stops the start with the reason.
    */
   async prepare(): Promise<{ file: string; names: string[] }[]> {
-    for (const state of this.states) {
+    await this.prepareStates(this.states);
+    return this.crtEntries();
+  }
+
+  /** The crt-list entries of every site (the first is HAProxy's default certificate). */
+  crtEntries(): { file: string; names: string[] }[] {
+    return this.states.map((s) => ({ file: this.runFile(s.site), names: s.site.names }));
+  }
+
+  /**
+   * A new plan while running (sites added, removed or changed): sites kept keep their state (certificate in service,
+   * attempts), new ones get a file (prepare's rules) that the caller's HAProxy reload loads; removed ones are dropped
+   * (their files stay until the reload no longer names them). Returns the new crt-list entries.
+   */
+  async setPlan(plan: FrontDoorPlan, issuer: AcmeIssuer | undefined): Promise<{ file: string; names: string[] }[]> {
+    const before = new Map(this.states.map((s) => [s.site.id, s]));
+    const fresh: SiteState[] = [];
+    const kept = new Map<SiteState, SitePlan>();
+    const states = plan.sites.map((site) => {
+      const old = before.get(site.id);
+      if (old && old.site.certificate === site.certificate && old.site.certFile === site.certFile && old.site.keyFile === site.keyFile) {
+        kept.set(old, site);
+        return old;
+      }
+      const state: SiteState = { site, attempts: { failures: 0 } };
+      fresh.push(state);
+      return state;
+    });
+    // New sites first (a "files" site whose files are unusable throws here): until then nothing changed.
+    await this.prepareStates(fresh, "site added");
+    for (const [state, site] of kept) state.site = site;
+    this.states = states;
+    this.opts.plan = plan;
+    this.opts.issuer = issuer;
+    return this.crtEntries();
+  }
+
+  /** After HAProxy (re)loaded the crt-list: every site's file is in the running process. */
+  markLoaded(): void {
+    for (const s of this.states) s.loaded = true;
+  }
+
+  private async prepareStates(states: SiteState[], reason = "start"): Promise<void> {
+    for (const state of states) {
       const { site } = state;
       let offered: { pair: CertPair; info: CertInfo; placeholder: boolean; reason: string } | undefined;
       try {
@@ -118,7 +165,7 @@ export class CertificateManager {
         if (pair) {
           const info = inspectPair(pair);
           if (info.notAfter <= this.now()) throw new Error(`the certificate expired on ${new Date(info.notAfter).toISOString()}`);
-          offered = { pair, info, placeholder: false, reason: "start" };
+          offered = { pair, info, placeholder: false, reason };
         }
       } catch (err) {
         if (site.certificate === "files") throw new Error(`sites ${site.id}: ${site.certFile} / ${site.keyFile}: ${(err as Error).message}`);
@@ -126,6 +173,7 @@ export class CertificateManager {
       }
       if (site.certificate === "local" && (!offered || this.localDue(offered.info, site))) {
         offered = { ...(await this.makeLocal(site)), placeholder: false, reason: "local CA" };
+        state.sourceStamp = this.opts.certDir.stamp(site.id);
       }
       if (!offered) {
         const pair = await placeholderCertificate(site.names);
@@ -133,7 +181,6 @@ export class CertificateManager {
       }
       await this.install(state, offered.pair, offered.info, offered.placeholder, offered.reason);
     }
-    return this.states.map((s) => ({ file: this.runFile(s.site), names: s.site.names }));
   }
 
   private localDue(info: CertInfo, site: SitePlan): boolean {
@@ -144,7 +191,8 @@ export class CertificateManager {
     const ca = await ensureLocalCa(this.opts.certDir.dir);
     const pair = await issueLocalCertificate(ca, site.names);
     this.opts.certDir.write(site.id, pair);
-    this.states.find((s) => s.site === site)!.sourceStamp = this.opts.certDir.stamp(site.id);
+    const state = this.states.find((s) => s.site === site);
+    if (state) state.sourceStamp = this.opts.certDir.stamp(site.id);
     return { pair, info: inspectPair(pair) };
   }
 
@@ -157,6 +205,7 @@ export class CertificateManager {
       this.opts.observer.event("certificate-names", { site: state.site.id, names: info.names, missing: state.site.names.filter((n) => !coversNames(info.names, [n])) });
     }
     this.opts.observer.certificateInstalled(state.site.id, placeholder ? "placeholder" : state.site.certificate, info, reason);
+    if (!placeholder && state.site.certificate === "acme") this.opts.onAcmeInstalled?.(state.site.id, pair, info);
   }
 
   /** Writes the terminator's files (certificate, and the OCSP response HAProxy loads beside it) and swaps them in. */
@@ -165,7 +214,7 @@ export class CertificateManager {
     writeAtomic(file, combinedPem(pair));
     if (ocsp) writeAtomic(`${file}.ocsp`, ocsp);
     else rmSync(`${file}.ocsp`, { force: true });
-    if (this.runtimeSocket) await replaceCertificate(this.runtimeSocket, file, combinedPem(pair), ocsp);
+    if (this.runtimeSocket && state.loaded) await replaceCertificate(this.runtimeSocket, file, combinedPem(pair), ocsp);
   }
 
   /**
@@ -205,6 +254,7 @@ export class CertificateManager {
   /** From now on, certificates are swapped in the running terminator; checks every `intervalMs`. */
   attach(runtimeSocket: string, intervalMs: number): void {
     this.runtimeSocket = runtimeSocket;
+    this.markLoaded();
     this.timer = setInterval(() => void this.poll(), intervalMs);
     this.timer.unref();
     void this.poll();
@@ -253,15 +303,43 @@ export class CertificateManager {
     state.fetchedAt = this.now();
     const url = new URL(`.well-known/cdn/frontdoor/certificate/${state.site.id}`, acme.fetch_from.endsWith("/") ? acme.fetch_from : `${acme.fetch_from}/`);
     try {
-      const pair = splitPem(await this.opts.fetchText(url.toString()));
-      const info = inspectPair(pair);
-      const served = state.served && !state.served.placeholder ? state.served.info : undefined;
-      if (served && (info.fingerprint256 === served.fingerprint256 || info.notAfter <= served.notAfter)) return;
-      if (info.notAfter <= this.now()) throw new Error(`the issuing box serves an expired certificate (${new Date(info.notAfter).toISOString()})`);
-      this.opts.certDir.write(state.site.id, pair);
+      this.adopt(state, splitPem(await this.opts.fetchText(url.toString())));
     } catch (err) {
       this.opts.observer.certificateFetchFailed(state.site.id, url.origin, (err as Error).message);
     }
+  }
+
+  /** Writes the issuer's certificate into cert_dir when it is newer than the one in service; whether it did. */
+  private adopt(state: SiteState, pair: CertPair): boolean {
+    const info = inspectPair(pair);
+    const served = state.served && !state.served.placeholder ? state.served.info : undefined;
+    if (served && (info.fingerprint256 === served.fingerprint256 || info.notAfter <= served.notAfter)) return false;
+    if (info.notAfter <= this.now()) throw new Error(`the issuer's certificate expired on ${new Date(info.notAfter).toISOString()}`);
+    this.opts.certDir.write(state.site.id, pair);
+    return true;
+  }
+
+  /**
+   * A certificate the issuing box published through the control plane (src/control/fleet-certs.ts), opened with
+   * this box's key: put into service at once when it is newer than the one served. Resolves with whether it was.
+   */
+  async offerIssued(siteId: string, pair: CertPair): Promise<boolean> {
+    const state = this.states.find((s) => s.site.id === siteId && s.site.certificate === "acme");
+    if (!state || !this.adopt(state, pair)) return false;
+    await this.checkSource(state);
+    return true;
+  }
+
+  /** Who hears of every ACME certificate put into service from now on (the fleet's publisher, started later). */
+  onAcmeInstalled(listener: CertificateManagerOptions["onAcmeInstalled"]): void {
+    this.opts.onAcmeInstalled = listener;
+  }
+
+  /** The ACME sites this box serves, with the certificate in service (undefined: a placeholder). */
+  acmeSites(): { site: string; pair?: CertPair; info?: CertInfo }[] {
+    return this.states
+      .filter((s) => s.site.certificate === "acme")
+      .map((s) => ({ site: s.site.id, ...(s.served && !s.served.placeholder ? { pair: s.served.pair, info: s.served.info } : {}) }));
   }
 
   /** The certificate in service for a site issued by ACME (chain + key), for the boxes that fetch it. */

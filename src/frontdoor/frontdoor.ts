@@ -17,7 +17,7 @@ import { tmpdir } from "node:os";
 import { rootCertificates } from "node:tls";
 import { join, resolve } from "node:path";
 import { parse as parseToml, stringify as stringifyToml } from "smol-toml";
-import type { CdnConfig } from "../config/config.ts";
+import { ConfigError, type CdnConfig } from "../config/config.ts";
 import { AcmeIssuer } from "./acme-issuer.ts";
 import { frontDoorAdmin, serveAdmin } from "./admin.ts";
 import { CertDirectory, inspectPair } from "./cert-store.ts";
@@ -64,6 +64,15 @@ export interface RunningFrontDoor {
   observer: FrontDoorObserver;
   /** The metrics text (fresh terminator counters and bans). */
   metrics(): Promise<string>;
+  /** Checks a new config's sites and front door tables (throws ConfigError naming the field); nothing changes. */
+  check(config: CdnConfig): FrontDoorPlan;
+  /**
+   * Applies a new config's `[[sites]]` live (added, removed, other names, limits, HSTS…): new sites get their
+   * certificate file, HAProxy's config and crt-list are rewritten and its master reloads them (a new worker on the
+   * same sockets; the old one finishes its connections for up to drain_seconds). Resolves once the new worker
+   * serves; rejects with HAProxy's reason (the old worker keeps serving). Whether anything changed.
+   */
+  reconfigure(config: CdnConfig): Promise<boolean>;
   stop(): Promise<void>;
 }
 
@@ -166,11 +175,16 @@ export async function startFrontDoor(opts: FrontDoorOptions): Promise<RunningFro
 
   const certDir = new CertDirectory(resolve(door.cert_dir));
   let issuer: AcmeIssuer | undefined;
-  if (plan.acme?.issue && plan.sites.some((s) => s.certificate === "acme")) {
-    const publisher = new ChallengePublisher({ nodes: plan.acme.dns_nodes, token: plan.acme.token });
-    const caBundlePem = plan.acme.ca_bundle ? readFileSync(resolve(plan.acme.ca_bundle), "utf8") : undefined;
-    issuer = new AcmeIssuer({ acme: plan.acme, stateDir: certDir.dir, publisher, caBundlePem, log: (e) => observer.event(String(e.event), e) });
-  }
+  /** The ACME issuer a plan needs on this box (kept across live changes: one account, one queue). */
+  const issuerFor = (p: FrontDoorPlan): AcmeIssuer | undefined => {
+    if (!p.acme?.issue || !p.sites.some((s) => s.certificate === "acme")) return undefined;
+    if (issuer) return issuer;
+    const publisher = new ChallengePublisher({ nodes: p.acme.dns_nodes, token: p.acme.token });
+    const caBundlePem = p.acme.ca_bundle ? readFileSync(resolve(p.acme.ca_bundle), "utf8") : undefined;
+    issuer = new AcmeIssuer({ acme: p.acme, stateDir: certDir.dir, publisher, caBundlePem, log: (e) => observer.event(String(e.event), e) });
+    return issuer;
+  };
+  issuerFor(plan);
   const fetchText = plan.acme?.fetch_from ? issuingBoxClient(plan.acme.fetch_from, opts.config.admin.token!, plan.acme.ca_bundle) : undefined;
   const certificates = new CertificateManager({ plan, certDir, runCertDir, observer, issuer, fetchText });
   const entries = await certificates.prepare();
@@ -198,16 +212,16 @@ export async function startFrontDoor(opts: FrontDoorOptions): Promise<RunningFro
       metrics,
       certificates: () => certificates.status(),
       renew: (site) => certificates.renew(site),
-      certificatePem: (site) => certificates.servedPem(site),
+      // A fleet with an issuer hands keys only sealed, through the control plane (src/control/fleet-certs.ts).
+      certificatePem: (site) => (plan.acme?.issuer ? undefined : certificates.servedPem(site)),
     }),
   );
 
   const configPath = join(opts.runDir, "haproxy.cfg");
   const originTimeout = opts.config.edge?.origin_timeout_ms ?? 30_000;
-  writeFileSync(
-    configPath,
+  const configText = (p: FrontDoorPlan) =>
     haproxyConfig({
-      plan,
+      plan: p,
       httpBind: "fd@3",
       httpsBind: "fd@4",
       httpsPort,
@@ -216,9 +230,8 @@ export async function startFrontDoor(opts: FrontDoorOptions): Promise<RunningFro
       runtimeSocket,
       crtList: crtListPath,
       serverTimeoutMs: Math.max(60_000, originTimeout + 10_000),
-    }),
-    { mode: 0o600 },
-  );
+    });
+  writeFileSync(configPath, configText(plan), { mode: 0o600 });
   let terminator: Terminator;
   try {
     terminator = await startTerminator({
@@ -249,16 +262,46 @@ export async function startFrontDoor(opts: FrontDoorOptions): Promise<RunningFro
   banTimer?.unref();
 
   const hostPart = opts.host.includes(":") ? `[${opts.host}]` : opts.host;
+  /** The [frontdoor] and [acme] tables are read at start: a live change takes [[sites]] only. */
+  const check = (config: CdnConfig) => {
+    const next = planFrontDoor({ ...config, frontdoor: opts.config.frontdoor, acme: opts.config.acme });
+    if (!next.sites.length) throw new ConfigError("cdn.toml", ["sites: a running front door keeps at least one site (removing the last one needs a restart)"]);
+    return next;
+  };
+  let running = plan;
+  let reconfiguring = Promise.resolve(false);
+  const reconfigure = (config: CdnConfig): Promise<boolean> => {
+    const next = check(config);
+    const step = async () => {
+      const text = configText(next);
+      const entries = await certificates.setPlan(next, issuerFor(next));
+      const list = crtList(entries);
+      if (text === readFileSync(configPath, "utf8") && list === readFileSync(crtListPath, "utf8")) return false;
+      writeFileSync(crtListPath, list, { mode: 0o600 });
+      writeFileSync(configPath, text, { mode: 0o600 });
+      await terminator.reload();
+      certificates.markLoaded();
+      running = next;
+      observer.event("sites", { sites: next.sites.map((s) => s.id), reason: "reconfigured" });
+      return true;
+    };
+    reconfiguring = reconfiguring.then(step, step);
+    return reconfiguring;
+  };
   return {
     httpUrl: `http://${hostPart}:${httpPort}`,
     httpsUrl: `https://${hostPart}:${httpsPort}`,
     httpPort,
     httpsPort,
-    plan,
+    get plan() {
+      return running;
+    },
     terminator,
     certificates,
     observer,
     metrics,
+    check,
+    reconfigure,
     async stop() {
       certificates.stop();
       if (banTimer) clearInterval(banTimer);

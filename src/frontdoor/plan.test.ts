@@ -151,6 +151,20 @@ key_file = "a.key"
     ]);
   });
 
+  it("a fleet's [acme] issuer: that box issues, the others do not, and it needs [control]", () => {
+    const control = `[control]\nservers = ["nats://127.0.0.1:4222"]\n`;
+    const site = `[[sites]]\nnames = ["www.geo.example.org"]\n`;
+    const as = (name: string, extra = control) => planFrontDoor(parseConfig(`[edge]\nname = "${name}"\norigin = "http://127.0.0.1:8080"\n${extra}${ACME}issuer = "eu-lon"\n${site}`));
+    expect(as("eu-lon").acme).toMatchObject({ issue: true, issuer: "eu-lon" });
+    expect(as("na-sea").acme).toMatchObject({ issue: false });
+    expect(problems(`[edge]\nname = "eu-lon"\norigin = "http://127.0.0.1:8080"\n${ACME}issuer = "eu-lon"\n${site}`)).toEqual([
+      "acme.issuer: needs [control]: the certificates travel through the control plane",
+    ]);
+    expect(problems(`${EDGE}${control}${ACME}issuer = "eu-lon"\nissue = false\nfetch_from = "https://x.example.org"\n${site}`)).toEqual([
+      "acme.fetch_from: a fleet with an issuer ([acme] issuer) takes certificates from the control plane: remove fetch_from",
+    ]);
+  });
+
   it("spells out a wildcard in a default id", () => {
     expect(siteId({ names: ["*.example.org"] })).toBe("wildcard.example.org");
     expect(siteId({ names: ["*.example.org"], id: "star" })).toBe("star");

@@ -105,7 +105,10 @@ export function planFrontDoor(config: CdnConfig, source = "cdn.toml"): FrontDoor
     if (!zone) problems.push("acme.zone: set it (or [dns] zone): the zone the DNS nodes serve");
     if (!token) problems.push("acme.token: set it (or [admin] token): the DNS nodes' admin token");
     if (config.acme.fetch_from && !config.admin.token) problems.push("acme.fetch_from: set [admin] token: the issuing box wants it");
-    if (zone && token) acme = { ...config.acme, zone, token };
+    if (config.acme.issuer && !config.control) problems.push("acme.issuer: needs [control]: the certificates travel through the control plane");
+    // A fleet names its issuer: that box issues, the others install what it publishes (src/control/fleet-certs.ts).
+    const issue = config.acme.issuer ? config.acme.issuer === config.edge?.name : config.acme.issue;
+    if (zone && token) acme = { ...config.acme, zone, token, issue };
   } else if (usesAcme) {
     const i = config.sites.findIndex((s) => s.certificate === "acme");
     problems.push(`sites[${i}].certificate: "acme" needs an [acme] table (the CA and the DNS nodes)`);

@@ -14,6 +14,7 @@ import { prepareControl, runControlAgent } from "../control/host.ts";
 import { fleetBootConfig, mergedText, startFleetMember, type FleetBoxOptions, type FleetVersion } from "../control/fleet-box.ts";
 import { wantsFleet } from "../control/fleet-config.ts";
 import { fleetBucket } from "../control/fleet-kv.ts";
+import { startFleetCertificates } from "../control/fleet-certs.ts";
 import { catchUpFunctions, followFunctions, type FunctionsBox } from "../control/fleet-functions.ts";
 import { currentVersionFile, installVersion } from "./function-versions.ts";
 import { ControlSchema } from "../config/control-schema.ts";
@@ -142,6 +143,8 @@ export async function runEdgeBox(values: EdgeBoxOptions, usage: (message: string
   } catch (err) {
     usage((err as Error).message);
   }
+  /** Restart-only fields a new config changes; [[sites]] apply live while the front door runs. */
+  const laterChanges = (next: CdnConfig) => restartOnlyChanges(file.config, next).filter((f) => !(f === "sites" && door));
   const agent = control ? await runControlAgent(config, control, edge.url, (line) => console.log(line)) : undefined;
   const member =
     fleet && reloadEdge
@@ -149,23 +152,34 @@ export async function runEdgeBox(values: EdgeBoxOptions, usage: (message: string
           fleet.options,
           {
             edgeUrl: edge.url,
-            apply: (text) => {
+            apply: async (text) => {
               const next = withOverrides(configFromText(text, file.dir, `${values.config} with the fleet's version`), { origin: values.origin, name: values.name });
+              door?.check(next.config); // a site the front door cannot serve refuses the version before anything changes
               // The version's functions too (changed ones restarted in the background, as on SIGHUP).
               functionsText = next.text;
               void reloadFunctions?.(next.text).then(
                 (notes) => notes.forEach((n) => console.log(`fleet: ${n}`)),
                 (err: Error) => console.error(`fleet: functions not reloaded, the running ones stay: ${err.message}`),
               );
-              return {
-                digest: configDigest(reloadEdge!(next.text)),
-                origins: originsOf(next.config.edge!).map((o) => o.url),
-                later: restartOnlyChanges(file.config, next.config),
-              };
+              // The front door first: a site it cannot serve (HAProxy refuses, a file is unusable) refuses the version whole.
+              await door?.reconfigure(next.config);
+              const digest = configDigest(reloadEdge!(next.text));
+              return { digest, origins: originsOf(next.config.edge!).map((o) => o.url), later: laterChanges(next.config) };
             },
           },
           fleet.started,
         )
+      : undefined;
+  // [acme] issuer: certificates through the fleet's bucket, each box's key sealed to its own curve key.
+  const fleetCerts =
+    door && config.acme?.issuer && config.control && storeDir
+      ? startFleetCertificates({
+          box: config.edge!.name,
+          cfg: config.control,
+          xkeyPath: join(storeDir, ".run", "fleet-cert.xk"),
+          issues: door.plan.acme?.issue ?? false,
+          certificates: door.certificates,
+        })
       : undefined;
   const functionsFollower =
     functionsBox && reloadFunctions
@@ -200,6 +214,7 @@ export async function runEdgeBox(values: EdgeBoxOptions, usage: (message: string
     stopping = true;
     await anycast?.withdraw(); // routers first, then the listeners: in-flight connections finish
     await member?.stop();
+    await fleetCerts?.stop();
     await functionsFollower?.stop();
     await agent?.stop();
     await door?.stop();
@@ -241,7 +256,13 @@ export async function runEdgeBox(values: EdgeBoxOptions, usage: (message: string
       console.error(`edge: reload refused, the running configuration stays: ${(err as Error).message.replace(/\n\s*/g, " ")}`);
       return;
     }
-    const later = restartOnlyChanges(file.config, next.config);
+    try {
+      door?.check(next.config);
+    } catch (err) {
+      console.error(`edge: reload refused, the running configuration stays: ${(err as Error).message.replace(/\n\s*/g, " ")}`);
+      return;
+    }
+    const later = laterChanges(next.config);
     functionsText = next.text;
     // Functions first (their files rebuilt, changed ones restarted), then the edge follows the new config.
     void (reloadFunctions?.(next.text) ?? Promise.resolve([]))
@@ -251,7 +272,13 @@ export async function runEdgeBox(values: EdgeBoxOptions, usage: (message: string
       )
       .finally(() => {
         reloadEdge!(next.text);
-        console.log(`edge reload: ${next.path} applied${later.length ? `; ${later.join(", ")} changed and apply at the next restart` : ""}`);
+        void (door?.reconfigure(next.config) ?? Promise.resolve(false)).then(
+          (changed) => {
+            if (changed) console.log(`edge reload: the front door's sites reconfigured (${door!.plan.sites.map((s) => s.id).join(", ")})`);
+            console.log(`edge reload: ${next.path} applied${later.length ? `; ${later.join(", ")} changed and apply at the next restart` : ""}`);
+          },
+          (err: Error) => console.error(`edge reload: the front door's sites not reconfigured, the running ones stay: ${err.message}`),
+        );
       });
   });
 }

@@ -209,3 +209,32 @@ describe("supervision", () => {
     expect(m.out).toMatch(/^parrot_frontdoor_terminator_restarts_total 1$/m);
   }, 30_000);
 });
+
+describe("sites changed by a reload (SIGHUP)", () => {
+  it("serves a site added to the file, with the same edge and HAProxy master, and stops serving it once removed", async () => {
+    const file = join(box.dir, "cdn.toml");
+    const before = readFileSync(file, "utf8");
+    const master = Number(readFileSync(join(box.dir, "store/.run/frontdoor/haproxy.pid"), "utf8"));
+    const sans = async () => (await presentedCertificate(box.httpsPort, "c.fd.test")).subjectAltName;
+    const waitSans = async (want: string) => {
+      let seen = "";
+      for (const deadline = Date.now() + 20_000; Date.now() < deadline && seen !== want; ) {
+        seen = (await sans()) ?? "";
+        if (seen !== want) await sleep(250);
+      }
+      return seen;
+    };
+    expect(await sans()).toBe("DNS:a.fd.test, DNS:www.a.fd.test"); // the default certificate: no such site yet
+    writeFileSync(file, `${before}\n[[sites]]\nnames = ["c.fd.test"]\ncertificate = "local"\nhttp = "serve"\n`);
+    process.kill(box.running.proc.pid!, "SIGHUP");
+    expect(await waitSans("DNS:c.fd.test")).toBe("DNS:c.fd.test");
+    const page = await curlHttps(box, "c.fd.test", "/page", ca, ["-w", " %{http_code}"]);
+    expect(page.out).toMatch(/hello<\/p>\n 200$/);
+    expect(box.running.output()).toMatch(/edge reload: the front door's sites reconfigured \(a\.fd\.test, b\.fd\.test, c\.fd\.test\)/);
+    writeFileSync(file, before);
+    process.kill(box.running.proc.pid!, "SIGHUP");
+    expect(await waitSans("DNS:a.fd.test, DNS:www.a.fd.test")).toBe("DNS:a.fd.test, DNS:www.a.fd.test");
+    expect(Number(readFileSync(join(box.dir, "store/.run/frontdoor/haproxy.pid"), "utf8"))).toBe(master);
+    expect(box.running.output().match(/edge ready/g)).toHaveLength(1);
+  }, 60_000);
+});

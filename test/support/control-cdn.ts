@@ -36,6 +36,8 @@ export interface ControlCdnOptions {
   tables?: string;
   /** Each edge's cdn.toml in a folder of its own (`<dir>/<name>/`): what it keeps beside it (deployed function versions) is its own. */
   ownDirs?: boolean;
+  /** The boxes run a front door (`tables` has `[[sites]]`): its HTTPS listener on this second port, one number for every box. */
+  https?: boolean;
 }
 
 export interface ControlCdn {
@@ -43,6 +45,10 @@ export interface ControlCdn {
   origin: ScriptedOrigin;
   served: Served;
   port: number;
+  /** The front door's HTTPS port on every box (with `https`). */
+  httpsPort?: number;
+  /** The box's loopback address (127.0.0.2, .3, …). */
+  host(name: string): string;
   /** The config every tool outside an edge box uses (the CLI, the DNS node). */
   config: string;
   edgeUrl(name: string): string;
@@ -118,6 +124,8 @@ export async function startControlCdn(opts: ControlCdnOptions): Promise<ControlC
   const origin = new ScriptedOrigin();
   const served = await serveFetch(origin.handle);
   const port = await portFreeOn(opts.edges.map((_, i) => hostOf(i)));
+  let httpsPort: number | undefined;
+  while (opts.https && (httpsPort === undefined || httpsPort === port)) httpsPort = await portFreeOn(opts.edges.map((_, i) => hostOf(i)));
   const index = (name: string) => {
     const i = opts.edges.indexOf(name);
     if (i < 0) throw new Error(`no edge ${name}`);
@@ -176,7 +184,7 @@ ${opts.tables ?? ""}`;
     const i = index(name);
     const running = await startNodeScript(
       "scripts/edge.ts",
-      ["--config", configOf(name), "--name", name, "--host", hostOf(i), "--port", String(port), "--store", join(dir, "store", name)],
+      ["--config", configOf(name), "--name", name, "--host", hostOf(i), "--port", String(port), "--store", join(dir, "store", name), ...(httpsPort ? ["--https-port", String(httpsPort)] : [])],
       /edge ready: (\S+)/,
       90_000,
     );
@@ -194,6 +202,8 @@ ${opts.tables ?? ""}`;
     origin,
     served,
     port,
+    httpsPort,
+    host: (name) => hostOf(index(name)),
     config,
     edgeUrl: (name) => `http://${hostOf(index(name))}:${port}`,
     url,
