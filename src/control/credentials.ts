@@ -8,7 +8,9 @@
  *               consumers. Never a purge (<ns>.control.purge), another box's drain or status, the rollout record or
  *               a config version; never a stream created, changed, purged or deleted (a stream's republish or
  *               subjects could otherwise carry its messages into the control stream).
- *   dns         reads: the JetStream API (same limits) and presence.
+ *               It may also write its own GeoIP status ($KV.<bucket>.geoip-at.edge.<name>).
+ *   dns         reads: the JetStream API (same limits) and presence; writes its own GeoIP status
+ *               ($KV.<bucket>.geoip-at.dns.<name>).
  *   operator    everything (the CLI: purges, drains, `fleet push`/`rollback`, creating the streams and the bucket).
  */
 import { fleetBucket } from "./fleet-kv.ts";
@@ -49,11 +51,12 @@ const JS_API_DENIED = [
 export function permissionsOf(user: Pick<NkeyUser, "name" | "role">, namespace: string): SubjectPermissions | undefined {
   if (user.role === "operator") return undefined;
   const subscribe = { allow: ["_INBOX.>", `${namespace}.presence.*`] };
-  if (user.role === "dns") return { publish: { allow: ["$JS.API.>"], deny: JS_API_DENIED }, subscribe };
   const t = nameToken(user.name);
+  // Its own GeoIP status (geoip-fleet.ts: geoip-at.<role>.<name>), nothing else in the bucket.
+  if (user.role === "dns") return { publish: { allow: ["$JS.API.>", `$KV.${fleetBucket(namespace)}.geoip-at.dns.${t}`], deny: JS_API_DENIED }, subscribe };
   return {
     publish: {
-      allow: ["$JS.API.>", `$JS.ACK.>`, `${namespace}.presence.${t}`, `${namespace}.control.drain.${t}`, `$KV.${fleetBucket(namespace)}.box.${t}`],
+      allow: ["$JS.API.>", `$JS.ACK.>`, `${namespace}.presence.${t}`, `${namespace}.control.drain.${t}`, `$KV.${fleetBucket(namespace)}.box.${t}`, `$KV.${fleetBucket(namespace)}.geoip-at.edge.${t}`],
       deny: JS_API_DENIED,
     },
     subscribe,
