@@ -1,7 +1,8 @@
 /**
- * GeoIP data through the fleet (issue 22, item 4) over a real nats-server with per-node nkeys and real DNS nodes
- * (`[geoip] fleet = true`): `fleet -- geoip push` checks the file, publishes it once (object store, chunked) and every
- * node swaps it in live (the director's TXT answer for a test address changes on each); a corrupt or wrong-type file
+ * GeoIP data through the fleet (issue 22, item 4) over a real nats-server with per-node nkeys, real DNS nodes and an
+ * edge box on bare workerd (`[geoip] fleet = true`): `fleet -- geoip push` checks the file, publishes it once (object
+ * store, chunked) and every node swaps it in live (the director's TXT answer for a test address changes on each DNS
+ * node, the trace's `loc=` on the edge); a corrupt or wrong-type file
  * is refused and changes nothing; rollback goes back to the version before (kept on disk); a node that starts after a
  * push answers with the current version from its first query, and with NATS down it keeps the last one it had; a
  * 64 MB database travels in chunks. The DNS node's key may write its own GeoIP status, never another's, the record,
@@ -23,6 +24,7 @@ import { pollUntil } from "../support/dns-cdn.ts";
 import { RRL_OFF_TOML, run, startDnsNode, type DnsNode } from "../support/dns-process.ts";
 import { TEST_ZONE_TOML } from "../support/dns-zone.ts";
 import { startTestNats, type TestNats } from "../support/nats.ts";
+import { startControlCdn, type ControlCdn } from "../support/control-cdn.ts";
 
 const fixtures = join(ROOT, "test/fixtures");
 /** GeoLite2-City-Test does not know 2.2.3.0/24; GeoIP2-City-Test places it in Boxford. */
@@ -32,6 +34,7 @@ const NODES = ["ns1", "ns2", "ns3"];
 let dir: string;
 let nats: TestNats;
 const nodes = new Map<string, DnsNode>();
+let cdn: ControlCdn;
 
 const keyOf = (name: string) => join(dir, "keys", `${name}.nk`);
 const controlWith = (name: string): ControlConfig => ControlSchema.parse({ servers: [nats.url], nkey: keyOf(name), publish_deadline_ms: 2000, publish_timeout_ms: 1000 });
@@ -57,9 +60,17 @@ function fleet(args: string[], timeoutMs = 60_000): Promise<{ stdout: string; st
 
 const txt = async (node: DnsNode) =>
   /TXT\s+"([^"]*)"/.exec((await run("dig", ["@127.0.0.1", "-p", String(node.dnsPort), "+time=2", "+tries=1", "+subnet=2.2.3.1/32", "director.geo.example.org", "TXT"])).out)?.[1] ?? "";
-/** Waits until every running node's answer for the test address names `city`; ms taken. */
+/** The edge's trace for a client at the test address (its health names the fleet version it runs). */
+const edgeLoc = async () => {
+  const res = await fetch(new URL("/.well-known/cdn/trace", cdn.edgeUrl("eu-lon")), { headers: { "x-forwarded-for": "2.2.3.1" } });
+  return /^loc=(.*)$/m.exec(await res.text())?.[1] ?? "";
+};
+/** Waits until every running node's answer for the test address names `city` (the edge's trace too); ms taken. */
 async function everyNodeSays(city: string, ms = 20_000): Promise<number> {
   const t0 = performance.now();
+  const edgeWants = city === "boxford" ? /Boxford/ : /^unknown$/;
+  const edge = await pollUntil(async () => (edgeWants.test(await edgeLoc()) ? true : undefined), ms, 50);
+  expect(edge, `edge: ${await edgeLoc()}\n${cdn.running("eu-lon")?.output()}`).toBeDefined();
   for (const [name, node] of nodes) {
     const got = await pollUntil(async () => ((await txt(node)).includes(`city ${city}`) ? true : undefined), ms, 50);
     expect(got, `${name}: ${await txt(node)}\n${node.stdout()}${node.stderr()}`).toBeDefined();
@@ -69,7 +80,7 @@ async function everyNodeSays(city: string, ms = 20_000): Promise<number> {
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "parrot-geoip-fleet-"));
-  const keys = await run(process.execPath, [join(ROOT, "scripts/fleet.ts"), "keys", "--dir", join(dir, "keys"), ...NODES.flatMap((n) => ["--dns", n])], 30_000);
+  const keys = await run(process.execPath, [join(ROOT, "scripts/fleet.ts"), "keys", "--dir", join(dir, "keys"), ...NODES.flatMap((n) => ["--dns", n]), "--box", "eu-lon"], 30_000);
   expect(keys.code, keys.out).toBe(0);
   nats = await startTestNats(join(dir, "nats"), { users: parseUsers(readFileSync(join(dir, "keys", "users.json"), "utf8"), "users.json"), namespace: "parrot" });
   writeFileSync(join(dir, "operator.toml"), `[control]\nservers = ["${nats.url}"]\nnkey = "${keyOf("operator")}"\n`);
@@ -78,9 +89,19 @@ beforeAll(async () => {
   await FleetKv.open(nc, controlWith("operator"));
   await nc.close();
   for (const name of NODES.slice(0, 2)) nodes.set(name, await startDnsNode({ toml: nodeToml(name) }));
-}, 120_000);
+  cdn = await startControlCdn({
+    edges: ["eu-lon"],
+    servers: [nats.url],
+    auth: `nkey = "${keyOf("operator")}"`,
+    authFor: { "eu-lon": `nkey = "${keyOf("eu-lon")}"` },
+    control: "catch_up_timeout_ms = 5000",
+    geoip: "fleet = true",
+    edge: () => 'trusted_proxies = ["127.0.0.0/8"]',
+  });
+}, 180_000);
 
 afterAll(async () => {
+  await cdn?.stop();
   for (const node of nodes.values()) await node.stop();
   await nats?.stop();
   rmSync(dir, { recursive: true, force: true });
@@ -89,9 +110,11 @@ afterAll(async () => {
 describe("GeoIP through the fleet", () => {
   it("a push swaps the City database on every DNS node; fleet status names each node's version", async () => {
     for (const node of nodes.values()) expect(await txt(node)).toContain("city unknown");
+    expect(await edgeLoc()).toMatch(/Boxford/); // its own [geoip] city until the fleet has one
     const first = await fleet(["geoip", "push", LITE]);
     expect(first.stderr).toBe("");
     expect(first.stdout).toMatch(/^GeoIP version 1 stored \(GeoLite2-City, /m);
+    await everyNodeSays("unknown");
     const t0 = performance.now();
     const push = await fleet(["geoip", "push", FULL]);
     expect(push.stderr).toBe("");
@@ -99,11 +122,13 @@ describe("GeoIP through the fleet", () => {
     expect(push.stdout).toMatch(/^GeoIP version 2 stored \(GeoIP2-City, /m);
     expect(push.stdout).toMatch(/^before it: version 1$/m);
     for (const name of nodes.keys()) expect(push.stdout).toMatch(new RegExp(`^dns +${name}: ok +GeoIP version 2 `, "m"));
+    expect(push.stdout).toMatch(/^edge eu-lon: ok +GeoIP version 2 /m);
     await everyNodeSays("boxford");
     console.log(`geoip push (small file) to boxford on ${nodes.size} nodes: ${Math.round(performance.now() - t0)} ms; ${/^GeoIP version 2 runs .*$/m.exec(push.stdout)?.[0]}`);
     const status = await fleet(["status"]);
     expect(status.stdout).toMatch(/^geoip: version 2 \(GeoIP2-City, /m);
     expect(status.stdout).toMatch(/^dns +ns1: ok +GeoIP version 2 /m);
+    expect(status.stdout).toMatch(/^edge eu-lon: ok +GeoIP version 2 /m);
     expect(nodes.get("ns1")!.stdout()).toMatch(/dns reload \(fleet GeoIP version 2\).*GeoIP reloaded/);
   }, 90_000);
 
@@ -123,6 +148,7 @@ describe("GeoIP through the fleet", () => {
     expect((await fleet(["geoip", "push", garbage])).stderr).toMatch(/not a MaxMind DB/);
     expect((await fleet(["status"])).stdout).toMatch(/^geoip: version 2 /m);
     for (const node of nodes.values()) expect(await txt(node)).toContain("city boxford");
+    expect(await edgeLoc()).toMatch(/Boxford/);
   }, 60_000);
 
   it("rollback goes back to the version before on every node", async () => {
@@ -144,7 +170,7 @@ describe("GeoIP through the fleet", () => {
     expect(push.code).toBe(0);
     const ms = performance.now() - t0 + (await everyNodeSays("boxford"));
     console.log(`geoip push 64 MB: ${Math.round(ms)} ms to every node (${push.stdout.split("\n").filter((l) => /stored|runs on/.test(l)).join(" | ")})`);
-    for (const node of nodes.values()) {
+    for (const node of [...nodes.values(), { stdout: () => cdn.running("eu-lon")!.output(), stderr: () => "" }]) {
       const line = /GeoIP version 3 .* in service: fetched and checked in \d+ ms, swapped in \d+ ms/.exec(node.stdout() + node.stderr());
       expect(line, node.stdout() + node.stderr()).not.toBeNull();
       console.log(line![0]);

@@ -32,6 +32,8 @@ export interface ControlCdnOptions {
   dns?: boolean;
   /** More `[edge]` lines, given each edge's base URL by name (e.g. `shields`). */
   edge?: (urlOf: (name: string) => string) => string;
+  /** More `[geoip]` lines (e.g. `fleet = true`). */
+  geoip?: string;
   /** More tables after the common ones (e.g. `[[functions]]`, with absolute module paths). */
   tables?: string;
   /** Each edge's cdn.toml in a folder of its own (`<dir>/<name>/`): what it keeps beside it (deployed function versions) is its own. */
@@ -143,6 +145,7 @@ ${opts.control ?? ""}
 
 [geoip]
 city = "${join(ROOT, "test/fixtures/GeoIP2-City-Test.mmdb")}"
+${opts.geoip ?? ""}
 
 [dns]
 zone = "geo.example.org"
