@@ -380,7 +380,10 @@ async function fleetGeoipOptions(configPath: string, log: (line: string) => void
 
 /** Starts a node's probe timer; health changes go on to the workers. Returns the stop function. */
 function startProbes(parts: DnsNodeParts, workers: () => DnsWorkers | undefined, heartbeats?: PresenceFollower): () => void {
-  if (heartbeats) parts.monitor.heartbeats = (edge) => heartbeats.problem(edge);
+  if (heartbeats) {
+    parts.monitor.heartbeats = (edge) => heartbeats.problem(edge);
+    parts.monitor.heartbeatState = (edge) => heartbeats.describe(edge);
+  }
   parts.monitor.onChange(() => workers()?.send({ type: "health", states: parts.monitor.snapshot() }));
   return parts.monitor.start();
 }
