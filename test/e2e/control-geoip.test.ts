@@ -47,7 +47,7 @@ ${RRL_OFF_TOML}
 servers = ["${nats.url}"]
 nkey = "${keyOf(name)}"
 name = "${name}"
-catch_up_timeout_ms = 3000
+catch_up_timeout_ms = 60000
 `;
 
 function fleet(args: string[], timeoutMs = 60_000): Promise<{ stdout: string; stderr: string; code: number }> {
