@@ -4,8 +4,8 @@
  * store, chunked) and every node swaps it in live (the director's TXT answer for a test address changes on each DNS
  * node, the trace's `loc=` on the edge); a corrupt or wrong-type file
  * is refused and changes nothing; rollback goes back to the version before (kept on disk); a node that starts after a
- * push answers with the current version from its first query, and with NATS down it keeps the last one it had; a
- * 64 MB database travels in chunks. The DNS node's key may write its own GeoIP status, never another's, the record,
+ * push answers with the current version from its first query, and with NATS down it keeps the last one it had (and
+ * takes the next once NATS is back); a 64 MB database travels in chunks. The DNS node's key may write its own GeoIP status, never another's, the record,
  * a purge or a stream.
  */
 import { execFile } from "node:child_process";
@@ -191,6 +191,13 @@ describe("GeoIP through the fleet", () => {
     expect(again.stdout()).toMatch(/^dns geoip: fleet GeoIP version 3, as last run here \(the fleet unreachable/m);
     expect(await txt(again)).toContain("city boxford");
     await nats.start();
+  }, 90_000);
+
+  it("after the outage every node, the one started without NATS too, takes the next version", async () => {
+    const push = await fleet(["geoip", "push", LITE]);
+    expect(push.stderr).toBe("");
+    expect(push.stdout).toMatch(/^GeoIP version 4 runs on 4 of 4;/m);
+    await everyNodeSays("unknown");
   }, 90_000);
 
   it("a DNS node's key writes its own GeoIP status, never another's, the record, a purge or a stream", async () => {
