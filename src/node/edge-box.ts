@@ -27,7 +27,7 @@ import { restartOnlyChanges } from "./reload.ts";
 import { startEdgeMiniflare, type RunningEdge } from "./edge-host.ts";
 import { startEdgeWorkerd } from "./workerd-host.ts";
 import { bootGeoip, followGeoip, type GeoipRunning } from "../control/geoip-follower.ts";
-import { edgeGeoipOptions, edgeTakesGeoip, installEdgeGeoip } from "./edge-geoip.ts";
+import { edgeGeoipOptions, edgeTakesGeoip, forgetEdgeGeoip, installEdgeGeoip } from "./edge-geoip.ts";
 
 /** What `npm run edge` was given (scripts/edge.ts parses it). */
 export interface EdgeBoxOptions {
@@ -97,6 +97,7 @@ export async function runEdgeBox(values: EdgeBoxOptions, usage: (message: string
   } catch (err) {
     usage(`${file.path}: ${(err as Error).message}`);
   }
+  if (!geoipFleet && storeDir && values.runtime === "workerd") forgetEdgeGeoip(storeDir);
   if (geoipFleet) {
     geoipBoot = await bootGeoip(geoipFleet, config.control!.catch_up_timeout_ms);
     if (geoipBoot.path) installEdgeGeoip(storeDir!, geoipBoot.path, geoipBoot.version!);

@@ -4,8 +4,7 @@
  * and `config/geoip/<sha256>.mmdb`); the workers load it at their next request after their once-a-second look, and
  * the box calls it swapped in once its health answer names the version (`cdn-geoip`).
  */
-import { existsSync, linkSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, copyFileSync } from "node:fs";
-import { writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, linkSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { HEALTH_PATH } from "../contracts/well-known.ts";
 import type { GeoipFollowerOptions } from "../control/geoip-follower.ts";
@@ -69,4 +68,10 @@ export async function edgeTakesGeoip(edgeUrl: string, v: GeoipVersion): Promise<
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error(`the edge did not take GeoIP version ${v.version} within ${TAKE_TIMEOUT_MS / 1000} s (its ${GEOIP_HEADER}: ${last})`);
+}
+
+/** A box that no longer takes GeoIP from the fleet: its workers go back to the [geoip] files bound at start. */
+export function forgetEdgeGeoip(storeDir: string): void {
+  rmSync(join(storeDir, ".run", "config", "geoip.json"), { force: true });
+  rmSync(join(storeDir, ".run", "config", "geoip"), { recursive: true, force: true });
 }
