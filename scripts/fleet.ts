@@ -3,6 +3,7 @@
  *                  [--probe-path /] [--probe-timeout MS] [--timeout S]
  * npm run fleet -- status | rollback | promote [--config cdn.toml] [--timeout S]
  * npm run fleet -- keys --dir DIR --box NAME… [--issuer NAME] [--dns NAME…]
+ * npm run fleet -- geoip push FILE.mmdb | geoip rollback  [--config cdn.toml] [--timeout S]
  * The fleet's configuration through NATS JetStream (`[control]`; boxes with `[control] fleet = true` follow it):
  *   push      validates FILE (every schema, every [[edges]] box's view), stores it as the next version, rolls it
  *             out to the canaries (named, or the first ceil(F × n) running boxes, default one), waits for their
@@ -19,6 +20,7 @@
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { moveCommand, pushCommand, statusCommand } from "../src/control/fleet-command.ts";
+import { geoipPushCommand, geoipRollbackCommand, geoipStatusCommand } from "../src/control/geoip-command.ts";
 import { keysCommand } from "../src/control/keys-command.ts";
 import { loadConfigFile } from "../src/node/config-file.ts";
 
@@ -99,7 +101,17 @@ if (command === "push") {
   } catch (err) {
     usage((err as Error).message);
   }
-} else if (command === "status") code = await statusCommand(connectWith("cdn.toml"), say, shout);
+} else if (command === "geoip") {
+  // A City database for every DNS node and edge box with [geoip] fleet = true (src/control/geoip-command.ts).
+  const [, sub, mmdb] = positionals;
+  if (sub === "push") code = mmdb ? await geoipPushCommand(mmdb, connectWith("cdn.toml"), timeoutMs, say, shout) : usage("geoip push needs the .mmdb file");
+  else if (sub === "rollback") code = await geoipRollbackCommand(connectWith("cdn.toml"), timeoutMs, say, shout);
+  else usage("geoip push FILE.mmdb | geoip rollback");
+} else if (command === "status") {
+  const config = connectWith("cdn.toml");
+  code = await statusCommand(config, say, shout);
+  if (code === 0) code = await geoipStatusCommand(config, say, shout);
+}
 else if (command === "rollback" || command === "promote") code = await moveCommand(command, connectWith("cdn.toml"), timeoutMs, say, shout);
 else usage(command ? `unknown command ${command}` : "name a command");
 process.exit(code);

@@ -63,6 +63,8 @@ export const ControlSchema = z
      * `<namespace>_fleet`), keeping from its own file only the per-box fields (src/control/fleet-config.ts).
      */
     fleet: z.boolean().default(false),
+    /** A DNS node's name on the control plane (its key's, `fleet keys --dns NAME`); default its host name. Boxes use [edge] name. */
+    name: z.string().regex(/^[A-Za-z0-9._-]{1,128}$/).optional(),
   })
   .strict()
   .refine((c) => (c.user === undefined) === (c.password === undefined), {

@@ -186,6 +186,11 @@ export const GeoipSchema = z
     embedded: z.boolean().default(true),
     /** A DNS node checks the named files this often and loads a changed one after a sanity check (0: never). */
     watch_interval_ms: z.number().int().min(0).max(86_400_000).default(60_000),
+    /**
+     * The City database comes from the fleet (`npm run fleet -- geoip push`, needs [control]); `city` (or the embedded
+     * data) is used only until the first version arrives.
+     */
+    fleet: z.boolean().optional(),
   })
   .strict();
 

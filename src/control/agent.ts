@@ -142,6 +142,8 @@ class Agent implements ControlAgent {
   private readonly lease: Lease;
   /** The edge's health as last read (every presence interval; not on each batch). */
   private health = "unknown";
+  /** The edge's anycast announcement as last read (with [anycast] on the box). */
+  private anycast: "announced" | "withdrawn" | undefined;
   private wake: (() => void) | undefined;
   /** Where and when the current consumer started: the catch-up's size and time. */
   private replay = { from: 1, started: 0 };
@@ -391,7 +393,7 @@ class Agent implements ControlAgent {
   }
 
   private async refreshHealth() {
-    this.health = await this.edge.health();
+    ({ health: this.health, anycast: this.anycast } = await this.edge.health());
   }
 
   private async report(state: "running" | "stopped" = "running") {
@@ -406,6 +408,7 @@ class Agent implements ControlAgent {
       caughtUp: this.isCaughtUp,
       health,
       state,
+      ...(this.anycast ? { anycast: this.anycast } : {}),
       at: Date.now(),
     });
   }

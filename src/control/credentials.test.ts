@@ -6,11 +6,11 @@ const NKEY = "U" + "A".repeat(55);
 describe("permissionsOf", () => {
   it("lets a box publish only its own heartbeat, drain and status besides the JetStream API, never a stream change", () => {
     const p = permissionsOf({ name: "eu.lon", role: "box" }, "parrot")!;
-    expect(p.publish.allow).toEqual(["$JS.API.>", "$JS.ACK.>", "parrot.presence.eu_2elon", "parrot.control.drain.eu_2elon", "$KV.parrot_fleet.box.eu_2elon", "$KV.parrot_fleet.xkey.eu_2elon"]);
+    expect(p.publish.allow).toEqual(["$JS.API.>", "$JS.ACK.>", "parrot.presence.eu_2elon", "parrot.control.drain.eu_2elon", "$KV.parrot_fleet.box.eu_2elon", "$KV.parrot_fleet.xkey.eu_2elon", "$KV.parrot_fleet.geoip-at.edge.eu_2elon"]);
     expect(p.publish.allow.some((s) => s.startsWith("parrot.control.purge") || s.includes("rollout") || s.includes("config") || s.includes("cert"))).toBe(false);
     expect(permissionsOf({ name: "eu.lon", role: "issuer" }, "parrot")!.publish.allow).toContain("$KV.parrot_fleet.cert.*");
     expect(p.publish.deny).toEqual(expect.arrayContaining(["$JS.API.STREAM.CREATE.>", "$JS.API.STREAM.UPDATE.>", "$JS.API.STREAM.PURGE.>"]));
-    expect(permissionsOf({ name: "ns1", role: "dns" }, "parrot")!.publish.allow).toEqual(["$JS.API.>"]);
+    expect(permissionsOf({ name: "ns1", role: "dns" }, "parrot")!.publish.allow).toEqual(["$JS.API.>", "$KV.parrot_fleet.geoip-at.dns.ns1"]);
     expect(permissionsOf({ name: "operator", role: "operator" }, "parrot")).toBeUndefined();
   });
 });
@@ -19,7 +19,7 @@ describe("nkeyAuthorization", () => {
   it("writes one user per key, the operator without limits", () => {
     const text = nkeyAuthorization([{ name: "operator", role: "operator", nkey: NKEY }, { name: "a", role: "box", nkey: NKEY }], "parrot").join("\n");
     expect(text).toContain(`{ nkey: "${NKEY}" }`);
-    expect(text).toContain(`publish: { allow: ["$JS.API.>", "$JS.ACK.>", "parrot.presence.a", "parrot.control.drain.a", "$KV.parrot_fleet.box.a", "$KV.parrot_fleet.xkey.a"]`);
+    expect(text).toContain(`publish: { allow: ["$JS.API.>", "$JS.ACK.>", "parrot.presence.a", "parrot.control.drain.a", "$KV.parrot_fleet.box.a", "$KV.parrot_fleet.xkey.a", "$KV.parrot_fleet.geoip-at.edge.a"]`);
   });
 });
 

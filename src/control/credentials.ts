@@ -10,7 +10,9 @@
  *               certificate; never a stream created, changed, purged or deleted (a stream's republish or subjects
  *               could otherwise carry its messages into the control stream).
  *   issuer      a box (as above) that also publishes the fleet's certificates ($KV.<bucket>.cert.*: `[acme] issuer`).
- *   dns         reads: the JetStream API (same limits) and presence.
+ *               A box may also write its own GeoIP status ($KV.<bucket>.geoip-at.edge.<name>).
+ *   dns         reads: the JetStream API (same limits) and presence; writes its own GeoIP status
+ *               ($KV.<bucket>.geoip-at.dns.<name>).
  *   operator    everything (the CLI: purges, drains, `fleet push`/`rollback`, creating the streams and the bucket).
  */
 import { fleetBucket } from "./fleet-kv.ts";
@@ -51,10 +53,11 @@ const JS_API_DENIED = [
 export function permissionsOf(user: Pick<NkeyUser, "name" | "role">, namespace: string): SubjectPermissions | undefined {
   if (user.role === "operator") return undefined;
   const subscribe = { allow: ["_INBOX.>", `${namespace}.presence.*`] };
-  if (user.role === "dns") return { publish: { allow: ["$JS.API.>"], deny: JS_API_DENIED }, subscribe };
   const t = nameToken(user.name);
   const bucket = fleetBucket(namespace);
-  const own = [`${namespace}.presence.${t}`, `${namespace}.control.drain.${t}`, `$KV.${bucket}.box.${t}`, `$KV.${bucket}.xkey.${t}`];
+  // A DNS node writes its own GeoIP status (geoip-fleet.ts: geoip-at.<role>.<name>), nothing else in the bucket.
+  if (user.role === "dns") return { publish: { allow: ["$JS.API.>", `$KV.${bucket}.geoip-at.dns.${t}`], deny: JS_API_DENIED }, subscribe };
+  const own = [`${namespace}.presence.${t}`, `${namespace}.control.drain.${t}`, `$KV.${bucket}.box.${t}`, `$KV.${bucket}.xkey.${t}`, `$KV.${bucket}.geoip-at.edge.${t}`];
   return {
     publish: {
       allow: ["$JS.API.>", `$JS.ACK.>`, ...own, ...(user.role === "issuer" ? [`$KV.${bucket}.cert.*`] : [])],

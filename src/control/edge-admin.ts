@@ -47,18 +47,19 @@ export class EdgeAdmin {
     await this.call("POST", "/.well-known/cdn/drain", { draining, fanout: false });
   }
 
-  /** "ok", "draining", or why the health endpoint could not be read. */
-  async health(): Promise<string> {
+  /** "ok", "draining", or why the health endpoint could not be read; with [anycast], the announcement it names. */
+  async health(): Promise<{ health: string; anycast?: "announced" | "withdrawn" }> {
     try {
-      const text = await this.call("GET", "/.well-known/cdn/health", undefined, [200, 503]);
-      return text.split(" ")[0]!.trim();
+      let anycast: string | undefined;
+      const text = await this.call("GET", "/.well-known/cdn/health", undefined, [200, 503], (h) => (anycast = h["cdn-anycast"]?.toString().trim()));
+      return { health: text.split(" ")[0]!.trim(), ...(anycast === "announced" || anycast === "withdrawn" ? { anycast } : {}) };
     } catch (err) {
-      return `unreachable: ${(err as Error).message}`.slice(0, 200);
+      return { health: `unreachable: ${(err as Error).message}`.slice(0, 200) };
     }
   }
 
   /** One request within 10 s; the body text, or an error naming the status. */
-  private call(method: string, path: string, body?: unknown, okStatus = [200]): Promise<string> {
+  private call(method: string, path: string, body?: unknown, okStatus = [200], headers?: (h: NodeJS.Dict<string | string[]>) => void): Promise<string> {
     const url = new URL(path, this.base);
     const data = body === undefined ? undefined : JSON.stringify(body);
     const send = url.protocol === "https:" ? httpsRequest : httpRequest;
@@ -76,6 +77,7 @@ export class EdgeAdmin {
           },
         },
         (res) => {
+          headers?.(res.headers);
           let text = "";
           res.setEncoding("utf8");
           res.on("data", (c: string) => (text += c));

@@ -45,6 +45,10 @@ describe("control messages", () => {
     expect(parsePresence(encodeMessage(r))).toEqual(r);
     expect(parsePresence(JSON.stringify({ ...r, v: 1, seq: -1 }))).toBe('"seq" must be a stream sequence');
     expect(parsePresence(JSON.stringify({ ...r, v: 1, state: "gone" }))).toBe('"state" must be "running" or "stopped"');
+    // The box's anycast announcement rides along when it has one (its drain is its health: "draining").
+    const withAnycast: PresenceReport = { ...r, health: "draining", anycast: "withdrawn" };
+    expect(parsePresence(encodeMessage(withAnycast))).toEqual(withAnycast);
+    expect(parsePresence(JSON.stringify({ ...r, v: 1, anycast: "maybe" }))).toBe('"anycast" must be "announced" or "withdrawn"');
   });
 });
 

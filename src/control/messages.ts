@@ -75,6 +75,8 @@ export interface PresenceReport {
   health: string;
   /** "running", or "stopped" when the box shut down cleanly. */
   state: "running" | "stopped";
+  /** With [anycast] on the box: whether its prefixes are announced (the edge's `cdn-anycast`); absent otherwise. */
+  anycast?: "announced" | "withdrawn";
   at: number;
 }
 
@@ -144,8 +146,9 @@ export function parsePresence(data: Uint8Array | string): PresenceReport | strin
   if (typeof o.health !== "string" || o.health.length > 200) return '"health" must be a short text';
   if (o.state !== "running" && o.state !== "stopped") return '"state" must be "running" or "stopped"';
   if (!isTime(o.at)) return '"at" must be a time in ms';
-  const { edge, boot, stream, seq, caughtUp, health, state, at } = o as unknown as PresenceReport;
-  return { edge, boot, stream, seq, caughtUp, health, state, at };
+  if (o.anycast !== undefined && o.anycast !== "announced" && o.anycast !== "withdrawn") return '"anycast" must be "announced" or "withdrawn"';
+  const { edge, boot, stream, seq, caughtUp, health, state, anycast, at } = o as unknown as PresenceReport;
+  return { edge, boot, stream, seq, caughtUp, health, state, ...(anycast ? { anycast } : {}), at };
 }
 
 /** Largest purge message published: well under NATS' default 1 MB payload limit. */

@@ -7,11 +7,13 @@
 import type { ControlConfig } from "../config/control-schema.ts";
 import { ControlClient } from "./client.ts";
 import { connectForever } from "./nats.ts";
-import { heartbeatProblem } from "./presence.ts";
+import { describeHeartbeat, heartbeatProblem } from "./presence.ts";
 
 export interface PresenceFollower {
   /** Why the box counts as down by its heartbeats now, or undefined. */
   problem(edge: string, now?: number): string | undefined;
+  /** The box's last heartbeat (health, drain, anycast, age) for the status page; undefined when not heard. */
+  describe(edge: string, now?: number): string | undefined;
   stop(): Promise<void>;
 }
 
@@ -46,6 +48,9 @@ export function followPresence(cfg: ControlConfig, name: string, log: (line: str
     problem(edge, now = Date.now()) {
       if (!client?.connected) return undefined;
       return heartbeatProblem(client.presence().get(edge), connectedSince, now, silentMs);
+    },
+    describe(edge, now = Date.now()) {
+      return client?.connected ? describeHeartbeat(client.presence().get(edge), now) : undefined;
     },
     async stop() {
       stopped = true;

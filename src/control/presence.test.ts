@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { PresenceReport } from "./messages.ts";
-import { heartbeatProblem, knownDown, summarize } from "./presence.ts";
+import { describeHeartbeat, heartbeatProblem, knownDown, summarize } from "./presence.ts";
 
 const S = "2026-01-01T00:00:00Z";
 const report = (edge: string, seq: number, extra: Partial<PresenceReport> = {}): [string, PresenceReport] => [
@@ -53,5 +53,14 @@ describe("heartbeatProblem", () => {
     expect(heartbeatProblem(r, undefined, 60_000, 1_250)).toBeUndefined();
     expect(heartbeatProblem(r, 59_000, 60_000, 1_250)).toBeUndefined();
     expect(heartbeatProblem(r, 58_000, 60_000, 1_250)).toMatch(/no heartbeat for 50\.0 s/);
+  });
+});
+
+describe("describeHeartbeat", () => {
+  it("says the box's health (its drain), its anycast announcement and the heartbeat's age", () => {
+    expect(describeHeartbeat(report("a", 1, { health: "draining", anycast: "withdrawn" })[1], 10_400)).toBe("draining, withdrawn, 0.4 s ago");
+    expect(describeHeartbeat(report("a", 1)[1], 12_000)).toBe("ok, 2.0 s ago");
+    expect(describeHeartbeat(report("a", 1, { state: "stopped" })[1], 13_000)).toBe("stopped 3.0 s ago");
+    expect(describeHeartbeat(undefined, 13_000)).toBeUndefined();
   });
 });

@@ -54,6 +54,17 @@ export function knownDown(r: PresenceReport | undefined, now: number, silentMs: 
 }
 
 /**
+ * What a box's last heartbeat said, for the DNS node's status page: its health (ok, draining, …), its anycast
+ * announcement when it has one, how long ago; undefined when it never reported.
+ */
+export function describeHeartbeat(r: PresenceReport | undefined, now: number): string | undefined {
+  if (!r) return undefined;
+  const ago = `${(Math.max(0, now - r.at) / 1000).toFixed(1)} s ago`;
+  if (r.state === "stopped") return `stopped ${ago}`;
+  return [r.health, ...(r.anycast ? [r.anycast] : []), ago].join(", ");
+}
+
+/**
  * Why a box counts as down by its heartbeats (its agent's presence reports), for a DNS node that hears the control
  * plane: it said it stopped, or it has been silent for `silentMs`. Undefined when its heartbeats are fine, when it
  * never reported (a box outside the control plane is judged by probes alone), or when the node itself has not heard

@@ -197,6 +197,7 @@ export function createOperator(o: OperatorOptions): (request: Request) => Promis
           drained: h.drained,
           anycast: h.anycast ?? "-",
           control: h.control ?? "-",
+          heartbeat: o.monitor.heartbeatState?.(h.name) ?? "-",
           inAnswers: inAnswers.has(h.name),
           answers: answers.get(h.name) ?? 0,
           hitRatio: f.hitRatio,

@@ -49,6 +49,8 @@ export interface EdgeAppOptions {
   /** `[[functions]]`: the box's function processes, and what the GeoIP knows of an address (for `request.cf`). */
   functions?: FunctionBindings;
   geoInfo?: (ip: string) => GeoInfo | undefined;
+  /** The fleet's GeoIP version the edge answers with (`cdn-geoip` on the health answer: the host waits for it). */
+  geoipVersion?: string;
   /** The digest of the config text this app was built from (`cdn-config` on the health answer: the fleet rollout's check). */
   configDigest?: string;
   /** The key of the day for hashed client addresses (the box host's, so that its processes agree); else a new one. */
@@ -63,7 +65,7 @@ export interface EdgeApp {
 }
 
 /** Builds the edge application for one isolate. */
-export function createEdgeApp({ config, store, fetch: fetchImpl = (i, init) => fetch(i, init), now, locate = () => undefined, log, locks, peers, logSequence, stats, control, bootId, configDigest, functions, geoInfo = () => undefined, privacyKey }: EdgeAppOptions): EdgeApp {
+export function createEdgeApp({ config, store, fetch: fetchImpl = (i, init) => fetch(i, init), now, locate = () => undefined, log, locks, peers, logSequence, stats, control, bootId, configDigest, functions, geoInfo = () => undefined, privacyKey, geoipVersion }: EdgeAppOptions): EdgeApp {
   const edge = config.edge;
   if (!edge) throw new Error("cdn.toml has no [edge] table: this worker has no origin to serve");
   const observer = new EdgeObserver(edge.name, edge.access_log, new ClientAddresses(config.privacy, privacyKey), log);
@@ -170,6 +172,7 @@ export function createEdgeApp({ config, store, fetch: fetchImpl = (i, init) => f
       ...(anycast ? { "cdn-anycast": anycast } : {}),
       ...(ctl ? { [CONTROL_HEADER]: ctl.state } : {}),
       ...(configDigest ? { [CONFIG_DIGEST_HEADER]: configDigest } : {}),
+      ...(geoipVersion ? { "cdn-geoip": geoipVersion } : {}),
     };
     const note = ctl && !ctl.trusted ? ` (control: ${ctl.detail}; ${ctl.revalidating ? "revalidating every stored entry" : "serving from cache anyway"})` : "";
     if (!storeOk) return c.text(`store unavailable ${edge.name}\n`, 503, headers);

@@ -44,14 +44,16 @@ export function describeLocation(info: GeoInfo): string | undefined {
   return parts.length ? parts.join(" ") : undefined;
 }
 
-function geoFrom(env: Env): GeoIp | undefined {
-  const sources = [env.GEOIP_CITY, env.GEOIP_CITY_V6, env.GEOIP_ASN, env.GEOIP_ASN_V6]
+function geoFrom(env: Env, fleetCity: ArrayBuffer | undefined): GeoIp | undefined {
+  // The fleet's City database (when the host wrote one) stands in for the [geoip] city files bound at start.
+  const city = fleetCity ? [fleetCity] : [env.GEOIP_CITY, env.GEOIP_CITY_V6];
+  const sources = [...city, env.GEOIP_ASN, env.GEOIP_ASN_V6]
     .filter((b): b is ArrayBuffer | Uint8Array => !!b && b.byteLength > 0)
     .map((b) => openGeoBytes(b));
   return sources.length ? createGeoIp(sources) : undefined;
 }
 
-let built: { text: string; app: ReturnType<typeof createEdgeApp> } | { text: string; error: Error } | undefined;
+let built: { text: string; geo: string; app: ReturnType<typeof createEdgeApp> } | { text: string; geo: string; error: Error } | undefined;
 /** Kept across config changes with the same bounds: a reload does not empty the memory tier. */
 let hot: { key: string; tier: HotTier } | undefined;
 /** The purge log's sequence the store's answers carry (several processes: see StoreLogSequence). */
@@ -59,8 +61,9 @@ const logSequence = new StoreLogSequence();
 /** One key per isolate: the host's when it gave one (every process of the box then agrees), else a new one. */
 let privacyKey: DailyKey | undefined;
 
-function appFor(env: Env, text: string) {
-  if (built?.text !== text) {
+function appFor(env: Env, text: string, fleet: FleetGeoip | undefined) {
+  const geoKey = fleet?.key ?? "";
+  if (built?.text !== text || built.geo !== geoKey) {
     try {
       const config = parseConfig(text);
       const edge = config.edge;
@@ -72,13 +75,14 @@ function appFor(env: Env, text: string) {
       const lockingLookups = env.STORE_LOCKS ? env.STORE : undefined;
       if (hot?.key !== key) hot = { key, tier: new HotTier(new CacheApiStore(caches.default, { checkUploads: !env.STORE, logSequence, lockingLookups }), bounds) };
       const store = hot.tier;
-      const geo = geoFrom(env);
+      const geo = geoFrom(env, fleet?.city);
       const storeService = env.STORE;
       const peers = storeService && env.STORE_LOCKS ? storePeers(storeService, store, logSequence) : undefined;
       // A held copy is served only after the store's ring was read: another process may have replaced it.
       store.confirm = peers?.poll;
       built = {
         text,
+        geo: geoKey,
         app: createEdgeApp({
           config,
           store,
@@ -99,6 +103,7 @@ function appFor(env: Env, text: string) {
           bootId: env.BOOT_ID,
           configDigest: configDigest(text),
           privacyKey: (privacyKey ??= (env.PRIVACY_KEY && DailyKey.parse(env.PRIVACY_KEY)) || DailyKey.fresh()),
+          geoipVersion: fleet?.version,
           locate: geo
             ? (ip) => {
                 const found = geo.lookup(ip);
@@ -109,7 +114,7 @@ function appFor(env: Env, text: string) {
       };
     } catch (error) {
       // A bad text never replaces a working configuration (the host validates before it writes one anyway).
-      if (!built || "error" in built) built = { text, error: error as Error };
+      if (!built || "error" in built) built = { text, geo: geoKey, error: error as Error };
       else console.error(`edge: configuration not applied, the running one stays: ${(error as Error).message}`);
     }
   }
@@ -131,12 +136,52 @@ async function configText(env: Env): Promise<string> {
   return fileText.text;
 }
 
+/**
+ * The fleet's GeoIP (`[geoip] fleet = true`): the host writes `geoip.json` ({"city": "geoip/<sha256>.mmdb",
+ * "version": "<n> <sha256>"}) and the file into the run directory; it is read again at most once a second, and the
+ * database loaded once per change (one load at a time), so a new version applies without a restart.
+ */
+interface FleetGeoip {
+  key: string;
+  version: string;
+  city: ArrayBuffer;
+}
+let fleetGeoip: { key: string; at: number; loaded?: FleetGeoip; loading?: Promise<void> } | undefined;
+async function fleetGeoipOf(env: Env): Promise<FleetGeoip | undefined> {
+  if (!env.CONFIG_DIR) return undefined;
+  const dir = env.CONFIG_DIR;
+  if (fleetGeoip && Date.now() - fleetGeoip.at < 1000) return fleetGeoip.loaded;
+  const res = await dir.fetch("http://config/geoip.json").catch(() => undefined);
+  const key = res?.ok ? await res.text() : (await res?.body?.cancel(), "");
+  const was = fleetGeoip;
+  if (!key || was?.key === key) {
+    fleetGeoip = { ...(was ?? {}), key: was?.key ?? "", at: Date.now() };
+    return fleetGeoip.loaded;
+  }
+  const state: NonNullable<typeof fleetGeoip> = { key, at: Date.now(), loaded: was?.loaded };
+  fleetGeoip = state;
+  state.loading = (async () => {
+    try {
+      const named = JSON.parse(key) as { city: string; version: string };
+      const file = await dir.fetch(`http://config/${named.city}`);
+      if (!file.ok) throw new Error(`${named.city}: ${file.status}`);
+      state.loaded = { key, version: named.version, city: await file.arrayBuffer() };
+    } catch (error) {
+      // The host checked it before writing; a file it could not read keeps the database before.
+      console.error(`edge: the fleet's GeoIP (${key.trim()}) not loaded, the one before stays: ${(error as Error).message}`);
+    }
+  })();
+  await state.loading;
+  return state.loaded;
+}
+
 const misconfigured = (error: Error) =>
   new Response(`500 edge misconfigured\n${error.message}\n`, { status: 500, headers: { "content-type": "text/plain; charset=utf-8" } });
 
 export default {
   async fetch(request: Request, env: Env, ctx: ExecutionContext): Promise<Response> {
-    const b = appFor(env, await configText(env));
+    const [text, geo] = await Promise.all([configText(env), fleetGeoipOf(env)]);
+    const b = appFor(env, text, geo);
     if ("error" in b) return misconfigured(b.error);
     return b.app.fetch(request, env, ctx);
   },
@@ -145,7 +190,8 @@ export default {
 /** Bare workerd, `[[functions]]`: the socket only the box's function processes reach (their fetch() to their site). */
 export const fromFunction = {
   async fetch(request: Request, env: Env, ctx: ExecutionContext): Promise<Response> {
-    const b = appFor(env, await configText(env));
+    const [text, geo] = await Promise.all([configText(env), fleetGeoipOf(env)]);
+    const b = appFor(env, text, geo);
     if ("error" in b) return misconfigured(b.error);
     return b.app.fromFunction(request, ctx);
   },

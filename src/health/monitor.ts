@@ -39,6 +39,8 @@ export class HealthMonitor {
    * failing probe would; probe failures count whatever the heartbeats say.
    */
   heartbeats: ((edge: string) => string | undefined) | undefined;
+  /** With a control plane: what the edge's last heartbeat said (health, drain, anycast), for the status page. */
+  heartbeatState: ((edge: string) => string | undefined) | undefined;
 
   constructor(edges: MonitoredEdge[], settings: MonitorSettings, fetchImpl: FetchLike, now: () => number = Date.now) {
     this.edges = edges;

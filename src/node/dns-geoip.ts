@@ -5,6 +5,7 @@
  * operator's daily update) is taken only after a sanity check.
  */
 import { readFile, stat } from "node:fs/promises";
+import { parse as parseToml, stringify as stringifyToml } from "smol-toml";
 import { createRequire } from "node:module";
 import { dirname, resolve } from "node:path";
 import type { GeoipConfig } from "../config/dns-schema.ts";
@@ -153,4 +154,17 @@ export async function loadGeoIp(
     files.push({ path: s.path, size: bytes.length, mtimeMs: s.mtimeMs, mmdb, databaseType, families });
   }
   return { geoip: createGeoIp(sources), files, embedded };
+}
+
+/**
+ * The config text with [geoip] city pointing at `path` (the fleet's current City database, an absolute path): what
+ * the node and its worker processes load, so a reload or a worker sees the same file as the primary.
+ */
+export function withGeoipCity(text: string, path: string | undefined): string {
+  if (!path) return text;
+  const toml = parseToml(text) as Record<string, unknown>;
+  const geoip: Record<string, unknown> = { ...((toml.geoip ?? {}) as Record<string, unknown>), city: path };
+  delete geoip.city_v6;
+  toml.geoip = geoip;
+  return stringifyToml(toml);
 }

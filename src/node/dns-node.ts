@@ -22,7 +22,8 @@ import type { ReloadHook } from "../dns/operator.ts";
 import { parseCidr, type Cidr } from "../net/ip.ts";
 import { followPresence, type PresenceFollower } from "../control/presence-follower.ts";
 import { startWorkers, type DnsWorkers } from "./dns-cluster.ts";
-import { loadGeoIp, type LoadedGeoIp } from "./dns-geoip.ts";
+import { loadGeoIp, withGeoipCity, type LoadedGeoIp } from "./dns-geoip.ts";
+import { bootGeoip, followGeoip, type GeoipFollower } from "../control/geoip-follower.ts";
 import { loadZoneKeys } from "./dns-keys.ts";
 import { lineSink, startHost, type Host, type StreamLimits, type UdpGate } from "./dns-host.ts";
 import type { DnsObserver } from "../dns/observe.ts";
@@ -160,9 +161,19 @@ export async function runDnsNode(cli: DnsNodeCli): Promise<void> {
     canReload: true,
     reload: async () => ({ ok: false, error: "the node is still starting" }),
   };
+  // [geoip] fleet = true: the fleet's current City database, fetched before the node answers with geo data.
+  let fleetCity: string | undefined;
+  const geoipFleet = await fleetGeoipOptions(configPath, log);
+  if (geoipFleet) {
+    const boot = await bootGeoip(geoipFleet, geoipFleet.cfg.catch_up_timeout_ms);
+    fleetCity = boot.path;
+    out(`dns geoip: ${boot.source}`);
+    geoipFleet.started = boot;
+  }
+  const withFleet = (text: string) => withGeoipCity(text, fleetCity);
   let state: NodeState;
   try {
-    state = await loadState(configPath, readConfigText(configPath), rt);
+    state = await loadState(configPath, withFleet(readConfigText(configPath)), rt);
   } catch (err) {
     throw new Error(err instanceof ConfigError ? err.message : (err as Error).message);
   }
@@ -215,7 +226,7 @@ export async function runDnsNode(cli: DnsNodeCli): Promise<void> {
     const run = async (): Promise<{ ok: true } | { ok: false; error: string }> => {
       let next: NodeState;
       try {
-        next = await loadState(configPath, opts.configText ?? readConfigText(configPath), rt, state, opts.strictGeo);
+        next = await loadState(configPath, withFleet(opts.configText ?? readConfigText(configPath)), rt, state, opts.strictGeo);
       } catch (err) {
         const error = err instanceof ConfigError ? err.problems.join("; ") : (err as Error).message;
         log(`dns: reload (${reason}) refused, the running configuration stays: ${error}`);
@@ -273,6 +284,19 @@ export async function runDnsNode(cli: DnsNodeCli): Promise<void> {
   }
   watchGeoIp();
 
+  // A new fleet version: the node reloads with it (checked again by the reload; refused → the old data stays).
+  const geoipFollower: GeoipFollower | undefined =
+    geoipFleet &&
+    followGeoip(geoipFleet, geoipFleet.started!, async (path, v) => {
+      const before = fleetCity;
+      fleetCity = path;
+      const result = await reload(`fleet GeoIP version ${v.version}`, { configText: state.configText });
+      if (!result.ok) {
+        fleetCity = before;
+        throw new Error(result.error);
+      }
+    });
+
   let anycast: RunningAnycast | undefined;
   let stopping = false;
   const stop = async () => {
@@ -281,6 +305,7 @@ export async function runDnsNode(cli: DnsNodeCli): Promise<void> {
     await anycast?.withdraw(); // routers first, then the sockets
     stopProbes();
     await heartbeats?.stop();
+    await geoipFollower?.stop();
     workers?.stop();
     clearInterval(geoPoll);
     clearTimeout(geoTimer);
@@ -333,9 +358,34 @@ export async function runDnsNode(cli: DnsNodeCli): Promise<void> {
   for (const line of host.addresses) out(line);
 }
 
+/** `[geoip] fleet = true`: how this node follows the fleet's GeoIP (its folder beside the config file), else undefined. */
+async function fleetGeoipOptions(configPath: string, log: (line: string) => void) {
+  let config: CdnConfig;
+  try {
+    config = parseConfig(readConfigText(configPath), configPath);
+  } catch {
+    return undefined; // loadState says what is wrong
+  }
+  if (!config.geoip.fleet) return undefined;
+  const cfg = config.control;
+  if (!cfg) throw new Error("geoip.fleet: the fleet's GeoIP travels through NATS JetStream: the config needs [control]");
+  const name = cfg.name ?? hostname();
+  return {
+    cfg,
+    role: "dns" as const,
+    name,
+    dir: resolve(dirname(configPath), ".geoip-fleet"),
+    log: (line: string) => log(`dns: ${line}`),
+    started: undefined as Awaited<ReturnType<typeof bootGeoip>> | undefined,
+  };
+}
+
 /** Starts a node's probe timer; health changes go on to the workers. Returns the stop function. */
 function startProbes(parts: DnsNodeParts, workers: () => DnsWorkers | undefined, heartbeats?: PresenceFollower): () => void {
-  if (heartbeats) parts.monitor.heartbeats = (edge) => heartbeats.problem(edge);
+  if (heartbeats) {
+    parts.monitor.heartbeats = (edge) => heartbeats.problem(edge);
+    parts.monitor.heartbeatState = (edge) => heartbeats.describe(edge);
+  }
   parts.monitor.onChange(() => workers()?.send({ type: "health", states: parts.monitor.snapshot() }));
   return parts.monitor.start();
 }

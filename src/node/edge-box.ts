@@ -27,6 +27,8 @@ import { stopWithNpm } from "./npm-parent.ts";
 import { restartOnlyChanges } from "./reload.ts";
 import { startEdgeMiniflare, type RunningEdge } from "./edge-host.ts";
 import { startEdgeWorkerd } from "./workerd-host.ts";
+import { bootGeoip, followGeoip, type GeoipRunning } from "../control/geoip-follower.ts";
+import { edgeGeoipOptions, edgeTakesGeoip, forgetEdgeGeoip, installEdgeGeoip } from "./edge-geoip.ts";
 
 /** What `npm run edge` was given (scripts/edge.ts parses it). */
 export interface EdgeBoxOptions {
@@ -88,6 +90,20 @@ export async function runEdgeBox(values: EdgeBoxOptions, usage: (message: string
         }
       : undefined;
   if (functionsBox) console.log(`functions: ${await catchUpFunctions(functionsBox, config.control!.catch_up_timeout_ms)}`);
+  // [geoip] fleet = true: the fleet's current City database in place before the edge answers (src/node/edge-geoip.ts).
+  let geoipFleet: ReturnType<typeof edgeGeoipOptions>;
+  let geoipBoot: GeoipRunning | undefined;
+  try {
+    geoipFleet = edgeGeoipOptions(config, values.runtime === "workerd" ? storeDir : undefined, (line) => console.log(`geoip: ${line}`));
+  } catch (err) {
+    usage(`${file.path}: ${(err as Error).message}`);
+  }
+  if (!geoipFleet && storeDir && values.runtime === "workerd") forgetEdgeGeoip(storeDir);
+  if (geoipFleet) {
+    geoipBoot = await bootGeoip(geoipFleet, config.control!.catch_up_timeout_ms);
+    if (geoipBoot.path) installEdgeGeoip(storeDir!, geoipBoot.path, geoipBoot.version!);
+    console.log(`geoip: ${geoipBoot.source}`);
+  }
   /** The config text the functions were last built from (SIGHUP and the fleet's versions change it). */
   let functionsText = file.text;
   let edge: RunningEdge;
@@ -187,6 +203,12 @@ export async function runEdgeBox(values: EdgeBoxOptions, usage: (message: string
           for (const note of await reloadFunctions!(functionsText)) console.log(`functions: ${note}`);
         })
       : undefined;
+  const geoipFollower =
+    geoipFleet &&
+    followGeoip(geoipFleet, geoipBoot!, async (path, v) => {
+      installEdgeGeoip(storeDir!, path, v);
+      await edgeTakesGeoip(edge.url, v);
+    });
   if (fleet) console.log(`fleet: ${fleet.source}; following the rollout record of bucket ${fleetBucket(config.control!.namespace)}`);
   if (!control) console.log("control: direct fan-out to [[edges]] urls (no [control])");
   // [anycast] service = "edge": announce this box's prefixes while its health endpoint is good.
@@ -216,6 +238,7 @@ export async function runEdgeBox(values: EdgeBoxOptions, usage: (message: string
     await member?.stop();
     await fleetCerts?.stop();
     await functionsFollower?.stop();
+    await geoipFollower?.stop();
     await agent?.stop();
     await door?.stop();
     await edge.stop();

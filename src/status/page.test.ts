@@ -18,7 +18,7 @@ describe("status page", () => {
       failOpen: true,
       queries: 12,
       edges: [
-        { name: "eu<lon>", lat: 51.5, lon: -0.1, state: "up", since: 0, drained: false, answers: 7, hitRatio: 0.5, requests: 10, anycast: "announced", control: "current" },
+        { name: "eu<lon>", lat: 51.5, lon: -0.1, state: "up", since: 0, drained: false, answers: 7, hitRatio: 0.5, requests: 10, anycast: "announced", control: "current", heartbeat: "draining, withdrawn, 0.4 s ago" },
         { name: "na-sfo", url: "http://na", lat: 37.8, lon: -122.4, state: "down", since: 30_000, detail: "timed out", drained: false, answers: 0, inAnswers: false, control: "cut-off" },
       ],
     });
@@ -32,6 +32,8 @@ describe("status page", () => {
     expect(html).toContain('<td class="anycast">-</td>');
     expect(html).toContain('<td class="control">current</td>');
     expect(html).toContain('<td class="control warn">cut-off</td>');
+    expect(html).toContain('<td class="heartbeat">draining, withdrawn, 0.4 s ago</td>');
+    expect(html).toContain('<td class="heartbeat">-</td>');
     expect(html).not.toMatch(/<script|https?:\/\/(?!www\.w3)/);
   });
 

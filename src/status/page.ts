@@ -19,6 +19,8 @@ export interface EdgeStatus {
   anycast?: string;
   /** The edge box on the control plane ("current", "lagging", "cut-off", "no-agent"; "-" when its health answer does not say). */
   control?: string;
+  /** The box's last heartbeat on the control plane: health (ok, draining), anycast, age ("-" without one). */
+  heartbeat?: string;
   /** Whether the director may name it now (fail-open included); undefined: not known. */
   inAnswers?: boolean;
   /** Its IPv4 (else IPv6) address in DNS answers. */
@@ -151,6 +153,7 @@ export function renderStatusPage(d: StatusData): string {
   <td class="in">${e.inAnswers === undefined ? "–" : e.inAnswers ? "yes" : "no"}</td>
   <td class="anycast">${esc(e.anycast ?? "-")}</td>
   <td class="control${e.control && e.control !== "current" && e.control !== "-" ? " warn" : ""}">${esc(e.control ?? "-")}</td>
+  <td class="heartbeat">${esc(e.heartbeat ?? "-")}</td>
   <td>${esc(e.ipv4 ?? e.ipv6 ?? "")}</td>
   <td>${e.lat.toFixed(2)}, ${e.lon.toFixed(2)}</td>
   <td class="num">${e.answers}</td>
@@ -176,7 +179,7 @@ th,td{text-align:left;padding:.35rem .5rem;border-bottom:1px solid #d0d7de}.num{
 ${d.failOpen ? '<p class="warn">Too few edges are up: the director answers with all of them (fail-open).</p>' : ""}
 ${d.fallback ? '<p class="warn">Too few edges are up: the director answers its fallback (anycast) addresses.</p>' : ""}
 ${map(d.edges)}
-<table><thead><tr><th>edge</th><th>health</th><th>for</th><th>last probe</th><th>in DNS</th><th>anycast</th><th>control</th><th>address</th><th>location</th><th class="num">DNS answers</th><th class="num">hit ratio</th><th class="num">requests</th><th>tier</th></tr></thead>
+<table><thead><tr><th>edge</th><th>health</th><th>for</th><th>last probe</th><th>in DNS</th><th>anycast</th><th>control</th><th>heartbeat</th><th>address</th><th>location</th><th class="num">DNS answers</th><th class="num">hit ratio</th><th class="num">requests</th><th>tier</th></tr></thead>
 <tbody>
 ${rows}
 </tbody></table>

@@ -3,10 +3,11 @@
  * 500 ms here) beside its probes (every 250 ms, down after 2). A box whose heartbeats stop (its agent's connection to
  * NATS cut by a loopback proxy, the box itself still answering its probes) leaves the director's answers and returns
  * when they resume; with NATS down for everyone (the DNS node cannot hear anyone) the probes alone decide: every box
- * stays, and a box that stops answering its probes still leaves.
+ * stays, and a box that stops answering its probes still leaves. The heartbeats carry the box's drain (and, with
+ * [anycast], its announcement): the DNS node's status shows what the last one said.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { until, type ControlCdn } from "../support/control-cdn.ts";
+import { TOKEN, until, type ControlCdn } from "../support/control-cdn.ts";
 import type { TestNats } from "../support/nats.ts";
 import { startCutOffCdn, type CutOffCdn } from "../support/cut-off-cdn.ts";
 import type { TcpProxy } from "../support/tcp-proxy.ts";
@@ -53,6 +54,26 @@ describe("heartbeats in DNS answers", () => {
     await proxy.restore();
     await answersAre(`${CUT} back in the answers`, Object.values(ADDRESS));
   }, 90_000);
+
+  it("a box's heartbeats carry its drain, and the DNS node's status shows what they said", async () => {
+    const heartbeatOf = async (edge: string) => String((await cdn.dns!.statusJson()).edges.find((e) => e.name === edge)?.heartbeat);
+    await until("eu-lon's heartbeat says ok", async () => ((await heartbeatOf("eu-lon")).startsWith("ok, ") ? true : undefined), 10_000);
+    const drain = (draining: boolean) =>
+      fetch(cdn.edgeUrl("eu-lon") + "/.well-known/cdn/drain", { method: "POST", headers: { authorization: `Bearer ${TOKEN}` }, body: JSON.stringify({ draining }) }).then((r) => r.text());
+    await drain(true);
+    try {
+      const said = await until("eu-lon's heartbeat says draining", async () => {
+        const h = await heartbeatOf("eu-lon");
+        return h.startsWith("draining, ") ? h : undefined;
+      }, 10_000);
+      expect(said).toMatch(/^draining, \d+\.\d s ago$/);
+      expect(await heartbeatOf("na-sea")).toMatch(/^ok, /);
+    } finally {
+      await drain(false);
+    }
+    await until("eu-lon's heartbeat says ok again", async () => ((await heartbeatOf("eu-lon")).startsWith("ok, ") ? true : undefined), 10_000);
+    await answersAre("every edge back after the drain", Object.values(ADDRESS));
+  }, 60_000);
 
   it("with NATS down every box that answers its probes stays; one that does not still leaves", async () => {
     await nats.stop();

@@ -32,6 +32,8 @@ export interface ControlCdnOptions {
   dns?: boolean;
   /** More `[edge]` lines, given each edge's base URL by name (e.g. `shields`). */
   edge?: (urlOf: (name: string) => string) => string;
+  /** More `[geoip]` lines (e.g. `fleet = true`). */
+  geoip?: string;
   /** More tables after the common ones (e.g. `[[functions]]`, with absolute module paths). */
   tables?: string;
   /** Each edge's cdn.toml in a folder of its own (`<dir>/<name>/`): what it keeps beside it (deployed function versions) is its own. */
@@ -66,7 +68,7 @@ export interface ControlCdn {
   fleet(args: string[]): Promise<{ code: number; stdout: string; stderr: string }>;
   /** `npm run fn -- ARGS --config <the common config>`; its exit status and output. */
   fn(args: string[]): Promise<{ code: number; stdout: string; stderr: string }>;
-  dns?: { dnsPort: number; dig(...args: string[]): Promise<string[]> };
+  dns?: { dnsPort: number; dig(...args: string[]): Promise<string[]>; statusJson(): Promise<{ edges: Record<string, unknown>[] }> };
   stop(): Promise<void>;
 }
 
@@ -151,6 +153,7 @@ ${opts.control ?? ""}
 
 [geoip]
 city = "${join(ROOT, "test/fixtures/GeoIP2-City-Test.mmdb")}"
+${opts.geoip ?? ""}
 
 [dns]
 zone = "geo.example.org"
@@ -233,8 +236,15 @@ ${opts.tables ?? ""}`;
     if (opts.dns) {
       dnsNode = await startNodeScript("scripts/dns.ts", ["--config", config, "--port", "0", "--dns-port", "0"], /^dns udp\+tcp 127\.0\.0\.1:(\d+)/m);
       const dnsPort = Number(dnsNode.match[1]);
+      const node = dnsNode;
       cdn.dns = {
         dnsPort,
+        // Its operator page on the HTTP port it printed (after the UDP line startNodeScript waited for).
+        statusJson: async () => {
+          const port = /^dns http 127\.0\.0\.1:(\d+)/m.exec(node.output())?.[1];
+          if (!port) throw new Error(`the DNS node has not printed its HTTP port: ${node.output()}`);
+          return (await (await fetch(`http://127.0.0.1:${port}/status.json`)).json()) as { edges: Record<string, unknown>[] };
+        },
         dig: (...args) =>
           new Promise((resolve, reject) =>
             execFile("dig", ["@127.0.0.1", "-p", String(dnsPort), "+time=2", "+tries=1", "+short", ...args], { timeout: 10_000 }, (err, out) =>

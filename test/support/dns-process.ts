@@ -94,11 +94,13 @@ export interface DnsNodeOptions {
   extraToml?: string;
   /** Files to write into the node's folder before it starts. */
   files?: Record<string, string | Buffer>;
+  /** Start again in this folder (a node stopped with `kill`): its cdn.toml and what it kept there stay as they are. */
+  dir?: string;
 }
 
 /** Starts the DNS node; with `tls`, makes a self-signed localhost certificate first. */
 export async function startDnsNode(opts: DnsNodeOptions = {}): Promise<DnsNode> {
-  const dir = mkdtempSync(join(tmpdir(), "parrot-dns-"));
+  const dir = opts.dir ?? mkdtempSync(join(tmpdir(), "parrot-dns-"));
   // The ASN path is relative: the host resolves it from the config file's folder.
   copyFileSync(join(fixtures, "GeoLite2-ASN-Test.mmdb"), join(dir, "GeoLite2-ASN-Test.mmdb"));
   for (const [name, content] of Object.entries(opts.files ?? {})) writeFileSync(join(dir, name), content);
@@ -108,7 +110,7 @@ export async function startDnsNode(opts: DnsNodeOptions = {}): Promise<DnsNode> 
     cert = await makeCert(dir);
     toml = toml.replace('hostmaster = "hostmaster.example.org"', 'hostmaster = "hostmaster.example.org"\ntls_cert = "cert.pem"\ntls_key = "key.pem"');
   }
-  writeFileSync(join(dir, "cdn.toml"), toml + (opts.extraToml ?? ""));
+  if (!opts.dir) writeFileSync(join(dir, "cdn.toml"), toml + (opts.extraToml ?? ""));
   const args = ["scripts/dns.ts", "--config", join(dir, "cdn.toml"), "--port", "0", "--dns-port", "0"];
   const tlsListeners = opts.tls ? (opts.tlsListeners ?? ["https", "dot"]) : [];
   for (const l of tlsListeners) args.push(l === "https" ? "--tls-port" : "--dot-port", "0");

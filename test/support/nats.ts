@@ -17,7 +17,7 @@ export interface TestNats {
 }
 
 /** One JetStream server in `dir` with the given authorization. */
-export async function startTestNats(dir: string, auth: Pick<NatsServerOptions, "token" | "user" | "password" | "users" | "namespace"> = {}): Promise<TestNats> {
+export async function startTestNats(dir: string, auth: Pick<NatsServerOptions, "token" | "user" | "password" | "users" | "namespace" | "tls"> = {}): Promise<TestNats> {
   const options: NatsServerOptions = { dir, serverName: "solo", port: await freePort(), ...auth };
   const t: TestNats = {
     url: `nats://127.0.0.1:${options.port}`,
