@@ -9,6 +9,8 @@ import { parseIp } from "../net/ip.ts";
 import { answerWire } from "./doh.ts";
 import { createDnsNode } from "./node.ts";
 import { parseEdgeFigures } from "./operator.ts";
+import { tierTopology } from "../status/tiers.ts";
+import { renderStatusPage } from "../status/page.ts";
 import { createEdgeApp } from "../edge/app.ts";
 import { MemoryStore } from "../edge/store.ts";
 import { testGeoIp } from "../../test/support/dns-server.ts";
@@ -228,6 +230,7 @@ origin = "http://origin.test"
 origin_max_fails = 1
 origin_fail_timeout = 10
 shields = [ { name = "shield-fra", url = "http://fra.test:8787" }, { name = "us-sea", url = "http://sea.test" } ]
+shield_health = { interval_ms = 0 }   # passive health here; probes: the test below
 
 [admin]
 token = "${TOKEN}"
@@ -267,6 +270,14 @@ token = "${TOKEN}"
   it("reads an edge's figures from its metrics text", () => {
     expect(parseEdgeFigures("# HELP x\nparrot_edge_hit_ratio 0.5\nparrot_edge_requests_total{a=\"b\"} 2\nparrot_edge_requests_total{a=\"c\"} 3\n")).toEqual({ hitRatio: 0.5, requests: 5 });
     expect(parseEdgeFigures("garbage")).toEqual({});
+    // A shield the edge's probes find down (shield_health), shown as such on the page.
+    const probed = parseEdgeFigures('parrot_edge_shield_skipped_until_seconds{shield="fra",url="http://fra"} 0\nparrot_edge_shield_probe{shield="fra",state="up"} 0\nparrot_edge_shield_probe{shield="fra",state="down"} 1\n');
+    expect(probed.shields).toEqual([{ name: "fra", url: "http://fra", probedDown: true }]);
+    const { shields } = tierTopology([{ name: "gb-lon", shields: probed.shields }]);
+    expect(shields).toEqual([{ name: "fra", urls: ["http://fra"], role: "shield", upAt: [], skippedBy: [], downAt: ["gb-lon"] }]);
+    const html = renderStatusPage({ zone: "z", node: "n", generatedAt: 0, failOpen: false, queries: 0, edges: [], shields });
+    expect(html).toContain('data-shield="fra" data-state="skipped"');
+    expect(html).toContain("down by the probes of gb-lon");
     expect(
       parseEdgeFigures('parrot_edge_shield_skipped_until_seconds{shield="a",url="http://a:1/x\\"y"} 0\nparrot_edge_shield_skipped_until_seconds{shield="b",url="http://b"} 1800000000\nparrot_edge_shield_skipped_until_seconds{shield="c"} 0\nparrot_edge_shield_skipped_until_seconds{shield="d,url="x"} 0\n'),
     ).toEqual({ shields: [{ name: "a", url: 'http://a:1/x"y' }, { name: "b", url: "http://b", skippedUntil: 1_800_000_000_000 }] });

@@ -81,18 +81,22 @@ function sampleLabels(text: string): Map<string, string> | undefined {
 
 /**
  * Reads parrot_edge_hit_ratio, the sum of parrot_edge_requests_total and each shield's
- * parrot_edge_shield_skipped_until_seconds from Prometheus text.
+ * parrot_edge_shield_skipped_until_seconds and parrot_edge_shield_probe (down by probes) from Prometheus text.
  */
 export function parseEdgeFigures(text: string): EdgeFigures {
   const out: EdgeFigures = {};
+  const probedDown = new Set<string>();
   for (const line of text.split("\n")) {
-    const m = /^(parrot_edge_hit_ratio|parrot_edge_requests_total|parrot_edge_shield_skipped_until_seconds)(?:\{(.*)\})?\s+(\S+)$/.exec(line);
+    const m = /^(parrot_edge_hit_ratio|parrot_edge_requests_total|parrot_edge_shield_skipped_until_seconds|parrot_edge_shield_probe)(?:\{(.*)\})?\s+(\S+)$/.exec(line);
     if (!m) continue;
     const v = Number(m[3]);
     if (!Number.isFinite(v)) continue;
     if (m[1] === "parrot_edge_hit_ratio") out.hitRatio = v;
     else if (m[1] === "parrot_edge_requests_total") out.requests = (out.requests ?? 0) + v;
-    else {
+    else if (m[1] === "parrot_edge_shield_probe") {
+      const labels = sampleLabels(m[2] ?? "");
+      if (v > 0 && labels?.get("state") === "down" && labels.get("shield") !== undefined) probedDown.add(labels.get("shield")!);
+    } else {
       const labels = sampleLabels(m[2] ?? "");
       const name = labels?.get("shield");
       const url = labels?.get("url");
@@ -100,6 +104,7 @@ export function parseEdgeFigures(text: string): EdgeFigures {
       (out.shields ??= []).push(v > 0 ? { name, url, skippedUntil: v * 1000 } : { name, url });
     }
   }
+  for (const shield of out.shields ?? []) if (probedDown.has(shield.name)) shield.probedDown = true;
   return out;
 }
 

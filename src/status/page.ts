@@ -98,16 +98,18 @@ function shieldTable(shields: ShieldStatus[]): string {
   const rows = shields.map((s) => {
     const skipped = s.skippedBy.map((b) => `skipped by ${esc(b.edge)} until ${new Date(b.until).toISOString()}`);
     const up = s.upAt.length ? [`up at ${s.upAt.map(esc).join(", ")}`] : [];
-    const state = s.skippedBy.length ? (s.upAt.length ? "partly skipped" : "skipped") : s.upAt.length ? "up" : "unknown";
+    const down = s.downAt?.length ? [`down by the probes of ${s.downAt.map(esc).join(", ")}`] : [];
+    const skips = s.skippedBy.length + (s.downAt?.length ?? 0);
+    const state = skips ? (s.upAt.length ? "partly skipped" : "skipped") : s.upAt.length ? "up" : "unknown";
     return `<tr data-shield="${esc(s.name)}" data-state="${state}">
   <td>${esc(s.name)}</td>
   <td>${s.urls.map(esc).join(", ")}</td>
   <td class="role">${s.role}</td>
-  <td class="health${s.skippedBy.length ? " warn" : ""}">${[...skipped, ...up].join("; ") || "–"}</td>
+  <td class="health${skips ? " warn" : ""}">${[...down, ...skipped, ...up].join("; ") || "–"}</td>
 </tr>`;
   });
   return `<h2>Tiered cache</h2>
-<table><thead><tr><th>shield</th><th>url</th><th>role</th><th>passive health at the edges</th></tr></thead>
+<table><thead><tr><th>shield</th><th>url</th><th>role</th><th>health at the edges</th></tr></thead>
 <tbody>
 ${rows.join("\n")}
 </tbody></table>`;

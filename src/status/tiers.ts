@@ -1,6 +1,6 @@
 /**
  * The tiered cache's topology as the DNS node's status page shows it, from what each edge box's metrics say of its
- * shields (name, URL, passive health). A box in the zone's edges faces clients ("edge"); one that some edge names
+ * shields (name, URL, passive health, probes). A box in the zone's edges faces clients ("edge"); one that some edge names
  * as its shield fills others ("shield"); a box that does both is "both". Pure.
  */
 
@@ -9,6 +9,8 @@ export interface ShieldSeen {
   name: string;
   url: string;
   skippedUntil?: number;
+  /** The edge's probes of its health endpoint say it is down ([edge] shield_health). */
+  probedDown?: boolean;
 }
 
 export type TierRole = "edge" | "shield" | "both";
@@ -22,6 +24,8 @@ export interface ShieldStatus {
   upAt: string[];
   /** The edges that skip it after failures, and until when. */
   skippedBy: { edge: string; until: number }[];
+  /** The edges whose probes find it down (skipped until their probes find it up). */
+  downAt?: string[];
 }
 
 /** Each edge's role, and every shield any edge names, with its health at each edge (in name order). */
@@ -34,7 +38,8 @@ export function tierTopology(edges: { name: string; shields?: ShieldSeen[] }[]):
       if (!shield.urls.includes(s.url)) shield.urls.push(s.url);
       // A box that names itself (one fleet-wide list) fills its own keys from the origin: not a health of its own.
       if (s.name === edge.name) continue;
-      if (s.skippedUntil === undefined) shield.upAt.push(edge.name);
+      if (s.probedDown) (shield.downAt ??= []).push(edge.name);
+      else if (s.skippedUntil === undefined) shield.upAt.push(edge.name);
       else shield.skippedBy.push({ edge: edge.name, until: s.skippedUntil });
     }
   }
