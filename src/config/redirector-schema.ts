@@ -54,6 +54,11 @@ export const MirrorSchema = z
     paths: z.array(glob).default(["/**"]),
     /** A file on the mirror whose content changes with each sync (Debian's project/trace/<origin>), relative to url. */
     trace: z.string().min(1).optional(),
+    /** Its rsync module for the origin's root (`rsync://host/module/`): one listing checks every file (needs rsync). */
+    rsync: z
+      .string()
+      .regex(/^rsync:\/\/[^\s/]+\/\S*$/, "an rsync:// URL of the mirror's module, e.g. rsync://mirror.example/parrot/")
+      .optional(),
     /** false: out of every answer and not scanned; "maintenance" is the same, said for the status page. */
     enabled: z.boolean().default(true),
     maintenance: z.boolean().default(false),

@@ -13,6 +13,7 @@ import { loadConfigFile, readConfigFile } from "./config-file.ts";
 import { loadGeoIp, type LoadedGeoIp } from "./dns-geoip.ts";
 import { serveFetch, type Served } from "./serve-fetch.ts";
 import { StatsFiles } from "./redirector-stats.ts";
+import { listRsyncModule, rsyncInstalled } from "./rsync-lister.ts";
 import { MIRROR_STATS_PATH } from "../contracts/well-known.ts";
 import { configPath } from "./config-file.ts";
 
@@ -28,6 +29,16 @@ export interface RedirectorHost {
   close(): Promise<void>;
 }
 
+/** rsync for `[[mirrors]] rsync`, when installed (said once when it is not: those mirrors are scanned over HTTP). */
+let rsyncChecked: boolean | undefined;
+function rsyncLister(log: (line: string) => void) {
+  if (rsyncChecked === undefined) {
+    rsyncChecked = rsyncInstalled();
+    if (!rsyncChecked) log(JSON.stringify({ redirector: "rsync", error: "rsync is not installed (Debian: apt install rsync): mirrors with `rsync` are scanned over HTTP" }));
+  }
+  return rsyncChecked ? listRsyncModule : undefined;
+}
+
 export async function runRedirector(opts: { configPath: string; port?: number; host?: string; log?: (line: string) => void }): Promise<RedirectorHost> {
   const log = opts.log ?? ((line: string) => process.stdout.write(`${line}\n`));
   let geo: LoadedGeoIp | undefined;
@@ -39,7 +50,8 @@ export async function runRedirector(opts: { configPath: string; port?: number; h
     geo = await loadGeoIp(file.config.geoip, file.dir, { previous: geo, log });
     // The statistics folder is read at start (a reload keeps the running one).
     stats ??= new StatsFiles(cfg.stats_dir === undefined ? undefined : configPath(file, cfg.stats_dir), cfg.stats_days, log);
-    const r = new Redirector({ config: file.config, geoip: geo.geoip, log, previous, onDay: (finished) => stats!.write(finished) });
+    const listRsync = file.config.mirrors.some((m) => m.rsync) ? rsyncLister(log) : undefined;
+    const r = new Redirector({ config: file.config, geoip: geo.geoip, log, previous, onDay: (finished) => stats!.write(finished), listRsync });
     await r.refreshOrigin();
     await r.scanRound();
     return r;

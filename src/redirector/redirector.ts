@@ -22,6 +22,7 @@ import { Chooser, type ClientLocation } from "./choose.ts";
 import { MirrorState, type MirrorLocation } from "./mirror-state.ts";
 import { bounded, readOriginFiles, scanMirror, urlFor } from "./scan.ts";
 import { DailyStats, type DayReport, type Outcome } from "./stats.ts";
+import { applyListing, parseRsyncListing } from "./rsync-list.ts";
 
 export { MIRRORS_PATH } from "../contracts/well-known.ts";
 
@@ -36,6 +37,8 @@ export interface RedirectorOptions {
    * unchanged, carry over, so a reload does not send every download to the CDN until the mirrors are scanned again.
    */
   previous?: Redirector;
+  /** Lists a mirror's rsync module (`[[mirrors]] rsync`); without it, mirrors are scanned over HTTP only. */
+  listRsync?: (url: string, timeoutMs: number) => Promise<string>;
   /** Given the finished day's statistics when a new day's first request comes (the host writes them). */
   onDay?: (report: DayReport) => void;
 }
@@ -69,6 +72,7 @@ export class Redirector {
   private readonly now: () => number;
   private readonly log: (line: string) => void;
   private readonly onDay?: (report: DayReport) => void;
+  private readonly listRsync?: (url: string, timeoutMs: number) => Promise<string>;
   private readonly answers: RegExp[];
   private readonly never: RegExp[];
   private readonly networks: { cidr: Cidr; locateAs: string }[];
@@ -78,7 +82,7 @@ export class Redirector {
   originReadAt?: number;
   originError?: string;
 
-  constructor({ config, geoip, fetch: fetchImpl = (i, init) => fetch(i, init), now = Date.now, log = () => {}, previous, onDay }: RedirectorOptions) {
+  constructor({ config, geoip, fetch: fetchImpl = (i, init) => fetch(i, init), now = Date.now, log = () => {}, previous, onDay, listRsync }: RedirectorOptions) {
     if (!config.redirector) throw new Error("cdn.toml has no [redirector] table");
     this.config = config;
     this.cfg = config.redirector;
@@ -87,6 +91,7 @@ export class Redirector {
     this.now = now;
     this.log = log;
     this.onDay = onDay;
+    this.listRsync = listRsync;
     this.stats = previous?.stats ?? new DailyStats(now);
     this.catalog = previous?.catalog ?? new Catalog();
     this.mirrors = config.mirrors.map((m, i) => new MirrorState(m, i, mirrorLocation(m, geoip)));
@@ -147,13 +152,36 @@ export class Redirector {
       this.cfg.scan_mirrors_at_once,
       async (m) => {
         const wasUp = m.usable(this.cfg.max_failures);
+        if (await this.scanByRsync(m)) return this.logHealth(m, wasUp);
         const trace = m.config.trace ? await originTrace(m.config.trace) : undefined;
         const r = await scanMirror(this.fetchImpl, m, this.catalog, this.cfg, { now: this.now, cursor: this.cursors.get(m) ?? 0, originTrace: trace });
         this.cursors.set(m, r.cursor);
-        const up = m.usable(this.cfg.max_failures);
-        if (up !== wasUp) this.log(JSON.stringify({ redirector: "mirror", mirror: m.config.name, up, failures: m.failures, error: m.lastError }));
+        this.logHealth(m, wasUp);
       },
     );
+  }
+
+  private logHealth(m: MirrorState, wasUp: boolean) {
+    const up = m.usable(this.cfg.max_failures);
+    if (up !== wasUp) this.log(JSON.stringify({ redirector: "mirror", mirror: m.config.name, up, failures: m.failures, error: m.lastError }));
+  }
+
+  /**
+   * A mirror with an rsync module: one listing checks every file. True when it did; a failed listing counts as a
+   * failure of the mirror, and the round goes on over HTTP (the module may be down while the web server is not).
+   */
+  private async scanByRsync(m: MirrorState): Promise<boolean> {
+    if (!m.config.rsync || !this.listRsync) return false;
+    try {
+      const found = applyListing(m, this.catalog, parseRsyncListing(await this.listRsync(m.config.rsync, this.cfg.scan_timeout_ms)));
+      m.lastScan = this.now();
+      this.log(JSON.stringify({ redirector: "rsync", mirror: m.config.name, ...found }));
+      return true;
+    } catch (err) {
+      m.recordFailure((err as Error).message);
+      this.log(JSON.stringify({ redirector: "rsync", mirror: m.config.name, error: (err as Error).message }));
+      return false;
+    }
   }
 
   /** The client's address: the connection's peer, or (behind a trusted proxy) the X-Forwarded-For entry before it. */
