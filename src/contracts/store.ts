@@ -25,6 +25,11 @@
  *
  * and the host (Node) hands the store worker its settings and the index it recovered from the directory.
  *
+ * A HIT of a whole body whose blocks the store checked lately carries `x-parrot-disk: FILE OFFSET LENGTH UNTIL`
+ * (DISK_REF_HEADER): the body is bytes OFFSET.. (LENGTH of them) of FILE in the store directory, and until UNTIL (ms)
+ * the edge may read them there itself (its read-only disk binding) instead of asking the store again. Files are never
+ * rewritten in place (a new write of a key is a new file), so such a read finds these bytes or no file.
+ *
  * Every match answer and every /invalidated answer carries `x-parrot-log-seq: ID.N` (LOG_SEQ_HEADER): N counts the
  * stores of the box's purge log (PURGE_LOG_KEY) this store process (ID) made visible so far, so an edge process that
  * gets an answer knows whether its copy of the log may be older than what is stored (see SharedLog.behind).
@@ -53,6 +58,27 @@ export const CHANGED_HEADER = "x-parrot-changed";
 export const LOCK_HEADER = "x-parrot-lock";
 /** On a lookup's 504: the token of the lock it took. */
 export const LOCK_TOKEN_HEADER = "x-parrot-lock-token";
+
+/** On a whole-body HIT: where its checked bytes are on disk, and until when they count as checked (see above). */
+export const DISK_REF_HEADER = "x-parrot-disk";
+
+/** A whole body's place in the store directory, readable by the edge itself until `until` (ms). */
+export interface DiskRef {
+  file: string;
+  offset: number;
+  length: number;
+  until: number;
+}
+
+export function formatDiskRef(ref: DiskRef): string {
+  return `${ref.file} ${ref.offset} ${ref.length} ${Math.floor(ref.until)}`;
+}
+
+/** DISK_REF_HEADER's value, or undefined when absent or not one the store writes (a file name is `xx/<hash>-<id>`). */
+export function parseDiskRef(value: string | null): DiskRef | undefined {
+  const m = value === null ? null : /^([0-9a-f]{2}\/[0-9a-f]{32}-[0-9a-z]+) (\d+) (\d+) (\d+)$/.exec(value);
+  return m ? { file: m[1]!, offset: Number(m[2]), length: Number(m[3]), until: Number(m[4]) } : undefined;
+}
 
 /** The store's bounds, from [edge] (store_max_bytes, store_max_entries, store_inactive). */
 export interface StoreSettings {

@@ -300,3 +300,109 @@ describe("hot tiers of several processes over one store", () => {
     expect(await text(await a.get("k"))).toEqual(pattern(10));
   });
 });
+
+describe("hot tier: places on disk (the store's checked bodies read from their files)", () => {
+  /** The store below answers with where the body is on disk; the fake disk service serves those files. */
+  function placed(maxBytes = 0) {
+    let now = T0;
+    const clock = { now: () => now, advance: (s: number) => void (now += s * 1000) };
+    const files = new Map<string, Uint8Array>();
+    const diskReads: string[] = [];
+    const disk = {
+      async fetch(input: RequestInfo | URL, init?: RequestInit) {
+        const file = new URL(String(input)).pathname.slice(1);
+        diskReads.push(file);
+        const bytes = files.get(file);
+        const m = /^bytes=(\d+)-(\d+)$/.exec(new Headers(init?.headers).get("range") ?? "");
+        if (!bytes || !m) return new Response(null, { status: 404 });
+        const part = bytes.slice(Number(m[1]), Number(m[2]) + 1);
+        return new Response(part, { status: 206, headers: { "content-length": String(part.byteLength) } });
+      },
+    } as unknown as Fetcher;
+    const below = new Counting(new MemoryStore(clock.now));
+    const stored = below.get.bind(below);
+    let file = "ab/" + "ab".repeat(16) + "-1";
+    below.get = async (key: string) => {
+      const e = await stored(key);
+      if (!e || e.meta.kind !== "entry") return e;
+      // A file: a 10-byte head, then the body (what the store's files look like to a reader of a range).
+      const bytes = new Uint8Array(await new Response(e.body).arrayBuffer());
+      const f = new Uint8Array(10 + bytes.byteLength);
+      f.set(bytes, 10);
+      files.set(file, f);
+      return { meta: e.meta, body: new Response(bytes).body, disk: { file, offset: 10, length: bytes.byteLength, until: now + 1000 } };
+    };
+    const hot = new HotTier(below, { maxBytes, maxObjectBytes: 0, now: clock.now, disk });
+    return { clock, below, hot, files, diskReads, newFile: (name: string) => (file = name) };
+  }
+
+  it("reads a body from its file after the store said where it is, without asking the store, until the store's time", async () => {
+    const { hot, below, diskReads, clock } = placed();
+    await hot.put("a", meta("a", 5000), body(5000), 60);
+    expect(await text(await hot.get("a"))).toEqual(pattern(5000)); // from the store, with its place
+    expect(below.gets).toBe(1);
+    const e = await hot.get("a");
+    expect(await text(e)).toEqual(pattern(5000));
+    expect(e!.meta).toEqual(meta("a", 5000));
+    expect(below.gets).toBe(1);
+    expect(diskReads).toHaveLength(1);
+    expect(hot.diskHits).toBe(1);
+    clock.advance(1); // the store's `until` passed: ask it again
+    await text(await hot.get("a"));
+    expect(below.gets).toBe(2);
+  });
+
+  it("gives a place up when its file is gone (evicted, replaced by another process) and asks the store", async () => {
+    const { hot, below, files, newFile } = placed();
+    await hot.put("a", meta("a", 100), body(100), 60);
+    await text(await hot.get("a"));
+    files.clear();
+    newFile("cd/" + "cd".repeat(16) + "-2");
+    expect(await text(await hot.get("a"))).toEqual(pattern(100));
+    expect(below.gets).toBe(2);
+    expect(await text(await hot.get("a"))).toEqual(pattern(100)); // the new place
+    expect(below.gets).toBe(2);
+  });
+
+  it("a put, a delete or another process's change drops the place", async () => {
+    const { hot, below } = placed();
+    await hot.put("a", meta("a", 100), body(100), 60);
+    await text(await hot.get("a"));
+    await hot.put("a", meta("a", 200), body(200), 60);
+    expect(await text(await hot.get("a"))).toEqual(pattern(200));
+    expect(below.gets).toBe(2);
+    await hot.delete("a");
+    expect(await hot.get("a")).toBeNull();
+    await hot.put("b", meta("b", 100), body(100), 60);
+    await text(await hot.get("b"));
+    hot.forget("b");
+    await text(await hot.get("b"));
+    expect(below.gets).toBe(5);
+    hot.clear();
+    await text(await hot.get("b"));
+    expect(below.gets).toBe(6);
+  });
+
+  it("a place read before a delete of its key is not kept", async () => {
+    const { hot, below } = placed();
+    await hot.put("a", meta("a", 100), body(100), 60);
+    const reading = hot.get("a");
+    await hot.delete("a"); // while the store was being asked
+    await text(await reading);
+    expect(await hot.get("a")).toBeNull();
+    expect(below.gets).toBe(2);
+  });
+
+  it("a copy in memory wins over a place; without a disk binding nothing is placed", async () => {
+    const { hot, below, diskReads } = placed(10_000);
+    (hot as unknown as { maxObjectBytes: number }).maxObjectBytes = 2000;
+    await hot.put("a", meta("a", 100), body(100), 60);
+    await text(await hot.get("a"));
+    expect(diskReads).toHaveLength(0);
+    expect(below.gets).toBe(0);
+    const plain = new HotTier(new MemoryStore(), { maxBytes: 0, maxObjectBytes: 0 });
+    await plain.put("a", meta("a", 100, { responseTime: Date.now(), requestTime: Date.now() }), body(100), 60);
+    expect(await text(await plain.get("a"))).toEqual(pattern(100));
+    expect(plain.diskHits).toBe(0);
+  });
+});

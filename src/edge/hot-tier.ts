@@ -4,12 +4,20 @@
  * meta, the same physical lifetime — so the engine still judges freshness, variants and validators on every read;
  * puts and deletes go through to the store below and replace or evict the copy here.
  *
+ * Beside the copies, places on disk: for an entry the store answered with a whole body it checked lately (`disk` on
+ * the entry, DISK_REF_HEADER), the meta and the body's place in the store directory, until the store's stated time.
+ * A hit then reads the body from the file itself through the edge's read-only disk binding: one native subrequest
+ * whose body goes to the client untouched, instead of a call into the store process (a second request context, the
+ * index, the head) before that same read. Held by count (`maxPlaces`), dropped like copies (put, delete, forget),
+ * and given up when the file is gone (the store evicted or replaced it: files are never rewritten in place).
+ *
  * Bounds: total bytes (bodies plus an estimate of the meta) and bytes per object; least recently used goes first,
  * nearly: a hit moves its copy to the newest end only when it is in the older half of the tier (a move is a Map delete
  * and set, which in a tier of tens of thousands of copies cost a tenth of a HIT when made on every one).
  */
 import type { StoredMeta } from "../cache/entry.ts";
 import { readBlock } from "../store/integrity.ts";
+import type { DiskRef } from "../contracts/store.ts";
 import type { EntryStore, LookupLock, StoredEntry } from "./store.ts";
 
 export interface HotTierOptions {
@@ -22,6 +30,18 @@ export interface HotTierOptions {
    * or deleted is never served after that process answered. Without it copies are trusted (one process).
    */
   confirm?: () => Promise<void>;
+  /** The store directory, read-only (bare workerd's disk service): places on disk are kept only with it. */
+  disk?: Fetcher;
+  /** Places on disk held at most (see above); default 4096 (about 1.2 KB each, their metas). */
+  maxPlaces?: number;
+}
+
+/** An entry's meta and where its checked body is on disk (see the module's comment). */
+interface Place {
+  meta: StoredMeta;
+  disk: DiskRef;
+  /** The earliest of the store's `until` and the entry's own physical lifetime here (ttlOf). */
+  until: number;
 }
 
 interface Held {
@@ -45,6 +65,9 @@ export class HotTier implements EntryStore {
   /** See HotTierOptions.confirm; settable because the reader of the store's ring needs this tier first. */
   confirm: (() => Promise<void>) | undefined;
   private readonly held = new Map<string, Held>();
+  private readonly places = new Map<string, Place>();
+  private readonly disk: Fetcher | undefined;
+  private readonly maxPlaces: number;
   /** Per key, bumped on every put/delete; bounded in keys and bytes (keys are URLs a client chooses). */
   private readonly generations = new Map<string, number>();
   private generationBytes = 0;
@@ -56,6 +79,8 @@ export class HotTier implements EntryStore {
   private inserts = 0;
   hits = 0;
   misses = 0;
+  /** Hits read from a place on disk (not counted in hits). */
+  diskHits = 0;
 
   constructor(inner: EntryStore, opts: HotTierOptions) {
     this.inner = inner;
@@ -63,6 +88,8 @@ export class HotTier implements EntryStore {
     this.maxObjectBytes = Math.min(opts.maxObjectBytes, opts.maxBytes);
     this.now = opts.now ?? Date.now;
     this.confirm = opts.confirm;
+    this.disk = opts.disk;
+    this.maxPlaces = opts.disk ? (opts.maxPlaces ?? 4096) : 0;
   }
 
   get totalBytes(): number {
@@ -79,7 +106,7 @@ export class HotTier implements EntryStore {
   async get(key: string, lock?: LookupLock): Promise<StoredEntry | null> {
     if (!cacheable(key)) return this.inner.get(key, lock);
     let h = this.held.get(key);
-    if (h && this.confirm) {
+    if ((h || this.places.has(key)) && this.confirm) {
       // The store is unreachable: the copy is all there is (as before another process could have told us).
       await this.confirm().catch(() => undefined);
       h = this.held.get(key);
@@ -99,11 +126,14 @@ export class HotTier implements EntryStore {
       }
       this.drop(key);
     }
-    this.misses++;
     const gen = this.generation(key);
+    const read = this.places.has(key) ? await this.readPlace(key, gen) : undefined;
+    if (read) return read;
+    this.misses++;
     const entry = await this.inner.get(key, lock);
     if (!entry) return null;
     if (!holdable(entry.meta)) return entry; // shared records (the purge log) are never held here
+    if (entry.disk) this.place(key, entry.meta, entry.disk, gen);
     const size = entry.meta.kind === "entry" ? entry.meta.size : 0;
     if (entry.body && (size === undefined || size > this.maxObjectBytes)) return entry;
     // Small: read it once, keep a copy, hand out a stream of the copy.
@@ -112,6 +142,33 @@ export class HotTier implements EntryStore {
     const ttl = ttlOf(entry.meta, this.now());
     if (ttl > 0) this.hold(key, entry.meta, body, this.now() + ttl, gen);
     return heldEntry(entry.meta, body);
+  }
+
+  /** The body from its place on disk, or undefined (the place is given up) when it is out of date or the file gone. */
+  private async readPlace(key: string, gen: number): Promise<StoredEntry | undefined> {
+    const p = this.places.get(key)!;
+    if (p.until <= this.now()) {
+      this.places.delete(key);
+      return undefined;
+    }
+    const { file, offset, length } = p.disk;
+    const res = await this.disk!.fetch(`http://disk/${file}`, { headers: { range: `bytes=${offset}-${offset + length - 1}` } }).catch(() => undefined);
+    if (res?.status === 206 && res.body && res.headers.get("content-length") === String(length)) {
+      this.diskHits++;
+      return { meta: p.meta, body: res.body };
+    }
+    await res?.body?.cancel();
+    if (this.generation(key) === gen && this.places.get(key) === p) this.places.delete(key);
+    return undefined;
+  }
+
+  private place(key: string, meta: StoredMeta, disk: DiskRef, gen: number) {
+    if (this.maxPlaces === 0 || meta.kind !== "entry" || this.generation(key) !== gen) return;
+    const until = Math.min(disk.until, this.now() + ttlOf(meta, this.now()));
+    if (until <= this.now()) return;
+    this.places.delete(key);
+    this.places.set(key, { meta: deepFreeze(structuredClone(meta)), disk, until });
+    if (this.places.size > this.maxPlaces) this.places.delete(this.places.keys().next().value!);
   }
 
   async getRange(key: string, start: number, end: number): Promise<StoredEntry | null> {
@@ -155,7 +212,7 @@ export class HotTier implements EntryStore {
 
   /** Drops every copy (told that more changed below than can be named). */
   clear() {
-    for (const key of [...this.held.keys()]) this.forget(key);
+    for (const key of [...this.held.keys(), ...this.places.keys()]) this.forget(key);
   }
 
   async delete(key: string): Promise<boolean> {
@@ -179,6 +236,7 @@ export class HotTier implements EntryStore {
   }
 
   private drop(key: string) {
+    this.places.delete(key);
     const h = this.held.get(key);
     if (!h) return;
     this.held.delete(key);

@@ -12,7 +12,7 @@ import type { ClientAddresses } from "../privacy/client-addresses.ts";
 /** The store process's stats and this isolate's hot tier, for the metrics (bare workerd only). */
 export interface EdgeStoreStats {
   store?: StoreStats;
-  hot?: { bytes: number; entries: number; hits: number; misses: number };
+  hot?: { bytes: number; entries: number; hits: number; misses: number; diskHits?: number };
 }
 
 type OriginFn = (client: Request, clientIp: string | undefined, req: OriginRequest) => Promise<Response>;
@@ -111,6 +111,9 @@ export class EdgeObserver {
       m.set("parrot_edge_store_hot_entries", "Entries held by this process's hot memory tier.", {}, hot.entries);
       this.counterFrom("parrot_edge_store_hot_hits_total", "Reads answered by this process's hot memory tier.", {}, hot.hits);
       this.counterFrom("parrot_edge_store_hot_misses_total", "Reads the hot memory tier passed to the store.", {}, hot.misses);
+      if (hot.diskHits !== undefined) {
+        this.counterFrom("parrot_edge_store_disk_direct_hits_total", "Reads this process answered from the store's files itself, without a call to the store.", {}, hot.diskHits);
+      }
     }
   }
 

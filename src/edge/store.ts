@@ -4,13 +4,15 @@
  * the isolate (tests with a fake clock).
  */
 import type { StoredMeta } from "../cache/entry.ts";
-import { cacheUrl, LOCK_HEADER, LOCK_TOKEN_HEADER, LOG_SEQ_HEADER } from "../contracts/store.ts";
+import { cacheUrl, DISK_REF_HEADER, LOCK_HEADER, LOCK_TOKEN_HEADER, LOG_SEQ_HEADER, parseDiskRef, type DiskRef } from "../contracts/store.ts";
 
 export interface StoredEntry {
   meta: StoredMeta;
   body: ReadableStream<Uint8Array> | null;
   /** The whole body, when a memory tier holds it: answered as it is, without a stream. */
   bytes?: Uint8Array;
+  /** Where the disk store keeps the whole body, checked, and until when the edge may read it there itself. */
+  disk?: DiskRef;
 }
 
 /**
@@ -84,7 +86,8 @@ export class CacheApiStore implements EntryStore {
       await res.body?.cancel();
       return null; // not the body its meta describes: never served as complete
     }
-    return { meta, body: res.body };
+    const disk = parseDiskRef(res.headers.get(DISK_REF_HEADER));
+    return disk && disk.length === known ? { meta, body: res.body, disk } : { meta, body: res.body };
   }
 
   /** The store's HIT, or undefined with `lock` filled in from its MISS (see src/contracts/store.ts). */

@@ -21,6 +21,8 @@ export interface Env {
   STORE?: Fetcher;
   /** Several edge processes share the store: coalescing locks are taken there (one process: in the isolate). */
   STORE_LOCKS?: boolean;
+  /** Bare workerd: the store directory, read-only: checked bodies read from their files without a call to the store. */
+  STORE_DISK?: Fetcher;
   /** GeoIP databases for the trace (the [geoip] files the host binds); the embedded default is never loaded here. */
   GEOIP_CITY?: ArrayBuffer | Uint8Array;
   GEOIP_CITY_V6?: ArrayBuffer | Uint8Array;
@@ -73,7 +75,10 @@ function appFor(env: Env, text: string, fleet: FleetGeoip | undefined) {
       // Without the disk store (Miniflare, wrangler dev) uploads are counted on the way in (see CacheApiStore).
       // With the box's locks in the store process, a lookup that finds nothing takes the key's lock in the same call.
       const lockingLookups = env.STORE_LOCKS ? env.STORE : undefined;
-      if (hot?.key !== key) hot = { key, tier: new HotTier(new CacheApiStore(caches.default, { checkUploads: !env.STORE, logSequence, lockingLookups }), bounds) };
+      if (hot?.key !== key) {
+        const inner = new CacheApiStore(caches.default, { checkUploads: !env.STORE, logSequence, lockingLookups });
+        hot = { key, tier: new HotTier(inner, { ...bounds, disk: env.STORE_DISK }) };
+      }
       const store = hot.tier;
       const geo = geoFrom(env, fleet?.city);
       const storeService = env.STORE;
@@ -94,7 +99,7 @@ function appFor(env: Env, text: string, fleet: FleetGeoip | undefined) {
           stats: storeService
             ? async () => ({
                 store: await storeStats(storeService),
-                hot: { bytes: store.totalBytes, entries: store.size, hits: store.hits, misses: store.misses },
+                hot: { bytes: store.totalBytes, entries: store.size, hits: store.hits, misses: store.misses, diskHits: store.diskHits },
               })
             : undefined,
           control: env.CONTROL,

@@ -93,7 +93,10 @@ describe("workerd config", () => {
     expect(c).toContain('(name = "STORE", service = "store")');
     expect(c).toContain('(name = "STORE_LOCKS", json = "true")');
     expect(c).not.toContain("storeWorker");
-    expect(c).not.toContain("disk =");
+    // The edge reads the store's files (checked bodies) but never writes them: only the store process does.
+    expect(c).toContain('(name = "store-read", disk = (path = "/var/cache/parrot"))');
+    expect(c).toContain('(name = "STORE_DISK", service = "store-read")');
+    expect(c).not.toContain("writable");
     const s = workerdStoreConfig({
       compatibilityDate: "2026-11-01",
       files: { edge: "edge.js", store: "store.js", index: "index.json" },

@@ -4,7 +4,8 @@
  *
  *   socket "http" (or https with the configured keypair) → worker "edge" (the edge bundle, CDN_CONFIG text)
  *   edge: globalOutbound "origin-net" (public addresses; private/loopback only when an origin or shield itself is one),
- *         cacheApiOutbound "store", binding STORE = "store" (coalescing locks, stats), GEOIP_* Data when configured
+ *         cacheApiOutbound "store", binding STORE = "store" (coalescing locks, stats), STORE_DISK = the store
+ *         directory read-only ("store-read": checked bodies read from their files), GEOIP_* Data when configured
  *   store: the cache store worker (src/store/worker.ts) over the writable `disk` service "store-disk"; with several
  *          processes it runs in its own workerd (workerdStoreConfig) and "store" is an external service to it
  *
@@ -104,6 +105,8 @@ export function workerdEdgeConfig(input: WorkerdEdgeConfigInput): string {
   const storeServices = remote
     ? `    (name = "store", external = (address = ${capnpString(input.storeAddress!)}, http = ())),\n`
     : `    (name = "store", worker = .storeWorker),\n    (name = "store-disk", disk = (path = ${capnpString(input.storeDir)}, writable = true)),\n`;
+  // The edge reads checked bodies from the store's files itself (DISK_REF_HEADER): the same folder, read-only.
+  const storeRead = `    (name = "store-read", disk = (path = ${capnpString(input.storeDir)})),\n`;
   const control = input.control
     ? `    (name = "control", external = (address = ${capnpString(input.control.address)}, http = ())),\n`
     : "";
@@ -125,7 +128,7 @@ using Workerd = import "/workerd/workerd.capnp";
 const config :Workerd.Config = (
   services = [
     (name = "edge", worker = .edgeWorker),
-${storeServices}${control}${configDir}${fnServices}    (name = "origin-net", network = (allow = ${allow}, tlsOptions = (trustBrowserCas = true))),
+${storeServices}${storeRead}${control}${configDir}${fnServices}    (name = "origin-net", network = (allow = ${allow}, tlsOptions = (trustBrowserCas = true))),
   ],
   sockets = [
     (name = "http", ${address}${socketKind}, service = "edge"),${fnSocket}
@@ -139,7 +142,8 @@ const edgeWorker :Workerd.Worker = (
   bindings = [
     (name = "CDN_CONFIG", text = ${capnpString(input.configText)}),${input.configDir ? '\n    (name = "CONFIG_DIR", service = "config-dir"),' : ""}
     (name = "PRIVACY_KEY", fromEnvironment = ${capnpString(PRIVACY_KEY_ENV)}),
-    (name = "STORE", service = "store")${remote ? ',\n    (name = "STORE_LOCKS", json = "true")' : ""}${controlBindings}${geo}${fnBindings}
+    (name = "STORE", service = "store"),
+    (name = "STORE_DISK", service = "store-read")${remote ? ',\n    (name = "STORE_LOCKS", json = "true")' : ""}${controlBindings}${geo}${fnBindings}
   ],
   globalOutbound = "origin-net",
   cacheApiOutbound = "store",

@@ -41,6 +41,13 @@ export class BlockChecks {
     return true;
   }
 
+  /** Until when (ms) every block from `first` to `last` counts as checked: the oldest check plus `withinMs`. */
+  until(first: number, last: number, withinMs: number): number {
+    let oldest = Infinity;
+    for (let b = first; b <= last; b++) oldest = Math.min(oldest, this.at[b] ?? 0);
+    return oldest + withinMs;
+  }
+
   mark(block: number, now: number) {
     if (block < this.at.length) this.at[block] = now;
   }

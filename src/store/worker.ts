@@ -30,6 +30,8 @@ import { StoreIndex, type IndexEntry } from "./lru.ts";
 import { Slots } from "./slots.ts";
 import {
   CHANGED_HEADER,
+  DISK_REF_HEADER,
+  formatDiskRef,
   LOCK_HEADER,
   LOCK_TOKEN_HEADER,
   INVALIDATED_PATH,
@@ -66,6 +68,8 @@ const blockReads = new Slots(BLOCK_READS);
 /** Decoded heads kept in memory (their encoded bytes): a HIT of a known head reads nothing but its body. */
 const HEAD_CACHE_BYTES = 8 * 1024 * 1024;
 const DISK = "http://disk/";
+/** At most this long (ms) an edge reads a body from its file itself before it asks the store again (DISK_REF_HEADER). */
+const DISK_REF_MS = 1000;
 
 interface State {
   index: StoreIndex;
@@ -265,7 +269,7 @@ async function matchEntry(s: State, env: StoreEnv, ctx: ExecutionContext, reques
     if (!head) return miss();
     s.heads.set(e.file, head, e.headLen);
     checks.mark(0, Date.now());
-    return answer(head, body, e);
+    return withDiskRef(s, answer(head, body, e), e, checks.until(first, last, recheckMs));
   }
 
   let head = s.heads.get(e.file);
@@ -280,7 +284,10 @@ async function matchEntry(s: State, env: StoreEnv, ctx: ExecutionContext, reques
     head = decoded;
   }
   if (!wantsBody) return answer(head, null, e, range);
-  if (checks.covers(first, last, now, recheckMs)) return nativeAnswer(s, env, ctx, hash, e, head, from, to, range);
+  if (checks.covers(first, last, now, recheckMs)) {
+    const res = await nativeAnswer(s, env, ctx, hash, e, head, from, to, range);
+    return range || res.status === 504 ? res : withDiskRef(s, res, e, checks.until(first, last, recheckMs));
+  }
 
   // Blocks not checked lately: read in JavaScript, each passed on once it matched (and then served natively). A range
   // waits for a slot first, and reads natively after all when a request before it checked its blocks meanwhile.
@@ -350,6 +357,18 @@ async function nativeAnswer(
   s.reads.native++;
   s.reads.nativeBytes += length;
   return answer(head, res.body, e, range);
+}
+
+/**
+ * A whole body whose blocks were all checked lately: the edge may read it from the file itself until the checks run
+ * out (or the entry expires), without asking here again (DISK_REF_HEADER).
+ */
+function withDiskRef(s: State, res: Response, e: IndexEntry, checkedUntil: number): Response {
+  // The edge asks again at least every DISK_REF_MS (half store_inactive when shorter): each ask is a use here, so
+  // the use order (eviction, store_inactive) stays true to within that.
+  const back = Date.now() + Math.min(DISK_REF_MS, (s.settings.inactiveSeconds * 1000) / 2);
+  res.headers.set(DISK_REF_HEADER, formatDiskRef({ file: e.file, offset: e.headLen, length: e.bodyLen, until: Math.min(checkedUntil, e.expires, back) }));
+  return res;
 }
 
 /** The HIT response: the stored status and headers, the body (or the range) with its length. */
