@@ -125,6 +125,10 @@ export const RedirectorSchema = z
     scan_timeout_ms: z.number().int().min(100).max(120_000).default(10_000),
     /** Consecutive failed requests that take a mirror out; one good scan round brings it back. */
     max_failures: z.number().int().min(1).max(1000).default(3),
+    /** This box's name among redirector boxes (with [control]: scans are shared) and in its scans' User-Agent; default the host name. */
+    name: z.string().regex(/^[A-Za-z0-9._-]{1,128}$/, "letters, digits, '.', '_' and '-' only (at most 128)").optional(),
+    /** With [control]: between this box's heartbeats; a box silent for 3 of them is gone and its mirrors move to the others. */
+    fleet_heartbeat_ms: z.number().int().min(100).max(600_000).default(5_000),
   })
   .strict()
   .refine((r) => (r.apt_mirrorlist === undefined) === (r.apt_archive === undefined), {

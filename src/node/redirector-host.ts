@@ -7,10 +7,12 @@
  * running one. `POST /.well-known/cdn/scan` with the admin token runs a
  * round now and answers when it is done (operators after fixing a mirror; the tests, which never wait on a timer).
  */
+import { hostname } from "node:os";
 import { isAuthorized, unauthorized } from "../net/admin-auth.ts";
 import { Redirector } from "../redirector/redirector.ts";
 import { loadConfigFile, readConfigFile } from "./config-file.ts";
 import { loadGeoIp, type LoadedGeoIp } from "./dns-geoip.ts";
+import { RedirectorFleet } from "./redirector-fleet.ts";
 import { serveFetch, type Served } from "./serve-fetch.ts";
 
 export const SCAN_PATH = "/.well-known/cdn/scan";
@@ -25,19 +27,30 @@ export interface RedirectorHost {
   close(): Promise<void>;
 }
 
-export async function runRedirector(opts: { configPath: string; port?: number; host?: string; log?: (line: string) => void }): Promise<RedirectorHost> {
+export async function runRedirector(opts: { configPath: string; port?: number; host?: string; name?: string; log?: (line: string) => void }): Promise<RedirectorHost> {
   const log = opts.log ?? ((line: string) => process.stdout.write(`${line}\n`));
   let geo: LoadedGeoIp | undefined;
+  // With [control] (read at start; a reload does not change how the box reaches NATS): scans shared with other boxes.
+  let fleet: RedirectorFleet | undefined;
+  let redirector: Redirector | undefined;
   const build = async (configPath: string, previous?: Redirector) => {
     const file = readConfigFile(configPath);
     if (!file.config.redirector) throw new Error(`${configPath}: no [redirector] table`);
+    const box = opts.name ?? file.config.redirector.name ?? hostname();
+    file.config.redirector.name = box; // in the scans' User-Agent
     geo = await loadGeoIp(file.config.geoip, file.dir, { previous: geo, log });
     const r = new Redirector({ config: file.config, geoip: geo.geoip, log, previous });
     await r.refreshOrigin();
-    await r.scanRound();
+    const control = file.config.control;
+    if (control && !fleet) {
+      const heartbeatMs = r.cfg.fleet_heartbeat_ms;
+      fleet = await RedirectorFleet.start({ control, box, heartbeatMs, current: () => redirector ?? r, log, onGained: () => void (redirector && scan()) }, control.catch_up_timeout_ms);
+    }
+    await fleet?.adopt(r); // the mirrors' last states (other boxes', or this box's before a restart)
+    await r.scanRound(fleet && ((m) => fleet!.owns(m)));
+    await fleet?.publish(r);
     return r;
   };
-  let redirector: Redirector;
   try {
     redirector = await build(opts.configPath);
   } catch (err) {
@@ -48,9 +61,12 @@ export async function runRedirector(opts: { configPath: string; port?: number; h
   let running: Promise<void> | undefined;
   const scan = () =>
     (running ??= (async () => {
-      const r = redirector;
+      const r = redirector!;
+      const version = r.catalog.version;
       await r.refreshOrigin();
-      await r.scanRound();
+      if (fleet && r.catalog.version !== version) await fleet.adopt(r); // states kept for a catalog it now has
+      await r.scanRound(fleet && ((m) => fleet!.owns(m)));
+      await fleet?.publish(r);
     })().finally(() => (running = undefined)));
 
   const cfg = redirector.cfg;
@@ -58,13 +74,13 @@ export async function runRedirector(opts: { configPath: string; port?: number; h
     async (request, peer) => {
       const path = new URL(request.url).pathname;
       if (path === SCAN_PATH) {
-        const token = redirector.config.admin.token;
+        const token = redirector!.config.admin.token;
         if (request.method !== "POST") return new Response("405 POST only\n", { status: 405, headers: { allow: "POST" } });
         if (!(await isAuthorized(request, token))) return unauthorized(!!token);
         await scan();
-        return Response.json(redirector.status());
+        return Response.json({ ...redirector!.status(), ...(fleet ? { fleet: fleet.describe() } : {}) });
       }
-      return redirector.handle(request, peer.address);
+      return redirector!.handle(request, peer.address);
     },
     { host: opts.host ?? cfg.listen, port: opts.port ?? cfg.port, log },
   );
@@ -73,7 +89,7 @@ export async function runRedirector(opts: { configPath: string; port?: number; h
   let closed = false;
   const schedule = () => {
     if (closed) return;
-    timer = setTimeout(() => void scan().finally(schedule), redirector.cfg.scan_interval_ms);
+    timer = setTimeout(() => void scan().finally(schedule), redirector!.cfg.scan_interval_ms);
     timer.unref();
   };
   schedule();
@@ -82,6 +98,7 @@ export async function runRedirector(opts: { configPath: string; port?: number; h
     try {
       redirector = await build(opts.configPath, redirector);
       log(JSON.stringify({ redirector: "reloaded", mirrors: redirector.mirrors.length, files: redirector.catalog.size }));
+      await fleet?.adopt(redirector);
     } catch (err) {
       log(JSON.stringify({ redirector: "reload refused, the running config stays", error: (err as Error).message }));
     }
@@ -89,12 +106,13 @@ export async function runRedirector(opts: { configPath: string; port?: number; h
   return {
     url: served.url,
     served,
-    current: () => redirector,
+    current: () => redirector!,
     scan,
     reload,
     close: async () => {
       closed = true;
       clearTimeout(timer);
+      await fleet?.close();
       await served.close();
     },
   };
