@@ -2,7 +2,7 @@
  * npm run fleet -- push FILE [--config cdn.toml] [--canary NAME…| --canary-fraction F] [--window S]
  *                  [--probe-path /] [--probe-timeout MS] [--timeout S]
  * npm run fleet -- status | rollback | promote [--config cdn.toml] [--timeout S]
- * npm run fleet -- keys --dir DIR --box NAME… [--dns NAME…]
+ * npm run fleet -- keys --dir DIR --box NAME… [--dns NAME…] [--redirector NAME…]
  * The fleet's configuration through NATS JetStream (`[control]`; boxes with `[control] fleet = true` follow it):
  *   push      validates FILE (every schema, every [[edges]] box's view), stores it as the next version, rolls it
  *             out to the canaries (named, or the first ceil(F × n) running boxes, default one), waits for their
@@ -34,6 +34,7 @@ const { values, positionals } = parseArgs({
     dir: { type: "string" },
     box: { type: "string", multiple: true },
     dns: { type: "string", multiple: true },
+    redirector: { type: "string", multiple: true },
   },
 });
 
@@ -85,8 +86,8 @@ if (command === "push") {
   );
 } else if (command === "keys") {
   if (!values.dir) usage("keys needs --dir DIR (where the seeds and users.json go)");
-  const wanted = [...(values.box ?? []).map((name) => ({ name, role: "box" as const })), ...(values.dns ?? []).map((name) => ({ name, role: "dns" as const }))];
-  if (!wanted.length) usage("keys needs --box NAME (and/or --dns NAME)");
+  const wanted = [...(values.box ?? []).map((name) => ({ name, role: "box" as const })), ...(values.dns ?? []).map((name) => ({ name, role: "dns" as const })), ...(values.redirector ?? []).map((name) => ({ name, role: "redirector" as const }))];
+  if (!wanted.length) usage("keys needs --box NAME (and/or --dns NAME, --redirector NAME)");
   try {
     keysCommand(values.dir, wanted, say);
     code = 0;

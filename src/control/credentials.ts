@@ -9,12 +9,16 @@
  *               a config version; never a stream created, changed, purged or deleted (a stream's republish or
  *               subjects could otherwise carry its messages into the control stream).
  *   dns         reads: the JetStream API (same limits) and presence.
+ *   redirector <name>  a mirror redirector box: its own heartbeat ($KV.<ns>_mirrors.box.<name>) and any mirror's
+ *               state ($KV.<ns>_mirrors.mirror.*: which box scans a mirror moves with the live boxes), and the
+ *               JetStream API (same limits). Nothing of the control stream or the fleet's bucket.
  *   operator    everything (the CLI: purges, drains, `fleet push`/`rollback`, creating the streams and the bucket).
  */
 import { fleetBucket } from "./fleet-kv.ts";
 import { nameToken } from "./messages.ts";
+import { mirrorsBucket } from "../redirector/shared-state.ts";
 
-export type CredentialRole = "box" | "dns" | "operator";
+export type CredentialRole = "box" | "dns" | "redirector" | "operator";
 
 export interface NkeyUser {
   /** The box's name (role "box"), or a label. */
@@ -51,6 +55,10 @@ export function permissionsOf(user: Pick<NkeyUser, "name" | "role">, namespace: 
   const subscribe = { allow: ["_INBOX.>", `${namespace}.presence.*`] };
   if (user.role === "dns") return { publish: { allow: ["$JS.API.>"], deny: JS_API_DENIED }, subscribe };
   const t = nameToken(user.name);
+  if (user.role === "redirector") {
+    const kv = `$KV.${mirrorsBucket(namespace)}`;
+    return { publish: { allow: ["$JS.API.>", `${kv}.box.${t}`, `${kv}.mirror.*`], deny: JS_API_DENIED }, subscribe: { allow: ["_INBOX.>"] } };
+  }
   return {
     publish: {
       allow: ["$JS.API.>", `$JS.ACK.>`, `${namespace}.presence.${t}`, `${namespace}.control.drain.${t}`, `$KV.${fleetBucket(namespace)}.box.${t}`],
@@ -95,7 +103,7 @@ export function parseUsers(text: string, source: string): NkeyUser[] {
   return raw.map((u, i) => {
     const o = (u ?? {}) as Record<string, unknown>;
     if (typeof o.name !== "string" || !/^[A-Za-z0-9._-]{1,128}$/.test(o.name)) throw new Error(`${source}[${i}].name: a box or node name`);
-    if (o.role !== "box" && o.role !== "dns" && o.role !== "operator") throw new Error(`${source}[${i}].role: box, dns or operator`);
+    if (o.role !== "box" && o.role !== "dns" && o.role !== "redirector" && o.role !== "operator") throw new Error(`${source}[${i}].role: box, dns, redirector or operator`);
     if (typeof o.nkey !== "string" || !/^U[A-Z2-7]{55}$/.test(o.nkey)) throw new Error(`${source}[${i}].nkey: a public user nkey (U…, 56 characters)`);
     return { name: o.name, role: o.role, nkey: o.nkey };
   });

@@ -25,7 +25,7 @@ import {
   keyToken,
   liveBoxes,
   MIRROR_PREFIX,
-  mirrorsBucket,
+  mirrorsLayout,
   ownerOf,
   type BoxBeat,
   type CatalogOrder,
@@ -92,7 +92,7 @@ export class RedirectorFleet {
   private async join(nc: NatsConnection) {
     if (this.closed) return void nc.close();
     this.nc = nc;
-    this.kv = await FleetKv.open(nc, this.o.control, undefined, { bucket: mirrorsBucket(this.o.control.namespace), history: 1 });
+    this.kv = await FleetKv.open(nc, this.o.control, undefined, mirrorsLayout(this.o.control.namespace));
     for (const e of await this.kv.list(BOX_PREFIX)) this.takeBeat(e);
     for (const e of await this.kv.list(MIRROR_PREFIX)) this.takeMirror(e);
     await this.applying;

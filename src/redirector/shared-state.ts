@@ -28,6 +28,11 @@ export function mirrorsBucket(namespace: string): string {
   return `${namespace.replace(/-/g, "_")}_mirrors`;
 }
 
+/** The bucket's layout (FleetKv.open): one value per key. */
+export function mirrorsLayout(namespace: string): { bucket: string; history: number } {
+  return { bucket: mirrorsBucket(namespace), history: 1 };
+}
+
 /** A key token for a name (names may hold `.`, which separates subject tokens): `.` and `_` escaped as nameToken does. */
 export function keyToken(name: string): string {
   return name.replace(/[._]/g, (c) => `_${c.charCodeAt(0).toString(16)}`);
@@ -76,8 +81,8 @@ export interface SharedMirror {
   states: string | null;
 }
 
-/** The mirror's state as a value for the bucket (per-file states left out when they would not fit). */
-export function encodeMirror(m: MirrorState, order: CatalogOrder, box: string): string {
+/** The mirror's state as a value for the bucket (per-file states left out when they would not fit in `maxBytes`). */
+export function encodeMirror(m: MirrorState, order: CatalogOrder, box: string, maxBytes = SHARED_MAX_VALUE_BYTES): string {
   const packed = new Uint8Array(Math.ceil(order.ids.length / 2));
   order.ids.forEach((id, i) => (packed[i >> 1]! |= (m.files[id]! & 0x0f) << ((i & 1) * 4)));
   const value: SharedMirror = {
@@ -95,7 +100,7 @@ export function encodeMirror(m: MirrorState, order: CatalogOrder, box: string): 
     states: base64(packed),
   };
   const text = JSON.stringify(value);
-  return new TextEncoder().encode(text).length <= SHARED_MAX_VALUE_BYTES ? text : JSON.stringify({ ...value, states: null });
+  return new TextEncoder().encode(text).length <= maxBytes ? text : JSON.stringify({ ...value, states: null });
 }
 
 /** A mirror's state from the bucket, checked: the value, or why it is not one. */
@@ -125,12 +130,18 @@ export function decodeMirror(text: string): SharedMirror | string {
 /**
  * Applies another box's (or this box's previous run's) scan of `m`: health and trace always when it is newer than
  * what `m` holds, per-file states only when the catalogs agree. "stale": not newer; "config": the mirror's url or
- * paths differ; "catalog": applied without its files (kept to try again when the catalog changes).
+ * paths differ; "catalog": only its health applied, not its files nor its time (the caller keeps the value and
+ * applies it again when its catalog changes).
  */
 export function applyMirror(m: MirrorState, s: SharedMirror, order: CatalogOrder): "applied" | "stale" | "config" | "catalog" {
   if (s.url !== m.config.url || JSON.stringify(s.paths) !== JSON.stringify(m.config.paths)) return "config";
   if (m.lastScan !== undefined && s.lastScan <= m.lastScan) return "stale";
   const filesToo = s.states !== null && s.catalog === order.digest && s.files === order.ids.length;
+  if (!filesToo && s.states !== null) {
+    // Its health now; its files (and so its time) once this box's catalog is the same.
+    [m.failures, m.lastError, m.synced] = [s.failures, s.error, s.synced];
+    return "catalog";
+  }
   if (filesToo) {
     const packed = unbase64(s.states!);
     order.ids.forEach((id, i) => {
@@ -143,7 +154,7 @@ export function applyMirror(m: MirrorState, s: SharedMirror, order: CatalogOrder
   m.lastError = s.error;
   m.synced = s.synced;
   m.lastScan = s.lastScan;
-  return filesToo || s.states === null ? "applied" : "catalog";
+  return "applied";
 }
 
 /** A box's heartbeat as a value, and back (checked). */
