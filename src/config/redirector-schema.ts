@@ -129,6 +129,8 @@ export const RedirectorSchema = z
     name: z.string().regex(/^[A-Za-z0-9._-]{1,128}$/, "letters, digits, '.', '_' and '-' only (at most 128)").optional(),
     /** With [control]: between this box's heartbeats; a box silent for 3 of them is gone and its mirrors move to the others. */
     fleet_heartbeat_ms: z.number().int().min(100).max(600_000).default(5_000),
+    /** Mirrors' states kept across a restart (without [control] the only way): written after every round (temp + rename), read at start. */
+    state_file: z.string().min(1).optional(),
   })
   .strict()
   .refine((r) => (r.apt_mirrorlist === undefined) === (r.apt_archive === undefined), {

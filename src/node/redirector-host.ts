@@ -13,6 +13,7 @@ import { Redirector } from "../redirector/redirector.ts";
 import { loadConfigFile, readConfigFile } from "./config-file.ts";
 import { loadGeoIp, type LoadedGeoIp } from "./dns-geoip.ts";
 import { RedirectorFleet } from "./redirector-fleet.ts";
+import { loadStateFile, saveStateFile } from "./redirector-state-file.ts";
 import { serveFetch, type Served } from "./serve-fetch.ts";
 
 export const SCAN_PATH = "/.well-known/cdn/scan";
@@ -33,6 +34,11 @@ export async function runRedirector(opts: { configPath: string; port?: number; h
   // With [control] (read at start; a reload does not change how the box reaches NATS): scans shared with other boxes.
   let fleet: RedirectorFleet | undefined;
   let redirector: Redirector | undefined;
+  /** What a round found goes to the other boxes ([control]) and to the state file. */
+  const afterRound = async (r: Redirector) => {
+    await fleet?.publish(r);
+    if (r.cfg.state_file) await saveStateFile(r.cfg.state_file, r, r.cfg.name!).catch((err: Error) => log(JSON.stringify({ redirector: "state_file", error: err.message })));
+  };
   const build = async (configPath: string, previous?: Redirector) => {
     const file = readConfigFile(configPath);
     if (!file.config.redirector) throw new Error(`${configPath}: no [redirector] table`);
@@ -46,9 +52,10 @@ export async function runRedirector(opts: { configPath: string; port?: number; h
       const heartbeatMs = r.cfg.fleet_heartbeat_ms;
       fleet = await RedirectorFleet.start({ control, box, heartbeatMs, current: () => redirector ?? r, log, onGained: () => void (redirector && scan()) }, control.catch_up_timeout_ms);
     }
+    if (!previous && r.cfg.state_file) await loadStateFile(r.cfg.state_file, r, log);
     await fleet?.adopt(r); // the mirrors' last states (other boxes', or this box's before a restart)
     await r.scanRound(fleet && ((m) => fleet!.owns(m)));
-    await fleet?.publish(r);
+    await afterRound(r);
     return r;
   };
   try {
@@ -66,7 +73,7 @@ export async function runRedirector(opts: { configPath: string; port?: number; h
       await r.refreshOrigin();
       if (fleet && r.catalog.version !== version) await fleet.adopt(r); // states kept for a catalog it now has
       await r.scanRound(fleet && ((m) => fleet!.owns(m)));
-      await fleet?.publish(r);
+      await afterRound(r);
     })().finally(() => (running = undefined)));
 
   const cfg = redirector.cfg;

@@ -5,7 +5,7 @@
  * box takes over mirrors; heartbeats every 500 ms.
  */
 import { createHash, randomBytes } from "node:crypto";
-import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -31,8 +31,8 @@ describe("redirector boxes share their scans through JetStream", () => {
   const mirrors: Record<string, NginxOrigin> = {};
   const boxes: Record<string, { run: Running; url: string }> = {};
 
-  const startBox = async (name: string) => {
-    const run = await startNodeScript("scripts/redirector.ts", ["--config", join(dir, "cdn.toml"), "--port", "0", "--name", name], /redirector ready: (\S+)/, 60_000);
+  const startBox = async (name: string, config = "cdn.toml") => {
+    const run = await startNodeScript("scripts/redirector.ts", ["--config", join(dir, config), "--port", "0", "--name", name], /redirector ready: (\S+)/, 60_000);
     boxes[name] = { run, url: run.match[1]! };
   };
   const scan = async (box: string): Promise<Status> => {
@@ -185,4 +185,15 @@ ${MIRRORS.map((n, i) => `[[mirrors]]\nname = "${n}"\nurl = "${mirrors[n]!.url}"\
       return true;
     });
   }, 90_000);
+
+  it("without [control], a state_file gives a restarted box its mirrors' states (written by temp file and rename)", async () => {
+    const solo = readFileSync(join(dir, "cdn.toml"), "utf8").replace(/\[control\][\s\S]*?(?=\[redirector\])/, "").replace("[redirector]\n", '[redirector]\nstate_file = "solo-state.json"\n');
+    writeFileSync(join(dir, "solo.toml"), solo);
+    await startBox("solo", "solo.toml");
+    await until("every file checked", 30_000, async () => ((await scan("solo")).mirrors.every((m) => m.unknown === 0) ? true : undefined));
+    await boxes["solo"]!.run.stop();
+    await startBox("solo", "solo.toml");
+    for (const f of FILES) expect(await where("solo", f)).not.toBe("cdn");
+    expect((await status("solo")).mirrors.every((m) => m.unknown === 0)).toBe(true);
+  }, 120_000);
 });
