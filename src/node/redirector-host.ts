@@ -6,6 +6,8 @@
  * running one's catalog and the checks of unchanged mirrors), scans once, then swaps it in; a bad file keeps the
  * running one. `POST /.well-known/cdn/scan` with the admin token runs a
  * round now and answers when it is done (operators after fixing a mirror; the tests, which never wait on a timer).
+ * With `[control]`, scans are shared with the other redirector boxes (redirector-fleet.ts); with `state_file`, the
+ * mirrors' states outlive a restart (redirector-state-file.ts).
  */
 import { hostname } from "node:os";
 import { isAuthorized, unauthorized } from "../net/admin-auth.ts";
