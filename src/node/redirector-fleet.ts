@@ -171,6 +171,8 @@ export class RedirectorFleet {
     const s = decodeMirror(e.value);
     if (typeof s === "string") return this.o.log(JSON.stringify({ redirector: "fleet", ignored: e.key, why: s }));
     if (e.key !== MIRROR_PREFIX + keyToken(s.mirror)) return this.o.log(JSON.stringify({ redirector: "fleet", ignored: e.key, why: `names mirror ${s.mirror}` }));
+    // Only mirrors of its config are kept (a bucket full of other names costs no memory).
+    if (!this.o.current().mirrors.some((m) => m.config.name === s.mirror)) return;
     this.states.set(s.mirror, s);
     this.applying = this.applying.then(() => this.applyOne(this.o.current(), s)).catch(() => undefined);
   }

@@ -9,7 +9,11 @@ import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } f
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ControlSchema } from "../../src/config/control-schema.ts";
+import { FleetKv } from "../../src/control/fleet-kv.ts";
+import { connectOnce } from "../../src/control/nats.ts";
 import { startNodeScript, type Running } from "../../src/node/children.ts";
+import { mirrorsLayout } from "../../src/redirector/shared-state.ts";
 import { startNginxOrigin, type NginxOrigin } from "../support/nginx-origin.ts";
 import { startTestNats, type TestNats } from "../support/nats.ts";
 
@@ -196,4 +200,27 @@ ${MIRRORS.map((n, i) => `[[mirrors]]\nname = "${n}"\nurl = "${mirrors[n]!.url}"\
     for (const f of FILES) expect(await where("solo", f)).not.toBe("cdn");
     expect((await status("solo")).mirrors.every((m) => m.unknown === 0)).toBe(true);
   }, 120_000);
+
+  it("a malformed or oversized value in the bucket is ignored with a log line", async () => {
+    const cfg = ControlSchema.parse({ servers: [nats.url], token: NATS_TOKEN });
+    const nc = await connectOnce(cfg, "test");
+    try {
+      const kv = await FleetKv.open(nc, cfg, undefined, mirrorsLayout("parrot"));
+      const before = await Promise.all(FILES.map((f) => where("box-a", f)));
+      await kv.put("mirror.m1", "{not json");
+      await kv.put("mirror.m2", JSON.stringify({ v: 1, box: "x", mirror: "m2", url: mirrors.m2!.url + "/", paths: ["/**"], lastScan: Date.now() + 60_000, failures: 0, synced: false, catalog: "0", files: 1_000_000, states: "AA==" }));
+      await kv.put("box.intruder", JSON.stringify({ box: "intruder", at: "soon", state: "up", interval_ms: 1 }));
+      const out = () => boxes["box-a"]!.run.output();
+      await until("box-a logs them", 30_000, async () => {
+        for (const line of ['"ignored":"mirror.m1","why":"not JSON"', '"ignored":"mirror.m2","why":"states: not 1000000 files"', '"ignored":"box.intruder","why":"at: not a time"'])
+          if (!out().includes(line)) throw new Error(`no ${line} in\n${out().slice(-1500)}`);
+        return true;
+      });
+      const s = await scan("box-a");
+      expect(s.fleet!.boxes).not.toContain("intruder");
+      expect(await Promise.all(FILES.map((f) => where("box-a", f)))).toEqual(before);
+    } finally {
+      await nc.close();
+    }
+  }, 60_000);
 });
