@@ -2,7 +2,7 @@
  * npm run fleet -- push FILE [--config cdn.toml] [--canary NAME…| --canary-fraction F] [--window S]
  *                  [--probe-path /] [--probe-timeout MS] [--timeout S]
  * npm run fleet -- status | rollback | promote [--config cdn.toml] [--timeout S]
- * npm run fleet -- keys --dir DIR --box NAME… [--issuer NAME] [--dns NAME…]
+ * npm run fleet -- keys --dir DIR --box NAME… [--issuer NAME] [--dns NAME…] [--redirector NAME…]
  * npm run fleet -- geoip push FILE.mmdb | geoip rollback  [--config cdn.toml] [--timeout S]
  * The fleet's configuration through NATS JetStream (`[control]`; boxes with `[control] fleet = true` follow it):
  *   push      validates FILE (every schema, every [[edges]] box's view), stores it as the next version, rolls it
@@ -38,6 +38,7 @@ const { values, positionals } = parseArgs({
     box: { type: "string", multiple: true },
     dns: { type: "string", multiple: true },
     issuer: { type: "string" },
+    redirector: { type: "string", multiple: true },
   },
 });
 
@@ -93,8 +94,9 @@ if (command === "push") {
     ...(values.box ?? []).filter((name) => name !== values.issuer).map((name) => ({ name, role: "box" as const })),
     ...(values.issuer ? [{ name: values.issuer, role: "issuer" as const }] : []),
     ...(values.dns ?? []).map((name) => ({ name, role: "dns" as const })),
+    ...(values.redirector ?? []).map((name) => ({ name, role: "redirector" as const })),
   ];
-  if (!wanted.length) usage("keys needs --box NAME (and/or --dns NAME)");
+  if (!wanted.length) usage("keys needs --box NAME (and/or --dns NAME, --redirector NAME)");
   try {
     keysCommand(values.dir, wanted, say);
     code = 0;

@@ -136,6 +136,12 @@ export const RedirectorSchema = z
     stats_days: z.number().int().min(1).max(3660).default(30),
     /** How DNS nodes reach this redirector (its base URL): their status page shows every mirror's freshness and health. */
     public_url: baseUrl.optional(),
+    /** This box's name among redirector boxes (with [control]: scans are shared) and in its scans' User-Agent; default the host name. */
+    name: z.string().regex(/^[A-Za-z0-9._-]{1,128}$/, "letters, digits, '.', '_' and '-' only (at most 128)").optional(),
+    /** With [control]: between this box's heartbeats; a box silent for 3 of them is gone and its mirrors move to the others. */
+    fleet_heartbeat_ms: z.number().int().min(100).max(600_000).default(5_000),
+    /** Mirrors' states kept across a restart (without [control] the only way): written after every round (temp + rename), read at start. */
+    state_file: z.string().min(1).optional(),
   })
   .strict()
   .refine((r) => (r.apt_mirrorlist === undefined) === (r.apt_archive === undefined), {

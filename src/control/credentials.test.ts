@@ -13,6 +13,13 @@ describe("permissionsOf", () => {
     expect(permissionsOf({ name: "ns1", role: "dns" }, "parrot")!.publish.allow).toEqual(["$JS.API.>", "$KV.parrot_fleet.geoip-at.dns.ns1"]);
     expect(permissionsOf({ name: "operator", role: "operator" }, "parrot")).toBeUndefined();
   });
+
+  it("lets a redirector box write its own heartbeat and mirror states in the redirectors' bucket, nothing else", () => {
+    const p = permissionsOf({ name: "rd.1", role: "redirector" }, "parrot")!;
+    expect(p.publish.allow).toEqual(["$JS.API.>", "$KV.parrot_mirrors.box.rd_2e1", "$KV.parrot_mirrors.mirror.*"]);
+    expect(p.publish.deny).toEqual(expect.arrayContaining(["$JS.API.STREAM.CREATE.>", "$JS.API.STREAM.PURGE.>"]));
+    expect(p.subscribe.allow).toEqual(["_INBOX.>"]);
+  });
 });
 
 describe("nkeyAuthorization", () => {
@@ -26,7 +33,7 @@ describe("nkeyAuthorization", () => {
 describe("parseUsers", () => {
   it("names the entry and field that is wrong", () => {
     expect(parseUsers(JSON.stringify([{ name: "a", role: "box", nkey: NKEY }]), "u.json")).toHaveLength(1);
-    expect(() => parseUsers(JSON.stringify([{ name: "a", role: "admin", nkey: NKEY }]), "u.json")).toThrow("u.json[0].role: box, issuer, dns or operator");
+    expect(() => parseUsers(JSON.stringify([{ name: "a", role: "admin", nkey: NKEY }]), "u.json")).toThrow("u.json[0].role: box, issuer, dns, redirector or operator");
     expect(() => parseUsers(JSON.stringify([{ name: "a", role: "box", nkey: "SUA" }]), "u.json")).toThrow(/u.json\[0\].nkey/);
   });
 });

@@ -13,12 +13,16 @@
  *               A box may also write its own GeoIP status ($KV.<bucket>.geoip-at.edge.<name>).
  *   dns         reads: the JetStream API (same limits) and presence; writes its own GeoIP status
  *               ($KV.<bucket>.geoip-at.dns.<name>).
+ *   redirector <name>  a mirror redirector box: its own heartbeat ($KV.<ns>_mirrors.box.<name>) and any mirror's
+ *               state ($KV.<ns>_mirrors.mirror.*: which box scans a mirror moves with the live boxes), and the
+ *               JetStream API (same limits). Nothing of the control stream or the fleet's bucket.
  *   operator    everything (the CLI: purges, drains, `fleet push`/`rollback`, creating the streams and the bucket).
  */
 import { fleetBucket } from "./fleet-kv.ts";
 import { nameToken } from "./messages.ts";
+import { mirrorsBucket } from "../redirector/shared-state.ts";
 
-export type CredentialRole = "box" | "issuer" | "dns" | "operator";
+export type CredentialRole = "box" | "issuer" | "dns" | "redirector" | "operator";
 
 export interface NkeyUser {
   /** The box's name (role "box"), or a label. */
@@ -54,6 +58,10 @@ export function permissionsOf(user: Pick<NkeyUser, "name" | "role">, namespace: 
   if (user.role === "operator") return undefined;
   const subscribe = { allow: ["_INBOX.>", `${namespace}.presence.*`] };
   const t = nameToken(user.name);
+  if (user.role === "redirector") {
+    const kv = `$KV.${mirrorsBucket(namespace)}`;
+    return { publish: { allow: ["$JS.API.>", `${kv}.box.${t}`, `${kv}.mirror.*`], deny: JS_API_DENIED }, subscribe: { allow: ["_INBOX.>"] } };
+  }
   const bucket = fleetBucket(namespace);
   // A DNS node writes its own GeoIP status (geoip-fleet.ts: geoip-at.<role>.<name>), nothing else in the bucket.
   if (user.role === "dns") return { publish: { allow: ["$JS.API.>", `$KV.${bucket}.geoip-at.dns.${t}`], deny: JS_API_DENIED }, subscribe };
@@ -102,7 +110,7 @@ export function parseUsers(text: string, source: string): NkeyUser[] {
   return raw.map((u, i) => {
     const o = (u ?? {}) as Record<string, unknown>;
     if (typeof o.name !== "string" || !/^[A-Za-z0-9._-]{1,128}$/.test(o.name)) throw new Error(`${source}[${i}].name: a box or node name`);
-    if (o.role !== "box" && o.role !== "issuer" && o.role !== "dns" && o.role !== "operator") throw new Error(`${source}[${i}].role: box, issuer, dns or operator`);
+    if (o.role !== "box" && o.role !== "issuer" && o.role !== "dns" && o.role !== "redirector" && o.role !== "operator") throw new Error(`${source}[${i}].role: box, issuer, dns, redirector or operator`);
     if (typeof o.nkey !== "string" || !/^U[A-Z2-7]{55}$/.test(o.nkey)) throw new Error(`${source}[${i}].nkey: a public user nkey (U…, 56 characters)`);
     return { name: o.name, role: o.role, nkey: o.nkey };
   });

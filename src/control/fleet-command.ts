@@ -13,6 +13,7 @@ import { ControlClient } from "./client.ts";
 import { hasFrontDoor, planFrontDoor } from "../frontdoor/plan.ts";
 import { boxConfigText } from "./fleet-config.ts";
 import { fleetKeys } from "./fleet-box.ts";
+import { mirrorsLayout } from "../redirector/shared-state.ts";
 import { FleetKv } from "./fleet-kv.ts";
 import {
   BoxStatusSchema,
@@ -91,6 +92,8 @@ async function open(config: CdnConfig, err: Say): Promise<Session | undefined> {
     const nc = await connectOnce(cfg, "parrot-cdn fleet");
     try {
       const kv = await FleetKv.open(nc, cfg);
+      // The redirectors' bucket too: with per-box keys only the operator may create it.
+      await FleetKv.open(nc, cfg, undefined, mirrorsLayout(cfg.namespace));
       const client = await ControlClient.open(nc, cfg, configuredEdges(config));
       return { nc, kv, client };
     } catch (e) {

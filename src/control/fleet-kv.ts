@@ -19,6 +19,12 @@ export interface KvEntry {
   value: string;
 }
 
+/** A bucket's name and how many values each key keeps. */
+export interface KvLayout {
+  bucket: string;
+  history: number;
+}
+
 /** The bucket's name for a namespace: `parrot_fleet`. */
 export function fleetBucket(namespace: string): string {
   return `${namespace.replace(/-/g, "_")}_fleet`;
@@ -39,10 +45,13 @@ export class FleetKv {
     this.jsm = jsm;
   }
 
-  /** Opens the bucket, creating it (as `[control]` says: replicas) when it does not exist. */
-  static async open(nc: NatsConnection, cfg: ControlConfig, timeoutMs = cfg.publish_timeout_ms): Promise<FleetKv> {
+  /**
+   * Opens the bucket (default the fleet's; `layout`: another, e.g. the redirectors' mirror states), creating it (as
+   * `[control]` says: replicas) when it does not exist.
+   */
+  static async open(nc: NatsConnection, cfg: ControlConfig, timeoutMs = cfg.publish_timeout_ms, layout: KvLayout = { bucket: fleetBucket(cfg.namespace), history: 10 }): Promise<FleetKv> {
     const jsm = await jetstreamManager(nc, { timeout: timeoutMs });
-    const kv = new FleetKv(fleetBucket(cfg.namespace), jetstream(nc, { timeout: timeoutMs }), jsm);
+    const kv = new FleetKv(layout.bucket, jetstream(nc, { timeout: timeoutMs }), jsm);
     try {
       await jsm.streams.info(kv.stream);
     } catch (err) {
@@ -54,8 +63,8 @@ export class FleetKv {
           retention: RetentionPolicy.Limits,
           storage: StorageType.File,
           num_replicas: cfg.replicas,
-          // Versions are kept for ever (a rollback needs the one before); each key keeps its last 10 values.
-          max_msgs_per_subject: 10,
+          // Versions are kept for ever (a rollback needs the one before); each key keeps its last `history` values.
+          max_msgs_per_subject: layout.history,
           max_age: 0,
           discard: DiscardPolicy.New,
           allow_rollup_hdrs: true,

@@ -28,6 +28,7 @@ export const CONFIG_PATH_FIELDS = [
   "frontdoor.cert_dir", "acme.ca_bundle", "sites[].cert_file", "sites[].key_file",
   "functions[].module", "functions[].secrets_file",
   "control.creds", "control.nkey", "control.tls_ca", "control.tls_cert", "control.tls_key",
+  "redirector.state_file",
 ] as const;
 
 /** The config with every path field absolute (see CONFIG_PATH_FIELDS). */

@@ -134,8 +134,11 @@ export class Redirector {
     }
   }
 
-  /** One scan round of every enabled mirror (scan_mirrors_at_once at a time, each bounded by scan_concurrency). */
-  async scanRound(): Promise<void> {
+  /**
+   * One scan round of every enabled mirror (scan_mirrors_at_once at a time, each bounded by scan_concurrency); with
+   * `only`, of those it picks (with [control], the mirrors this box scans for the fleet).
+   */
+  async scanRound(only: (m: MirrorState) => boolean = () => true): Promise<void> {
     const traces = new Map<string, Promise<string | undefined>>();
     const originTrace = (path: string) => {
       let t = traces.get(path);
@@ -148,7 +151,7 @@ export class Redirector {
       return t;
     };
     await bounded(
-      this.mirrors.filter((m) => m.config.enabled && !m.config.maintenance),
+      this.mirrors.filter((m) => m.config.enabled && !m.config.maintenance && only(m)),
       this.cfg.scan_mirrors_at_once,
       async (m) => {
         const wasUp = m.usable(this.cfg.max_failures);

@@ -9,7 +9,12 @@ import type { FetchLike } from "../contracts/fetch.ts";
 import { listRoot, parsePackages, parseSha256Sums, type Catalog, type OriginFile } from "./catalog.ts";
 import { FileState, type MirrorState } from "./mirror-state.ts";
 
-type ScanSettings = Pick<RedirectorConfig, "scan_files_per_round" | "scan_concurrency" | "scan_timeout_ms" | "max_failures">;
+type ScanSettings = Pick<RedirectorConfig, "scan_files_per_round" | "scan_concurrency" | "scan_timeout_ms" | "max_failures" | "name">;
+
+/** What a mirror's logs see of a scan: the redirector, and which box (its operator can tell boxes apart). */
+export function scanUserAgent(box: string | undefined): string {
+  return `parrot-cdn-redirector${box ? ` (${box})` : ""}`;
+}
 
 /** Runs `work` over `items` with at most `limit` at once. */
 export async function bounded<T>(items: T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
@@ -125,9 +130,10 @@ export async function scanMirror(
 ): Promise<{ cursor: number; checked: number }> {
   const base = m.config.url;
   const fail = (reason: string) => m.recordFailure(reason);
+  const headers = { "user-agent": scanUserAgent(cfg.name) };
   if (m.config.trace) {
     try {
-      const res = await timed(fetchImpl, urlFor(base, m.config.trace), {}, cfg.scan_timeout_ms);
+      const res = await timed(fetchImpl, urlFor(base, m.config.trace), { headers }, cfg.scan_timeout_ms);
       if (res.status >= 500) {
         await res.body?.cancel();
         fail(`trace: ${res.status}`);
@@ -147,7 +153,7 @@ export async function scanMirror(
     if (m.failures >= cfg.max_failures && checked > 0) return; // down: the next round tries again
     const f = catalog.files[id]!;
     try {
-      const res = await timed(fetchImpl, urlFor(base, f.path), { method: "HEAD" }, cfg.scan_timeout_ms);
+      const res = await timed(fetchImpl, urlFor(base, f.path), { method: "HEAD", headers }, cfg.scan_timeout_ms);
       await res.body?.cancel();
       checked++;
       if (res.status === 404 || res.status === 410) return m.recordFile(id, FileState.Absent);

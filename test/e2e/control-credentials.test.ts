@@ -3,10 +3,11 @@
  * nats-server runs with the authorization nats-config generates from them, and two edge boxes (bare workerd) run
  * with their own keys. The boxes work (catch up, apply the operator's purge and fleet push, report); a box's key
  * cannot publish a purge (directly or through its edge's endpoint), write the rollout record or a config version,
- * another box's status, or change a stream; it can write its own status.
+ * another box's status, or change a stream; it can write its own status. A mirror redirector (`--redirector`) runs
+ * with its own key: it shares its scans in the redirectors' bucket, and may write nothing else.
  */
 import { execFile } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -15,7 +16,9 @@ import { parseUsers } from "../../src/control/credentials.ts";
 import { FleetKv } from "../../src/control/fleet-kv.ts";
 import { connectOnce } from "../../src/control/nats.ts";
 import { ControlSchema, type ControlConfig } from "../../src/config/control-schema.ts";
-import { ROOT } from "../../src/node/children.ts";
+import { ROOT, startNodeScript } from "../../src/node/children.ts";
+import { mirrorsLayout } from "../../src/redirector/shared-state.ts";
+import { freePort } from "../support/ports.ts";
 import { startControlCdn, type ControlCdn } from "../support/control-cdn.ts";
 import { startTestNats, type TestNats } from "../support/nats.ts";
 
@@ -30,7 +33,7 @@ const controlWith = (nkey: string): ControlConfig => ControlSchema.parse({ serve
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "parrot-creds-"));
   keysOut = await new Promise<string>((resolve, reject) =>
-    execFile(process.execPath, [join(ROOT, "scripts/fleet.ts"), "keys", "--dir", join(dir, "keys"), "--box", "eu-lon", "--box", "na-sea"], { timeout: 30_000 }, (err, out) =>
+    execFile(process.execPath, [join(ROOT, "scripts/fleet.ts"), "keys", "--dir", join(dir, "keys"), "--box", "eu-lon", "--box", "na-sea", "--redirector", "rd-1"], { timeout: 30_000 }, (err, out) =>
       err ? reject(err) : resolve(out),
     ),
   );
@@ -40,6 +43,7 @@ beforeAll(async () => {
   const nc = await connectOnce(controlWith("operator"), "test operator");
   await ControlClient.open(nc, controlWith("operator"), EDGES);
   await FleetKv.open(nc, controlWith("operator"));
+  await FleetKv.open(nc, controlWith("operator"), undefined, mirrorsLayout("parrot"));
   await nc.close();
   const nkey = (name: string) => `nkey = "${join(dir, "keys", `${name}.nk`)}"`;
   cdn = await startControlCdn({
@@ -97,6 +101,37 @@ describe("per-box NATS credentials", () => {
     } finally {
       await nc.close();
       await operator.close();
+    }
+  }, 90_000);
+
+  it("a redirector's key shares its scans in the redirectors' bucket and may write nothing else", async () => {
+    const key = join(dir, "keys", "rd-1.nk");
+    writeFileSync(
+      join(dir, "redirector.toml"),
+      `[admin]\ntoken = "redirector-creds-token"\n\n[control]\nservers = ["${nats.url}"]\nnkey = "${key}"\ncatch_up_timeout_ms = 10000\n\n` +
+        `[redirector]\norigin = "http://127.0.0.1:9/"\ncdn = "http://127.0.0.1:9/"\npaths = ["/iso/**"]\nscan_timeout_ms = 1000\n\n` +
+        `[[mirrors]]\nname = "m1"\nurl = "http://127.0.0.1:${await freePort()}/"\n`,
+    );
+    const rd = await startNodeScript("scripts/redirector.ts", ["--config", join(dir, "redirector.toml"), "--port", "0", "--name", "rd-1"], /redirector ready: (\S+)/, 60_000);
+    const cfg = controlWith("rd-1");
+    const nc = await connectOnce(cfg, "test as rd-1");
+    const operator = await connectOnce(controlWith("operator"), "test operator");
+    try {
+      expect(rd.output()).toMatch(/"state":"sharing scans"/);
+      const opMirrors = await FleetKv.open(operator, controlWith("operator"), undefined, mirrorsLayout("parrot"));
+      expect(JSON.parse((await opMirrors.get("box.rd-1"))!.value)).toMatchObject({ box: "rd-1", state: "up" });
+      expect(JSON.parse((await opMirrors.get("mirror.m1"))!.value)).toMatchObject({ box: "rd-1", mirror: "m1" });
+      const mirrors = await FleetKv.open(nc, cfg, undefined, mirrorsLayout("parrot"));
+      expect(await mirrors.put("mirror.m2", "{}")).toBeGreaterThan(0);
+      await expect(mirrors.put("box.rd-2", "{}")).rejects.toThrow();
+      await expect(mirrors.put("other.key", "{}")).rejects.toThrow();
+      await expect((await FleetKv.open(nc, cfg)).put("box.rd-1", "{}")).rejects.toThrow();
+      await expect((await ControlClient.open(nc, cfg, EDGES)).publishPurge({ all: true })).rejects.toThrow(/not stored/);
+      await expect(FleetKv.open(nc, cfg, undefined, { bucket: "parrot_other", history: 1 })).rejects.toThrow();
+    } finally {
+      await nc.close();
+      await operator.close();
+      await rd.stop();
     }
   }, 90_000);
 });

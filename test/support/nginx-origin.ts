@@ -10,8 +10,8 @@ import { freePort } from "./ports.ts";
 
 export interface NginxOrigin {
   url: string;
-  /** Every request so far: [method, path, status, body bytes, Range header]. */
-  requests(): [string, string, number, number, string][];
+  /** Every request so far: [method, path, status, body bytes, Range header, User-Agent]. */
+  requests(): [string, string, number, number, string, string][];
   stop(): Promise<void>;
 }
 
@@ -32,7 +32,7 @@ events { worker_connections 256; }
 http {
   types { application/vnd.debian.binary-package deb; }
   default_type application/octet-stream;
-  log_format origin '$request_method $uri $status $body_bytes_sent "$http_range"';
+  log_format origin '$request_method $uri $status $body_bytes_sent "$http_range" "$http_user_agent"';
   access_log ${log} origin;
   client_body_temp_path ${dir}/tmp/body; proxy_temp_path ${dir}/tmp/proxy; fastcgi_temp_path ${dir}/tmp/fcgi;
   uwsgi_temp_path ${dir}/tmp/uwsgi; scgi_temp_path ${dir}/tmp/scgi;
@@ -59,8 +59,8 @@ http {
         .split("\n")
         .filter(Boolean)
         .map((line) => {
-          const m = /^(\S+) (\S+) (\d+) (\d+) "(.*)"$/.exec(line)!;
-          return [m[1]!, m[2]!, Number(m[3]), Number(m[4]), m[5] === "-" ? "" : m[5]!];
+          const m = /^(\S+) (\S+) (\d+) (\d+) "(.*?)" "(.*)"$/.exec(line)!;
+          return [m[1]!, m[2]!, Number(m[3]), Number(m[4]), m[5] === "-" ? "" : m[5]!, m[6] === "-" ? "" : m[6]!];
         }),
     stop: () => stopProcess(proc),
   };
