@@ -16,3 +16,9 @@ export const FUNCTION_REFUSED_HEADER = "x-parrot-function-refused";
 export const FUNCTION_PROBE_PATH = "/.well-known/cdn/function-alive";
 /** The binding name of a function's process in the edge worker's env. */
 export const functionBinding = (id: string) => `FN_${id}`;
+/**
+ * On a function's fetch() back to the edge: `<id> <token>`, injected by the function process's own workerd
+ * (`injectRequestHeaders` on its engine service, which replaces a header of that name the function set), so the
+ * edge knows which function asks and applies its hosts and allow_hosts. token = functionToken(the box's key, id).
+ */
+export const FUNCTION_ID_HEADER = "x-parrot-function";

@@ -18,7 +18,7 @@ import { EdgeCache } from "./engine.ts";
 import { EdgeObserver, type EdgeStoreStats } from "./observe.ts";
 import { CONTROL_APPLIED_HEADER, isLoop, originFetcher, ShieldPool } from "./origin.ts";
 import { textResponse } from "./transaction.ts";
-import { functionRoute, type FunctionBindings } from "./functions.ts";
+import { functionOutbound, functionRoute, type FunctionBindings } from "./functions.ts";
 import type { GeoInfo } from "../geoip/types.ts";
 
 /** The health answer's header naming the box's state on the control plane. */
@@ -106,6 +106,9 @@ export function createEdgeApp({ config, store, fetch: fetchImpl = (i, init) => f
   const route = functions && config.functions.length ? functionRoute(config.functions, functions, edge.name, geoInfo, log, (id, outcome) =>
           observer.metrics.inc("parrot_edge_function_requests_total", "Requests routed to a site's edge function, by outcome (answered, threw, timeout, down, not-running).", { function: id, outcome }),
         ) : undefined;
+
+  /** A function's own fetch() back in: which function, and whether it may go where it asks (its gate). */
+  const outbound = functionOutbound(config.functions, functions ?? { get: () => undefined });
 
   /** Everything that is not one of the CDN's own paths: the site's function when it has one, else the cache. */
   const serve = async (request: Request, ctx: { waitUntil(p: Promise<unknown>): void }, url?: URL, fromFunction = false): Promise<Response> => {
@@ -200,9 +203,12 @@ export function createEdgeApp({ config, store, fetch: fetchImpl = (i, init) => f
       if (path.startsWith(WELL_KNOWN_PREFIX) || path === "/metrics") return own.fetch(request, env, ctx as never);
       return serve(request, ctx, url);
     },
-    fromFunction(request, ctx) {
-      const url = URL.parse(request.url);
+    async fromFunction(received, ctx) {
+      const url = URL.parse(received.url);
       if (!url) return textResponse(400, "400 bad request: the Host header is not one valid host\n");
+      const gate = await outbound(received, url);
+      if ("answer" in gate) return gate.answer;
+      const request = gate.cache;
       // A function reaches the cache only: the operator endpoints, PURGE and other methods a cache refuses stay closed.
       if (url.pathname.startsWith(WELL_KNOWN_PREFIX) || request.method === "PURGE" || request.method === "CONNECT" || request.method === "TRACE") {
         return textResponse(403, "403 an edge function reaches this CDN's cache, not its operator endpoints\n");

@@ -6,15 +6,21 @@
  * site's `on_error` decides: "cache" serves the request as if there were no function, "503" answers 503.
  */
 import type { FunctionConfig } from "../config/functions-schema.ts";
-import { FUNCTION_CF_HEADER, FUNCTION_ERROR_HEADER, FUNCTION_PROTO_HEADER, functionBinding } from "../contracts/functions.ts";
+import { FUNCTION_CF_HEADER, FUNCTION_ERROR_HEADER, FUNCTION_ID_HEADER, FUNCTION_PROTO_HEADER, FUNCTION_REFUSED_HEADER, functionBinding } from "../contracts/functions.ts";
 import { functionCf } from "../functions/cf.ts";
+import { functionIdentity } from "../functions/identity.ts";
 import { functionFor } from "../functions/match.ts";
+import { outboundDecision } from "../functions/outbound.ts";
 import type { GeoInfo } from "../geoip/types.ts";
 import { textResponse } from "./transaction.ts";
 
 export interface FunctionBindings {
   /** The box's function processes by binding name (FN_<id>); a function the box does not run has none. */
   get(binding: string): Fetcher | undefined;
+  /** The box's key for the functions' identity on their fetch() back (src/functions/identity.ts); none: all refused. */
+  key?: string;
+  /** Public addresses only: where a function's fetch() to one of its `allow_hosts` goes. */
+  internet?: Fetcher;
 }
 
 /** Why a function did not answer, for the log and the metrics. */
@@ -86,5 +92,39 @@ export function functionRoute(
       count(fn.id, "answered");
       return answer;
     },
+  };
+}
+
+/**
+ * A function's own fetch(), arriving on the edge's socket for functions: which function sent it (FUNCTION_ID_HEADER,
+ * injected by its process's workerd), then where it may go (src/functions/outbound.ts): its own hosts → the request
+ * to serve through the cache (the identity removed); `allow_hosts` → public addresses, answered here; anything
+ * else, or no valid identity → 403 marked refused. This is the function's outbound gate: it runs in the edge, not in
+ * an isolate of its own in the function's process (an isolate's entry per fetch() cost more CPU than the rest of
+ * the gate's work; docs/functions.md).
+ */
+export function functionOutbound(
+  functions: readonly FunctionConfig[],
+  bindings: FunctionBindings,
+): (request: Request, url: URL) => Promise<{ cache: Request } | { answer: Response }> {
+  const identify = bindings.key ? functionIdentity(bindings.key) : async () => undefined;
+  const refused = (reason: string) => ({
+    answer: new Response(`403 refused by the edge: ${reason}\n`, {
+      status: 403,
+      headers: { "content-type": "text/plain; charset=utf-8", [FUNCTION_REFUSED_HEADER]: "1" },
+    }),
+  });
+  return async (request, url) => {
+    const id = await identify(request.headers.get(FUNCTION_ID_HEADER));
+    const fn = id === undefined ? undefined : functions.find((f) => f.id === id);
+    if (!fn) return refused("not from a function of this box");
+    const decision = outboundDecision(url, fn.hosts, fn.allow_hosts);
+    if (decision.to === "refused") return refused(decision.reason);
+    const headers = new Headers(request.headers);
+    headers.delete(FUNCTION_ID_HEADER);
+    const out = new Request(request, { headers });
+    if (decision.to === "engine") return { cache: out };
+    if (!bindings.internet) return refused("no way out from this box");
+    return { answer: await bindings.internet.fetch(out) };
   };
 }

@@ -28,6 +28,9 @@ export interface Env {
   /** With [control]: the box's control agent (its unix socket) and this box start's id (src/control/boot.ts). */
   CONTROL?: Fetcher;
   BOOT_ID?: string;
+  /** `[[functions]]` on bare workerd: the key of the functions' identity, and public addresses for their allow_hosts. */
+  FUNCTION_KEY?: string;
+  FUNCTION_INTERNET?: Fetcher;
 }
 
 /** `GB London (ENG) AS29518`: what the GeoIP knows, most general first; undefined when nothing. */
@@ -89,7 +92,7 @@ function appFor(env: Env, text: string) {
               })
             : undefined,
           control: env.CONTROL,
-          functions: { get: (binding) => (env as unknown as Record<string, Fetcher | undefined>)[binding] },
+          functions: { get: (binding) => (env as unknown as Record<string, Fetcher | undefined>)[binding], key: env.FUNCTION_KEY, internet: env.FUNCTION_INTERNET },
           geoInfo: geo ? (ip) => geo.lookup(ip)?.info : undefined,
           bootId: env.BOOT_ID,
           configDigest: configDigest(text),

@@ -4,10 +4,11 @@
  * its watchdog (CPU budget, src/functions/watchdog.ts), and the edge's unix socket for their fetch() back in.
  *
  * Files, in `<run>/functions/<id>/`: `function.js` (the current deployed version, else `module` bundled now),
- * `harness.js`, `gate.js`, `function.capnp`. Deployed versions live in `<config dir>/.parrot/functions/<id>/`
+ * `harness.js`, `function.capnp`. Deployed versions live in `<config dir>/.parrot/functions/<id>/`
  * (src/node/function-versions.ts). A reload (SIGHUP) rebuilds each function's files and restarts the processes whose
  * files changed; functions added or removed apply at the next restart (the edge's bindings are set at its start).
  */
+import { randomBytes } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { request as httpRequest } from "node:http";
 import { createServer, type Server } from "node:net";
@@ -15,6 +16,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { FunctionConfig } from "../config/functions-schema.ts";
 import { FUNCTION_PROBE_PATH } from "../contracts/functions.ts";
+import { functionToken } from "../functions/identity.ts";
 import { cpuMsFromStat, Watchdog } from "../functions/watchdog.ts";
 import { bundleModule, ROOT } from "./bundle.ts";
 import { configPath, type ConfigFile } from "./config-file.ts";
@@ -28,6 +30,8 @@ export interface PreparedFunctions {
   socketDir: string;
   /** The edge's socket for functions' fetch(). */
   engineSocket: string;
+  /** The key of the functions' identity on that socket (src/functions/identity.ts), the edge's FUNCTION_KEY. */
+  key: string;
   functions: PreparedFunction[];
 }
 
@@ -51,8 +55,11 @@ export async function prepareFunctions(
   runDir: string,
   compat: { compatibilityDate: string },
   log: (line: string) => void,
-  socketDir?: string,
+  /** A reload: the running box's socket folder and key. */
+  reuse?: Pick<PreparedFunctions, "socketDir" | "key">,
 ): Promise<PreparedFunctions> {
+  let socketDir = reuse?.socketDir;
+  const key = reuse?.key ?? randomBytes(32).toString("hex");
   const base = join(runDir, "functions");
   mkdirSync(base, { recursive: true });
   chmodSync(runDir, 0o700);
@@ -63,20 +70,17 @@ export async function prepareFunctions(
     mkdirSync(socketDir, { recursive: true, mode: 0o700 });
     chmodSync(socketDir, 0o700);
   }
-  const [harness, gate] = await Promise.all([
-    bundleModule(join(ROOT, "src/functions/harness.ts"), ["./function.js"]),
-    bundleModule(join(ROOT, "src/functions/gate.ts")),
-  ]);
+  const harness = await bundleModule(join(ROOT, "src/functions/harness.ts"), ["./function.js"]);
   const engineSocket = join(socketDir, "engine.sock");
   const functions: PreparedFunction[] = [];
   for (const fn of file.config.functions) {
     try {
-      functions.push(await prepareOne(file, fn, join(base, fn.id), join(socketDir, `${fn.id}.sock`), engineSocket, { harness, gate }, compat));
+      functions.push(await prepareOne(file, fn, join(base, fn.id), join(socketDir, `${fn.id}.sock`), engineSocket, harness, `${fn.id} ${await functionToken(key, fn.id)}`, compat));
     } catch (err) {
       log(`${(err as Error).message}; not started (its site gets on_error = ${fn.on_error})\n`);
     }
   }
-  return { socketDir, engineSocket, functions };
+  return { socketDir, engineSocket, key, functions };
 }
 
 async function prepareOne(
@@ -85,7 +89,8 @@ async function prepareOne(
   dir: string,
   socket: string,
   engineSocket: string,
-  shared: { harness: Uint8Array; gate: Uint8Array },
+  harness: Uint8Array,
+  identity: string,
   compat: { compatibilityDate: string },
 ): Promise<PreparedFunction> {
   mkdirSync(dir, { recursive: true });
@@ -106,8 +111,7 @@ async function prepareOne(
   }
   const secrets = fn.secrets_file ? parseSecrets(readSecrets(configPath(file, fn.secrets_file), fn.id), fn.secrets_file) : {};
   writeFileSync(join(dir, "function.js"), code);
-  writeFileSync(join(dir, "harness.js"), shared.harness);
-  writeFileSync(join(dir, "gate.js"), shared.gate);
+  writeFileSync(join(dir, "harness.js"), harness);
   // A compatibility date newer than the pinned workerd fails its start: the project's date is the newest it knows.
   const date = fn.compatibility_date > compat.compatibilityDate ? compat.compatibilityDate : fn.compatibility_date;
   const config = join(dir, "function.capnp");
@@ -117,13 +121,12 @@ async function prepareOne(
       id: fn.id,
       compatibilityDate: date,
       compatibilityFlags: fn.compatibility_flags,
-      files: { harness: "harness.js", gate: "gate.js", module: "function.js" },
+      files: { harness: "harness.js", module: "function.js" },
       address: `unix:${socket}`,
       engineAddress: `unix:${engineSocket}`,
+      identity,
       vars: fn.vars,
       secrets,
-      hosts: fn.hosts,
-      allowHosts: fn.allow_hosts,
       memoryMb: fn.memory_mb,
     }),
     { mode: 0o600 }, // it holds the function's secrets
@@ -180,7 +183,7 @@ export function startFunctions(prepared: PreparedFunctions, runDir: string, comp
   return {
     running,
     async reload(file) {
-      const next = await prepareFunctions(file, runDir, compat, log, prepared.socketDir);
+      const next = await prepareFunctions(file, runDir, compat, log, prepared);
       const notes: string[] = [];
       const seen = new Map<string, string>();
       for (const fn of next.functions) {
@@ -273,15 +276,14 @@ export async function waitFunctionsReady(prepared: PreparedFunctions, timeoutMs 
 
 /**
  * Whether a bundled function loads in workerd: it is started alone (its own temporary folder and socket, no engine
- * behind its gate) until it answers the watchdog's probe. Resolves undefined when it loads, else workerd's words.
+ * behind its fetch()) until it answers the watchdog's probe. Resolves undefined when it loads, else workerd's words.
  */
 export async function validateFunction(code: Uint8Array, fn: FunctionConfig, compat: { compatibilityDate: string }, timeoutMs = 20_000): Promise<string | undefined> {
   const dir = mkdtempSync(join(tmpdir(), "parrot-fn-check-"));
   try {
-    const [harness, gate] = await Promise.all([bundleModule(join(ROOT, "src/functions/harness.ts"), ["./function.js"]), bundleModule(join(ROOT, "src/functions/gate.ts"))]);
+    const harness = await bundleModule(join(ROOT, "src/functions/harness.ts"), ["./function.js"]);
     writeFileSync(join(dir, "function.js"), code);
     writeFileSync(join(dir, "harness.js"), harness);
-    writeFileSync(join(dir, "gate.js"), gate);
     const socket = join(dir, "f.sock");
     writeFileSync(
       join(dir, "function.capnp"),
@@ -289,13 +291,12 @@ export async function validateFunction(code: Uint8Array, fn: FunctionConfig, com
         id: fn.id,
         compatibilityDate: fn.compatibility_date > compat.compatibilityDate ? compat.compatibilityDate : fn.compatibility_date,
         compatibilityFlags: fn.compatibility_flags,
-        files: { harness: "harness.js", gate: "gate.js", module: "function.js" },
+        files: { harness: "harness.js", module: "function.js" },
         address: `unix:${socket}`,
         engineAddress: `unix:${join(dir, "no-engine.sock")}`,
+        identity: `${fn.id} -`,
         vars: fn.vars,
         secrets: {},
-        hosts: fn.hosts,
-        allowHosts: fn.allow_hosts,
         memoryMb: fn.memory_mb,
       }),
     );

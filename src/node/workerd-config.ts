@@ -44,9 +44,11 @@ export interface WorkerdEdgeConfigInput {
   forwardedProtoHeader?: string;
   /**
    * `[[functions]]`: each function's process (`unix:/path`), bound as FN_<id>, and the socket the functions' fetch()
-   * comes back on (`--socket-fd functions=N`, served by the edge worker's `fromFunction` entrypoint).
+   * comes back on (`--socket-fd functions=N`, served by the edge worker's `fromFunction` entrypoint, which checks
+   * each request's identity with `functionKey` and sends `allow_hosts` fetches out by FUNCTION_INTERNET).
    */
   functions?: { id: string; address: string }[];
+  functionKey?: string;
 }
 
 export type GeoBinding = "GEOIP_CITY" | "GEOIP_CITY_V6" | "GEOIP_ASN" | "GEOIP_ASN_V6";
@@ -111,9 +113,12 @@ export function workerdEdgeConfig(input: WorkerdEdgeConfigInput): string {
     : "";
   const fns = input.functions ?? [];
   const fnServices = fns.map((f) => `    (name = ${capnpString(`fn-${f.id}`)}, external = (address = ${capnpString(f.address)}, http = ())),\n`).join("");
-  const fnBindings = fns.map((f) => `,\n    (name = ${capnpString(functionBinding(f.id))}, service = ${capnpString(`fn-${f.id}`)})`).join("");
-  // The functions' way back in: only their processes reach it (a unix socket in the run directory).
-  const fnSocket = fns.length ? `\n    (name = "functions", http = (), service = (name = "edge", entrypoint = "fromFunction")),` : "";
+  const fnBindings = fns.map((f) => `,\n    (name = ${capnpString(functionBinding(f.id))}, service = ${capnpString(`fn-${f.id}`)})`).join("") +
+    (fns.length ? `,\n    (name = "FUNCTION_KEY", text = ${capnpString(input.functionKey ?? "")}),\n    (name = "FUNCTION_INTERNET", service = "fn-internet")` : "");
+  const fnInternet = fns.length ? `    (name = "fn-internet", network = (allow = ["public"], tlsOptions = (trustBrowserCas = true))),\n` : "";
+  // The functions' way back in: only their processes reach it (a unix socket in the run directory). Proxy style:
+  // the request line carries the whole URL, so an https URL stays https (allow_hosts, the cache key).
+  const fnSocket = fns.length ? `\n    (name = "functions", http = (style = proxy), service = (name = "edge", entrypoint = "fromFunction")),` : "";
   const geo = Object.entries(input.geoip ?? {})
     .filter(([, f]) => f)
     .map(([name, f]) => `,\n    (name = ${capnpString(name)}, data = embed ${capnpString(f!)})`)
@@ -124,7 +129,7 @@ using Workerd = import "/workerd/workerd.capnp";
 const config :Workerd.Config = (
   services = [
     (name = "edge", worker = .edgeWorker),
-${storeServices}${control}${configDir}${fnServices}    (name = "origin-net", network = (allow = ${allow}, tlsOptions = (trustBrowserCas = true))),
+${storeServices}${control}${configDir}${fnServices}${fnInternet}    (name = "origin-net", network = (allow = ${allow}, tlsOptions = (trustBrowserCas = true))),
   ],
   sockets = [
     (name = "http", ${address}${socketKind}, service = "edge"),${fnSocket}

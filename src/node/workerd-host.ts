@@ -297,6 +297,7 @@ async function prepareRunDir(file: ConfigFile, opts: WorkerdEdgeOptions): Promis
       control,
       forwardedProtoHeader: opts.forwardedProtoHeader,
       functions: functions?.functions.map((f) => ({ id: f.id, address: `unix:${f.socket}` })),
+      functionKey: functions?.key,
     }),
   );
   return { edge, storeDir, runDir, processes, edgeConfig, storeConfig, storeSocket, scheme: files.tlsCert ? "https" : "http", recovered, functions };
