@@ -1,12 +1,12 @@
 /**
  * The edge's one hook for `[[functions]]`: a request for a host (and path) with a function goes to that function's
- * process (its FN_<id> binding) with `request.cf` on the box's internal channel; the function answers, or passes to
+ * process (the FN_<slot> binding functions.json names for it) with `request.cf` on the box's internal channel; the function answers, or passes to
  * the cache by its own fetch() (which comes back in through the edge's `fromFunction` entrypoint, never to a
  * function again). When the function throws, does not answer within timeout_ms, or its process is down, the
  * site's `on_error` decides: "cache" serves the request as if there were no function, "503" answers 503.
  */
 import type { FunctionConfig } from "../config/functions-schema.ts";
-import { FUNCTION_CF_HEADER, FUNCTION_ERROR_HEADER, FUNCTION_ID_HEADER, FUNCTION_PROTO_HEADER, FUNCTION_REFUSED_HEADER, functionBinding } from "../contracts/functions.ts";
+import { FUNCTION_CF_HEADER, FUNCTION_ERROR_HEADER, FUNCTION_ID_HEADER, FUNCTION_PROTO_HEADER, FUNCTION_REFUSED_HEADER } from "../contracts/functions.ts";
 import { functionCf } from "../functions/cf.ts";
 import { functionIdentity } from "../functions/identity.ts";
 import { functionFor } from "../functions/match.ts";
@@ -15,8 +15,8 @@ import type { GeoInfo } from "../geoip/types.ts";
 import { textResponse } from "./transaction.ts";
 
 export interface FunctionBindings {
-  /** The box's function processes by binding name (FN_<id>); a function the box does not run has none. */
-  get(binding: string): Fetcher | undefined;
+  /** The process of the function with this id; none when the box does not run it. */
+  get(id: string): Fetcher | undefined;
   /** The box's key for the functions' identity on their fetch() back (src/functions/identity.ts); none: all refused. */
   key?: string;
   /** Public addresses only: where a function's fetch() to one of its `allow_hosts` goes. */
@@ -60,8 +60,8 @@ export function functionRoute(
       if (!functions.length) return undefined;
       const fn = functionFor(functions, url.hostname, url.pathname);
       if (!fn) return undefined;
-      const target = bindings.get(functionBinding(fn.id));
-      if (!target) return failed(fn, "not-running", "added since this box started: it runs after a restart");
+      const target = bindings.get(fn.id);
+      if (!target) return failed(fn, "not-running", "its process is not running: see the box's log");
       const ip = clientIp();
       const headers = new Headers(request.headers);
       // The client's own copies of the internal headers are replaced, never passed on.
@@ -74,8 +74,15 @@ export function functionRoute(
       const abort = new AbortController();
       const timer = setTimeout(() => abort.abort(), fn.timeout_ms);
       let answer: Response;
+      const send = () => target.fetch(url.toString(), { method: request.method, headers, body: request.body, redirect: "manual", signal: abort.signal });
       try {
-        answer = await target.fetch(url.toString(), { method: request.method, headers, body: request.body, redirect: "manual", signal: abort.signal });
+        // A kept-alive connection to a process being replaced (it drains: it finishes what it took and closes the
+        // rest) can be lost before the request was taken: a request without a body is sent again, once, and the
+        // new connection reaches the process that serves now.
+        answer = await send().catch((err: unknown) => {
+          if (hasBody || abort.signal.aborted || (request.method !== "GET" && request.method !== "HEAD")) throw err;
+          return send();
+        });
       } catch (err) {
         const why = abort.signal.aborted ? "timeout" : "down";
         // A body already sent cannot be served again through the cache.

@@ -2,6 +2,7 @@
 import { parseConfig } from "../config/config.ts";
 import { embeddedConfigText } from "../config/embedded.ts";
 import { configDigest } from "../contracts/config-digest.ts";
+import { FUNCTION_SLOTS_FILE, functionBinding } from "../contracts/functions.ts";
 import { createEdgeApp } from "./app.ts";
 import { HotTier } from "./hot-tier.ts";
 import { StoreLogSequence } from "./shared-log.ts";
@@ -92,7 +93,14 @@ function appFor(env: Env, text: string) {
               })
             : undefined,
           control: env.CONTROL,
-          functions: { get: (binding) => (env as unknown as Record<string, Fetcher | undefined>)[binding], key: env.FUNCTION_KEY, internet: env.FUNCTION_INTERNET },
+          functions: {
+            get: (id) => {
+              const slot = functionSlots[id];
+              return slot === undefined ? undefined : (env as unknown as Record<string, Fetcher | undefined>)[functionBinding(slot)];
+            },
+            key: env.FUNCTION_KEY,
+            internet: env.FUNCTION_INTERNET,
+          },
           geoInfo: geo ? (ip) => geo.lookup(ip)?.info : undefined,
           bootId: env.BOOT_ID,
           configDigest: configDigest(text),
@@ -125,7 +133,18 @@ async function configText(env: Env): Promise<string> {
   const res = await env.CONFIG_DIR.fetch("http://config/cdn.toml").catch(() => undefined);
   const text = res?.ok ? await res.text() : (await res?.body?.cancel(), undefined);
   fileText = { text: text ?? fileText?.text ?? env.CDN_CONFIG ?? embeddedConfigText, at: Date.now() };
+  // Read after cdn.toml: the host writes it first, so a function new in this text already has its slot.
+  if (env.FUNCTION_KEY !== undefined) functionSlots = (await readJson(env.CONFIG_DIR, FUNCTION_SLOTS_FILE)) ?? functionSlots;
   return fileText.text;
+}
+
+/** `[[functions]]` on bare workerd: which FN_<slot> binding runs each function (the host's functions.json). */
+let functionSlots: Record<string, number> = {};
+
+async function readJson<T>(dir: Fetcher, name: string): Promise<T | undefined> {
+  const res = await dir.fetch(`http://config/${name}`).catch(() => undefined);
+  if (!res?.ok) return void (await res?.body?.cancel());
+  return (await res.json().catch(() => undefined)) as T | undefined;
 }
 
 const misconfigured = (error: Error) =>
