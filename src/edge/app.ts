@@ -82,6 +82,11 @@ export function createEdgeApp({ config, store, fetch: fetchImpl = (i, init) => f
       : undefined;
   const cache = new EdgeCache({ edge, rules: config.rules, store, origin, now, locks, peers, logSequence, boot, lease });
   observer.metrics.onCollect(() => {
+    for (const p of functions?.processes?.() ?? []) {
+      const labels = { function: p.id, version: p.version };
+      observer.counterFrom("parrot_edge_function_cpu_seconds_total", "CPU time of a site function's processes, by version (sampled every 2 s by the box).", labels, p.cpu_ms / 1000);
+      observer.counterFrom("parrot_edge_function_watchdog_kills_total", "Processes of a site function the watchdog killed (over cpu_ms), by version.", labels, p.watchdog_kills);
+    }
     observer.metrics.set("parrot_edge_purge_log_bytes", "Bytes of the shared purge-log record (operator purges only).", {}, cache.purgeLogBytes);
     for (const s of shields.states()) {
       observer.metrics.set("parrot_edge_shield_up", "1 while this edge sends fills to the shield (0: skipped after failures, origin_fail_timeout).", { shield: s.name }, s.skippedUntil === undefined ? 1 : 0);
@@ -129,7 +134,13 @@ export function createEdgeApp({ config, store, fetch: fetchImpl = (i, init) => f
     }
     if (route && !fromFunction) {
       const answer = await route.answer(request, parsed, () => clientIp(received));
-      if (answer) return answer;
+      if (answer) {
+        // One that came through the cache (its status header) was logged on the function's fetch().
+        if (!answer.response.headers.has("x-cache-status")) {
+          observer.functionAnswered(request, parsed, answer.response, { id: answer.id, version: functions?.version?.(answer.id) }, { get clientIp() { return clientIp(received); } }, started, waitUntil);
+        }
+        return answer.response;
+      }
     }
     // Worked out when first asked (an origin request, the access log): a HIT without a log line never needs it.
     let ip: string | undefined | null = null;

@@ -6,7 +6,7 @@
  * site's `on_error` decides: "cache" serves the request as if there were no function, "503" answers 503.
  */
 import type { FunctionConfig } from "../config/functions-schema.ts";
-import { FUNCTION_CF_HEADER, FUNCTION_ERROR_HEADER, FUNCTION_ID_HEADER, FUNCTION_PROTO_HEADER, FUNCTION_REFUSED_HEADER } from "../contracts/functions.ts";
+import { FUNCTION_CF_HEADER, FUNCTION_ERROR_HEADER, FUNCTION_ID_HEADER, FUNCTION_PROTO_HEADER, FUNCTION_REFUSED_HEADER, type FunctionsFile } from "../contracts/functions.ts";
 import { functionCf } from "../functions/cf.ts";
 import { functionIdentity } from "../functions/identity.ts";
 import { functionFor } from "../functions/match.ts";
@@ -21,14 +21,20 @@ export interface FunctionBindings {
   key?: string;
   /** Public addresses only: where a function's fetch() to one of its `allow_hosts` goes. */
   internet?: Fetcher;
+  /** The version a function runs (for its access-log lines), and its processes' figures (for the metrics). */
+  version?(id: string): string | undefined;
+  processes?(): FunctionsFile["processes"];
 }
 
 /** Why a function did not answer, for the log and the metrics. */
 export type FunctionFailure = "threw" | "timeout" | "down" | "not-running";
 
 export interface FunctionRoute {
-  /** The function's answer; undefined = serve through the cache (no function, or on_error = "cache"). */
-  answer(request: Request, url: URL, clientIp: () => string | undefined): Promise<Response | undefined>;
+  /**
+   * The function's answer (or its on_error's 503) and the function's id; undefined = serve through the cache (no
+   * function, or on_error = "cache").
+   */
+  answer(request: Request, url: URL, clientIp: () => string | undefined): Promise<{ response: Response; id: string } | undefined>;
 }
 
 export function functionRoute(
@@ -60,46 +66,51 @@ export function functionRoute(
       if (!functions.length) return undefined;
       const fn = functionFor(functions, url.hostname, url.pathname);
       if (!fn) return undefined;
-      const target = bindings.get(fn.id);
-      if (!target) return failed(fn, "not-running", "its process is not running: see the box's log");
-      const ip = clientIp();
-      const headers = new Headers(request.headers);
-      // The client's own copies of the internal headers are replaced, never passed on.
-      headers.set(FUNCTION_CF_HEADER, JSON.stringify(functionCf(colo, ip ? locate(ip) : undefined)));
-      headers.set(FUNCTION_PROTO_HEADER, url.protocol === "https:" ? "https" : "http");
-      if (ip) headers.set("cf-connecting-ip", ip);
-      else headers.delete("cf-connecting-ip");
-      const hasBody = request.body !== null;
-      // The bound is on the answer's head: a function streaming a long body is not cut.
-      const abort = new AbortController();
-      const timer = setTimeout(() => abort.abort(), fn.timeout_ms);
-      let answer: Response;
-      const send = () => target.fetch(url.toString(), { method: request.method, headers, body: request.body, redirect: "manual", signal: abort.signal });
-      try {
-        // A kept-alive connection to a process being replaced (it drains: it finishes what it took and closes the
-        // rest) can be lost before the request was taken: a request without a body is sent again, once, and the
-        // new connection reaches the process that serves now.
-        answer = await send().catch((err: unknown) => {
-          if (hasBody || abort.signal.aborted || (request.method !== "GET" && request.method !== "HEAD")) throw err;
-          return send();
-        });
-      } catch (err) {
-        const why = abort.signal.aborted ? "timeout" : "down";
-        // A body already sent cannot be served again through the cache.
-        if (hasBody && fn.on_error === "cache") return failed({ ...fn, on_error: "503" }, why, "the request's body was sent to it");
-        return failed(fn, why, (err as Error).message);
-      } finally {
-        clearTimeout(timer);
-      }
-      if (answer.headers.has(FUNCTION_ERROR_HEADER)) {
-        await answer.body?.cancel();
-        if (hasBody && fn.on_error === "cache") return failed({ ...fn, on_error: "503" }, "threw", "the request's body was sent to it");
-        return failed(fn, "threw");
-      }
-      count(fn.id, "answered");
-      return answer;
+      const response = await answerBy(fn, request, url, clientIp);
+      return response && { response, id: fn.id };
     },
   };
+
+  async function answerBy(fn: FunctionConfig, request: Request, url: URL, clientIp: () => string | undefined): Promise<Response | undefined> {
+    const target = bindings.get(fn.id);
+    if (!target) return failed(fn, "not-running", "its process is not running: see the box's log");
+    const ip = clientIp();
+    const headers = new Headers(request.headers);
+    // The client's own copies of the internal headers are replaced, never passed on.
+    headers.set(FUNCTION_CF_HEADER, JSON.stringify(functionCf(colo, ip ? locate(ip) : undefined)));
+    headers.set(FUNCTION_PROTO_HEADER, url.protocol === "https:" ? "https" : "http");
+    if (ip) headers.set("cf-connecting-ip", ip);
+    else headers.delete("cf-connecting-ip");
+    const hasBody = request.body !== null;
+    // The bound is on the answer's head: a function streaming a long body is not cut.
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(), fn.timeout_ms);
+    let answer: Response;
+    const send = () => target.fetch(url.toString(), { method: request.method, headers, body: request.body, redirect: "manual", signal: abort.signal });
+    try {
+      // A kept-alive connection to a process being replaced (it drains: it finishes what it took and closes the
+      // rest) can be lost before the request was taken: a request without a body is sent again, once, and the
+      // new connection reaches the process that serves now.
+      answer = await send().catch((err: unknown) => {
+        if (hasBody || abort.signal.aborted || (request.method !== "GET" && request.method !== "HEAD")) throw err;
+        return send();
+      });
+    } catch (err) {
+      const why = abort.signal.aborted ? "timeout" : "down";
+      // A body already sent cannot be served again through the cache.
+      if (hasBody && fn.on_error === "cache") return failed({ ...fn, on_error: "503" }, why, "the request's body was sent to it");
+      return failed(fn, why, (err as Error).message);
+    } finally {
+      clearTimeout(timer);
+    }
+    if (answer.headers.has(FUNCTION_ERROR_HEADER)) {
+      await answer.body?.cancel();
+      if (hasBody && fn.on_error === "cache") return failed({ ...fn, on_error: "503" }, "threw", "the request's body was sent to it");
+      return failed(fn, "threw");
+    }
+    count(fn.id, "answered");
+    return answer;
+  }
 }
 
 /**

@@ -2,7 +2,7 @@
 import { parseConfig } from "../config/config.ts";
 import { embeddedConfigText } from "../config/embedded.ts";
 import { configDigest } from "../contracts/config-digest.ts";
-import { FUNCTION_SLOTS_FILE, functionBinding } from "../contracts/functions.ts";
+import { FUNCTION_SLOTS_FILE, functionBinding, type FunctionsFile } from "../contracts/functions.ts";
 import { createEdgeApp } from "./app.ts";
 import { HotTier } from "./hot-tier.ts";
 import { StoreLogSequence } from "./shared-log.ts";
@@ -95,11 +95,13 @@ function appFor(env: Env, text: string) {
           control: env.CONTROL,
           functions: {
             get: (id) => {
-              const slot = functionSlots[id];
+              const slot = functionsFile.slots[id];
               return slot === undefined ? undefined : (env as unknown as Record<string, Fetcher | undefined>)[functionBinding(slot)];
             },
             key: env.FUNCTION_KEY,
             internet: env.FUNCTION_INTERNET,
+            version: (id) => functionsFile.versions[id],
+            processes: () => functionsFile.processes,
           },
           geoInfo: geo ? (ip) => geo.lookup(ip)?.info : undefined,
           bootId: env.BOOT_ID,
@@ -134,12 +136,12 @@ async function configText(env: Env): Promise<string> {
   const text = res?.ok ? await res.text() : (await res?.body?.cancel(), undefined);
   fileText = { text: text ?? fileText?.text ?? env.CDN_CONFIG ?? embeddedConfigText, at: Date.now() };
   // Read after cdn.toml: the host writes it first, so a function new in this text already has its slot.
-  if (env.FUNCTION_KEY !== undefined) functionSlots = (await readJson(env.CONFIG_DIR, FUNCTION_SLOTS_FILE)) ?? functionSlots;
+  if (env.FUNCTION_KEY !== undefined) functionsFile = (await readJson(env.CONFIG_DIR, FUNCTION_SLOTS_FILE)) ?? functionsFile;
   return fileText.text;
 }
 
-/** `[[functions]]` on bare workerd: which FN_<slot> binding runs each function (the host's functions.json). */
-let functionSlots: Record<string, number> = {};
+/** `[[functions]]` on bare workerd: which FN_<slot> binding runs each function, its version, its figures. */
+let functionsFile: FunctionsFile = { slots: {}, versions: {}, processes: [] };
 
 async function readJson<T>(dir: Fetcher, name: string): Promise<T | undefined> {
   const res = await dir.fetch(`http://config/${name}`).catch(() => undefined);

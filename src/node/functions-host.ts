@@ -19,7 +19,7 @@ import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import type { FunctionConfig } from "../config/functions-schema.ts";
-import { FUNCTION_PROBE_PATH } from "../contracts/functions.ts";
+import { FUNCTION_PROBE_PATH, type FunctionsFile } from "../contracts/functions.ts";
 import { functionToken } from "../functions/identity.ts";
 import { cpuMsFromStat, Watchdog } from "../functions/watchdog.ts";
 import { bundleModule, ROOT } from "./bundle.ts";
@@ -173,8 +173,11 @@ export const slotSocket = (socketDir: string, k: number) => join(socketDir, `slo
 
 /** One process of one version of a function (a reload that changes the function starts the next generation). */
 interface Generation {
+  id: string;
   n: number;
   slot: number;
+  /** CPU time of its processes that exited, and of the current one as its watchdog last read it (ms). */
+  cpu: { pid: number; doneMs: number; ms: number };
   source: string;
   snapshot: string;
   dir: string;
@@ -236,13 +239,19 @@ export function startFunctions(prepared: PreparedFunctions, runDir: string, comp
       { before: () => rmSync(socket, { force: true }) }, // workerd does not bind over a stale socket file
     );
     const pid = () => kept.current.pid ?? 0;
+    const cpu = { pid: 0, doneMs: 0, ms: 0 };
     const watchdog = new Watchdog(fn.budgetMs, {
+      // Read every tick: the figures (functions.json) take the last reading, so a killed process's CPU is counted.
       cpuMs: () => {
-        try {
-          return cpuMsFromStat(readFileSync(`/proc/${pid()}/stat`, "utf8"));
-        } catch {
-          return undefined;
+        const now = pid();
+        const ms = cpuOf(now);
+        if (now !== cpu.pid) {
+          cpu.doneMs += cpu.ms; // started again (watchdog, crash): the last reading of the one before is kept
+          cpu.pid = now;
+          cpu.ms = 0;
         }
+        if (ms !== undefined) cpu.ms = ms;
+        return ms;
       },
       probe: () => probeFunction(socket),
       kill: (reason) => {
@@ -254,7 +263,7 @@ export function startFunctions(prepared: PreparedFunctions, runDir: string, comp
         }
       },
     });
-    return { n, slot, source: fn.source, snapshot: fn.snapshot, dir, socket, kept, watchdog };
+    return { id: fn.id, n, slot, cpu, source: fn.source, snapshot: fn.snapshot, dir, socket, kept, watchdog };
   };
 
   /** Points slot k at a process's socket in one step (a link made aside, renamed over the old one). */
@@ -265,15 +274,34 @@ export function startFunctions(prepared: PreparedFunctions, runDir: string, comp
     symlinkSync(basename(socket), aside);
     renameSync(aside, path);
   };
+  /** Per function and version: the figures of the generations that ended. */
+  const ended = new Map<string, FunctionsFile["processes"][number]>();
+  const figures = (gen: Generation) => ({ id: gen.id, version: gen.source, cpu_ms: gen.cpu.doneMs + gen.cpu.ms, watchdog_kills: gen.watchdog.kills });
+  const sum = (into: Map<string, FunctionsFile["processes"][number]>, f: FunctionsFile["processes"][number]) => {
+    const key = `${f.id} ${f.version}`;
+    const was = into.get(key);
+    into.set(key, was ? { ...f, cpu_ms: was.cpu_ms + f.cpu_ms, watchdog_kills: was.watchdog_kills + f.watchdog_kills } : f);
+  };
+  /** functions.json for the edge: the slots, versions and figures (on every change, and every 2 s for the figures). */
   const writeSlots = () => {
+    const all = new Map(ended);
+    for (const g of [...running.map((r) => r.gen), ...draining]) sum(all, figures(g));
+    const file: FunctionsFile = {
+      // A removed function keeps its slot until it has drained: the edge may still follow the cdn.toml before.
+      slots: Object.fromEntries([...[...draining].filter((g) => !running.some((r) => r.id === g.id)).map((g) => [g.id, g.slot]), ...running.map((r) => [r.id, r.slot])]),
+      versions: Object.fromEntries(running.map((r) => [r.id, r.gen.source])),
+      processes: [...all.values()],
+    };
     const aside = `${slotsFile}.tmp`;
-    writeFileSync(aside, JSON.stringify(Object.fromEntries(running.map((r) => [r.id, r.slot]))));
+    writeFileSync(aside, JSON.stringify(file));
     renameSync(aside, slotsFile);
   };
+  const figuresTimer = setInterval(writeSlots, 2_000);
   /** Lets a replaced or removed process finish what it was asked (workerd drains on SIGTERM), then removes it. */
   const drain = (gen: Generation, ms: number) => {
     draining.add(gen);
     return gen.kept.stop(ms).finally(() => {
+      sum(ended, figures(gen));
       draining.delete(gen);
       rmSync(gen.socket, { force: true });
       rmSync(gen.dir, { recursive: true, force: true });
@@ -382,10 +410,20 @@ export function startFunctions(prepared: PreparedFunctions, runDir: string, comp
       return done;
     },
     async stop() {
+      clearInterval(figuresTimer);
       for (const r of running) clearInterval(r.timer);
       await Promise.all([...running.map((r) => r.gen.kept.stop()), ...[...draining].map((g) => g.kept.stop())]);
     },
   };
+}
+
+/** A process's CPU time (ms) from /proc; undefined when it is gone. */
+function cpuOf(pid: number): number | undefined {
+  try {
+    return pid ? cpuMsFromStat(readFileSync(`/proc/${pid}/stat`, "utf8")) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** One probe over the function's socket: true when answered, false when it cannot connect. */
