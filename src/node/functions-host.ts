@@ -292,10 +292,14 @@ export function startFunctions(prepared: PreparedFunctions, runDir: string, comp
       versions: Object.fromEntries(running.map((r) => [r.id, r.gen.source])),
       processes: [...all.values()],
     };
+    const text = JSON.stringify(file);
+    if (text === written) return; // unchanged: the edge's reads never meet a rename
     const aside = `${slotsFile}.tmp`;
-    writeFileSync(aside, JSON.stringify(file));
+    writeFileSync(aside, text);
     renameSync(aside, slotsFile);
+    written = text;
   };
+  let written = "";
   const figuresTimer = setInterval(writeSlots, 2_000);
   /** Lets a replaced or removed process finish what it was asked (workerd drains on SIGTERM), then removes it. */
   const drain = (gen: Generation, ms: number) => {
