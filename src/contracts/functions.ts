@@ -14,5 +14,21 @@ export const FUNCTION_ERROR_HEADER = "x-parrot-function-error";
 export const FUNCTION_REFUSED_HEADER = "x-parrot-function-refused";
 /** The watchdog's probe: the harness answers it before any function code runs (the isolate got back to its event loop). */
 export const FUNCTION_PROBE_PATH = "/.well-known/cdn/function-alive";
-/** The binding name of a function's process in the edge worker's env. */
-export const functionBinding = (id: string) => `FN_${id}`;
+/** The binding name of function slot `k` in the edge worker's env (which function is in it: FUNCTION_SLOTS_FILE). */
+export const functionBinding = (k: number) => `FN_${k}`;
+/** Beside the edge's cdn.toml (bare workerd): a FunctionsFile, written by the host, read by the edge once a second. */
+export const FUNCTION_SLOTS_FILE = "functions.json";
+export interface FunctionsFile {
+  /** Which FN_<slot> binding runs each function. */
+  slots: Record<string, number>;
+  /** The version each function runs now (`v3`, or the module's path). */
+  versions: Record<string, string>;
+  /** Per function and version since the box started: CPU time of its processes (sampled), watchdog kills. */
+  processes: { id: string; version: string; cpu_ms: number; watchdog_kills: number }[];
+}
+/**
+ * On a function's fetch() back to the edge: `<id> <token>`, injected by the function process's own workerd
+ * (`injectRequestHeaders` on its engine service, which replaces a header of that name the function set), so the
+ * edge knows which function asks and applies its hosts and allow_hosts. token = functionToken(the box's key, id).
+ */
+export const FUNCTION_ID_HEADER = "x-parrot-function";

@@ -18,7 +18,7 @@ import { EdgeCache } from "./engine.ts";
 import { EdgeObserver, type EdgeStoreStats } from "./observe.ts";
 import { CONTROL_APPLIED_HEADER, isLoop, originFetcher, ShieldPool } from "./origin.ts";
 import { textResponse } from "./transaction.ts";
-import { functionRoute, type FunctionBindings } from "./functions.ts";
+import { functionOutbound, functionRoute, type FunctionBindings } from "./functions.ts";
 import type { GeoInfo } from "../geoip/types.ts";
 
 /** The health answer's header naming the box's state on the control plane. */
@@ -87,6 +87,11 @@ export function createEdgeApp({ config, store, fetch: fetchImpl = (i, init) => f
       : undefined;
   const cache = new EdgeCache({ edge, rules: config.rules, store, origin, now, locks, peers, logSequence, boot, lease });
   observer.metrics.onCollect(() => {
+    for (const p of functions?.processes?.() ?? []) {
+      const labels = { function: p.id, version: p.version };
+      observer.counterFrom("parrot_edge_function_cpu_seconds_total", "CPU time of a site function's processes, by version (sampled every 2 s by the box).", labels, p.cpu_ms / 1000);
+      observer.counterFrom("parrot_edge_function_watchdog_kills_total", "Processes of a site function the watchdog killed (over cpu_ms), by version.", labels, p.watchdog_kills);
+    }
     observer.metrics.set("parrot_edge_purge_log_bytes", "Bytes of the shared purge-log record (operator purges only).", {}, cache.purgeLogBytes);
     for (const s of shields.states()) {
       observer.metrics.set("parrot_edge_shield_up", "1 while this edge sends fills to the shield (0: skipped after failures for origin_fail_timeout, or down by its probes).", { shield: s.name }, s.up ? 1 : 0);
@@ -113,6 +118,9 @@ export function createEdgeApp({ config, store, fetch: fetchImpl = (i, init) => f
           observer.metrics.inc("parrot_edge_function_requests_total", "Requests routed to a site's edge function, by outcome (answered, threw, timeout, down, not-running).", { function: id, outcome }),
         ) : undefined;
 
+  /** A function's own fetch() back in: which function, and whether it may go where it asks (its gate). */
+  const outbound = functionOutbound(config.functions, functions ?? { get: () => undefined });
+
   /** Everything that is not one of the CDN's own paths: the site's function when it has one, else the cache. */
   const serve = async (request: Request, ctx: { waitUntil(p: Promise<unknown>): void }, url?: URL, fromFunction = false): Promise<Response> => {
     if (isLoop(request, edge.name)) return textResponse(508, "508 loop detected: this request already passed through this edge\n");
@@ -134,7 +142,13 @@ export function createEdgeApp({ config, store, fetch: fetchImpl = (i, init) => f
     }
     if (route && !fromFunction) {
       const answer = await route.answer(request, parsed, () => clientIp(received));
-      if (answer) return answer;
+      if (answer) {
+        // One that came through the cache (its status header) was logged on the function's fetch().
+        if (!answer.response.headers.has("x-cache-status")) {
+          observer.functionAnswered(request, parsed, answer.response, { id: answer.id, version: functions?.version?.(answer.id) }, { get clientIp() { return clientIp(received); } }, started, waitUntil);
+        }
+        return answer.response;
+      }
     }
     // Worked out when first asked (an origin request, the access log): a HIT without a log line never needs it.
     let ip: string | undefined | null = null;
@@ -209,9 +223,12 @@ export function createEdgeApp({ config, store, fetch: fetchImpl = (i, init) => f
       if (path.startsWith(WELL_KNOWN_PREFIX) || path === "/metrics") return own.fetch(request, env, ctx as never);
       return serve(request, ctx, url);
     },
-    fromFunction(request, ctx) {
-      const url = URL.parse(request.url);
+    async fromFunction(received, ctx) {
+      const url = URL.parse(received.url);
       if (!url) return textResponse(400, "400 bad request: the Host header is not one valid host\n");
+      const gate = await outbound(received, url);
+      if ("answer" in gate) return gate.answer;
+      const request = gate.cache;
       // A function reaches the cache only: the operator endpoints, PURGE and other methods a cache refuses stay closed.
       if (url.pathname.startsWith(WELL_KNOWN_PREFIX) || request.method === "PURGE" || request.method === "CONNECT" || request.method === "TRACE") {
         return textResponse(403, "403 an edge function reaches this CDN's cache, not its operator endpoints\n");

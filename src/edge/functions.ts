@@ -1,28 +1,40 @@
 /**
  * The edge's one hook for `[[functions]]`: a request for a host (and path) with a function goes to that function's
- * process (its FN_<id> binding) with `request.cf` on the box's internal channel; the function answers, or passes to
+ * process (the FN_<slot> binding functions.json names for it) with `request.cf` on the box's internal channel; the function answers, or passes to
  * the cache by its own fetch() (which comes back in through the edge's `fromFunction` entrypoint, never to a
  * function again). When the function throws, does not answer within timeout_ms, or its process is down, the
  * site's `on_error` decides: "cache" serves the request as if there were no function, "503" answers 503.
  */
 import type { FunctionConfig } from "../config/functions-schema.ts";
-import { FUNCTION_CF_HEADER, FUNCTION_ERROR_HEADER, FUNCTION_PROTO_HEADER, functionBinding } from "../contracts/functions.ts";
+import { FUNCTION_CF_HEADER, FUNCTION_ERROR_HEADER, FUNCTION_ID_HEADER, FUNCTION_PROTO_HEADER, FUNCTION_REFUSED_HEADER, type FunctionsFile } from "../contracts/functions.ts";
 import { functionCf } from "../functions/cf.ts";
+import { functionIdentity } from "../functions/identity.ts";
 import { functionFor } from "../functions/match.ts";
+import { outboundDecision } from "../functions/outbound.ts";
 import type { GeoInfo } from "../geoip/types.ts";
 import { textResponse } from "./transaction.ts";
 
 export interface FunctionBindings {
-  /** The box's function processes by binding name (FN_<id>); a function the box does not run has none. */
-  get(binding: string): Fetcher | undefined;
+  /** The process of the function with this id; none when the box does not run it. */
+  get(id: string): Fetcher | undefined;
+  /** The box's key for the functions' identity on their fetch() back (src/functions/identity.ts); none: all refused. */
+  key?: string;
+  /** Public addresses only: where a function's fetch() to one of its `allow_hosts` goes. */
+  internet?: Fetcher;
+  /** The version a function runs (for its access-log lines), and its processes' figures (for the metrics). */
+  version?(id: string): string | undefined;
+  processes?(): FunctionsFile["processes"];
 }
 
 /** Why a function did not answer, for the log and the metrics. */
 export type FunctionFailure = "threw" | "timeout" | "down" | "not-running";
 
 export interface FunctionRoute {
-  /** The function's answer; undefined = serve through the cache (no function, or on_error = "cache"). */
-  answer(request: Request, url: URL, clientIp: () => string | undefined): Promise<Response | undefined>;
+  /**
+   * The function's answer (or its on_error's 503) and the function's id; undefined = serve through the cache (no
+   * function, or on_error = "cache").
+   */
+  answer(request: Request, url: URL, clientIp: () => string | undefined): Promise<{ response: Response; id: string } | undefined>;
 }
 
 export function functionRoute(
@@ -54,37 +66,83 @@ export function functionRoute(
       if (!functions.length) return undefined;
       const fn = functionFor(functions, url.hostname, url.pathname);
       if (!fn) return undefined;
-      const target = bindings.get(functionBinding(fn.id));
-      if (!target) return failed(fn, "not-running", "added since this box started: it runs after a restart");
-      const ip = clientIp();
-      const headers = new Headers(request.headers);
-      // The client's own copies of the internal headers are replaced, never passed on.
-      headers.set(FUNCTION_CF_HEADER, JSON.stringify(functionCf(colo, ip ? locate(ip) : undefined)));
-      headers.set(FUNCTION_PROTO_HEADER, url.protocol === "https:" ? "https" : "http");
-      if (ip) headers.set("cf-connecting-ip", ip);
-      else headers.delete("cf-connecting-ip");
-      const hasBody = request.body !== null;
-      // The bound is on the answer's head: a function streaming a long body is not cut.
-      const abort = new AbortController();
-      const timer = setTimeout(() => abort.abort(), fn.timeout_ms);
-      let answer: Response;
-      try {
-        answer = await target.fetch(url.toString(), { method: request.method, headers, body: request.body, redirect: "manual", signal: abort.signal });
-      } catch (err) {
-        const why = abort.signal.aborted ? "timeout" : "down";
-        // A body already sent cannot be served again through the cache.
-        if (hasBody && fn.on_error === "cache") return failed({ ...fn, on_error: "503" }, why, "the request's body was sent to it");
-        return failed(fn, why, (err as Error).message);
-      } finally {
-        clearTimeout(timer);
-      }
-      if (answer.headers.has(FUNCTION_ERROR_HEADER)) {
-        await answer.body?.cancel();
-        if (hasBody && fn.on_error === "cache") return failed({ ...fn, on_error: "503" }, "threw", "the request's body was sent to it");
-        return failed(fn, "threw");
-      }
-      count(fn.id, "answered");
-      return answer;
+      const response = await answerBy(fn, request, url, clientIp);
+      return response && { response, id: fn.id };
     },
+  };
+
+  async function answerBy(fn: FunctionConfig, request: Request, url: URL, clientIp: () => string | undefined): Promise<Response | undefined> {
+    const target = bindings.get(fn.id);
+    if (!target) return failed(fn, "not-running", "its process is not running: see the box's log");
+    const ip = clientIp();
+    const headers = new Headers(request.headers);
+    // The client's own copies of the internal headers are replaced, never passed on.
+    headers.set(FUNCTION_CF_HEADER, JSON.stringify(functionCf(colo, ip ? locate(ip) : undefined)));
+    headers.set(FUNCTION_PROTO_HEADER, url.protocol === "https:" ? "https" : "http");
+    if (ip) headers.set("cf-connecting-ip", ip);
+    else headers.delete("cf-connecting-ip");
+    const hasBody = request.body !== null;
+    // The bound is on the answer's head: a function streaming a long body is not cut.
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(), fn.timeout_ms);
+    let answer: Response;
+    const send = () => target.fetch(url.toString(), { method: request.method, headers, body: request.body, redirect: "manual", signal: abort.signal });
+    try {
+      // A kept-alive connection to a process being replaced (it drains: it finishes what it took and closes the
+      // rest) can be lost before the request was taken: a request without a body is sent again, once, and the
+      // new connection reaches the process that serves now.
+      answer = await send().catch((err: unknown) => {
+        if (hasBody || abort.signal.aborted || (request.method !== "GET" && request.method !== "HEAD")) throw err;
+        return send();
+      });
+    } catch (err) {
+      const why = abort.signal.aborted ? "timeout" : "down";
+      // A body already sent cannot be served again through the cache.
+      if (hasBody && fn.on_error === "cache") return failed({ ...fn, on_error: "503" }, why, "the request's body was sent to it");
+      return failed(fn, why, (err as Error).message);
+    } finally {
+      clearTimeout(timer);
+    }
+    if (answer.headers.has(FUNCTION_ERROR_HEADER)) {
+      await answer.body?.cancel();
+      if (hasBody && fn.on_error === "cache") return failed({ ...fn, on_error: "503" }, "threw", "the request's body was sent to it");
+      return failed(fn, "threw");
+    }
+    count(fn.id, "answered");
+    return answer;
+  }
+}
+
+/**
+ * A function's own fetch(), arriving on the edge's socket for functions: which function sent it (FUNCTION_ID_HEADER,
+ * injected by its process's workerd), then where it may go (src/functions/outbound.ts): its own hosts → the request
+ * to serve through the cache (the identity removed); `allow_hosts` → public addresses, answered here; anything
+ * else, or no valid identity → 403 marked refused. This is the function's outbound gate: it runs in the edge, not in
+ * an isolate of its own in the function's process (an isolate's entry per fetch() cost more CPU than the rest of
+ * the gate's work; docs/functions.md).
+ */
+export function functionOutbound(
+  functions: readonly FunctionConfig[],
+  bindings: FunctionBindings,
+): (request: Request, url: URL) => Promise<{ cache: Request } | { answer: Response }> {
+  const identify = bindings.key ? functionIdentity(bindings.key) : async () => undefined;
+  const refused = (reason: string) => ({
+    answer: new Response(`403 refused by the edge: ${reason}\n`, {
+      status: 403,
+      headers: { "content-type": "text/plain; charset=utf-8", [FUNCTION_REFUSED_HEADER]: "1" },
+    }),
+  });
+  return async (request, url) => {
+    const id = await identify(request.headers.get(FUNCTION_ID_HEADER));
+    const fn = id === undefined ? undefined : functions.find((f) => f.id === id);
+    if (!fn) return refused("not from a function of this box");
+    const decision = outboundDecision(url, fn.hosts, fn.allow_hosts);
+    if (decision.to === "refused") return refused(decision.reason);
+    const headers = new Headers(request.headers);
+    headers.delete(FUNCTION_ID_HEADER);
+    const out = new Request(request, { headers });
+    if (decision.to === "engine") return { cache: out };
+    if (!bindings.internet) return refused("no way out from this box");
+    return { answer: await bindings.internet.fetch(out) };
   };
 }

@@ -118,11 +118,36 @@ export class EdgeObserver {
   }
 
   /** A counter that follows an absolute count kept elsewhere (a smaller count means that side restarted). */
-  private counterFrom(name: string, help: string, labels: Record<string, string>, value: number) {
+  counterFrom(name: string, help: string, labels: Record<string, string>, value: number) {
     const id = name + JSON.stringify(labels);
     const last = this.seen.get(id) ?? 0;
     this.seen.set(id, value);
     this.metrics.inc(name, help, labels, value >= last ? value - last : value);
+  }
+
+  /**
+   * The access-log line of an answer a site's function made itself (one that came through the cache was logged
+   * there, on the function's fetch()): cache_status null, the function and its version.
+   */
+  functionAnswered(request: Request, url: URL, response: Response, fn: { id: string; version?: string }, client: { readonly clientIp?: string }, started: number, waitUntil?: (p: Promise<unknown>) => void) {
+    if (!this.accessLog) return;
+    this.lines.push(
+      JSON.stringify({
+        time: new Date(started).toISOString(),
+        edge: this.edgeName,
+        client: client.clientIp ?? null,
+        method: request.method,
+        host: url.host,
+        path: url.pathname + url.search,
+        status: response.status,
+        bytes: Number(response.headers.get("content-length") ?? 0),
+        duration_ms: Date.now() - started,
+        cache_status: null,
+        function: fn.id,
+        function_version: fn.version ?? null,
+      }),
+      waitUntil,
+    );
   }
 
   /** Counts and logs one answered request; `waitUntil` lets a batch of log lines wait for more. */

@@ -2,6 +2,7 @@
 import { parseConfig } from "../config/config.ts";
 import { embeddedConfigText } from "../config/embedded.ts";
 import { configDigest } from "../contracts/config-digest.ts";
+import { FUNCTION_SLOTS_FILE, functionBinding, type FunctionsFile } from "../contracts/functions.ts";
 import { createEdgeApp } from "./app.ts";
 import { HotTier } from "./hot-tier.ts";
 import { StoreLogSequence } from "./shared-log.ts";
@@ -33,6 +34,9 @@ export interface Env {
   BOOT_ID?: string;
   /** Bare workerd: the box host's key of the day for hashed client addresses (its environment, never a file). */
   PRIVACY_KEY?: string | null;
+  /** `[[functions]]` on bare workerd: the key of the functions' identity, and public addresses for their allow_hosts. */
+  FUNCTION_KEY?: string;
+  FUNCTION_INTERNET?: Fetcher;
 }
 
 /** `GB London (ENG) AS29518`: what the GeoIP knows, most general first; undefined when nothing. */
@@ -103,7 +107,16 @@ function appFor(env: Env, text: string, fleet: FleetGeoip | undefined) {
               })
             : undefined,
           control: env.CONTROL,
-          functions: { get: (binding) => (env as unknown as Record<string, Fetcher | undefined>)[binding] },
+          functions: {
+            get: (id) => {
+              const slot = functionsFile.slots[id];
+              return slot === undefined ? undefined : (env as unknown as Record<string, Fetcher | undefined>)[functionBinding(slot)];
+            },
+            key: env.FUNCTION_KEY,
+            internet: env.FUNCTION_INTERNET,
+            version: (id) => functionsFile.versions[id],
+            processes: () => functionsFile.processes,
+          },
           geoInfo: geo ? (ip) => geo.lookup(ip)?.info : undefined,
           bootId: env.BOOT_ID,
           configDigest: configDigest(text),
@@ -138,6 +151,8 @@ async function configText(env: Env): Promise<string> {
   const res = await env.CONFIG_DIR.fetch("http://config/cdn.toml").catch(() => undefined);
   const text = res?.ok ? await res.text() : (await res?.body?.cancel(), undefined);
   fileText = { text: text ?? fileText?.text ?? env.CDN_CONFIG ?? embeddedConfigText, at: Date.now() };
+  // Read after cdn.toml: the host writes it first, so a function new in this text already has its slot.
+  if (env.FUNCTION_KEY !== undefined) functionsFile = (await readJson(env.CONFIG_DIR, FUNCTION_SLOTS_FILE)) ?? functionsFile;
   return fileText.text;
 }
 
@@ -178,6 +193,15 @@ async function fleetGeoipOf(env: Env): Promise<FleetGeoip | undefined> {
   })();
   await state.loading;
   return state.loaded;
+}
+
+/** `[[functions]]` on bare workerd: which FN_<slot> binding runs each function, its version, its figures. */
+let functionsFile: FunctionsFile = { slots: {}, versions: {}, processes: [] };
+
+async function readJson<T>(dir: Fetcher, name: string): Promise<T | undefined> {
+  const res = await dir.fetch(`http://config/${name}`).catch(() => undefined);
+  if (!res?.ok) return void (await res?.body?.cancel());
+  return (await res.json().catch(() => undefined)) as T | undefined;
 }
 
 const misconfigured = (error: Error) =>

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { parseConfig } from "../config/config.ts";
 import { functionCf } from "./cf.ts";
+import { functionIdentity, functionToken } from "./identity.ts";
 import { functionFor, hostMatches } from "./match.ts";
 import { outboundDecision } from "./outbound.ts";
 import { cpuMsFromStat, Watchdog } from "./watchdog.ts";
@@ -113,5 +114,17 @@ describe("[[functions]] in cdn.toml", () => {
   it("defaults", () => {
     const [f] = parseConfig('[[functions]]\nid = "www"\nhosts = ["WWW.Example.org"]\nmodule = "w.ts"\n').functions;
     expect(f).toMatchObject({ hosts: ["www.example.org"], path: "/", on_error: "503", cpu_ms: 500, timeout_ms: 30_000, memory_mb: 128, vars: {}, allow_hosts: [] });
+  });
+});
+
+describe("a function's identity on its fetch() back to the edge", () => {
+  it("the edge knows a function by the token the box's key gives it; another function's id or a wrong token is nobody", async () => {
+    const identify = functionIdentity("box-key");
+    const www = await functionToken("box-key", "www");
+    expect(await identify(`www ${www}`)).toBe("www");
+    expect(await identify(`api ${www}`)).toBeUndefined();
+    expect(await identify(`www ${await functionToken("other-key", "www")}`)).toBeUndefined();
+    expect(await identify("www")).toBeUndefined();
+    expect(await identify(null)).toBeUndefined();
   });
 });

@@ -6,20 +6,18 @@ describe("a function process's workerd config", () => {
     id: "www",
     compatibilityDate: "2026-11-01",
     compatibilityFlags: ["nodejs_compat"],
-    files: { harness: "harness.js", gate: "gate.js", module: "function.js" },
+    files: { harness: "harness.js", module: "function.js" },
     address: "unix:/run/fn/www.sock",
     engineAddress: "unix:/run/fn/engine.sock",
+    identity: "www 0a1b",
     vars: { GREETING: "hi", KEY: "from vars" },
     secrets: { KEY: 'se"cret' },
-    hosts: ["www.example.org"],
-    allowHosts: ["api.example.com"],
     memoryMb: 64,
   });
-  it("the function's only way out is its gate; the gate reaches the engine and public addresses", () => {
-    expect(text).toMatch(/globalOutbound = "gate"/);
-    expect(text).toMatch(/\(name = "engine", external = \(address = "unix:\/run\/fn\/engine.sock"/);
-    expect(text).toMatch(/\(name = "internet", network = \(allow = \["public"\]/);
-    expect(text).toMatch(/\(name = "HOSTS", json = "\[\\"www.example.org\\"\]"\)/);
+  it("the function's only way out is the edge's socket for functions, its identity injected in every request", () => {
+    expect(text).toMatch(/globalOutbound = "engine"/);
+    expect(text).toContain('(name = "engine", external = (address = "unix:/run/fn/engine.sock", http = (style = proxy, injectRequestHeaders = [(name = "x-parrot-function", value = "www 0a1b")])))');
+    expect(text).not.toMatch(/network =/);
   });
   it("request.cf only from its own socket's internal header; the heap bounded", () => {
     expect(text).toMatch(/address = "unix:\/run\/fn\/www.sock", http = \(cfBlobHeader = "x-parrot-cf"/);

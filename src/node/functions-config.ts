@@ -4,27 +4,27 @@
  *
  *   socket "function" (unix, in the run directory; cfBlobHeader: only the edge reaches it) → worker "function"
  *   function: the harness (main) + the site's bundled module, its vars and secrets, nothing else;
- *             globalOutbound "gate" (its only way out)
- *   gate:     ENGINE = the edge's unix socket for functions (through the cache), INTERNET = public addresses only
+ *             globalOutbound "engine" (its only way out): the edge's unix socket for functions, with the function's
+ *             identity injected into each request (the edge is its gate: its hosts through the cache, allow_hosts
+ *             to public addresses, the rest refused; src/edge/functions.ts functionOutbound)
  *   v8Flags:  --max-old-space-size (the heap bound: above it V8 ends the process, the host starts it again)
  */
-import { FUNCTION_CF_HEADER, FUNCTION_PROTO_HEADER } from "../contracts/functions.ts";
+import { FUNCTION_CF_HEADER, FUNCTION_ID_HEADER, FUNCTION_PROTO_HEADER } from "../contracts/functions.ts";
 import { capnpString } from "./workerd-config.ts";
 
 export interface FunctionProcessInput {
   id: string;
   compatibilityDate: string;
   compatibilityFlags: string[];
-  /** Files next to the config: the harness, the gate, the site's bundled module. */
-  files: { harness: string; gate: string; module: string };
+  /** Files next to the config: the harness and the site's bundled module. */
+  files: { harness: string; module: string };
   /** `unix:/path` the process listens on (the edge's binding names it). */
   address: string;
-  /** `unix:/path` of the edge's socket for functions. */
+  /** `unix:/path` of the edge's socket for functions, and the function's identity there (`<id> <token>`). */
   engineAddress: string;
+  identity: string;
   vars: Record<string, string>;
   secrets: Record<string, string>;
-  hosts: string[];
-  allowHosts: string[];
   memoryMb: number;
 }
 
@@ -41,10 +41,7 @@ using Workerd = import "/workerd/workerd.capnp";
 const config :Workerd.Config = (
   services = [
     (name = "function", worker = .functionWorker),
-    (name = "gate", worker = .gateWorker),
-    (name = "engine", external = (address = ${capnpString(input.engineAddress)}, http = ())),
-    (name = "internet", network = (allow = ["public"], tlsOptions = (trustBrowserCas = true))),
-    (name = "nowhere", network = (allow = [])),
+    (name = "engine", external = (address = ${capnpString(input.engineAddress)}, http = (style = proxy, injectRequestHeaders = [(name = ${capnpString(FUNCTION_ID_HEADER)}, value = ${capnpString(input.identity)})]))),
   ],
   sockets = [
     (name = "function", address = ${capnpString(input.address)}, http = (cfBlobHeader = ${capnpString(FUNCTION_CF_HEADER)}, forwardedProtoHeader = ${capnpString(FUNCTION_PROTO_HEADER)}), service = "function"),
@@ -61,19 +58,7 @@ const functionWorker :Workerd.Worker = (
   compatibilityFlags = [${input.compatibilityFlags.map(capnpString).join(", ")}],
   bindings = [
 ${bindings}  ],
-  globalOutbound = "gate",
-);
-
-const gateWorker :Workerd.Worker = (
-  modules = [(name = "gate.js", esModule = embed ${capnpString(input.files.gate)})],
-  compatibilityDate = ${capnpString(input.compatibilityDate)},
-  bindings = [
-    (name = "ENGINE", service = "engine"),
-    (name = "INTERNET", service = "internet"),
-    (name = "HOSTS", json = ${capnpString(JSON.stringify(input.hosts))}),
-    (name = "ALLOW_HOSTS", json = ${capnpString(JSON.stringify(input.allowHosts))}),
-  ],
-  globalOutbound = "nowhere",
+  globalOutbound = "engine",
 );
 `;
 }

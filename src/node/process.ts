@@ -93,7 +93,8 @@ export interface Kept {
   readonly current: ChildProcess;
   /** Times it was started again. */
   readonly restarts: number;
-  stop(): Promise<void>;
+  /** TERM (KILL after `graceMs`, default 5 s); not started again. */
+  stop(graceMs?: number): Promise<void>;
 }
 
 /**
@@ -138,9 +139,9 @@ export function keepRunning(
     get restarts() {
       return restarts;
     },
-    stop() {
+    stop(graceMs) {
       stopping = true;
-      return stopProcess(current, { group: spec.group });
+      return stopProcess(current, { group: spec.group, graceMs });
     },
   };
 }

@@ -31,13 +31,16 @@ describe("workerd config", () => {
     expect(c).not.toMatch(/cfBlobHeader/);
   });
 
-  it("with [[functions]]: each function's process bound as FN_<id>, their way back in on a socket of its own (no cfBlobHeader on the edge)", () => {
-    const c = gen('origin = "https://origin.example.org"', { functions: [{ id: "www", address: "unix:/run/fn/www.sock" }] });
-    expect(c).toContain('(name = "fn-www", external = (address = "unix:/run/fn/www.sock", http = ())),');
-    expect(c).toContain('(name = "FN_www", service = "fn-www")');
-    expect(c).toContain('(name = "functions", http = (), service = (name = "edge", entrypoint = "fromFunction")),');
+  it("with [[functions]]: a binding FN_<k> per slot, the key and public addresses for the functions' gate, their way back in on a socket of its own (proxy style, no cfBlobHeader on the edge)", () => {
+    const c = gen('origin = "https://origin.example.org"', { functionSlots: ["unix:/run/fn/slot-0.sock", "unix:/run/fn/slot-1.sock"], functionKey: "k3y" });
+    expect(c).toContain('(name = "fn-1", external = (address = "unix:/run/fn/slot-1.sock", http = ())),');
+    expect(c).toContain('(name = "FN_0", service = "fn-0")');
+    expect(c).toContain('(name = "FN_1", service = "fn-1")');
+    expect(c).toContain('(name = "FUNCTION_KEY", text = "k3y")');
+    expect(c).toContain('(name = "fn-internet", network = (allow = ["public"]');
+    expect(c).toContain('(name = "functions", http = (style = proxy), service = (name = "edge", entrypoint = "fromFunction")),');
     expect(c).not.toMatch(/cfBlobHeader/);
-    expect(gen('origin = "https://origin.example.org"')).not.toMatch(/fromFunction|FN_/);
+    expect(gen('origin = "https://origin.example.org"')).not.toMatch(/fromFunction|FN_|FUNCTION_/);
   });
 
   it("with [control]: the box's agent as an external service bound as CONTROL, and the box start id as BOOT_ID", () => {

@@ -45,10 +45,13 @@ export interface WorkerdEdgeConfigInput {
   /** Behind the front door (loopback only): the request URL takes its scheme from this header. */
   forwardedProtoHeader?: string;
   /**
-   * `[[functions]]`: each function's process (`unix:/path`), bound as FN_<id>, and the socket the functions' fetch()
-   * comes back on (`--socket-fd functions=N`, served by the edge worker's `fromFunction` entrypoint).
+   * `[[functions]]`: the slots for function processes (`unix:/path` each, bound as FN_<k>; functions.json beside the
+   * edge's cdn.toml says which function is in which slot, functions-host.ts), and the socket the functions' fetch()
+   * comes back on (`--socket-fd functions=N`, served by the edge worker's `fromFunction` entrypoint, which checks
+   * each request's identity with `functionKey` and sends `allow_hosts` fetches out by FUNCTION_INTERNET).
    */
-  functions?: { id: string; address: string }[];
+  functionSlots?: string[];
+  functionKey?: string;
 }
 
 export type GeoBinding = "GEOIP_CITY" | "GEOIP_CITY_V6" | "GEOIP_ASN" | "GEOIP_ASN_V6";
@@ -113,11 +116,14 @@ export function workerdEdgeConfig(input: WorkerdEdgeConfigInput): string {
   const controlBindings = input.control
     ? `,\n    (name = "CONTROL", service = "control"),\n    (name = "BOOT_ID", text = ${capnpString(input.control.bootId)})`
     : "";
-  const fns = input.functions ?? [];
-  const fnServices = fns.map((f) => `    (name = ${capnpString(`fn-${f.id}`)}, external = (address = ${capnpString(f.address)}, http = ())),\n`).join("");
-  const fnBindings = fns.map((f) => `,\n    (name = ${capnpString(functionBinding(f.id))}, service = ${capnpString(`fn-${f.id}`)})`).join("");
-  // The functions' way back in: only their processes reach it (a unix socket in the run directory).
-  const fnSocket = fns.length ? `\n    (name = "functions", http = (), service = (name = "edge", entrypoint = "fromFunction")),` : "";
+  const fns = input.functionSlots ?? [];
+  const fnServices = fns.map((address, k) => `    (name = "fn-${k}", external = (address = ${capnpString(address)}, http = ())),\n`).join("");
+  const fnBindings = fns.map((_, k) => `,\n    (name = ${capnpString(functionBinding(k))}, service = "fn-${k}")`).join("") +
+    (fns.length ? `,\n    (name = "FUNCTION_KEY", text = ${capnpString(input.functionKey ?? "")}),\n    (name = "FUNCTION_INTERNET", service = "fn-internet")` : "");
+  const fnInternet = fns.length ? `    (name = "fn-internet", network = (allow = ["public"], tlsOptions = (trustBrowserCas = true))),\n` : "";
+  // The functions' way back in: only their processes reach it (a unix socket in the run directory). Proxy style:
+  // the request line carries the whole URL, so an https URL stays https (allow_hosts, the cache key).
+  const fnSocket = fns.length ? `\n    (name = "functions", http = (style = proxy), service = (name = "edge", entrypoint = "fromFunction")),` : "";
   const geo = Object.entries(input.geoip ?? {})
     .filter(([, f]) => f)
     .map(([name, f]) => `,\n    (name = ${capnpString(name)}, data = embed ${capnpString(f!)})`)
@@ -128,7 +134,7 @@ using Workerd = import "/workerd/workerd.capnp";
 const config :Workerd.Config = (
   services = [
     (name = "edge", worker = .edgeWorker),
-${storeServices}${storeRead}${control}${configDir}${fnServices}    (name = "origin-net", network = (allow = ${allow}, tlsOptions = (trustBrowserCas = true))),
+${storeServices}${storeRead}${control}${configDir}${fnServices}${fnInternet}    (name = "origin-net", network = (allow = ${allow}, tlsOptions = (trustBrowserCas = true))),
   ],
   sockets = [
     (name = "http", ${address}${socketKind}, service = "edge"),${fnSocket}

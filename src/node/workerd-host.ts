@@ -19,6 +19,7 @@ import { createServer, type AddressInfo, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { EdgeConfig } from "../config/edge-schema.ts";
+import { FUNCTION_SLOTS_FILE } from "../contracts/functions.ts";
 import { STATS_PATH } from "../contracts/store.ts";
 import { HEALTH_PATH } from "../contracts/well-known.ts";
 import { scanStore } from "../store/scan.ts";
@@ -26,7 +27,7 @@ import { bundleWorker, ROOT } from "./bundle.ts";
 import { configFromText, configPath, type ConfigFile } from "./config-file.ts";
 import { wranglerCompat, type RunningEdge } from "./edge-host.ts";
 import { exited, keepRunning, shellLoop, stopProcess, type Kept } from "./process.ts";
-import { openEngineSocket, prepareFunctions, startFunctions, waitFunctionsReady, type PreparedFunctions, type RunningFunctions } from "./functions-host.ts";
+import { openEngineSocket, prepareFunctions, slotSocket, startFunctions, type PreparedFunctions, type RunningFunctions } from "./functions-host.ts";
 import { workerdEdgeConfig, workerdStoreConfig, type GeoBinding, type WorkerdEdgeConfigInput } from "./workerd-config.ts";
 
 export interface WorkerdEdgeOptions {
@@ -106,7 +107,7 @@ export async function startEdgeWorkerd(opts: WorkerdEdgeOptions): Promise<Runnin
   const loops: ChildProcess[] = [];
   // [[functions]]: their processes, and the edge's socket for their fetch() (fd 4 of every edge process).
   const engineSocket = run.functions ? await openEngineSocket(run.functions.engineSocket) : undefined;
-  const functions = run.functions ? startFunctions(run.functions, run.runDir, wranglerCompat(), log) : undefined;
+  const functions = run.functions ? startFunctions(run.functions, run.runDir, wranglerCompat(), log, join(run.runDir, "config", FUNCTION_SLOTS_FILE)) : undefined;
   const stopAll = async () => {
     await Promise.all(loops.map((l) => stopProcess(l, { group: true })));
     await functions?.stop();
@@ -175,7 +176,7 @@ export async function startEdgeWorkerd(opts: WorkerdEdgeOptions): Promise<Runnin
     for (let i = 0; i < 600 && edgePids().length < loops.length; i++) await sleep(50);
     if (!store) writeFileSync(join(run.runDir, "workerd.pid"), String(edgePids()[0]));
     if (run.functions) {
-      for (const id of await waitFunctionsReady(run.functions)) log(`function ${id}: its workerd is not answering yet (its site gets its on_error meanwhile)\n`);
+      for (const id of await functions!.ready()) log(`function ${id}: its workerd is not answering yet (its site gets its on_error meanwhile)\n`);
     }
   } catch (err) {
     await stopAll();
@@ -298,7 +299,8 @@ async function prepareRunDir(file: ConfigFile, opts: WorkerdEdgeOptions): Promis
       geoip,
       control,
       forwardedProtoHeader: opts.forwardedProtoHeader,
-      functions: functions?.functions.map((f) => ({ id: f.id, address: `unix:${f.socket}` })),
+      functionSlots: functions ? Array.from({ length: functions.slots }, (_, k) => `unix:${slotSocket(functions.socketDir, k)}`) : undefined,
+      functionKey: functions?.key,
     }),
   );
   return { edge, storeDir, runDir, processes, edgeConfig, storeConfig, storeSocket, scheme: files.tlsCert ? "https" : "http", recovered, functions };

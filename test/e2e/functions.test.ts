@@ -74,7 +74,7 @@ beforeAll(async () => {
   const configText = `[edge]
 name = "test-colo"
 origin = "${served.url}"
-access_log = false
+access_log = true
 trusted_proxies = ["127.0.0.1"]
 [admin]
 token = "${TOKEN}"
@@ -243,6 +243,34 @@ describe("metrics", () => {
     // The killed request, and the requests made while its process started again.
     expect(value("loop", "down")).toBeGreaterThanOrEqual(1);
     expect(value("loop", "answered")).toBeGreaterThanOrEqual(1);
+  });
+});
+
+describe("observability", () => {
+  it("CPU time and watchdog kills per function and version in the metrics", async () => {
+    const figures = await waitFor(async () => {
+      const text = await (await fetch(`${edge.url}/.well-known/cdn/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } })).text();
+      const of = (name: string) => Number(new RegExp(`^parrot_edge_function_${name}\\{function="loop",version="[^"]*/loop\\.js"\\} (\\S+)$`, "m").exec(text)?.[1] ?? 0);
+      const kills = of("watchdog_kills_total");
+      return kills >= 1 ? { kills, cpu: of("cpu_seconds_total"), text } : undefined;
+    }, 20_000);
+    expect(figures?.value.kills).toBeGreaterThanOrEqual(1);
+    // The killed process spent its budget (cpu_ms) before the kill.
+    expect(figures?.value.cpu).toBeGreaterThanOrEqual((LOOP_CPU_MS * 0.9) / 1000);
+    expect(figures?.value.text).toMatch(/^parrot_edge_function_watchdog_kills_total\{function="redirect",version="[^"]*\/redirect\.js"\} 0$/m);
+  });
+
+  it("an access-log line for each answer a function made itself, with the function and its version; a pass-through is logged by the cache", async () => {
+    await get("redirect.test", "/old/logged");
+    await get("rewrite.test", "/logged-through-cache");
+    const lines = await waitFor(async () => {
+      const all = logs.join("").split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as Record<string, unknown>);
+      return all.some((l) => l.path === "/old/logged") && all.some((l) => l.path === "/logged-through-cache") ? all : undefined;
+    }, 10_000);
+    const own = lines?.value.filter((l) => l.path === "/old/logged");
+    expect(own).toEqual([expect.objectContaining({ host: "redirect.test", status: 301, cache_status: null, function: "redirect", function_version: expect.stringMatching(/\/redirect\.js$/) })]);
+    // The rewrite function's answer came through the cache: its fetch() is the line (MISS), none of its own.
+    expect(lines?.value.filter((l) => l.path === "/logged-through-cache")).toEqual([expect.objectContaining({ cache_status: "MISS" })]);
   });
 });
 
