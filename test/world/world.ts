@@ -23,10 +23,11 @@
  * are named pw-*, its owner's pid is in /run/parrot-world.pid).
  */
 import { spawn, execFile, type ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, createWriteStream } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, createWriteStream } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
+import { natsServerConfig } from "../../src/control/nats-server.ts";
 
 const exec = promisify(execFile);
 export const ROOT = resolve(import.meta.dirname, "../..");
@@ -62,6 +63,8 @@ export const HTTP_PORT = 8080;
 export const TOKEN = "parrot-world-admin-token-0123456789";
 export const EDGE_AS = 64512;
 export const ORIGIN = "10.2.0.80";
+export const NATS_TOKEN = "parrot-world-nats-token-0123456789";
+const NATS = { client: 4222, route: 6222, http: 8222 };
 
 export const addr = {
   router: (r: Region) => `10.${r.n}.0.1`,
@@ -100,6 +103,7 @@ export async function worldUnavailable(): Promise<string | undefined> {
     ["/usr/bin/setpriv", "util-linux (setpriv)"],
     ["/usr/bin/dig", "bind9-dnsutils (dig)"],
     ["/usr/bin/curl", "curl"],
+    ["/usr/sbin/nats-server", "nats-server"],
   ];
   for (const [path, what] of need) if (!existsSync(path)) return `${what} is not installed`;
   try {
@@ -180,6 +184,16 @@ export function startIn(netns: string | undefined, name: string, argv: string[],
   });
 }
 
+/** Polls `fn` every 200 ms until it is true, for at most `ms`; whether it became true. */
+export async function waitUntil(fn: () => Promise<boolean>, ms: number, everyMs = 200): Promise<boolean> {
+  const deadline = performance.now() + ms;
+  for (;;) {
+    if (await fn().catch(() => false)) return true;
+    if (performance.now() > deadline) return false;
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
 /** Runs a command in a namespace; resolves with stdout (never rejects: an error is in `code`). */
 export function runIn(netns: string, argv: string[], timeoutMs = 20_000): Promise<{ out: string; code: number }> {
   return new Promise((done) => {
@@ -244,6 +258,8 @@ export interface World {
   /** Sets a link's RTT and loss (both directions) from now on. */
   shapeLink(name: string, shape: { rttMs?: number; loss?: number }): Promise<void>;
   birdc(r: Region, ...args: string[]): Promise<string>;
+  /** Starts region r's edge box (again), resolving once it says it is ready. */
+  startEdge(r: Region): Promise<void>;
   destroy(): Promise<void>;
 }
 
@@ -269,6 +285,11 @@ store_dir = "${join(dir, `store-${r.id}`)}"
 [admin]
 token = "${TOKEN}"
 metrics_public = true
+
+[control]
+servers = [${[r, ...REGIONS.filter((o) => o !== r)].map((o) => `"nats://${addr.dns(o)}:${NATS.client}"`).join(", ")}]
+token = "${NATS_TOKEN}"
+replicas = 3
 
 [anycast]
 service = "edge"
@@ -355,6 +376,13 @@ export async function buildWorld(opts: { log?: (s: string) => void } = {}): Prom
   const dir = mkdtempSync(join(tmpdir(), "parrot-world-"));
   const procs = new Map<string, Proc>();
   let links: Proc | undefined;
+  const log = (name: string) => join(dir, `${name}.log`);
+  const startEdge = async (r: Region) => {
+    procs.set(
+      `edge-${r.id}`,
+      await startIn(ns.edge(r), `edge-${r.id}`, [process.execPath, "scripts/edge.ts", "--config", join(dir, `edge-${r.id}.toml`), "--host", "0.0.0.0", "--port", String(HTTP_PORT)], /edge ready: /, log(`edge-${r.id}`), 120_000),
+    );
+  };
   const destroy = async () => {
     await Promise.allSettled([...procs.values()].reverse().map((p) => p.stop()));
     if (links) {
@@ -362,11 +390,11 @@ export async function buildWorld(opts: { log?: (s: string) => void } = {}): Prom
       await links.stop();
     }
     await removeWorldNamespaces();
-    rmSync(dir, { recursive: true, force: true });
+    if (process.env.WORLD_KEEP_LOGS) console.log(`world: logs kept in ${dir}`);
+    else rmSync(dir, { recursive: true, force: true });
     if (existsSync(PID_FILE) && readFileSync(PID_FILE, "utf8").trim() === String(process.pid)) rmSync(PID_FILE, { force: true });
   };
   try {
-    const log = (name: string) => join(dir, `${name}.log`);
     // Namespaces and the regions' LANs.
     const hosts = (r: Region) =>
       [
@@ -424,6 +452,22 @@ export async function buildWorld(opts: { log?: (s: string) => void } = {}): Prom
         await startIn(ns.router(r), `router-${r.id}`, ["/usr/sbin/bird", "-f", "-c", join(dir, `router-${r.id}.conf`), "-s", join(dir, `router-${r.id}.ctl`)], undefined, log(`router-${r.id}`)),
       );
     }
+    // The control plane: one JetStream server per region (beside its DNS node), routed to each other over the long links.
+    const routes = REGIONS.map((o) => `nats-route://${addr.dns(o)}:${NATS.route}`);
+    await Promise.all(
+      REGIONS.map(async (r) => {
+        const natsDir = join(dir, `nats-${r.id}`);
+        mkdirSync(natsDir, { recursive: true });
+        const conf = natsServerConfig({ dir: natsDir, serverName: r.id, host: addr.dns(r), port: NATS.client, httpPort: NATS.http, token: NATS_TOKEN, cluster: { name: "world", port: NATS.route, routes } });
+        writeFileSync(join(natsDir, "nats.conf"), conf);
+        procs.set(`nats-${r.id}`, await startIn(ns.dns(r), `nats-${r.id}`, ["nats-server", "-c", join(natsDir, "nats.conf")], /Server is ready/, log(`nats-${r.id}`)));
+      }),
+    );
+    for (const r of REGIONS) {
+      const healthy = await waitUntil(async () => (await runIn(ns.dns(r), ["curl", "-sf", "--max-time", "2", `http://${addr.dns(r)}:${NATS.http}/healthz`])).code === 0, 60_000);
+      if (!healthy) throw new Error(`nats-server ${r.id} has no healthy JetStream within 60 s:\n${procs.get(`nats-${r.id}`)!.output().slice(-2000)}`);
+    }
+    say("world: NATS JetStream cluster across the regions up");
     procs.set("origin", await startIn(ns.origin, "origin", [process.execPath, "scripts/demo-origin.ts", "--host", ORIGIN, "--port", String(HTTP_PORT)], /demo origin ready/, log("origin")));
     writeFileSync(join(dir, "dns.toml"), dnsToml());
     const starts: Promise<void>[] = [];
@@ -435,13 +479,8 @@ export async function buildWorld(opts: { log?: (s: string) => void } = {}): Prom
     }
     await Promise.all(starts);
     say("world: routers, origin and DNS nodes up");
-    for (const r of REGIONS) {
-      // One at a time: three workerd builds at once on a 2-core machine only take longer.
-      procs.set(
-        `edge-${r.id}`,
-        await startIn(ns.edge(r), `edge-${r.id}`, [process.execPath, "scripts/edge.ts", "--config", join(dir, `edge-${r.id}.toml`), "--host", "0.0.0.0", "--port", String(HTTP_PORT)], /edge ready: /, log(`edge-${r.id}`), 120_000),
-      );
-    }
+    // One at a time: three workerd builds at once on a 2-core machine only take longer.
+    for (const r of REGIONS) await startEdge(r);
     say("world: edge boxes up");
   } catch (err) {
     await destroy();
@@ -470,6 +509,7 @@ export async function buildWorld(opts: { log?: (s: string) => void } = {}): Prom
       const { stdout } = await exec("birdc", ["-s", join(dir, `router-${r.id}.ctl`), ...args]);
       return stdout;
     },
+    startEdge,
     destroy,
   };
 }
