@@ -232,7 +232,7 @@ export function report(o: { nearest?: NearestRow[]; purge?: PurgeResult; failove
 
 /**
  * Waits (bounded) until the world is steady: every router's BGP sessions are up and it routes the anycast prefix to
- * its own edge, every region's client is sent to its own edge by DNS and reaches it by anycast.
+ * its own edge, every DNS node's probes see every edge up, and every region's client is served through anycast.
  */
 export async function settle(w: World, ms = 90_000): Promise<void> {
   const deadline = performance.now() + ms;
@@ -244,10 +244,12 @@ export async function settle(w: World, ms = 90_000): Promise<void> {
       const bgp = protocols.split("\n").filter((l) => /\bBGP\b/.test(l));
       const sessionsUp = bgp.length === REGIONS.length && bgp.every((l) => /Established/.test(l));
       const own = new RegExp(`\\*.*\\n\\s*via ${addr.edge(r).replace(/\./g, "\\.")} `).test(route);
-      const dns = sessionsUp && own ? await resolveFrom(r) : undefined;
-      const any = dns?.addresses[0] === addr.edge(r) ? await curlFrom(r, `http://${ANYCAST}:${HTTP_PORT}/img/logo.png`) : undefined;
-      if (any?.ok && any.edge === r.id) break;
-      last = `${r.id}: sessions ${sessionsUp ? "up" : `not all up:\n${bgp.join("\n")}`}; anycast via own edge: ${own}; DNS: ${dns?.addresses.join(",") ?? "-"}; anycast reached: ${any?.edge ?? "-"}`;
+      const status = await runIn(ns.client(r), ["curl", "-s", "--max-time", "2", `http://${addr.dns(r)}:8053/status.json`]);
+      const states = ((JSON.parse(status.out || "{}") as { edges?: { name: string; state: string }[] }).edges ?? []).map((e) => `${e.name} ${e.state}`);
+      const edgesUp = states.length === REGIONS.length && states.every((s) => s.endsWith(" up"));
+      const any = sessionsUp && own && edgesUp ? await curlFrom(r, `http://${ANYCAST}:${HTTP_PORT}/img/logo.png`) : undefined;
+      if (any?.ok) break;
+      last = `${r.id}: sessions ${sessionsUp ? "up" : `not all up:\n${bgp.join("\n")}`}; anycast via own edge: ${own}; DNS node sees: ${states.join(", ")}; anycast: ${any?.code ?? "-"}`;
       if (performance.now() > deadline) throw new Error(`the world did not settle within ${ms} ms: ${last}`);
       await new Promise((res) => setTimeout(res, 250));
     }
