@@ -26,7 +26,8 @@ try {
   console.log(report({ nearest }));
   const purge = await measurePurge(REGIONS[0]!, 10);
   console.log(report({ purge }));
-  const failover = [await measureFailover(world, REGIONS[0]!)];
+  // Two regions, so neither waits for the other's edge to come back.
+  const failover = [await measureFailover(world, REGIONS[2]!, "cut"), await measureFailover(world, REGIONS[0]!, "killed")];
   console.log(report({ failover }));
   await stop(0);
 } catch (err) {

@@ -102,23 +102,28 @@ export interface PathOutcome {
 
 export interface FailoverResult {
   region: string;
+  /** killed: the edge box SIGKILLed; cut: the box alive but its link to the region's router down (packets vanish). */
+  how: "killed" | "cut";
   dns: PathOutcome;
   anycast: PathOutcome;
 }
 
 /**
- * Kills region r's edge box (SIGKILL: its workerd, announcer and BIRD die with it) while its client keeps asking, a
- * request every 100 ms on each path: through DNS as a stub that keeps the first address for the answer's TTL, and
- * through the anycast address. Each path is done at 3 successes in a row after the kill, or at the deadline.
+ * Takes region r's edge away — kills its box (SIGKILL: its workerd, announcer and BIRD die with it), or cuts its
+ * link to the router (the box lives on, unreachable: nothing answers, nothing is refused) — while its client keeps
+ * asking, a request every 100 ms on each path: through DNS as a stub that keeps the first address for the answer's
+ * TTL, and through the anycast address. Each path is done at 3 successes in a row, or at the deadline. A cut is
+ * mended before this returns.
  */
-export async function measureFailover(w: World, r: Region, deadlineMs = 40_000): Promise<FailoverResult> {
+export async function measureFailover(w: World, r: Region, how: "killed" | "cut", deadlineMs = 40_000): Promise<FailoverResult> {
   const path = `/img/logo.png`;
   // Warm both paths, so "served" means the path works, not that the origin is far.
   const warm = await resolveFrom(r);
   await curlFrom(r, `http://${warm.addresses[0]}:${HTTP_PORT}${path}`);
   await curlFrom(r, `http://${ANYCAST}:${HTTP_PORT}${path}`);
   const t0 = performance.now();
-  await w.procs.get(`edge-${r.id}`)!.stop("SIGKILL");
+  if (how === "killed") await w.procs.get(`edge-${r.id}`)!.stop("SIGKILL");
+  else await w.cutEdge(r, true);
   const run = async (next: () => Promise<Fetched>): Promise<PathOutcome> => {
     const o: PathOutcome = { failed: 0, requests: 0, edge: "" };
     let streak = 0;
@@ -148,8 +153,12 @@ export async function measureFailover(w: World, r: Region, deadlineMs = 40_000):
     return curlFrom(r, `http://${cached.address}:${HTTP_PORT}${path}`, { maxTime: 1 });
   });
   const viaAnycast = run(() => curlFrom(r, `http://${ANYCAST}:${HTTP_PORT}${path}`, { maxTime: 1 }));
-  const [dns, anycast] = await Promise.all([viaDns, viaAnycast]);
-  return { region: r.id, dns, anycast };
+  try {
+    const [dns, anycast] = await Promise.all([viaDns, viaAnycast]);
+    return { region: r.id, how, dns, anycast };
+  } finally {
+    if (how === "cut") await w.cutEdge(r, false);
+  }
 }
 
 export interface PurgeResult {
@@ -219,12 +228,12 @@ export function report(o: { nearest?: NearestRow[]; purge?: PurgeResult; failove
   }
   if (o.failover) {
     out.push(
-      `Failover: the region's edge box killed (DNS TTL ${TIMING.dnsTtl} s, probes every ${TIMING.health.interval_ms} ms, down after ${TIMING.health.down_after}; anycast checks every ${TIMING.anycast.interval_ms} ms)`,
+      `Failover: the region's edge box killed, or cut off (DNS TTL ${TIMING.dnsTtl} s, probes every ${TIMING.health.interval_ms} ms, down after ${TIMING.health.down_after}; anycast checks every ${TIMING.anycast.interval_ms} ms, BGP hold time ${TIMING.anycast.hold_time} s)`,
       "",
-      "| region | DNS: served again after | failed requests | by | anycast: served again after | failed requests | by |",
-      "|---|---|---|---|---|---|---|",
+      "| region | edge | DNS: served again after | failed requests | by | anycast: served again after | failed requests | by |",
+      "|---|---|---|---|---|---|---|---|",
     );
-    for (const f of o.failover) out.push(`| ${f.region} | ${ms(f.dns.servedAfterMs)} | ${f.dns.failed}/${f.dns.requests} | ${f.dns.edge} | ${ms(f.anycast.servedAfterMs)} | ${f.anycast.failed}/${f.anycast.requests} | ${f.anycast.edge} |`);
+    for (const f of o.failover) out.push(`| ${f.region} | ${f.how} | ${ms(f.dns.servedAfterMs)} | ${f.dns.failed}/${f.dns.requests} | ${f.dns.edge} | ${ms(f.anycast.servedAfterMs)} | ${f.anycast.failed}/${f.anycast.requests} | ${f.anycast.edge} |`);
     out.push("");
   }
   return out.join("\n");

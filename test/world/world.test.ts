@@ -54,10 +54,24 @@ describe.skipIf(why !== undefined)("the world", () => {
     }
   }, 120_000);
 
+  it("an edge cut off (alive, unreachable): its region's clients are served again through anycast within the BGP hold time, through DNS after TTL + health", async () => {
+    const ap = REGIONS[2]!;
+    const f = await measureFailover(world, ap, "cut");
+    (measured.failover ??= []).push(f);
+    const h = TIMING.health;
+    expect(f.anycast.servedAfterMs, "anycast never served again").toBeDefined();
+    // Nothing tells the router: the session ends when the hold time runs out (the box's own checks pass).
+    expect(f.anycast.servedAfterMs!).toBeLessThan(TIMING.anycast.hold_time * 1000 + 3000);
+    expect(f.anycast.edge).toBe("us"); // ap's next nearest (188.4 ms against 348.8 ms to eu)
+    expect(f.dns.servedAfterMs, "DNS never served again").toBeDefined();
+    expect(f.dns.servedAfterMs!).toBeLessThan(TIMING.dnsTtl * 1000 + h.interval_ms * (h.down_after + 1) + h.timeout_ms + 3000);
+    expect(f.dns.edge).toBe("us");
+  }, 120_000);
+
   it("an edge killed: its region's clients are served by the next nearest edge, at once through anycast and after TTL + health through DNS", async () => {
     const eu = REGIONS[0]!;
-    const f = await measureFailover(world, eu);
-    measured.failover = [f];
+    const f = await measureFailover(world, eu, "killed");
+    (measured.failover ??= []).push(f);
     const a = TIMING.anycast;
     const h = TIMING.health;
     expect(f.anycast.servedAfterMs, "anycast never served again").toBeDefined();

@@ -90,7 +90,7 @@ const linkDev = (l: { a: string; b: string }, side: "a" | "b") => `${PREFIX}${si
 export const TIMING = {
   dnsTtl: 5,
   health: { interval_ms: 1000, timeout_ms: 900, down_after: 2, up_after: 2 },
-  anycast: { interval_ms: 500, timeout_ms: 400, down_after: 2, up_after: 2, withdraw_grace_ms: 500 },
+  anycast: { interval_ms: 500, timeout_ms: 400, down_after: 2, up_after: 2, withdraw_grace_ms: 500, hold_time: 9 },
 };
 
 /** Why the world cannot be built here (undefined: it can). Checks the capabilities, not the user id. */
@@ -258,6 +258,8 @@ export interface World {
   /** Sets a link's RTT and loss (both directions) from now on. */
   shapeLink(name: string, shape: { rttMs?: number; loss?: number }): Promise<void>;
   birdc(r: Region, ...args: string[]): Promise<string>;
+  /** Cuts (or mends) the link between region r's edge box and its router: the box lives on, unreachable. */
+  cutEdge(r: Region, cut: boolean): Promise<void>;
   /** Starts region r's edge box (again), resolving once it says it is ready. */
   startEdge(r: Region): Promise<void>;
   destroy(): Promise<void>;
@@ -309,6 +311,8 @@ name = "router"
 address = "${addr.router(r)}"
 as = ${65000 + r.n}
 local_address = "${addr.edge(r)}"
+# The router notices a box it can no longer reach only when this runs out (BIRD's default: 240 s).
+hold_time = ${t.hold_time}
 ${ipv4Edges()}`;
 }
 
@@ -510,6 +514,8 @@ export async function buildWorld(opts: { log?: (s: string) => void } = {}): Prom
       return stdout;
     },
     startEdge,
+    // h0 is the router's end of the edge's veth (hosts() lists the edge first).
+    cutEdge: (r, cut) => ip("-n", ns.router(r), "link", "set", "h0", cut ? "down" : "up"),
     destroy,
   };
 }
