@@ -23,11 +23,13 @@
  * are named pw-*, its owner's pid is in /run/parrot-world.pid).
  */
 import { spawn, execFile, type ChildProcess } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, createWriteStream } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, createWriteStream } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
 import { natsServerConfig } from "../../src/control/nats-server.ts";
+import { openGeoBytes } from "../../src/geoip/open.ts";
+import { parseIp } from "../../src/net/ip.ts";
 
 const exec = promisify(execFile);
 export const ROOT = resolve(import.meta.dirname, "../..");
@@ -86,6 +88,34 @@ const linkAddr = (l: { a: string; b: string }, side: "a" | "b") => `10.255.${reg
 /** The TUN device of link l in side's router (≤ 15 characters). */
 const linkDev = (l: { a: string; b: string }, side: "a" | "b") => `${PREFIX}${side === "a" ? l.a : l.b}-${side === "a" ? l.b : l.a}`;
 
+/**
+ * The world's GeoIP database (GeoIP2-City schema): each region's 10.n.0.0/16 at its city. Written by MaxMind's own
+ * writer (test/world/geoip.pl, Debian libmaxmind-db-writer-perl) with `node test/world/make-geoip.ts`, and kept as
+ * a fixture so the world needs no writer to run; checked against REGIONS at every build.
+ */
+export const GEOIP_FIXTURE = join(ROOT, "test/fixtures/world-geoip.mmdb");
+
+/** Writes the world's GeoIP database to `out` with geoip.pl. */
+export async function writeWorldGeoip(out: string): Promise<void> {
+  const tsv = REGIONS.map((r) => `10.${r.n}.0.0/16\t${r.city}\t${r.country}\t${r.continent}\t${r.lat}\t${r.lon}`).join("\n");
+  await new Promise<void>((ok, fail) => {
+    const p = execFile("perl", [join(ROOT, "test/world/geoip.pl"), out], (err, _o, e) => (err ? fail(new Error(`geoip.pl: ${e || err.message}`)) : ok()));
+    p.stdin!.end(`${tsv}\n`);
+  });
+  checkWorldGeoip(out);
+}
+
+/** Throws unless the database places every region's client at its city (the fixture matches REGIONS). */
+export function checkWorldGeoip(path: string): void {
+  const db = openGeoBytes(readFileSync(path));
+  for (const r of REGIONS) {
+    const ipText = `10.${r.n}.0.100`;
+    const hit = db.lookup(ipText, parseIp(ipText)!);
+    if (hit?.info.city !== r.city || hit.info.lat !== r.lat || hit.info.lon !== r.lon)
+      throw new Error(`${path} does not place ${ipText} in ${r.city} (${JSON.stringify(hit?.info)}): run node test/world/make-geoip.ts`);
+  }
+}
+
 /** Timings the world's boxes use; the DNS nodes probe across the long links. */
 export const TIMING = {
   dnsTtl: 5,
@@ -106,11 +136,6 @@ export async function worldUnavailable(): Promise<string | undefined> {
     ["/usr/sbin/nats-server", "nats-server"],
   ];
   for (const [path, what] of need) if (!existsSync(path)) return `${what} is not installed`;
-  try {
-    await exec("perl", ["-MMaxMind::DB::Writer::Tree", "-e", "1"]);
-  } catch {
-    return "MaxMind's mmdb writer is not installed (Debian: libmaxmind-db-writer-perl), needed for the world's GeoIP database";
-  }
   const probe = `${PREFIX}probe-${process.pid}`;
   try {
     await exec("ip", ["netns", "add", probe]);
@@ -354,7 +379,9 @@ function routerBird(r: Region): string {
   neighbor ${linkAddr(l, side === "a" ? "b" : "a")} as ${65000 + other.n};
   hold time 9; keepalive time 3;
   connect delay time 1; connect retry time 2; error wait time 1, 4;
-  ipv4 { import all; export all; };
+  # The nearer region first (local preference falls with the link's RTT), as a network's own costs would say;
+  # AS paths alone tie, and BGP would break the tie by router id, not by distance.
+  ipv4 { import filter { bgp_local_pref = ${1000 - Math.round(l.rttMs)}; accept; }; export all; };
 }`;
   });
   return `router id ${addr.router(r)};
@@ -367,7 +394,7 @@ protocol bgp edge {
   local ${addr.router(r)} as ${65000 + r.n};
   neighbor ${addr.edge(r)} as ${EDGE_AS};
   connect delay time 1; connect retry time 1; error wait time 1, 2;
-  ipv4 { import all; export none; };
+  ipv4 { import filter { bgp_local_pref = 1000; accept; }; export none; };
 }
 ${sessions.join("\n")}
 `;
@@ -442,12 +469,8 @@ export async function buildWorld(opts: { log?: (s: string) => void } = {}): Prom
       }
     }
     say("world: namespaces, LANs and long links up");
-    // The GeoIP database: each region's private network at its city.
-    const tsv = REGIONS.map((r) => `10.${r.n}.0.0/16\t${r.city}\t${r.country}\t${r.continent}\t${r.lat}\t${r.lon}`).join("\n");
-    await new Promise<void>((ok, fail) => {
-      const p = execFile("perl", [join(ROOT, "test/world/geoip.pl"), join(dir, "world.mmdb")], (err, _o, e) => (err ? fail(new Error(`geoip.pl: ${e || err.message}`)) : ok()));
-      p.stdin!.end(`${tsv}\n`);
-    });
+    checkWorldGeoip(GEOIP_FIXTURE);
+    copyFileSync(GEOIP_FIXTURE, join(dir, "world.mmdb"));
     // Routers (BIRD), the origin, DNS nodes and edge boxes.
     for (const r of REGIONS) {
       writeFileSync(join(dir, `router-${r.id}.conf`), routerBird(r));
@@ -483,8 +506,8 @@ export async function buildWorld(opts: { log?: (s: string) => void } = {}): Prom
     }
     await Promise.all(starts);
     say("world: routers, origin and DNS nodes up");
-    // One at a time: three workerd builds at once on a 2-core machine only take longer.
-    for (const r of REGIONS) await startEdge(r);
+    // At once: most of a box's start is waiting for its control agent's catch-up across the links.
+    await Promise.all(REGIONS.map((r) => startEdge(r)));
     say("world: edge boxes up");
   } catch (err) {
     await destroy();
