@@ -3,7 +3,7 @@
  * to and how far it is against the nearest possible, how long a region's clients go unserved when its edge dies
  * (through DNS and through anycast), and how long a purge takes to reach every edge across the long links.
  */
-import { addr, ANYCAST, HTTP_PORT, ns, REGIONS, runIn, TOKEN, TIMING, type Region, type World } from "./world.ts";
+import { addr, ANYCAST, HTTP_PORT, LINKS, ns, REGIONS, runIn, TOKEN, TIMING, type Region, type World } from "./world.ts";
 
 /** The Host every client sends, so every edge keys an object alike (and a purge by URL names it once). */
 export const SITE = "www.geo.example.org";
@@ -211,8 +211,12 @@ export async function measurePurge(from: Region, rounds: number): Promise<PurgeR
 const ms = (x: number | undefined) => (x === undefined || Number.isNaN(x) ? "—" : `${Math.round(x)} ms`);
 
 /** The report `npm run world` prints and the world test logs. */
-export function report(o: { nearest?: NearestRow[]; purge?: PurgeResult; failover?: FailoverResult[] }): string {
+export function report(o: { nearest?: NearestRow[]; purge?: PurgeResult; failover?: FailoverResult[]; loss?: LossResult }): string {
   const out: string[] = [];
+  if (o.loss) {
+    const seen = Object.entries(o.loss.downSeen).map(([node, edges]) => `${node}: ${edges.length ? edges.join(", ") : "none"}`).join("; ");
+    out.push(`Health under ${o.loss.loss * 100} % loss on every long link for ${o.loss.seconds} s (${o.loss.polls} polls of each DNS node): live edges taken out of answers — ${seen}`, "");
+  }
   if (o.nearest) {
     out.push("Nearest (RTT = TCP connect from the region's client, median of 3)", "", "| client in | RTT to each edge | DNS answers | its RTT | best edge | best RTT | asked far away, DNS answers | anycast reaches | its RTT |", "|---|---|---|---|---|---|---|---|---|");
     for (const n of o.nearest) {
@@ -263,4 +267,40 @@ export async function settle(w: World, ms = 90_000): Promise<void> {
       await new Promise((res) => setTimeout(res, 250));
     }
   }
+}
+
+export interface LossResult {
+  loss: number;
+  seconds: number;
+  /** Per DNS node: the edges it took out of its answers at some point while every edge was alive. */
+  downSeen: Record<string, string[]>;
+  /** Status polls per DNS node (every 500 ms). */
+  polls: number;
+}
+
+/**
+ * Loss on every long link for `seconds`: does any DNS node take a live edge out of its answers (health flapping)?
+ * Each region's DNS node's status page is polled every 500 ms from its own region. The links are clean again after.
+ */
+export async function measureHealthUnderLoss(w: World, loss: number, seconds: number): Promise<LossResult> {
+  const names = LINKS.map((l) => `${l.a}-${l.b}`);
+  const result: LossResult = { loss, seconds, downSeen: Object.fromEntries(REGIONS.map((r) => [r.id, []])), polls: 0 };
+  for (const name of names) await w.shapeLink(name, { loss });
+  try {
+    const end = performance.now() + seconds * 1000;
+    while (performance.now() < end) {
+      await Promise.all(
+        REGIONS.map(async (r) => {
+          const status = await runIn(ns.client(r), ["curl", "-s", "--max-time", "1", `http://${addr.dns(r)}:8053/status.json`]);
+          const edges = (JSON.parse(status.out || "{}") as { edges?: { name: string; state: string }[] }).edges ?? [];
+          for (const e of edges) if (e.state !== "up" && !result.downSeen[r.id]!.includes(e.name)) result.downSeen[r.id]!.push(e.name);
+        }),
+      );
+      result.polls++;
+      await new Promise((res) => setTimeout(res, 500));
+    }
+  } finally {
+    for (const name of names) await w.shapeLink(name, { loss: 0 });
+  }
+  return result;
 }

@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildWorld, LINKS, REGIONS, TIMING, worldUnavailable, type World } from "./world.ts";
-import { measureFailover, measureNearest, measurePurge, percentile, report, settle, type FailoverResult, type NearestRow, type PurgeResult } from "./measure.ts";
+import { measureFailover, measureHealthUnderLoss, measureNearest, measurePurge, percentile, report, settle, type FailoverResult, type LossResult, type NearestRow, type PurgeResult } from "./measure.ts";
 
 const why = await worldUnavailable();
 if (why) console.log(`world tests skipped: ${why}`);
@@ -17,7 +17,7 @@ const NOISE_MS = 40;
 
 describe.skipIf(why !== undefined)("the world", () => {
   let world: World;
-  const measured: { nearest?: NearestRow[]; purge?: PurgeResult; failover?: FailoverResult[] } = {};
+  const measured: { nearest?: NearestRow[]; purge?: PurgeResult; failover?: FailoverResult[]; loss?: LossResult } = {};
 
   beforeAll(async () => {
     world = await buildWorld({ log: (s) => console.log(s) });
@@ -52,6 +52,12 @@ describe.skipIf(why !== undefined)("the world", () => {
       // Publish (JetStream quorum across the links), delivery to the edge's agent, its batch: a few long RTTs.
       expect(percentile(xs, 99), `purge at ${edge}`).toBeLessThan(10 * longest + 1000);
     }
+  }, 120_000);
+
+  it("10 % loss on every long link for 15 s: no DNS node takes a live edge out of its answers (no health flapping)", async () => {
+    const l = (measured.loss = await measureHealthUnderLoss(world, 0.1, 15));
+    expect(l.polls).toBeGreaterThan(5);
+    expect(l.downSeen).toEqual(Object.fromEntries(REGIONS.map((r) => [r.id, []])));
   }, 120_000);
 
   it("an edge cut off (alive, unreachable): its region's clients are served again through anycast within the BGP hold time, through DNS after TTL + health", async () => {
