@@ -31,9 +31,13 @@ export async function curlFrom(r: Region, url: string, opts: { maxTime?: number;
   return { ok: n >= 200 && n < 400, code: n, connectMs: Number(connect) * 1000, totalMs: Number(total) * 1000, cache: cache ?? "", edge: via?.trim().split(" ").at(-1) ?? "" };
 }
 
-/** The director's A answer for region r's client, asked at `dnsOf`'s DNS node: addresses and TTL. */
-export async function resolveFrom(r: Region, dnsOf: Region = r): Promise<{ addresses: string[]; ttl: number }> {
-  const { out } = await runIn(ns.client(r), ["dig", "+noall", "+answer", "+tries=1", "+time=2", `@${addr.dns(dnsOf)}`, "director.geo.example.org", "A"]);
+/**
+ * The director's A answer for region r's client, asked at `dnsOf`'s DNS node: addresses and TTL. With `subnet`, the
+ * query carries EDNS Client Subnet as a resolver's does (the answer is then for that network, not for the sender).
+ */
+export async function resolveFrom(r: Region, dnsOf: Region = r, subnet?: string): Promise<{ addresses: string[]; ttl: number }> {
+  const ecs = subnet ? [`+subnet=${subnet}`] : [];
+  const { out } = await runIn(ns.client(r), ["dig", "+noall", "+answer", "+tries=1", "+time=2", ...ecs, `@${addr.dns(dnsOf)}`, "director.geo.example.org", "A"]);
   const rows = out.split("\n").map((l) => l.trim().split(/\s+/)).filter((c) => c[3] === "A");
   return { addresses: rows.map((c) => c[4]!), ttl: rows.length ? Number(rows[0]![1]) : 0 };
 }
@@ -53,6 +57,8 @@ export interface NearestRow {
   dnsRttMs: number;
   bestEdge: string;
   bestRttMs: number;
+  /** What the region's DNS node answers a resolver in the farthest region that asks for this region's network (ECS). */
+  ecsEdge: string;
   /** The edge anycast reaches from the region, and its RTT. */
   anycastEdge: string;
   anycastRttMs: number;
@@ -73,6 +79,8 @@ export async function measureNearest(): Promise<NearestRow[]> {
     const own = await resolveFrom(r);
     const far = REGIONS.filter((o) => o !== r).sort((a, b) => rttMs[b.id]! - rttMs[a.id]!)[0]!;
     const viaFar = await resolveFrom(r, far);
+    // A resolver in the farthest region asking on behalf of this region's clients: the answer follows the subnet.
+    const ecs = await resolveFrom(far, r, `10.${r.n}.0.0/24`);
     const anycast: Fetched[] = [];
     for (let i = 0; i < 3; i++) anycast.push(await curlFrom(r, `http://${ANYCAST}:${HTTP_PORT}/img/logo.png`));
     const dnsEdge = edgeOf(own.addresses[0] ?? "none");
@@ -80,6 +88,7 @@ export async function measureNearest(): Promise<NearestRow[]> {
       region: r.id,
       dnsEdge,
       farDnsEdge: edgeOf(viaFar.addresses[0] ?? "none"),
+      ecsEdge: edgeOf(ecs.addresses[0] ?? "none"),
       dnsRttMs: rttMs[dnsEdge] ?? Number.NaN,
       bestEdge: best,
       bestRttMs: rttMs[best]!,
@@ -218,10 +227,10 @@ export function report(o: { nearest?: NearestRow[]; purge?: PurgeResult; failove
     out.push(`Health under ${o.loss.loss * 100} % loss on every long link for ${o.loss.seconds} s (${o.loss.polls} polls of each DNS node): live edges taken out of answers — ${seen}`, "");
   }
   if (o.nearest) {
-    out.push("Nearest (RTT = TCP connect from the region's client, median of 3)", "", "| client in | RTT to each edge | DNS answers | its RTT | best edge | best RTT | asked far away, DNS answers | anycast reaches | its RTT |", "|---|---|---|---|---|---|---|---|---|");
+    out.push("Nearest (RTT = TCP connect from the region's client, median of 3)", "", "| client in | RTT to each edge | DNS answers | its RTT | best edge | best RTT | asked far away, DNS answers | asked by a far resolver with ECS | anycast reaches | its RTT |", "|---|---|---|---|---|---|---|---|---|---|");
     for (const n of o.nearest) {
       const all = Object.entries(n.rttMs).map(([e, x]) => `${e} ${Math.round(x)}`).join(" · ");
-      out.push(`| ${n.region} | ${all} | ${n.dnsEdge} | ${ms(n.dnsRttMs)} | ${n.bestEdge} | ${ms(n.bestRttMs)} | ${n.farDnsEdge} | ${n.anycastEdge} | ${ms(n.anycastRttMs)} |`);
+      out.push(`| ${n.region} | ${all} | ${n.dnsEdge} | ${ms(n.dnsRttMs)} | ${n.bestEdge} | ${ms(n.bestRttMs)} | ${n.farDnsEdge} | ${n.ecsEdge} | ${n.anycastEdge} | ${ms(n.anycastRttMs)} |`);
     }
     out.push("");
   }

@@ -29,7 +29,7 @@ describe.skipIf(why !== undefined)("the world", () => {
     await world?.destroy();
   }, 60_000);
 
-  it("the links carry their round-trip times; each client is sent to its nearest edge by DNS (by its source address, whichever DNS node it asks) and by anycast", async () => {
+  it("the links carry their round-trip times; each client is sent to its nearest edge by DNS (by its source address, whichever DNS node it asks; by ECS through a far resolver) and by anycast", async () => {
     const rows = (measured.nearest = await measureNearest());
     for (const row of rows) {
       for (const r of REGIONS) {
@@ -39,6 +39,7 @@ describe.skipIf(why !== undefined)("the world", () => {
       expect(row.bestEdge).toBe(row.region);
       expect(row.dnsEdge, `DNS answer for ${row.region}`).toBe(row.bestEdge);
       expect(row.farDnsEdge, `the farthest DNS node's answer for ${row.region}`).toBe(row.bestEdge);
+      expect(row.ecsEdge, `ECS for ${row.region}'s network from the farthest region`).toBe(row.bestEdge);
       expect(row.anycastEdge, `anycast from ${row.region}`).toBe(row.bestEdge);
       expect(row.dnsRttMs).toBeLessThanOrEqual(row.bestRttMs + NOISE_MS);
     }
