@@ -1,7 +1,7 @@
 /**
  * The CDN's promises in the world (test/world/world.ts): regions in network namespaces joined by links with real
  * round-trip times. Needs network namespaces, veth and TUN devices (root or CAP_NET_ADMIN, as in CI), BIRD,
- * nats-server and MaxMind's mmdb writer; without them the tests are skipped with the reason printed.
+ * nats-server, python3 and setpriv; without them the tests are skipped with the reason printed.
  * The report (the README's table) is printed at the end.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
