@@ -68,6 +68,19 @@ export default defineConfig({
           fileParallelism: false,
         },
       },
+      {
+        // The world: regions in network namespaces joined by emulated long links (test/world/world.ts); skipped
+        // with the reason printed where namespaces, BIRD, nats-server or the mmdb writer are missing.
+        plugins: [tomlAsText],
+        test: {
+          name: "world",
+          environment: "node",
+          include: ["test/world/**/*.test.ts"],
+          testTimeout: 120_000,
+          hookTimeout: 240_000,
+          fileParallelism: false,
+        },
+      },
     ],
   },
 });
