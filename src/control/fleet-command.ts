@@ -72,7 +72,8 @@ export function validatePush(text: string, source: string): CdnConfig {
   return config;
 }
 
-function by(): string {
+/** Who runs a fleet command (user@host), recorded with what it stores. */
+export function by(): string {
   try {
     return `${userInfo().username}@${hostname()}`;
   } catch {

@@ -4,7 +4,6 @@
  * `[geoip] fleet = true` swaps it in live; rollback points the fleet at the version before (still on every disk).
  */
 import { readFileSync } from "node:fs";
-import { hostname, userInfo } from "node:os";
 import type { CdnConfig } from "../config/config.ts";
 import { checkCityDatabase } from "../geoip/city-check.ts";
 import { FleetKv } from "./fleet-kv.ts";
@@ -12,16 +11,9 @@ import { parseRecord } from "./fleet.ts";
 import { describeGeoipStatus, geoipKeys, GeoipRecordSchema, GeoipStatusSchema, pushedRecord, rolledBackRecord, type GeoipRecord, type GeoipStatus } from "./geoip-fleet.ts";
 import { GeoipObjects, sha256Hex } from "./geoip-objects.ts";
 import { connectOnce } from "./nats.ts";
+import { by } from "./fleet-command.ts";
 
 type Say = (line: string) => void;
-
-function by(): string {
-  try {
-    return `${userInfo().username}@${hostname()}`;
-  } catch {
-    return hostname();
-  }
-}
 
 interface Session {
   kv: FleetKv;

@@ -103,16 +103,22 @@ export function encodeMirror(m: MirrorState, order: CatalogOrder, box: string, m
   return new TextEncoder().encode(text).length <= maxBytes ? text : JSON.stringify({ ...value, states: null });
 }
 
-/** A mirror's state from the bucket, checked: the value, or why it is not one. */
-export function decodeMirror(text: string): SharedMirror | string {
-  if (text.length > SHARED_MAX_VALUE_BYTES) return `larger than ${SHARED_MAX_VALUE_BYTES} bytes`;
-  let o: Record<string, unknown>;
+/** A bucket value as a JSON object, or why it is not one (too long, not JSON, not an object). */
+function jsonObject(text: string, maxLength: number): Record<string, unknown> | string {
+  if (text.length > maxLength) return `larger than ${maxLength} bytes`;
+  let o: unknown;
   try {
-    o = JSON.parse(text) as Record<string, unknown>;
+    o = JSON.parse(text);
   } catch {
     return "not JSON";
   }
-  if (!o || typeof o !== "object") return "not an object";
+  return o && typeof o === "object" && !Array.isArray(o) ? (o as Record<string, unknown>) : "not an object";
+}
+
+/** A mirror's state from the bucket, checked: the value, or why it is not one. */
+export function decodeMirror(text: string): SharedMirror | string {
+  const o = jsonObject(text, SHARED_MAX_VALUE_BYTES);
+  if (typeof o === "string") return o;
   if (o.v !== 1) return "v: not 1";
   for (const f of ["box", "mirror", "url", "catalog"] as const) if (typeof o[f] !== "string" || o[f] === "" || (o[f] as string).length > 2048) return `${f}: not a string`;
   if (!Array.isArray(o.paths) || !o.paths.every((p) => typeof p === "string")) return "paths: not a list of strings";
@@ -163,14 +169,8 @@ export function encodeBeat(b: BoxBeat): string {
 }
 
 export function decodeBeat(text: string): BoxBeat | string {
-  if (text.length > 4096) return "larger than 4096 bytes";
-  let o: Record<string, unknown>;
-  try {
-    o = JSON.parse(text) as Record<string, unknown>;
-  } catch {
-    return "not JSON";
-  }
-  if (!o || typeof o !== "object") return "not an object";
+  const o = jsonObject(text, 4096);
+  if (typeof o === "string") return o;
   if (typeof o.box !== "string" || !/^[A-Za-z0-9._-]{1,128}$/.test(o.box)) return "box: not a box name";
   if (!Number.isSafeInteger(o.at)) return "at: not a time";
   if (o.state !== "up" && o.state !== "stopped") return "state: not up or stopped";
