@@ -387,11 +387,15 @@ function answer(
     // A plain object: the runtime takes it in one step (a Headers object filled field by field costs a call each).
     const record: Record<string, string> = Object.assign(Object.create(null), base);
     for (const [n, v] of own) record[n] = v;
+    // Only this store says where a body lies (withDiskRef): a stored head's copy came from an origin, and would let
+    // it point the edge at another entry's file.
+    delete record[DISK_REF_HEADER];
     headers = record;
   } else {
     const h = new Headers();
     for (const [n, v] of head.headers) h.append(n, v);
     for (const [n, v] of own) h.set(n, v);
+    h.delete(DISK_REF_HEADER);
     headers = h;
   }
   return new Response(body, { status: range ? 206 : head.status, statusText: range ? "Partial Content" : head.statusText, headers });
