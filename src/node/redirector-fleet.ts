@@ -99,10 +99,7 @@ export class RedirectorFleet {
     this.connected = true;
     await this.putBeat("up");
     this.recompute();
-    this.stopWatch = await this.kv.watch(">", (e) => {
-      if (e.key.startsWith(BOX_PREFIX)) this.takeBeat(e);
-      else if (e.key.startsWith(MIRROR_PREFIX)) this.takeMirror(e);
-    });
+    await this.watch();
     void (async () => {
       for await (const s of nc.status()) {
         if (s.type === "disconnect" && this.connected) {
@@ -112,12 +109,24 @@ export class RedirectorFleet {
         } else if (s.type === "reconnect" && !this.connected) {
           this.connected = true;
           this.o.log(JSON.stringify({ redirector: "fleet", box: this.o.box, state: "NATS back: sharing scans again" }));
+          // A new watch at once: the old one's consumer may be gone with the server (a restarted nats-server), and
+          // would only be noticed after its heartbeats are missed.
+          await this.watch().catch((err: Error) => this.o.log(JSON.stringify({ redirector: "fleet", box: this.o.box, error: `watch: ${err.message}` })));
           await this.beat();
           await this.publish(this.o.current()); // what it scanned meanwhile
         }
       }
     })().catch(() => undefined);
     this.o.log(JSON.stringify({ redirector: "fleet", box: this.o.box, state: "sharing scans", boxes: this.live() }));
+  }
+
+  /** Watches the bucket (every key's last value first): other boxes' beats and mirrors' states. */
+  private async watch() {
+    this.stopWatch?.();
+    this.stopWatch = await this.kv!.watch(">", (e) => {
+      if (e.key.startsWith(BOX_PREFIX)) this.takeBeat(e);
+      else if (e.key.startsWith(MIRROR_PREFIX)) this.takeMirror(e);
+    });
   }
 
   private live(): string[] {
