@@ -201,8 +201,10 @@ export async function measurePurge(from: Region, rounds: number): Promise<PurgeR
       if (!f.ok) throw new Error(`purge call failed: ${f.code}`);
       result.callMs.push(performance.now() - t0);
     });
-    await Promise.all(
-      REGIONS.map(async (r) => {
+    // One Promise.all with the call: a failed call is this round's failure, never an unhandled rejection.
+    await Promise.all([
+      call,
+      ...REGIONS.map(async (r) => {
         const deadline = t0 + 15_000;
         while (performance.now() < deadline) {
           const f = await curlFrom(r, at(r));
@@ -211,8 +213,7 @@ export async function measurePurge(from: Region, rounds: number): Promise<PurgeR
         }
         throw new Error(`purge round ${k}: ${r.id} still served a HIT 15 s after the purge`);
       }),
-    );
-    await call;
+    ]);
   }
   return result;
 }
