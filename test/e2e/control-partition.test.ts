@@ -29,6 +29,12 @@ afterAll(async () => {
   await setup?.stop();
 });
 
+/** The cut box's control-agent lines (what it connected to, applied, and when): the explanation of a failed wait. */
+function agentLog(): string {
+  const out = cdn.running(CUT)?.output() ?? "(the box is not running)";
+  return out.split("\n").filter((l) => / control: /.test(l)).slice(-40).join("\n");
+}
+
 function serve(path: string, v: string) {
   cdn.origin.set(path, { headers: { "cache-control": "max-age=600", etag: `"${v}"` }, body: `${path} ${v}` });
 }
@@ -97,7 +103,7 @@ describe("an edge cut off from the control plane", () => {
     const restoredAt = performance.now();
     await proxy.restore();
     // The agent left the dead connection after two unanswered checks and keeps reconnecting; the consumer resumes.
-    await until("the cut-off edge is current again", async () => ((await health(CUT)).control === "current" ? true : undefined), 60_000);
+    await until("the cut-off edge is current again", async () => ((await health(CUT)).control === "current" ? true : undefined), 60_000, agentLog);
     console.log(`partitioned edge current again ${((performance.now() - restoredAt) / 1000).toFixed(1)} s after the connection returned`);
     expect((await controlState(CUT)).mark!.seq).toBeGreaterThanOrEqual(json.seq!);
     expect((await cdn.get(CUT, "/p")).body).toBe("/p v2");
@@ -113,7 +119,7 @@ describe("an edge cut off from the control plane", () => {
     serve("/q", "v2");
     expect((await cdn.purge("na-sea", { urls: [`http://${SITE}/q`] })).json.pending?.map((p) => p.edge)).toEqual([CUT]);
     await proxy.restore();
-    await until("the cut-off edge catches up", async () => ((await cdn.get(CUT, "/q")).xcs === "MISS" ? true : undefined), 30_000);
+    await until("the cut-off edge catches up", async () => ((await cdn.get(CUT, "/q")).xcs === "MISS" ? true : undefined), 30_000, agentLog);
     expect((await cdn.get(CUT, "/q")).body).toBe("/q v2");
   }, 60_000);
 
@@ -141,7 +147,7 @@ describe("an edge cut off from the control plane", () => {
     expect(await cdn.get(CUT, "/h")).toMatchObject({ xcs: "EXPIRED", body: "/h v2" });
 
     await proxy.restore();
-    await until("caught up once the control plane is reachable", async () => ((await controlState(CUT)).caughtUp ? true : undefined), 30_000);
+    await until("caught up once the control plane is reachable", async () => ((await controlState(CUT)).caughtUp ? true : undefined), 30_000, agentLog);
     expect((await controlState(CUT)).mark!.seq).toBeGreaterThanOrEqual(purged.json.seq!);
   }, 120_000);
 });

@@ -260,13 +260,16 @@ ${opts.tables ?? ""}`;
   return cdn;
 }
 
-/** Polls `check` every 100 ms until it returns a value (not undefined), at most `deadlineMs`; then throws. */
-export async function until<T>(what: string, check: () => Promise<T | undefined>, deadlineMs = 20_000): Promise<T> {
+/**
+ * Polls `check` every 100 ms until it returns a value (not undefined), at most `deadlineMs`; then throws, with what
+ * `explain` says (say, a box's log) so a failure in CI can be understood from its output alone.
+ */
+export async function until<T>(what: string, check: () => Promise<T | undefined>, deadlineMs = 20_000, explain?: () => string): Promise<T> {
   const deadline = Date.now() + deadlineMs;
   for (;;) {
     const value = await check();
     if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${deadlineMs} ms`);
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${deadlineMs} ms${explain ? `\n${explain()}` : ""}`);
     await new Promise((r) => setTimeout(r, 100));
   }
 }
