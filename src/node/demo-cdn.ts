@@ -112,7 +112,9 @@ export async function runDemoCdn(values: DemoCdnOptions): Promise<void> {
   const local = placeLocalEdges((raw.edges ??= []), { port: values.port, edgeHosts: values["edge-hosts"], interfaces });
   // HTTPS through each edge's front door: the file's [[sites]], or the demo site www.<zone> with this run's local CA.
   raw.sites ??= [demoSite(file.config.dns?.zone ?? "geo.example.org")];
-  raw.frontdoor = { ...raw.frontdoor, cert_dir: join(stateDir, "certs") };
+  // HTTP/3 next to the HTTPS port (Caddy binds TCP there too, so not on it), unless the file says where.
+  const httpsPort = Number(values["https-port"]);
+  raw.frontdoor = { http3_port: httpsPort === 0 ? 0 : httpsPort + 1, ...raw.frontdoor, cert_dir: join(stateDir, "certs") };
   for (const note of leaveOutMissingEngines(raw, (command) => installed(command))) console.log(note);
   // The tiered cache: one shield in front of the demo origin that the edges fill from (Cache-Status shows both hops),
   // unless the file names its own shields. It runs the same config under its own name (a box that is its own shield
