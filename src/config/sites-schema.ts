@@ -165,9 +165,10 @@ export const FrontDoorSchema = z
     http3: z.boolean().optional(),
     /**
      * Caddy's port, UDP for QUIC (and TCP too: Debian's Caddy 2.6 always binds both, so it cannot share HAProxy's
-     * https_port; its TCP side serves HTTPS through the same door). 0 = a free port at start (tests).
+     * https_port; its TCP side serves HTTPS through the same door). 0 = a free port at start. Unset: 8443, or a free
+     * port when the HTTPS port is 0.
      */
-    http3_port: port.default(8443),
+    http3_port: port.optional(),
     /** The port `Alt-Svc: h3=":<port>"` names to browsers: http3_port, or 443 when UDP 443 is redirected to it. */
     http3_advertised_port: port.min(1).optional(),
     /** Fetch OCSP responses and staple them, for certificates that name an OCSP responder. */

@@ -214,12 +214,27 @@ export async function startFrontDoor(opts: FrontDoorOptions): Promise<RunningFro
   });
   const listeners = [httpListener, httpsListener];
   const [httpPort, httpsPort] = listeners.map((l) => (l.address() as AddressInfo).port) as [number, number];
+  // HTTP/3 first: Caddy dials HAProxy's h3 socket only when a request comes, and whether it runs decides HAProxy's
+  // config (the h3 frontend, Alt-Svc). Unset `http3` is best effort: Caddy missing or failing costs one line.
   const h3Socket = join(sockDir, "h3.sock");
-  const h3Port = http3 ? (door.http3_port === 0 ? await freePort(opts.host) : door.http3_port) : 0;
-  const h3 = http3 ? { socket: h3Socket, advertisedPort: door.http3_advertised_port ?? h3Port } : undefined;
-  if (http3 && h3Port === httpsPort) {
-    for (const l of listeners) l.close();
-    throw new ConfigError("cdn.toml", [`frontdoor.http3_port: ${h3Port} is the HTTPS port; Caddy binds TCP on its port as well as UDP, so HTTP/3 needs another one`]);
+  let h3: { socket: string; port: number; advertisedPort: number } | undefined;
+  if (http3) {
+    // Unset: 8443, or a free port when HTTPS asked for one (tests).
+    const port = door.http3_port ?? ((opts.httpsPort ?? door.https_port) === 0 ? 0 : 8443);
+    try {
+      if (port !== 0 && port === httpsPort) {
+        throw new ConfigError("cdn.toml", [`frontdoor.http3_port: ${port} is the HTTPS port; Caddy binds TCP on its port as well as UDP, so HTTP/3 needs another one`]);
+      }
+      const h3Port = port === 0 ? await freePort(opts.host) : port;
+      quic = await startQuicDoor({ binary: caddyBinary, runDir: opts.runDir, sockDir, host: opts.host, port: h3Port, upstreamSocket: h3Socket, plan, certificates: entries, log });
+      h3 = { socket: h3Socket, port: h3Port, advertisedPort: door.http3_advertised_port ?? h3Port };
+    } catch (err) {
+      if (door.http3 === true) {
+        for (const l of listeners) l.close();
+        throw err;
+      }
+      log(`front door: HTTP/3 off: ${(err as Error).message.split("\n")[0]}`);
+    }
   }
 
   const metrics = async () => {
@@ -269,29 +284,12 @@ export async function startFrontDoor(opts: FrontDoorOptions): Promise<RunningFro
       onRestart: (code) => observer.terminatorRestarted(code),
     });
   } catch (err) {
+    await quic?.stop();
     for (const l of listeners) l.close();
     admin.close();
     throw err;
   }
   let running = plan;
-  if (http3) {
-    quic = await startQuicDoor({
-      binary: caddyBinary,
-      runDir: opts.runDir,
-      sockDir,
-      host: opts.host,
-      port: h3Port,
-      upstreamSocket: h3Socket,
-      plan,
-      certificates: entries,
-      log,
-    }).catch(async (err) => {
-      await terminator.stop();
-      for (const l of listeners) l.close();
-      admin.close();
-      throw err;
-    });
-  }
   certificates.attach(runtimeSocket, door.poll_seconds * 1000);
   // Bans are logged as they start: the strike table is read every poll round (and at every scrape).
   const banTimer = door.ban
@@ -336,7 +334,7 @@ export async function startFrontDoor(opts: FrontDoorOptions): Promise<RunningFro
     httpsUrl: `https://${hostPart}:${httpsPort}`,
     httpPort,
     httpsPort,
-    ...(h3 ? { http3: { port: h3Port, advertisedPort: h3.advertisedPort } } : {}),
+    ...(h3 ? { http3: { port: h3.port, advertisedPort: h3.advertisedPort } } : {}),
     get plan() {
       return running;
     },
