@@ -1,7 +1,7 @@
 /**
  * npm start: the whole CDN on this machine from the embedded default cdn.toml — the demo origin, one edge per
  * [[edges]] entry with a url on this machine (127.0.0.2, .3, .4 on one port; with [[sites]], each behind its front door,
- * HTTPS on --https-port with this run's local CA), and the DNS node — then the seed's "how to test the CDN" checks,
+ * HTTPS on --https-port with this run's local CA, HTTP/3 on --http3-port when Caddy is installed), and the DNS node — then the seed's "how to test the CDN" checks,
  * adapted to it. Ctrl-C stops everything.
  * --edge-hosts A,B,C puts those edges on other addresses of this machine (in [[edges]] order; the director answers
  * them), --dns-host the DNS node (default 127.0.0.1; 0.0.0.0 for every address).
@@ -18,6 +18,8 @@ function parsedArgs() {
         config: { type: "string", default: "cdn.toml" },
         port: { type: "string", default: "8787" },
         "https-port": { type: "string", default: "8443" },
+        // HTTP/3 (Caddy, UDP and TCP) on each edge's address; default: the HTTPS port + 1.
+        "http3-port": { type: "string" },
         "origin-port": { type: "string", default: "8080" },
         "dns-port": { type: "string", default: "5353" },
         "doh-port": { type: "string", default: "8053" },

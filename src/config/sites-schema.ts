@@ -157,6 +157,20 @@ export const FrontDoorSchema = z
      */
     connection_requests: z.number().int().min(0).max(10_000_000).default(2_000),
     connection_seconds: z.number().int().min(1).max(3600).default(10),
+    /**
+     * HTTP/3 (QUIC) through Caddy beside HAProxy: unset = on when `caddy` is installed (one line says so when it is
+     * not), true = required (the start fails without it), false = off. Caddy passes each request to HAProxy, so the
+     * sites' limits and bans hold for it too.
+     */
+    http3: z.boolean().optional(),
+    /**
+     * Caddy's port, UDP for QUIC (and TCP too: Debian's Caddy 2.6 always binds both, so it cannot share HAProxy's
+     * https_port; its TCP side serves HTTPS through the same door). 0 = a free port at start. Unset: 8443, or a free
+     * port when the HTTPS port is 0.
+     */
+    http3_port: port.optional(),
+    /** The port `Alt-Svc: h3=":<port>"` names to browsers: http3_port, or 443 when UDP 443 is redirected to it. */
+    http3_advertised_port: port.min(1).optional(),
     /** Fetch OCSP responses and staple them, for certificates that name an OCSP responder. */
     ocsp: z.boolean().default(true),
   })

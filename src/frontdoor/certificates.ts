@@ -65,9 +65,18 @@ export interface CertificateManagerOptions {
   issuer?: AcmeIssuer;
   /** Set when this box fetches from the issuing box ([acme] fetch_from): GETs a URL, resolves with the body. */
   fetchText?: (url: string) => Promise<string>;
+  /** Called after a site's certificate was swapped in the running terminator (HTTP/3's Caddy loads it then). */
+  onReplaced?: (site: string) => void;
   /** Called with every ACME certificate put into service (not placeholders): the fleet's publisher on the issuer. */
   onAcmeInstalled?: (site: string, pair: CertPair, info: CertInfo) => void;
   now?: () => number;
+}
+
+/** A site's certificate file as the terminators load it (HAProxy's crt-list line, Caddy's tagged file). */
+export interface CertEntry {
+  id: string;
+  file: string;
+  names: string[];
 }
 
 export class CertificateManager {
@@ -112,14 +121,14 @@ export class CertificateManager {
    * placeholder for an ACME site still without one). Returns the crt-list entries. A "files" site whose files are
    * unusable stops the start with the reason.
    */
-  async prepare(): Promise<{ file: string; names: string[] }[]> {
+  async prepare(): Promise<CertEntry[]> {
     await this.prepareStates(this.states);
     return this.crtEntries();
   }
 
   /** The crt-list entries of every site (the first is HAProxy's default certificate). */
-  crtEntries(): { file: string; names: string[] }[] {
-    return this.states.map((s) => ({ file: this.runFile(s.site), names: s.site.names }));
+  crtEntries(): CertEntry[] {
+    return this.states.map((s) => ({ id: s.site.id, file: this.runFile(s.site), names: s.site.names }));
   }
 
   /**
@@ -127,7 +136,7 @@ export class CertificateManager {
    * attempts), new ones get a file (prepare's rules) that the caller's HAProxy reload loads; removed ones are dropped
    * (their files stay until the reload no longer names them). Returns the new crt-list entries.
    */
-  async setPlan(plan: FrontDoorPlan, issuer: AcmeIssuer | undefined): Promise<{ file: string; names: string[] }[]> {
+  async setPlan(plan: FrontDoorPlan, issuer: AcmeIssuer | undefined): Promise<CertEntry[]> {
     const before = new Map(this.states.map((s) => [s.site.id, s]));
     const fresh: SiteState[] = [];
     const kept = new Map<SiteState, SitePlan>();
@@ -214,7 +223,10 @@ export class CertificateManager {
     writeAtomic(file, combinedPem(pair));
     if (ocsp) writeAtomic(`${file}.ocsp`, ocsp);
     else rmSync(`${file}.ocsp`, { force: true });
-    if (this.runtimeSocket && state.loaded) await replaceCertificate(this.runtimeSocket, file, combinedPem(pair), ocsp);
+    if (this.runtimeSocket && state.loaded) {
+      await replaceCertificate(this.runtimeSocket, file, combinedPem(pair), ocsp);
+      this.opts.onReplaced?.(state.site.id);
+    }
   }
 
   /**

@@ -28,7 +28,9 @@ import { parseStat, parseTable, runtimeCommand } from "./haproxy-runtime.ts";
 import { ensureLocalCa, issueLocalCertificate } from "./local-ca.ts";
 import { FrontDoorObserver } from "./observe.ts";
 import { planFrontDoor, type FrontDoorPlan } from "./plan.ts";
+import { freePort, startQuicDoor, type QuicDoor } from "./quic.ts";
 import { startTerminator, type Terminator } from "./terminator.ts";
+import { installed } from "../node/engines.ts";
 
 export { hasFrontDoor } from "./plan.ts";
 
@@ -51,6 +53,7 @@ export interface FrontDoorOptions {
   /** Output lines (JSON events and HAProxy's notices); default stdout. */
   log?: (line: string) => void;
   haproxyBinary?: string;
+  caddyBinary?: string;
 }
 
 export interface RunningFrontDoor {
@@ -58,6 +61,8 @@ export interface RunningFrontDoor {
   httpsUrl: string;
   httpPort: number;
   httpsPort: number;
+  /** HTTP/3 through Caddy, when on: its UDP port, and the one Alt-Svc names. */
+  http3?: { port: number; advertisedPort: number };
   plan: FrontDoorPlan;
   terminator: Terminator;
   certificates: CertificateManager;
@@ -173,6 +178,12 @@ export async function startFrontDoor(opts: FrontDoorOptions): Promise<RunningFro
   const runtimeSocket = join(sockDir, "haproxy.sock");
   const adminSocket = join(sockDir, "admin.sock");
 
+  const caddyBinary = opts.caddyBinary ?? "caddy";
+  const http3 = door.http3 !== false && installed(caddyBinary);
+  if (door.http3 === true && !http3) throw new ConfigError("cdn.toml", [`frontdoor.http3: true needs Caddy (${caddyBinary} is not installed: apt-get install caddy)`]);
+  if (door.http3 === undefined && !http3) log("front door: HTTP/3 off: apt-get install caddy for HTTP/3 (QUIC) beside HAProxy");
+  let quic: QuicDoor | undefined;
+
   const certDir = new CertDirectory(resolve(door.cert_dir));
   let issuer: AcmeIssuer | undefined;
   /** The ACME issuer a plan needs on this box (kept across live changes: one account, one queue). */
@@ -186,7 +197,12 @@ export async function startFrontDoor(opts: FrontDoorOptions): Promise<RunningFro
   };
   issuerFor(plan);
   const fetchText = plan.acme?.fetch_from ? issuingBoxClient(plan.acme.fetch_from, opts.config.admin.token!, plan.acme.ca_bundle) : undefined;
-  const certificates = new CertificateManager({ plan, certDir, runCertDir, observer, issuer, fetchText });
+  // A certificate swapped in HAProxy (renewal, the fleet's copy) is loaded by Caddy too; swaps come one site at a time.
+  let caddyReload: Promise<void> = Promise.resolve();
+  const onReplaced = () => {
+    caddyReload = caddyReload.then(() => quic?.reload(running, certificates.crtEntries())).catch((err: Error) => log(`front door: HTTP/3 kept its old certificates: ${err.message}`));
+  };
+  const certificates = new CertificateManager({ plan, certDir, runCertDir, observer, issuer, fetchText, onReplaced });
   const entries = await certificates.prepare();
   const crtListPath = join(opts.runDir, "sites.crtlist");
   writeFileSync(crtListPath, crtList(entries), { mode: 0o600 });
@@ -198,6 +214,28 @@ export async function startFrontDoor(opts: FrontDoorOptions): Promise<RunningFro
   });
   const listeners = [httpListener, httpsListener];
   const [httpPort, httpsPort] = listeners.map((l) => (l.address() as AddressInfo).port) as [number, number];
+  // HTTP/3 first: Caddy dials HAProxy's h3 socket only when a request comes, and whether it runs decides HAProxy's
+  // config (the h3 frontend, Alt-Svc). Unset `http3` is best effort: Caddy missing or failing costs one line.
+  const h3Socket = join(sockDir, "h3.sock");
+  let h3: { socket: string; port: number; advertisedPort: number } | undefined;
+  if (http3) {
+    // Unset: 8443, or a free port when HTTPS asked for one (tests).
+    const port = door.http3_port ?? ((opts.httpsPort ?? door.https_port) === 0 ? 0 : 8443);
+    try {
+      if (port !== 0 && port === httpsPort) {
+        throw new ConfigError("cdn.toml", [`frontdoor.http3_port: ${port} is the HTTPS port; Caddy binds TCP on its port as well as UDP, so HTTP/3 needs another one`]);
+      }
+      const h3Port = port === 0 ? await freePort(opts.host) : port;
+      quic = await startQuicDoor({ binary: caddyBinary, runDir: opts.runDir, sockDir, host: opts.host, port: h3Port, upstreamSocket: h3Socket, plan, certificates: entries, log });
+      h3 = { socket: h3Socket, port: h3Port, advertisedPort: door.http3_advertised_port ?? h3Port };
+    } catch (err) {
+      if (door.http3 === true) {
+        for (const l of listeners) l.close();
+        throw err;
+      }
+      log(`front door: HTTP/3 off: ${(err as Error).message.split("\n")[0]}`);
+    }
+  }
 
   const metrics = async () => {
     const stat = await runtimeCommand(runtimeSocket, "show stat", 3_000).then(parseStat, () => undefined);
@@ -230,6 +268,7 @@ export async function startFrontDoor(opts: FrontDoorOptions): Promise<RunningFro
       runtimeSocket,
       crtList: crtListPath,
       serverTimeoutMs: Math.max(60_000, originTimeout + 10_000),
+      h3,
     });
   writeFileSync(configPath, configText(plan), { mode: 0o600 });
   let terminator: Terminator;
@@ -245,10 +284,12 @@ export async function startFrontDoor(opts: FrontDoorOptions): Promise<RunningFro
       onRestart: (code) => observer.terminatorRestarted(code),
     });
   } catch (err) {
+    await quic?.stop();
     for (const l of listeners) l.close();
     admin.close();
     throw err;
   }
+  let running = plan;
   certificates.attach(runtimeSocket, door.poll_seconds * 1000);
   // Bans are logged as they start: the strike table is read every poll round (and at every scrape).
   const banTimer = door.ban
@@ -268,7 +309,6 @@ export async function startFrontDoor(opts: FrontDoorOptions): Promise<RunningFro
     if (!next.sites.length) throw new ConfigError("cdn.toml", ["sites: a running front door keeps at least one site (removing the last one needs a restart)"]);
     return next;
   };
-  let running = plan;
   let reconfiguring = Promise.resolve(false);
   const reconfigure = (config: CdnConfig): Promise<boolean> => {
     const next = check(config);
@@ -281,6 +321,7 @@ export async function startFrontDoor(opts: FrontDoorOptions): Promise<RunningFro
       writeFileSync(configPath, text, { mode: 0o600 });
       await terminator.reload();
       certificates.markLoaded();
+      await quic?.reload(next, entries);
       running = next;
       observer.event("sites", { sites: next.sites.map((s) => s.id), reason: "reconfigured" });
       return true;
@@ -293,6 +334,7 @@ export async function startFrontDoor(opts: FrontDoorOptions): Promise<RunningFro
     httpsUrl: `https://${hostPart}:${httpsPort}`,
     httpPort,
     httpsPort,
+    ...(h3 ? { http3: { port: h3.port, advertisedPort: h3.advertisedPort } } : {}),
     get plan() {
       return running;
     },
@@ -305,6 +347,7 @@ export async function startFrontDoor(opts: FrontDoorOptions): Promise<RunningFro
     async stop() {
       certificates.stop();
       if (banTimer) clearInterval(banTimer);
+      await quic?.stop();
       await terminator.stop();
       await new Promise<void>((r) => admin.close(() => r()));
     },

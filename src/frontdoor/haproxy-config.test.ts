@@ -1,4 +1,8 @@
 import { describe, expect, it } from "vitest";
+import { execFile } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { parseConfig } from "../config/config.ts";
 import { crtList, haproxyConfig, type HaproxyConfigInput } from "./haproxy-config.ts";
 import { planFrontDoor } from "./plan.ts";
@@ -166,5 +170,72 @@ limits = [ { name = "api", paths = ["/api/", "/search"], requests = 10, seconds 
       expect(l).toContain("http-request set-log-level silent unless { var(txn.action) -m found }");
       expect(l.find((x) => x.startsWith("log-format"))).toMatch(/^log-format '\{"client":"%ci",.*"action":"%\[var\(txn\.action\)\]"/);
     });
+  });
+});
+
+describe("the terminator's config with HTTP/3 (Caddy in front of an h3 frontend)", () => {
+  const toml = `
+[frontdoor]
+allow = ["192.0.2.0/24"]
+ban = { after = 3 }
+[[sites]]
+names = ["www.example.org"]
+certificate = "local"
+limits = [{ name = "pages", requests = 5, seconds = 10 }]
+`;
+  const withH3 = generate(toml, { h3: { socket: "/run/parrot/h3.sock", advertisedPort: 443 } });
+  const h3 = lines(withH3.slice(withH3.indexOf("frontend h3"), withH3.indexOf("\nbackend edge")));
+
+  it("takes Caddy's requests on a unix socket only the box's user opens, with the QUIC client as the source", () => {
+    expect(h3).toContain('bind "unix@/run/parrot/h3.sock" name h3 mode 600');
+    // Before any rule that reads the source: the allow list, the strike counter, the limits.
+    const setSrc = h3.indexOf("http-request set-src hdr(x-forwarded-for)");
+    expect(setSrc).toBeGreaterThan(0);
+    expect(h3.findIndex((l) => l.startsWith("acl allowed src"))).toBeGreaterThan(setSrc);
+    expect(h3.findIndex((l) => l.startsWith("http-request track-sc2 src table st_strike unless allowed"))).toBeGreaterThan(setSrc);
+    expect(h3.findIndex((l) => l.startsWith("http-request track-sc1"))).toBeGreaterThan(setSrc);
+  });
+
+  it("runs the sites' request rules (limits, bans, what the edge is told) but no per-connection bound, and says TLS", () => {
+    expect(h3).toContain("acl tls always_true");
+    expect(h3.some((l) => l.includes("deny_status 429"))).toBe(true);
+    expect(h3).toContain("http-request reject if { var(txn.action) -m str banned }");
+    expect(h3).toContain("http-request set-header X-Forwarded-For %[src]");
+    expect(h3).toContain("default_backend edge");
+    expect(h3.some((l) => l.includes("sess.conn_reqs"))).toBe(false);
+    expect(h3.some((l) => l.startsWith("tcp-request"))).toBe(false);
+  });
+
+  it("names the HTTP/3 port in Alt-Svc on HTTPS answers only, and only when HTTP/3 is on", () => {
+    expect(lines(withH3)).toContain(`http-response set-header Alt-Svc "h3=\\":443\\"; ma=86400" if tls`);
+    expect(generate(toml)).not.toContain("Alt-Svc");
+    expect(generate(toml)).not.toContain("frontend h3");
+  });
+
+  it("is a configuration HAProxy accepts", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "parrot-h3cfg-"));
+    try {
+      const cfg = generate(toml, {
+        h3: { socket: join(dir, "h3.sock"), advertisedPort: 443 },
+        // haproxy -c binds nothing: any port will do.
+        httpBind: "127.0.0.1:1",
+        httpsBind: "127.0.0.1:2",
+        adminSocket: join(dir, "admin.sock"),
+        runtimeSocket: join(dir, "haproxy.sock"),
+        crtList: join(dir, "sites.crtlist"),
+      });
+      writeFileSync(join(dir, "haproxy.cfg"), cfg);
+      const run = (cmd: string, args: string[]) =>
+        new Promise<{ code: number; out: string }>((done) => execFile(cmd, args, (err, stdout, stderr) => done({ code: err ? 1 : 0, out: stdout + stderr })));
+      const pem = join(dir, "www.pem");
+      await run("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", pem, "-out", join(dir, "c.pem"), "-days", "1", "-subj", "/CN=www.example.org"]);
+      writeFileSync(pem, readFileSync(join(dir, "c.pem"), "utf8") + readFileSync(pem, "utf8"));
+      writeFileSync(join(dir, "sites.crtlist"), crtList([{ file: pem, names: ["www.example.org"] }]));
+      const { code, out } = await run("haproxy", ["-c", "-f", join(dir, "haproxy.cfg")]);
+      expect(out).not.toMatch(/\[ALERT\]/);
+      expect(code).toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

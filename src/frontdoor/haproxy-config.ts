@@ -10,6 +10,9 @@
  *     X-Forwarded-Proto set from the listener
  *   → the edge's workerd over loopback, HTTP/1.1 with keep-alive; /.well-known/cdn/frontdoor/ to the front door's
  *     own endpoints (metrics, renew) on a unix socket.
+ * With HTTP/3, a second frontend `h3` takes Caddy's requests on a unix socket: the source is the QUIC client's
+ * address from Caddy's X-Forwarded-For, then the same request rules run (connection-level ones cannot: Caddy holds
+ * the client's connections), and HTTPS answers on the public frontend say `Alt-Svc: h3=":port"`.
  * Bodies and Accept-Encoding pass untouched (no compression here: the edge stores compressed variants).
  */
 import type { FrontDoorPlan, LimitPlan, SitePlan } from "./plan.ts";
@@ -31,6 +34,11 @@ export interface HaproxyConfigInput {
   crtList: string;
   /** How long the edge may take to answer (it may be waiting for its origin). */
   serverTimeoutMs: number;
+  /**
+   * HTTP/3 through Caddy (caddy-config.ts): the unix socket of the `h3` frontend Caddy passes requests to, and the
+   * port HTTPS answers name in Alt-Svc.
+   */
+  h3?: { socket: string; advertisedPort: number };
 }
 
 /** Where the front door's own endpoints live (metrics, renew), routed to the admin socket. */
@@ -152,12 +160,51 @@ export function haproxyConfig(input: HaproxyConfigInput): string {
     line(`  tcp-request session reject if ${strikes}`);
   }
 
+  requestRules(input, line, "public");
+  if (input.h3) {
+    line(`  http-response set-header Alt-Svc ${quote(`h3=":${input.h3.advertisedPort}"; ma=86400`)} if tls`);
+    line();
+    // Only Caddy can open this socket (mode 600, the box's user); it sets X-Forwarded-For to its client's address.
+    line("frontend h3");
+    line(`  maxconn ${door.max_connections}`);
+    line(`  bind ${quote(`unix@${input.h3.socket}`)} name h3 mode 600`);
+    line(
+      `  log-format '{"client":"%ci","host":"%[var(txn.log_host)]","path":"%[var(txn.log_path)]","status":%ST,"action":"%[var(txn.action)]","limit":"%[var(txn.limit)]","ban":"%[var(txn.ban_now)]","via":"h3"}'`,
+    );
+    line("  http-request set-src hdr(x-forwarded-for)");
+    if (plan.allow.length) line(`  acl allowed src ${plan.allow.join(" ")}`);
+    // Strikes count per client here too (the public frontend tracks them per connection, before TLS).
+    if (ban) line(`  http-request track-sc2 ${keyExpr(ban.key, plan)} table st_strike${plan.allow.length ? " unless allowed" : ""}`);
+    requestRules(input, line, "h3");
+  }
+  line();
+  line("backend edge");
+  line(`  server edge ${input.upstream}`);
+  line();
+  line("backend frontdoor");
+  line(`  server admin ${quote(`unix@${input.adminSocket}`)}`);
+  return out.join("\n") + "\n";
+}
+
+/**
+ * The request rules of a frontend: which site, bans that started after the connection opened, request rates, the
+ * redirect to HTTPS and HSTS, what the edge is told, where requests go. `public` adds the bound on requests per
+ * connection (session variables; on `h3` a connection is Caddy's, shared by its clients).
+ */
+function requestRules(input: HaproxyConfigInput, line: (s?: string) => void, kind: "public" | "h3"): void {
+  const { plan } = input;
+  const door = plan.door;
+  const ban = door.ban;
+  const limits: LimitPlan[] = plan.sites.flatMap((s) => s.limits);
+  const allowed = plan.allow.length ? "allowed" : "";
+  const banned = (scope: "sess" | "txn") =>
+    `{ var(${scope}.ban_at) -m int gt 0 } { date,sub(${scope}.ban_at) lt ${ban?.seconds ?? 0} }`;
   // Requests per connection, whatever the limits and the allow list: a fixed window in session variables (one
   // connection's streams run on one thread). HAProxy 2.6 runs no rule for a stream the client reset before it was
   // analysed, and cannot close a connection from a stream the client already reset (mux_h2 h2_do_shutr skips closed
   // streams): reset streams beyond the bound are refused before the edge, and the first one the client did not reset
   // closes the connection (reject: GOAWAY ENHANCE_YOUR_CALM). Logged once per connection.
-  if (door.connection_requests > 0) {
+  if (door.connection_requests > 0 && kind === "public") {
     const over = `{ var(sess.conn_reqs) -m int gt ${door.connection_requests} }`;
     line("  tcp-request session set-var(sess.conn_since) date");
     line("  tcp-request session set-var(sess.conn_reqs) int(0)");
@@ -174,7 +221,8 @@ export function haproxyConfig(input: HaproxyConfigInput): string {
 
   // Which site a request is for.
   plan.sites.forEach((site, i) => hostAcl(`site_${i}`, site).forEach((l) => line(l)));
-  line("  acl tls ssl_fc");
+  // Caddy terminated TLS (QUIC) for every request of the h3 frontend.
+  line(kind === "h3" ? "  acl tls always_true" : "  acl tls ssl_fc");
   line(`  acl cdn_path path_beg /.well-known/cdn/`);
 
   // Request level: a ban that started after the connection opened (HTTP/2 and keep-alive) ends it too.
@@ -245,11 +293,4 @@ export function haproxyConfig(input: HaproxyConfigInput): string {
   line("  http-request set-header X-Forwarded-Proto http if !tls");
   line(`  use_backend frontdoor if { path_beg ${FRONTDOOR_PATH} }`);
   line("  default_backend edge");
-  line();
-  line("backend edge");
-  line(`  server edge ${input.upstream}`);
-  line();
-  line("backend frontdoor");
-  line(`  server admin ${quote(`unix@${input.adminSocket}`)}`);
-  return out.join("\n") + "\n";
 }

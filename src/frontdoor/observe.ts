@@ -22,6 +22,8 @@ export interface LimitedRequest {
   limit?: string;
   /** This request started a ban. */
   ban: boolean;
+  /** It came over HTTP/3 (Caddy, HAProxy's h3 frontend). */
+  via?: "h3";
 }
 
 /** Parses one of HAProxy's JSON log lines (log-format in haproxy-config.ts); undefined for anything else. */
@@ -44,6 +46,7 @@ export function parseTerminatorLog(line: string): LimitedRequest | undefined {
     action,
     limit: text(raw.limit) || undefined,
     ban: raw.ban === "1" || raw.ban === true,
+    ...(raw.via === "h3" ? { via: "h3" as const } : {}),
   };
 }
 
@@ -90,7 +93,7 @@ export class FrontDoorObserver {
     } else {
       this.metrics.inc("parrot_frontdoor_flooding_connections_total", "Connections beyond their request bound (connection_requests); later requests refused.");
     }
-    this.event(req.action, { client: this.client(req.client), host: req.host, path: req.path, status: req.status, limit: req.limit, ban_started: req.ban || undefined });
+    this.event(req.action, { client: this.client(req.client), host: req.host, path: req.path, status: req.status, limit: req.limit, ban_started: req.ban || undefined, via: req.via });
   }
 
   /** The certificate now served for a site (or none yet). */

@@ -32,6 +32,7 @@ export interface DemoCdnOptions {
   config: string;
   port: string;
   "https-port": string;
+  "http3-port"?: string;
   "origin-port": string;
   "dns-port": string;
   "doh-port": string;
@@ -112,7 +113,10 @@ export async function runDemoCdn(values: DemoCdnOptions): Promise<void> {
   const local = placeLocalEdges((raw.edges ??= []), { port: values.port, edgeHosts: values["edge-hosts"], interfaces });
   // HTTPS through each edge's front door: the file's [[sites]], or the demo site www.<zone> with this run's local CA.
   raw.sites ??= [demoSite(file.config.dns?.zone ?? "geo.example.org")];
-  raw.frontdoor = { ...raw.frontdoor, cert_dir: join(stateDir, "certs") };
+  // HTTP/3 next to the HTTPS port (Caddy binds TCP there too, so not on it), unless the file says where.
+  const httpsPort = Number(values["https-port"]);
+  const http3Port = values["http3-port"] !== undefined ? Number(values["http3-port"]) : httpsPort === 0 ? 0 : httpsPort + 1;
+  raw.frontdoor = { http3_port: http3Port, ...raw.frontdoor, cert_dir: join(stateDir, "certs") };
   for (const note of leaveOutMissingEngines(raw, (command) => installed(command))) console.log(note);
   // The tiered cache: one shield in front of the demo origin that the edges fill from (Cache-Status shows both hops),
   // unless the file names its own shields. It runs the same config under its own name (a box that is its own shield
@@ -225,7 +229,14 @@ ${
     localCa && site
       ? `Test HTTPS with HTTP/2 through the front door (HAProxy), trusting this run's local CA:
   curl --cacert ${localCa} --resolve ${site}:${values["https-port"]}:${urlHost(local[0]!.host)} -sI https://${site}:${values["https-port"]}/ | head -1
-
+${
+          raw.frontdoor?.http3 !== false
+            ? `
+HTTP/3 (QUIC, through Caddy) is announced in Alt-Svc; Debian's curl cannot speak it, a browser switches to it:
+  curl --cacert ${localCa} --resolve ${site}:${values["https-port"]}:${urlHost(local[0]!.host)} -sI https://${site}:${values["https-port"]}/ | grep -i alt-svc
+`
+            : ""
+        }
 `
       : ""
   }${

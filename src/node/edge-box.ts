@@ -154,6 +154,7 @@ export async function runEdgeBox(values: EdgeBoxOptions, usage: (message: string
           void w.stop().finally(() => process.exit(1));
         });
         console.log(`front door: ${door.httpsUrl} (HTTPS, h2) and ${door.httpUrl}, ${door.plan.sites.length} sites -> workerd ${w.url}`);
+        if (door.http3) console.log(`front door: HTTP/3 on udp ${new URL(door.httpsUrl).hostname}:${door.http3.port} (Caddy), Alt-Svc h3=":${door.http3.advertisedPort}"`);
       }
     }
   } catch (err) {

@@ -40,3 +40,17 @@ describe("installed", () => {
     expect(installed("tmp", "/")).toBe(false); // a folder
   });
 });
+
+describe("leaveOutMissingEngines and HTTP/3", () => {
+  const site = { names: ["www.geo.example.org"], certificate: "local" };
+  it("turns HTTP/3 off with one line when Caddy is missing, keeping HTTPS", () => {
+    const raw: { sites: unknown[]; frontdoor?: Record<string, unknown> } = { sites: [site], frontdoor: { cert_dir: "/x" } };
+    expect(leaveOutMissingEngines(raw, (c) => c !== "caddy")).toEqual(["HTTP/3       off: apt-get install caddy for HTTP/3 (QUIC) beside each edge's front door"]);
+    expect(raw.frontdoor).toEqual({ cert_dir: "/x", http3: false });
+    expect(raw.sites).toEqual([site]);
+  });
+  it("says nothing when the file already turned HTTP/3 off, or when Caddy is there", () => {
+    expect(leaveOutMissingEngines({ sites: [site], frontdoor: { http3: false } }, (c) => c !== "caddy")).toEqual([]);
+    expect(leaveOutMissingEngines({ sites: [site] }, () => true)).toEqual([]);
+  });
+});

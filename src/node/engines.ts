@@ -1,6 +1,6 @@
 /**
  * The engines `npm start` runs only when they are installed: HAProxy and openssl (each edge's front door: HTTPS,
- * HTTP/2, the run's local CA), nats-server (the JetStream control plane) and BIRD (anycast, when the config asks for
+ * HTTP/2, the run's local CA), Caddy (HTTP/3 beside it), nats-server (the JetStream control plane) and BIRD (anycast, when the config asks for
  * it). A fresh machine with none of them still gets the CDN over HTTP; each engine left out costs one line saying
  * what to install, never a failed start.
  */
@@ -19,6 +19,7 @@ export function installed(command: string, path = process.env.PATH ?? ""): boole
 /** The parts of npm start's effective config (as parsed TOML) that need an engine. */
 export interface DemoEngineTables {
   sites?: unknown[];
+  frontdoor?: Record<string, unknown>;
   anycast?: Record<string, unknown>;
 }
 
@@ -33,6 +34,10 @@ export function leaveOutMissingEngines(raw: DemoEngineTables, has: (command: str
     if (missing.length) {
       delete raw.sites;
       notes.push(`HTTPS        off, HTTP only: apt-get install ${missing.join(" ")} for HTTPS and HTTP/2 through each edge's front door`);
+    } else if (raw.frontdoor?.http3 !== false && !has("caddy")) {
+      // Said once here rather than by every edge's front door.
+      raw.frontdoor = { ...raw.frontdoor, http3: false };
+      notes.push("HTTP/3       off: apt-get install caddy for HTTP/3 (QUIC) beside each edge's front door");
     }
   }
   if (raw.anycast) {

@@ -1,8 +1,8 @@
 /**
  * `npm start` as a newcomer meets it: the printed "how to test the CDN" commands, run with the real dig and curl; the
  * printed HTTPS check, and a real browser (headless Chromium, trusting only the run's local CA's key) loading the demo
- * site through an edge's front door over HTTP/2 with the HTML compressed; the printed resumed ISO download. Ports
- * are free ones so the test never collides with a running CDN.
+ * site through an edge's front door over HTTP/2 with the HTML compressed, and over HTTP/3 through Caddy; the printed
+ * resumed ISO download. Ports are free ones so the test never collides with a running CDN.
  */
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -103,6 +103,21 @@ describe("npm start over HTTPS", () => {
     console.log(`Chromium: ${facts.protocol}, HTML ${facts.encoded} bytes on the wire for ${facts.decoded} decoded`);
     expect(facts.decoded).toBeGreaterThan(1024);
     expect(facts.encoded).toBeLessThan(facts.decoded / 2);
+  }, 60_000);
+});
+
+describe("npm start over HTTP/3", () => {
+  it("prints a check that HTTPS answers announce HTTP/3, and Chromium loads the demo site over it (QUIC, through Caddy)", async () => {
+    const line = printed("curl --cacert").find((l) => l.includes("alt-svc"));
+    expect(line).toBeDefined();
+    expect(sh(line!).trim()).toBe(`alt-svc: h3=":${cdn.http3Port}"; ma=86400`);
+    const ca = readFileSync(join(state, "certs", "local-ca.pem"), "utf8");
+    const facts = (await evaluateInPage(
+      `https://www.geo.example.org:${cdn.http3Port}/`,
+      `(() => { const n = performance.getEntriesByType("navigation")[0]; return { protocol: n.nextHopProtocol, title: document.title }; })()`,
+      { hostRules: "MAP www.geo.example.org 127.0.0.2", spki: [spkiHash(ca)], quicOrigins: [`www.geo.example.org:${cdn.http3Port}`] },
+    )) as { protocol: string; title: string };
+    expect(facts).toEqual({ protocol: "h3", title: "parrot-cdn demo" });
   }, 60_000);
 });
 

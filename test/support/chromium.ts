@@ -16,15 +16,18 @@ export interface PageOptions {
   /** SPKI hashes whose certificates are accepted (--ignore-certificate-errors-spki-list). */
   spki?: string[];
   timeoutMs?: number;
+  /** host:port origins Chromium speaks HTTP/3 to at once (--origin-to-force-quic-on); QUIC is off otherwise. */
+  quicOrigins?: string[];
 }
 
 /** Loads `url` and returns the value of `expression` evaluated once the page has loaded. */
 export async function evaluateInPage(url: string, expression: string, opts: PageOptions = {}): Promise<unknown> {
   const profile = mkdtempSync(join(tmpdir(), "parrot-chromium-"));
   const args = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", `--user-data-dir=${profile}`, "--remote-debugging-port=0",
   ];
+  args.push(...(opts.quicOrigins?.length ? ["--enable-quic", `--origin-to-force-quic-on=${opts.quicOrigins.join(",")}`] : ["--disable-quic"]));
   if (opts.hostRules) args.push(`--host-resolver-rules=${opts.hostRules}`);
   if (opts.spki?.length) args.push(`--ignore-certificate-errors-spki-list=${opts.spki.join(",")}`);
   // Its own process group: the renderers and the zygote go with it (they would keep writing into the profile).
@@ -69,7 +72,7 @@ export async function evaluateInPage(url: string, expression: string, opts: Page
     const { targetId } = (await send("Target.createTarget", { url })) as { targetId: string };
     const { sessionId } = (await send("Target.attachToTarget", { targetId, flatten: true })) as { sessionId: string };
     const evaluate = async (expr: string) => {
-      const r = (await send("Runtime.evaluate", { expression: expr, returnByValue: true }, sessionId)) as {
+      const r = (await send("Runtime.evaluate", { expression: expr, returnByValue: true, awaitPromise: true }, sessionId)) as {
         result: { value?: unknown };
         exceptionDetails?: { text: string };
       };

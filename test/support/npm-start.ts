@@ -14,17 +14,18 @@ export interface StartedCdn {
   state: string;
   port: number;
   httpsPort: number;
+  http3Port: number;
   stop(): Promise<void>;
 }
 
 /** Runs `npm start` (scripts/start.ts) until it has printed its checks; `env` replaces the environment. */
 export async function startNpmStart(opts: { env?: NodeJS.ProcessEnv; args?: string[] } = {}): Promise<StartedCdn> {
   const state = mkdtempSync(join(tmpdir(), "parrot-start-"));
-  const [port, httpsPort] = [await freePort(), await freePort()];
+  const [port, httpsPort, http3Port] = [await freePort(), await freePort(), await freePort()];
   try {
     const run = await startNodeScript(
       "scripts/start.ts",
-      ["--port", String(port), "--https-port", String(httpsPort), "--origin-port", "0", "--dns-port", "0", "--doh-port", "0", "--redirector-port", "0", "--state-dir", state, ...(opts.args ?? [])],
+      ["--port", String(port), "--https-port", String(httpsPort), "--http3-port", String(http3Port), "--origin-port", "0", "--dns-port", "0", "--doh-port", "0", "--redirector-port", "0", "--state-dir", state, ...(opts.args ?? [])],
       /Ctrl-C stops everything/,
       120_000,
       undefined,
@@ -35,6 +36,7 @@ export async function startNpmStart(opts: { env?: NodeJS.ProcessEnv; args?: stri
       state,
       port,
       httpsPort,
+      http3Port,
       async stop() {
         await run.stop();
         rmSync(state, { recursive: true, force: true });
