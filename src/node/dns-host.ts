@@ -139,7 +139,7 @@ function udpReply(msg: Uint8Array, from: IpBytes | null, o: UdpOptions, answer: 
  * Serves classic DNS on a bound UDP socket of node:dgram (this process's, or a parent's). `o` is read per query: a
  * reload may change its sizes and gate in place.
  */
-export function serveUdp(udp: UdpSocket, o: UdpOptions, core?: AnswerCore): void {
+function serveUdp(udp: UdpSocket, o: UdpOptions, core?: AnswerCore): void {
   const log = o.log ?? (() => {});
   const peer = peerParser();
   const answer = core ?? guarded(o.answer, log);
@@ -293,14 +293,14 @@ function dotServer(o: HostOptions, answer: AnswerCore, limiter: ConnectionLimits
  * A UDP socket for DNS. Replies go to the address a query came from, an IP literal: the lookup hands it back at once
  * (dgram's default is dns.lookup, a deferred callback per reply).
  */
-export function dnsUdpSocket(host: string, reusePort = false): UdpSocket {
+function dnsUdpSocket(host: string, reusePort = false): UdpSocket {
   const lookup = (address: string, _family: unknown, callback: (err: null, address: string, family: number) => void) =>
     callback(null, address, isIPv6(address) ? 6 : 4);
   return createSocket({ type: isIPv6(host) ? "udp6" : "udp4", reusePort, lookup: lookup as never });
 }
 
 /** Binds a UDP socket for DNS (a worker's on the primary's port: reusePort). */
-export function bindUdp(host: string, port: number, reusePort = false): Promise<UdpSocket> {
+function bindUdp(host: string, port: number, reusePort = false): Promise<UdpSocket> {
   const udp = dnsUdpSocket(host, reusePort);
   return new Promise((resolve, reject) => {
     udp.once("error", reject);

@@ -81,7 +81,7 @@ describe("the DNS node", () => {
         expect(r.subarray(12, 12 + m.length - 12)).toEqual(m.subarray(12));
         expect(p.type).toBe("response");
         const q = m.toString("latin1").toLowerCase();
-        if (q.includes("\u0002nx")) expect(p.rcode).toBe("NXDOMAIN");
+        if (q.includes("\u0002nx")) expect(r[3] & 0xf).toBe(3); // NXDOMAIN
         else expect(p.answers!.length).toBeGreaterThan(0);
       }
     }
