@@ -37,7 +37,7 @@ export function loadUdpBatch(path = ADDON_PATH): UdpBatchAddon | string {
     result = createRequire(import.meta.url)(path) as UdpBatchAddon;
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
-    result = e.code === "MODULE_NOT_FOUND" ? `${path} is not built (npm ci builds it with g++ and Node's headers)` : `${path}: ${e.message}`;
+    result = e.code === "MODULE_NOT_FOUND" ? `${path} is not built: npm ci builds it with g++ and Node's headers` : `${path}: ${e.message}`;
   }
   if (path === ADDON_PATH) loaded = result;
   return result;
