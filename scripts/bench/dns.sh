@@ -267,7 +267,8 @@ else
   $NODE scripts/dns.ts --config "$T/cdn.toml" --dns-port "$P_OURS" --port "$P_HTTP" --tls-port "$P_TLS" --workers "$WORKERS" > "$T/ours.log" 2>&1 &
 fi
 PIDS+=($!); OURS_PID=$!
-# The same node with node:dgram (one system call and one call into JavaScript per datagram each way), for comparison.
+# The same node with node:dgram (one system call and one call into JavaScript per datagram each way), for comparison
+# (with QUERY_LOG=1 its log lines go to a file, not through the pipe).
 sed 's/^query_log = /udp_io = "dgram"\nquery_log = /' "$T/cdn.toml" > "$T/cdn-dgram.toml"
 $NODE scripts/dns.ts --config "$T/cdn-dgram.toml" --dns-port "$P_DGRAM" --port "$P_HTTP2" --workers "$WORKERS" > "$T/ours-dgram.log" 2>&1 &
 PIDS+=($!); DGRAM_PID=$!
