@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# GeoDNS benchmark (not a test): dnsperf over UDP against our Node host, PowerDNS 4.7's GeoIP backend, Knot DNS 3.2
+# GeoDNS benchmark (not a test): dnsperf over UDP against our Node host (twice: `ours` with batched UDP I/O through
+# the native addon, `ours-dgram` with [dns] udp_io = "dgram", both running, timed one after the other), PowerDNS 4.7's GeoIP backend, Knot DNS 3.2
 # with mod-geoip and gdnsd 3.8 with plugin_geoip: the same zone (the director's A and AAAA by the client's place, a
 # static A, the SOA), the same MaxMind test database, one after the other on the same machine. Ours and PowerDNS sign
 # online with one ECDSA P-256 key each, Knot signs its GeoIP answers when it loads them, gdnsd has no DNSSEC.
@@ -9,7 +10,8 @@
 # query (user + system of its processes over the run, which moves little with what else the machine runs); queries/s
 # and RSS are printed too. Then DoH requests/s with wrk (plain HTTP/1.1) and h2load (TLS + HTTP/2).
 # Needs: dnsperf pdns-server pdns-backend-geoip knot knot-module-geoip gdnsd wrk nghttp2-client openssl.
-# Usage: [RUNS=3] scripts/bench/dns.sh [seconds per run, default 10] [parrot-dns processes, default 1]; with RUNS > 1
+# Usage: [RUNS=3] [SERVERS="ours ours-dgram gdnsd"] scripts/bench/dns.sh [seconds per run, default 10] [parrot-dns
+# processes, default 1]; SERVERS picks which servers are timed (default all five); with RUNS > 1
 # the UDP runs repeat (the servers' order rotating) and the medians are printed. For the fairest figures pin each
 # server to a core of its own and dnsperf to another (taskset), as the issue's measurements did.
 # The query log is off ([dns] query_log = false) unless QUERY_LOG=1: then every query's JSON line goes to a file,
@@ -25,7 +27,7 @@ WORKERS=${2:-1}
 CITY=$PWD/test/fixtures/GeoIP2-City-Test.mmdb
 ASN=$PWD/test/fixtures/GeoLite2-ASN-Test.mmdb
 TXT='ip %ip %af city %ci country %cc %co state %cn region %re name %na as %as'
-P_OURS=$(free_port); P_HTTP=$(free_port); P_TLS=$(free_port); P_PDNS=$(free_port); P_KNOT=$(free_port); P_GDNSD=$(free_port)
+P_OURS=$(free_port); P_DGRAM=$(free_port); P_HTTP=$(free_port); P_HTTP2=$(free_port); P_TLS=$(free_port); P_PDNS=$(free_port); P_KNOT=$(free_port); P_GDNSD=$(free_port)
 # One subnet per continent of the test database: Europe (London), North America (Milton, WA), Asia (Changchun).
 EU_NET=81.2.69.160/27; NA_NET=216.160.83.56/29; AS_NET=175.16.199.0/24
 # The ECS subnets must be in the test database, by the node's own lookup (src/geoip): else "with ECS" times a miss.
@@ -265,14 +267,20 @@ else
   $NODE scripts/dns.ts --config "$T/cdn.toml" --dns-port "$P_OURS" --port "$P_HTTP" --tls-port "$P_TLS" --workers "$WORKERS" > "$T/ours.log" 2>&1 &
 fi
 PIDS+=($!); OURS_PID=$!
+# The same node with node:dgram (one system call and one call into JavaScript per datagram each way), for comparison
+# (with QUERY_LOG=1 its log lines go to a file, not through the pipe).
+sed 's/^query_log = /udp_io = "dgram"\nquery_log = /' "$T/cdn.toml" > "$T/cdn-dgram.toml"
+$NODE scripts/dns.ts --config "$T/cdn-dgram.toml" --dns-port "$P_DGRAM" --port "$P_HTTP2" --workers "$WORKERS" > "$T/ours-dgram.log" 2>&1 &
+PIDS+=($!); DGRAM_PID=$!
 up() { dig +short +time=1 +tries=1 @127.0.0.1 -p "$1" director.geo.example.org A >/dev/null 2>&1; }
 for i in $(seq 100); do
-  grep -q "^dns http " "$T/ours.log" && up "$P_OURS" && up "$P_PDNS" && up "$P_KNOT" && up "$P_GDNSD" && break
+  grep -q "^dns http " "$T/ours.log" && grep -q "^dns http " "$T/ours-dgram.log" && up "$P_OURS" && up "$P_DGRAM" && up "$P_PDNS" && up "$P_KNOT" && up "$P_GDNSD" && break
   sleep 0.2
 done
-declare -A PORT=([ours]=$P_OURS [pdns]=$P_PDNS [knot]=$P_KNOT [gdnsd]=$P_GDNSD)
-declare -A PID=([ours]=$OURS_PID [pdns]=$PDNS_PID [knot]=$KNOT_PID [gdnsd]=$GDNSD_PID)
-SERVERS="ours pdns knot gdnsd"
+grep -h "^dns udp+tcp" "$T/ours.log" "$T/ours-dgram.log"
+declare -A PORT=([ours]=$P_OURS [ours-dgram]=$P_DGRAM [pdns]=$P_PDNS [knot]=$P_KNOT [gdnsd]=$P_GDNSD)
+declare -A PID=([ours]=$OURS_PID [ours-dgram]=$DGRAM_PID [pdns]=$PDNS_PID [knot]=$KNOT_PID [gdnsd]=$GDNSD_PID)
+SERVERS=${SERVERS:-ours ours-dgram pdns knot gdnsd}
 # Before timing: each server answers the director by region (a European and an Asian subnet get different sets).
 director() { dig +short +time=2 +tries=1 @127.0.0.1 -p "$1" +subnet="$2" director.geo.example.org A | sort | tr '\n' ' '; }
 for who in $SERVERS; do
@@ -331,7 +339,7 @@ for mode in $MODES; do
 done
 echo "(µs of user + system CPU of the server's processes per completed query, and queries/s in parentheses)"
 echo "parrot-dns processes: $WORKERS, query log: $QUERY_LOG"
-echo "RSS after the UDP runs: parrot-dns $(rss $OURS_PID), PowerDNS $(rss $PDNS_PID), Knot $(rss $KNOT_PID), gdnsd $(rss $GDNSD_PID)"
+echo "RSS after the UDP runs: parrot-dns $(rss $OURS_PID), with node:dgram $(rss $DGRAM_PID), PowerDNS $(rss $PDNS_PID), Knot $(rss $KNOT_PID), gdnsd $(rss $GDNSD_PID)"
 
 Q=$(python3 -c 'import base64,struct; q=struct.pack(">HHHHHH",0,0x100,1,0,0,0)+b"".join(bytes([len(l)])+l for l in b"director.geo.example.org".split(b"."))+b"\0"+struct.pack(">HH",1,1); print(base64.urlsafe_b64encode(q).decode().rstrip("="))')
 echo

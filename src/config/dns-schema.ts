@@ -159,6 +159,8 @@ export const DnsSchema = z
     listen: z.string().min(1).default("127.0.0.1"),
     /** UDP answers waiting to be sent by the Node host; more queries are dropped meanwhile. */
     max_inflight: z.number().int().min(1).max(100_000).default(1024),
+    /** UDP I/O of the Node host: batched through the native addon (recvmmsg/sendmmsg) when it is built, or node:dgram. */
+    udp_io: z.enum(["batched", "dgram"]).default("batched"),
     /** Bounds of the stream listeners (TCP, DoT, DoH) against hostile clients. */
     limits: LimitsSchema.prefault({}),
     /** Response rate limiting on UDP. */

@@ -6,7 +6,6 @@
  * second. Messages are checked on arrival: anything not of the protocol is ignored.
  */
 import { fork, type ChildProcess } from "node:child_process";
-import type { Socket as UdpSocket } from "node:dgram";
 import { fileURLToPath } from "node:url";
 import type { ChallengeChange } from "../dns/challenges.ts";
 import type { StatsDelta } from "../dns/observe.ts";
@@ -94,7 +93,7 @@ const WORKER_ENTRY = fileURLToPath(new URL("./dns-worker.ts", import.meta.url));
 /** Starts n − 1 worker processes on the UDP socket's port; resolves when all serve (rejects when one fails to start). */
 export async function startWorkers(
   n: number,
-  udp: UdpSocket,
+  udp: { address: string; port: number },
   start: { configPath: string; configText: string; processes: number },
   events: WorkerEvents,
 ): Promise<DnsWorkers> {
@@ -103,7 +102,7 @@ export async function startWorkers(
   const send = (c: ChildProcess, m: ToWorker) => {
     if (c.connected) c.send(m);
   };
-  const bound = udp.address();
+  const bound = udp;
   const handle: DnsWorkers = {
     get pids() {
       return children.map((c) => c.pid!);

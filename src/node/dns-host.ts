@@ -10,13 +10,14 @@
  * its first byte (trickling bytes do not extend it), an idle timeout between messages, a TLS handshake deadline.
  */
 import { createSocket, type RemoteInfo, type Socket as UdpSocket } from "node:dgram";
-import { createServer as createTcpServer, isIPv6, type Server as TcpServer, type Socket } from "node:net";
+import { createServer as createTcpServer, isIP, isIPv6, type Server as TcpServer, type Socket } from "node:net";
 import { createServer as createTlsServer, type Server as TlsServer } from "node:tls";
 import type { Answer, Transport } from "../dns/answer.ts";
 import { truncateAnswer } from "../dns/wire.ts";
 import { ConnectionLimits, clientKey, type LimitSettings } from "../net/connection-limits.ts";
 import { parseIp, type IpBytes } from "../net/ip.ts";
 import { serveFetch, type FetchHandler, type Served } from "./serve-fetch.ts";
+import { loadUdpBatch, openBatched } from "./udp-batched.ts";
 
 /** The answer core: one DNS message, the peer's address and the transport in, the answer (or null: drop) out. */
 export type AnswerCore = (message: Uint8Array, peer: IpBytes | null, transport: Transport) => Answer | null;
@@ -49,8 +50,12 @@ export interface HostOptions {
   tls?: { cert: Buffer | string; key: Buffer | string };
   /** Largest UDP answer whatever the client advertises. */
   maxUdpSize: number;
-  /** UDP answers queued in the kernel/libuv before new queries are dropped. */
+  /** UDP answers queued in libuv before new queries are dropped (node:dgram; batched I/O drops what the kernel refuses). */
   maxInflight: number;
+  /** UDP through the native addon (recvmmsg/sendmmsg) when it loads, else node:dgram; or node:dgram in any case. */
+  udpIo?: UdpIo;
+  /** Loads the addon (tests pass one that fails). */
+  loadBatch?: typeof loadUdpBatch;
   /** Other processes will bind the UDP port too (SO_REUSEPORT; --workers). */
   reusePort?: boolean;
   limits: StreamLimits;
@@ -62,8 +67,8 @@ export interface Host {
   /** Listener lines, e.g. "dns udp+tcp 127.0.0.1:5353". */
   addresses: string[];
   ports: { dns?: number; http?: number; tls?: number; dot?: number };
-  /** The bound UDP socket (its address and port are where worker processes bind theirs). */
-  udp?: UdpSocket;
+  /** The bound UDP socket (where worker processes bind theirs) and how it does its I/O. */
+  udp?: UdpListener;
   /** Connections each stream listener closed to make room, since the start. */
   evicted(): Record<string, number>;
   /** New bounds for the stream listeners (a reload); connections already open keep their timers. */
@@ -104,27 +109,74 @@ function guarded(answer: AnswerCore, log: (line: string) => void): AnswerCore {
   };
 }
 
+export type UdpIo = "batched" | "dgram";
+
+/** A bound UDP listener for DNS. */
+export interface UdpListener {
+  address: string;
+  port: number;
+  /** How it reads and writes: the native addon's batches, or node:dgram. */
+  io: UdpIo;
+  close(): Promise<void>;
+}
+
+type UdpOptions = Pick<HostOptions, "answer" | "maxUdpSize" | "maxInflight" | "udpGate" | "log">;
+
+/** One UDP query from a peer to the reply to send (null: none): the RRL gate, the answer, truncation to the size. */
+function udpReply(msg: Uint8Array, from: IpBytes | null, o: UdpOptions, answer: AnswerCore): Uint8Array | null {
+  // A runt is not DNS: drop.
+  if (msg.length < 12) return null;
+  const verdict = o.udpGate && from ? o.udpGate(from) : "answer";
+  if (verdict === "drop") return null;
+  const a = answer(msg, from, "udp");
+  if (!a) return null;
+  // A slipped answer is empty with TC=1: a real resolver retries over TCP, a spoofed victim gets nothing big.
+  const limit = verdict === "slip" ? 0 : Math.min(a.requestedSize, o.maxUdpSize);
+  return truncateAnswer(a.bytes, limit);
+}
+
 /**
- * Serves classic DNS on a bound UDP socket (this process's, or a parent's). `o` is read per query: a reload may
- * change its sizes and gate in place.
+ * Serves classic DNS on a bound UDP socket of node:dgram (this process's, or a parent's). `o` is read per query: a
+ * reload may change its sizes and gate in place.
  */
-export function serveUdp(udp: UdpSocket, o: Pick<HostOptions, "answer" | "maxUdpSize" | "maxInflight" | "udpGate" | "log">, core?: AnswerCore): void {
+function serveUdp(udp: UdpSocket, o: UdpOptions, core?: AnswerCore): void {
   const log = o.log ?? (() => {});
   const peer = peerParser();
   const answer = core ?? guarded(o.answer, log);
   udp.on("message", (msg: Buffer, rinfo: RemoteInfo) => {
-    // Shed load when answers pile up unsent; a runt is not DNS: drop.
-    if (msg.length < 12 || udp.getSendQueueCount() >= o.maxInflight) return;
-    const from = peer(rinfo.address);
-    const verdict = o.udpGate && from ? o.udpGate(from) : "answer";
-    if (verdict === "drop") return;
-    const a = answer(msg, from, "udp");
-    if (!a) return;
-    // A slipped answer is empty with TC=1: a real resolver retries over TCP, a spoofed victim gets nothing big.
-    const limit = verdict === "slip" ? 0 : Math.min(a.requestedSize, o.maxUdpSize);
-    udp.send(truncateAnswer(a.bytes, limit), rinfo.port, rinfo.address);
+    // Shed load when answers pile up unsent.
+    if (udp.getSendQueueCount() >= o.maxInflight) return;
+    const reply = udpReply(msg, peer(rinfo.address), o, answer);
+    if (reply) udp.send(reply, rinfo.port, rinfo.address);
   });
   udp.on("error", (err) => log(`dns udp: ${err.message}`));
+}
+
+/**
+ * Binds a UDP listener for DNS and serves it: batched through the native addon when asked and it loads (the host must
+ * be an IP address), else node:dgram; `fallback` hears why batched I/O was not used. `o` is read per query.
+ */
+export async function listenUdp(
+  host: string,
+  port: number,
+  reusePort: boolean,
+  o: UdpOptions & Pick<HostOptions, "udpIo" | "loadBatch">,
+  core: AnswerCore,
+  fallback: (reason: string) => void,
+): Promise<UdpListener> {
+  if ((o.udpIo ?? "batched") === "batched") {
+    const addon = (o.loadBatch ?? loadUdpBatch)();
+    if (typeof addon === "string") fallback(addon);
+    else if (!isIP(host)) fallback(`the listen address ${host} is not an IP address`);
+    else {
+      const sock = openBatched(addon, host, port, reusePort, (msg, from) => udpReply(msg, from, o, core));
+      return { address: host, port: sock.port, io: "batched", close: async () => sock.close() };
+    }
+  }
+  const udp = await bindUdp(host, port, reusePort);
+  serveUdp(udp, o, core);
+  const a = udp.address();
+  return { address: a.address, port: a.port, io: "dgram", close: () => new Promise<void>((r) => udp.close(() => r())) };
 }
 
 /**
@@ -241,14 +293,14 @@ function dotServer(o: HostOptions, answer: AnswerCore, limiter: ConnectionLimits
  * A UDP socket for DNS. Replies go to the address a query came from, an IP literal: the lookup hands it back at once
  * (dgram's default is dns.lookup, a deferred callback per reply).
  */
-export function dnsUdpSocket(host: string, reusePort = false): UdpSocket {
+function dnsUdpSocket(host: string, reusePort = false): UdpSocket {
   const lookup = (address: string, _family: unknown, callback: (err: null, address: string, family: number) => void) =>
     callback(null, address, isIPv6(address) ? 6 : 4);
   return createSocket({ type: isIPv6(host) ? "udp6" : "udp4", reusePort, lookup: lookup as never });
 }
 
 /** Binds a UDP socket for DNS (a worker's on the primary's port: reusePort). */
-export function bindUdp(host: string, port: number, reusePort = false): Promise<UdpSocket> {
+function bindUdp(host: string, port: number, reusePort = false): Promise<UdpSocket> {
   const udp = dnsUdpSocket(host, reusePort);
   return new Promise((resolve, reject) => {
     udp.once("error", reject);
@@ -272,18 +324,20 @@ export async function startHost(options: HostOptions): Promise<Host> {
   const limiters: Record<string, ConnectionLimits<Socket>> = {};
   const served: Record<string, Served> = {};
   const tlsServers: TlsServer[] = [];
-  let udp: UdpSocket | undefined;
+  let udp: UdpListener | undefined;
   const closeServer = (s: TcpServer) => () => new Promise<void>((r) => s.close(() => r()));
 
   if (o.dnsPort !== undefined) {
-    const bound = await bindDns(o.host, o.dnsPort, o.reusePort ?? false);
+    let told = false; // one line, however often a port is retried
+    const fallback = (reason: string) => told || ((told = true), log(`dns: batched UDP I/O unavailable (${reason}): using node:dgram`));
+    const bound = await bindDns(o.host, o.dnsPort, o.reusePort ?? false, (host, port, reuse) => listenUdp(host, port, reuse, options, answer, fallback));
     udp = bound.udp;
     ports.dns = bound.port;
-    serveUdp(bound.udp, options, answer);
     limiters.tcp = new ConnectionLimits<Socket>(limits.connections);
     serveTcp(bound.tcp, o, answer, limiters.tcp);
-    addresses.push(`dns udp+tcp ${hostPort(o.host, bound.port)}`);
-    closers.push(() => new Promise<void>((r) => bound.udp.close(() => r())), closeServer(bound.tcp));
+    const how = bound.udp.io === "batched" ? "UDP batched: recvmmsg/sendmmsg" : "UDP through node:dgram";
+    addresses.push(`dns udp+tcp ${hostPort(o.host, bound.port)} (${how})`);
+    closers.push(() => bound.udp.close(), closeServer(bound.tcp));
     closers.push(async () => closeAll(limiters.tcp!));
   }
 
@@ -355,16 +409,20 @@ function listen(server: TcpServer, host: string, port: number): Promise<number> 
 }
 
 /** Binds UDP and TCP on one port number (retrying when 0 picked a port TCP cannot have). */
-async function bindDns(host: string, port: number, reusePort: boolean): Promise<{ udp: UdpSocket; tcp: TcpServer; port: number }> {
+async function bindDns(
+  host: string,
+  port: number,
+  reusePort: boolean,
+  listenUdp: (host: string, port: number, reusePort: boolean) => Promise<UdpListener>,
+): Promise<{ udp: UdpListener; tcp: TcpServer; port: number }> {
   for (let attempt = 0; ; attempt++) {
-    const udp = await bindUdp(host, port, reusePort);
-    const chosen = udp.address().port;
+    const udp = await listenUdp(host, port, reusePort);
     const tcp = createTcpServer({ allowHalfOpen: true });
     try {
-      await listen(tcp, host, chosen);
-      return { udp, tcp, port: chosen };
+      await listen(tcp, host, udp.port);
+      return { udp, tcp, port: udp.port };
     } catch (err) {
-      udp.close();
+      await udp.close();
       if (port !== 0 || attempt >= 20) throw err;
     }
   }

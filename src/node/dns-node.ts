@@ -202,6 +202,7 @@ export async function runDnsNode(cli: DnsNodeCli): Promise<void> {
     tls: state.tls,
     maxUdpSize: dns.max_udp_size,
     maxInflight: dns.max_inflight,
+    udpIo: dns.udp_io,
     reusePort: cli.workers > 1,
     limits: streamLimits(state.config),
     udpGate: udpGate(rt, () => state.parts.observer),
@@ -242,6 +243,7 @@ export async function runDnsNode(cli: DnsNodeCli): Promise<void> {
       host.setLimits(streamLimits(state.config));
       if (state.tls && (state.tls.cert !== before.tls?.cert || state.tls.key !== before.tls?.key)) host.setTls(state.tls);
       if ((cli.host ?? d.listen) !== hostOptions.host) log("dns: [dns] listen changed: restart the node to listen there");
+      if (d.udp_io !== hostOptions.udpIo) log("dns: [dns] udp_io changed: restart the node to change its UDP I/O");
       workers?.send({ type: "reload", configText: state.configText });
       watchGeoIp();
       out(`dns reload (${reason}): zone ${state.parts.server.zone.origin}, ${state.config.edges.length} edges, GeoIP ${state.geo === before.geo ? "unchanged" : "reloaded"}`);
@@ -336,7 +338,7 @@ export async function runDnsNode(cli: DnsNodeCli): Promise<void> {
   }
   const zone = state.parts.server.zone;
   // [anycast] service = "dns": announce this node's prefixes while it answers a real query over UDP.
-  const udp = host.udp?.address();
+  const udp = host.udp;
   if (state.config.anycast?.service === "dns") {
     if (!udp) throw new Error('[anycast] service = "dns" needs the UDP listener (--dns-port)');
     try {

@@ -6,7 +6,7 @@
 import { ChallengeStore } from "../dns/challenges.ts";
 import { answerWire } from "../dns/doh.ts";
 import { isToWorker, type ToPrimary } from "./dns-cluster.ts";
-import { bindUdp, lineSink, serveUdp } from "./dns-host.ts";
+import { lineSink, listenUdp } from "./dns-host.ts";
 import { ResponseRateLimiter, rrlSettings } from "../dns/rrl.ts";
 import { applyState, loadState, MAX_CHALLENGE_VALUES, udpGate, type NodeRuntime, type NodeState } from "./dns-node.ts";
 
@@ -28,7 +28,14 @@ const rt: NodeRuntime = {
 let state: NodeState | undefined;
 let configPath = "";
 /** The UDP bounds, changed in place on reload. */
-const udpOptions = { answer: () => null, maxUdpSize: 1232, maxInflight: 1024, log, udpGate: udpGate(rt, () => state!.parts.observer) };
+const udpOptions = {
+  answer: () => null,
+  maxUdpSize: 1232,
+  maxInflight: 1024,
+  udpIo: "batched" as "batched" | "dgram",
+  log,
+  udpGate: udpGate(rt, () => state!.parts.observer),
+};
 /** Reloads run one after another, in the order the primary sent them. */
 let queue: Promise<unknown> = Promise.resolve();
 
@@ -50,12 +57,18 @@ process.on("message", (m: unknown) => {
     case "udp": {
       if (!state) return;
       const dns = state.config.dns!;
-      Object.assign(udpOptions, { maxUdpSize: dns.max_udp_size, maxInflight: dns.max_inflight });
-      bindUdp(m.host, m.port, true).then(
-        (udp) => {
-          serveUdp(udp, udpOptions, (msg, peer, transport) => answerWire(msg, peer, state!.parts.server, transport));
-          send({ type: "serving" });
-        },
+      Object.assign(udpOptions, { maxUdpSize: dns.max_udp_size, maxInflight: dns.max_inflight, udpIo: dns.udp_io });
+      const answer = (msg: Uint8Array, peer: Uint8Array | null) => {
+        try {
+          return answerWire(msg, peer, state!.parts.server, "udp");
+        } catch (err) {
+          log(`dns udp: ${(err as Error).message}`);
+          return null;
+        }
+      };
+      const fallback = (reason: string) => log(`dns worker ${process.pid}: batched UDP I/O unavailable (${reason}): using node:dgram`);
+      listenUdp(m.host, m.port, true, udpOptions, answer, fallback).then(
+        () => send({ type: "serving" }),
         (err) => send({ type: "failed", error: `udp ${m.host}:${m.port}: ${(err as Error).message}` }),
       );
       return;
