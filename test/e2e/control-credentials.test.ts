@@ -16,9 +16,10 @@ import { parseUsers } from "../../src/control/credentials.ts";
 import { FleetKv } from "../../src/control/fleet-kv.ts";
 import { connectOnce } from "../../src/control/nats.ts";
 import { ControlSchema, type ControlConfig } from "../../src/config/control-schema.ts";
-import { ROOT, startNodeScript } from "../../src/node/children.ts";
+import { ROOT } from "../../src/node/children.ts";
 import { mirrorsLayout } from "../../src/redirector/shared-state.ts";
 import { freePort } from "../support/ports.ts";
+import { startRedirectorBox } from "../support/redirector.ts";
 import { startControlCdn, type ControlCdn } from "../support/control-cdn.ts";
 import { startTestNats, type TestNats } from "../support/nats.ts";
 
@@ -112,7 +113,7 @@ describe("per-box NATS credentials", () => {
         `[redirector]\norigin = "http://127.0.0.1:9/"\ncdn = "http://127.0.0.1:9/"\npaths = ["/iso/**"]\nscan_timeout_ms = 1000\n\n` +
         `[[mirrors]]\nname = "m1"\nurl = "http://127.0.0.1:${await freePort()}/"\n`,
     );
-    const rd = await startNodeScript("scripts/redirector.ts", ["--config", join(dir, "redirector.toml"), "--port", "0", "--name", "rd-1"], /redirector ready: (\S+)/, 60_000);
+    const { run: rd } = await startRedirectorBox(join(dir, "redirector.toml"), { name: "rd-1" });
     const cfg = controlWith("rd-1");
     const nc = await connectOnce(cfg, "test as rd-1");
     const operator = await connectOnce(controlWith("operator"), "test operator");
