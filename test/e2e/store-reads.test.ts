@@ -4,29 +4,28 @@
  * read is checked in JavaScript against its digest; once checked, whole bodies, single Ranges and slices leave the
  * store as the disk service's body, untouched (no JavaScript byte read), and a Range reads only its own bytes.
  */
-import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { closeSync, openSync, readdirSync, readFileSync, statSync, writeSync } from "node:fs";
 import { join } from "node:path";
 // @ts-expect-error: the package ships no types
 import parsePrometheusTextFormat from "parse-prometheus-text-format";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { serveFetch, type Served } from "../../src/node/serve-fetch.ts";
+import type { Served } from "../../src/node/serve-fetch.ts";
 import { startEdgeWorkerd, type RunningWorkerdEdge } from "../../src/node/workerd-host.ts";
 import { storeBytes } from "../../src/store/scan.ts";
 import { pattern, ScriptedOrigin } from "../support/scripted-origin.ts";
+import { startEdgeAndOrigin, type EdgeAndOrigin } from "../support/workerd-edge.ts";
 
 const MB = 1024 * 1024;
 const origin = new ScriptedOrigin();
+let box: EdgeAndOrigin;
 let served: Served;
 let dir: string;
 let edge: RunningWorkerdEdge;
 
 beforeAll(async () => {
-  served = await serveFetch(origin.handle);
-  dir = mkdtempSync(join(tmpdir(), "parrot-store-reads-"));
-  const configText = `[edge]
+  const config = (url: string) => `[edge]
 name = "reads"
-origin = "${served.url}"
+origin = "${url}"
 hot_max_bytes = 0
 access_log = false
 max_object_bytes = ${16 * MB}
@@ -36,13 +35,12 @@ slice_threshold_bytes = ${4 * MB}
 token = "store-reads-test-token-0123456789"
 metrics_public = true
 `;
-  edge = await startEdgeWorkerd({ configText, storeDir: join(dir, "store"), processes: 1, log: () => {} });
+  box = await startEdgeAndOrigin("store-reads", origin.handle, config, { processes: 1 });
+  ({ edge, origin: served, dir } = box);
 }, 60_000);
 
 afterAll(async () => {
-  await edge?.stop();
-  await served?.close();
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  await box?.stop();
 });
 
 type Reads = { native: number; checked: number; head: number };
