@@ -9,7 +9,6 @@ import { X509Certificate, createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { serveFetch, type Served } from "../../src/node/serve-fetch.ts";
 import { curlHttps, downloadStarted, presentedCertificate, run, sleep, startEdgeBox, type EdgeBox } from "../support/frontdoor.ts";
 import { startAcmeCa, type AcmeCa } from "../support/pebble.ts";
 import { pattern, ScriptedOrigin } from "../support/scripted-origin.ts";
@@ -17,7 +16,6 @@ import { pattern, ScriptedOrigin } from "../support/scripted-origin.ts";
 const TOKEN = "acme-test-admin-token-0123";
 const BIG = 16 * 1024 * 1024;
 const origin = new ScriptedOrigin();
-let served: Served;
 let acme: AcmeCa;
 let box: EdgeBox;
 
@@ -33,7 +31,6 @@ async function waitEvent(match: (e: Record<string, unknown>) => boolean, ms = 60
 }
 
 beforeAll(async () => {
-  served = await serveFetch(origin.handle);
   origin.set("/page", { headers: { "content-type": "text/html", "cache-control": "max-age=600" }, body: "<p>hello</p>\n" });
   origin.set("/big", { headers: { "content-type": "application/octet-stream", "cache-control": "max-age=600" }, size: BIG });
   acme = await startAcmeCa(TOKEN);
@@ -49,7 +46,7 @@ names = ["one.geo.example.org"]
 [[sites]]
 names = ["two.geo.example.org", "*.two.geo.example.org"]
 `,
-    { origin: served.url },
+    { origin: origin.handle },
   );
   // Both certificates arrive without a restart (placeholders meanwhile).
   await waitEvent((e) => e.event === "acme-issued" && e.site === "one.geo.example.org");
@@ -59,7 +56,6 @@ names = ["two.geo.example.org", "*.two.geo.example.org"]
 afterAll(async () => {
   await box?.stop();
   await acme?.stop();
-  await served?.close();
 });
 
 describe("certificates by ACME DNS-01 through the project's DNS node", () => {

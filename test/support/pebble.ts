@@ -10,7 +10,7 @@ import { startDnsNode, type DnsNode } from "./dns-process.ts";
 import { run } from "./frontdoor.ts";
 import { freePort } from "./ports.ts";
 
-export interface Pebble {
+interface Pebble {
   /** The ACME directory URL. */
   directory: string;
   /** Pebble's own HTTPS certificate (trust it to reach the directory). */
