@@ -11,7 +11,6 @@
  */
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
-import type { NatsConnection } from "@nats-io/transport-node";
 import type { ControlConfig } from "../config/control-schema.ts";
 import { CONFIG_DIGEST_HEADER } from "../contracts/config-digest.ts";
 import { HEALTH_PATH } from "../contracts/well-known.ts";
