@@ -4,20 +4,13 @@
  */
 import { z } from "zod";
 import { CidrListSchema } from "./cidr.ts";
+import { ContinentSchema, CountrySchema } from "./places.ts";
 
 const label = z.string().regex(/^[A-Za-z0-9_*-][A-Za-z0-9_.-]*$|^@$/, "a DNS name relative to the zone, or @");
 const hostname = z
   .string()
   .regex(/^([A-Za-z0-9_-]{1,63}\.)*[A-Za-z0-9_-]{1,63}\.?$/, "a host name such as ns1.example.org");
 const ttl = z.number().int().min(0).max(2 ** 31 - 1);
-const country = z
-  .string()
-  .regex(/^[A-Za-z]{2}$/, "an ISO 3166 alpha-2 country code")
-  .transform((s) => s.toUpperCase());
-const continent = z
-  .string()
-  .regex(/^(AF|AN|AS|EU|NA|OC|SA)$/i, "a continent code: AF AN AS EU NA OC SA")
-  .transform((s) => s.toUpperCase());
 
 const DEFAULT_TXT = "ip %ip %af city %ci country %cc %co state %cn region %re name %na as %as";
 
@@ -208,11 +201,11 @@ export const EdgeNodeSchema = z
     /** Share of load among equally near edges; 0 takes the edge out of DNS answers. */
     weight: z.number().min(0).max(1_000_000).default(1),
     /** Where the edge is: the fallback for clients whose country or continent is known but not their coordinates. */
-    country: country.optional(),
-    continent: continent.optional(),
+    country: CountrySchema.optional(),
+    continent: ContinentSchema.optional(),
     /** Pinning: clients in these countries / continents get this edge first, whatever the distance. */
-    countries: z.array(country).default([]),
-    continents: z.array(continent).default([]),
+    countries: z.array(CountrySchema).default([]),
+    continents: z.array(ContinentSchema).default([]),
     /** Operator drain: out of DNS answers whatever its probes say (it keeps serving what reaches it). */
     drain: z.boolean().default(false),
   })

@@ -4,16 +4,9 @@
  */
 import { z } from "zod";
 import { CidrSchema } from "./cidr.ts";
+import { ContinentSchema, CountrySchema } from "./places.ts";
 import { parseIp } from "../net/ip.ts";
 
-const country = z
-  .string()
-  .regex(/^[A-Za-z]{2}$/, "an ISO 3166 alpha-2 country code")
-  .transform((s) => s.toUpperCase());
-const continent = z
-  .string()
-  .regex(/^(AF|AN|AS|EU|NA|OC|SA)$/i, "a continent code: AF AN AS EU NA OC SA")
-  .transform((s) => s.toUpperCase());
 const asn = z.number().int().min(1).max(2 ** 32 - 1);
 const ipAddress = z.string().refine((s) => parseIp(s) !== null, "an IPv4 or IPv6 address");
 /** A path glob as [[rules]] use: `*` within a segment, `**` across segments. */
@@ -36,19 +29,19 @@ export const MirrorSchema = z
     lon: z.number().min(-180).max(180).optional(),
     /** The mirror's public address, to locate it with the GeoIP data when lat/lon are not given. */
     address: ipAddress.optional(),
-    country: country.optional(),
-    continent: continent.optional(),
+    country: CountrySchema.optional(),
+    continent: ContinentSchema.optional(),
     /** The mirror's AS: clients in the same AS prefer it. */
     asn: asn.optional(),
     /** Share of clients among mirrors of similar distance (0 keeps it out of answers, still scanned). */
     weight: z.number().min(0).max(1_000_000).default(100),
     /** Serves only clients in these countries / continents / ASes (empty: everybody). */
-    countries: z.array(country).default([]),
-    continents: z.array(continent).default([]),
+    countries: z.array(CountrySchema).default([]),
+    continents: z.array(ContinentSchema).default([]),
     asns: z.array(asn).default([]),
     /** Never serves clients in these countries / continents / ASes. */
-    exclude_countries: z.array(country).default([]),
-    exclude_continents: z.array(continent).default([]),
+    exclude_countries: z.array(CountrySchema).default([]),
+    exclude_continents: z.array(ContinentSchema).default([]),
     exclude_asns: z.array(asn).default([]),
     /** The parts of the origin it carries (a partial mirror: e.g. ["/iso/**"]); default all. */
     paths: z.array(glob).default(["/**"]),

@@ -11,7 +11,6 @@
  */
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
-import type { NatsConnection } from "@nats-io/transport-node";
 import type { ControlConfig } from "../config/control-schema.ts";
 import { CONFIG_DIGEST_HEADER } from "../contracts/config-digest.ts";
 import { HEALTH_PATH } from "../contracts/well-known.ts";
@@ -19,7 +18,7 @@ import { boxConfigText } from "./fleet-config.ts";
 import { askFleetBucket, FleetKv, type KvEntry } from "./fleet-kv.ts";
 import { BoxStatusSchema, ConfigVersionSchema, HealthWindow, parseRecord, RolloutSchema, targetVersion, type BoxStatus, type RolloutRecord } from "./fleet.ts";
 import { nameToken } from "./messages.ts";
-import { connectForever } from "./nats.ts";
+import { connectForever, retryOpening } from "./nats.ts";
 
 /** The shared text of a version (0: none, the box's own file alone). */
 export interface FleetVersion {
@@ -230,8 +229,8 @@ export async function startFleetMember(opts: FleetBoxOptions, hooks: FleetMember
   void (async () => {
     const nc = await connectForever(opts.cfg, `parrot-fleet ${opts.box}`);
     if (stopped) return void (await nc.close());
-    for (let delay = 250; !stopped; delay = Math.min(delay * 2, 5_000)) {
-      try {
+    await retryOpening(
+      async () => {
         kv = await FleetKv.open(nc, opts.cfg);
         stopWatch = await kv.watch(bucketKeys.rollout, (e: KvEntry) => {
           try {
@@ -243,12 +242,10 @@ export async function startFleetMember(opts: FleetBoxOptions, hooks: FleetMember
         });
         // No record yet (nothing pushed): say what this box runs.
         if (!(await kv.get(bucketKeys.rollout))) enqueue(undefined);
-        break;
-      } catch (err) {
-        log(`opening the fleet's bucket failed: ${(err as Error).message} (retrying)`);
-        await new Promise((r) => setTimeout(r, delay));
-      }
-    }
+      },
+      () => stopped,
+      (err) => log(`opening the fleet's bucket failed: ${err.message} (retrying)`),
+    );
     if (stopped) await nc.close().catch(() => undefined);
     else closeOnStop = () => nc.close().catch(() => undefined);
   })().catch((err: Error) => log(`fleet: ${err.message}`));

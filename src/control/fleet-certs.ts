@@ -13,7 +13,7 @@ import type { CertInfo, CertPair } from "../frontdoor/cert-store.ts";
 import { BoxXkeySchema, certKeys, CertRecordSchema, coversRecipients, loadOrCreateXkey, openCertificateKey, sealCertificate, type CertRecord } from "./cert-seal.ts";
 import { FleetKv, type KvEntry } from "./fleet-kv.ts";
 import { parseRecord } from "./fleet.ts";
-import { connectForever } from "./nats.ts";
+import { connectForever, retryOpening } from "./nats.ts";
 
 /** What the front door's certificate manager offers (src/frontdoor/certificates.ts). */
 export interface FleetCertificateHost {
@@ -105,8 +105,8 @@ export function startFleetCertificates(opts: FleetCertsOptions): FleetCerts {
     const nc = await connectForever(opts.cfg, `parrot-certs ${opts.box}`);
     if (stopped) return void (await nc.close());
     stops.push(() => void nc.close().catch(() => undefined));
-    for (let delay = 250; !stopped; delay = Math.min(delay * 2, 5_000)) {
-      try {
+    await retryOpening(
+      async () => {
         kv = await FleetKv.open(nc, opts.cfg);
         const mine = await kv.get(certKeys.xkey(opts.box));
         const current = mine ? (JSON.parse(mine.value) as { xkey?: string }).xkey : undefined;
@@ -136,12 +136,10 @@ export function startFleetCertificates(opts: FleetCertsOptions): FleetCerts {
           );
         }
         log(`following the fleet's certificates (${opts.issues ? "this box issues" : "installed as the issuer publishes them"}; this box's key ${xkey})`);
-        break;
-      } catch (err) {
-        log(`opening the fleet's bucket failed: ${(err as Error).message} (retrying)`);
-        await new Promise((r) => setTimeout(r, delay));
-      }
-    }
+      },
+      () => stopped,
+      (err) => log(`opening the fleet's bucket failed: ${err.message} (retrying)`),
+    );
   })().catch((err: Error) => log(err.message));
 
   return {

@@ -21,7 +21,7 @@ import type { VersionInfo } from "../node/function-versions.ts";
 import { parseRecord } from "./fleet.ts";
 import { askFleetBucket, FLEET_MAX_VALUE_BYTES, FleetKv, type KvEntry } from "./fleet-kv.ts";
 import { nameToken } from "./messages.ts";
-import { connectForever } from "./nats.ts";
+import { connectForever, retryOpening } from "./nats.ts";
 
 const versionName = z.string().regex(/^v\d+$/);
 
@@ -187,17 +187,15 @@ export async function followFunctions(box: FunctionsBox, reload: () => Promise<v
   void (async () => {
     const nc = await connectForever(box.cfg, `parrot-functions ${box.box}`);
     close = () => nc.close().catch(() => undefined);
-    for (let delay = 250; !stopped; delay = Math.min(delay * 2, 5_000)) {
-      try {
+    await retryOpening(
+      async () => {
         kv = await FleetKv.open(nc, box.cfg);
         stopWatch = await kv.watch("fn.*.current", onEntry);
         queue = queue.then(report).catch((err: Error) => box.log(`reporting failed: ${err.message}`));
-        break;
-      } catch (err) {
-        box.log(`opening the fleet's bucket failed: ${(err as Error).message} (retrying)`);
-        await new Promise((r) => setTimeout(r, delay));
-      }
-    }
+      },
+      () => stopped,
+      (err) => box.log(`opening the fleet's bucket failed: ${err.message} (retrying)`),
+    );
     if (stopped) await close();
   })().catch((err: Error) => box.log(err.message));
   return {

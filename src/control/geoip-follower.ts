@@ -18,7 +18,7 @@ import { FleetKv, type KvEntry } from "./fleet-kv.ts";
 import { parseRecord } from "./fleet.ts";
 import { geoipKeys, GeoipRecordSchema, type GeoipRecord, type GeoipRole, type GeoipStatus, type GeoipVersion } from "./geoip-fleet.ts";
 import { GeoipObjects } from "./geoip-objects.ts";
-import { connectForever, connectOnce } from "./nats.ts";
+import { connectForever, connectOnce, retryOpening } from "./nats.ts";
 
 export interface GeoipFollowerOptions {
   cfg: ControlConfig;
@@ -179,8 +179,8 @@ export function followGeoip(opts: GeoipFollowerOptions, started: GeoipRunning, i
     if (stopped) return void (await nc.close());
     connection = nc;
     closeOnStop = () => nc.close().catch(() => undefined);
-    for (let delay = 250; !stopped; delay = Math.min(delay * 2, 5_000)) {
-      try {
+    await retryOpening(
+      async () => {
         kv = await FleetKv.open(nc, opts.cfg);
         objects = await GeoipObjects.open(nc, opts.cfg, false).catch(() => undefined);
         stopWatch = await kv.watch(geoipKeys.record, (e: KvEntry) => {
@@ -192,12 +192,10 @@ export function followGeoip(opts: GeoipFollowerOptions, started: GeoipRunning, i
           }
         });
         if (!(await kv.get(geoipKeys.record))) enqueue(undefined);
-        break;
-      } catch (err) {
-        log(`opening the fleet's GeoIP failed: ${(err as Error).message} (retrying)`);
-        await new Promise((r) => setTimeout(r, delay));
-      }
-    }
+      },
+      () => stopped,
+      (err) => log(`opening the fleet's GeoIP failed: ${err.message} (retrying)`),
+    );
   })().catch((err: Error) => log(err.message));
 
   return {

@@ -81,6 +81,23 @@ export async function connectForever(cfg: ControlConfig, name: string): Promise<
   return nc;
 }
 
+/**
+ * Tries `open` (a bucket, a watch, a stream on a connection that is up) until it succeeds or `stopped()`: after each
+ * failure `failed(err)` and a wait of 250 ms, doubling up to 5 s. True once it succeeded.
+ */
+export async function retryOpening(open: () => Promise<void>, stopped: () => boolean, failed: (err: Error) => void): Promise<boolean> {
+  for (let delay = 250; !stopped(); delay = Math.min(delay * 2, 5_000)) {
+    try {
+      await open();
+      return true;
+    } catch (err) {
+      failed(err as Error);
+      await new Promise((r) => setTimeout(r, delay));
+    }
+  }
+  return false;
+}
+
 /** The two streams' configurations for `[control]`. */
 export function streamConfigs(cfg: ControlConfig, names: ControlNames): { control: Partial<StreamConfig> & { name: string }; presence: Partial<StreamConfig> & { name: string } } {
   const common = {

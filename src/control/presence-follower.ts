@@ -6,7 +6,7 @@
  */
 import type { ControlConfig } from "../config/control-schema.ts";
 import { ControlClient } from "./client.ts";
-import { connectForever } from "./nats.ts";
+import { connectForever, retryOpening } from "./nats.ts";
 import { describeHeartbeat, heartbeatProblem } from "./presence.ts";
 
 export interface PresenceFollower {
@@ -28,16 +28,15 @@ export function followPresence(cfg: ControlConfig, name: string, log: (line: str
   void (async () => {
     const nc = await connectForever(cfg, name);
     if (stopped) return void (await nc.close());
-    for (let delay = 250; !stopped && !client; delay = Math.min(delay * 2, 5_000)) {
-      try {
+    await retryOpening(
+      async () => {
         client = await ControlClient.open(nc, cfg, []);
         connectedSince = Date.now();
         log(`dns: following the edges' heartbeats on the control plane (${nc.getServer()}; silent ${silentMs} ms = down)`);
-      } catch (err) {
-        log(`dns: following heartbeats failed: ${(err as Error).message} (retrying)`);
-        await new Promise((r) => setTimeout(r, delay));
-      }
-    }
+      },
+      () => stopped,
+      (err) => log(`dns: following heartbeats failed: ${err.message} (retrying)`),
+    );
     for await (const s of nc.status()) {
       if (s.type === "disconnect") connectedSince = undefined;
       // Reports sent while the node was away were missed: judge again only after a whole silent period.

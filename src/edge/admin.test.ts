@@ -100,6 +100,17 @@ describe("PURGE <url>", () => {
   });
 });
 
+describe("operator POST bodies", () => {
+  it("a body that is not JSON: 400 at every endpoint that reads one, nothing applied", async () => {
+    const t = setup();
+    for (const path of ["purge", "drain", "control", "anycast"]) {
+      const res = await t.call(`/.well-known/cdn/${path}`, { method: "POST", headers: t.auth, body: "{not json" });
+      expect([path, res.status, JSON.parse(res.text)]).toEqual([path, 400, { error: "the body must be JSON" }]);
+    }
+    expect(JSON.parse((await t.call("/.well-known/cdn/control", { headers: t.auth })).text).mark).toBeNull();
+  });
+});
+
 describe("invalidate_on_unsafe", () => {
   it("a successful POST evicts the URL by default (RFC 9111 §4.4)", async () => {
     const t = setup();

@@ -39,6 +39,15 @@ export interface ControlBinding {
   fetch(request: Request): Promise<Response>;
 }
 
+/** The request's body as JSON, or the 400 answer when it is not JSON. */
+async function jsonBody(request: Request): Promise<unknown> {
+  try {
+    return await request.json();
+  } catch {
+    return json({ error: "the body must be JSON" }, 400);
+  }
+}
+
 /** POST /.well-known/cdn/purge: `"fanout": false` purges here only; otherwise every edge (control plane or fan-out). */
 export async function handlePurge(
   request: Request,
@@ -51,12 +60,8 @@ export async function handlePurge(
   const token = config.admin.token;
   if (!(await isAuthorized(request, token))) return unauthorized(!!token);
   if (request.method !== "POST") return new Response("405 use POST\n", { status: 405, headers: { allow: "POST" } });
-  let body: unknown;
-  try {
-    body = await request.json();
-  } catch {
-    return json({ error: "the body must be JSON" }, 400);
-  }
+  let body = await jsonBody(request);
+  if (body instanceof Response) return body;
   // The control agent's own call ("fanout": false): a batch's purges with its mark ("applied up to N") in one write
   // of the log, and "log_only": the log alone, however many URLs (see EdgeCache.purge).
   let mark: Omit<ControlMark, "at"> | undefined;
@@ -235,12 +240,8 @@ function tierLines(shields: ShieldPool | undefined, key: string): string[] {
  */
 export async function handleDrain(request: Request, config: CdnConfig, cache: EdgeCache, control?: ControlBinding): Promise<Response> {
   if (!(await isAuthorized(request, config.admin.token))) return unauthorized(!!config.admin.token);
-  let body: unknown;
-  try {
-    body = await request.json();
-  } catch {
-    return json({ error: "the body must be JSON" }, 400);
-  }
+  const body = await jsonBody(request);
+  if (body instanceof Response) return body;
   const draining = (body as { draining?: unknown })?.draining;
   if (typeof draining !== "boolean") return json({ error: '"draining" must be true or false' }, 400);
   await cache.setDraining(draining);
@@ -265,12 +266,8 @@ export async function handleControl(request: Request, config: CdnConfig, cache: 
     return json({ edge: config.edge!.name, boot: boot ?? null, mark, caughtUp: !!boot && mark?.boot === boot, ...(lease ? { lease: lease.view() } : {}) });
   }
   if (request.method !== "POST") return new Response("405 use GET or POST\n", { status: 405, headers: { allow: "GET, POST" } });
-  let body: unknown;
-  try {
-    body = await request.json();
-  } catch {
-    return json({ error: "the body must be JSON" }, 400);
-  }
+  const body = await jsonBody(request);
+  if (body instanceof Response) return body;
   const mark = parseControlMark(body, boot);
   if (typeof mark === "string") return json({ error: mark }, 400);
   await cache.setControlMark(mark);
@@ -294,12 +291,8 @@ function parseControlMark(body: unknown, boot: string | undefined): Omit<Control
  */
 export async function handleAnycast(request: Request, config: CdnConfig, cache: EdgeCache): Promise<Response> {
   if (!(await isAuthorized(request, config.admin.token))) return unauthorized(!!config.admin.token);
-  let body: unknown;
-  try {
-    body = await request.json();
-  } catch {
-    return json({ error: "the body must be JSON" }, 400);
-  }
+  const body = await jsonBody(request);
+  if (body instanceof Response) return body;
   const state = (body as { state?: unknown })?.state;
   if (state !== "announced" && state !== "withdrawn") return json({ error: '"state" must be "announced" or "withdrawn"' }, 400);
   await cache.setAnycastState(state);

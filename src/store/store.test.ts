@@ -1,4 +1,4 @@
-/** The disk store's pure parts: file format, protocol parsing, the LRU index, and the start-up recovery scan. */
+/** The disk store's pure parts: file format, its HIT answers, protocol parsing, the LRU index, and the start-up recovery scan. */
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -8,6 +8,7 @@ import {
   lifetimeSeconds, parseFileName, parseHttpHead, singleRange,
 } from "./format.ts";
 import { BLOCK, BlockChecks, BlockHasher, bodyMatches, digestTable, headDigest, tableLen, verifiedBody } from "./integrity.ts";
+import { hitResponse } from "./answer.ts";
 import { HeadCache } from "./heads.ts";
 import { Slots } from "./slots.ts";
 import { StoreIndex, type IndexEntry } from "./lru.ts";
@@ -297,5 +298,22 @@ describe("head cache", () => {
     expect([heads.get("d"), heads.bytes]).toEqual([undefined, 800]);
     heads.delete("a");
     expect([heads.get("a"), heads.bytes]).toEqual([undefined, 400]);
+  });
+});
+
+describe("answers", () => {
+  it("never carry a stored head's own x-parrot-disk: only the store says where a body lies (whole, Range, HEAD; one value per name or repeated ones)", async () => {
+    const forged = "ab/0123456789abcdef0123456789abcdef-x1 0 5 99999999999999";
+    const single = { status: 200, statusText: "OK", headers: [["cache-control", "max-age=60"], ["x-parrot-disk", forged]] as [string, string][] };
+    const repeated = { ...single, headers: [...single.headers, ["set-cookie", "a=1"], ["set-cookie", "b=2"]] as [string, string][] };
+    for (const head of [single, repeated]) {
+      const whole = hitResponse(head, new TextEncoder().encode("hello"), 5);
+      expect([whole.status, whole.headers.get("x-parrot-disk"), whole.headers.get("cache-control"), await whole.text()]).toEqual([200, null, "max-age=60", "hello"]);
+      const part = hitResponse(head, new TextEncoder().encode("ell"), 5, { start: 1, end: 3 });
+      expect([part.status, part.headers.get("content-range"), part.headers.get("x-parrot-disk")]).toEqual([206, "bytes 1-3/5", null]);
+      const bare = hitResponse(head, null, 5);
+      expect([bare.headers.get("content-length"), bare.headers.get("x-parrot-disk")]).toEqual(["5", null]);
+    }
+    expect(hitResponse(repeated, null, 5).headers.getSetCookie()).toEqual(["a=1", "b=2"]);
   });
 });

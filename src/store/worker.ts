@@ -25,6 +25,7 @@ import {
   type StoredHead,
 } from "./format.ts";
 import { BLOCK, BlockChecks, BlockHasher, bodyMatches, digestTable, headDigest, readBlock, tableLen, verifiedBody } from "./integrity.ts";
+import { hitResponse } from "./answer.ts";
 import { HeadCache } from "./heads.ts";
 import { StoreIndex, type IndexEntry } from "./lru.ts";
 import { Slots } from "./slots.ts";
@@ -269,7 +270,7 @@ async function matchEntry(s: State, env: StoreEnv, ctx: ExecutionContext, reques
     if (!head) return miss();
     s.heads.set(e.file, head, e.headLen);
     checks.mark(0, Date.now());
-    return withDiskRef(s, answer(head, body, e), e, checks.until(first, last, recheckMs));
+    return withDiskRef(s, hitResponse(head, body, e.bodyLen), e, checks.until(first, last, recheckMs));
   }
 
   let head = s.heads.get(e.file);
@@ -283,7 +284,7 @@ async function matchEntry(s: State, env: StoreEnv, ctx: ExecutionContext, reques
     s.heads.set(e.file, decoded, e.headLen);
     head = decoded;
   }
-  if (!wantsBody) return answer(head, null, e, range);
+  if (!wantsBody) return hitResponse(head, null, e.bodyLen, range);
   if (checks.covers(first, last, now, recheckMs)) {
     const res = await nativeAnswer(s, env, ctx, hash, e, head, from, to, range);
     return range || res.status === 504 ? res : withDiskRef(s, res, e, checks.until(first, last, recheckMs));
@@ -327,7 +328,7 @@ async function matchEntry(s: State, env: StoreEnv, ctx: ExecutionContext, reques
     const length = to - from + 1;
     const fixed = new FixedLengthStream(length);
     void body.pipeTo(fixed.writable as unknown as WritableStream<Uint8Array>).catch(() => undefined);
-    return answer(head, fixed.readable as unknown as ReadableStream<Uint8Array>, e, range);
+    return hitResponse(head, fixed.readable as unknown as ReadableStream<Uint8Array>, e.bodyLen, range);
   } finally {
     if (!handedOver) held?.();
   }
@@ -356,7 +357,7 @@ async function nativeAnswer(
   }
   s.reads.native++;
   s.reads.nativeBytes += length;
-  return answer(head, res.body, e, range);
+  return hitResponse(head, res.body, e.bodyLen, range);
 }
 
 /**
@@ -369,54 +370,6 @@ function withDiskRef(s: State, res: Response, e: IndexEntry, checkedUntil: numbe
   const back = Date.now() + Math.min(DISK_REF_MS, (s.settings.inactiveSeconds * 1000) / 2);
   res.headers.set(DISK_REF_HEADER, formatDiskRef({ file: e.file, offset: e.headLen, length: e.bodyLen, until: Math.min(checkedUntil, e.expires, back) }));
   return res;
-}
-
-/** The HIT response: the stored status and headers, the body (or the range) with its length. */
-function answer(
-  head: StoredHead,
-  body: ReadableStream<Uint8Array> | Uint8Array | null,
-  e: IndexEntry,
-  range?: { start: number; end: number },
-): Response {
-  const length = range ? range.end - range.start + 1 : e.bodyLen;
-  const own: [string, string][] = [["cf-cache-status", "HIT"], ["content-length", String(length)]];
-  if (range) own.push(["content-range", `bytes ${range.start}-${range.end}/${e.bodyLen}`]);
-  const base = headerRecord(head);
-  let headers: HeadersInit;
-  if (base) {
-    // A plain object: the runtime takes it in one step (a Headers object filled field by field costs a call each).
-    const record: Record<string, string> = Object.assign(Object.create(null), base);
-    for (const [n, v] of own) record[n] = v;
-    // Only this store says where a body lies (withDiskRef): a stored head's copy came from an origin, and would let
-    // it point the edge at another entry's file.
-    delete record[DISK_REF_HEADER];
-    headers = record;
-  } else {
-    const h = new Headers();
-    for (const [n, v] of head.headers) h.append(n, v);
-    for (const [n, v] of own) h.set(n, v);
-    h.delete(DISK_REF_HEADER);
-    headers = h;
-  }
-  return new Response(body, { status: range ? 206 : head.status, statusText: range ? "Partial Content" : head.statusText, headers });
-}
-
-const records = new WeakMap<StoredHead, Record<string, string> | null>();
-
-/** The stored headers as one object (made once per kept head), or null when a name repeats (Set-Cookie). */
-function headerRecord(head: StoredHead): Record<string, string> | null {
-  let r = records.get(head);
-  if (r !== undefined) return r;
-  r = Object.create(null) as Record<string, string>;
-  for (const [n, v] of head.headers) {
-    if (r[n] !== undefined) {
-      r = null;
-      break;
-    }
-    r[n] = v;
-  }
-  records.set(head, r);
-  return r;
 }
 
 type AtLeastReader = ReadableStreamBYOBReader & { readAtLeast?: <T extends ArrayBufferView>(min: number, view: T) => Promise<ReadableStreamReadResult<T>> };

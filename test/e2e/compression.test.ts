@@ -4,14 +4,12 @@
  * with their Content-Length on MISS and HIT, a Range of a stored compressed variant, no compression of images.
  * Raw HTTP (node:http), so nothing decodes what the edge sends.
  */
-import { mkdtempSync, rmSync } from "node:fs";
 import { get as httpGet } from "node:http";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { brotliDecompressSync, gunzipSync, gzipSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { serveFetch, type Served } from "../../src/node/serve-fetch.ts";
-import { startEdgeWorkerd, type RunningWorkerdEdge } from "../../src/node/workerd-host.ts";
+import type { FetchHandler } from "../../src/node/serve-fetch.ts";
+import type { RunningWorkerdEdge } from "../../src/node/workerd-host.ts";
+import { startEdgeAndOrigin, type EdgeAndOrigin } from "../support/workerd-edge.ts";
 
 const HTML = "<!doctype html><title>parrot</title><p>" + "the parrot repeats what it hears. ".repeat(600) + "</p>\n";
 /** Large text that compresses neither too well nor too fast: words picked by a fixed pseudo-random sequence. */
@@ -62,13 +60,12 @@ function bigBody(path: string, hold?: Promise<void>): ReadableStream<Uint8Array>
   });
 }
 const GZIPPED = gzipSync(new TextEncoder().encode(HTML));
-let served: Served;
+let box: EdgeAndOrigin;
 let edge: RunningWorkerdEdge;
-let dir: string;
 const originHits = new Map<string, number>();
 
 beforeAll(async () => {
-  served = await serveFetch((req) => {
+  const handler: FetchHandler = (req) => {
     const path = new URL(req.url).pathname;
     originHits.set(path, (originHits.get(path) ?? 0) + 1);
     const cc = { "cache-control": "max-age=600" };
@@ -83,19 +80,17 @@ beforeAll(async () => {
     }
     if (path === "/photo.jpg") return new Response(new Uint8Array(20_000).fill(7), { headers: { ...cc, "content-type": "image/jpeg" } });
     return new Response("not found", { status: 404 });
-  });
-  dir = mkdtempSync(join(tmpdir(), "parrot-compress-"));
-  edge = await startEdgeWorkerd({
-    configText: `[edge]\nname = "cz"\norigin = "${served.url}"\naccess_log = false\ncompress_max_bytes = ${16 << 20}\ncompress_budget_bytes = ${20 << 20}\n[admin]\nmetrics_public = true\n`,
-    storeDir: join(dir, "store"),
-    log: () => {},
-  });
+  };
+  box = await startEdgeAndOrigin(
+    "compress",
+    handler,
+    (origin) => `[edge]\nname = "cz"\norigin = "${origin}"\naccess_log = false\ncompress_max_bytes = ${16 << 20}\ncompress_budget_bytes = ${20 << 20}\n[admin]\nmetrics_public = true\n`,
+  );
+  edge = box.edge;
 }, 60_000);
 
 afterAll(async () => {
-  await edge?.stop();
-  await served?.close();
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  await box?.stop();
 });
 
 function raw(path: string, headers: Record<string, string> = {}): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }> {

@@ -6,51 +6,30 @@
  * another box's status, or change a stream; it can write its own status. A mirror redirector (`--redirector`) runs
  * with its own key: it shares its scans in the redirectors' bucket, and may write nothing else.
  */
-import { execFile } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ControlClient } from "../../src/control/client.ts";
-import { parseUsers } from "../../src/control/credentials.ts";
 import { FleetKv } from "../../src/control/fleet-kv.ts";
 import { connectOnce } from "../../src/control/nats.ts";
-import { ControlSchema, type ControlConfig } from "../../src/config/control-schema.ts";
-import { ROOT, startNodeScript } from "../../src/node/children.ts";
 import { mirrorsLayout } from "../../src/redirector/shared-state.ts";
 import { freePort } from "../support/ports.ts";
+import { startRedirectorBox } from "../support/redirector.ts";
 import { startControlCdn, type ControlCdn } from "../support/control-cdn.ts";
-import { startTestNats, type TestNats } from "../support/nats.ts";
+import { startKeyedNats, type KeyedNats } from "../support/nats.ts";
 
 const EDGES = ["eu-lon", "na-sea"];
 let dir: string;
-let nats: TestNats;
+let nats: KeyedNats;
 let cdn: ControlCdn;
-let keysOut: string;
-
-const controlWith = (nkey: string): ControlConfig => ControlSchema.parse({ servers: [nats.url], nkey: join(dir, "keys", `${nkey}.nk`), publish_deadline_ms: 2000, publish_timeout_ms: 1000 });
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "parrot-creds-"));
-  keysOut = await new Promise<string>((resolve, reject) =>
-    execFile(process.execPath, [join(ROOT, "scripts/fleet.ts"), "keys", "--dir", join(dir, "keys"), "--box", "eu-lon", "--box", "na-sea", "--redirector", "rd-1"], { timeout: 30_000 }, (err, out) =>
-      err ? reject(err) : resolve(out),
-    ),
-  );
-  const users = parseUsers(readFileSync(join(dir, "keys", "users.json"), "utf8"), "users.json");
-  nats = await startTestNats(join(dir, "nats"), { users, namespace: "parrot" });
-  // The operator creates the streams and the bucket (a box's key may not).
-  const nc = await connectOnce(controlWith("operator"), "test operator");
-  await ControlClient.open(nc, controlWith("operator"), EDGES);
-  await FleetKv.open(nc, controlWith("operator"));
-  await FleetKv.open(nc, controlWith("operator"), undefined, mirrorsLayout("parrot"));
-  await nc.close();
-  const nkey = (name: string) => `nkey = "${join(dir, "keys", `${name}.nk`)}"`;
+  nats = await startKeyedNats(dir, ["--box", "eu-lon", "--box", "na-sea", "--redirector", "rd-1"], { edges: EDGES, mirrors: true });
   cdn = await startControlCdn({
     edges: EDGES,
-    servers: [nats.url],
-    auth: nkey("operator"),
-    authFor: Object.fromEntries(EDGES.map((e) => [e, nkey(e)])),
+    ...nats.cdnAuth(EDGES),
     control: "catch_up_timeout_ms = 10000\nfleet = true",
   });
 }, 180_000);
@@ -63,8 +42,8 @@ afterAll(async () => {
 
 describe("per-box NATS credentials", () => {
   it("keys writes a seed per box and the operator, and the boxes run with theirs", async () => {
-    expect(keysOut).toMatch(/^box +eu-lon: .*eu-lon\.nk \(U[A-Z2-7]{55}\)$/m);
-    expect(keysOut).toMatch(/^operator +operator: /m);
+    expect(nats.keysOut).toMatch(/^box +eu-lon: .*eu-lon\.nk \(U[A-Z2-7]{55}\)$/m);
+    expect(nats.keysOut).toMatch(/^operator +operator: /m);
     for (const e of EDGES) expect(cdn.running(e)!.output()).toMatch(/control: NATS JetStream .*; caught up at sequence/);
     const purge = await cdn.cli(["--all", "--soft", "--wait", "--timeout", "30"]);
     expect(purge.stdout).toMatch(/^ok +eu-lon$/m);
@@ -76,14 +55,14 @@ describe("per-box NATS credentials", () => {
   }, 90_000);
 
   it("a box's key cannot publish a purge or a config, nor another box's status, nor change a stream", async () => {
-    const cfg = controlWith("eu-lon");
+    const cfg = nats.controlAs("eu-lon");
     const nc = await connectOnce(cfg, "test as eu-lon");
-    const operator = await connectOnce(controlWith("operator"), "test operator");
+    const operator = await connectOnce(nats.controlAs("operator"), "test operator");
     try {
       const client = await ControlClient.open(nc, cfg, EDGES);
       const kv = await FleetKv.open(nc, cfg);
-      const opKv = await FleetKv.open(operator, controlWith("operator"));
-      const before = (await (await ControlClient.open(operator, controlWith("operator"), EDGES)).manager.streams.info("PARROT_CONTROL")).state.last_seq;
+      const opKv = await FleetKv.open(operator, nats.controlAs("operator"));
+      const before = (await (await ControlClient.open(operator, nats.controlAs("operator"), EDGES)).manager.streams.info("PARROT_CONTROL")).state.last_seq;
       const rollout = await opKv.get("rollout");
       await expect(client.publishPurge({ all: true })).rejects.toThrow(/not stored/);
       await expect(kv.put("rollout", JSON.stringify({ forged: true }))).rejects.toThrow();
@@ -95,7 +74,7 @@ describe("per-box NATS credentials", () => {
       // Through its edge's endpoint (the box's agent holds the box's key): refused, nothing stored.
       const viaEdge = await cdn.purge("eu-lon", { all: true });
       expect(viaEdge.status).toBe(503);
-      const opClient = await ControlClient.open(operator, controlWith("operator"), EDGES);
+      const opClient = await ControlClient.open(operator, nats.controlAs("operator"), EDGES);
       expect((await opClient.manager.streams.info("PARROT_CONTROL")).state.last_seq).toBe(before);
       expect((await opKv.get("rollout"))!.revision).toBe(rollout!.revision);
     } finally {
@@ -105,20 +84,20 @@ describe("per-box NATS credentials", () => {
   }, 90_000);
 
   it("a redirector's key shares its scans in the redirectors' bucket and may write nothing else", async () => {
-    const key = join(dir, "keys", "rd-1.nk");
+    const key = nats.keyOf("rd-1");
     writeFileSync(
       join(dir, "redirector.toml"),
       `[admin]\ntoken = "redirector-creds-token"\n\n[control]\nservers = ["${nats.url}"]\nnkey = "${key}"\ncatch_up_timeout_ms = 10000\n\n` +
         `[redirector]\norigin = "http://127.0.0.1:9/"\ncdn = "http://127.0.0.1:9/"\npaths = ["/iso/**"]\nscan_timeout_ms = 1000\n\n` +
         `[[mirrors]]\nname = "m1"\nurl = "http://127.0.0.1:${await freePort()}/"\n`,
     );
-    const rd = await startNodeScript("scripts/redirector.ts", ["--config", join(dir, "redirector.toml"), "--port", "0", "--name", "rd-1"], /redirector ready: (\S+)/, 60_000);
-    const cfg = controlWith("rd-1");
+    const { run: rd } = await startRedirectorBox(join(dir, "redirector.toml"), { name: "rd-1" });
+    const cfg = nats.controlAs("rd-1");
     const nc = await connectOnce(cfg, "test as rd-1");
-    const operator = await connectOnce(controlWith("operator"), "test operator");
+    const operator = await connectOnce(nats.controlAs("operator"), "test operator");
     try {
       expect(rd.output()).toMatch(/"state":"sharing scans"/);
-      const opMirrors = await FleetKv.open(operator, controlWith("operator"), undefined, mirrorsLayout("parrot"));
+      const opMirrors = await FleetKv.open(operator, nats.controlAs("operator"), undefined, mirrorsLayout("parrot"));
       expect(JSON.parse((await opMirrors.get("box.rd-1"))!.value)).toMatchObject({ box: "rd-1", state: "up" });
       expect(JSON.parse((await opMirrors.get("mirror.m1"))!.value)).toMatchObject({ box: "rd-1", mirror: "m1" });
       const mirrors = await FleetKv.open(nc, cfg, undefined, mirrorsLayout("parrot"));

@@ -10,27 +10,21 @@
  *   credentials cannot publish a certificate or another box's key.
  */
 import { createHash, X509Certificate } from "node:crypto";
-import { execFile } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { fromCurveSeed } from "@nats-io/nkeys";
 import { certKeys, CertRecordSchema, openCertificateKey } from "../../src/control/cert-seal.ts";
-import { ControlClient } from "../../src/control/client.ts";
-import { parseUsers } from "../../src/control/credentials.ts";
 import { FleetKv } from "../../src/control/fleet-kv.ts";
 import { parseRecord } from "../../src/control/fleet.ts";
 import { connectOnce } from "../../src/control/nats.ts";
-import { ControlSchema, type ControlConfig } from "../../src/config/control-schema.ts";
 import { inspectPair } from "../../src/frontdoor/cert-store.ts";
 import { ensureLocalCa, issueLocalCertificate } from "../../src/frontdoor/local-ca.ts";
-import { ROOT } from "../../src/node/children.ts";
 import { startControlCdn, TOKEN, until, type ControlCdn } from "../support/control-cdn.ts";
-import { startDnsNode, type DnsNode } from "../support/dns-process.ts";
 import { downloadStarted, run } from "../support/frontdoor.ts";
-import { startTestNats, type TestNats } from "../support/nats.ts";
-import { startPebble, type Pebble } from "../support/pebble.ts";
+import { startKeyedNats, type KeyedNats } from "../support/nats.ts";
+import { startAcmeCa, type AcmeCa } from "../support/pebble.ts";
 import { pattern } from "../support/scripted-origin.ts";
 
 const EDGES = ["eu-lon", "na-sea", "as-pek"];
@@ -38,16 +32,12 @@ const ISSUER = "eu-lon";
 const ACME_SITE = "c.geo.example.org";
 const BIG = 24 * 1024 * 1024;
 let dir: string;
-let nats: TestNats;
-let dns: DnsNode;
-let pebble: Pebble;
+let nats: KeyedNats;
+let acme: AcmeCa;
 let cdn: ControlCdn;
 let testCa: string;
 /** The shared file as the operator wrote it (sites a and c): what every push starts from. */
 let common: string;
-
-const controlWith = (nkey: string): ControlConfig =>
-  ControlSchema.parse({ servers: [nats.url], nkey: join(dir, "keys", `${nkey}.nk`), publish_deadline_ms: 2000, publish_timeout_ms: 1000 });
 
 /** A "files" site signed by the test CA (absolute paths: every box reads the same files). */
 async function filesSite(name: string): Promise<string> {
@@ -77,26 +67,13 @@ const push = (name: string, text: string, window = "1") => {
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "parrot-fleet-sites-"));
-  await new Promise<string>((resolve, reject) =>
-    execFile(process.execPath, [join(ROOT, "scripts/fleet.ts"), "keys", "--dir", join(dir, "keys"), ...EDGES.flatMap((e) => ["--box", e]), "--issuer", ISSUER], { timeout: 30_000 }, (err, out) =>
-      err ? reject(err) : resolve(out),
-    ),
-  );
-  nats = await startTestNats(join(dir, "nats"), { users: parseUsers(readFileSync(join(dir, "keys", "users.json"), "utf8"), "users.json"), namespace: "parrot" });
-  const nc = await connectOnce(controlWith("operator"), "test operator");
-  await ControlClient.open(nc, controlWith("operator"), EDGES);
-  await FleetKv.open(nc, controlWith("operator"));
-  await nc.close();
-  dns = await startDnsNode({ extraToml: `\n[admin]\ntoken = "${TOKEN}"\n` });
-  pebble = await startPebble(`127.0.0.1:${dns.dnsPort}`);
+  nats = await startKeyedNats(dir, [...EDGES.flatMap((e) => ["--box", e]), "--issuer", ISSUER], { edges: EDGES });
+  acme = await startAcmeCa(TOKEN);
   testCa = join(dir, "test-ca", "local-ca.pem");
   const siteA = await filesSite("a.example.net");
-  const nkey = (name: string) => `nkey = "${join(dir, "keys", `${name}.nk`)}"`;
   cdn = await startControlCdn({
     edges: EDGES,
-    servers: [nats.url],
-    auth: nkey("operator"),
-    authFor: Object.fromEntries(EDGES.map((e) => [e, nkey(e)])),
+    ...nats.cdnAuth(EDGES),
     control: "catch_up_timeout_ms = 10000\nfleet = true",
     ownDirs: true,
     https: true,
@@ -105,16 +82,7 @@ beforeAll(async () => {
 cert_dir = "certs"
 poll_seconds = 1
 
-[acme]
-directory = "${pebble.directory}"
-ca_bundle = "${pebble.tlsCertPath}"
-email = "hostmaster@example.org"
-issuer = "${ISSUER}"
-dns_nodes = [ { url = "http://127.0.0.1:${dns.httpPort}", dns = "127.0.0.1:${dns.dnsPort}" } ]
-propagation_timeout_seconds = 20
-retry_min_seconds = 2
-retry_max_seconds = 10
-${siteA}
+${acme.acmeToml(`issuer = "${ISSUER}"`)}${siteA}
 [[sites]]
 names = ["${ACME_SITE}"]
 http = "serve"
@@ -127,8 +95,7 @@ http = "serve"
 
 afterAll(async () => {
   await cdn?.stop();
-  await pebble?.stop();
-  await dns?.stop();
+  await acme?.stop();
   await nats?.stop();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
@@ -193,7 +160,7 @@ describe("certificates through the fleet", () => {
       "every box serves the issuer's certificate",
       async () => {
         const s = await serials();
-        const issued = (await curlSite(ISSUER, ACME_SITE, "/page", pebble.rootPath)).code === 0;
+        const issued = (await curlSite(ISSUER, ACME_SITE, "/page", acme.rootPath)).code === 0;
         return issued && s.every((x) => x === s[0]) ? s[0] : undefined;
       },
       120_000,
@@ -210,7 +177,7 @@ describe("certificates through the fleet", () => {
     await until("every box serves the renewed certificate", async () => ((await serials()).every((s) => s === renewed) ? true : undefined), 60_000);
     console.log(`renewal installed on every box ${Date.now() - started} ms after the issuer answered`);
     for (const e of EDGES) {
-      const r = await curlSite(e, ACME_SITE, "/page", pebble.rootPath);
+      const r = await curlSite(e, ACME_SITE, "/page", acme.rootPath);
       expect(r.err).toBe("");
       expect(r.out).toBe("page\n");
     }
@@ -220,9 +187,9 @@ describe("certificates through the fleet", () => {
     const overHttp = await fetch(`http://${cdn.host(ISSUER)}:${cdn.port}/.well-known/cdn/frontdoor/certificate/${ACME_SITE}`, { headers: { authorization: `Bearer ${TOKEN}` } });
     expect(overHttp.status).toBe(404);
     expect(await overHttp.text()).not.toMatch(/PRIVATE KEY/);
-    const nc = await connectOnce(controlWith("operator"), "test operator");
+    const nc = await connectOnce(nats.controlAs("operator"), "test operator");
     try {
-      const kv = await FleetKv.open(nc, controlWith("operator"));
+      const kv = await FleetKv.open(nc, nats.controlAs("operator"));
       const entry = await kv.get(certKeys.cert(ACME_SITE));
       expect(entry!.value).not.toMatch(/PRIVATE KEY/);
       const record = parseRecord(CertRecordSchema, "cert", entry!.value);
@@ -238,16 +205,16 @@ describe("certificates through the fleet", () => {
   });
 
   it("a box's credentials cannot publish a certificate or another box's key; the issuer's can publish certificates", async () => {
-    const box = await connectOnce(controlWith("na-sea"), "test as na-sea");
-    const issuer = await connectOnce(controlWith(ISSUER), "test as the issuer");
+    const box = await connectOnce(nats.controlAs("na-sea"), "test as na-sea");
+    const issuer = await connectOnce(nats.controlAs(ISSUER), "test as the issuer");
     try {
-      const kv = await FleetKv.open(box, controlWith("na-sea"));
+      const kv = await FleetKv.open(box, nats.controlAs("na-sea"));
       await expect(kv.put(certKeys.cert(ACME_SITE), "{}")).rejects.toThrow();
       await expect(kv.put(certKeys.cert("x.geo.example.org"), "{}")).rejects.toThrow();
       await expect(kv.put(certKeys.xkey("as-pek"), "{}")).rejects.toThrow();
       const own = await kv.get(certKeys.xkey("na-sea"));
       expect(await kv.put(certKeys.xkey("na-sea"), own!.value)).toBeGreaterThan(0);
-      const issuerKv = await FleetKv.open(issuer, controlWith(ISSUER));
+      const issuerKv = await FleetKv.open(issuer, nats.controlAs(ISSUER));
       expect(await issuerKv.put(certKeys.cert("unserved.example.net"), "{}")).toBeGreaterThan(0);
     } finally {
       await box.close();

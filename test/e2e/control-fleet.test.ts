@@ -6,21 +6,21 @@
  *   the version when it starts, before it serves; with NATS down the boxes keep serving, and one that starts then
  *   serves the version it last applied (not its own file); `fleet rollback` sends every box to the version before.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseConfig } from "../../src/config/config.ts";
 import { FleetKv } from "../../src/control/fleet-kv.ts";
 import { connectOnce } from "../../src/control/nats.ts";
 import { serveFetch, type Served } from "../../src/node/serve-fetch.ts";
-import { NATS_USER, startControlCdn, until, type ControlCdn } from "../support/control-cdn.ts";
-import { startTestNats, type TestNats } from "../support/nats.ts";
+import { until, type ControlCdn } from "../support/control-cdn.ts";
+import { startNatsCdn, type NatsCdn } from "../support/cut-off-cdn.ts";
+import type { TestNats } from "../support/nats.ts";
 import { freePort } from "../support/ports.ts";
 import { ScriptedOrigin } from "../support/scripted-origin.ts";
 
 const EDGES = ["eu-lon", "na-sea", "as-pek"];
-let natsDir: string;
+let setup: NatsCdn;
 let nats: TestNats;
 let cdn: ControlCdn;
 const origins: { origin: ScriptedOrigin; served: Served }[] = [];
@@ -68,9 +68,8 @@ const allAnswer = (boxes: string[], body: string) =>
   until(`${boxes.join(", ")} answer ${body}`, async () => ((await Promise.all(boxes.map((b) => cdn.get(b, "/who")))).every((a) => a.body === body) ? true : undefined), 30_000);
 
 beforeAll(async () => {
-  natsDir = mkdtempSync(join(tmpdir(), "parrot-nats-"));
-  nats = await startTestNats(natsDir, NATS_USER);
-  cdn = await startControlCdn({ edges: EDGES, servers: [nats.url], control: "catch_up_timeout_ms = 5000\nfleet = true" });
+  setup = await startNatsCdn({ edges: EDGES, control: "catch_up_timeout_ms = 5000\nfleet = true" });
+  ({ nats, cdn } = setup);
   who(cdn.origin, "one");
   for (const name of ["two", "three"]) {
     const origin = new ScriptedOrigin();
@@ -80,10 +79,8 @@ beforeAll(async () => {
 }, 180_000);
 
 afterAll(async () => {
-  await cdn?.stop();
+  await setup?.stop();
   await Promise.allSettled(origins.map((o) => o.served.close()));
-  await nats?.stop();
-  rmSync(natsDir, { recursive: true, force: true });
 });
 
 describe("fleet rollout", () => {

@@ -14,16 +14,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ControlClient } from "../../src/control/client.ts";
-import { parseUsers } from "../../src/control/credentials.ts";
 import { FleetKv } from "../../src/control/fleet-kv.ts";
 import { connectOnce } from "../../src/control/nats.ts";
-import { ControlSchema, type ControlConfig } from "../../src/config/control-schema.ts";
 import { metadataMarker } from "../../src/geoip/open.ts";
 import { ROOT } from "../../src/node/children.ts";
 import { pollUntil } from "../support/dns-cdn.ts";
 import { RRL_OFF_TOML, run, startDnsNode, type DnsNode } from "../support/dns-process.ts";
 import { TEST_ZONE_TOML } from "../support/dns-zone.ts";
-import { startTestNats, type TestNats } from "../support/nats.ts";
+import { startKeyedNats, type KeyedNats } from "../support/nats.ts";
 import { startControlCdn, type ControlCdn } from "../support/control-cdn.ts";
 
 const fixtures = join(ROOT, "test/fixtures");
@@ -32,12 +30,10 @@ const LITE = join(fixtures, "GeoLite2-City-Test.mmdb");
 const FULL = join(fixtures, "GeoIP2-City-Test.mmdb");
 const NODES = ["ns1", "ns2", "ns3"];
 let dir: string;
-let nats: TestNats;
+let nats: KeyedNats;
 const nodes = new Map<string, DnsNode>();
 let cdn: ControlCdn;
 
-const keyOf = (name: string) => join(dir, "keys", `${name}.nk`);
-const controlWith = (name: string): ControlConfig => ControlSchema.parse({ servers: [nats.url], nkey: keyOf(name), publish_deadline_ms: 2000, publish_timeout_ms: 1000 });
 const nodeToml = (name: string) => `${TEST_ZONE_TOML}
 [geoip]
 city = "${LITE}"
@@ -45,7 +41,7 @@ fleet = true
 ${RRL_OFF_TOML}
 [control]
 servers = ["${nats.url}"]
-nkey = "${keyOf(name)}"
+nkey = "${nats.keyOf(name)}"
 name = "${name}"
 catch_up_timeout_ms = 60000
 `;
@@ -80,20 +76,12 @@ async function everyNodeSays(city: string, ms = 20_000): Promise<number> {
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "parrot-geoip-fleet-"));
-  const keys = await run(process.execPath, [join(ROOT, "scripts/fleet.ts"), "keys", "--dir", join(dir, "keys"), ...NODES.flatMap((n) => ["--dns", n]), "--box", "eu-lon"], 30_000);
-  expect(keys.code, keys.out).toBe(0);
-  nats = await startTestNats(join(dir, "nats"), { users: parseUsers(readFileSync(join(dir, "keys", "users.json"), "utf8"), "users.json"), namespace: "parrot" });
-  writeFileSync(join(dir, "operator.toml"), `[control]\nservers = ["${nats.url}"]\nnkey = "${keyOf("operator")}"\n`);
-  // The operator makes the bucket (a node's key may not).
-  const nc = await connectOnce(controlWith("operator"), "test operator");
-  await FleetKv.open(nc, controlWith("operator"));
-  await nc.close();
+  nats = await startKeyedNats(dir, [...NODES.flatMap((n) => ["--dns", n]), "--box", "eu-lon"]);
+  writeFileSync(join(dir, "operator.toml"), `[control]\nservers = ["${nats.url}"]\nnkey = "${nats.keyOf("operator")}"\n`);
   for (const name of NODES.slice(0, 2)) nodes.set(name, await startDnsNode({ toml: nodeToml(name) }));
   cdn = await startControlCdn({
     edges: ["eu-lon"],
-    servers: [nats.url],
-    auth: `nkey = "${keyOf("operator")}"`,
-    authFor: { "eu-lon": `nkey = "${keyOf("eu-lon")}"` },
+    ...nats.cdnAuth(["eu-lon"]),
     control: "catch_up_timeout_ms = 5000",
     geoip: "fleet = true",
     edge: () => 'trusted_proxies = ["127.0.0.0/8"]',
@@ -201,12 +189,12 @@ describe("GeoIP through the fleet", () => {
   }, 90_000);
 
   it("a DNS node's key writes its own GeoIP status, never another's, the record, a purge or a stream", async () => {
-    const cfg = controlWith("ns1");
+    const cfg = nats.controlAs("ns1");
     const nc = await connectOnce(cfg, "test as ns1");
-    const operator = await connectOnce(controlWith("operator"), "test operator");
+    const operator = await connectOnce(nats.controlAs("operator"), "test operator");
     try {
       const kv = await FleetKv.open(nc, cfg);
-      const opKv = await FleetKv.open(operator, controlWith("operator"));
+      const opKv = await FleetKv.open(operator, nats.controlAs("operator"));
       const record = await pollUntil(async () => opKv.get("geoip"), 10_000);
       const own = (await opKv.get("geoip-at.dns.ns1"))!;
       expect(await kv.put("geoip-at.dns.ns1", own.value)).toBeGreaterThan(0);

@@ -3,28 +3,23 @@
  * they stored once their lease runs out (they cannot know of purges meanwhile), purge calls fail loudly (edge endpoint, PURGE method, CLI), a box that starts meanwhile still serves; when the
  * server returns (same store), every consumer resumes where it left off and purges work again.
  */
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { NATS_USER, SITE, startControlCdn, TOKEN, until, type ControlCdn } from "../support/control-cdn.ts";
-import { startTestNats, type TestNats } from "../support/nats.ts";
+import { SITE, TOKEN, until, type ControlCdn } from "../support/control-cdn.ts";
+import { startNatsCdn, type NatsCdn } from "../support/cut-off-cdn.ts";
+import type { TestNats } from "../support/nats.ts";
 
 const EDGES = ["eu-lon", "na-sea", "as-pek"];
-let natsDir: string;
+let setup: NatsCdn;
 let nats: TestNats;
 let cdn: ControlCdn;
 
 beforeAll(async () => {
-  natsDir = mkdtempSync(join(tmpdir(), "parrot-nats-"));
-  nats = await startTestNats(natsDir, NATS_USER);
-  cdn = await startControlCdn({ edges: EDGES, servers: [nats.url], control: "catch_up_timeout_ms = 3000\nlease_ms = 3000" });
+  setup = await startNatsCdn({ edges: EDGES, control: "catch_up_timeout_ms = 3000\nlease_ms = 3000" });
+  ({ nats, cdn } = setup);
 }, 180_000);
 
 afterAll(async () => {
-  await cdn?.stop();
-  await nats?.stop();
-  rmSync(natsDir, { recursive: true, force: true });
+  await setup?.stop();
 });
 
 function serve(path: string, v: string) {

@@ -4,32 +4,27 @@
  * Every request names Host www.example.org, so all edges share its cache keys.
  */
 import { execFile } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseConfig } from "../../src/config/config.ts";
 import { readFileSync } from "node:fs";
 import { ControlClient } from "../../src/control/client.ts";
 import { connectOnce } from "../../src/control/nats.ts";
-import { NATS_USER, SITE, startControlCdn, TOKEN, until, type ControlCdn } from "../support/control-cdn.ts";
-import { startTestNats, type TestNats } from "../support/nats.ts";
+import { SITE, TOKEN, until, type ControlCdn } from "../support/control-cdn.ts";
+import { startNatsCdn, type NatsCdn } from "../support/cut-off-cdn.ts";
+import type { TestNats } from "../support/nats.ts";
 
 const EDGES = ["eu-lon", "na-sea", "as-pek"];
-let natsDir: string;
+let setup: NatsCdn;
 let nats: TestNats;
 let cdn: ControlCdn;
 
 beforeAll(async () => {
-  natsDir = mkdtempSync(join(tmpdir(), "parrot-nats-"));
-  nats = await startTestNats(natsDir, NATS_USER);
-  cdn = await startControlCdn({ edges: EDGES, servers: [nats.url], dns: true });
+  setup = await startNatsCdn({ edges: EDGES, dns: true });
+  ({ nats, cdn } = setup);
 }, 180_000);
 
 afterAll(async () => {
-  await cdn?.stop();
-  await nats?.stop();
-  rmSync(natsDir, { recursive: true, force: true });
+  await setup?.stop();
 });
 
 /** The origin serves `path` as version `v` (its own ETag), cacheable for 10 minutes, with optional tags. */

@@ -4,25 +4,19 @@
  * server and runs (catches up, applies the operator's purge, heartbeats reach the DNS node); a client that trusts
  * another CA, or none (a `nats://` URL too: the server requires TLS), is refused.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { parseUsers } from "../../src/control/credentials.ts";
-import { FleetKv } from "../../src/control/fleet-kv.ts";
-import { ControlClient } from "../../src/control/client.ts";
 import { connectOnce } from "../../src/control/nats.ts";
-import { ControlSchema, type ControlConfig } from "../../src/config/control-schema.ts";
-import { ROOT } from "../../src/node/children.ts";
 import { startControlCdn, until, type ControlCdn } from "../support/control-cdn.ts";
 import { run } from "../support/dns-process.ts";
-import { startTestNats, type TestNats } from "../support/nats.ts";
+import { startKeyedNats, type KeyedNats } from "../support/nats.ts";
 
 const EDGES = ["eu-lon"];
 let dir: string;
-let nats: TestNats;
+let nats: KeyedNats;
 let cdn: ControlCdn;
-let tlsUrl: string;
 
 const openssl = async (...args: string[]) => {
   const r = await run("openssl", args);
@@ -41,33 +35,19 @@ async function makeCa(name: string, server: boolean) {
   );
 }
 
-const controlWith = (extra: Record<string, unknown>): ControlConfig =>
-  ControlSchema.parse({ servers: [tlsUrl], nkey: join(dir, "keys", "operator.nk"), publish_timeout_ms: 2000, ...extra });
-
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "parrot-nats-tls-"));
   writeFileSync(join(dir, "san.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n");
   await makeCa("good", true);
   await makeCa("other", false);
-  const keys = await run(process.execPath, [join(ROOT, "scripts/fleet.ts"), "keys", "--dir", join(dir, "keys"), "--box", "eu-lon", "--dns", "ns1"], 30_000);
-  expect(keys.code, keys.out).toBe(0);
-  nats = await startTestNats(join(dir, "nats"), {
-    users: parseUsers(readFileSync(join(dir, "keys", "users.json"), "utf8"), "users.json"),
-    namespace: "parrot",
+  nats = await startKeyedNats(dir, ["--box", "eu-lon", "--dns", "ns1"], {
     tls: { cert: join(dir, "server.crt"), key: join(dir, "server.key") },
+    edges: EDGES,
+    operator: { tls_ca: join(dir, "good-ca.crt") },
   });
-  tlsUrl = nats.url.replace("nats://", "tls://");
-  // The operator makes the streams and the bucket (a box's key may not), over TLS.
-  const nc = await connectOnce(controlWith({ tls_ca: join(dir, "good-ca.crt") }), "test operator");
-  await ControlClient.open(nc, controlWith({ tls_ca: join(dir, "good-ca.crt") }), EDGES);
-  await FleetKv.open(nc, controlWith({ tls_ca: join(dir, "good-ca.crt") }));
-  await nc.close();
-  const tlsCa = `tls_ca = "${join(dir, "good-ca.crt")}"`;
   cdn = await startControlCdn({
     edges: EDGES,
-    servers: [tlsUrl],
-    auth: `nkey = "${join(dir, "keys", "operator.nk")}"\n${tlsCa}`,
-    authFor: { "eu-lon": `nkey = "${join(dir, "keys", "eu-lon.nk")}"\n${tlsCa}` },
+    ...nats.cdnAuth(EDGES, `tls_ca = "${join(dir, "good-ca.crt")}"`),
     control: "catch_up_timeout_ms = 10000\npresence_interval_ms = 500",
     dns: true,
   });
@@ -93,12 +73,12 @@ describe("NATS over TLS", () => {
   }, 90_000);
 
   it("a client that trusts another CA, or no CA, is refused", async () => {
-    await expect(connectOnce(controlWith({ tls_ca: join(dir, "other-ca.crt") }), "test wrong CA")).rejects.toThrow(/certificate|self.signed|verify/i);
-    await expect(connectOnce(controlWith({}), "test no CA")).rejects.toThrow(/certificate|self.signed|verify/i);
+    await expect(connectOnce(nats.controlAs("operator", { tls_ca: join(dir, "other-ca.crt") }), "test wrong CA")).rejects.toThrow(/certificate|self.signed|verify/i);
+    await expect(connectOnce(nats.controlAs("operator", {}), "test no CA")).rejects.toThrow(/certificate|self.signed|verify/i);
     // A nats:// URL gets no plain connection either: the server requires TLS, and without the CA it is not trusted.
-    await expect(connectOnce(ControlSchema.parse({ servers: [nats.url], nkey: join(dir, "keys", "operator.nk") }), "test plain")).rejects.toThrow(/certificate|verify/i);
+    await expect(connectOnce(nats.controlAs("operator", { servers: [nats.url] }), "test plain")).rejects.toThrow(/certificate|verify/i);
     // The right CA still works (the refusals above were the CA's, not the server's).
-    const nc = await connectOnce(controlWith({ tls_ca: join(dir, "good-ca.crt") }), "test right CA");
+    const nc = await connectOnce(nats.controlAs("operator", { tls_ca: join(dir, "good-ca.crt") }), "test right CA");
     expect(nc.info?.tls_required).toBe(true);
     await nc.close();
   }, 60_000);

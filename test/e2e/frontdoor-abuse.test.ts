@@ -12,7 +12,6 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseStat, runtimeCommand } from "../../src/frontdoor/haproxy-runtime.ts";
-import { serveFetch, type Served } from "../../src/node/serve-fetch.ts";
 import { curlHttps, startEdgeBox, type EdgeBox } from "../support/frontdoor.ts";
 import { RawH2 } from "../support/h2-frames.ts";
 import { ScriptedOrigin } from "../support/scripted-origin.ts";
@@ -20,12 +19,10 @@ import { ScriptedOrigin } from "../support/scripted-origin.ts";
 const CONNECTION_REQUESTS = 50;
 const HANDSHAKE_MS = 2000;
 const origin = new ScriptedOrigin();
-let served: Served;
 let box: EdgeBox;
 let ca: string;
 
 beforeAll(async () => {
-  served = await serveFetch(origin.handle);
   origin.set("/page", { headers: { "content-type": "text/plain", "cache-control": "max-age=600" }, body: "hello\n" });
   origin.set("/fresh", { headers: { "content-type": "text/plain", "cache-control": "no-store" }, body: "fresh\n" });
   box = await startEdgeBox(
@@ -48,7 +45,7 @@ names = ["b.fd.test"]
 certificate = "local"
 limits = [ { name = "b", requests = 3, seconds = 60 } ]
 `,
-    { origin: served.url },
+    { origin: origin.handle },
   );
   ca = readFileSync(caPath(), "utf8");
 }, 120_000);
@@ -57,7 +54,6 @@ const caPath = () => join(box.dir, "certs", "local-ca.pem");
 
 afterAll(async () => {
   await box?.stop();
-  await served?.close();
 });
 
 /** HAProxy's counters: requests it passed to the edge (backend `edge`), connections it refused at once. */

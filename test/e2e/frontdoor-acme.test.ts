@@ -9,18 +9,14 @@ import { X509Certificate, createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { serveFetch, type Served } from "../../src/node/serve-fetch.ts";
 import { curlHttps, downloadStarted, presentedCertificate, run, sleep, startEdgeBox, type EdgeBox } from "../support/frontdoor.ts";
-import { startPebble, type Pebble } from "../support/pebble.ts";
+import { startAcmeCa, type AcmeCa } from "../support/pebble.ts";
 import { pattern, ScriptedOrigin } from "../support/scripted-origin.ts";
-import { startDnsNode, type DnsNode } from "../support/dns-process.ts";
 
 const TOKEN = "acme-test-admin-token-0123";
 const BIG = 16 * 1024 * 1024;
 const origin = new ScriptedOrigin();
-let served: Served;
-let dns: DnsNode;
-let pebble: Pebble;
+let acme: AcmeCa;
 let box: EdgeBox;
 
 /** Waits (bounded) until the box logged an event matching `match`. */
@@ -35,11 +31,9 @@ async function waitEvent(match: (e: Record<string, unknown>) => boolean, ms = 60
 }
 
 beforeAll(async () => {
-  served = await serveFetch(origin.handle);
   origin.set("/page", { headers: { "content-type": "text/html", "cache-control": "max-age=600" }, body: "<p>hello</p>\n" });
   origin.set("/big", { headers: { "content-type": "application/octet-stream", "cache-control": "max-age=600" }, size: BIG });
-  dns = await startDnsNode({ extraToml: `\n[admin]\ntoken = "${TOKEN}"\n` });
-  pebble = await startPebble(`127.0.0.1:${dns.dnsPort}`);
+  acme = await startAcmeCa(TOKEN);
   box = await startEdgeBox(
     `
 [admin]
@@ -47,21 +41,12 @@ token = "${TOKEN}"
 [frontdoor]
 cert_dir = "{dir}/certs"
 poll_seconds = 1
-[acme]
-directory = "${pebble.directory}"
-ca_bundle = "${pebble.tlsCertPath}"
-zone = "geo.example.org"
-email = "hostmaster@example.org"
-dns_nodes = [ { url = "http://127.0.0.1:${dns.httpPort}", dns = "127.0.0.1:${dns.dnsPort}" } ]
-propagation_timeout_seconds = 20
-retry_min_seconds = 2
-retry_max_seconds = 10
-[[sites]]
+${acme.acmeToml('zone = "geo.example.org"')}[[sites]]
 names = ["one.geo.example.org"]
 [[sites]]
 names = ["two.geo.example.org", "*.two.geo.example.org"]
 `,
-    { origin: served.url },
+    { origin: origin.handle },
   );
   // Both certificates arrive without a restart (placeholders meanwhile).
   await waitEvent((e) => e.event === "acme-issued" && e.site === "one.geo.example.org");
@@ -70,9 +55,7 @@ names = ["two.geo.example.org", "*.two.geo.example.org"]
 
 afterAll(async () => {
   await box?.stop();
-  await pebble?.stop();
-  await dns?.stop();
-  await served?.close();
+  await acme?.stop();
 });
 
 describe("certificates by ACME DNS-01 through the project's DNS node", () => {
@@ -92,27 +75,27 @@ describe("certificates by ACME DNS-01 through the project's DNS node", () => {
 
   it("serves HTTP/2 with the CA's chain (curl --http2, trusting only pebble's root)", async () => {
     for (const name of ["one.geo.example.org", "two.geo.example.org"]) {
-      const r = await curlHttps(box, name, "/page", pebble.rootPath, ["--http2", "-o", "/dev/null", "-w", "%{http_version} %{http_code}"]);
+      const r = await curlHttps(box, name, "/page", acme.rootPath, ["--http2", "-o", "/dev/null", "-w", "%{http_version} %{http_code}"]);
       expect(r.err).toBe("");
       expect(r.out).toBe("2 200");
     }
   });
 
   it("removes the challenge TXT records from the DNS node after validation", async () => {
-    const txt = await run("dig", ["+short", "-p", String(dns.dnsPort), "@127.0.0.1", "TXT", "_acme-challenge.one.geo.example.org"]);
+    const txt = await run("dig", ["+short", "-p", String(acme.dns.dnsPort), "@127.0.0.1", "TXT", "_acme-challenge.one.geo.example.org"]);
     expect(txt.code).toBe(0);
     expect(txt.out.trim()).toBe("");
   });
 
   it("renews a certificate while a long download continues", async () => {
-    await curlHttps(box, "one.geo.example.org", "/big", pebble.rootPath, ["-o", "/dev/null"]);
+    await curlHttps(box, "one.geo.example.org", "/big", acme.rootPath, ["-o", "/dev/null"]);
     const before = await presentedCertificate(box.httpsPort, "one.geo.example.org");
     const file = join(box.dir, "big.bin");
-    const download = curlHttps(box, "one.geo.example.org", "/big", pebble.rootPath, [
+    const download = curlHttps(box, "one.geo.example.org", "/big", acme.rootPath, [
       "--http2", "--limit-rate", "2M", "-o", file, "-w", "%{http_code} %{size_download}",
     ]);
     await downloadStarted(file);
-    const renew = await curlHttps(box, "one.geo.example.org", "/.well-known/cdn/frontdoor/renew", pebble.rootPath, [
+    const renew = await curlHttps(box, "one.geo.example.org", "/.well-known/cdn/frontdoor/renew", acme.rootPath, [
       "-X", "POST", "-H", `Authorization: Bearer ${TOKEN}`, "-d", '{"site":"one.geo.example.org"}',
     ]);
     expect(JSON.parse(renew.out)).toMatchObject({ site: "one.geo.example.org", names: ["one.geo.example.org"] });
@@ -125,15 +108,15 @@ describe("certificates by ACME DNS-01 through the project's DNS node", () => {
 
   it("keeps the old certificate when a renewal fails, and says so in the metrics and the log", async () => {
     const before = await presentedCertificate(box.httpsPort, "two.geo.example.org");
-    await dns.stop(); // the DNS node is gone: the challenge cannot be published
-    const renew = await curlHttps(box, "two.geo.example.org", "/.well-known/cdn/frontdoor/renew", pebble.rootPath, [
+    await acme.dns.stop(); // the DNS node is gone: the challenge cannot be published
+    const renew = await curlHttps(box, "two.geo.example.org", "/.well-known/cdn/frontdoor/renew", acme.rootPath, [
       "-X", "POST", "-H", `Authorization: Bearer ${TOKEN}`, "-d", '{"site":"two.geo.example.org"}', "-w", "\n%{http_code}",
     ]);
     expect(renew.out).toMatch(/DNS node http:\/\/127\.0\.0\.1:\d+: POST acme-challenge failed[\s\S]*\n502$/);
     const failed = await waitEvent((e) => e.event === "acme-failed" && e.site === "two.geo.example.org");
     expect(failed.error).toMatch(/acme-challenge failed/);
     expect((await presentedCertificate(box.httpsPort, "two.geo.example.org")).serialNumber).toBe(before.serialNumber);
-    const m = await curlHttps(box, "two.geo.example.org", "/.well-known/cdn/frontdoor/metrics", pebble.rootPath, ["-H", `Authorization: Bearer ${TOKEN}`]);
+    const m = await curlHttps(box, "two.geo.example.org", "/.well-known/cdn/frontdoor/metrics", acme.rootPath, ["-H", `Authorization: Bearer ${TOKEN}`]);
     expect(m.out).toMatch(/^parrot_frontdoor_acme_failures_total\{site="two\.geo\.example\.org"\} [1-9]\d*$/m);
     expect(m.out).toMatch(/^parrot_frontdoor_cert_expiry_seconds\{site="two\.geo\.example\.org"\} (\d+)$/m);
     const expiry = Number(/^parrot_frontdoor_cert_expiry_seconds\{site="two\.geo\.example\.org"\} (\d+)$/m.exec(m.out)![1]);

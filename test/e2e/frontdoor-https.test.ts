@@ -10,19 +10,16 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { issueLocalCertificate, placeholderCertificate } from "../../src/frontdoor/local-ca.ts";
 import { combinedPem } from "../../src/frontdoor/cert-store.ts";
-import { serveFetch, type Served } from "../../src/node/serve-fetch.ts";
 import { curlHttps, downloadStarted, presentedCertificate, run, sleep, startEdgeBox, type EdgeBox } from "../support/frontdoor.ts";
 import { pattern, ScriptedOrigin } from "../support/scripted-origin.ts";
 
 const TOKEN = "frontdoor-test-token-0123";
 const BIG = 24 * 1024 * 1024;
 const origin = new ScriptedOrigin();
-let served: Served;
 let box: EdgeBox;
 let ca: string;
 
 beforeAll(async () => {
-  served = await serveFetch(origin.handle);
   origin.set("/page", { headers: { "content-type": "text/html", "cache-control": "max-age=600" }, body: "<!doctype html><p>hello</p>\n" });
   origin.set("/dists/parrot/InRelease", { headers: { "content-type": "text/plain", "cache-control": "max-age=600" }, body: "Suite: parrot\n" });
   origin.set("/big", { headers: { "content-type": "application/octet-stream", "cache-control": "max-age=600" }, size: BIG });
@@ -54,7 +51,7 @@ cert_file = "{dir}/b.crt"
 key_file = "{dir}/b.key"
 http = "serve"
 `,
-    { origin: served.url, dir },
+    { origin: origin.handle, dir },
   );
   ca = join(box.dir, "certs", "local-ca.pem");
 }, 120_000);
@@ -62,7 +59,6 @@ http = "serve"
 afterAll(async () => {
   await box?.stop();
   if (box) rmSync(box.dir, { recursive: true, force: true });
-  await served?.close();
 });
 
 describe("TLS for every site", () => {

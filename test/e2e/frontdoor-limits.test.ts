@@ -5,19 +5,16 @@
  * is never limited; a ban ends; everything shows in the metrics and the JSON log.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { serveFetch, type Served } from "../../src/node/serve-fetch.ts";
 import { curlHttps, run, sleep, startEdgeBox, type EdgeBox } from "../support/frontdoor.ts";
 import { ScriptedOrigin } from "../support/scripted-origin.ts";
 import { join } from "node:path";
 
 const TOKEN = "frontdoor-limits-token-01";
 const origin = new ScriptedOrigin();
-let served: Served;
 let box: EdgeBox;
 let ca: string;
 
 beforeAll(async () => {
-  served = await serveFetch(origin.handle);
   origin.set("/page", { headers: { "content-type": "text/html", "cache-control": "max-age=600" }, body: "<p>hello</p>\n" });
   origin.set("/slow", { headers: { "content-type": "text/plain", "cache-control": "no-store" }, body: "slow\n", delayMs: 3000 });
   box = await startEdgeBox(
@@ -37,14 +34,13 @@ names = ["l.fd.test"]
 certificate = "local"
 limits = [ { name = "site", requests = 40, seconds = 2 } ]
 `,
-    { origin: served.url },
+    { origin: origin.handle },
   );
   ca = join(box.dir, "certs", "local-ca.pem");
 }, 120_000);
 
 afterAll(async () => {
   await box?.stop();
-  await served?.close();
 });
 
 /** `n` requests from `source` with curl --parallel (HTTP/2 multiplexed); the status of each, 0 for a failed transfer. */

@@ -8,13 +8,11 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { serveFetch, type Served } from "../../src/node/serve-fetch.ts";
 import { run, sleep, startEdgeBox, type EdgeBox } from "../support/frontdoor.ts";
 import { ScriptedOrigin } from "../support/scripted-origin.ts";
 import { freePort, waitListening } from "../support/ports.ts";
 
 const origin = new ScriptedOrigin();
-let served: Served;
 let box: EdgeBox;
 let responder: ChildProcess;
 
@@ -25,7 +23,6 @@ async function openssl(args: string[]) {
 }
 
 beforeAll(async () => {
-  served = await serveFetch(origin.handle);
   origin.set("/", { headers: { "content-type": "text/plain" }, body: "ok\n" });
   const dir = mkdtempSync(join(tmpdir(), "parrot-fd-ocsp-"));
   const ocspPort = await freePort();
@@ -59,7 +56,7 @@ key_file = "{dir}/leaf.key"
 names = ["l.fd.test"]
 certificate = "local"
 `,
-    { origin: served.url, dir },
+    { origin: origin.handle, dir },
   );
 }, 120_000);
 
@@ -67,7 +64,6 @@ afterAll(async () => {
   await box?.stop();
   if (box) rmSync(box.dir, { recursive: true, force: true });
   responder?.kill();
-  await served?.close();
 });
 
 describe("OCSP stapling", () => {

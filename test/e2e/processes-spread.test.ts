@@ -7,44 +7,33 @@
  * the pid holding the server side of each connection) and each process's own count of the requests it answered (its
  * metrics, asked over a connection the table says it holds).
  */
-import { mkdtempSync, rmSync } from "node:fs";
 import { Agent } from "node:http";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 // @ts-expect-error: the package ships no types
 import parsePrometheusTextFormat from "parse-prometheus-text-format";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { serveFetch, type Served } from "../../src/node/serve-fetch.ts";
-import { startEdgeWorkerd, type RunningWorkerdEdge } from "../../src/node/workerd-host.ts";
+import type { RunningWorkerdEdge } from "../../src/node/workerd-host.ts";
 import { getOver, serverPids, type ConnectionAnswer } from "../support/socket-owners.ts";
+import { startEdgeAndOrigin, type EdgeAndOrigin } from "../support/workerd-edge.ts";
 
 const TOKEN = "spread-test-token-0123456789";
 const CONNECTIONS = 200;
 
-let served: Served;
+let box: EdgeAndOrigin;
 let edge: RunningWorkerdEdge;
-let dir: string;
 /** Requests each edge process answered in this file so far, by the socket table (its metrics count the same). */
 const answeredByTable = new Map<number, number>();
 
 beforeAll(async () => {
-  served = await serveFetch((req) => new Response(`body of ${new URL(req.url).pathname}\n`, { headers: { "cache-control": "max-age=600" } }));
-  dir = mkdtempSync(join(tmpdir(), "parrot-spread-e2e-"));
-  const configText = `[edge]
-name = "spread"
-origin = "${served.url}"
-access_log = false
-processes = 2
-[admin]
-token = "${TOKEN}"
-`;
-  edge = await startEdgeWorkerd({ configText, storeDir: join(dir, "store"), log: () => {} });
+  box = await startEdgeAndOrigin(
+    "spread",
+    (req) => new Response(`body of ${new URL(req.url).pathname}\n`, { headers: { "cache-control": "max-age=600" } }),
+    (origin) => `[edge]\nname = "spread"\norigin = "${origin}"\naccess_log = false\nprocesses = 2\n[admin]\ntoken = "${TOKEN}"\n`,
+  );
+  edge = box.edge;
 }, 60_000);
 
 afterAll(async () => {
-  await edge?.stop();
-  await served?.close();
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  await box?.stop();
 });
 
 /** One GET through `agent` (one keep-alive connection each); `connected` settles once the TCP handshake is done. */

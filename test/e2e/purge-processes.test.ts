@@ -7,16 +7,13 @@
  * Which process answers is not left to chance: keep-alive connections opened before the purge are each held by one
  * process (the kernel's socket table says which), and after the purge's answer every one of them asks again.
  */
-import { mkdtempSync, rmSync } from "node:fs";
 import { Agent } from "node:http";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 // @ts-expect-error: the package ships no types
 import parsePrometheusTextFormat from "parse-prometheus-text-format";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { serveFetch, type Served } from "../../src/node/serve-fetch.ts";
-import { startEdgeWorkerd, type RunningWorkerdEdge } from "../../src/node/workerd-host.ts";
+import type { RunningWorkerdEdge } from "../../src/node/workerd-host.ts";
 import { getOver, serverPids, type ConnectionAnswer } from "../support/socket-owners.ts";
+import { startEdgeAndOrigin, type EdgeAndOrigin } from "../support/workerd-edge.ts";
 
 const TOKEN = "purge-processes-token-0123456789";
 /** Connections opened before the purge; more (up to MAX) until both processes hold some. */
@@ -24,30 +21,22 @@ const CONNECTIONS = 16;
 const MAX_CONNECTIONS = 64;
 const STORED = 50;
 
-let served: Served;
+let box: EdgeAndOrigin;
 let edge: RunningWorkerdEdge;
-let dir: string;
 /** What the origin answers now: the purge's test changes it after the entries were stored. */
 let version = 1;
 
 beforeAll(async () => {
-  served = await serveFetch((req) => new Response(`${new URL(req.url).pathname} v${version}`, { headers: { "cache-control": "max-age=600" } }));
-  dir = mkdtempSync(join(tmpdir(), "parrot-purge-processes-e2e-"));
-  const configText = `[edge]
-name = "purge-processes"
-origin = "${served.url}"
-access_log = false
-processes = 2
-[admin]
-token = "${TOKEN}"
-`;
-  edge = await startEdgeWorkerd({ configText, storeDir: join(dir, "store"), log: () => {} });
+  box = await startEdgeAndOrigin(
+    "purge-processes",
+    (req) => new Response(`${new URL(req.url).pathname} v${version}`, { headers: { "cache-control": "max-age=600" } }),
+    (origin) => `[edge]\nname = "purge-processes"\norigin = "${origin}"\naccess_log = false\nprocesses = 2\n[admin]\ntoken = "${TOKEN}"\n`,
+  );
+  edge = box.edge;
 }, 60_000);
 
 afterAll(async () => {
-  await edge?.stop();
-  await served?.close();
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  await box?.stop();
 });
 
 /** One GET through `agent` (one keep-alive connection each). */

@@ -5,14 +5,12 @@
  * went from 76 MB to 2,058 MB). The store now reads at most a few blocks at once and keeps only the bytes a range
  * needs: the rest wait their turn.
  */
-import { readFileSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { Agent, request as httpRequest } from "node:http";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { answerGenerated, chunkMatches, type GeneratedObject } from "../../src/demo-origin/generated.ts";
-import { serveFetch, type Served } from "../../src/node/serve-fetch.ts";
-import { startEdgeWorkerd, type RunningWorkerdEdge } from "../../src/node/workerd-host.ts";
+import type { RunningWorkerdEdge } from "../../src/node/workerd-host.ts";
+import { startEdgeAndOrigin, type EdgeAndOrigin } from "../support/workerd-edge.ts";
 
 const MiB = 1024 * 1024;
 const SIZE = 48 * MiB; // 12 slices of 4 MiB
@@ -21,8 +19,7 @@ const RANGE_BYTES = 1000;
 /** Peak RSS growth allowed during the burst (MB). Measured: 133 MB with the bound, 369 MB before it (289 MB at 600 Ranges). */
 const PEAK_GROWTH_MB = 220;
 
-let dir: string;
-let served: Served;
+let box: EdgeAndOrigin;
 let edge: RunningWorkerdEdge;
 const obj: GeneratedObject = { size: SIZE, cacheControl: "public, max-age=3600", contentType: "application/octet-stream" };
 /** Stored whole (no slices): a Range of it is read by the store beside the whole body the lookup opened. */
@@ -31,22 +28,22 @@ const wholeObj: GeneratedObject = { ...obj, size: 30 * MiB };
 const WHOLE_PEAK_GROWTH_MB = 450;
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), "parrot-range-memory-"));
-  served = await serveFetch((req) => {
-    const path = new URL(req.url).pathname;
-    if (path === "/big.iso") return answerGenerated(req, obj);
-    if (path === "/whole/big.iso") return answerGenerated(req, wholeObj);
-    return new Response("no\n", { status: 404 });
-  });
-  const configText = `[edge]\nname = "ranges"\norigin = "${served.url}"\nslice_bytes = ${4 * MiB}\nslice_threshold_bytes = ${8 * MiB}\naccess_log = false\n[[rules]]\npath = "/whole/**"\nslice_threshold_bytes = 0\n`;
-  writeFileSync(join(dir, "cdn.toml"), configText);
-  edge = await startEdgeWorkerd({ configText, storeDir: join(dir, "store"), processes: 1, log: () => {} });
+  box = await startEdgeAndOrigin(
+    "range-memory",
+    (req) => {
+      const path = new URL(req.url).pathname;
+      if (path === "/big.iso") return answerGenerated(req, obj);
+      if (path === "/whole/big.iso") return answerGenerated(req, wholeObj);
+      return new Response("no\n", { status: 404 });
+    },
+    (origin) => `[edge]\nname = "ranges"\norigin = "${origin}"\nslice_bytes = ${4 * MiB}\nslice_threshold_bytes = ${8 * MiB}\naccess_log = false\n[[rules]]\npath = "/whole/**"\nslice_threshold_bytes = 0\n`,
+    { processes: 1 },
+  );
+  edge = box.edge;
 }, 60_000);
 
 afterAll(async () => {
-  await edge?.stop();
-  await served?.close();
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  await box?.stop();
 });
 
 /** VmRSS and VmHWM (peak) of a process, in MB. */

@@ -12,10 +12,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ControlSchema } from "../../src/config/control-schema.ts";
 import { FleetKv } from "../../src/control/fleet-kv.ts";
 import { connectOnce } from "../../src/control/nats.ts";
-import { startNodeScript, type Running } from "../../src/node/children.ts";
 import { mirrorsLayout } from "../../src/redirector/shared-state.ts";
 import { startNginxOrigin, type NginxOrigin } from "../support/nginx-origin.ts";
 import { startTestNats, type TestNats } from "../support/nats.ts";
+import { isoRedirectorToml, startRedirectorBox, type RedirectorBox } from "../support/redirector.ts";
 
 const TOKEN = "redirector-fleet-e2e-token";
 const NATS_TOKEN = "redirector-fleet-nats-token";
@@ -33,11 +33,10 @@ describe("redirector boxes share their scans through JetStream", () => {
   let nats: TestNats;
   let origin: NginxOrigin;
   const mirrors: Record<string, NginxOrigin> = {};
-  const boxes: Record<string, { run: Running; url: string }> = {};
+  const boxes: Record<string, RedirectorBox> = {};
 
   const startBox = async (name: string, config = "cdn.toml") => {
-    const run = await startNodeScript("scripts/redirector.ts", ["--config", join(dir, config), "--port", "0", "--name", name], /redirector ready: (\S+)/, 60_000);
-    boxes[name] = { run, url: run.match[1]! };
+    boxes[name] = await startRedirectorBox(join(dir, config), { name });
   };
   const scan = async (box: string): Promise<Status> => {
     const res = await fetch(`${boxes[box]!.url}/.well-known/cdn/scan`, { method: "POST", headers: { authorization: `Bearer ${TOKEN}` } });
@@ -101,16 +100,7 @@ servers = ["${nats.url}"]
 token = "${NATS_TOKEN}"
 catch_up_timeout_ms = 5000
 
-[redirector]
-origin = "${origin.url}"
-cdn = "${origin.url}"
-paths = ["/iso/**"]
-indexes = [ { path = "/iso/SHA256SUMS", kind = "sha256sums" } ]
-scan_interval_ms = 3600000
-scan_files_per_round = 2
-scan_timeout_ms = 5000
-fleet_heartbeat_ms = ${HEARTBEAT_MS}
-
+${isoRedirectorToml(origin.url, `scan_files_per_round = 2\nscan_timeout_ms = 5000\nfleet_heartbeat_ms = ${HEARTBEAT_MS}`)}
 ${MIRRORS.map((n, i) => `[[mirrors]]\nname = "${n}"\nurl = "${mirrors[n]!.url}"\nlat = ${50 + i}\nlon = 0\ncountry = "GB"\n`).join("\n")}
 `,
     );

@@ -9,9 +9,10 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { startNodeScript, type Running } from "../../src/node/children.ts";
+import type { Running } from "../../src/node/children.ts";
 import { serveFetch, type Served } from "../../src/node/serve-fetch.ts";
 import { freePort } from "../support/ports.ts";
+import { isoRedirectorToml, startRedirectorBox } from "../support/redirector.ts";
 
 const TOKEN = "rsync-e2e-token-0123456789";
 const A = new TextEncoder().encode("iso a\n".repeat(500));
@@ -72,14 +73,7 @@ beforeAll(async () => {
     `[admin]
 token = "${TOKEN}"
 
-[redirector]
-origin = "${origin.url}"
-cdn = "${origin.url}"
-paths = ["/iso/**"]
-indexes = [ { path = "/iso/SHA256SUMS", kind = "sha256sums" } ]
-scan_interval_ms = 3600000
-scan_timeout_ms = 2000
-
+${isoRedirectorToml(origin.url, "scan_timeout_ms = 2000")}
 [[mirrors]]
 name = "m"
 url = "${mirrorHttp.url}"
@@ -88,8 +82,7 @@ lat = 51.5
 lon = -0.1
 `,
   );
-  redirector = await startNodeScript("scripts/redirector.ts", ["--config", join(dir, "cdn.toml"), "--port", "0"], /redirector ready: (\S+)/, 60_000);
-  url = redirector.match[1]!;
+  ({ run: redirector, url } = await startRedirectorBox(join(dir, "cdn.toml")));
 }, 90_000);
 
 afterAll(async () => {

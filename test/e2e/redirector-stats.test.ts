@@ -8,10 +8,11 @@ import { createHash } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { startNodeScript, type Running } from "../../src/node/children.ts";
+import type { Running } from "../../src/node/children.ts";
 import { serveFetch, type Served } from "../../src/node/serve-fetch.ts";
 import { startDnsNode, type DnsNode } from "../support/dns-process.ts";
 import { freePort } from "../support/ports.ts";
+import { isoRedirectorToml, startRedirectorBox } from "../support/redirector.ts";
 
 const ISO = new TextEncoder().encode("parrot iso bytes\n".repeat(1000));
 const SUMS = `${createHash("sha256").update(ISO).digest("hex")}  parrot-7.0.iso\n`;
@@ -32,8 +33,7 @@ let url: string;
 let port: number;
 
 const startRedirector = async () => {
-  redirector = await startNodeScript("scripts/redirector.ts", ["--config", dns.config, "--port", String(port)], /redirector ready: (\S+)/, 60_000);
-  url = redirector.match[1]!;
+  ({ run: redirector, url } = await startRedirectorBox(dns.config, { port }));
 };
 const stats = async (query = "") => {
   const res = await fetch(`${url}/.well-known/cdn/mirrors/stats${query}`);
@@ -52,17 +52,7 @@ beforeAll(async () => {
   const down = await freePort();
   dns = await startDnsNode({
     extraToml: `
-[redirector]
-origin = "${origin.url}"
-cdn = "${origin.url}"
-paths = ["/iso/**"]
-indexes = [ { path = "/iso/SHA256SUMS", kind = "sha256sums" } ]
-stats_dir = "stats"
-public_url = "http://127.0.0.1:${port}"
-scan_interval_ms = 3600000
-scan_timeout_ms = 2000
-max_failures = 1
-
+${isoRedirectorToml(origin.url, `stats_dir = "stats"\npublic_url = "http://127.0.0.1:${port}"\nscan_timeout_ms = 2000\nmax_failures = 1`)}
 [[mirrors]]
 name = "up-one"
 url = "${mirror.url}"

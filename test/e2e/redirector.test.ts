@@ -16,6 +16,7 @@ import { startNodeScript, type Running } from "../../src/node/children.ts";
 import { AptClient, AptRepo, type Package } from "../support/apt-repo.ts";
 import { startNginxOrigin, type NginxOrigin } from "../support/nginx-origin.ts";
 import { freePort } from "../support/ports.ts";
+import { startRedirectorBox } from "../support/redirector.ts";
 import { startTcpProxy, type TcpProxy } from "../support/tcp-proxy.ts";
 
 const run = promisify(execFile);
@@ -134,8 +135,7 @@ ${mirror("us-east", mirrors["us-east"]!.url, 40.71, -74.01, "US")}
 ${mirror("jp-down", `http://127.0.0.1:${downPort}/`, 35.68, 139.69, "JP")}
 `,
     );
-    redirector = await startNodeScript("scripts/redirector.ts", ["--config", join(dir, "cdn.toml"), "--port", "0"], /redirector ready: (\S+)/, 60_000);
-    url = redirector.match[1]!;
+    ({ run: redirector, url } = await startRedirectorBox(join(dir, "cdn.toml")));
   }, 180_000);
 
   afterAll(async () => {

@@ -8,17 +8,16 @@
  * the store is recovered and started again (an invalidation made meanwhile reaches the disk and both processes).
  */
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
 import { Agent, get as httpGet } from "node:http";
-import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { resolve } from "node:path";
 // @ts-expect-error: the package ships no types
 import parsePrometheusTextFormat from "parse-prometheus-text-format";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { answerStatic, chunkMatches, generatedHeaders } from "../../src/demo-origin/generated.ts";
-import { serveFetch, type Served } from "../../src/node/serve-fetch.ts";
-import { startEdgeWorkerd, type RunningWorkerdEdge } from "../../src/node/workerd-host.ts";
+import type { FetchHandler } from "../../src/node/serve-fetch.ts";
+import type { RunningWorkerdEdge } from "../../src/node/workerd-host.ts";
 import { waitFor } from "../support/anycast.ts";
+import { startEdgeAndOrigin, type EdgeAndOrigin } from "../support/workerd-edge.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** A GET on a connection of its own (no keep-alive): the kernel picks the edge process for each. */
@@ -63,12 +62,11 @@ function slowBody(start: number, length: number): ReadableStream<Uint8Array> | U
   });
 }
 const versions = new Map<string, number>();
-let served: Served;
+let box: EdgeAndOrigin;
 let edge: RunningWorkerdEdge;
-let dir: string;
 
 beforeAll(async () => {
-  served = await serveFetch(async (req) => {
+  const handler: FetchHandler = async (req) => {
     const path = new URL(req.url).pathname;
     if (req.method === "POST") {
       versions.set(path, (versions.get(path) ?? 1) + 1);
@@ -90,11 +88,10 @@ beforeAll(async () => {
     // The coalesced key is slow: long enough for every concurrent request to arrive while the first is at the origin.
     if (path.startsWith("/coalesce/")) await sleep(1500);
     return new Response(`body of ${path}\n`.repeat(20), { headers: { "cache-control": "max-age=600" } });
-  });
-  dir = mkdtempSync(join(tmpdir(), "parrot-processes-e2e-"));
-  const configText = `[edge]
+  };
+  const config = (origin: string) => `[edge]
 name = "multi"
-origin = "${served.url}"
+origin = "${origin}"
 access_log = false
 processes = 2
 trusted_proxies = ["127.0.0.1"]
@@ -107,13 +104,12 @@ slice_threshold_bytes = ${MiB}
 [geoip]
 city = ${JSON.stringify(MMDB)}
 `;
-  edge = await startEdgeWorkerd({ configText, storeDir: join(dir, "store"), log: () => {} });
+  box = await startEdgeAndOrigin("processes", handler, config);
+  edge = box.edge;
 }, 60_000);
 
 afterAll(async () => {
-  await edge?.stop();
-  await served?.close();
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  await box?.stop();
 });
 
 describe("an edge box with two workerd processes", () => {

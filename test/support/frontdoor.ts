@@ -8,6 +8,7 @@ import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:f
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startNodeScript, type Running } from "../../src/node/children.ts";
+import { serveFetch, type FetchHandler, type Served } from "../../src/node/serve-fetch.ts";
 
 export interface EdgeBox {
   dir: string;
@@ -34,24 +35,37 @@ export function run(cmd: string, args: string[], timeoutMs = 30_000, input?: str
 
 /**
  * Starts an edge box from `toml` (an [edge] table is added when missing: `origin`, a store in the box's folder).
- * `{dir}` in the text becomes the box's temporary folder.
+ * `{dir}` in the text becomes the box's temporary folder. `origin` as a handler: served here for this box alone (and
+ * stopped with it).
  */
-export async function startEdgeBox(toml: string, opts: { origin?: string; dir?: string } = {}): Promise<EdgeBox> {
+export async function startEdgeBox(toml: string, opts: { origin?: string | FetchHandler; dir?: string } = {}): Promise<EdgeBox> {
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), "parrot-fd-"));
+  const served: Served | undefined = typeof opts.origin === "function" ? await serveFetch(opts.origin) : undefined;
+  const cleanUp = async () => {
+    await served?.close();
+    if (!opts.dir) rmSync(dir, { recursive: true, force: true });
+  };
   let text = toml.replaceAll("{dir}", dir);
   if (!/^\[edge\]/m.test(text)) {
-    text = `[edge]\nname = "fd-test"\norigin = "${opts.origin}"\nstore_dir = "${dir}/store"\n${text}`;
+    text = `[edge]\nname = "fd-test"\norigin = "${served?.url ?? opts.origin}"\nstore_dir = "${dir}/store"\n${text}`;
   }
   writeFileSync(join(dir, "cdn.toml"), text);
-  const running = await startNodeScript(
-    "scripts/edge.ts",
-    ["--config", join(dir, "cdn.toml"), "--host", "127.0.0.1", "--port", "0", "--https-port", "0"],
-    /edge ready: /,
-    90_000,
-  );
+  let running: Running;
+  try {
+    running = await startNodeScript(
+      "scripts/edge.ts",
+      ["--config", join(dir, "cdn.toml"), "--host", "127.0.0.1", "--port", "0", "--https-port", "0"],
+      /edge ready: /,
+      90_000,
+    );
+  } catch (err) {
+    await cleanUp();
+    throw err;
+  }
   const line = /front door: https:\/\/127\.0\.0\.1:(\d+) \(HTTPS, h2\) and http:\/\/127\.0\.0\.1:(\d+), \d+ sites -> workerd (\S+)/.exec(running.output());
   if (!line) {
     await running.stop();
+    await cleanUp();
     throw new Error(`no front door line:\n${running.output()}`);
   }
   return {
@@ -77,7 +91,7 @@ export async function startEdgeBox(toml: string, opts: { origin?: string; dir?: 
     },
     async stop() {
       await running.stop();
-      if (!opts.dir) rmSync(dir, { recursive: true, force: true });
+      await cleanUp();
     },
   };
 }

@@ -1,9 +1,19 @@
 /**
  * For the control-plane tests: real `nats-server` processes with JetStream on loopback (free ports, temp store
- * dirs): one server, or a three-server JetStream cluster that is waited for until it has a JetStream leader.
+ * dirs): one server (open, or checking per-box keys), or a three-server JetStream cluster that is waited for until
+ * it has a JetStream leader.
  */
+import { execFile } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { ControlSchema, type ControlConfig } from "../../src/config/control-schema.ts";
+import { ControlClient } from "../../src/control/client.ts";
+import { parseUsers } from "../../src/control/credentials.ts";
+import { FleetKv } from "../../src/control/fleet-kv.ts";
+import { connectOnce } from "../../src/control/nats.ts";
 import { startNatsServer, type NatsServerOptions, type RunningNats } from "../../src/control/nats-server.ts";
+import { ROOT } from "../../src/node/children.ts";
+import { mirrorsLayout } from "../../src/redirector/shared-state.ts";
 import { freePort } from "./ports.ts";
 
 
@@ -29,6 +39,67 @@ export async function startTestNats(dir: string, auth: Pick<NatsServerOptions, "
     },
   };
   return t;
+}
+
+export interface KeyedNats extends TestNats {
+  /** The URL clients name: `url`, or with `tls` its tls:// form. */
+  clientUrl: string;
+  /** What `fleet keys` printed. */
+  keysOut: string;
+  /** The seed file of `name`'s key. */
+  keyOf(name: string): string;
+  /** `[control]` as `name` (publishes given up soon), with `extra` fields. */
+  controlAs(name: string, extra?: Record<string, unknown>): ControlConfig;
+  /** startControlCdn's servers and keys: the operator's, and each edge's own; `extra` lines join every [control]. */
+  cdnAuth(edges: string[], extra?: string): { servers: string[]; auth: string; authFor: Record<string, string> };
+}
+
+/**
+ * Per-box credentials and one server that checks them: `fleet keys` writes a key per name into `<dir>/keys` (`keys`:
+ * its arguments, `--box eu-lon`, `--dns ns1`, …) and nats-server runs with the authorization made from them (`tls`:
+ * TLS only). The operator (a box's key may not) then makes the fleet's bucket, with `edges` the control streams, with
+ * `mirrors` the redirectors' bucket (`operator`: more fields of its [control], e.g. the CA to trust).
+ */
+export async function startKeyedNats(
+  dir: string,
+  keys: string[],
+  opts: { tls?: NatsServerOptions["tls"]; edges?: string[]; mirrors?: boolean; operator?: Record<string, unknown> } = {},
+): Promise<KeyedNats> {
+  const keysOut = await new Promise<string>((resolve, reject) =>
+    execFile(process.execPath, [join(ROOT, "scripts/fleet.ts"), "keys", "--dir", join(dir, "keys"), ...keys], { timeout: 30_000 }, (err, out, stderr) =>
+      err ? reject(new Error(`fleet keys: ${err.message}\n${stderr}`)) : resolve(out),
+    ),
+  );
+  const users = parseUsers(readFileSync(join(dir, "keys", "users.json"), "utf8"), "users.json");
+  const nats = await startTestNats(join(dir, "nats"), { users, namespace: "parrot", tls: opts.tls });
+  const keyOf = (name: string) => join(dir, "keys", `${name}.nk`);
+  const clientUrl = opts.tls ? nats.url.replace("nats://", "tls://") : nats.url;
+  const keyed: KeyedNats = Object.assign(nats, {
+    clientUrl,
+    keysOut,
+    keyOf,
+    controlAs: (name: string, extra: Record<string, unknown> = {}) =>
+      ControlSchema.parse({ servers: [clientUrl], nkey: keyOf(name), publish_deadline_ms: 2000, publish_timeout_ms: 1000, ...extra }),
+    cdnAuth(edges: string[], extra?: string) {
+      const nkey = (name: string) => `nkey = "${keyOf(name)}"${extra ? `\n${extra}` : ""}`;
+      return { servers: [clientUrl], auth: nkey("operator"), authFor: Object.fromEntries(edges.map((e) => [e, nkey(e)])) };
+    },
+  });
+  try {
+    const operator = keyed.controlAs("operator", opts.operator);
+    const nc = await connectOnce(operator, "test operator");
+    try {
+      if (opts.edges) await ControlClient.open(nc, operator, opts.edges);
+      await FleetKv.open(nc, operator);
+      if (opts.mirrors) await FleetKv.open(nc, operator, undefined, mirrorsLayout("parrot"));
+    } finally {
+      await nc.close();
+    }
+  } catch (err) {
+    await nats.stop();
+    throw err;
+  }
+  return keyed;
 }
 
 export interface TestCluster {

@@ -1,15 +1,16 @@
 /**
  * Pebble (Let's Encrypt's test CA, Debian package `pebble`) for the ACME tests: its own HTTPS certificate made here,
- * free loopback ports, DNS-01 lookups sent to one DNS server (`-dnsserver`), no artificial validation delay.
+ * free loopback ports, DNS-01 lookups sent to a DNS node of the project (`-dnsserver`), no artificial validation delay.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { startDnsNode, type DnsNode } from "./dns-process.ts";
 import { run } from "./frontdoor.ts";
 import { freePort } from "./ports.ts";
 
-export interface Pebble {
+interface Pebble {
   /** The ACME directory URL. */
   directory: string;
   /** Pebble's own HTTPS certificate (trust it to reach the directory). */
@@ -21,8 +22,46 @@ export interface Pebble {
 }
 
 
+/** Pebble with a DNS node of the project answering its DNS-01 lookups: the node an `[acme]` issuer publishes to. */
+export interface AcmeCa extends Pebble {
+  /** The DNS node (admin token as given); stop() stops it too. */
+  dns: DnsNode;
+  /** `[acme]` for this CA and node (directory, trust, contact, short timeouts), with `extra` lines. */
+  acmeToml(extra?: string): string;
+}
+
+/** Starts a DNS node (`adminToken` for its challenge endpoint) and pebble sending its DNS-01 lookups there. */
+export async function startAcmeCa(adminToken: string): Promise<AcmeCa> {
+  const dns = await startDnsNode({ extraToml: `\n[admin]\ntoken = "${adminToken}"\n` });
+  let pebble: Pebble;
+  try {
+    pebble = await startPebble(`127.0.0.1:${dns.dnsPort}`);
+  } catch (err) {
+    await dns.stop();
+    throw err;
+  }
+  return {
+    ...pebble,
+    dns,
+    acmeToml: (extra = "") => `[acme]
+directory = "${pebble.directory}"
+ca_bundle = "${pebble.tlsCertPath}"
+email = "hostmaster@example.org"
+dns_nodes = [ { url = "http://127.0.0.1:${dns.httpPort}", dns = "127.0.0.1:${dns.dnsPort}" } ]
+propagation_timeout_seconds = 20
+retry_min_seconds = 2
+retry_max_seconds = 10
+${extra}
+`,
+    async stop() {
+      await pebble.stop();
+      await dns.stop();
+    },
+  };
+}
+
 /** Starts pebble with `dnsServer` ("127.0.0.1:port") answering its DNS-01 lookups. */
-export async function startPebble(dnsServer: string): Promise<Pebble> {
+async function startPebble(dnsServer: string): Promise<Pebble> {
   const dir = mkdtempSync(join(tmpdir(), "parrot-pebble-"));
   const tlsCertPath = join(dir, "pebble.pem");
   const made = await run("openssl", [
