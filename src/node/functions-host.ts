@@ -13,13 +13,13 @@
  * drainMs, then SIGKILL) and exits. Functions added or removed take or free a slot (PreparedFunctions.slots).
  */
 import { randomBytes } from "node:crypto";
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
-import { request as httpRequest } from "node:http";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { createServer as createHttpServer, request as httpRequest } from "node:http";
 import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import type { FunctionConfig } from "../config/functions-schema.ts";
-import { FUNCTION_PROBE_PATH, type FunctionsFile } from "../contracts/functions.ts";
+import { FUNCTION_HOST_CPU_PATH, FUNCTION_PROBE_PATH, type FunctionsFile } from "../contracts/functions.ts";
 import { functionToken } from "../functions/identity.ts";
 import { cpuMsFromStat, Watchdog } from "../functions/watchdog.ts";
 import { bundleModule, ROOT } from "./bundle.ts";
@@ -34,6 +34,8 @@ export interface PreparedFunctions {
   socketDir: string;
   /** The edge's socket for functions' fetch(). */
   engineSocket: string;
+  /** The host's socket for the edge (FUNCTION_HOST): a function process's CPU time, for the trace. */
+  hostSocket: string;
   /** The key of the functions' identity on that socket (src/functions/identity.ts), the edge's FUNCTION_KEY. */
   key: string;
   /**
@@ -97,7 +99,7 @@ export async function prepareFunctions(
       log(`${(err as Error).message}; not started (its site gets on_error = ${fn.on_error})\n`);
     }
   }
-  return { socketDir, engineSocket, key, slots: reuse?.slots ?? file.config.functions.length + SPARE_SLOTS, functions };
+  return { socketDir, engineSocket, hostSocket: join(socketDir, "host.sock"), key, slots: reuse?.slots ?? file.config.functions.length + SPARE_SLOTS, functions };
 }
 
 async function prepareOne(
@@ -232,7 +234,8 @@ export function startFunctions(prepared: PreparedFunctions, runDir: string, comp
     const socket = join(prepared.socketDir, `s${slot}-g${n}.sock`);
     const config = join(dir, "function.capnp");
     writeFileSync(config, fn.capnp(`unix:${socket}`), { mode: 0o600 }); // it holds the function's secrets
-    const tag = (t: string) => log(t.replace(/^(?=.)/gm, `function ${fn.id}: `));
+    // Every line of its process (its console output, workerd's own) names the function and the version it runs.
+    const tag = (t: string) => log(t.replace(/^(?=.)/gm, `function ${fn.id} ${fn.source}: `));
     rmSync(socket, { force: true });
     const kept = keepRunning(
       { command: workerdBinary(), args: ["serve", config], cwd: dir, log: tag },
@@ -346,6 +349,18 @@ export function startFunctions(prepared: PreparedFunctions, runDir: string, comp
   prepared.functions.forEach((fn, i) => add(fn, i));
   writeSlots();
 
+  // The edge's trace asks the CPU time of a function's current process before and after its traced request.
+  rmSync(prepared.hostSocket, { force: true });
+  const hostServer = createHttpServer((req, res) => {
+    const id = req.url?.startsWith(FUNCTION_HOST_CPU_PATH) ? decodeURIComponent(req.url.slice(FUNCTION_HOST_CPU_PATH.length)) : undefined;
+    const r = running.find((x) => x.id === id);
+    const ms = r && processCpuMs(r.pid());
+    res.writeHead(ms === undefined ? 404 : 200, { "content-type": "application/json" });
+    res.end(JSON.stringify(ms === undefined ? { error: `no process of function ${id}` } : { pid: r!.pid(), cpu_ms: ms }));
+  });
+  hostServer.on("error", (err) => log(`functions: the host's socket for the edge failed: ${err.message}\n`));
+  hostServer.listen(prepared.hostSocket);
+
   let reloading: Promise<unknown> = Promise.resolve();
   const reloadNow = async (file: ConfigFile): Promise<string[]> => {
     const next = await prepareFunctions(file, runDir, compat, log, prepared);
@@ -415,6 +430,7 @@ export function startFunctions(prepared: PreparedFunctions, runDir: string, comp
     },
     async stop() {
       clearInterval(figuresTimer);
+      hostServer.close();
       for (const r of running) clearInterval(r.timer);
       await Promise.all([...running.map((r) => r.gen.kept.stop()), ...[...draining].map((g) => g.kept.stop())]);
     },
@@ -425,6 +441,27 @@ export function startFunctions(prepared: PreparedFunctions, runDir: string, comp
 function cpuOf(pid: number): number | undefined {
   try {
     return pid ? cpuMsFromStat(readFileSync(`/proc/${pid}/stat`, "utf8")) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A process's CPU time (ms, to the nanosecond) from the scheduler's figures of each of its threads
+ * (`/proc/<pid>/task/<tid>/schedstat`): /proc/<pid>/stat counts in 10 ms ticks, more than a request takes.
+ */
+export function processCpuMs(pid: number): number | undefined {
+  if (!pid) return undefined;
+  try {
+    let ns = 0;
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      try {
+        ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, "utf8").split(" ")[0]);
+      } catch {
+        /* the thread ended meanwhile */
+      }
+    }
+    return ns / 1e6;
   } catch {
     return undefined;
   }
