@@ -20,6 +20,9 @@ import {
 } from "../contracts/functions.ts";
 
 const traced = new AsyncLocalStorage<FunctionTraceReport>();
+/** Since this process started: the requests the function was given and how many it threw on (the probe says them). */
+let requests = 0;
+let threw = 0;
 const send = globalThis.fetch;
 globalThis.fetch = async (input: RequestInfo | URL, init?: RequestInit): Promise<Response> => {
   const report = traced.getStore();
@@ -43,7 +46,9 @@ globalThis.fetch = async (input: RequestInfo | URL, init?: RequestInit): Promise
 export default {
   async fetch(request: Request, env: unknown, ctx: ExecutionContext): Promise<Response> {
     // The edge never forwards its own /.well-known/cdn/ paths to a function: this is the watchdog.
-    if (request.url.endsWith(FUNCTION_PROBE_PATH)) return new Response("alive\n");
+    // Its answer carries the counts, for the box's canary window (a function version's error rate).
+    if (request.url.endsWith(FUNCTION_PROBE_PATH)) return new Response(`alive ${requests} ${threw}\n`);
+    requests++;
     if (!request.headers.has(FUNCTION_TRACE_HEADER)) return answer(request, env, ctx);
     const report: FunctionTraceReport = { fetches: [] };
     const plain = new Request(request);
@@ -62,6 +67,7 @@ async function answer(request: Request, env: unknown, ctx: ExecutionContext): Pr
     if (!(answer instanceof Response)) throw new TypeError("fetch() did not return a Response");
     return answer;
   } catch (err) {
+    threw++;
     console.error(`function threw: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
     return new Response(null, { status: 500, headers: { [FUNCTION_ERROR_HEADER]: "threw" } });
   }

@@ -180,6 +180,8 @@ interface Generation {
   slot: number;
   /** CPU time of its processes that exited, and of the current one as its watchdog last read it (ms). */
   cpu: { pid: number; doneMs: number; ms: number };
+  /** The harness's counts (requests, thrown) as its probes answer them: of the processes that exited, and the current one's. */
+  counts: { pid: number; done: FunctionCounts; now: FunctionCounts };
   source: string;
   snapshot: string;
   dir: string;
@@ -198,8 +200,24 @@ export interface RunningFunction {
   pid(): number;
 }
 
+/** What the harness of a function's process counts: the requests it was given, those it threw on. */
+export interface FunctionCounts {
+  requests: number;
+  threw: number;
+}
+
+/** A function's current version as its processes fared since it started (the canary window compares two readings). */
+export interface FunctionHealth extends FunctionCounts {
+  version: string;
+  /** Times its process exited and was started again (watchdog kills, memory bound, crashes). */
+  restarts: number;
+  kills: number;
+}
+
 export interface RunningFunctions {
   running: RunningFunction[];
+  /** The current version's counts; undefined when the box does not run the function. */
+  health(id: string): FunctionHealth | undefined;
   /** Waits until every function answers its probe (bounded); returns the ids that did not. */
   ready(timeoutMs?: number): Promise<string[]>;
   /**
@@ -243,6 +261,16 @@ export function startFunctions(prepared: PreparedFunctions, runDir: string, comp
     );
     const pid = () => kept.current.pid ?? 0;
     const cpu = { pid: 0, doneMs: 0, ms: 0 };
+    const counts = { pid: 0, done: { requests: 0, threw: 0 }, now: { requests: 0, threw: 0 } };
+    const counted = (c: FunctionCounts) => {
+      const now = pid();
+      if (now !== counts.pid) {
+        // Started again: what the one before said last is kept.
+        counts.done = { requests: counts.done.requests + counts.now.requests, threw: counts.done.threw + counts.now.threw };
+        counts.pid = now;
+      }
+      counts.now = c;
+    };
     const watchdog = new Watchdog(fn.budgetMs, {
       // Read every tick: the figures (functions.json) take the last reading, so a killed process's CPU is counted.
       cpuMs: () => {
@@ -256,7 +284,7 @@ export function startFunctions(prepared: PreparedFunctions, runDir: string, comp
         if (ms !== undefined) cpu.ms = ms;
         return ms;
       },
-      probe: () => probeFunction(socket),
+      probe: () => probeFunction(socket, counted),
       kill: (reason) => {
         log(`function ${fn.id}: watchdog killed pid ${pid()} (${fn.source}): ${reason}\n`);
         try {
@@ -266,7 +294,7 @@ export function startFunctions(prepared: PreparedFunctions, runDir: string, comp
         }
       },
     });
-    return { id: fn.id, n, slot, cpu, source: fn.source, snapshot: fn.snapshot, dir, socket, kept, watchdog };
+    return { id: fn.id, n, slot, cpu, counts, source: fn.source, snapshot: fn.snapshot, dir, socket, kept, watchdog };
   };
 
   /** Points slot k at a process's socket in one step (a link made aside, renamed over the old one). */
@@ -417,6 +445,12 @@ export function startFunctions(prepared: PreparedFunctions, runDir: string, comp
   };
   return {
     running,
+    health(id) {
+      const gen = running.find((r) => r.id === id)?.gen;
+      if (!gen) return undefined;
+      const { done, now } = gen.counts;
+      return { version: gen.source, requests: done.requests + now.requests, threw: done.threw + now.threw, restarts: gen.kept.restarts, kills: gen.watchdog.kills };
+    },
     async ready(timeoutMs = 20_000) {
       const late: string[] = [];
       await Promise.all(running.map(async (r) => (await answers(r.gen, timeoutMs)) || late.push(r.id)));
@@ -467,13 +501,19 @@ export function processCpuMs(pid: number): number | undefined {
   }
 }
 
-/** One probe over the function's socket: true when answered, false when it cannot connect. */
-export function probeFunction(socketPath: string): Promise<boolean> {
+/** One probe over the function's socket: true when answered, false when it cannot connect. `counts` hears the harness's counts. */
+export function probeFunction(socketPath: string, counts?: (c: FunctionCounts) => void): Promise<boolean> {
   if (!existsSync(socketPath)) return Promise.resolve(false);
   return new Promise((done) => {
     const req = httpRequest({ socketPath, path: FUNCTION_PROBE_PATH, host: "function", agent: false }, (res) => {
-      res.resume();
-      res.on("end", () => done(res.statusCode === 200));
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (c: string) => (body += c));
+      res.on("end", () => {
+        const m = /^alive (\d+) (\d+)/.exec(body);
+        if (res.statusCode === 200 && m) counts?.({ requests: Number(m[1]), threw: Number(m[2]) });
+        done(res.statusCode === 200);
+      });
       res.on("error", () => done(false));
     });
     req.on("error", () => done(false));
