@@ -298,6 +298,8 @@ export function functionTraceLines(t: FunctionTrace): string[] {
   let action: string;
   if (t.outcome !== "answered") action = `${t.outcome}; on_error = ${t.onError}: ${t.response ? `answered ${status}` : "served by the cache below"}`;
   else if (fetches.some((f) => f.cache)) action = "passed to the cache";
+  // A fetch() the harness did not see (the module kept its own reference to fetch when it loaded).
+  else if (t.response?.headers.has("x-cache-status")) action = "passed to the cache (its fetch() was not traced)";
   else if (status !== undefined && status >= 300 && status < 400 && t.response?.headers.has("location")) action = `redirected ${status} ${t.response.headers.get("location")}`;
   else action = `answered itself ${status}`;
   lines.push(`function_action=${action}`);
