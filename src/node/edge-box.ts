@@ -11,7 +11,7 @@ import { dirname, join, resolve } from "node:path";
 import { startAnycast } from "../anycast/host.ts";
 import { originsOf } from "../config/edge-schema.ts";
 import { prepareControl, runControlAgent } from "../control/host.ts";
-import { fleetBootConfig, mergedText, startFleetMember, type FleetBoxOptions, type FleetVersion } from "../control/fleet-box.ts";
+import { fleetBootConfig, loopback, mergedText, startFleetMember, type FleetBoxOptions, type FleetVersion } from "../control/fleet-box.ts";
 import { wantsFleet } from "../control/fleet-config.ts";
 import { fleetBucket } from "../control/fleet-kv.ts";
 import { startFleetCertificates } from "../control/fleet-certs.ts";
@@ -92,7 +92,7 @@ export async function runEdgeBox(values: EdgeBoxOptions, usage: (message: string
           health: (id) => functionHealth?.(id),
           edgeProblem: async () => {
             try {
-              const res = await fetch(new URL(HEALTH_PATH, edge.url.replace("//0.0.0.0", "//127.0.0.1")), { signal: AbortSignal.timeout(2_000) });
+              const res = await fetch(new URL(HEALTH_PATH, loopback(edge.url)), { signal: AbortSignal.timeout(2_000) });
               const text = await res.text();
               return res.status === 200 || text.startsWith("draining") ? undefined : `the edge's health answers ${res.status} ${text.trim().slice(0, 120)}`;
             } catch (err) {
