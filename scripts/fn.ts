@@ -1,6 +1,7 @@
 /**
  * npm run fn -- deploy --config cdn.toml --site ID path/to/worker.ts [--pid-file FILE]…
  *              list     --config cdn.toml
+ *              status   --config cdn.toml                          (with [control])
  *              rollback --config cdn.toml --site ID [--to vN] [--pid-file FILE]…
  *              dev      path/to/worker.ts [--edge URL] [--port 8788] [--client-ip ADDR] [--config cdn.toml]
  *              cf       [--client-ip ADDR] [--out FILE] [--config cdn.toml]
@@ -10,9 +11,13 @@
  * rollback makes the version before the current one (or --to) current. Both then send SIGHUP to the edge box (its pid
  * file: --pid-file, default <store_dir>/.run/edge.pid), which restarts that function's process on the new code.
  * list shows each function's versions and the live one. With `[control]` in the config, versions go through the
- * control plane instead (src/control/fleet-functions.ts): deploy and rollback store them in the fleet's bucket, every
- * box installs the current one and reports it, and the command waits (--timeout seconds, default 15) until every box
- * that reports runs it; list shows where each version is live. dev runs a Worker under Miniflare in front of an edge (or
+ * control plane instead (src/control/fleet-functions.ts): deploy stores the version in the fleet's bucket for the
+ * canaries first (--canary NAME…, or --canary-fraction F of the boxes that report, at least one), which watch it for
+ * --window seconds (default 10: the edge's health, the function's processes, its exceptions over its requests above
+ * --max-error-rate, default 0.01); healthy, it goes to every box, else every box stays on (or goes back to) the
+ * version before, and the command exits 1. rollback goes to every box at once. Both wait (--timeout seconds, default
+ * 15) until every box that reports runs the version; list shows where each version is live, status what each box
+ * runs and why. dev runs a Worker under Miniflare in front of an edge (or
  * any URL), with request.cf from the project's GeoIP data (docs/functions.md). cf writes that request.cf as JSON
  * (default .wrangler/cf.json): `npm run dev` hands it to wrangler dev (CLOUDFLARE_CF_FETCH_PATH), which then asks
  * Cloudflare for nothing.
@@ -27,7 +32,18 @@ import { addVersion, listVersions, previousVersion, setCurrent } from "../src/no
 import { validateFunction } from "../src/node/functions-host.ts";
 import { localCf, runFunctionDev } from "../src/node/function-dev.ts";
 import { FleetKv, fleetBucket } from "../src/control/fleet-kv.ts";
-import { fleetVersions, functionReports, previousOf, publishFunction, setFleetCurrent, whereLive } from "../src/control/fleet-functions.ts";
+import {
+  describeFunctionState,
+  fleetVersions,
+  functionReports,
+  previousOf,
+  publishFunction,
+  rollOutFunction,
+  setFleetCurrent,
+  settledVersion,
+  whereLive,
+} from "../src/control/fleet-functions.ts";
+import { pickCanaries } from "../src/control/fleet.ts";
 import { connectOnce } from "../src/control/nats.ts";
 import { hostname, userInfo } from "node:os";
 
@@ -43,12 +59,16 @@ const { values, positionals } = parseArgs({
     "client-ip": { type: "string" },
     out: { type: "string", default: ".wrangler/cf.json" },
     timeout: { type: "string", default: "15" },
+    canary: { type: "string", multiple: true },
+    "canary-fraction": { type: "string" },
+    window: { type: "string", default: "10" },
+    "max-error-rate": { type: "string", default: "0.01" },
   },
 });
 
 function usage(message: string): never {
   console.error(`fn: ${message}`);
-  console.error("usage: npm run fn -- deploy|list|rollback|dev … (see scripts/fn.ts, docs/functions.md)");
+  console.error("usage: npm run fn -- deploy|list|status|rollback|dev|cf … (see scripts/fn.ts, docs/functions.md)");
   process.exit(2);
 }
 
@@ -139,21 +159,48 @@ if (command === "cf") {
     return { entry, code };
   };
 
+  /** A number option within bounds (else the command stops). */
+  const numberOf = (name: string, text: string, min: number, max: number) => {
+    const n = Number(text);
+    if (!Number.isFinite(n) || n < min || n > max) usage(`--${name} must be a number from ${min} to ${max}`);
+    return n;
+  };
+
   if (control && (command === "deploy" || command === "rollback")) {
     const fn = fnFor();
     await withBucket(async (kv) => {
       let version: string;
       if (command === "deploy") {
-        const { entry, code } = await deployable(fn);
+        const windowMs = numberOf("window", values.window!, 0, 3_600) * 1000;
+        const maxErrorRate = numberOf("max-error-rate", values["max-error-rate"]!, 0, 1);
+        const fraction = values["canary-fraction"] === undefined ? undefined : numberOf("canary-fraction", values["canary-fraction"], 0, 1);
+        // The boxes that report this function: the fleet's canary notion picks among them (src/control/fleet.ts).
+        const boxes = (await functionReports(kv)).filter((r) => fn.id in r.functions).map((r) => r.box);
+        let canaries: string[];
         try {
-          version = (await publishFunction(kv, fn.id, code, entry, by)).version;
+          canaries = pickCanaries(boxes, boxes, { names: values.canary, fraction });
         } catch (err) {
           usage((err as Error).message);
         }
+        const { entry, code } = await deployable(fn);
+        let published: Awaited<ReturnType<typeof publishFunction>>;
+        try {
+          published = await publishFunction(kv, fn.id, code, entry, by, { canaries, window_ms: windowMs, max_error_rate: maxErrorRate });
+        } catch (err) {
+          usage((err as Error).message);
+        }
+        version = published.version.version;
         console.log(`fn: ${fn.id} ${version} (${code.byteLength} bytes from ${entry}) is current in the control plane (bucket ${fleetBucket(control.namespace)})`);
+        console.log(`fn: canary: ${canaries.join(", ")} (window ${windowMs / 1000} s, max_error_rate ${maxErrorRate}); the others keep ${published.record.previous === "v0" ? "their module" : published.record.previous} until then`);
+        if ((await rollOutFunction(kv, published.record, published.revision, Number(values.timeout) * 1000, (line) => console.log(line))) !== 0) {
+          const back = settledVersion({ ...published.record, stage: "rolled-back" });
+          if (back !== "v0") await waitLive(kv, fn.id, back);
+          process.exitCode = 1;
+          return;
+        }
       } else {
-        const { versions, current } = await fleetVersions(kv, fn.id);
-        const to = values.to ?? previousOf(versions, current);
+        const { versions, current, record } = await fleetVersions(kv, fn.id);
+        const to = values.to ?? previousOf(versions, current, record);
         if (!to) usage(`${fn.id} has no version before the current one (${current ?? "none"}) in the control plane to roll back to`);
         try {
           await setFleetCurrent(kv, fn.id, to, by);
@@ -164,6 +211,22 @@ if (command === "cf") {
         console.log(`fn: ${fn.id} ${to} is current in the control plane`);
       }
       await waitLive(kv, fn.id, version);
+    });
+  } else if (command === "status") {
+    if (!control) usage(`status needs [control] in ${file.path} (one box: fn -- list)`);
+    await withBucket(async (kv) => {
+      const reports = await functionReports(kv);
+      for (const fn of file.config.functions) {
+        const { record } = await fleetVersions(kv, fn.id);
+        if (!record) console.log(`${fn.id}: nothing deployed (each box runs ${fn.module})`);
+        else {
+          const stage = record.stage ?? "all";
+          const canaries = record.canaries?.length ? `, canaries ${record.canaries.join(", ")}` : "";
+          console.log(`${fn.id}: ${record.version} ${stage}${canaries}${record.reason ? `: ${record.reason}` : ""} (${record.by}, ${ago(record.at)}); before it: ${record.previous ?? "-"}`);
+        }
+        for (const r of reports) if (fn.id in r.functions) console.log(`  ${describeFunctionState(r, fn.id)}`);
+      }
+      if (!file.config.functions.length) console.log(`${file.path} has no [[functions]]`);
     });
   } else if (control && command === "list") {
     await withBucket(async (kv) => {

@@ -32,3 +32,25 @@ export interface FunctionsFile {
  * edge knows which function asks and applies its hosts and allow_hosts. token = functionToken(the box's key, id).
  */
 export const FUNCTION_ID_HEADER = "x-parrot-function";
+/**
+ * The trace's run through a function (`/.well-known/cdn/trace?url=…&run=1`): on the request the edge sends to the
+ * function (any client's header of this name is removed first), so the harness records what the function did; on
+ * each fetch() the function then makes (the harness adds it), so the edge answers it with its cache's steps.
+ */
+export const FUNCTION_TRACE_HEADER = "x-parrot-trace";
+/** On the function's answer to a traced request: JSON FunctionTraceReport (the harness's record). */
+export const FUNCTION_TRACE_REPORT_HEADER = "x-parrot-trace-function";
+/** On the edge's answer to a traced fetch() of a function: JSON CacheSteps (what the cache did for it). */
+export const FUNCTION_TRACE_CACHE_HEADER = "x-parrot-trace-cache";
+/** What the cache did for one request: its status, and the origin (or shield) when it was asked. */
+export interface CacheSteps {
+  cache: string;
+  origin?: { status?: number; ms: number };
+  shield?: string;
+}
+export interface FunctionTraceReport {
+  /** Each fetch() the function made while it answered the traced request, in order. */
+  fetches: { method: string; url: string; status?: number; error?: string; cache?: CacheSteps }[];
+}
+/** The box host's socket for the edge (bare workerd, `[[functions]]`): GET /cpu/<id> answers `{"cpu_ms": n}`. */
+export const FUNCTION_HOST_CPU_PATH = "/cpu/";

@@ -327,7 +327,8 @@ async function checkOnce(edgeUrl: string, applied: AppliedText, record: RolloutR
   return answers.find((a) => a !== undefined);
 }
 
-function loopback(edgeUrl: string): URL {
+/** The edge's URL as the box itself reaches it (a wildcard listen address → loopback). */
+export function loopback(edgeUrl: string): URL {
   const u = new URL(edgeUrl);
   if (u.hostname === "0.0.0.0") u.hostname = "127.0.0.1";
   if (u.hostname === "[::]") u.hostname = "[::1]";

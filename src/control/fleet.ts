@@ -83,8 +83,11 @@ export function parseRecord<T>(schema: z.ZodType<T>, key: string, data: string):
   return r.data;
 }
 
+/** What a staged rollout is: the configuration's (RolloutRecord) and a site function's (fleet-functions.ts). */
+export type Staged = Pick<RolloutRecord, "version" | "previous" | "stage" | "canaries">;
+
 /** The version a box runs at this stage of the rollout (0: no version was ever pushed: its own file). */
-export function targetVersion(record: RolloutRecord | undefined, box: string): number {
+export function targetVersion(record: Staged | undefined, box: string): number {
   if (!record) return 0;
   if (record.stage === "all") return record.version;
   if (record.stage === "canary") return record.canaries.includes(box) ? record.version : record.previous;
@@ -115,7 +118,12 @@ export type CanaryDecision = { decision: "wait"; waiting: string[] } | { decisio
  * back (or has not confirmed it by `deadline`); promote once every canary applied it and kept its health through
  * the window.
  */
-export function judgeCanaries(record: RolloutRecord, statuses: ReadonlyMap<string, BoxStatus>, now: number, deadline: number): CanaryDecision {
+export function judgeCanaries(
+  record: Pick<RolloutRecord, "version" | "canaries" | "at">,
+  statuses: ReadonlyMap<string, Pick<BoxStatus, "target" | "at" | "state" | "reason" | "version">>,
+  now: number,
+  deadline: number,
+): CanaryDecision {
   const waiting: string[] = [];
   for (const box of record.canaries) {
     const s = statuses.get(box);
@@ -135,7 +143,7 @@ export function judgeCanaries(record: RolloutRecord, statuses: ReadonlyMap<strin
 }
 
 /** One line of what a box last said, for an operator. */
-export function describeStatus(s: BoxStatus | undefined, now = Date.now()): string {
+export function describeStatus(s: Pick<BoxStatus, "at" | "version" | "target" | "state" | "reason"> | undefined, now = Date.now()): string {
   if (!s) return "never reported";
   const ago = `${Math.max(0, Math.round((now - s.at) / 1000))} s ago`;
   const runs = s.version ? `runs version ${s.version}` : "runs its own file";

@@ -3,6 +3,7 @@
  * else fanned out to every edge in the config, also as the `PURGE` method), drain, the control agent's mark, metrics
  * (authenticated unless configured public) and the trace ("how the CDN sees your requests" over HTTP).
  */
+import { functionFor } from "../functions/match.ts";
 import type { CdnConfig } from "../config/config.ts";
 import { primaryKey } from "../cache/key.ts";
 import { parsePurgeRequest, type ControlMark, type PurgeRequest } from "../cache/purge.ts";
@@ -191,20 +192,27 @@ export async function handleMetrics(
   return new Response(observer.metrics.expose(), { headers: { "content-type": PROMETHEUS_CONTENT_TYPE, "cache-control": "no-store" } });
 }
 
-/** GET /.well-known/cdn/trace[?url=…]: plain `key=value` lines, like Cloudflare's /cdn-cgi/trace. */
-export function handleTrace(
+/**
+ * GET /.well-known/cdn/trace[?url=…]: plain `key=value` lines, like Cloudflare's /cdn-cgi/trace: how this edge would
+ * serve the URL (its function, cache key, rule, shields). With `run` (the caller checked the token) the lines of a
+ * real request through the function, the cache and the origin follow.
+ */
+export async function handleTrace(
   request: Request,
   config: CdnConfig,
   clientIp: string | undefined,
   locate: (ip: string) => string | undefined,
   shields?: ShieldPool,
-): Response {
+  functionVersion?: (id: string) => string | undefined,
+  run?: (target: URL) => Promise<string[]>,
+): Promise<Response> {
   const url = new URL(request.url);
   const cf = (request as { cf?: Record<string, unknown> }).cf ?? {};
   let target = url;
   const asked = url.searchParams.get("url");
   if (asked && URL.canParse(asked, url)) target = new URL(asked, url);
   const rule = findRule(config.rules, "GET", target.host, target.pathname);
+  const fn = functionFor(config.functions, target.hostname, target.pathname);
   const lines = [
     `ip=${clientIp ?? "unknown"}`,
     `edge=${config.edge!.name}`,
@@ -216,7 +224,9 @@ export function handleTrace(
     `url=${target.href}`,
     `key=${primaryKey(target, rule?.query)}`,
     `rule=${rule ? rule.path : "none"}`,
+    ...(fn ? [`function=${fn.id}`, `function_version=${functionVersion?.(fn.id) ?? "unknown"}`, `function_on_error=${fn.on_error}`] : []),
     ...tierLines(shields, primaryKey(target, rule?.query)),
+    ...(run ? await run(target) : []),
     `ts=${(Date.now() / 1000).toFixed(3)}`,
   ];
   return new Response(lines.join("\n") + "\n", { headers: { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" } });

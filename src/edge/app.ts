@@ -12,13 +12,14 @@ import { CONFIG_DIGEST_HEADER } from "../contracts/config-digest.ts";
 import type { FetchLike } from "../contracts/fetch.ts";
 import type { PeerInvalidations, SharedLocks } from "../contracts/store.ts";
 import { ANYCAST_PATH, CONTROL_PATH, DRAIN_PATH, HEALTH_PATH, METRICS_PATH, PURGE_PATH, TRACE_PATH, WELL_KNOWN_PREFIX } from "../contracts/well-known.ts";
-import { isAuthorized } from "../net/admin-auth.ts";
+import { isAuthorized, unauthorized } from "../net/admin-auth.ts";
 import { ControlLease } from "./control-lease.ts";
 import { EdgeCache } from "./engine.ts";
 import { EdgeObserver, type EdgeStoreStats } from "./observe.ts";
 import { CONTROL_APPLIED_HEADER, isLoop, originFetcher, ShieldPool } from "./origin.ts";
 import { textResponse } from "./transaction.ts";
-import { functionOutbound, functionRoute, type FunctionBindings } from "./functions.ts";
+import { functionOutbound, functionRoute, type FunctionBindings, type FunctionTrace } from "./functions.ts";
+import { FUNCTION_TRACE_CACHE_HEADER, FUNCTION_TRACE_HEADER, type CacheSteps } from "../contracts/functions.ts";
 import type { GeoInfo } from "../geoip/types.ts";
 
 /** The health answer's header naming the box's state on the control plane. */
@@ -122,7 +123,14 @@ export function createEdgeApp({ config, store, fetch: fetchImpl = (i, init) => f
   const outbound = functionOutbound(config.functions, functions ?? { get: () => undefined });
 
   /** Everything that is not one of the CDN's own paths: the site's function when it has one, else the cache. */
-  const serve = async (request: Request, ctx: { waitUntil(p: Promise<unknown>): void }, url?: URL, fromFunction = false): Promise<Response> => {
+  const serve = async (
+    request: Request,
+    ctx: { waitUntil(p: Promise<unknown>): void },
+    url?: URL,
+    fromFunction = false,
+    /** The trace: what the cache did for this request. */
+    onSteps?: (steps: CacheSteps) => void,
+  ): Promise<Response> => {
     if (isLoop(request, edge.name)) return textResponse(508, "508 loop detected: this request already passed through this edge\n");
     const started = Date.now();
     const waitUntil = (p: Promise<unknown>) => ctx.waitUntil(p);
@@ -164,6 +172,7 @@ export function createEdgeApp({ config, store, fetch: fetchImpl = (i, init) => f
     const mark = config.control && received.headers.has("cdn-loop") ? cache.controlMarkNow() : undefined;
     const answer = await cache.answer(request, context, parsed);
     observer.answered(request, parsed, answer, context, started, waitUntil);
+    onSteps?.(observer.steps(request, answer.xcs));
     if (!mark) return answer.response;
     const headers = new Headers(answer.response.headers);
     headers.set(CONTROL_APPLIED_HEADER, `${mark.stream} ${mark.seq}`);
@@ -197,13 +206,40 @@ export function createEdgeApp({ config, store, fetch: fetchImpl = (i, init) => f
   own.all(PURGE_PATH, (c) => handlePurge(c.req.raw, config, cache, fetchImpl, control, boot?.id));
   own.all(CONTROL_PATH, (c) => handleControl(c.req.raw, config, cache, boot?.id, lease));
   own.get(METRICS_PATH, (c) => handleMetrics(c.req.raw, config, observer, stats));
-  own.get(TRACE_PATH, (c) => handleTrace(c.req.raw, config, clientIp(c.req.raw), locate, shields));
+  own.get(TRACE_PATH, async (c) => {
+    const request = c.req.raw;
+    const run = new URL(request.url).searchParams.get("run");
+    // The run sends a real request and shows what the site's function did: the operator's (the admin token).
+    if (run === null || run === "0") return handleTrace(request, config, clientIp(request), locate, shields, functions?.version);
+    if (!(await isAuthorized(request, config.admin.token))) return unauthorized(!!config.admin.token);
+    return handleTrace(request, config, clientIp(request), locate, shields, functions?.version, (target) => traceRun(request, target, c.executionCtx));
+  });
   // Metrics also at /metrics with the token; without it /metrics is the origin's page.
   own.get("/metrics", async (c) => {
     if (await isAuthorized(c.req.raw, config.admin.token)) return handleMetrics(c.req.raw, config, observer, stats);
     return serve(c.req.raw, c.executionCtx);
   });
   own.all("*", (c) => serve(c.req.raw, c.executionCtx));
+
+  /**
+   * The trace's run (`?url=…&run=1`): a GET of the target as the asking client would send it (its headers but the
+   * admin token), through the site's function when it has one, then the cache and the origin; lines of each step.
+   */
+  const traceRun = async (asked: Request, target: URL, ctx: { waitUntil(p: Promise<unknown>): void }): Promise<string[]> => {
+    const headers = new Headers(asked.headers);
+    headers.delete("authorization");
+    const request = new Request(target, { headers });
+    const lines = [`run=GET ${target.href}`];
+    const fn = await route?.trace(request, target, () => clientIp(asked));
+    if (fn) {
+      lines.push(...functionTraceLines(fn));
+      if (fn.response) return [...lines, `status=${fn.response.status}`];
+    }
+    let steps: CacheSteps | undefined;
+    const response = await serve(request, ctx, target, true, (s) => (steps = s));
+    await response.body?.cancel();
+    return [...lines, ...cacheStepLines(steps), `status=${response.status}`];
+  };
 
   return {
     fetch(request, env, ctx) {
@@ -233,7 +269,44 @@ export function createEdgeApp({ config, store, fetch: fetchImpl = (i, init) => f
       if (url.pathname.startsWith(WELL_KNOWN_PREFIX) || request.method === "PURGE" || request.method === "CONNECT" || request.method === "TRACE") {
         return textResponse(403, "403 an edge function reaches this CDN's cache, not its operator endpoints\n");
       }
-      return serve(request, ctx, url, true);
+      if (!request.headers.has(FUNCTION_TRACE_HEADER)) return serve(request, ctx, url, true);
+      // A traced fetch() (the harness marks it): answered with what the cache did for it.
+      const plain = new Request(request);
+      plain.headers.delete(FUNCTION_TRACE_HEADER);
+      let steps: CacheSteps | undefined;
+      const response = await serve(plain, ctx, url, true, (s) => (steps = s));
+      if (!steps) return response;
+      const out = new Response(response.body, response);
+      out.headers.set(FUNCTION_TRACE_CACHE_HEADER, JSON.stringify(steps));
+      return out;
     },
   };
+}
+
+/** The trace's lines for what the cache did: `cache=HIT`, `origin=200 in 12 ms` (or `not asked`), `shield=`. */
+export function cacheStepLines(steps: CacheSteps | undefined): string[] {
+  if (!steps) return [];
+  const origin = steps.origin ? `${steps.origin.status ?? "failed"} in ${steps.origin.ms} ms${steps.shield ? ` (from shield ${steps.shield})` : ""}` : "not asked";
+  return [`cache=${steps.cache}`, `origin=${origin}`];
+}
+
+/** The trace's lines for what a site's function did with the request, then the cache's steps for each of its fetch() calls. */
+export function functionTraceLines(t: FunctionTrace): string[] {
+  const lines = [`function_ran=${t.id} ${t.version ?? "(version unknown)"}`];
+  const fetches = t.report?.fetches ?? [];
+  const status = t.response?.status;
+  let action: string;
+  if (t.outcome !== "answered") action = `${t.outcome}; on_error = ${t.onError}: ${t.response ? `answered ${status}` : "served by the cache below"}`;
+  else if (fetches.some((f) => f.cache)) action = "passed to the cache";
+  // A fetch() the harness did not see (the module kept its own reference to fetch when it loaded).
+  else if (t.response?.headers.has("x-cache-status")) action = "passed to the cache (its fetch() was not traced)";
+  else if (status !== undefined && status >= 300 && status < 400 && t.response?.headers.has("location")) action = `redirected ${status} ${t.response.headers.get("location")}`;
+  else action = `answered itself ${status}`;
+  lines.push(`function_action=${action}`);
+  if (t.cpuMs !== undefined) lines.push(`function_cpu_ms=${t.cpuMs.toFixed(3)}`);
+  for (const f of fetches) {
+    lines.push(`function_fetch=${f.method} ${f.url} ${f.status ?? `failed: ${f.error ?? "no answer"}`}`);
+    lines.push(...cacheStepLines(f.cache));
+  }
+  return lines;
 }

@@ -6,7 +6,17 @@
  * site's `on_error` decides: "cache" serves the request as if there were no function, "503" answers 503.
  */
 import type { FunctionConfig } from "../config/functions-schema.ts";
-import { FUNCTION_CF_HEADER, FUNCTION_ERROR_HEADER, FUNCTION_ID_HEADER, FUNCTION_PROTO_HEADER, FUNCTION_REFUSED_HEADER, type FunctionsFile } from "../contracts/functions.ts";
+import {
+  FUNCTION_CF_HEADER,
+  FUNCTION_ERROR_HEADER,
+  FUNCTION_ID_HEADER,
+  FUNCTION_PROTO_HEADER,
+  FUNCTION_REFUSED_HEADER,
+  FUNCTION_TRACE_HEADER,
+  FUNCTION_TRACE_REPORT_HEADER,
+  type FunctionsFile,
+  type FunctionTraceReport,
+} from "../contracts/functions.ts";
 import { functionCf } from "../functions/cf.ts";
 import { functionIdentity } from "../functions/identity.ts";
 import { functionFor } from "../functions/match.ts";
@@ -24,6 +34,8 @@ export interface FunctionBindings {
   /** The version a function runs (for its access-log lines), and its processes' figures (for the metrics). */
   version?(id: string): string | undefined;
   processes?(): FunctionsFile["processes"];
+  /** CPU time (ms) of the function's current process, from the box host (the trace); undefined: unknown. */
+  cpuMs?(id: string): Promise<number | undefined>;
 }
 
 /** Why a function did not answer, for the log and the metrics. */
@@ -35,6 +47,22 @@ export interface FunctionRoute {
    * function, or on_error = "cache").
    */
   answer(request: Request, url: URL, clientIp: () => string | undefined): Promise<{ response: Response; id: string } | undefined>;
+  /** The trace's run: the request through its function (undefined: none runs it), with what the function did. */
+  trace(request: Request, url: URL, clientIp: () => string | undefined): Promise<FunctionTrace | undefined>;
+}
+
+/** What a function did with one traced request. */
+export interface FunctionTrace {
+  id: string;
+  version?: string;
+  onError: FunctionConfig["on_error"];
+  outcome: "answered" | FunctionFailure;
+  /** Its answer (or its on_error's 503), body read; undefined: the request is served through the cache. */
+  response?: Response;
+  /** The fetch() calls it made and what the cache did for each (the harness's record). */
+  report?: FunctionTraceReport;
+  /** CPU time of its process from the request sent to the answer's body read (other requests it served meanwhile count too). */
+  cpuMs?: number;
 }
 
 export function functionRoute(
@@ -48,8 +76,9 @@ export function functionRoute(
 ): FunctionRoute {
   // One line per function and reason every 10 s at most (with the count): a function that is down is not a log flood.
   const logged = new Map<string, { at: number; more: number }>();
-  const failed = (fn: FunctionConfig, why: FunctionFailure, detail = ""): Response | undefined => {
+  const failed = (fn: FunctionConfig, why: FunctionFailure, detail = "", noted?: FunctionTrace): Response | undefined => {
     count(fn.id, why);
+    if (noted) noted.outcome = why;
     const key = `${fn.id} ${why}`;
     const last = logged.get(key);
     const now = Date.now();
@@ -69,16 +98,37 @@ export function functionRoute(
       const response = await answerBy(fn, request, url, clientIp);
       return response && { response, id: fn.id };
     },
+    async trace(request, url, clientIp) {
+      const fn = functionFor(functions, url.hostname, url.pathname);
+      if (!fn) return undefined;
+      const noted: FunctionTrace = { id: fn.id, version: bindings.version?.(fn.id), onError: fn.on_error, outcome: "answered" };
+      const cpu = () => bindings.cpuMs?.(fn.id).catch(() => undefined);
+      const before = await cpu();
+      const response = await answerBy(fn, request, url, clientIp, noted);
+      if (response) {
+        // Read whole, so that the CPU time covers a function that streams its body.
+        const body = await response.arrayBuffer();
+        const report = response.headers.get(FUNCTION_TRACE_REPORT_HEADER);
+        if (report) noted.report = JSON.parse(report) as FunctionTraceReport;
+        noted.response = new Response(body, response);
+        noted.response.headers.delete(FUNCTION_TRACE_REPORT_HEADER);
+      }
+      const after = await cpu();
+      if (before !== undefined && after !== undefined) noted.cpuMs = after - before;
+      return noted;
+    },
   };
 
-  async function answerBy(fn: FunctionConfig, request: Request, url: URL, clientIp: () => string | undefined): Promise<Response | undefined> {
+  async function answerBy(fn: FunctionConfig, request: Request, url: URL, clientIp: () => string | undefined, noted?: FunctionTrace): Promise<Response | undefined> {
     const target = bindings.get(fn.id);
-    if (!target) return failed(fn, "not-running", "its process is not running: see the box's log");
+    if (!target) return failed(fn, "not-running", "its process is not running: see the box's log", noted);
     const ip = clientIp();
     const headers = new Headers(request.headers);
     // The client's own copies of the internal headers are replaced, never passed on.
     headers.set(FUNCTION_CF_HEADER, JSON.stringify(functionCf(colo, ip ? locate(ip) : undefined)));
     headers.set(FUNCTION_PROTO_HEADER, url.protocol === "https:" ? "https" : "http");
+    if (noted) headers.set(FUNCTION_TRACE_HEADER, "1");
+    else headers.delete(FUNCTION_TRACE_HEADER);
     if (ip) headers.set("cf-connecting-ip", ip);
     else headers.delete("cf-connecting-ip");
     const hasBody = request.body !== null;
@@ -98,15 +148,15 @@ export function functionRoute(
     } catch (err) {
       const why = abort.signal.aborted ? "timeout" : "down";
       // A body already sent cannot be served again through the cache.
-      if (hasBody && fn.on_error === "cache") return failed({ ...fn, on_error: "503" }, why, "the request's body was sent to it");
-      return failed(fn, why, (err as Error).message);
+      if (hasBody && fn.on_error === "cache") return failed({ ...fn, on_error: "503" }, why, "the request's body was sent to it", noted);
+      return failed(fn, why, (err as Error).message, noted);
     } finally {
       clearTimeout(timer);
     }
     if (answer.headers.has(FUNCTION_ERROR_HEADER)) {
       await answer.body?.cancel();
-      if (hasBody && fn.on_error === "cache") return failed({ ...fn, on_error: "503" }, "threw", "the request's body was sent to it");
-      return failed(fn, "threw");
+      if (hasBody && fn.on_error === "cache") return failed({ ...fn, on_error: "503" }, "threw", "the request's body was sent to it", noted);
+      return failed(fn, "threw", "", noted);
     }
     count(fn.id, "answered");
     return answer;

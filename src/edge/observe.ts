@@ -5,6 +5,7 @@
 import { compressionGauges } from "./compress.ts";
 import { Registry } from "../metrics/registry.ts";
 import type { OriginRequest, ShieldEvent } from "./origin.ts";
+import type { CacheSteps } from "../contracts/functions.ts";
 import type { StoreStats } from "../contracts/store.ts";
 import type { Delivered } from "./deliver.ts";
 import type { ClientAddresses } from "../privacy/client-addresses.ts";
@@ -148,6 +149,13 @@ export class EdgeObserver {
       }),
       waitUntil,
     );
+  }
+
+  /** What the cache did for one request (the trace): its status, the origin's answer and the shield when they were asked. */
+  steps(request: Request, xcs: string): CacheSteps {
+    const origin = this.origin.get(request);
+    const shield = this.shieldOf.get(request);
+    return { cache: xcs, ...(origin ? { origin } : {}), ...(shield ? { shield } : {}) };
   }
 
   /** Counts and logs one answered request; `waitUntil` lets a batch of log lines wait for more. */

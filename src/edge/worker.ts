@@ -2,7 +2,7 @@
 import { parseConfig } from "../config/config.ts";
 import { embeddedConfigText } from "../config/embedded.ts";
 import { configDigest } from "../contracts/config-digest.ts";
-import { FUNCTION_SLOTS_FILE, functionBinding, type FunctionsFile } from "../contracts/functions.ts";
+import { FUNCTION_HOST_CPU_PATH, FUNCTION_SLOTS_FILE, functionBinding, type FunctionsFile } from "../contracts/functions.ts";
 import { createEdgeApp } from "./app.ts";
 import { HotTier } from "./hot-tier.ts";
 import { StoreLogSequence } from "./shared-log.ts";
@@ -37,6 +37,8 @@ export interface Env {
   /** `[[functions]]` on bare workerd: the key of the functions' identity, and public addresses for their allow_hosts. */
   FUNCTION_KEY?: string;
   FUNCTION_INTERNET?: Fetcher;
+  /** The box host's socket for the edge: a function process's CPU time (the trace). */
+  FUNCTION_HOST?: Fetcher;
 }
 
 /** `GB London (ENG) AS29518`: what the GeoIP knows, most general first; undefined when nothing. */
@@ -116,6 +118,12 @@ function appFor(env: Env, text: string, fleet: FleetGeoip | undefined) {
             internet: env.FUNCTION_INTERNET,
             version: (id) => functionsFile.versions[id],
             processes: () => functionsFile.processes,
+            cpuMs: env.FUNCTION_HOST
+              ? async (id) => {
+                  const res = await env.FUNCTION_HOST!.fetch(`http://host${FUNCTION_HOST_CPU_PATH}${encodeURIComponent(id)}`);
+                  return res.ok ? ((await res.json()) as { cpu_ms: number }).cpu_ms : (await res.body?.cancel(), undefined);
+                }
+              : undefined,
           },
           geoInfo: geo ? (ip) => geo.lookup(ip)?.info : undefined,
           bootId: env.BOOT_ID,

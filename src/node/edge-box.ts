@@ -11,12 +11,13 @@ import { dirname, join, resolve } from "node:path";
 import { startAnycast } from "../anycast/host.ts";
 import { originsOf } from "../config/edge-schema.ts";
 import { prepareControl, runControlAgent } from "../control/host.ts";
-import { fleetBootConfig, mergedText, startFleetMember, type FleetBoxOptions, type FleetVersion } from "../control/fleet-box.ts";
+import { fleetBootConfig, loopback, mergedText, startFleetMember, type FleetBoxOptions, type FleetVersion } from "../control/fleet-box.ts";
 import { wantsFleet } from "../control/fleet-config.ts";
 import { fleetBucket } from "../control/fleet-kv.ts";
 import { startFleetCertificates } from "../control/fleet-certs.ts";
-import { catchUpFunctions, followFunctions, type FunctionsBox } from "../control/fleet-functions.ts";
-import { currentVersionFile, installVersion } from "./function-versions.ts";
+import { catchUpFunctions, followFunctions, type FunctionFigures, type FunctionsBox } from "../control/fleet-functions.ts";
+import { clearCurrent, currentVersionFile, installVersion } from "./function-versions.ts";
+import { HEALTH_PATH } from "../contracts/well-known.ts";
 import { ControlSchema } from "../config/control-schema.ts";
 import { ConfigError, type CdnConfig } from "../config/config.ts";
 import { configDigest } from "../contracts/config-digest.ts";
@@ -86,6 +87,18 @@ export async function runEdgeBox(values: EdgeBoxOptions, usage: (message: string
           ids: config.functions.map((f) => f.id),
           running: (id) => currentVersionFile(file, id)?.version ?? config.functions.find((f) => f.id === id)!.module,
           install: (id, info, code) => installVersion(file, id, info, code),
+          uninstall: (id) => clearCurrent(file, id),
+          // Set once the functions run (below): a canary's window reads them.
+          health: (id) => functionHealth?.(id),
+          edgeProblem: async () => {
+            try {
+              const res = await fetch(new URL(HEALTH_PATH, loopback(edge.url)), { signal: AbortSignal.timeout(2_000) });
+              const text = await res.text();
+              return res.status === 200 || text.startsWith("draining") ? undefined : `the edge's health answers ${res.status} ${text.trim().slice(0, 120)}`;
+            } catch (err) {
+              return `the edge's health does not answer: ${(err as Error).message}`;
+            }
+          },
           log: (line) => console.log(`functions: ${line}`),
         }
       : undefined;
@@ -111,6 +124,7 @@ export async function runEdgeBox(values: EdgeBoxOptions, usage: (message: string
   /** Hands a config text to the running edge workers; the text they read (the front door's changes made). */
   let reloadEdge: ((text: string) => string) | undefined;
   let reloadFunctions: ((text: string) => Promise<string[]>) | undefined;
+  let functionHealth: ((id: string) => FunctionFigures | undefined) | undefined;
   try {
     if (values.runtime === "miniflare") {
       edge = await startEdgeMiniflare({ configText: file.text, host: values.host, port: Number(values.port ?? 8787), persistDir: values.persist, control });
@@ -135,6 +149,7 @@ export async function runEdgeBox(values: EdgeBoxOptions, usage: (message: string
         return written;
       };
       reloadFunctions = (text) => w.reloadFunctions(text);
+      functionHealth = (id) => w.functions?.health(id);
       for (const f of w.functions?.running ?? []) console.log(`function ${f.id}: workerd pid ${f.pid()}`);
       if (frontDoor) {
         door = await startFrontDoor({

@@ -4,7 +4,7 @@
  * file naming the live one, and `history.json` (when and from what each version was made). The box reads the
  * current version at start and on reload; without one it bundles the function's `module` itself.
  */
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { ConfigFile } from "./config-file.ts";
 
@@ -86,6 +86,14 @@ export function setCurrent(file: Pick<ConfigFile, "dir">, id: string, version: s
   const dir = versionsDir(file, id);
   if (!existsSync(join(dir, `${version}.js`))) throw new Error(`function ${id} has no version ${version}`);
   writeAtomically(join(dir, "current"), `${version}\n`);
+}
+
+/** No deployed version is current any more: the box bundles the function's `module` again. False: none was. */
+export function clearCurrent(file: Pick<ConfigFile, "dir">, id: string): boolean {
+  const path = join(versionsDir(file, id), "current");
+  if (!existsSync(path)) return false;
+  rmSync(path);
+  return true;
 }
 
 /** The version before the current one (by number), for a rollback. */

@@ -55,12 +55,17 @@ const functionWorker :Workerd.Worker = (
     (name = "function.js", esModule = embed ${capnpString(input.files.module)}),
   ],
   compatibilityDate = ${capnpString(input.compatibilityDate)},
-  compatibilityFlags = [${input.compatibilityFlags.map(capnpString).join(", ")}],
+  compatibilityFlags = [${harnessFlags(input.compatibilityFlags).map(capnpString).join(", ")}],
   bindings = [
 ${bindings}  ],
   globalOutbound = "engine",
 );
 `;
+}
+
+/** The site's flags, and AsyncLocalStorage for the harness's trace (node:async_hooks; `nodejs_compat` includes it). */
+export function harnessFlags(flags: readonly string[]): string[] {
+  return flags.includes("nodejs_compat") || flags.includes("nodejs_als") ? [...flags] : [...flags, "nodejs_als"];
 }
 
 /** Secrets from a file of `NAME=value` lines (wrangler's `.dev.vars`): `#` comments, optional quotes around the value. */

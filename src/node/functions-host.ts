@@ -13,13 +13,13 @@
  * drainMs, then SIGKILL) and exits. Functions added or removed take or free a slot (PreparedFunctions.slots).
  */
 import { randomBytes } from "node:crypto";
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
-import { request as httpRequest } from "node:http";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { createServer as createHttpServer, request as httpRequest } from "node:http";
 import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import type { FunctionConfig } from "../config/functions-schema.ts";
-import { FUNCTION_PROBE_PATH, type FunctionsFile } from "../contracts/functions.ts";
+import { FUNCTION_HOST_CPU_PATH, FUNCTION_PROBE_PATH, type FunctionsFile } from "../contracts/functions.ts";
 import { functionToken } from "../functions/identity.ts";
 import { cpuMsFromStat, Watchdog } from "../functions/watchdog.ts";
 import { bundleModule, ROOT } from "./bundle.ts";
@@ -34,6 +34,8 @@ export interface PreparedFunctions {
   socketDir: string;
   /** The edge's socket for functions' fetch(). */
   engineSocket: string;
+  /** The host's socket for the edge (FUNCTION_HOST): a function process's CPU time, for the trace. */
+  hostSocket: string;
   /** The key of the functions' identity on that socket (src/functions/identity.ts), the edge's FUNCTION_KEY. */
   key: string;
   /**
@@ -97,7 +99,7 @@ export async function prepareFunctions(
       log(`${(err as Error).message}; not started (its site gets on_error = ${fn.on_error})\n`);
     }
   }
-  return { socketDir, engineSocket, key, slots: reuse?.slots ?? file.config.functions.length + SPARE_SLOTS, functions };
+  return { socketDir, engineSocket, hostSocket: join(socketDir, "host.sock"), key, slots: reuse?.slots ?? file.config.functions.length + SPARE_SLOTS, functions };
 }
 
 async function prepareOne(
@@ -178,6 +180,8 @@ interface Generation {
   slot: number;
   /** CPU time of its processes that exited, and of the current one as its watchdog last read it (ms). */
   cpu: { pid: number; doneMs: number; ms: number };
+  /** The harness's counts (requests, thrown) as its probes answer them: of the processes that exited, and the current one's. */
+  counts: { pid: number; done: FunctionCounts; now: FunctionCounts };
   source: string;
   snapshot: string;
   dir: string;
@@ -196,8 +200,24 @@ export interface RunningFunction {
   pid(): number;
 }
 
+/** What the harness of a function's process counts: the requests it was given, those it threw on. */
+export interface FunctionCounts {
+  requests: number;
+  threw: number;
+}
+
+/** A function's current version as its processes fared since it started (the canary window compares two readings). */
+export interface FunctionHealth extends FunctionCounts {
+  version: string;
+  /** Times its process exited and was started again (watchdog kills, memory bound, crashes). */
+  restarts: number;
+  kills: number;
+}
+
 export interface RunningFunctions {
   running: RunningFunction[];
+  /** The current version's counts; undefined when the box does not run the function. */
+  health(id: string): FunctionHealth | undefined;
   /** Waits until every function answers its probe (bounded); returns the ids that did not. */
   ready(timeoutMs?: number): Promise<string[]>;
   /**
@@ -232,7 +252,8 @@ export function startFunctions(prepared: PreparedFunctions, runDir: string, comp
     const socket = join(prepared.socketDir, `s${slot}-g${n}.sock`);
     const config = join(dir, "function.capnp");
     writeFileSync(config, fn.capnp(`unix:${socket}`), { mode: 0o600 }); // it holds the function's secrets
-    const tag = (t: string) => log(t.replace(/^(?=.)/gm, `function ${fn.id}: `));
+    // Every line of its process (its console output, workerd's own) names the function and the version it runs.
+    const tag = (t: string) => log(t.replace(/^(?=.)/gm, `function ${fn.id} ${fn.source}: `));
     rmSync(socket, { force: true });
     const kept = keepRunning(
       { command: workerdBinary(), args: ["serve", config], cwd: dir, log: tag },
@@ -240,6 +261,16 @@ export function startFunctions(prepared: PreparedFunctions, runDir: string, comp
     );
     const pid = () => kept.current.pid ?? 0;
     const cpu = { pid: 0, doneMs: 0, ms: 0 };
+    const counts = { pid: 0, done: { requests: 0, threw: 0 }, now: { requests: 0, threw: 0 } };
+    const counted = (c: FunctionCounts) => {
+      const now = pid();
+      if (now !== counts.pid) {
+        // Started again: what the one before said last is kept.
+        counts.done = { requests: counts.done.requests + counts.now.requests, threw: counts.done.threw + counts.now.threw };
+        counts.pid = now;
+      }
+      counts.now = c;
+    };
     const watchdog = new Watchdog(fn.budgetMs, {
       // Read every tick: the figures (functions.json) take the last reading, so a killed process's CPU is counted.
       cpuMs: () => {
@@ -253,7 +284,7 @@ export function startFunctions(prepared: PreparedFunctions, runDir: string, comp
         if (ms !== undefined) cpu.ms = ms;
         return ms;
       },
-      probe: () => probeFunction(socket),
+      probe: () => probeFunction(socket, counted),
       kill: (reason) => {
         log(`function ${fn.id}: watchdog killed pid ${pid()} (${fn.source}): ${reason}\n`);
         try {
@@ -263,7 +294,7 @@ export function startFunctions(prepared: PreparedFunctions, runDir: string, comp
         }
       },
     });
-    return { id: fn.id, n, slot, cpu, source: fn.source, snapshot: fn.snapshot, dir, socket, kept, watchdog };
+    return { id: fn.id, n, slot, cpu, counts, source: fn.source, snapshot: fn.snapshot, dir, socket, kept, watchdog };
   };
 
   /** Points slot k at a process's socket in one step (a link made aside, renamed over the old one). */
@@ -346,6 +377,18 @@ export function startFunctions(prepared: PreparedFunctions, runDir: string, comp
   prepared.functions.forEach((fn, i) => add(fn, i));
   writeSlots();
 
+  // The edge's trace asks the CPU time of a function's current process before and after its traced request.
+  rmSync(prepared.hostSocket, { force: true });
+  const hostServer = createHttpServer((req, res) => {
+    const id = req.url?.startsWith(FUNCTION_HOST_CPU_PATH) ? decodeURIComponent(req.url.slice(FUNCTION_HOST_CPU_PATH.length)) : undefined;
+    const r = running.find((x) => x.id === id);
+    const ms = r && processCpuMs(r.pid());
+    res.writeHead(ms === undefined ? 404 : 200, { "content-type": "application/json" });
+    res.end(JSON.stringify(ms === undefined ? { error: `no process of function ${id}` } : { pid: r!.pid(), cpu_ms: ms }));
+  });
+  hostServer.on("error", (err) => log(`functions: the host's socket for the edge failed: ${err.message}\n`));
+  hostServer.listen(prepared.hostSocket);
+
   let reloading: Promise<unknown> = Promise.resolve();
   const reloadNow = async (file: ConfigFile): Promise<string[]> => {
     const next = await prepareFunctions(file, runDir, compat, log, prepared);
@@ -402,6 +445,12 @@ export function startFunctions(prepared: PreparedFunctions, runDir: string, comp
   };
   return {
     running,
+    health(id) {
+      const gen = running.find((r) => r.id === id)?.gen;
+      if (!gen) return undefined;
+      const { done, now } = gen.counts;
+      return { version: gen.source, requests: done.requests + now.requests, threw: done.threw + now.threw, restarts: gen.kept.restarts, kills: gen.watchdog.kills };
+    },
     async ready(timeoutMs = 20_000) {
       const late: string[] = [];
       await Promise.all(running.map(async (r) => (await answers(r.gen, timeoutMs)) || late.push(r.id)));
@@ -415,6 +464,7 @@ export function startFunctions(prepared: PreparedFunctions, runDir: string, comp
     },
     async stop() {
       clearInterval(figuresTimer);
+      hostServer.close();
       for (const r of running) clearInterval(r.timer);
       await Promise.all([...running.map((r) => r.gen.kept.stop()), ...[...draining].map((g) => g.kept.stop())]);
     },
@@ -430,13 +480,40 @@ function cpuOf(pid: number): number | undefined {
   }
 }
 
-/** One probe over the function's socket: true when answered, false when it cannot connect. */
-export function probeFunction(socketPath: string): Promise<boolean> {
+/**
+ * A process's CPU time (ms, to the nanosecond) from the scheduler's figures of each of its threads
+ * (`/proc/<pid>/task/<tid>/schedstat`): /proc/<pid>/stat counts in 10 ms ticks, more than a request takes.
+ */
+export function processCpuMs(pid: number): number | undefined {
+  if (!pid) return undefined;
+  try {
+    let ns = 0;
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      try {
+        ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, "utf8").split(" ")[0]);
+      } catch {
+        /* the thread ended meanwhile */
+      }
+    }
+    return ns / 1e6;
+  } catch {
+    return undefined;
+  }
+}
+
+/** One probe over the function's socket: true when answered, false when it cannot connect. `counts` hears the harness's counts. */
+export function probeFunction(socketPath: string, counts?: (c: FunctionCounts) => void): Promise<boolean> {
   if (!existsSync(socketPath)) return Promise.resolve(false);
   return new Promise((done) => {
     const req = httpRequest({ socketPath, path: FUNCTION_PROBE_PATH, host: "function", agent: false }, (res) => {
-      res.resume();
-      res.on("end", () => done(res.statusCode === 200));
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (c: string) => (body += c));
+      res.on("end", () => {
+        const m = /^alive (\d+) (\d+)/.exec(body);
+        if (res.statusCode === 200 && m) counts?.({ requests: Number(m[1]), threw: Number(m[2]) });
+        done(res.statusCode === 200);
+      });
       res.on("error", () => done(false));
     });
     req.on("error", () => done(false));

@@ -52,6 +52,8 @@ export interface WorkerdEdgeConfigInput {
    */
   functionSlots?: string[];
   functionKey?: string;
+  /** The box host's socket for the edge (`unix:/path`), bound as FUNCTION_HOST: a function's CPU time, for the trace. */
+  functionHost?: string;
 }
 
 export type GeoBinding = "GEOIP_CITY" | "GEOIP_CITY_V6" | "GEOIP_ASN" | "GEOIP_ASN_V6";
@@ -119,8 +121,11 @@ export function workerdEdgeConfig(input: WorkerdEdgeConfigInput): string {
   const fns = input.functionSlots ?? [];
   const fnServices = fns.map((address, k) => `    (name = "fn-${k}", external = (address = ${capnpString(address)}, http = ())),\n`).join("");
   const fnBindings = fns.map((_, k) => `,\n    (name = ${capnpString(functionBinding(k))}, service = "fn-${k}")`).join("") +
-    (fns.length ? `,\n    (name = "FUNCTION_KEY", text = ${capnpString(input.functionKey ?? "")}),\n    (name = "FUNCTION_INTERNET", service = "fn-internet")` : "");
-  const fnInternet = fns.length ? `    (name = "fn-internet", network = (allow = ["public"], tlsOptions = (trustBrowserCas = true))),\n` : "";
+    (fns.length ? `,\n    (name = "FUNCTION_KEY", text = ${capnpString(input.functionKey ?? "")}),\n    (name = "FUNCTION_INTERNET", service = "fn-internet")` : "") +
+    (fns.length && input.functionHost ? `,\n    (name = "FUNCTION_HOST", service = "fn-host")` : "");
+  const fnInternet =
+    (fns.length ? `    (name = "fn-internet", network = (allow = ["public"], tlsOptions = (trustBrowserCas = true))),\n` : "") +
+    (fns.length && input.functionHost ? `    (name = "fn-host", external = (address = ${capnpString(input.functionHost)}, http = ())),\n` : "");
   // The functions' way back in: only their processes reach it (a unix socket in the run directory). Proxy style:
   // the request line carries the whole URL, so an https URL stays https (allow_hosts, the cache key).
   const fnSocket = fns.length ? `\n    (name = "functions", http = (style = proxy), service = (name = "edge", entrypoint = "fromFunction")),` : "";

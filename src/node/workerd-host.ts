@@ -301,6 +301,7 @@ async function prepareRunDir(file: ConfigFile, opts: WorkerdEdgeOptions): Promis
       forwardedProtoHeader: opts.forwardedProtoHeader,
       functionSlots: functions ? Array.from({ length: functions.slots }, (_, k) => `unix:${slotSocket(functions.socketDir, k)}`) : undefined,
       functionKey: functions?.key,
+      functionHost: functions && `unix:${functions.hostSocket}`,
     }),
   );
   return { edge, storeDir, runDir, processes, edgeConfig, storeConfig, storeSocket, scheme: files.tlsCert ? "https" : "http", recovered, functions };

@@ -274,6 +274,57 @@ describe("observability", () => {
   });
 });
 
+describe("the trace: function → cache → origin", () => {
+  const auth = { authorization: `Bearer ${TOKEN}` };
+  const trace = async (host: string, path: string, headers: Record<string, string> = auth) => {
+    const res = await get(host, `/.well-known/cdn/trace?url=${encodeURIComponent(path)}&run=1`, headers);
+    expect(res.status, res.body).toBe(200);
+    return res.body.split("\n").filter(Boolean);
+  };
+  const value = (lines: string[], key: string) => lines.filter((l) => l.startsWith(`${key}=`)).map((l) => l.slice(key.length + 1));
+
+  it("a pass-through: which function and version ran, its CPU time, its fetch() with the cache's steps (MISS: the origin, then HIT)", async () => {
+    const first = await trace("rewrite.test", "/traced");
+    expect(value(first, "function")).toEqual(["rewrite"]);
+    expect(value(first, "function_ran")).toEqual([expect.stringMatching(/^rewrite \S*\/rewrite\.js$/)]);
+    expect(value(first, "function_action")).toEqual(["passed to the cache"]);
+    expect(Number(value(first, "function_cpu_ms")[0])).toBeGreaterThan(0);
+    expect(value(first, "function_fetch")).toEqual(["GET http://rewrite.test/traced 200"]);
+    expect(value(first, "cache")).toEqual(["MISS"]);
+    expect(value(first, "origin")).toEqual([expect.stringMatching(/^200 in \d+ ms$/)]);
+    expect(value(first, "status")).toEqual(["200"]);
+    // The origin saw the function's request header: the trace ran the function for real.
+    expect(originSeen.find((s) => s.path === "/traced")?.headers["x-from-function"]).toBe("rewrite");
+    const second = await trace("rewrite.test", "/traced");
+    expect([value(second, "cache"), value(second, "origin")]).toEqual([["HIT"], ["not asked"]]);
+  });
+
+  it("a redirect and an answer of the function's own: no fetch(), the cache never asked", async () => {
+    const redirect = await trace("redirect.test", "/old/x");
+    expect(value(redirect, "function_action")).toEqual(["redirected 301 https://www.redirect.test/new/x"]);
+    expect(value(redirect, "cache")).toEqual([]);
+    const own = await trace("geo.test", "/");
+    expect(value(own, "function_action")).toEqual(["answered itself 200"]);
+    expect(value(own, "function_fetch")).toEqual([]);
+  });
+
+  it('a function that throws with on_error = "cache": said, then the cache\'s own steps', async () => {
+    const lines = await trace("throws-cache.test", "/trace-thrown");
+    expect(value(lines, "function_action")).toEqual(["threw; on_error = cache: served by the cache below"]);
+    expect([value(lines, "cache"), value(lines, "status")]).toEqual([["MISS"], ["200"]]);
+  });
+
+  it("the run needs the admin token; without run the trace names the function only; a client's own trace header does nothing", async () => {
+    expect((await get("rewrite.test", "/.well-known/cdn/trace?url=/x&run=1")).status).toBe(401);
+    const plain = (await get("rewrite.test", "/.well-known/cdn/trace?url=/x")).body.split("\n");
+    expect(value(plain, "function")).toEqual(["rewrite"]);
+    expect(value(plain, "function_action")).toEqual([]);
+    const res = await get("rewrite.test", "/client-trace", { "x-parrot-trace": "1" });
+    expect(res.headers["x-parrot-trace-function"]).toBeUndefined();
+    expect(res.headers["x-parrot-trace-cache"]).toBeUndefined();
+  });
+});
+
 describe("deploy, reload and roll back (npm run fn)", () => {
   const ROOT = resolve(import.meta.dirname, "../..");
   const fn = (...args: string[]) => spawnSync(process.execPath, [join(ROOT, "scripts/fn.ts"), ...args, "--config", join(dir, "cdn.toml")], { cwd: ROOT, encoding: "utf8" });
@@ -292,7 +343,7 @@ describe("deploy, reload and roll back (npm run fn)", () => {
     const v1 = join(dir, "geo-v1.js");
     const v2 = join(dir, "geo-v2.ts");
     writeFileSync(v1, 'export default { fetch(request) { return Response.json({ version: 1, country: request.cf.country }) } };\n');
-    writeFileSync(v2, 'const v: number = 2;\nexport default { fetch(request: Request) { return Response.json({ version: v, country: (request as any).cf.country }) } };\n');
+    writeFileSync(v2, 'const v: number = 2;\nexport default { fetch(request: Request) { console.log("geo answers from", (request as any).cf.country); return Response.json({ version: v, country: (request as any).cf.country }) } };\n');
     for (const f of [v1, v2]) {
       const out = fn("deploy", "--site", "geo", f);
       expect(out.status, out.stderr).toBe(0);
@@ -304,6 +355,9 @@ describe("deploy, reload and roll back (npm run fn)", () => {
     const served2 = await waitFor(async () => ((await country()).version === 2 ? true : undefined), 20_000);
     expect(served2?.value).toBe(true);
     expect(await country()).toEqual({ version: 2, country: "GB" });
+    // Its console output in the box's log names the function and the version that wrote it.
+    const tagged = await waitFor(async () => (/^function geo v2: geo answers from GB$/m.test(logs.join("")) ? true : undefined), 10_000);
+    expect(tagged?.value).toBe(true);
     expect(edge.functions!.running.find((r) => r.id === "geo")!.pid()).not.toBe(geoPid);
     const back = fn("rollback", "--site", "geo");
     expect(back.stdout).toContain("geo v1 is current");
