@@ -3,7 +3,7 @@
  * to and how far it is against the nearest possible, how long a region's clients go unserved when its edge dies
  * (through DNS and through anycast), and how long a purge takes to reach every edge across the long links.
  */
-import { addr, ANYCAST, HTTP_PORT, LINKS, ns, REGIONS, runIn, TOKEN, TIMING, type Region, type World } from "./world.ts";
+import { addr, ANYCAST, HTTP_PORT, LINKS, ns, REGIONS, runIn, TOKEN, TIMING, waitUntil, type Region, type World } from "./world.ts";
 
 /** The Host every client sends, so every edge keys an object alike (and a purge by URL names it once). */
 export const SITE = "www.geo.example.org";
@@ -107,6 +107,8 @@ export interface PathOutcome {
   requests: number;
   /** The edge that served once it was back. */
   edge: string;
+  /** The last failed request: its time after the event, HTTP code (0: no answer) and curl's time. */
+  lastFailure?: string;
 }
 
 export interface FailoverResult {
@@ -115,6 +117,10 @@ export interface FailoverResult {
   how: "killed" | "cut";
   dns: PathOutcome;
   anycast: PathOutcome;
+  /** When a path was never served again: what the region's router and the links said at the deadline. */
+  diagnosis?: string;
+  /** A cut: from mending it to the region's client being served through anycast by its own edge again. */
+  backAfterMendMs?: number;
 }
 
 /**
@@ -146,6 +152,7 @@ export async function measureFailover(w: World, r: Region, how: "killed" | "cut"
         streak++;
       } else {
         o.failed++;
+        o.lastFailure = `at ${Math.round(sent - t0)} ms: ${f.code} after ${Math.round(f.totalMs)} ms`;
         o.servedAfterMs = undefined;
         streak = 0;
       }
@@ -162,12 +169,34 @@ export async function measureFailover(w: World, r: Region, how: "killed" | "cut"
     return curlFrom(r, `http://${cached.address}:${HTTP_PORT}${path}`, { maxTime: 1 });
   });
   const viaAnycast = run(() => curlFrom(r, `http://${ANYCAST}:${HTTP_PORT}${path}`, { maxTime: 1 }));
+  let result: FailoverResult;
   try {
     const [dns, anycast] = await Promise.all([viaDns, viaAnycast]);
-    return { region: r.id, how, dns, anycast };
+    result = { region: r.id, how, dns, anycast };
+    if (dns.servedAfterMs === undefined || anycast.servedAfterMs === undefined) result.diagnosis = await diagnose(w, r);
   } finally {
     if (how === "cut") await w.cutEdge(r, false);
   }
+  if (how === "cut") {
+    // The box's BGP session must come back by itself (its BIRD retries), so the next measurement finds the world whole.
+    const mended = performance.now();
+    const back = await waitUntil(async () => (await curlFrom(r, `http://${ANYCAST}:${HTTP_PORT}${path}`, { maxTime: 1 })).edge === r.id, deadlineMs, 100);
+    if (back) result.backAfterMendMs = performance.now() - mended;
+  }
+  return result;
+}
+
+/** What region r's router knows (BGP sessions, the anycast route) and the links' counters: for a failed wait. */
+async function diagnose(w: World, r: Region): Promise<string> {
+  const [protocols, route, kernel, client, neighbors, links] = await Promise.all([
+    w.birdc(r, "show", "protocols").catch((e: Error) => e.message),
+    w.birdc(r, "show", "route", "for", ANYCAST, "all").catch((e: Error) => e.message),
+    runIn(ns.router(r), ["ip", "route", "get", ANYCAST, "from", addr.client(r), "iif", "br0"]).then((x) => x.out),
+    runIn(ns.client(r), ["ip", "route", "get", ANYCAST]).then((x) => x.out),
+    runIn(ns.client(r), ["ip", "neigh"]).then((x) => x.out),
+    w.linkControl({ stats: true }).catch((e: Error) => e.message),
+  ]);
+  return `${r.id}'s router:\n${protocols}\n${route}\nits kernel: ${kernel}\n${r.id}'s client: ${client}${neighbors}\nlinks: ${links}`;
 }
 
 export interface PurgeResult {
@@ -244,10 +273,11 @@ export function report(o: { nearest?: NearestRow[]; purge?: PurgeResult; failove
     out.push(
       `Failover: the region's edge box killed, or cut off (DNS TTL ${TIMING.dnsTtl} s, probes every ${TIMING.health.interval_ms} ms, down after ${TIMING.health.down_after}; anycast checks every ${TIMING.anycast.interval_ms} ms, BGP hold time ${TIMING.anycast.hold_time} s)`,
       "",
-      "| region | edge | DNS: served again after | failed requests | by | anycast: served again after | failed requests | by |",
-      "|---|---|---|---|---|---|---|---|",
+      "| region | edge | DNS: served again after | failed requests | by | anycast: served again after | failed requests | by | own edge back after the cut is mended |",
+      "|---|---|---|---|---|---|---|---|---|",
     );
-    for (const f of o.failover) out.push(`| ${f.region} | ${f.how} | ${ms(f.dns.servedAfterMs)} | ${f.dns.failed}/${f.dns.requests} | ${f.dns.edge} | ${ms(f.anycast.servedAfterMs)} | ${f.anycast.failed}/${f.anycast.requests} | ${f.anycast.edge} |`);
+    for (const f of o.failover)
+      out.push(`| ${f.region} | ${f.how} | ${ms(f.dns.servedAfterMs)} | ${f.dns.failed}/${f.dns.requests} | ${f.dns.edge} | ${ms(f.anycast.servedAfterMs)} | ${f.anycast.failed}/${f.anycast.requests} | ${f.anycast.edge} | ${f.how === "cut" ? ms(f.backAfterMendMs) : "—"} |`);
     out.push("");
   }
   return out.join("\n");
