@@ -250,8 +250,15 @@ export async function measurePurge(from: Region, rounds: number): Promise<PurgeR
 const ms = (x: number | undefined) => (x === undefined || Number.isNaN(x) ? "—" : `${Math.round(x)} ms`);
 
 /** The report `npm run world` prints and the world test logs. */
-export function report(o: { nearest?: NearestRow[]; purge?: PurgeResult; failover?: FailoverResult[]; loss?: LossResult }): string {
+export function report(o: { nearest?: NearestRow[]; purge?: PurgeResult; failover?: FailoverResult[]; loss?: LossResult; partition?: PartitionResult }): string {
   const out: string[] = [];
+  if (o.partition) {
+    const p = o.partition;
+    out.push(
+      `Partition: ${p.region} cut off from the other regions for ${p.seconds} s, a URL purged meanwhile from the farthest (call answered ${p.purgeCall}): ${p.region}'s edge knew it was cut off after ${ms(p.cutOffAfterMs)}, served the purged object as a HIT ${p.purgedHits} times in ${p.purgedAnswers} answers, was current again ${ms(p.currentAfterMs)} after the links returned`,
+      "",
+    );
+  }
   if (o.loss) {
     const seen = Object.entries(o.loss.downSeen).map(([node, edges]) => `${node}: ${edges.length ? edges.join(", ") : "none"}`).join("; ");
     out.push(`Health under ${o.loss.loss * 100} % loss on every long link for ${o.loss.seconds} s (${o.loss.polls} polls of each DNS node): live edges taken out of answers — ${seen}`, "");
@@ -344,3 +351,79 @@ export async function measureHealthUnderLoss(w: World, loss: number, seconds: nu
   }
   return result;
 }
+
+export interface PartitionResult {
+  region: string;
+  /** How long the region was cut off from the others (every long link of it losing every packet). */
+  seconds: number;
+  /** The purge made meanwhile, from the farthest region: its call's HTTP status (it cannot hear from the cut box). */
+  purgeCall: number;
+  /** From the cut to the region's edge saying `cdn-control: cut-off` (its lease ran out: it revalidates everything). */
+  cutOffAfterMs?: number;
+  /** Answers at the cut region's edge for the URL purged during the partition, and how many were HITs (purged content served). */
+  purgedAnswers: number;
+  purgedHits: number;
+  /** From the links' return to the region's edge saying `cdn-control: current` again (it applied what it missed). */
+  currentAfterMs?: number;
+}
+
+/** The cut region's edge's `cdn-control` health header, asked from its own client (its LAN stays up). */
+async function controlState(r: Region): Promise<string> {
+  const { out } = await runIn(ns.client(r), ["curl", "-s", "-o", "/dev/null", "--max-time", "1", "-w", "%header{cdn-control}", `http://${addr.edge(r)}:${HTTP_PORT}/.well-known/cdn/health`]);
+  return out.trim();
+}
+
+/**
+ * Region r cut off from the others (loss 1 on each of its long links) for `seconds`: an object stored at every edge
+ * is purged from the farthest region meanwhile. Measured at r's edge (from its own client, every 250 ms): when it
+ * knows it is cut off, whether it ever serves the purged object as a HIT, and how long after the links return it is
+ * current again. The links are whole again after this.
+ */
+export async function measurePartition(w: World, r: Region, seconds: number): Promise<PartitionResult> {
+  const path = `/img/logo.png?partition=${Date.now()}`;
+  const at = (e: Region) => `http://${addr.edge(e)}:${HTTP_PORT}${path}`;
+  for (const e of REGIONS) {
+    let hit = false;
+    for (let i = 0; i < 20 && !hit; i++) hit = (await curlFrom(e, at(e))).cache === "HIT";
+    if (!hit) throw new Error(`partition: ${e.id} never stored ${path}`);
+  }
+  const from = REGIONS.filter((o) => o !== r).sort((a, b) => rttBetween(b, r) - rttBetween(a, r))[0]!;
+  const mine = LINKS.filter((l) => l.a === r.id || l.b === r.id).map((l) => `${l.a}-${l.b}`);
+  const result: PartitionResult = { region: r.id, seconds, purgeCall: 0, purgedAnswers: 0, purgedHits: 0 };
+  const t0 = performance.now();
+  for (const name of mine) await w.shapeLink(name, { loss: 1 });
+  let healed: number | undefined;
+  try {
+    const purge = curlFrom(from, `http://${addr.edge(from)}:${HTTP_PORT}/.well-known/cdn/purge`, {
+      method: "POST",
+      maxTime: 15,
+      body: JSON.stringify({ urls: [`http://${SITE}${path}`] }),
+      headers: [`Authorization: Bearer ${TOKEN}`, "Content-Type: application/json"],
+    }).then((f) => void (result.purgeCall = f.code));
+    let purged = false;
+    void purge.then(() => (purged = true));
+    const watch = async (until: () => boolean) => {
+      while (!until()) {
+        const state = await controlState(r);
+        const now = performance.now();
+        if (state === "cut-off" && result.cutOffAfterMs === undefined) result.cutOffAfterMs = now - t0;
+        if (healed !== undefined && state === "current") return void (result.currentAfterMs = now - healed);
+        if (purged) {
+          const f = await curlFrom(r, at(r), { maxTime: 2 });
+          result.purgedAnswers++;
+          if (f.cache === "HIT") result.purgedHits++;
+        }
+        await new Promise((res) => setTimeout(res, 250));
+      }
+    };
+    await watch(() => performance.now() - t0 > seconds * 1000 && purged);
+    for (const name of mine) await w.shapeLink(name, { loss: 0 });
+    healed = performance.now();
+    await watch(() => result.currentAfterMs !== undefined || performance.now() - healed! > 60_000);
+  } finally {
+    if (healed === undefined) for (const name of mine) await w.shapeLink(name, { loss: 0 });
+  }
+  return result;
+}
+
+const rttBetween = (a: Region, b: Region) => LINKS.find((l) => (l.a === a.id && l.b === b.id) || (l.a === b.id && l.b === a.id))?.rttMs ?? 0;
