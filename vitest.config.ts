@@ -70,7 +70,7 @@ export default defineConfig({
       },
       {
         // The world: regions in network namespaces joined by emulated long links (test/world/world.ts); skipped
-        // with the reason printed where namespaces, BIRD, nats-server or the mmdb writer are missing.
+        // with the reason printed where namespaces, veth or TUN devices, or a tool it runs (BIRD, nats-server, …) are missing.
         plugins: [tomlAsText],
         test: {
           name: "world",
@@ -79,9 +79,8 @@ export default defineConfig({
           testTimeout: 120_000,
           hookTimeout: 240_000,
           fileParallelism: false,
-          // After the other projects, alone: its links are a user-space emulator, which delays packets as configured
-          // only while it gets the CPU when they arrive (the rest of the suite on two cores starved it: a cut-off
-          // region's clients were not served again within the measuring window).
+          // After the other projects, alone: its links are a user-space emulator (at real-time priority where
+          // permitted), which delays packets as configured only while it gets the CPU when they arrive.
           sequence: { groupOrder: 1 },
         },
       },

@@ -4,7 +4,7 @@
  * Ctrl-C tears it down too.
  */
 import { buildWorld, REGIONS, worldUnavailable, type World } from "../test/world/world.ts";
-import { measureFailover, measureHealthUnderLoss, measureNearest, measurePurge, report, settle } from "../test/world/measure.ts";
+import { measureFailover, measureHealthUnderLoss, measureNearest, measurePartition, measurePurge, report, settle } from "../test/world/measure.ts";
 
 const why = await worldUnavailable();
 if (why) {
@@ -28,6 +28,9 @@ try {
   console.log(report({ purge }));
   const loss = await measureHealthUnderLoss(world, 0.1, 20);
   console.log(report({ loss }));
+  const partition = await measurePartition(world, REGIONS[2]!, 10);
+  console.log(report({ partition }));
+  await settle(world);
   // Two regions, so neither waits for the other's edge to come back.
   const failover = [await measureFailover(world, REGIONS[2]!, "cut"), await measureFailover(world, REGIONS[0]!, "killed")];
   console.log(report({ failover }));

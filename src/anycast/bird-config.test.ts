@@ -72,12 +72,16 @@ describe("bird.conf from [anycast]", () => {
   strict bind on;
   multihop 2;
   hold time 30;
+  connect retry time 5;
+  error wait time 5, 60;
   password "s3cret pass";
   ipv4 { import none; export filter anycast_export; };
 }`);
     expect(conf).toContain(`protocol bgp peer_transit1_v6 {
   local as 64512;
   neighbor 2001:db8::1 port 1179 as 64511;
+  connect retry time 5;
+  error wait time 5, 60;
   ipv6 { import none; export filter anycast_export; };
 }`);
     expect(peerProtocol("transit1")).toBe("peer_transit1");

@@ -12,6 +12,8 @@ import type { AnycastConfig, NeighborConfig } from "../config/anycast-schema.ts"
 /** BIRD protocol names the generated config uses. */
 export const STATIC_PROTOCOLS = { ipv4: "anycast4", ipv6: "anycast6" } as const;
 const EXPORT_FILTER = "anycast_export";
+/** Seconds between connection attempts, and the wait after a session error (first, then doubled up to the second). */
+export const RECONNECT = { retryS: 5, errorWaitS: [5, 60] } as const;
 
 /** The BIRD protocol name of a neighbor's session. */
 export function peerProtocol(name: string): string {
@@ -71,6 +73,10 @@ function neighborProtocol(n: NeighborConfig, localAs: number): string[] {
   if (n.local_address) lines.push("  strict bind on;");
   if (n.multihop !== undefined) lines.push(`  multihop ${n.multihop};`);
   if (n.hold_time !== undefined) lines.push(`  hold time ${n.hold_time};`);
+  // After a broken session (the box's network cut, the router restarted) the box is healthy and should announce
+  // again soon after the path is back: BIRD's defaults wait 60-300 s before a new attempt (error wait) and 120 s
+  // between attempts (connect retry). Repeated failures still back off, up to 60 s.
+  lines.push(`  connect retry time ${RECONNECT.retryS};`, `  error wait time ${RECONNECT.errorWaitS[0]}, ${RECONNECT.errorWaitS[1]};`);
   if (n.password !== undefined) lines.push(`  password "${n.password}";`);
   lines.push(`  ${addressFamily(n.address)} { import none; export filter ${EXPORT_FILTER}; };`, "}");
   return lines;

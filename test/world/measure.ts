@@ -3,7 +3,7 @@
  * to and how far it is against the nearest possible, how long a region's clients go unserved when its edge dies
  * (through DNS and through anycast), and how long a purge takes to reach every edge across the long links.
  */
-import { addr, ANYCAST, HTTP_PORT, LINKS, ns, REGIONS, runIn, TOKEN, TIMING, type Region, type World } from "./world.ts";
+import { addr, ANYCAST, HTTP_PORT, LINKS, ns, REGIONS, runIn, TOKEN, TIMING, waitUntil, type Region, type World } from "./world.ts";
 
 /** The Host every client sends, so every edge keys an object alike (and a purge by URL names it once). */
 export const SITE = "www.geo.example.org";
@@ -107,6 +107,8 @@ export interface PathOutcome {
   requests: number;
   /** The edge that served once it was back. */
   edge: string;
+  /** The last failed request: its time after the event, HTTP code (0: no answer) and curl's time. */
+  lastFailure?: string;
 }
 
 export interface FailoverResult {
@@ -115,6 +117,10 @@ export interface FailoverResult {
   how: "killed" | "cut";
   dns: PathOutcome;
   anycast: PathOutcome;
+  /** When a path was never served again: what the region's router and the links said at the deadline. */
+  diagnosis?: string;
+  /** A cut: from mending it to the region's client being served through anycast by its own edge again. */
+  backAfterMendMs?: number;
 }
 
 /**
@@ -146,6 +152,7 @@ export async function measureFailover(w: World, r: Region, how: "killed" | "cut"
         streak++;
       } else {
         o.failed++;
+        o.lastFailure = `at ${Math.round(sent - t0)} ms: ${f.code} after ${Math.round(f.totalMs)} ms`;
         o.servedAfterMs = undefined;
         streak = 0;
       }
@@ -162,12 +169,34 @@ export async function measureFailover(w: World, r: Region, how: "killed" | "cut"
     return curlFrom(r, `http://${cached.address}:${HTTP_PORT}${path}`, { maxTime: 1 });
   });
   const viaAnycast = run(() => curlFrom(r, `http://${ANYCAST}:${HTTP_PORT}${path}`, { maxTime: 1 }));
+  let result: FailoverResult;
   try {
     const [dns, anycast] = await Promise.all([viaDns, viaAnycast]);
-    return { region: r.id, how, dns, anycast };
+    result = { region: r.id, how, dns, anycast };
+    if (dns.servedAfterMs === undefined || anycast.servedAfterMs === undefined) result.diagnosis = await diagnose(w, r);
   } finally {
     if (how === "cut") await w.cutEdge(r, false);
   }
+  if (how === "cut") {
+    // The box's BGP session must come back by itself (its BIRD retries), so the next measurement finds the world whole.
+    const mended = performance.now();
+    const back = await waitUntil(async () => (await curlFrom(r, `http://${ANYCAST}:${HTTP_PORT}${path}`, { maxTime: 1 })).edge === r.id, deadlineMs, 100);
+    if (back) result.backAfterMendMs = performance.now() - mended;
+  }
+  return result;
+}
+
+/** What region r's router knows (BGP sessions, the anycast route) and the links' counters: for a failed wait. */
+async function diagnose(w: World, r: Region): Promise<string> {
+  const [protocols, route, kernel, client, neighbors, links] = await Promise.all([
+    w.birdc(r, "show", "protocols").catch((e: Error) => e.message),
+    w.birdc(r, "show", "route", "for", ANYCAST, "all").catch((e: Error) => e.message),
+    runIn(ns.router(r), ["ip", "route", "get", ANYCAST, "from", addr.client(r), "iif", "br0"]).then((x) => x.out),
+    runIn(ns.client(r), ["ip", "route", "get", ANYCAST]).then((x) => x.out),
+    runIn(ns.client(r), ["ip", "neigh"]).then((x) => x.out),
+    w.linkControl({ stats: true }).catch((e: Error) => e.message),
+  ]);
+  return `${r.id}'s router:\n${protocols}\n${route}\nits kernel: ${kernel}\n${r.id}'s client: ${client}${neighbors}\nlinks: ${links}`;
 }
 
 export interface PurgeResult {
@@ -221,8 +250,15 @@ export async function measurePurge(from: Region, rounds: number): Promise<PurgeR
 const ms = (x: number | undefined) => (x === undefined || Number.isNaN(x) ? "—" : `${Math.round(x)} ms`);
 
 /** The report `npm run world` prints and the world test logs. */
-export function report(o: { nearest?: NearestRow[]; purge?: PurgeResult; failover?: FailoverResult[]; loss?: LossResult }): string {
+export function report(o: { nearest?: NearestRow[]; purge?: PurgeResult; failover?: FailoverResult[]; loss?: LossResult; partition?: PartitionResult }): string {
   const out: string[] = [];
+  if (o.partition) {
+    const p = o.partition;
+    out.push(
+      `Partition: ${p.region} cut off from the other regions for ${p.seconds} s, a URL purged meanwhile from the farthest (call answered ${p.purgeCall}): ${p.region}'s edge knew it was cut off after ${ms(p.cutOffAfterMs)}, served the purged object as a HIT ${p.purgedHits} times in ${p.purgedAnswers} answers, was current again ${ms(p.currentAfterMs)} after the links returned`,
+      "",
+    );
+  }
   if (o.loss) {
     const seen = Object.entries(o.loss.downSeen).map(([node, edges]) => `${node}: ${edges.length ? edges.join(", ") : "none"}`).join("; ");
     out.push(`Health under ${o.loss.loss * 100} % loss on every long link for ${o.loss.seconds} s (${o.loss.polls} polls of each DNS node): live edges taken out of answers — ${seen}`, "");
@@ -244,10 +280,11 @@ export function report(o: { nearest?: NearestRow[]; purge?: PurgeResult; failove
     out.push(
       `Failover: the region's edge box killed, or cut off (DNS TTL ${TIMING.dnsTtl} s, probes every ${TIMING.health.interval_ms} ms, down after ${TIMING.health.down_after}; anycast checks every ${TIMING.anycast.interval_ms} ms, BGP hold time ${TIMING.anycast.hold_time} s)`,
       "",
-      "| region | edge | DNS: served again after | failed requests | by | anycast: served again after | failed requests | by |",
-      "|---|---|---|---|---|---|---|---|",
+      "| region | edge | DNS: served again after | failed requests | by | anycast: served again after | failed requests | by | own edge back after the cut is mended |",
+      "|---|---|---|---|---|---|---|---|---|",
     );
-    for (const f of o.failover) out.push(`| ${f.region} | ${f.how} | ${ms(f.dns.servedAfterMs)} | ${f.dns.failed}/${f.dns.requests} | ${f.dns.edge} | ${ms(f.anycast.servedAfterMs)} | ${f.anycast.failed}/${f.anycast.requests} | ${f.anycast.edge} |`);
+    for (const f of o.failover)
+      out.push(`| ${f.region} | ${f.how} | ${ms(f.dns.servedAfterMs)} | ${f.dns.failed}/${f.dns.requests} | ${f.dns.edge} | ${ms(f.anycast.servedAfterMs)} | ${f.anycast.failed}/${f.anycast.requests} | ${f.anycast.edge} | ${f.how === "cut" ? ms(f.backAfterMendMs) : "—"} |`);
     out.push("");
   }
   return out.join("\n");
@@ -314,3 +351,79 @@ export async function measureHealthUnderLoss(w: World, loss: number, seconds: nu
   }
   return result;
 }
+
+export interface PartitionResult {
+  region: string;
+  /** How long the region was cut off from the others (every long link of it losing every packet). */
+  seconds: number;
+  /** The purge made meanwhile, from the farthest region: its call's HTTP status (it cannot hear from the cut box). */
+  purgeCall: number;
+  /** From the cut to the region's edge saying `cdn-control: cut-off` (its lease ran out: it revalidates everything). */
+  cutOffAfterMs?: number;
+  /** Answers at the cut region's edge for the URL purged during the partition, and how many were HITs (purged content served). */
+  purgedAnswers: number;
+  purgedHits: number;
+  /** From the links' return to the region's edge saying `cdn-control: current` again (it applied what it missed). */
+  currentAfterMs?: number;
+}
+
+/** The cut region's edge's `cdn-control` health header, asked from its own client (its LAN stays up). */
+async function controlState(r: Region): Promise<string> {
+  const { out } = await runIn(ns.client(r), ["curl", "-s", "-o", "/dev/null", "--max-time", "1", "-w", "%header{cdn-control}", `http://${addr.edge(r)}:${HTTP_PORT}/.well-known/cdn/health`]);
+  return out.trim();
+}
+
+/**
+ * Region r cut off from the others (loss 1 on each of its long links) for `seconds`: an object stored at every edge
+ * is purged from the farthest region meanwhile. Measured at r's edge (from its own client, every 250 ms): when it
+ * knows it is cut off, whether it ever serves the purged object as a HIT, and how long after the links return it is
+ * current again. The links are whole again after this.
+ */
+export async function measurePartition(w: World, r: Region, seconds: number): Promise<PartitionResult> {
+  const path = `/img/logo.png?partition=${Date.now()}`;
+  const at = (e: Region) => `http://${addr.edge(e)}:${HTTP_PORT}${path}`;
+  for (const e of REGIONS) {
+    let hit = false;
+    for (let i = 0; i < 20 && !hit; i++) hit = (await curlFrom(e, at(e))).cache === "HIT";
+    if (!hit) throw new Error(`partition: ${e.id} never stored ${path}`);
+  }
+  const from = REGIONS.filter((o) => o !== r).sort((a, b) => rttBetween(b, r) - rttBetween(a, r))[0]!;
+  const mine = LINKS.filter((l) => l.a === r.id || l.b === r.id).map((l) => `${l.a}-${l.b}`);
+  const result: PartitionResult = { region: r.id, seconds, purgeCall: 0, purgedAnswers: 0, purgedHits: 0 };
+  const t0 = performance.now();
+  for (const name of mine) await w.shapeLink(name, { loss: 1 });
+  let healed: number | undefined;
+  try {
+    const purge = curlFrom(from, `http://${addr.edge(from)}:${HTTP_PORT}/.well-known/cdn/purge`, {
+      method: "POST",
+      maxTime: 15,
+      body: JSON.stringify({ urls: [`http://${SITE}${path}`] }),
+      headers: [`Authorization: Bearer ${TOKEN}`, "Content-Type: application/json"],
+    }).then((f) => void (result.purgeCall = f.code));
+    let purged = false;
+    void purge.then(() => (purged = true));
+    const watch = async (until: () => boolean) => {
+      while (!until()) {
+        const state = await controlState(r);
+        const now = performance.now();
+        if (state === "cut-off" && result.cutOffAfterMs === undefined) result.cutOffAfterMs = now - t0;
+        if (healed !== undefined && state === "current") return void (result.currentAfterMs = now - healed);
+        if (purged) {
+          const f = await curlFrom(r, at(r), { maxTime: 2 });
+          result.purgedAnswers++;
+          if (f.cache === "HIT") result.purgedHits++;
+        }
+        await new Promise((res) => setTimeout(res, 250));
+      }
+    };
+    await watch(() => performance.now() - t0 > seconds * 1000 && purged);
+    for (const name of mine) await w.shapeLink(name, { loss: 0 });
+    healed = performance.now();
+    await watch(() => result.currentAfterMs !== undefined || performance.now() - healed! > 60_000);
+  } finally {
+    if (healed === undefined) for (const name of mine) await w.shapeLink(name, { loss: 0 });
+  }
+  return result;
+}
+
+const rttBetween = (a: Region, b: Region) => LINKS.find((l) => (l.a === a.id && l.b === b.id) || (l.a === b.id && l.b === a.id))?.rttMs ?? 0;

@@ -5,6 +5,7 @@
  * The report (the README's table) is printed at the end.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { RECONNECT } from "../../src/anycast/bird-config.ts";
 import { buildWorld, LINKS, REGIONS, TIMING, worldUnavailable, type World } from "./world.ts";
 import { measureFailover, measureHealthUnderLoss, measureNearest, measurePurge, percentile, report, settle, type FailoverResult, type LossResult, type NearestRow, type PurgeResult } from "./measure.ts";
 
@@ -66,13 +67,16 @@ describe.skipIf(why !== undefined)("the world", () => {
     const f = await measureFailover(world, ap, "cut");
     (measured.failover ??= []).push(f);
     const h = TIMING.health;
-    expect(f.anycast.servedAfterMs, "anycast never served again").toBeDefined();
+    expect(f.anycast.servedAfterMs, `anycast never served again (${f.anycast.lastFailure}); ${f.diagnosis}`).toBeDefined();
     // Nothing tells the router: the session ends when the hold time runs out (the box's own checks pass).
     expect(f.anycast.servedAfterMs!).toBeLessThan(TIMING.anycast.hold_time * 1000 + 3000);
     expect(f.anycast.edge).toBe("us"); // ap's next nearest (188.4 ms against 348.8 ms to eu)
-    expect(f.dns.servedAfterMs, "DNS never served again").toBeDefined();
+    expect(f.dns.servedAfterMs, `DNS never served again (${f.dns.lastFailure}); ${f.diagnosis}`).toBeDefined();
     expect(f.dns.servedAfterMs!).toBeLessThan(TIMING.dnsTtl * 1000 + h.interval_ms * (h.down_after + 1) + h.timeout_ms + 3000);
     expect(f.dns.edge).toBe("us");
+    // Mended: the box's BIRD connects again by itself (BIRD's default error wait, 60 s, kept it out for ~50 s).
+    expect(f.backAfterMendMs, "ap's own edge never served through anycast again after the cut was mended").toBeDefined();
+    expect(f.backAfterMendMs!).toBeLessThan((RECONNECT.errorWaitS[0] + RECONNECT.retryS) * 1000 + 5000);
   }, 120_000);
 
   it("an edge killed: its region's clients are served by the next nearest edge, at once through anycast and after TTL + health through DNS", async () => {
@@ -81,11 +85,11 @@ describe.skipIf(why !== undefined)("the world", () => {
     (measured.failover ??= []).push(f);
     const a = TIMING.anycast;
     const h = TIMING.health;
-    expect(f.anycast.servedAfterMs, "anycast never served again").toBeDefined();
+    expect(f.anycast.servedAfterMs, `anycast never served again (${f.anycast.lastFailure}); ${f.diagnosis}`).toBeDefined();
     // The box's BIRD dies with it: the session closes and the router takes the next route at once.
     expect(f.anycast.servedAfterMs!).toBeLessThan(a.interval_ms * a.down_after + a.timeout_ms + 2000);
     expect(f.anycast.edge).toBe("us"); // eu's next nearest (175.7 ms against 348.8 ms to ap)
-    expect(f.dns.servedAfterMs, "DNS never served again").toBeDefined();
+    expect(f.dns.servedAfterMs, `DNS never served again (${f.dns.lastFailure}); ${f.diagnosis}`).toBeDefined();
     // A stub that keeps the first address for the TTL: the TTL, then the DNS node's probes must have seen it down.
     expect(f.dns.servedAfterMs!).toBeLessThan(TIMING.dnsTtl * 1000 + h.interval_ms * (h.down_after + 1) + h.timeout_ms + 3000);
     expect(f.dns.edge).toBe("us");

@@ -440,7 +440,11 @@ export async function buildWorld(opts: { log?: (s: string) => void } = {}): Prom
       const rt = ns.router(r);
       await ip("netns", "add", rt);
       await ip("-n", rt, "link", "set", "lo", "up");
-      await exec("ip", ["netns", "exec", rt, "sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+      // No ICMP redirects: the client and the edge box share the router's LAN, so a router forwarding the client's
+      // anycast packets to its own edge told the client to send them to the box directly (a host route the client
+      // keeps for 300 s); when that box was cut off, the client's anycast requests went on into the cut, whatever
+      // BGP chose (the cut-off test's "anycast never served again"). Set before br0 exists, which inherits it.
+      await exec("ip", ["netns", "exec", rt, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv4.conf.all.send_redirects=0", "net.ipv4.conf.default.send_redirects=0"]);
       await ip("-n", rt, "link", "add", "br0", "type", "bridge");
       await ip("-n", rt, "addr", "add", `${addr.router(r)}/24`, "dev", "br0");
       await ip("-n", rt, "link", "set", "br0", "up");
@@ -470,7 +474,7 @@ export async function buildWorld(opts: { log?: (s: string) => void } = {}): Prom
         await ip("-n", ns.router(r), "route", "add", `10.${other.n}.0.0/24`, "dev", dev);
       }
     }
-    say("world: namespaces, LANs and long links up");
+    say(`world: namespaces, LANs and long links up (${/no real-time priority/.test(links.output()) ? "links WITHOUT real-time priority (not permitted): they lag when the CPU is busy" : "links at real-time priority"})`);
     checkWorldGeoip(GEOIP_FIXTURE);
     copyFileSync(GEOIP_FIXTURE, join(dir, "world.mmdb"));
     // Routers (BIRD), the origin, DNS nodes and edge boxes.
@@ -482,9 +486,13 @@ export async function buildWorld(opts: { log?: (s: string) => void } = {}): Prom
       );
     }
     // The control plane: one JetStream server per region (beside its DNS node), routed to each other over the long links.
-    const routes = REGIONS.map((o) => `nats-route://${addr.dns(o)}:${NATS.route}`);
+    // Each pair of servers has one dialing side, in a ring (eu → us → ap → eu): when both dial at once across a
+    // long link, each may keep the other's connection and close its own as a duplicate, and with 350 ms between eu
+    // and ap their retries met again for a minute (no route between them, JetStream stalled, purges unapplied).
+    const routesOf = (r: Region) => [REGIONS[(REGIONS.indexOf(r) + 1) % REGIONS.length]!].map((o) => `nats-route://${addr.dns(o)}:${NATS.route}`);
     await Promise.all(
       REGIONS.map(async (r) => {
+        const routes = routesOf(r);
         const natsDir = join(dir, `nats-${r.id}`);
         mkdirSync(natsDir, { recursive: true });
         const conf = natsServerConfig({ dir: natsDir, serverName: r.id, host: addr.dns(r), port: NATS.client, httpPort: NATS.http, token: NATS_TOKEN, cluster: { name: "world", port: NATS.route, routes } });
