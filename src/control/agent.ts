@@ -23,7 +23,7 @@ import { ControlApi } from "./api.ts";
 import { batches } from "./batch.ts";
 import { ControlClient } from "./client.ts";
 import { EdgeAdmin } from "./edge-admin.ts";
-import { Lease, type LeaseView } from "./lease.ts";
+import { Lease, LEADER_HEARD_WITHIN_MS, unconfirmedLeader, type LeaseView } from "./lease.ts";
 import { parseControlMessage } from "./messages.ts";
 import { connectForever, ensureStreams, streamIdentity } from "./nats.ts";
 import { coalesce, contiguous, planStart, type ApplyPlan, type Delivered } from "./plan.ts";
@@ -258,6 +258,9 @@ class Agent implements ControlAgent {
     const at = Date.now();
     try {
       const info = await jsm.streams.info(this.client.names.controlStream);
+      const unconfirmed = unconfirmedLeader(info.cluster, info.config.num_replicas, LEADER_HEARD_WITHIN_MS);
+      // Not an answer of the stream's quorum: no lease from it; twice in a row moves the box to another server.
+      if (unconfirmed) throw new Error(unconfirmed);
       this.checkFailures = 0;
       this.lease.answered(at, info.state.last_seq, this.seq);
       const behind = info.state.last_seq > this.seq;
@@ -302,8 +305,9 @@ class Agent implements ControlAgent {
     }
     this.stream = stream;
     this.seq = plan.startSeq - 1;
-    // The stream ended at last_seq when it was asked (just now): once applied up to there, the box was current.
-    this.lease.answered(asked, info.state.last_seq, this.seq);
+    // The stream ended at last_seq when it was asked (just now): once applied up to there, the box was current, if
+    // the answer came from the stream's quorum.
+    if (!unconfirmedLeader(info.cluster, info.config.num_replicas, LEADER_HEARD_WITHIN_MS)) this.lease.answered(asked, info.state.last_seq, this.seq);
     const durable = names.durable(this.self);
     await jsm.consumers.delete(names.controlStream, durable).catch(() => undefined);
     const consumer = await jsm.consumers.add(names.controlStream, {

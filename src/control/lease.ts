@@ -61,3 +61,28 @@ export class Lease {
     return { state, trustedUntil, confirmedAt: this.confirmedAt, lastContact: this.lastContact, lag: this.lag };
   }
 }
+
+/** A stream leader confirms a box current only if it heard a quorum of the stream's members within this (3 Raft heartbeats). */
+export const LEADER_HEARD_WITHIN_MS = 3_000;
+
+/** What a clustered stream's leader says of the stream's other members (StreamInfo.cluster; `active` in ns since heard). */
+export interface StreamCluster {
+  leader?: string;
+  replicas?: { name: string; active: number; offline?: boolean }[];
+}
+
+/**
+ * Whether a stream's answer can confirm a box current: in a cluster, only a leader that has heard a majority of the
+ * stream's members (itself included) within `heardWithinMs`. A leader cut off from the others with a box of its
+ * region keeps leading, and answering that box, until Raft's lost-quorum interval (10 s) makes it step down, while
+ * the other members elect a new leader and store purges it never sees (measured in the world: a partitioned region
+ * served a purged URL as a HIT). Undefined when the answer counts; else why it does not.
+ */
+export function unconfirmedLeader(cluster: StreamCluster | undefined, members: number, heardWithinMs: number): string | undefined {
+  if (members <= 1 || !cluster) return undefined;
+  if (!cluster.leader) return "the control stream has no leader";
+  const heard = 1 + (cluster.replicas ?? []).filter((r) => !r.offline && r.active > 0 && r.active < heardWithinMs * 1e6).length;
+  const quorum = Math.floor(members / 2) + 1;
+  if (heard >= quorum) return undefined;
+  return `the control stream's leader ${cluster.leader} has heard ${heard} of its ${members} members within ${heardWithinMs} ms (a quorum is ${quorum}): it may have been replaced`;
+}

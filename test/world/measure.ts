@@ -255,7 +255,7 @@ export function report(o: { nearest?: NearestRow[]; purge?: PurgeResult; failove
   if (o.partition) {
     const p = o.partition;
     out.push(
-      `Partition: ${p.region} cut off from the other regions for ${p.seconds} s, a URL purged meanwhile from the farthest (call answered ${p.purgeCall}): ${p.region}'s edge knew it was cut off after ${ms(p.cutOffAfterMs)}, served the purged object as a HIT ${p.purgedHits} times in ${p.purgedAnswers} answers, was current again ${ms(p.currentAfterMs)} after the links returned`,
+      `Partition: ${p.region} cut off from the other regions for ${p.seconds} s, a URL purged meanwhile from the farthest (call answered ${p.purgeCall}): ${p.region}'s edge knew it was cut off after ${ms(p.cutOffAfterMs)}, served the purged object as a HIT ${p.purgedHits} times in ${p.purgedAnswers} answers (the last ${ms(p.lastHitAfterMs)} after the cut), was current again ${ms(p.currentAfterMs)} after the links returned`,
       "",
     );
   }
@@ -363,6 +363,8 @@ export interface PartitionResult {
   /** Answers at the cut region's edge for the URL purged during the partition, and how many were HITs (purged content served). */
   purgedAnswers: number;
   purgedHits: number;
+  /** From the cut to the last of those HITs (the box trusted its cache until then). */
+  lastHitAfterMs?: number;
   /** From the links' return to the region's edge saying `cdn-control: current` again (it applied what it missed). */
   currentAfterMs?: number;
 }
@@ -411,7 +413,10 @@ export async function measurePartition(w: World, r: Region, seconds: number): Pr
         if (purged) {
           const f = await curlFrom(r, at(r), { maxTime: 2 });
           result.purgedAnswers++;
-          if (f.cache === "HIT") result.purgedHits++;
+          if (f.cache === "HIT") {
+            result.purgedHits++;
+            result.lastHitAfterMs = performance.now() - t0;
+          }
         }
         await new Promise((res) => setTimeout(res, 250));
       }

@@ -7,7 +7,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RECONNECT } from "../../src/anycast/bird-config.ts";
 import { buildWorld, LINKS, REGIONS, TIMING, worldUnavailable, type World } from "./world.ts";
-import { measureFailover, measureHealthUnderLoss, measureNearest, measurePurge, percentile, report, settle, type FailoverResult, type LossResult, type NearestRow, type PurgeResult } from "./measure.ts";
+import { LEADER_HEARD_WITHIN_MS } from "../../src/control/lease.ts";
+import { measureFailover, measureHealthUnderLoss, measureNearest, measurePartition, measurePurge, percentile, report, settle, type FailoverResult, type LossResult, type NearestRow, type PartitionResult, type PurgeResult } from "./measure.ts";
 
 const why = await worldUnavailable();
 if (why) console.log(`world tests skipped: ${why}`);
@@ -18,7 +19,7 @@ const NOISE_MS = 40;
 
 describe.skipIf(why !== undefined)("the world", () => {
   let world: World;
-  const measured: { nearest?: NearestRow[]; purge?: PurgeResult; failover?: FailoverResult[]; loss?: LossResult } = {};
+  const measured: { nearest?: NearestRow[]; purge?: PurgeResult; failover?: FailoverResult[]; loss?: LossResult; partition?: PartitionResult } = {};
 
   beforeAll(async () => {
     world = await buildWorld({ log: (s) => console.log(s) });
@@ -61,6 +62,21 @@ describe.skipIf(why !== undefined)("the world", () => {
     expect(l.polls).toBeGreaterThan(5);
     expect(l.downSeen).toEqual(Object.fromEntries(REGIONS.map((r) => [r.id, []])));
   }, 120_000);
+
+  it("a region cut off from the others, its JetStream server too: its edge stops trusting its cache within its lease and never serves the URL purged meanwhile as a HIT once it says so; current again after the mend", async () => {
+    const ap = REGIONS[2]!;
+    const p = (measured.partition = await measurePartition(world, ap, 15));
+    // ap's server may have led the control stream: it keeps leading ap's agent until Raft's lost-quorum interval
+    // (10 s), but confirms nothing once it has not heard a quorum for LEADER_HEARD_WITHIN_MS; then the lease runs out
+    // (lease_ms, the default 5 s here), checked every second.
+    const trustEndsMs = LEADER_HEARD_WITHIN_MS + 5_000 + 1_000;
+    expect(p.cutOffAfterMs, "ap's edge never said it was cut off").toBeDefined();
+    expect(p.cutOffAfterMs!).toBeLessThan(trustEndsMs + 2_000);
+    expect(p.purgedAnswers).toBeGreaterThan(2);
+    // Before cut-off a HIT is the lease's promise (a purge reaches a box within lease_ms); after it, never.
+    expect(p.lastHitAfterMs ?? 0).toBeLessThanOrEqual(p.cutOffAfterMs!);
+    expect(p.currentAfterMs, "ap's edge never current again after the mend").toBeDefined();
+  }, 180_000);
 
   it("an edge cut off (alive, unreachable): its region's clients are served again through anycast within the BGP hold time, through DNS after TTL + health", async () => {
     const ap = REGIONS[2]!;
