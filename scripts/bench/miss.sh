@@ -4,10 +4,10 @@
 # write). With OLD=<another checkout> it runs that checkout's edge beside this one, alternating old and new in each
 # round (the order swapped every round), so a loaded machine shifts both alike. The server under test runs on core 0,
 # wrk (-t1 -c32) and the origin on core 1. CPU per request = utime + stime of the workerd process(es) / requests.
-# Every server first serves WARM seconds (default 5) of each kind and size unmeasured: a fresh workerd compiles and optimizes
+# Every server first serves WARM seconds (default 10) of each kind and size unmeasured: a fresh workerd compiles and optimizes
 # the edge's JavaScript during its first thousands of requests, and a first measured run would count that as the
 # MISS's cost. STORE_ROOT=/dev/shm puts the stores on tmpfs (no file system inode allocation in the figure).
-# Usage: [OLD=/path/to/old/checkout] [SIZES="1024 102400"] [WARM=5] scripts/bench/miss.sh [seconds per run, default 5] [rounds, default 3]
+# Usage: [OLD=/path/to/old/checkout] [SIZES="1024 102400"] [WARM=10] scripts/bench/miss.sh [seconds per run, default 5] [rounds, default 3]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SECS=${1:-5}
@@ -70,13 +70,14 @@ run() { # label port kind size pids
   c1=$(cpu_of "$5")
   reqs=$(awk '/requests in/ {print $1}' <<<"$out")
   us=$(awk -v c=$((c1 - c0)) -v t="$(getconf CLK_TCK)" -v n="$reqs" 'BEGIN{printf "%.0f", c / t * 1e6 / n}')
-  printf '%-28s %6s B  %8s req/s  %6s µs CPU/req  (load %s)\n' "$1" "$4" "$(awk '/Requests\/sec/ {print $2}' <<<"$out")" "$us" "$(cut -d' ' -f1 /proc/loadavg)"
+  bad=$(awk '/Non-2xx/ {print $5} /Socket errors/ {print "socket:" $0}' <<<"$out" | tr '\n' ' ')
+  printf '%-28s %6s B  %8s req/s  %6s µs CPU/req  (load %s)%s\n' "$1" "$4" "$(awk '/Requests\/sec/ {print $2}' <<<"$out")" "$us" "$(cut -d' ' -f1 /proc/loadavg)" "${bad:+  not 2xx: $bad}"
 }
 for pp in "$P_FWD:$FWD_PID" "$P_NEW:$NEW_PID" ${OLD:+"$P_OLD:$OLD_PID"}; do
   for size in $SIZES; do
     for kind in miss nostore; do
       [ "$pp" = "$P_FWD:$FWD_PID" ] && [ "$kind" = nostore ] && continue
-      SIZE=$size KIND=$kind taskset -c 1 wrk -t1 -c32 -d"${WARM:-5}s" -s "$T/miss.lua" "http://127.0.0.1:${pp%%:*}/" > /dev/null
+      SIZE=$size KIND=$kind taskset -c 1 wrk -t1 -c32 -d"${WARM:-10}s" -s "$T/miss.lua" "http://127.0.0.1:${pp%%:*}/" > /dev/null
     done
   done
 done
