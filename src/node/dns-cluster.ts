@@ -88,7 +88,8 @@ export interface DnsWorkers {
   stop(): void;
 }
 
-const WORKER_ENTRY = fileURLToPath(new URL("./dns-worker.ts", import.meta.url));
+/** The worker's entry beside this module: dns-worker.mjs when the node runs from its bundle (dns-bundle.ts). */
+const WORKER_ENTRY = fileURLToPath(new URL(import.meta.url.endsWith(".mjs") ? "./dns-worker.mjs" : "./dns-worker.ts", import.meta.url));
 
 /** Starts n − 1 worker processes on the UDP socket's port; resolves when all serve (rejects when one fails to start). */
 export async function startWorkers(
