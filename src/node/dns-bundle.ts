@@ -2,7 +2,7 @@
  * Runs the DNS node from JavaScript rather than TypeScript: Node's type stripping keeps its compiler (a WebAssembly
  * instance, about 13 MB) and every module's source resident for the life of a process, which is a fifth of a DNS node's
  * memory. The first start after a change bundles the node's entry (dns-main.ts) and its worker (dns-worker.ts) with
- * esbuild into dist/dns/ (npm packages stay external); later starts find the bundle up to date by its inputs' times.
+ * esbuild into dist/dns/ (npm packages stay external; modules imported dynamically go to chunks of their own); later starts find the bundle up to date by its inputs' times.
  * The starting process then replaces itself (execve: same PID for systemd, SIGHUP and tests) with
  * `node <DNS_NODE_FLAGS> dist/dns/dns-main.mjs <its arguments>`.
  */
@@ -64,6 +64,7 @@ export async function buildDnsBundle(): Promise<void> {
     outExtension: { ".js": ".mjs" },
     write: false,
     bundle: true,
+    splitting: true, // dynamic imports (the control plane's modules) stay in chunks of their own, loaded when used
     format: "esm",
     platform: "node",
     target: "node22",
