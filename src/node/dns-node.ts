@@ -27,6 +27,8 @@ import type { bootGeoip, GeoipFollower } from "../control/geoip-follower.ts";
 import { loadZoneKeys } from "./dns-keys.ts";
 import { lineSink, startHost, type Host, type StreamLimits, type UdpGate } from "./dns-host.ts";
 import type { DnsObserver } from "../dns/observe.ts";
+import type { ProcessMemory } from "../dns/operator.ts";
+import { processMemory } from "./process-memory.ts";
 import { ResponseRateLimiter, rrlSettings } from "../dns/rrl.ts";
 import type { Peer } from "./serve-fetch.ts";
 
@@ -70,6 +72,8 @@ export interface NodeRuntime {
   onChallenge?: (change: ChallengeChange) => void;
   /** The listeners' evictions (the primary's host, once it listens). */
   evicted?: () => Record<string, number>;
+  /** The memory of the node's processes (the primary's; workers have none). */
+  memory?: () => ProcessMemory[];
 }
 
 /** Parses the text and loads what it names; throws with the field and reason (nothing is changed). */
@@ -106,6 +110,7 @@ export async function loadState(
     challenges: rt.challenges,
     onChallenge: (c) => rt.onChallenge?.(c),
     evicted: () => rt.evicted?.() ?? {},
+    memory: () => rt.memory?.() ?? [],
     reload: rt.canReload ? () => rt.reload!() : undefined,
   });
   return { configPath, configText, config, geo, tls, parts };
@@ -219,6 +224,9 @@ export async function runDnsNode(cli: DnsNodeCli): Promise<void> {
 
   rt.evicted = () => host.evicted();
   let workers: DnsWorkers | undefined;
+  /** The workers' memory as they last reported it (with their stats, every second), by pid. */
+  const workerMemory = new Map<number, ProcessMemory>();
+  rt.memory = () => [processMemory(), ...(workers?.pids ?? []).flatMap((pid) => workerMemory.get(pid) ?? [])];
   // With [control]: the edges' heartbeats count with the probes (a box whose heartbeats stop leaves answers).
   const heartbeats = state.config.control ? (await import("../control/presence-follower.ts")).followPresence(state.config.control, `parrot-dns ${hostname()}`, log) : undefined;
   let stopProbes = startProbes(state.parts, () => workers, heartbeats);
@@ -328,7 +336,10 @@ export async function runDnsNode(cli: DnsNodeCli): Promise<void> {
           { type: "health", states: state.parts.monitor.snapshot() },
           { type: "challenges", changes: rt.challenges.snapshot() },
         ],
-        stats: (delta) => state.parts.observer.absorb(delta),
+        stats: (delta, memory) => {
+          state.parts.observer.absorb(delta);
+          if (memory) workerMemory.set(memory.pid, memory);
+        },
         reloaded: (pid, error) => error && log(`dns: worker ${pid} kept its previous configuration: ${error}`),
         log,
       });
