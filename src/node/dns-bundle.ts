@@ -6,8 +6,9 @@
  * The starting process then replaces itself (execve: same PID for systemd, SIGHUP and tests) with
  * `node <DNS_NODE_FLAGS> dist/dns/dns-main.mjs <its arguments>`.
  */
-import { mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 import { ROOT } from "./children.ts";
 
 export const BUNDLE_DIR = resolve(ROOT, "dist/dns");
@@ -82,6 +83,12 @@ export async function buildDnsBundle(): Promise<void> {
   const aside = `${INPUTS}.${process.pid}.tmp`;
   writeFileSync(aside, JSON.stringify(inputs));
   renameSync(aside, INPUTS);
+  // Chunks of earlier builds (their names hash their content), once no process can still be starting from them.
+  const current = new Set(result.outputFiles.map((o) => o.path));
+  for (const f of readdirSync(BUNDLE_DIR)) {
+    const path = resolve(BUNDLE_DIR, f);
+    if (f.endsWith(".mjs") && !current.has(path) && statSync(path).mtimeMs < Date.now() - 60_000) rmSync(path, { force: true });
+  }
 }
 
 /**
@@ -103,4 +110,15 @@ export async function execBundledDnsNode(): Promise<string> {
     return `execve failed: ${(err as Error).message}`;
   }
   return "execve returned"; // not reached: execve replaces the process or throws
+}
+
+// `npm run build:dns` (and `npm ci`, after the native addon): bundle now rather than at the first start (an install
+// the node's user cannot write to). A failure is reported, not fatal: the node then bundles or runs the sources.
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  try {
+    await buildDnsBundle();
+    process.stdout.write(`dns-bundle: built ${BUNDLE_DIR}\n`);
+  } catch (err) {
+    process.stderr.write(`dns-bundle: not built (${(err as Error).message.split("\n")[0]}); the DNS node will try again when it starts\n`);
+  }
 }
