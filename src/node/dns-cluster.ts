@@ -2,8 +2,8 @@
  * A DNS node's extra processes (`--workers n`): n − 1 processes answering on UDP sockets of their own bound to the
  * primary's address and port (SO_REUSEPORT: the kernel spreads clients over the processes), and the typed
  * messages between them. The primary probes the edges, takes operator calls and reloads; it passes every change
- * (health, ACME challenge records, a new configuration) to the workers, which report their query counts and memory back every
- * second. Messages are checked on arrival: anything not of the protocol is ignored.
+ * (health, ACME challenge records, a new configuration) to the workers, which report their query counts and memory
+ * back every second. Messages are checked on arrival: anything not of the protocol is ignored.
  */
 import { fork, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
