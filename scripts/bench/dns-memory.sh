@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # DNS node memory (not a test): starts the node (`node [NODE_FLAGS] scripts/dns.ts`, from this checkout or from
 # SRC=<another checkout>, to compare) with the GeoIP test data, prints its RSS, PSS and private memory idle and after
-# dnsperf's four query mixes (plain, ECS, DO, DO + ECS; [seconds each], default 5) with the CPU per query of each,
+# dnsperf's four query mixes (the zone of scripts/bench/dns.sh: query log and rate limiting off) (plain, ECS, DO, DO + ECS; [seconds each], default 5) with the CPU per query of each,
 # and V8's heap as /metrics shows it. RUNS=3 repeats it (alternate it with SRC=… yourself: the machine changes).
 # EMBEDDED=1 leaves [geoip] out: the node then reads DB-IP's files from the npm packages.
 set -euo pipefail
@@ -19,7 +19,9 @@ token = "memory-bench-token-0123456789abcdef"
 zone = "geo.example.org"
 nameservers = ["ns1.example.org", "ns2.example.org"]
 hostmaster = "hostmaster.example.org"
+ttl = 30
 max_inflight = 4096
+query_log = false
 records = [ { name = "www", type = "A", value = "192.0.2.80" } ]
 [dns.rrl]
 rate = 0
