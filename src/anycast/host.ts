@@ -34,7 +34,8 @@ export interface RunningAnycast {
   info(): Extract<ChildMessage, { type: "ready" }>;
 }
 
-const ENTRY = resolve(import.meta.dirname, "announcer-process.ts");
+/** From the project root, so it is found from the DNS node's bundle too (dist/dns/, src/node/dns-bundle.ts). */
+const ENTRY = resolve(import.meta.dirname, "../..", "src/anycast/announcer-process.ts");
 
 /** Starts the announcer for this box when `[anycast]` names `service`; undefined when it does not. */
 export async function startAnycast(service: "edge" | "dns", opts: StartAnycastOptions): Promise<RunningAnycast | undefined> {

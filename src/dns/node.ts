@@ -13,6 +13,7 @@ import type { GeoIp } from "../geoip/geoip.ts";
 import { HealthMonitor, type MonitorSettings } from "../health/monitor.ts";
 import type { Cidr } from "../net/ip.ts";
 import type { Server } from "./answer.ts";
+import type { ProcessMemory } from "./operator.ts";
 import type { ChallengeChange, ChallengeStore } from "./challenges.ts";
 import { ALGORITHM_ECDSAP256SHA256, type ZoneKey } from "./dnssec/keys.ts";
 import { ZoneSigner } from "./dnssec/sign.ts";
@@ -64,6 +65,8 @@ export interface DnsNodeOptions {
   privacyKey?: DailyKey;
   /** The host's connections closed to make room, per listener (for /metrics). */
   evicted?: () => Record<string, number>;
+  /** The memory of the host's processes (for /metrics). */
+  memory?: () => ProcessMemory[];
 }
 
 /** Builds the parts; throws with a message naming the field when the config contradicts itself. */
@@ -86,7 +89,7 @@ export function createDnsNode(config: CdnConfig, o: DnsNodeOptions): DnsNodePart
   const addresses = new ClientAddresses(config.privacy, o.privacyKey ?? o.previous?.observer.addressKey);
   const observer = o.previous ? o.previous.observer.withWrite(write, addresses) : new DnsObserver({ write, addresses });
   const server: Server = { zone, geoip: o.geoip, udpSize: dns.max_udp_size, health: monitor, observer, challenges: o.challenges, dnssec };
-  const operator = createOperator({ config, server, monitor, observer, node: o.node, fetchImpl, now: o.now, reload: o.reload, onChallenge: o.onChallenge, evicted: o.evicted });
+  const operator = createOperator({ config, server, monitor, observer, node: o.node, fetchImpl, now: o.now, reload: o.reload, onChallenge: o.onChallenge, evicted: o.evicted, memory: o.memory });
   const doh = createDohHandler(() => server, o.trusted ?? []);
   return {
     config,

@@ -47,6 +47,19 @@ export interface OperatorOptions {
   onChallenge?: (change: ChallengeChange) => void;
   /** The host's connections closed to make room, per listener (Node host). */
   evicted?: () => Record<string, number>;
+  /** The memory of the node's processes (Node host: the primary and its workers). */
+  memory?: () => ProcessMemory[];
+}
+
+/** One process's memory, in bytes. */
+export interface ProcessMemory {
+  pid: number;
+  /** Resident set: includes the pages of the executable that every process running it shares. */
+  rss: number;
+  /** The resident pages private to this process (where the host can tell). */
+  private?: number;
+  heapUsed: number;
+  heapTotal: number;
 }
 
 /** An edge's own figures, from its metrics. */
@@ -233,6 +246,13 @@ export function createOperator(o: OperatorOptions): (request: Request) => Promis
       r.inc("parrot_dns_rrl_responses_total", "UDP responses response rate limiting dropped, or sent empty with TC=1 (slipped).", { action }, n);
     for (const [listener, n] of Object.entries(o.evicted?.() ?? {}))
       r.inc("parrot_dns_connections_evicted_total", "Connections a stream listener closed to make room for new ones ([dns.limits]).", { listener }, n);
+    for (const m of o.memory?.() ?? []) {
+      const pid = { pid: String(m.pid) };
+      r.set("parrot_dns_process_resident_bytes", "Resident memory of a process of this node (RSS: counts the Node executable's pages, which all its processes share).", pid, m.rss);
+      if (m.private !== undefined) r.set("parrot_dns_process_private_bytes", "Resident memory private to a process of this node (what it adds to the machine).", pid, m.private);
+      r.set("parrot_dns_process_heap_used_bytes", "V8 heap in use in a process of this node.", pid, m.heapUsed);
+      r.set("parrot_dns_process_heap_total_bytes", "V8 heap reserved by a process of this node.", pid, m.heapTotal);
+    }
     if (o.server.dnssec)
       r.inc("parrot_dns_dnssec_signatures_total", "RRSIGs this process made (the rest of the answers' signatures came from its caches).", {}, o.server.dnssec.signatures);
     const failOpen = (service.failOpen4 && !service.fallback4) || (service.failOpen6 && !service.fallback6);

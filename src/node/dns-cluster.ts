@@ -2,13 +2,14 @@
  * A DNS node's extra processes (`--workers n`): n − 1 processes answering on UDP sockets of their own bound to the
  * primary's address and port (SO_REUSEPORT: the kernel spreads clients over the processes), and the typed
  * messages between them. The primary probes the edges, takes operator calls and reloads; it passes every change
- * (health, ACME challenge records, a new configuration) to the workers, which report their query counts back every
- * second. Messages are checked on arrival: anything not of the protocol is ignored.
+ * (health, ACME challenge records, a new configuration) to the workers, which report their query counts and memory
+ * back every second. Messages are checked on arrival: anything not of the protocol is ignored.
  */
 import { fork, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import type { ChallengeChange } from "../dns/challenges.ts";
 import type { StatsDelta } from "../dns/observe.ts";
+import type { ProcessMemory } from "../dns/operator.ts";
 import type { EdgeHealth } from "../health/health.ts";
 
 /** An edge's health as the primary's monitor knows it. */
@@ -30,7 +31,8 @@ export type ToPrimary =
   | { type: "loaded" }
   | { type: "failed"; error: string }
   | { type: "serving" }
-  | { type: "stats"; delta: StatsDelta }
+  /** Every second: the query counts since the last, and the worker's memory. */
+  | { type: "stats"; delta: StatsDelta; memory?: ProcessMemory }
   | { type: "reloaded"; error?: string };
 
 const isObject = (m: unknown): m is Record<string, unknown> => typeof m === "object" && m !== null;
@@ -64,7 +66,12 @@ export function isToPrimary(m: unknown): m is ToPrimary {
     case "failed":
       return typeof m.error === "string";
     case "stats":
-      return isObject(m.delta) && Array.isArray(m.delta.queries) && Array.isArray(m.delta.answers);
+      return (
+        isObject(m.delta) &&
+        Array.isArray(m.delta.queries) &&
+        Array.isArray(m.delta.answers) &&
+        (m.memory === undefined || (isObject(m.memory) && Number.isInteger(m.memory.pid) && typeof m.memory.rss === "number"))
+      );
     case "reloaded":
       return m.error === undefined || typeof m.error === "string";
     default:
@@ -76,7 +83,7 @@ export function isToPrimary(m: unknown): m is ToPrimary {
 export interface WorkerEvents {
   /** The first messages a new worker gets after "start" (current health and challenge records). */
   initial(): ToWorker[];
-  stats(delta: StatsDelta): void;
+  stats(delta: StatsDelta, memory: ProcessMemory | undefined): void;
   reloaded(pid: number, error: string | undefined): void;
   log(line: string): void;
 }
@@ -88,7 +95,8 @@ export interface DnsWorkers {
   stop(): void;
 }
 
-const WORKER_ENTRY = fileURLToPath(new URL("./dns-worker.ts", import.meta.url));
+/** The worker's entry beside this module: dns-worker.mjs when the node runs from its bundle (dns-bundle.ts). */
+const WORKER_ENTRY = fileURLToPath(new URL(import.meta.url.endsWith(".mjs") ? "./dns-worker.mjs" : "./dns-worker.ts", import.meta.url));
 
 /** Starts n − 1 worker processes on the UDP socket's port; resolves when all serve (rejects when one fails to start). */
 export async function startWorkers(
@@ -135,7 +143,7 @@ export async function startWorkers(
                 no(new Error(m.error));
                 break;
               case "stats":
-                events.stats(m.delta);
+                events.stats(m.delta, m.memory);
                 break;
               case "reloaded":
                 events.reloaded(child.pid!, m.error);

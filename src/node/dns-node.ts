@@ -20,13 +20,15 @@ import { answerWire } from "../dns/doh.ts";
 import { createDnsNode, type DnsNodeParts } from "../dns/node.ts";
 import type { ReloadHook } from "../dns/operator.ts";
 import { parseCidr, type Cidr } from "../net/ip.ts";
-import { followPresence, type PresenceFollower } from "../control/presence-follower.ts";
+import type { PresenceFollower } from "../control/presence-follower.ts";
 import { startWorkers, type DnsWorkers } from "./dns-cluster.ts";
 import { loadGeoIp, withGeoipCity, type LoadedGeoIp } from "./dns-geoip.ts";
-import { bootGeoip, followGeoip, type GeoipFollower } from "../control/geoip-follower.ts";
+import type { bootGeoip, GeoipFollower } from "../control/geoip-follower.ts";
 import { loadZoneKeys } from "./dns-keys.ts";
 import { lineSink, startHost, type Host, type StreamLimits, type UdpGate } from "./dns-host.ts";
 import type { DnsObserver } from "../dns/observe.ts";
+import type { ProcessMemory } from "../dns/operator.ts";
+import { processMemory } from "./process-memory.ts";
 import { ResponseRateLimiter, rrlSettings } from "../dns/rrl.ts";
 import type { Peer } from "./serve-fetch.ts";
 
@@ -70,6 +72,8 @@ export interface NodeRuntime {
   onChallenge?: (change: ChallengeChange) => void;
   /** The listeners' evictions (the primary's host, once it listens). */
   evicted?: () => Record<string, number>;
+  /** The memory of the node's processes (the primary's; workers have none). */
+  memory?: () => ProcessMemory[];
 }
 
 /** Parses the text and loads what it names; throws with the field and reason (nothing is changed). */
@@ -106,6 +110,7 @@ export async function loadState(
     challenges: rt.challenges,
     onChallenge: (c) => rt.onChallenge?.(c),
     evicted: () => rt.evicted?.() ?? {},
+    memory: () => rt.memory?.() ?? [],
     reload: rt.canReload ? () => rt.reload!() : undefined,
   });
   return { configPath, configText, config, geo, tls, parts };
@@ -164,8 +169,10 @@ export async function runDnsNode(cli: DnsNodeCli): Promise<void> {
   // [geoip] fleet = true: the fleet's current City database, fetched before the node answers with geo data.
   let fleetCity: string | undefined;
   const geoipFleet = await fleetGeoipOptions(configPath, log);
+  // The control plane's modules (NATS and its dependencies: a few MB of code) load only for a node that uses them.
+  const fleetGeoip = geoipFleet && (await import("../control/geoip-follower.ts"));
   if (geoipFleet) {
-    const boot = await bootGeoip(geoipFleet, geoipFleet.cfg.catch_up_timeout_ms);
+    const boot = await fleetGeoip!.bootGeoip(geoipFleet, geoipFleet.cfg.catch_up_timeout_ms);
     fleetCity = boot.path;
     out(`dns geoip: ${boot.source}`);
     geoipFleet.started = boot;
@@ -217,8 +224,11 @@ export async function runDnsNode(cli: DnsNodeCli): Promise<void> {
 
   rt.evicted = () => host.evicted();
   let workers: DnsWorkers | undefined;
+  /** The workers' memory as they last reported it (with their stats, every second), by pid. */
+  const workerMemory = new Map<number, ProcessMemory>();
+  rt.memory = () => [processMemory(), ...(workers?.pids ?? []).flatMap((pid) => workerMemory.get(pid) ?? [])];
   // With [control]: the edges' heartbeats count with the probes (a box whose heartbeats stop leaves answers).
-  const heartbeats = state.config.control ? followPresence(state.config.control, `parrot-dns ${hostname()}`, log) : undefined;
+  const heartbeats = state.config.control ? (await import("../control/presence-follower.ts")).followPresence(state.config.control, `parrot-dns ${hostname()}`, log) : undefined;
   let stopProbes = startProbes(state.parts, () => workers, heartbeats);
   let reloading: Promise<unknown> = Promise.resolve();
 
@@ -289,7 +299,7 @@ export async function runDnsNode(cli: DnsNodeCli): Promise<void> {
   // A new fleet version: the node reloads with it (checked again by the reload; refused → the old data stays).
   const geoipFollower: GeoipFollower | undefined =
     geoipFleet &&
-    followGeoip(geoipFleet, geoipFleet.started!, async (path, v) => {
+    fleetGeoip!.followGeoip(geoipFleet, geoipFleet.started!, async (path, v) => {
       const before = fleetCity;
       fleetCity = path;
       const result = await reload(`fleet GeoIP version ${v.version}`, { configText: state.configText });
@@ -326,7 +336,10 @@ export async function runDnsNode(cli: DnsNodeCli): Promise<void> {
           { type: "health", states: state.parts.monitor.snapshot() },
           { type: "challenges", changes: rt.challenges.snapshot() },
         ],
-        stats: (delta) => state.parts.observer.absorb(delta),
+        stats: (delta, memory) => {
+          state.parts.observer.absorb(delta);
+          if (memory) workerMemory.set(memory.pid, memory);
+        },
         reloaded: (pid, error) => error && log(`dns: worker ${pid} kept its previous configuration: ${error}`),
         log,
       });

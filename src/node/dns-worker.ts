@@ -1,12 +1,13 @@
 /**
  * A DNS node's extra process (`--workers n`, forked by dns-cluster.ts): loads the configuration the primary names,
  * answers on a UDP socket of its own bound to the primary's port (SO_REUSEPORT), follows the primary's edge health and challenge records, reloads when told,
- * reports its query counts every second and leaves with the primary. Query log lines go to the shared stdout.
+ * reports its query counts and memory every second and leaves with the primary. Query log lines go to the shared stdout.
  */
 import { ChallengeStore } from "../dns/challenges.ts";
 import { answerWire } from "../dns/doh.ts";
 import { isToWorker, type ToPrimary } from "./dns-cluster.ts";
 import { lineSink, listenUdp } from "./dns-host.ts";
+import { processMemory } from "./process-memory.ts";
 import { ResponseRateLimiter, rrlSettings } from "../dns/rrl.ts";
 import { applyState, loadState, MAX_CHALLENGE_VALUES, udpGate, type NodeRuntime, type NodeState } from "./dns-node.ts";
 
@@ -96,6 +97,7 @@ process.on("message", (m: unknown) => {
 });
 
 setInterval(() => {
-  const delta = state?.parts.observer.takeDelta();
-  if (delta) send({ type: "stats", delta });
+  if (!state) return;
+  const delta = state.parts.observer.takeDelta() ?? { queries: [], answers: [], rrl: [0, 0] };
+  send({ type: "stats", delta, memory: processMemory() });
 }, 1000).unref();

@@ -4,7 +4,7 @@
  * away with the first.
  */
 import { createSocket, type Socket } from "node:dgram";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import * as dnsPacket from "dns-packet";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { run, startDnsNode, type DnsNode } from "../support/dns-process.ts";
@@ -138,6 +138,38 @@ it("the worker process follows the first one's health and its queries show in th
     after = udpQueries(await metrics());
   }
   expect(after).toBeGreaterThanOrEqual(before + 201);
+});
+
+it("runs both processes from the bundle with a 1 MB semi-space, and /metrics shows each one's memory", async () => {
+  const primary = node.child.pid!;
+  const worker = Number((await run("ps", ["--ppid", String(primary), "-o", "pid="])).out.trim());
+  // scripts/dns.ts replaced itself (same PID) with the bundled node; the worker is forked from the bundle too.
+  const args = (pid: number) => readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+  expect(args(primary)).toContain("--max-semi-space-size=1");
+  expect(args(primary).some((a) => a.endsWith("/dist/dns/dns-main.mjs"))).toBe(true);
+  expect(args(worker)).toContain("--max-semi-space-size=1");
+  expect(args(worker).some((a) => a.endsWith("/dist/dns/dns-worker.mjs"))).toBe(true);
+  // The worker reports its memory with its counts every second.
+  const gauge = (text: string, name: string) =>
+    new Map([...text.matchAll(new RegExp(`^parrot_dns_process_${name}\\{pid="(\\d+)"\\} (\\d+)$`, "gm"))].map((m) => [Number(m[1]), Number(m[2])]));
+  let text = await metrics();
+  for (let i = 0; i < 40 && !gauge(text, "resident_bytes").has(worker); i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    text = await metrics();
+  }
+  for (const pid of [primary, worker]) {
+    const rss = gauge(text, "resident_bytes").get(pid)!;
+    const own = gauge(text, "private_bytes").get(pid)!;
+    // RSS includes the Node executable's shared pages; the private part is less, and the heap less than that.
+    expect(rss).toBeGreaterThan(own);
+    expect(own).toBeGreaterThan(gauge(text, "heap_used_bytes").get(pid)!);
+    expect(gauge(text, "heap_used_bytes").get(pid)!).toBeGreaterThan(1 << 20);
+    expect(gauge(text, "heap_total_bytes").get(pid)!).toBeGreaterThanOrEqual(gauge(text, "heap_used_bytes").get(pid)!);
+    // The same figure as the kernel's, within what changes between the two reads.
+    const kernelRss = Number(/^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))![1]) * 1024;
+    expect(Math.abs(rss - kernelRss)).toBeLessThan(16 << 20);
+  }
+  expect([...gauge(text, "resident_bytes").keys()].sort()).toEqual([primary, worker].sort());
 });
 
 it("serves UDP from both processes; the worker alone while the first is stopped", async () => {
