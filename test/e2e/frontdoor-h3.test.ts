@@ -2,11 +2,15 @@
  * HTTP/3 through the front door: Caddy (Debian's, quic-go) beside HAProxy, started by `scripts/edge.ts` from
  * `[frontdoor] http3`, checked with headless Chromium speaking QUIC to it: the page comes over h3 from the edge's
  * cache, the sites' request limits hold for an HTTP/3 client, the edge sees the QUIC client's address and never one a
- * client claims, HTTPS answers name the HTTP/3 port in Alt-Svc, and a site added by SIGHUP gets its certificate.
+ * client claims, HTTPS answers name the HTTP/3 port in Alt-Svc, a certificate swapped in while running and a site
+ * added by SIGHUP are served on the HTTP/3 port too.
  */
-import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { X509Certificate } from "node:crypto";
+import { readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { combinedPem } from "../../src/frontdoor/cert-store.ts";
+import { issueLocalCertificate } from "../../src/frontdoor/local-ca.ts";
 import { serveFetch, type Served } from "../../src/node/serve-fetch.ts";
 import { evaluateInPage } from "../support/chromium.ts";
 import { curlHttps, presentedCertificate, run, sleep, spkiHash, startEdgeBox, type EdgeBox } from "../support/frontdoor.ts";
@@ -32,6 +36,7 @@ beforeAll(async () => {
 client_addresses = "full"
 [frontdoor]
 cert_dir = "{dir}/certs"
+poll_seconds = 1
 http3 = true
 http3_port = 0
 [[sites]]
@@ -111,6 +116,21 @@ describe("HTTP/3 through the front door", () => {
     for (const deadline = Date.now() + 15_000; !limited.length && Date.now() < deadline; await sleep(100)) limited = box.events().filter((e) => e.event === "limited" && e.via === "h3");
     expect(limited.length).toBeGreaterThanOrEqual(1);
     expect(limited[0]!.client).toBe("127.0.0.1");
+  }, 90_000);
+
+  it("serves a certificate swapped in while running (another box wrote it into cert_dir) on the HTTP/3 port too", async () => {
+    const localCa = { certPath: join(box.dir, "certs", "local-ca.pem"), keyPath: join(box.dir, "certs", "local-ca.key") };
+    const pair = await issueLocalCertificate(localCa, ["www.h3.test"], 30);
+    const target = join(box.dir, "certs", "www.h3.test.pem");
+    writeFileSync(target + ".tmp", combinedPem(pair));
+    renameSync(target + ".tmp", target);
+    const expected = new X509Certificate(pair.chainPem).serialNumber;
+    const serial = async (port: number) => (await presentedCertificate(port, "www.h3.test")).serialNumber;
+    let seen = "";
+    for (const deadline = Date.now() + 20_000; Date.now() < deadline && seen !== expected; await sleep(250)) seen = await serial(h3Port);
+    expect(seen).toBe(expected);
+    expect(await serial(box.httpsPort)).toBe(expected);
+    expect(await overH3("www.h3.test", "/page", "document.title")).toBe("over h3");
   }, 90_000);
 
   it("gives a site added by SIGHUP its own certificate on the HTTP/3 port too", async () => {
