@@ -129,7 +129,11 @@ ${MIRRORS.map((n, i) => `[[mirrors]]\nname = "${n}"\nurl = "${mirrors[n]!.url}"\
     const b = await scan("box-b");
     expect([...a.fleet!.scans, ...b.fleet!.scans].sort()).toEqual(MIRRORS);
     const expected = Object.fromEntries(MIRRORS.map((n) => [n, [a.fleet!.scans.includes(n) ? "box-a" : "box-b"]]));
-    expect(scannedBy(since)).toEqual(expected);
+    // nginx writes a request's log line after its answer is sent: read the mirrors' logs until they hold the scans.
+    await until("the mirrors' logs show each scanned by its owner", 5_000, async () => {
+      expect(scannedBy(since)).toEqual(expected);
+      return true;
+    });
     // Each box holds the other's results: the same last scan per mirror, the same answers.
     await until("both boxes hold the same states", 5_000, async () => {
       const [sa, sb] = [await status("box-a"), await status("box-b")];
@@ -166,13 +170,23 @@ ${MIRRORS.map((n, i) => `[[mirrors]]\nname = "${n}"\nurl = "${mirrors[n]!.url}"\
 
   it("with NATS down each box scans every mirror itself, and shares again when it returns", async () => {
     await until("box-a hears box-b again", 10_000, async () => ((await scan("box-a")).fleet?.boxes.length === 2 ? true : undefined));
+    const before = boxes["box-a"]!.run.output().length;
     await nats.stop();
-    await until("box-a notices", 15_000, async () => (boxes["box-a"]!.run.output().includes("NATS unreachable: scanning every mirror itself") ? true : undefined));
-    const since = marks();
-    const a = await scan("box-a");
-    expect(a.fleet!.connected).toBe(false);
-    expect(Object.values(scannedBy(since)).every((by) => by.includes("box-a"))).toBe(true);
-    await nats.start();
+    try {
+      // Said after this stop (not an earlier outage's line): from then on box-a owns every mirror.
+      await until("box-a notices", 15_000, async () => (boxes["box-a"]!.run.output().slice(before).includes("NATS unreachable: scanning every mirror itself") ? true : undefined));
+      const since = marks();
+      const a = await scan("box-a");
+      expect(a.fleet!.connected).toBe(false);
+      // nginx writes a request's log line after its answer is sent: read the mirrors' logs until they hold the scans.
+      await until("every mirror's log shows box-a's scan", 5_000, async () => {
+        expect(Object.values(scannedBy(since)).every((by) => by.includes("box-a"))).toBe(true);
+        return true;
+      });
+    } finally {
+      // The later tests need NATS, whatever happened here.
+      await nats.start();
+    }
     await until("box-a shares again", 15_000, async () => {
       const s = await scan("box-a");
       if (!(s.fleet!.connected && s.fleet!.boxes.length === 2 && s.fleet!.scans.length < MIRRORS.length)) throw new Error(JSON.stringify(s.fleet));
